@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs every Debian bookworm package that Duet's build, tests, benchmarks and tools
+# need. Idempotent: packages already present are skipped, and apt is not touched at all
+# when everything is installed.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  # LibTorch (CPU) + c10d Gloo headers; OpenBLAS or torch runs ~20x slower.
+  libtorch-dev libgloo-dev libopenblas0-pthread libopenblas-dev
+  # RPC, serialization, errors, logging, flags, metrics.
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libgoogle-glog-dev libgflags-dev prometheus-cpp-dev
+  # Formats: JSON, YAML, PNG.
+  nlohmann-json3-dev libyaml-cpp-dev libpng-dev
+  # Tests and benchmarks.
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # Independent PyTorch reference (parity test) and the Python decode-loop baseline.
+  python3 python3-torch python3-numpy
+  # Loopback throughput baseline for the broadcast benchmark; Prometheus for metric tests.
+  iperf3 prometheus
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
