@@ -1,0 +1,125 @@
+#include "tools/shapes_eval.h"
+
+#include <algorithm>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "eval/gallery.h"
+#include "eval/oracle.h"
+#include "world/dataset.h"
+#include "world/png_io.h"
+
+namespace duet {
+namespace {
+
+// Keeps at most `limit` items of each category (0 = all), preserving file order.
+template <typename Record>
+std::vector<Record> LimitPerCategory(std::vector<Record> records, int64_t limit) {
+  if (limit <= 0) return records;
+  std::map<world::Category, int64_t> seen;
+  std::vector<Record> out;
+  for (auto& r : records) {
+    if (seen[r.category]++ < limit) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<EvalResult> RunShapesEval(const world::ModelBundle& bundle, const EvalOptions& o) {
+  DUET_ASSIGN_OR_RETURN(auto prompts, world::ReadPrompts(JoinPath(o.data_dir, "eval_gen.jsonl")));
+  DUET_ASSIGN_OR_RETURN(auto images, world::ReadImages(JoinPath(o.data_dir, "eval_und.jsonl")));
+  prompts = LimitPerCategory(std::move(prompts), o.limit_per_category);
+  images = LimitPerCategory(std::move(images), o.limit_per_category);
+  eval::ShapesEvalReport report;
+  std::vector<eval::GalleryTile> gen_tiles, und_tiles;
+  nlohmann::json items = nlohmann::json::array();
+  const int64_t bs = std::max<int64_t>(1, o.batch_size);
+
+  // Generation: one image per prompt.
+  for (size_t begin = 0; begin < prompts.size(); begin += bs) {
+    const size_t end = std::min(prompts.size(), begin + static_cast<size_t>(bs));
+    TokenRows captions;
+    std::vector<uint64_t> seeds;
+    for (size_t i = begin; i < end; ++i) {
+      DUET_ASSIGN_OR_RETURN(auto ids, bundle.EncodeCaption(prompts[i].prompt));
+      captions.push_back(std::move(ids));
+      seeds.push_back(o.seed * 1000003ULL + i);
+    }
+    DUET_ASSIGN_OR_RETURN(GeneratedSequences out,
+                          GenerateImages(bundle.model, bundle.layout, captions, seeds, o.images));
+    for (size_t i = begin; i < end; ++i) {
+      DUET_ASSIGN_OR_RETURN(world::Image image, bundle.DecodeImage(out.tokens[i - begin]));
+      eval::GenerationVerdict v = eval::ScoreGeneration(prompts[i].parsed, image, bundle.world);
+      report.Add(eval::Direction::kGeneration, prompts[i].category, v.correct);
+      if (static_cast<int>(gen_tiles.size()) < o.gallery_tiles) {
+        gen_tiles.push_back({image, prompts[i].prompt, v.correct ? "ok" : v.reason, v.correct});
+      }
+    }
+  }
+
+  // Understanding: one caption per image, against the scene the oracle reads off the
+  // exact (never tokenized) image.
+  for (size_t begin = 0; begin < images.size(); begin += bs) {
+    const size_t end = std::min(images.size(), begin + static_cast<size_t>(bs));
+    TokenRows inputs;
+    std::vector<uint64_t> seeds;
+    std::vector<world::Image> pixels;
+    const int px = bundle.world.image_px();
+    for (size_t i = begin; i < end; ++i) {
+      DUET_ASSIGN_OR_RETURN(world::Image image, world::ReadPng(images[i].image, px, px));
+      DUET_ASSIGN_OR_RETURN(auto ids, bundle.EncodeImage(image));
+      inputs.push_back(std::move(ids));
+      pixels.push_back(std::move(image));
+      seeds.push_back(o.seed * 1000003ULL + 500000 + i);
+    }
+    DUET_ASSIGN_OR_RETURN(GeneratedSequences out,
+                          GenerateCaptions(bundle.model, bundle.layout, inputs, seeds, o.captions));
+    for (size_t i = begin; i < end; ++i) {
+      DUET_ASSIGN_OR_RETURN(std::string text, bundle.DecodeCaption(out.tokens[i - begin]));
+      const world::Image& image = pixels[i - begin];
+      eval::ParsedScene truth = eval::ParseImage(image, bundle.world);
+      if (truth.unrecognized_count() > 0) {
+        return absl::DataLossError(absl::StrCat(images[i].image,
+                                                ": the oracle cannot read this evaluation image"));
+      }
+      eval::UnderstandingVerdict v = eval::ScoreUnderstanding(truth.scene, text);
+      report.Add(eval::Direction::kUnderstanding, images[i].category, v.correct);
+      if (static_cast<int>(und_tiles.size()) < o.gallery_tiles) {
+        und_tiles.push_back({image, text, v.correct ? "ok" : v.reason, v.correct});
+      }
+    }
+  }
+
+  EvalResult result;
+  result.generation_accuracy = report.Accuracy(eval::Direction::kGeneration);
+  result.understanding_accuracy = report.Accuracy(eval::Direction::kUnderstanding);
+  result.table = report.FormatTable();
+  nlohmann::json j = report.ToJson();
+  j["settings"] = {{"cfg_scale", o.images.cfg_scale.value_or(0.0)},
+                   {"image_temperature", o.images.sampling.temperature},
+                   {"image_top_k", o.images.sampling.top_k},
+                   {"image_top_p", o.images.sampling.top_p},
+                   {"caption_temperature", o.captions.temperature},
+                   {"seed", o.seed},
+                   {"generation_items", prompts.size()},
+                   {"understanding_items", images.size()}};
+  result.report_json = j.dump(2);
+  if (!o.report_dir.empty()) {
+    DUET_RETURN_IF_ERROR(MakeDirs(o.report_dir));
+    result.report_path = JoinPath(o.report_dir, "report.json");
+    DUET_RETURN_IF_ERROR(WriteFileAtomically(result.report_path, result.report_json));
+    std::vector<eval::GalleryTile> tiles = gen_tiles;
+    tiles.insert(tiles.end(), und_tiles.begin(), und_tiles.end());
+    result.gallery_path = JoinPath(o.report_dir, "gallery.png");
+    DUET_RETURN_IF_ERROR(eval::WriteGallery(result.gallery_path, tiles, /*columns=*/8, /*scale=*/4));
+  }
+  return result;
+}
+
+}  // namespace duet

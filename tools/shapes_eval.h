@@ -1,0 +1,48 @@
+#ifndef DUET_TOOLS_SHAPES_EVAL_H_
+#define DUET_TOOLS_SHAPES_EVAL_H_
+
+// ShapesEval of a model on the held-out sets (eval_gen.jsonl, eval_und.jsonl): samples
+// one image per generation prompt and one caption per understanding image, scores them
+// with the oracle, and writes report.json and gallery.png. Evaluation only: training code
+// never links this (or the oracle).
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/generation.h"
+#include "world/bundle.h"
+
+namespace duet {
+
+struct EvalOptions {
+  std::string data_dir;
+  // Items per category and direction (0 = all).
+  int64_t limit_per_category = 0;
+  // Image sampling (one sample per prompt; the seed of item i is a function of seed, i).
+  ImageGenerationOptions images;
+  // Caption decoding (greedy by default).
+  SamplingParams captions;
+  uint64_t seed = 1;
+  int64_t batch_size = 64;
+  // Where report.json and gallery.png go (created). Empty: nothing is written.
+  std::string report_dir;
+  // Tiles per direction in the gallery.
+  int gallery_tiles = 24;
+};
+
+struct EvalResult {
+  double generation_accuracy = 0;
+  double understanding_accuracy = 0;
+  std::string table;        // terminal table
+  std::string report_json;  // the JSON report
+  std::string report_path;
+  std::string gallery_path;
+};
+
+absl::StatusOr<EvalResult> RunShapesEval(const world::ModelBundle& bundle,
+                                         const EvalOptions& options);
+
+}  // namespace duet
+
+#endif  // DUET_TOOLS_SHAPES_EVAL_H_

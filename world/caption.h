@@ -1,0 +1,134 @@
+#ifndef DUET_WORLD_CAPTION_H_
+#define DUET_WORLD_CAPTION_H_
+
+// Captions of the Shapes world: a tiny grammar, its exact semantics over scenes, the one
+// canonical caption of a scene, and the samplers that make scenes and prompts.
+//
+// Grammar (lowercase words separated by single spaces; no other characters):
+//   single       "a <color> <shape>"                      "a red circle"
+//   counting     "<two|three> <color> <shapes>"           "two blue squares"
+//   two_objects  "a <color> <shape> and a <color> <shape>"
+//   position     "a <color> <shape> <relation> a <color> <shape>",
+//                <relation> = "left of" | "right of" | "above" | "below"
+// In two_objects and position captions the two descriptions must differ in color or in
+// shape ("a red circle and a red circle" is not a caption).
+//
+// Counts of distinct caption strings: single 24, counting 48, two_objects 552 (ordered
+// pairs), position 2208.
+//
+// Thread-safety: plain values and pure functions; the samplers use only the generator
+// they are given.
+
+#include <array>
+#include <random>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "world/scene.h"
+
+namespace duet::world {
+
+enum class Category { kSingle, kCounting, kTwoObjects, kPosition };
+inline constexpr int kNumCategories = 4;
+inline constexpr std::array<Category, kNumCategories> kAllCategories = {
+    Category::kSingle, Category::kCounting, Category::kTwoObjects, Category::kPosition};
+
+// "single", "counting", "two_objects", "position".
+std::string_view CategoryName(Category category);
+// Inverse of CategoryName; InvalidArgument for any other string.
+absl::StatusOr<Category> CategoryFromName(std::string_view name);
+
+enum class Relation { kLeftOf, kRightOf, kAbove, kBelow };
+inline constexpr std::array<Relation, 4> kAllRelations = {
+    Relation::kLeftOf, Relation::kRightOf, Relation::kAbove, Relation::kBelow};
+
+// "left of", "right of", "above", "below".
+std::string_view RelationName(Relation relation);
+
+// A color and a shape: what a caption says about one object (or a group of equal ones).
+struct Description {
+  Color color = Color::kRed;
+  Shape shape = Shape::kCircle;
+  bool Matches(const Object& o) const { return o.color == color && o.shape == shape; }
+  friend bool operator==(const Description& x, const Description& y) {
+    return x.color == y.color && x.shape == y.shape;
+  }
+  friend bool operator!=(const Description& x, const Description& y) { return !(x == y); }
+};
+
+// True if object `a` stands in `relation` to object `b` (see Satisfies).
+bool RelationHolds(const Object& a, const Object& b, Relation relation);
+
+// "red circle" (singular).
+std::string DescriptionText(const Description& d);
+
+// A parsed caption. Fields that a category does not use keep their defaults, so two
+// captions are equal iff they format to the same string.
+struct Caption {
+  Category category = Category::kSingle;
+  Description a;                          // the (first) object; in counting, every object
+  int count = 1;                          // 1, except counting: 2 or 3
+  Description b;                          // two_objects and position: the second object
+  Relation relation = Relation::kLeftOf;  // position only: how `a` relates to `b`
+
+  friend bool operator==(const Caption& x, const Caption& y) {
+    return x.category == y.category && x.a == y.a && x.count == y.count && x.b == y.b &&
+           x.relation == y.relation;
+  }
+  friend bool operator!=(const Caption& x, const Caption& y) { return !(x == y); }
+};
+
+// Parses `text` against the grammar above. InvalidArgument naming the offending word and
+// its 1-based position (or the missing word at the end) for anything else, including
+// extra spaces, capitals, unknown words, a wrong number form ("a red circles",
+// "two red circle"), and two equal descriptions.
+absl::StatusOr<Caption> ParseCaption(std::string_view text);
+
+// The caption's text. REQUIRES: `caption` is valid (as produced by ParseCaption, the
+// samplers or CanonicalCaption); then ParseCaption(FormatCaption(c)) == c.
+std::string FormatCaption(const Caption& caption);
+
+// True if `scene` is exactly what `caption` says:
+//   single:      exactly one object, of that color and shape;
+//   counting:    exactly `count` objects, all of that color and shape;
+//   two_objects: exactly two objects, one matching each description, anywhere;
+//   position:    as two_objects, and the object A matching `a` relates to the object B
+//                matching `b`: "left of" = same row and col(A) < col(B); "right of" =
+//                same row and col(A) > col(B); "above" = same column and
+//                row(A) < row(B) (row 0 is the top); "below" = same column and
+//                row(A) > row(B).
+bool Satisfies(const Scene& scene, const Caption& caption);
+
+// The one canonical caption of `scene` (the understanding target):
+//   1 object                         -> single;
+//   2 or 3 objects, all equal        -> counting;
+//   2 different objects              -> ordered by (color, shape) enum value as A, B;
+//                                       position ("A <relation> B") if they share a row
+//                                       or a column, two_objects ("A and B") otherwise.
+// InvalidArgument for any other scene (empty, more than 3 objects, 3 objects that are not
+// all equal, two objects in one cell). Guarantees Satisfies(scene, result).
+absl::StatusOr<Caption> CanonicalCaption(const Scene& scene);
+
+// A random scene whose canonical caption has category `category`: single = one object;
+// counting = 2 or 3 equal objects; two_objects = two different objects in different rows
+// and columns; position = two different objects sharing a row or a column. Colors,
+// shapes, counts and cells are uniform among the allowed ones.
+// REQUIRES: config.grid >= 2 (and >= 3 for three-object counting scenes, which are
+// skipped on smaller grids).
+Scene SampleScene(Category category, std::mt19937_64& rng,
+                  const WorldConfig& config = WorldConfig());
+
+// A random generation prompt of `category`, uniform over the category's caption strings
+// (any order of the two descriptions, any of the four relations).
+Caption SampleCaption(Category category, std::mt19937_64& rng);
+
+// A random scene that satisfies `caption`, uniform over the placements that do.
+// REQUIRES: `caption` valid; config.grid large enough to hold it (grid >= 2, or >= 3 for
+// three objects).
+Scene SampleSceneFor(const Caption& caption, std::mt19937_64& rng,
+                     const WorldConfig& config = WorldConfig());
+
+}  // namespace duet::world
+
+#endif  // DUET_WORLD_CAPTION_H_

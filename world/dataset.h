@@ -1,0 +1,102 @@
+#ifndef DUET_WORLD_DATASET_H_
+#define DUET_WORLD_DATASET_H_
+
+// The Shapes world's data files: JSONL records (one JSON object per line) that point at
+// PNG images by paths relative to the JSONL file's folder, and MakeData, which writes a
+// complete data folder.
+//
+// Record kinds:
+//   pairs    {"image": "images/sft/000001.png", "caption": "a red circle",
+//             "category": "single"}                       (sft.jsonl, eval_und.jsonl)
+//   prompts  {"prompt": "two blue squares", "category": "counting"}
+//                                                  (rl_gen_prompts.jsonl, eval_gen.jsonl)
+//   images   {"image": "images/rl/000001.png", "category": "position"}
+//                                                                  (rl_und_images.jsonl)
+// "category" is optional in pairs and prompts (it follows from the caption) but must
+// agree with the caption when present; it is required in image records.
+//
+// Thread-safety: free functions with no shared state.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "world/caption.h"
+#include "world/scene.h"
+
+namespace duet::world {
+
+// File names inside a data folder written by MakeData.
+inline constexpr char kCodebookFile[] = "tokenizer/codebook.safetensors";
+inline constexpr char kSftFile[] = "sft.jsonl";
+inline constexpr char kRlGenPromptsFile[] = "rl_gen_prompts.jsonl";
+inline constexpr char kRlUndImagesFile[] = "rl_und_images.jsonl";
+inline constexpr char kEvalGenFile[] = "eval_gen.jsonl";
+inline constexpr char kEvalUndFile[] = "eval_und.jsonl";
+inline constexpr char kManifestFile[] = "manifest.json";
+
+struct PairRecord {
+  std::string image;    // path of the PNG, resolved against the JSONL file's folder
+  std::string caption;  // the caption text, in the grammar
+  Caption parsed;       // ParseCaption(caption)
+  Category category = Category::kSingle;
+};
+
+struct PromptRecord {
+  std::string prompt;  // the prompt text, in the grammar
+  Caption parsed;      // ParseCaption(prompt)
+  Category category = Category::kSingle;
+};
+
+struct ImageRecord {
+  std::string image;  // path of the PNG, resolved against the JSONL file's folder
+  Category category = Category::kSingle;
+};
+
+// Read a JSONL file of the given kind. Blank lines are skipped. Errors name the file
+// and the 1-based line: NotFound for a missing file; InvalidArgument for a line that is
+// not a JSON object, a missing or non-string key, a caption or prompt outside the
+// grammar, an unknown category, or a category that disagrees with the caption. The
+// images themselves are not opened.
+absl::StatusOr<std::vector<PairRecord>> ReadPairs(const std::string& path);
+absl::StatusOr<std::vector<PromptRecord>> ReadPrompts(const std::string& path);
+absl::StatusOr<std::vector<ImageRecord>> ReadImages(const std::string& path);
+
+struct MakeDataOptions {
+  std::string out_dir;        // created if missing; existing files are overwritten
+  int sft_pairs = 20000;      // paired SFT examples, categories in rotation
+  int rl_prompts = 2000;      // text-only generation prompts for RL
+  int rl_images = 2000;       // unlabelled images for understanding RL
+  int eval_per_category = 100;  // per category, in each of eval_gen and eval_und
+  int codebook_size = 512;    // image tokenizer codebook entries
+  int tokenizer_images = 4000;  // freshly rendered images the tokenizer is trained on
+  int tokenizer_iterations = 20;  // k-means iterations
+  uint64_t seed = 1;
+  WorldConfig world;
+};
+
+// Writes a complete data folder under options.out_dir:
+//   tokenizer/codebook.safetensors  image tokenizer (ImageTokenizer::Save)
+//   sft.jsonl + images/sft/*.png    pairs with canonical captions, the four categories
+//                                   in rotation
+//   rl_gen_prompts.jsonl            prompts from SampleCaption, categories in rotation
+//   rl_und_images.jsonl + images/rl/*.png   images only, categories in rotation
+//   eval_gen.jsonl                  eval_per_category prompts per category
+//   eval_und.jsonl + images/eval/*.png      eval_per_category pairs per category, with
+//                                   the canonical caption as "caption"
+//   manifest.json                   counts, seed, world config, file names (written last:
+//                                   its presence marks a complete folder)
+// Held-out guarantees: no eval image is pixel-identical to an SFT, RL or tokenizer
+// training image; eval prompts of two_objects and position are distinct and never occur
+// as strings among the RL prompts. Single (24 strings) and counting (48 strings) prompts
+// are too few to hold out and are shared between eval and RL.
+// The output depends only on the options. InvalidArgument for negative counts, an
+// invalid world config, a codebook_size outside [2, 512] (the image token range), or
+// eval_per_category > 276 (half the two_objects strings must remain for RL).
+absl::Status MakeData(const MakeDataOptions& options);
+
+}  // namespace duet::world
+
+#endif  // DUET_WORLD_DATASET_H_

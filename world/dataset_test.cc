@@ -1,0 +1,197 @@
+#include "world/dataset.h"
+
+#include <filesystem>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/file_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "world/image_tokenizer.h"
+#include "world/png_io.h"
+
+namespace duet::world {
+namespace {
+
+using ::testing::HasSubstr;
+
+class DatasetTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (std::filesystem::temp_directory_path() /
+            ("duet_dataset_test_" + std::to_string(::getpid())))
+               .string();
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  MakeDataOptions TinyOptions(const std::string& out) const {
+    MakeDataOptions o;
+    o.out_dir = out;
+    o.sft_pairs = 60;
+    o.rl_prompts = 200;
+    o.rl_images = 20;
+    o.eval_per_category = 30;
+    o.codebook_size = 16;
+    o.tokenizer_images = 50;
+    o.tokenizer_iterations = 3;
+    o.seed = 5;
+    return o;
+  }
+
+  void WriteLines(const std::string& path, const std::string& contents) {
+    ASSERT_TRUE(WriteFileAtomically(path, contents).ok());
+  }
+
+  std::string dir_;
+};
+
+TEST_F(DatasetTest, MakeDataWritesEverythingReadable) {
+  const std::string out = dir_ + "/data";
+  ASSERT_TRUE(MakeData(TinyOptions(out)).ok());
+
+  absl::StatusOr<ImageTokenizer> tok = ImageTokenizer::Load(JoinPath(out, kCodebookFile));
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_EQ(tok->codebook_size(), 16);
+
+  // Pixels of every non-eval image.
+  std::set<std::vector<uint8_t>> train_pixels;
+
+  absl::StatusOr<std::vector<PairRecord>> sft = ReadPairs(JoinPath(out, kSftFile));
+  ASSERT_TRUE(sft.ok()) << sft.status();
+  ASSERT_EQ(sft->size(), 60u);
+  std::vector<int> per_category(4);
+  for (const PairRecord& r : *sft) {
+    ++per_category[static_cast<int>(r.category)];
+    EXPECT_EQ(r.parsed.category, r.category);
+    absl::StatusOr<Image> image = ReadPng(r.image, /*expect_width=*/24, /*expect_height=*/24);
+    ASSERT_TRUE(image.ok()) << image.status();
+    train_pixels.insert(image->rgb);
+  }
+  EXPECT_EQ(per_category, std::vector<int>(4, 15));
+
+  absl::StatusOr<std::vector<ImageRecord>> rl_images =
+      ReadImages(JoinPath(out, kRlUndImagesFile));
+  ASSERT_TRUE(rl_images.ok()) << rl_images.status();
+  ASSERT_EQ(rl_images->size(), 20u);
+  for (const ImageRecord& r : *rl_images) {
+    absl::StatusOr<Image> image = ReadPng(r.image, /*expect_width=*/24, /*expect_height=*/24);
+    ASSERT_TRUE(image.ok()) << image.status();
+    train_pixels.insert(image->rgb);
+  }
+
+  absl::StatusOr<std::vector<PairRecord>> eval_und = ReadPairs(JoinPath(out, kEvalUndFile));
+  ASSERT_TRUE(eval_und.ok()) << eval_und.status();
+  ASSERT_EQ(eval_und->size(), 120u);
+  for (const PairRecord& r : *eval_und) {
+    absl::StatusOr<Image> image = ReadPng(r.image, /*expect_width=*/24, /*expect_height=*/24);
+    ASSERT_TRUE(image.ok()) << image.status();
+    EXPECT_EQ(train_pixels.count(image->rgb), 0u) << r.image;
+  }
+
+  absl::StatusOr<std::vector<PromptRecord>> rl_prompts =
+      ReadPrompts(JoinPath(out, kRlGenPromptsFile));
+  ASSERT_TRUE(rl_prompts.ok()) << rl_prompts.status();
+  ASSERT_EQ(rl_prompts->size(), 200u);
+  std::set<std::string> rl_strings;
+  for (const PromptRecord& r : *rl_prompts) rl_strings.insert(r.prompt);
+
+  absl::StatusOr<std::vector<PromptRecord>> eval_gen =
+      ReadPrompts(JoinPath(out, kEvalGenFile));
+  ASSERT_TRUE(eval_gen.ok()) << eval_gen.status();
+  ASSERT_EQ(eval_gen->size(), 120u);
+  std::set<std::string> held_out;
+  for (const PromptRecord& r : *eval_gen) {
+    if (r.category == Category::kTwoObjects || r.category == Category::kPosition) {
+      EXPECT_EQ(rl_strings.count(r.prompt), 0u) << r.prompt;
+      EXPECT_TRUE(held_out.insert(r.prompt).second) << "duplicate " << r.prompt;
+    }
+  }
+
+  absl::StatusOr<std::string> manifest_text = ReadFileToString(JoinPath(out, kManifestFile));
+  ASSERT_TRUE(manifest_text.ok());
+  const nlohmann::json manifest = nlohmann::json::parse(*manifest_text);
+  EXPECT_EQ(manifest["counts"]["sft_pairs"], 60);
+  EXPECT_EQ(manifest["counts"]["eval_und"], 120);
+  EXPECT_EQ(manifest["seed"], 5);
+  EXPECT_EQ(manifest["world"]["grid"], 3);
+  EXPECT_EQ(manifest["tokenizer"]["codebook_size"], 16);
+}
+
+TEST_F(DatasetTest, MakeDataIsDeterministic) {
+  ASSERT_TRUE(MakeData(TinyOptions(dir_ + "/a")).ok());
+  ASSERT_TRUE(MakeData(TinyOptions(dir_ + "/b")).ok());
+  for (const char* file : {kSftFile, kRlGenPromptsFile, kEvalGenFile, kEvalUndFile,
+                           kManifestFile, "images/sft/000007.png", "images/eval/000003.png",
+                           kCodebookFile}) {
+    EXPECT_EQ(ReadFileToString(JoinPath(dir_ + "/a", file)).value(),
+              ReadFileToString(JoinPath(dir_ + "/b", file)).value())
+        << file;
+  }
+}
+
+TEST_F(DatasetTest, MakeDataRejectsBadOptions) {
+  MakeDataOptions o = TinyOptions(dir_ + "/bad");
+  o.sft_pairs = -1;
+  EXPECT_EQ(MakeData(o).code(), absl::StatusCode::kInvalidArgument);
+  o = TinyOptions(dir_ + "/bad");
+  o.codebook_size = 513;
+  EXPECT_EQ(MakeData(o).code(), absl::StatusCode::kInvalidArgument);
+  o = TinyOptions(dir_ + "/bad");
+  o.eval_per_category = 300;
+  EXPECT_EQ(MakeData(o).code(), absl::StatusCode::kInvalidArgument);
+  o = TinyOptions("");
+  EXPECT_EQ(MakeData(o).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(DatasetTest, ReadersResolvePathsAndSkipBlankLines) {
+  const std::string path = dir_ + "/pairs.jsonl";
+  WriteLines(path,
+             "{\"image\": \"images/x.png\", \"caption\": \"a red circle\"}\n\n"
+             "{\"image\": \"/abs/y.png\", \"caption\": \"two blue squares\", "
+             "\"category\": \"counting\"}\n");
+  absl::StatusOr<std::vector<PairRecord>> pairs = ReadPairs(path);
+  ASSERT_TRUE(pairs.ok()) << pairs.status();
+  ASSERT_EQ(pairs->size(), 2u);
+  EXPECT_EQ((*pairs)[0].image, dir_ + "/images/x.png");
+  EXPECT_EQ((*pairs)[0].category, Category::kSingle);
+  EXPECT_EQ((*pairs)[1].image, "/abs/y.png");
+  EXPECT_EQ((*pairs)[1].parsed.count, 2);
+}
+
+TEST_F(DatasetTest, ReaderErrorsNameFileAndLine) {
+  const std::string path = dir_ + "/bad.jsonl";
+  const std::string good = "{\"image\": \"a.png\", \"caption\": \"a red circle\"}\n";
+  struct Case {
+    std::string line;
+    std::string message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"not json", "not valid JSON"},
+           {"[1, 2]", "not a JSON object"},
+           {"{\"caption\": \"a red circle\"}", "no \"image\""},
+           {"{\"image\": 3, \"caption\": \"a red circle\"}", "\"image\" is not a string"},
+           {"{\"image\": \"a.png\", \"caption\": \"a red dog\"}", "\"dog\""},
+           {"{\"image\": \"a.png\", \"caption\": \"a red circle\", \"category\": \"counting\"}",
+            "disagrees"},
+           {"{\"image\": \"a.png\", \"caption\": \"a red circle\", \"category\": \"blah\"}",
+            "unknown category"},
+       }) {
+    WriteLines(path, good + good + c.line + "\n");
+    absl::Status s = ReadPairs(path).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.line;
+    EXPECT_THAT(s.message(), HasSubstr(path + ":3: ")) << s;
+    EXPECT_THAT(s.message(), HasSubstr(c.message)) << s;
+  }
+  WriteLines(path, "{\"prompt\": \"a red circle and a red circle\"}\n");
+  EXPECT_EQ(ReadPrompts(path).status().code(), absl::StatusCode::kInvalidArgument);
+  WriteLines(path, "{\"image\": \"a.png\"}\n");
+  EXPECT_THAT(ReadImages(path).status().message(), HasSubstr("no \"category\""));
+  EXPECT_EQ(ReadPairs(dir_ + "/missing.jsonl").status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace duet::world

@@ -1,0 +1,440 @@
+#include "world/image_tokenizer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <random>
+#include <set>
+#include <utility>
+
+#include <torch/torch.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/safetensors.h"
+#include "common/status_macros.h"
+
+namespace duet::world {
+namespace {
+
+// Rows of the distance matrix computed at once in a Lloyd step (bounds memory).
+constexpr int64_t kDistanceChunk = 16384;
+
+absl::Status CheckImageSize(const Image& image, const WorldConfig& config) {
+  const int px = config.image_px();
+  if (image.width != px || image.height != px || !image.IsValid()) {
+    return absl::InvalidArgumentError(absl::StrCat("image is ", image.width, "x",
+                                                   image.height, " but Duet's world needs ",
+                                                   px, "x", px));
+  }
+  return absl::OkStatus();
+}
+
+// Copies patch `p` (row-major over patches) of `image` into `out` (patch_dim bytes in
+// y, x, channel order).
+void ExtractPatch(const Image& image, const WorldConfig& config, int p, uint8_t* out) {
+  const int per_side = config.patches_per_side();
+  const int x0 = (p % per_side) * config.patch_px;
+  const int y0 = (p / per_side) * config.patch_px;
+  const size_t row_bytes = static_cast<size_t>(config.patch_px) * 3;
+  for (int y = 0; y < config.patch_px; ++y) {
+    std::copy_n(&image.rgb[image.Offset(x0, y0 + y)], row_bytes, out + y * row_bytes);
+  }
+}
+
+double UniformDouble(std::mt19937_64& rng) {
+  return static_cast<double>(rng() >> 11) * (1.0 / 9007199254740992.0);
+}
+
+// Index of a point drawn with probability proportional to `weights` (uniform if they are
+// all zero).
+int64_t SampleProportional(const float* weights, int64_t n, std::mt19937_64& rng) {
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) total += weights[i];
+  if (!(total > 0)) return static_cast<int64_t>(UniformDouble(rng) * n) % n;
+  const double target = UniformDouble(rng) * total;
+  double acc = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    acc += weights[i];
+    if (acc > target) return i;
+  }
+  return n - 1;
+}
+
+// k-means over the rows of `x` [n, d] with `k` centers: k-means++ seeding, then up to
+// `iterations` Lloyd steps (stopping when assignments settle); empty clusters are
+// re-seeded with the points farthest from their centers. Returns the centers [k, d].
+// REQUIRES: 1 <= k <= n. Throws (torch) on internal failure.
+torch::Tensor KMeans(const torch::Tensor& x, int64_t k, int iterations,
+                     std::mt19937_64& rng) {
+  const int64_t n = x.size(0);
+  const int64_t d = x.size(1);
+  const torch::Tensor x_norm = (x * x).sum(1);
+
+  torch::Tensor centers = torch::empty({k, d}, torch::kFloat32);
+  const int64_t first = static_cast<int64_t>(UniformDouble(rng) * n) % n;
+  centers[0].copy_(x[first]);
+  torch::Tensor min_dist = (x - x[first]).pow(2).sum(1);
+  for (int64_t c = 1; c < k; ++c) {
+    const int64_t i = SampleProportional(min_dist.data_ptr<float>(), n, rng);
+    centers[c].copy_(x[i]);
+    min_dist = torch::minimum(min_dist, (x - x[i]).pow(2).sum(1));
+  }
+
+  torch::Tensor assign;
+  for (int it = 0; it < iterations; ++it) {
+    // Assignment step: squared distances |x|^2 - 2 x.c + |c|^2, in row chunks.
+    const torch::Tensor c_norm = (centers * centers).sum(1);
+    torch::Tensor new_assign = torch::empty({n}, torch::kInt64);
+    for (int64_t begin = 0; begin < n; begin += kDistanceChunk) {
+      const int64_t end = std::min(n, begin + kDistanceChunk);
+      const torch::Tensor dist = torch::addmm(c_norm.unsqueeze(0), x.slice(0, begin, end),
+                                              centers.t(), /*beta=*/1, /*alpha=*/-2) +
+                                 x_norm.slice(0, begin, end).unsqueeze(1);
+      auto [best, index] = dist.min(/*dim=*/1);
+      min_dist.slice(0, begin, end).copy_(best);
+      new_assign.slice(0, begin, end).copy_(index);
+    }
+    if (assign.defined() && torch::equal(assign, new_assign)) break;
+    assign = new_assign;
+
+    // Update step: the mean of each cluster's points.
+    const torch::Tensor sums = torch::zeros({k, d}, torch::kFloat32).index_add_(0, assign, x);
+    const torch::Tensor counts = torch::bincount(assign, /*weights=*/{}, /*minlength=*/k);
+    const int64_t* count = counts.data_ptr<int64_t>();
+    std::vector<int64_t> empty;
+    for (int64_t c = 0; c < k; ++c) {
+      if (count[c] > 0) {
+        centers[c].copy_(sums[c] / static_cast<float>(count[c]));
+      } else {
+        empty.push_back(c);
+      }
+    }
+    if (!empty.empty()) {
+      const torch::Tensor far =
+          std::get<1>(torch::topk(min_dist, static_cast<int64_t>(empty.size())));
+      for (size_t e = 0; e < empty.size(); ++e) {
+        centers[empty[e]].copy_(x[far[e].item<int64_t>()]);
+      }
+    }
+  }
+  return centers;
+}
+
+// The palette color nearest to the mean of the patch's non-black pixels: the group
+// whose codes the patch is learned with. REQUIRES: some pixel is non-black.
+int ColorGroup(const uint8_t* patch, int d) {
+  double sum[3] = {0, 0, 0};
+  int count = 0;
+  for (int i = 0; i < d; i += 3) {
+    if (patch[i] == 0 && patch[i + 1] == 0 && patch[i + 2] == 0) continue;
+    for (int ch = 0; ch < 3; ++ch) sum[ch] += patch[i + ch];
+    ++count;
+  }
+  int best = 0;
+  double best_dist = 1e18;
+  for (int g = 0; g < kNumColors; ++g) {
+    const Rgb p = PaletteRgb(kAllColors[g]);
+    const double dr = sum[0] / count - p.r, dg = sum[1] / count - p.g,
+                 db = sum[2] / count - p.b;
+    const double dist = dr * dr + dg * dg + db * db;
+    if (dist < best_dist) {
+      best_dist = dist;
+      best = g;
+    }
+  }
+  return best;
+}
+
+// Splits `total` codes among groups of `sizes` points in proportion to their sizes
+// (largest remainder), never giving a group more codes than points.
+// REQUIRES: total <= sum(sizes).
+std::vector<int64_t> AllocateCodes(const std::vector<int64_t>& sizes, int64_t total) {
+  std::vector<int64_t> alloc(sizes.size(), 0);
+  int64_t left = total;
+  while (left > 0) {
+    int64_t open_points = 0;
+    for (size_t g = 0; g < sizes.size(); ++g) {
+      if (alloc[g] < sizes[g]) open_points += sizes[g];
+    }
+    std::vector<std::pair<double, size_t>> remainders;
+    int64_t given = 0;
+    for (size_t g = 0; g < sizes.size(); ++g) {
+      if (alloc[g] >= sizes[g]) continue;
+      const double share = static_cast<double>(left) * sizes[g] / open_points;
+      const int64_t whole =
+          std::min(static_cast<int64_t>(share), sizes[g] - alloc[g]);
+      alloc[g] += whole;
+      given += whole;
+      remainders.emplace_back(-(share - static_cast<double>(whole)), g);
+    }
+    std::sort(remainders.begin(), remainders.end());
+    for (const auto& [unused, g] : remainders) {
+      if (given == left) break;
+      if (alloc[g] < sizes[g]) {
+        ++alloc[g];
+        ++given;
+      }
+    }
+    left -= given;
+  }
+  return alloc;
+}
+
+// Rounds `centers` to 8-bit values and nudges duplicates (one channel step at a time)
+// until all entries differ, so every code is the unique nearest entry to its own decode.
+std::vector<uint8_t> QuantizeDistinct(const std::vector<float>& centers, int k, int d) {
+  std::vector<uint8_t> q(centers.size());
+  for (size_t i = 0; i < centers.size(); ++i) {
+    q[i] = static_cast<uint8_t>(std::lround(std::clamp(centers[i], 0.0f, 1.0f) * 255.0f));
+  }
+  std::set<std::vector<uint8_t>> seen;
+  for (int c = 0; c < k; ++c) {
+    std::vector<uint8_t> entry(q.begin() + static_cast<size_t>(c) * d,
+                               q.begin() + static_cast<size_t>(c + 1) * d);
+    for (int64_t step = 0; seen.count(entry) > 0; ++step) {
+      uint8_t& v = entry[step % d];
+      v = v < 255 ? v + 1 : v - 1;
+    }
+    std::copy(entry.begin(), entry.end(), q.begin() + static_cast<size_t>(c) * d);
+    seen.insert(std::move(entry));
+  }
+  return q;
+}
+
+}  // namespace
+
+ImageTokenizer::ImageTokenizer(const WorldConfig& config, int codebook_size,
+                               std::vector<float> codebook)
+    : config_(config), codebook_size_(codebook_size), codebook_(std::move(codebook)) {
+  codebook_u8_.resize(codebook_.size());
+  for (size_t i = 0; i < codebook_.size(); ++i) {
+    codebook_u8_[i] = static_cast<uint8_t>(std::lround(codebook_[i] * 255.0f));
+    codebook_[i] = static_cast<float>(codebook_u8_[i]) / 255.0f;
+  }
+}
+
+absl::StatusOr<ImageTokenizer> ImageTokenizer::Train(const std::vector<Image>& images,
+                                                     int codebook_size, int iterations,
+                                                     uint64_t seed,
+                                                     const WorldConfig& config) {
+  DUET_RETURN_IF_ERROR(ValidateWorldConfig(config));
+  if (codebook_size < 2 || codebook_size > 65536) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("codebook_size ", codebook_size, " is outside [2, 65536]"));
+  }
+  if (iterations < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("iterations ", iterations, " < 0"));
+  }
+  const int d = config.patch_px * config.patch_px * 3;
+  const int num_patches = config.num_patches();
+  // The non-black patches, scaled to [0, 1], grouped by palette color.
+  std::vector<std::vector<float>> groups(kNumColors);
+  std::vector<uint8_t> patch(d);
+  for (size_t i = 0; i < images.size(); ++i) {
+    if (absl::Status s = CheckImageSize(images[i], config); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("training image ", i, ": ", s.message()));
+    }
+    for (int p = 0; p < num_patches; ++p) {
+      ExtractPatch(images[i], config, p, patch.data());
+      if (std::all_of(patch.begin(), patch.end(), [](uint8_t v) { return v == 0; })) {
+        continue;
+      }
+      std::vector<float>& group = groups[ColorGroup(patch.data(), d)];
+      for (uint8_t v : patch) group.push_back(static_cast<float>(v) / 255.0f);
+    }
+  }
+  std::vector<int64_t> sizes(kNumColors);
+  int64_t n = 0;
+  for (int g = 0; g < kNumColors; ++g) {
+    sizes[g] = static_cast<int64_t>(groups[g].size()) / d;
+    n += sizes[g];
+  }
+  if (n < codebook_size - 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the ", images.size(), " training images hold ", n,
+                     " non-black patches; a codebook of ", codebook_size, " needs at least ",
+                     codebook_size - 1));
+  }
+  // Code 0 stays the black patch; the others are split among the color groups.
+  const std::vector<int64_t> alloc = AllocateCodes(sizes, codebook_size - 1);
+  std::vector<float> codebook(static_cast<size_t>(codebook_size) * d, 0.0f);
+  std::mt19937_64 rng(seed);
+  try {
+    torch::NoGradGuard no_grad;
+    size_t offset = static_cast<size_t>(d);  // after code 0
+    for (int g = 0; g < kNumColors; ++g) {
+      if (alloc[g] == 0) continue;
+      const torch::Tensor x =
+          torch::from_blob(groups[g].data(), {sizes[g], d}, torch::kFloat32);
+      const torch::Tensor centers = KMeans(x, alloc[g], iterations, rng).contiguous();
+      std::copy_n(centers.data_ptr<float>(), centers.numel(), codebook.begin() + offset);
+      offset += static_cast<size_t>(centers.numel());
+    }
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("k-means failed: ", e.what()));
+  }
+  const std::vector<uint8_t> q = QuantizeDistinct(codebook, codebook_size, d);
+  for (size_t i = 0; i < q.size(); ++i) codebook[i] = static_cast<float>(q[i]) / 255.0f;
+  return ImageTokenizer(config, codebook_size, std::move(codebook));
+}
+
+absl::StatusOr<ImageTokenizer> ImageTokenizer::FromCodebook(std::vector<float> codebook,
+                                                            int codebook_size,
+                                                            const WorldConfig& config) {
+  DUET_RETURN_IF_ERROR(ValidateWorldConfig(config));
+  const size_t d = static_cast<size_t>(config.patch_px) * config.patch_px * 3;
+  if (codebook_size < 1 || codebook.size() != static_cast<size_t>(codebook_size) * d) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a codebook of ", codebook_size, " entries of ", d,
+                     " floats needs ", codebook_size * d, " floats, got ", codebook.size()));
+  }
+  for (size_t i = 0; i < codebook.size(); ++i) {
+    if (!(codebook[i] >= 0.0f && codebook[i] <= 1.0f)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("codebook entry ", i / d, " holds ", codebook[i],
+                       ", outside the pixel range [0, 1]"));
+    }
+  }
+  return ImageTokenizer(config, codebook_size, std::move(codebook));
+}
+
+absl::Status ImageTokenizer::Save(const std::string& path) const {
+  TensorMap tensors;
+  try {
+    tensors["codebook"] =
+        torch::from_blob(const_cast<float*>(codebook_.data()),
+                         {codebook_size_, static_cast<int64_t>(patch_dim())},
+                         torch::kFloat32)
+            .clone();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("cannot build codebook tensor: ", e.what()));
+  }
+  const MetadataMap metadata = {{"patch_px", absl::StrCat(config_.patch_px)},
+                                {"grid", absl::StrCat(config_.grid)},
+                                {"cell_px", absl::StrCat(config_.cell_px)}};
+  return WriteSafetensors(path, tensors, metadata);
+}
+
+absl::StatusOr<ImageTokenizer> ImageTokenizer::Load(const std::string& path) {
+  DUET_ASSIGN_OR_RETURN(SafetensorsFile file, ReadSafetensors(path));
+  auto invalid = [&](const std::string& what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is not an image tokenizer: ", what));
+  };
+  WorldConfig config;
+  for (auto [key, field] : {std::pair<const char*, int*>{"patch_px", &config.patch_px},
+                            {"grid", &config.grid},
+                            {"cell_px", &config.cell_px}}) {
+    auto it = file.metadata.find(key);
+    if (it == file.metadata.end()) return invalid(absl::StrCat("no \"", key, "\" metadata"));
+    if (!absl::SimpleAtoi(it->second, field)) {
+      return invalid(absl::StrCat("metadata \"", key, "\" is \"", it->second,
+                                  "\", not an integer"));
+    }
+  }
+  if (absl::Status s = ValidateWorldConfig(config); !s.ok()) return invalid(s.ToString());
+  auto it = file.tensors.find("codebook");
+  if (it == file.tensors.end()) return invalid("no \"codebook\" tensor");
+  const torch::Tensor& t = it->second;
+  const int64_t d = static_cast<int64_t>(config.patch_px) * config.patch_px * 3;
+  if (t.scalar_type() != torch::kFloat32) {
+    return invalid(absl::StrCat("\"codebook\" has dtype ", c10::toString(t.scalar_type()),
+                                ", expected F32"));
+  }
+  if (t.dim() != 2 || t.size(1) != d || t.size(0) < 1 || t.size(0) > 65536) {
+    return invalid(absl::StrCat("\"codebook\" has shape ", c10::str(t.sizes()),
+                                ", expected [K, ", d, "] with 1 <= K <= 65536 for patch_px ",
+                                config.patch_px));
+  }
+  const torch::Tensor c = t.contiguous();
+  std::vector<float> codebook(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  absl::StatusOr<ImageTokenizer> tok =
+      FromCodebook(std::move(codebook), static_cast<int>(t.size(0)), config);
+  if (!tok.ok()) return invalid(std::string(tok.status().message()));
+  return tok;
+}
+
+absl::StatusOr<std::vector<int>> ImageTokenizer::Encode(const Image& image) const {
+  DUET_RETURN_IF_ERROR(CheckImageSize(image, config_));
+  const int d = patch_dim();
+  std::vector<uint8_t> patch(d);
+  std::vector<int> codes(num_tokens());
+  for (int p = 0; p < num_tokens(); ++p) {
+    ExtractPatch(image, config_, p, patch.data());
+    int best = 0;
+    int32_t best_dist = INT32_MAX;
+    for (int c = 0; c < codebook_size_ && best_dist > 0; ++c) {
+      const uint8_t* entry = &codebook_u8_[static_cast<size_t>(c) * d];
+      int32_t dist = 0;
+      for (int i = 0; i < d; ++i) {
+        const int32_t diff = static_cast<int32_t>(patch[i]) - entry[i];
+        dist += diff * diff;
+      }
+      if (dist < best_dist) {
+        best_dist = dist;
+        best = c;
+      }
+    }
+    codes[p] = best;
+  }
+  return codes;
+}
+
+absl::StatusOr<Image> ImageTokenizer::Decode(const std::vector<int>& codes) const {
+  if (static_cast<int>(codes.size()) != num_tokens()) {
+    return absl::InvalidArgumentError(absl::StrCat("an image is ", num_tokens(),
+                                                   " codes, got ", codes.size()));
+  }
+  const int px = config_.image_px();
+  const int per_side = config_.patches_per_side();
+  const size_t row_bytes = static_cast<size_t>(config_.patch_px) * 3;
+  Image image(px, px);
+  for (int p = 0; p < num_tokens(); ++p) {
+    if (codes[p] < 0 || codes[p] >= codebook_size_) {
+      return absl::OutOfRangeError(absl::StrCat("code ", p, " is ", codes[p],
+                                                ", outside the codebook [0, ",
+                                                codebook_size_, ")"));
+    }
+    const uint8_t* entry = &codebook_u8_[static_cast<size_t>(codes[p]) * patch_dim()];
+    const int x0 = (p % per_side) * config_.patch_px;
+    const int y0 = (p / per_side) * config_.patch_px;
+    for (int y = 0; y < config_.patch_px; ++y) {
+      std::copy_n(entry + y * row_bytes, row_bytes, &image.rgb[image.Offset(x0, y0 + y)]);
+    }
+  }
+  return image;
+}
+
+absl::StatusOr<std::vector<std::vector<int>>> ImageTokenizer::EncodeBatch(
+    const std::vector<Image>& images) const {
+  std::vector<std::vector<int>> out;
+  out.reserve(images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
+    absl::StatusOr<std::vector<int>> codes = Encode(images[i]);
+    if (!codes.ok()) {
+      return absl::Status(codes.status().code(),
+                          absl::StrCat("image ", i, ": ", codes.status().message()));
+    }
+    out.push_back(*std::move(codes));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<Image>> ImageTokenizer::DecodeBatch(
+    const std::vector<std::vector<int>>& codes) const {
+  std::vector<Image> out;
+  out.reserve(codes.size());
+  for (size_t i = 0; i < codes.size(); ++i) {
+    absl::StatusOr<Image> image = Decode(codes[i]);
+    if (!image.ok()) {
+      return absl::Status(image.status().code(),
+                          absl::StrCat("codes ", i, ": ", image.status().message()));
+    }
+    out.push_back(*std::move(image));
+  }
+  return out;
+}
+
+}  // namespace duet::world

@@ -1,0 +1,94 @@
+#ifndef DUET_WORLD_IMAGE_TOKENIZER_H_
+#define DUET_WORLD_IMAGE_TOKENIZER_H_
+
+// A vector-quantizing image tokenizer: each image is cut into patch_px x patch_px
+// patches (row-major), and each patch becomes the index of the nearest entry of a learned
+// codebook of RGB patches. With the default world (24x24 images, 4x4 patches) an image is
+// 36 codes and a codebook entry is a 48-dim vector (y, x, channel order) of pixel values
+// in [0, 1].
+//
+// The codebook is learned by k-means. Code 0 is reserved for the all-black patch (most
+// of every image is background), the others start from k-means++ seeds on the non-black
+// training patches and run Lloyd iterations; clusters that go empty are re-seeded with
+// the points farthest from their centres. The trained entries are rounded to 8-bit pixel
+// values and made pairwise distinct, so Decode is exact and Encode(Decode(codes)) ==
+// codes for every code sequence.
+//
+// Thread-safety: immutable after construction; Encode/Decode may run concurrently.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "world/image.h"
+#include "world/scene.h"
+
+namespace duet::world {
+
+class ImageTokenizer {
+ public:
+  // Learns a codebook of `codebook_size` entries from the patches of `images` with
+  // `iterations` Lloyd iterations (stopping early once assignments settle); the result
+  // depends only on the arguments. Takes a few seconds for ~4000 images on two cores.
+  // InvalidArgument for an invalid config, codebook_size outside [2, 65536],
+  // iterations < 0, an image of the wrong size, or images with fewer than
+  // codebook_size - 1 lit (non-black) patches in all.
+  static absl::StatusOr<ImageTokenizer> Train(const std::vector<Image>& images,
+                                              int codebook_size = 512, int iterations = 20,
+                                              uint64_t seed = 1,
+                                              const WorldConfig& config = WorldConfig());
+
+  // A tokenizer over a given codebook: `codebook` holds codebook_size rows of
+  // patch_dim() floats in [0, 1], row-major; entries are rounded to 8-bit values.
+  // InvalidArgument for a wrong size, values outside [0, 1], or an invalid config.
+  static absl::StatusOr<ImageTokenizer> FromCodebook(std::vector<float> codebook,
+                                                     int codebook_size,
+                                                     const WorldConfig& config);
+
+  // Writes the codebook as safetensors: tensor "codebook" [K, patch_dim] F32 and metadata
+  // "patch_px", "grid", "cell_px". Atomic (see WriteSafetensors).
+  absl::Status Save(const std::string& path) const;
+
+  // Reads a file written by Save. NotFound / DataLoss as ReadSafetensors; InvalidArgument
+  // naming what is wrong for a missing "codebook" tensor, a wrong dtype or shape, or
+  // missing or malformed metadata. The other WorldConfig fields keep their defaults.
+  static absl::StatusOr<ImageTokenizer> Load(const std::string& path);
+
+  // The num_tokens() codes of `image`, each in [0, codebook_size()), patches row-major.
+  // Each patch maps to the entry at least squared distance (ties: lowest code).
+  // InvalidArgument if the image does not have the world's size.
+  absl::StatusOr<std::vector<int>> Encode(const Image& image) const;
+
+  // The image made of the codebook entries of `codes`. InvalidArgument if codes.size()
+  // != num_tokens(); OutOfRange naming the first code outside [0, codebook_size()).
+  absl::StatusOr<Image> Decode(const std::vector<int>& codes) const;
+
+  // Encode / Decode over a batch; the first error is returned, prefixed with its index.
+  absl::StatusOr<std::vector<std::vector<int>>> EncodeBatch(
+      const std::vector<Image>& images) const;
+  absl::StatusOr<std::vector<Image>> DecodeBatch(
+      const std::vector<std::vector<int>>& codes) const;
+
+  int codebook_size() const { return codebook_size_; }
+  // Floats per codebook entry: patch_px * patch_px * 3.
+  int patch_dim() const { return config_.patch_px * config_.patch_px * 3; }
+  // Codes per image.
+  int num_tokens() const { return config_.num_patches(); }
+  const WorldConfig& config() const { return config_; }
+  // codebook_size() x patch_dim() floats, row-major; every value is k / 255.
+  const std::vector<float>& codebook() const { return codebook_; }
+
+ private:
+  ImageTokenizer(const WorldConfig& config, int codebook_size, std::vector<float> codebook);
+
+  WorldConfig config_;
+  int codebook_size_ = 0;
+  std::vector<float> codebook_;     // codebook_size_ x patch_dim(), values k / 255
+  std::vector<uint8_t> codebook_u8_;  // the same entries as 8-bit pixel values
+};
+
+}  // namespace duet::world
+
+#endif  // DUET_WORLD_IMAGE_TOKENIZER_H_
