@@ -135,27 +135,34 @@ absl::StatusOr<GeneratedSequences> GenerateImages(const Transformer& model,
     torch::Tensor allowed = RangeMask(layout.vocab_size(), layout.image_begin, layout.image_end);
     torch::Tensor all_tokens = torch::empty({b, n}, torch::kInt64);
     torch::Tensor all_logprobs = torch::empty({b, n}, torch::kFloat32);
+    torch::Tensor all_policy = torch::empty({b, n}, torch::kFloat32);
     for (int64_t t = 0; t < n; ++t) {
       torch::Tensor guided = logits;
+      torch::Tensor c = logits.narrow(0, 0, b);
       if (cfg) {
-        torch::Tensor c = logits.narrow(0, 0, b), u = logits.narrow(0, b, b);
+        torch::Tensor u = logits.narrow(0, b, b);
         guided = u + *options.cfg_scale * (c - u);
       }
       SampledTokens s = SampleTokens(guided, allowed, options.sampling, seeds, t);
       all_tokens.select(1, t).copy_(s.tokens);
       all_logprobs.select(1, t).copy_(s.logprobs);
+      all_policy.select(1, t).copy_(
+          torch::log_softmax(c, -1).gather(1, s.tokens.unsqueeze(1)).squeeze(1));
       if (t + 1 == n) break;
       torch::Tensor next = cfg ? torch::cat({s.tokens, s.tokens}) : s.tokens;
       logits = model.Step(next.unsqueeze(1), cache).select(1, 0);
     }
     auto tk = all_tokens.accessor<int64_t, 2>();
     auto lp = all_logprobs.accessor<float, 2>();
+    auto pp = all_policy.accessor<float, 2>();
     out.tokens.assign(b, std::vector<int64_t>(n));
     out.logprobs.assign(b, std::vector<float>(n));
+    out.policy_logprobs.assign(b, std::vector<float>(n));
     for (int64_t i = 0; i < b; ++i) {
       for (int64_t j = 0; j < n; ++j) {
         out.tokens[i][j] = tk[i][j];
         out.logprobs[i][j] = lp[i][j];
+        out.policy_logprobs[i][j] = pp[i][j];
       }
     }
   } catch (const c10::Error& e) {
@@ -191,13 +198,16 @@ absl::StatusOr<GeneratedSequences> GenerateCaptions(const Transformer& model,
     torch::Tensor eos_only = RangeMask(layout.vocab_size(), layout.eos, layout.eos + 1);
     out.tokens.assign(b, {});
     out.logprobs.assign(b, {});
+    out.policy_logprobs.assign(b, {});
     std::vector<bool> done(b, false);
     int64_t remaining = b;
     for (int64_t t = 0; t < max_new && remaining > 0; ++t) {
       const torch::Tensor& allowed = (t + 1 == max_new) ? eos_only : text_or_eos;
       SampledTokens s = SampleTokens(logits, allowed, sampling, seeds, t);
+      torch::Tensor policy = torch::log_softmax(logits, -1).gather(1, s.tokens.unsqueeze(1)).squeeze(1);
       auto tk = s.tokens.accessor<int64_t, 1>();
       auto lp = s.logprobs.accessor<float, 1>();
+      auto pp = policy.accessor<float, 1>();
       torch::Tensor next = s.tokens.clone();
       for (int64_t i = 0; i < b; ++i) {
         if (done[i]) {
@@ -206,6 +216,7 @@ absl::StatusOr<GeneratedSequences> GenerateCaptions(const Transformer& model,
         }
         out.tokens[i].push_back(tk[i]);
         out.logprobs[i].push_back(lp[i]);
+        out.policy_logprobs[i].push_back(pp[i]);
         if (tk[i] == layout.eos) {
           done[i] = true;
           --remaining;

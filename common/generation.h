@@ -48,7 +48,12 @@ struct ImageGenerationOptions {
 struct GeneratedSequences {
   TokenRows tokens;                           // sampled ids per row
   std::vector<std::vector<float>> logprobs;   // per sampled token, under the distribution
-                                              // it was drawn from
+                                              // it was drawn from (guidance, temperature,
+                                              // top-k/p and the token constraints applied)
+  // Per sampled token, log-softmax of the model's own conditional logits (temperature 1,
+  // no guidance, full vocabulary): what a teacher-forced pass of the same weights gives,
+  // so a learner can form importance ratios and check consistency against it.
+  std::vector<std::vector<float>> policy_logprobs;
 };
 
 // Samples exactly layout.image_tokens image codes for each caption (text ids), with

@@ -11,6 +11,7 @@ int RunPretrain();
 int RunEval();
 int RunSample();
 int RunDumpLogits();
+int RunRl();
 
 }  // namespace duet
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
+#include <map>
 #include <random>
 #include <set>
 #include <utility>
@@ -19,6 +20,10 @@ namespace {
 
 // Rows of the distance matrix computed at once in a Lloyd step (bounds memory).
 constexpr int64_t kDistanceChunk = 16384;
+// A pixel whose brightest channel is at least this (in [0, 1]) is part of a shape.
+constexpr float kOnThreshold = 0.25f;
+// Most distinct patch patterns ShapeSeeds considers per color group.
+constexpr int64_t kMaxSeedPatterns = 2048;
 
 absl::Status CheckImageSize(const Image& image, const WorldConfig& config) {
   const int px = config.image_px();
@@ -61,31 +66,121 @@ int64_t SampleProportional(const float* weights, int64_t n, std::mt19937_64& rng
   return n - 1;
 }
 
-// k-means over the rows of `x` [n, d] with `k` centers: k-means++ seeding, then up to
-// `iterations` Lloyd steps (stopping when assignments settle); empty clusters are
-// re-seeded with the points farthest from their centers. Returns the centers [k, d].
+// Initial centers from the patches' shapes. Every distinct on/off pattern of the rows of
+// `x` (a pixel is on when its brightest channel is >= kOnThreshold) is a candidate,
+// weighted by how many rows have it. While there are more than `k`, the pair with the
+// least min(weight) * Hamming distance is merged: the lighter pattern is absorbed into
+// the heavier, which keeps its shape and gains the weight. So rare patterns are merged
+// into close common ones rather than blurred with them. Each survivor becomes a crisp
+// patch: its pattern, colored with the mean color of the rows that have that exact
+// pattern. Returns at most k rows, most frequent first.
+// Only the kMaxSeedPatterns most frequent patterns are candidates (the greedy merge is
+// cubic in their number); a world of jittered shapes has about 120 per color.
+torch::Tensor ShapeSeeds(const torch::Tensor& x, int64_t k) {
+  const int64_t n = x.size(0);
+  const int64_t pixels = x.size(1) / 3;
+  const float* data = x.data_ptr<float>();
+  struct Pattern {
+    std::vector<bool> on;
+    int64_t count = 0;              // rows with exactly this pattern
+    int64_t weight = 0;             // count plus the weight of absorbed patterns
+    std::vector<double> color_sum;  // per pixel RGB sums over its rows
+  };
+  std::map<std::vector<bool>, Pattern> by_key;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = data + i * pixels * 3;
+    std::vector<bool> on(pixels);
+    for (int64_t p = 0; p < pixels; ++p) {
+      on[p] = std::max({row[3 * p], row[3 * p + 1], row[3 * p + 2]}) >= kOnThreshold;
+    }
+    Pattern& pattern = by_key[on];
+    if (pattern.count == 0) {
+      pattern.on = on;
+      pattern.color_sum.assign(pixels * 3, 0.0);
+    }
+    ++pattern.count;
+    for (int64_t j = 0; j < pixels * 3; ++j) pattern.color_sum[j] += row[j];
+  }
+  std::vector<Pattern> patterns;
+  for (auto& [key, pattern] : by_key) {
+    pattern.weight = pattern.count;
+    patterns.push_back(std::move(pattern));
+  }
+  std::stable_sort(patterns.begin(), patterns.end(),
+                   [](const Pattern& a, const Pattern& b) { return a.count > b.count; });
+  if (static_cast<int64_t>(patterns.size()) > kMaxSeedPatterns) {
+    patterns.resize(kMaxSeedPatterns);
+  }
+  auto hamming = [&](const Pattern& a, const Pattern& b) {
+    int64_t h = 0;
+    for (int64_t p = 0; p < pixels; ++p) h += a.on[p] != b.on[p];
+    return h;
+  };
+  if (getenv("DBG")) fprintf(stderr, "group: %zu patterns, k=%ld n=%ld\n", patterns.size(), (long)k, (long)n);
+  while (static_cast<int64_t>(patterns.size()) > k) {
+    size_t best_keep = 0, best_drop = 1;
+    int64_t best_cost = INT64_MAX;
+    for (size_t a = 0; a < patterns.size(); ++a) {
+      for (size_t b = a + 1; b < patterns.size(); ++b) {
+        const int64_t cost =
+            std::min(patterns[a].weight, patterns[b].weight) * hamming(patterns[a], patterns[b]);
+        if (cost < best_cost) {
+          best_cost = cost;
+          const bool a_heavier = patterns[a].weight >= patterns[b].weight;
+          best_keep = a_heavier ? a : b;
+          best_drop = a_heavier ? b : a;
+        }
+      }
+    }
+    patterns[best_keep].weight += patterns[best_drop].weight;
+    patterns.erase(patterns.begin() + static_cast<std::ptrdiff_t>(best_drop));
+  }
+  torch::Tensor seeds = torch::zeros({static_cast<int64_t>(patterns.size()), pixels * 3});
+  float* out = seeds.data_ptr<float>();
+  for (size_t c = 0; c < patterns.size(); ++c) {
+    for (int64_t j = 0; j < pixels * 3; ++j) {
+      out[c * pixels * 3 + j] =
+          static_cast<float>(patterns[c].color_sum[j] / patterns[c].count);
+    }
+  }
+  return seeds;
+}
+
+// k-means over the rows of `x` [n, d] with `k` centers, starting from `seeds` (at most k
+// rows) and completing them by k-means++ sampling; then up to `iterations` Lloyd steps
+// (stopping when assignments settle), re-seeding empty clusters with the points farthest
+// from their centers. Returns the centers [k, d] and each point's nearest center [n].
 // REQUIRES: 1 <= k <= n. Throws (torch) on internal failure.
-torch::Tensor KMeans(const torch::Tensor& x, int64_t k, int iterations,
-                     std::mt19937_64& rng) {
+std::pair<torch::Tensor, torch::Tensor> KMeans(const torch::Tensor& x,
+                                               const torch::Tensor& seeds, int64_t k,
+                                               int iterations, std::mt19937_64& rng) {
   const int64_t n = x.size(0);
   const int64_t d = x.size(1);
   const torch::Tensor x_norm = (x * x).sum(1);
 
   torch::Tensor centers = torch::empty({k, d}, torch::kFloat32);
-  const int64_t first = static_cast<int64_t>(UniformDouble(rng) * n) % n;
-  centers[0].copy_(x[first]);
-  torch::Tensor min_dist = (x - x[first]).pow(2).sum(1);
-  for (int64_t c = 1; c < k; ++c) {
+  int64_t have = std::min<int64_t>(seeds.size(0), k);
+  torch::Tensor min_dist;
+  if (have > 0) {
+    centers.slice(0, 0, have).copy_(seeds.slice(0, 0, have));
+    min_dist = std::get<0>(torch::cdist(x, centers.slice(0, 0, have)).pow(2).min(1));
+  } else {
+    const int64_t first = static_cast<int64_t>(UniformDouble(rng) * n) % n;
+    centers[0].copy_(x[first]);
+    min_dist = (x - x[first]).pow(2).sum(1);
+    have = 1;
+  }
+  for (int64_t c = have; c < k; ++c) {
     const int64_t i = SampleProportional(min_dist.data_ptr<float>(), n, rng);
     centers[c].copy_(x[i]);
     min_dist = torch::minimum(min_dist, (x - x[i]).pow(2).sum(1));
   }
 
-  torch::Tensor assign;
-  for (int it = 0; it < iterations; ++it) {
-    // Assignment step: squared distances |x|^2 - 2 x.c + |c|^2, in row chunks.
+  // Assignment step: squared distances |x|^2 - 2 x.c + |c|^2, in row chunks; fills
+  // min_dist and returns the nearest center of every point.
+  auto assign_points = [&] {
     const torch::Tensor c_norm = (centers * centers).sum(1);
-    torch::Tensor new_assign = torch::empty({n}, torch::kInt64);
+    torch::Tensor nearest = torch::empty({n}, torch::kInt64);
     for (int64_t begin = 0; begin < n; begin += kDistanceChunk) {
       const int64_t end = std::min(n, begin + kDistanceChunk);
       const torch::Tensor dist = torch::addmm(c_norm.unsqueeze(0), x.slice(0, begin, end),
@@ -93,8 +188,14 @@ torch::Tensor KMeans(const torch::Tensor& x, int64_t k, int iterations,
                                  x_norm.slice(0, begin, end).unsqueeze(1);
       auto [best, index] = dist.min(/*dim=*/1);
       min_dist.slice(0, begin, end).copy_(best);
-      new_assign.slice(0, begin, end).copy_(index);
+      nearest.slice(0, begin, end).copy_(index);
     }
+    return nearest;
+  };
+
+  torch::Tensor assign;
+  for (int it = 0; it < iterations; ++it) {
+    torch::Tensor new_assign = assign_points();
     if (assign.defined() && torch::equal(assign, new_assign)) break;
     assign = new_assign;
 
@@ -118,11 +219,32 @@ torch::Tensor KMeans(const torch::Tensor& x, int64_t k, int iterations,
       }
     }
   }
-  return centers;
+  return {centers, assign_points()};
 }
 
-// The palette color nearest to the mean of the patch's non-black pixels: the group
-// whose codes the patch is learned with. REQUIRES: some pixel is non-black.
+// Replaces each center by a crisp patch: a pixel is on where at least half of the
+// cluster's points have it on (brightest channel >= kOnThreshold), with the mean color of
+// those points there, and black elsewhere. A mean of patches that differ in a few pixels
+// would hold faint ghost pixels that make shapes look fatter than any real one.
+torch::Tensor CrispCenters(const torch::Tensor& x, const torch::Tensor& assign, int64_t k) {
+  const int64_t n = x.size(0);
+  const int64_t pixels = x.size(1) / 3;
+  const torch::Tensor rgb = x.view({n, pixels, 3});
+  const torch::Tensor on = (std::get<0>(rgb.max(/*dim=*/2)) >= kOnThreshold).to(torch::kFloat32);
+  const torch::Tensor counts =
+      torch::bincount(assign, /*weights=*/{}, /*minlength=*/k).to(torch::kFloat32);
+  const torch::Tensor on_counts = torch::zeros({k, pixels}).index_add_(0, assign, on);
+  const torch::Tensor color_sums =
+      torch::zeros({k, pixels, 3}).index_add_(0, assign, rgb * on.unsqueeze(2));
+  const torch::Tensor colors = color_sums / on_counts.clamp_min(1).unsqueeze(2);
+  const torch::Tensor keep = (on_counts * 2 >= counts.clamp_min(1).unsqueeze(1)) &
+                             (on_counts > 0);
+  return (colors * keep.unsqueeze(2).to(torch::kFloat32)).reshape({k, pixels * 3});
+}
+
+// The index of the palette color nearest to the mean of the patch's non-black pixels
+// (-1 for an all-black patch): patches are learned and encoded only with the codes of
+// their own group, so a patch never changes color.
 int ColorGroup(const uint8_t* patch, int d) {
   double sum[3] = {0, 0, 0};
   int count = 0;
@@ -131,6 +253,7 @@ int ColorGroup(const uint8_t* patch, int d) {
     for (int ch = 0; ch < 3; ++ch) sum[ch] += patch[i + ch];
     ++count;
   }
+  if (count == 0) return -1;
   int best = 0;
   double best_dist = 1e18;
   for (int g = 0; g < kNumColors; ++g) {
@@ -212,6 +335,13 @@ ImageTokenizer::ImageTokenizer(const WorldConfig& config, int codebook_size,
     codebook_u8_[i] = static_cast<uint8_t>(std::lround(codebook_[i] * 255.0f));
     codebook_[i] = static_cast<float>(codebook_u8_[i]) / 255.0f;
   }
+  group_codes_.resize(kNumColors + 1);
+  for (int c = 0; c < codebook_size_; ++c) {
+    all_codes_.push_back(c);
+    const int group = ColorGroup(&codebook_u8_[static_cast<size_t>(c) * patch_dim()],
+                                 patch_dim());
+    group_codes_[group + 1].push_back(c);
+  }
 }
 
 absl::StatusOr<ImageTokenizer> ImageTokenizer::Train(const std::vector<Image>& images,
@@ -268,7 +398,9 @@ absl::StatusOr<ImageTokenizer> ImageTokenizer::Train(const std::vector<Image>& i
       if (alloc[g] == 0) continue;
       const torch::Tensor x =
           torch::from_blob(groups[g].data(), {sizes[g], d}, torch::kFloat32);
-      const torch::Tensor centers = KMeans(x, alloc[g], iterations, rng).contiguous();
+      const torch::Tensor seeds = getenv("KPP") ? torch::zeros({0, d}) : ShapeSeeds(x, alloc[g]);
+      const auto [centers_raw, assign] = KMeans(x, seeds, alloc[g], iterations, rng);
+      const torch::Tensor centers = getenv("CRISP") ? CrispCenters(x, assign, alloc[g]).contiguous() : centers_raw.contiguous();
       std::copy_n(centers.data_ptr<float>(), centers.numel(), codebook.begin() + offset);
       offset += static_cast<size_t>(centers.numel());
     }
@@ -363,9 +495,13 @@ absl::StatusOr<std::vector<int>> ImageTokenizer::Encode(const Image& image) cons
   std::vector<int> codes(num_tokens());
   for (int p = 0; p < num_tokens(); ++p) {
     ExtractPatch(image, config_, p, patch.data());
+    const int group = ColorGroup(patch.data(), d);
+    const std::vector<int>& candidates =
+        group_codes_[group + 1].empty() ? all_codes_ : group_codes_[group + 1];
     int best = 0;
     int32_t best_dist = INT32_MAX;
-    for (int c = 0; c < codebook_size_ && best_dist > 0; ++c) {
+    for (size_t j = 0; j < candidates.size() && best_dist > 0; ++j) {
+      const int c = candidates[j];
       const uint8_t* entry = &codebook_u8_[static_cast<size_t>(c) * d];
       int32_t dist = 0;
       for (int i = 0; i < d; ++i) {

@@ -87,6 +87,9 @@ class ImageTokenizer {
   int codebook_size_ = 0;
   std::vector<float> codebook_;     // codebook_size_ x patch_dim(), values k / 255
   std::vector<uint8_t> codebook_u8_;  // the same entries as 8-bit pixel values
+  // group_codes_[g + 1]: the codes of color group g (-1: all-black), ascending.
+  std::vector<std::vector<int>> group_codes_;
+  std::vector<int> all_codes_;  // 0 .. codebook_size_ - 1
 };
 
 }  // namespace duet::world

@@ -1,0 +1,76 @@
+#ifndef DUET_LEARNER_RL_LOOP_H_
+#define DUET_LEARNER_RL_LOOP_H_
+
+// One RL step of dual self-reward training, independent of transport:
+//   1. pick this step's generation prompts and understanding images (a pure function of
+//      the step, so a resumed run sees the same data);
+//   2. rollout: K samples per input through the RolloutBackend;
+//   3. scoring: reverse every (input, sample) pair through the ScoreBackend;
+//   4. learner: advantages / preference pairs and one optimizer step.
+// The same loop drives the in-process trainer and the distributed learner, whose
+// backends are gRPC worker pools.
+//
+// Thread-safety: not thread-safe; one training thread.
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/generation.h"
+#include "common/task.h"
+#include "learner/policy_update.h"
+
+namespace duet {
+
+struct RlRecipe {
+  int64_t generation_inputs = 16;    // prompts per step (0 = understanding only)
+  int64_t understanding_inputs = 8;  // images per step (0 = generation only)
+  int64_t k = 8;                     // samples per input
+  SamplingParams image_sampling;
+  std::optional<double> cfg_scale = 3.0;
+  SamplingParams caption_sampling;
+  int64_t consistency_samples = 4;  // samples re-scored each step for the log-prob check
+  uint64_t seed = 1;
+};
+
+struct StepReport {
+  int64_t step = 0;
+  int64_t policy_version = 0;  // after the update
+  double generation_reward = 0;     // mean self-reward of generated images
+  double understanding_reward = 0;  // mean self-reward of sampled captions
+  UpdateStats update;
+  double logprob_max_diff = 0;  // behaviour vs recomputed at the same version
+  double rollout_seconds = 0;
+  double score_seconds = 0;
+  double update_seconds = 0;
+  int64_t samples = 0;
+};
+
+class RlLoop {
+ public:
+  // Borrowed pointers must outlive the loop. `version` is the policy version counter the
+  // loop increments after each update (and the rollout backend reads).
+  RlLoop(PolicyUpdater* updater, RolloutBackend* rollout, ScoreBackend* scorer,
+         std::vector<std::vector<int64_t>> prompts, std::vector<std::vector<int64_t>> images,
+         RlRecipe recipe, int64_t* version);
+
+  // Runs step `step` (0-based).
+  absl::StatusOr<StepReport> RunStep(int64_t step);
+
+ private:
+  std::vector<std::vector<int64_t>> Pick(const std::vector<std::vector<int64_t>>& pool, int64_t n,
+                                         int64_t step, uint64_t salt) const;
+
+  PolicyUpdater* updater_;
+  RolloutBackend* rollout_;
+  ScoreBackend* scorer_;
+  std::vector<std::vector<int64_t>> prompts_;
+  std::vector<std::vector<int64_t>> images_;
+  RlRecipe recipe_;
+  int64_t* version_;
+};
+
+}  // namespace duet
+
+#endif  // DUET_LEARNER_RL_LOOP_H_
