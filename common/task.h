@@ -43,7 +43,8 @@ struct RolloutRequest {
   int64_t k = 1;
   SamplingParams sampling;
   std::optional<double> cfg_scale;  // images only; nullopt = no guidance
-  uint64_t seed = 0;                // sample j of input i uses SampleSeed(seed, i, j)
+  uint64_t seed = 0;          // sample j of input i uses SampleSeed(seed, input_offset + i, j)
+  int64_t input_offset = 0;   // index of inputs[0] in the whole step's request
 };
 
 // A scoring work item: one reversed pair.

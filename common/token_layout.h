@@ -5,6 +5,9 @@
 // only this layout; which words and image codes fill the ranges is the world's business.
 
 #include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
 
 namespace duet {
 
@@ -27,6 +30,10 @@ struct TokenLayout {
   bool IsText(int64_t id) const { return id >= text_begin && id < text_end; }
   bool IsImage(int64_t id) const { return id >= image_begin && id < image_end; }
 };
+
+// Reads the layout from a model folder's duet.json (written by world::SaveBundle).
+// InvalidArgument naming a missing or inconsistent field.
+absl::StatusOr<TokenLayout> ReadTokenLayout(const std::string& model_dir);
 
 }  // namespace duet
 

@@ -24,7 +24,7 @@ absl::StatusOr<std::vector<Group>> SampleGroups(const Transformer& model, const 
   for (size_t i = 0; i < r.inputs.size(); ++i) {
     for (int64_t j = 0; j < r.k; ++j) {
       rows.push_back(r.inputs[i]);
-      seeds.push_back(SampleSeed(r.seed, i, j));
+      seeds.push_back(SampleSeed(r.seed, r.input_offset + i, j));
     }
   }
   std::vector<Group> groups(r.inputs.size());

@@ -1,0 +1,21 @@
+#ifndef DUET_COMMON_HEALTH_SERVER_H_
+#define DUET_COMMON_HEALTH_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+
+namespace duet {
+
+// A gRPC server that serves only the standard health service (grpc.health.v1), for
+// processes whose real work is client-side (rollout and scorer workers). `address` such
+// as "0.0.0.0:0"; the bound port is written to `*port`.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthServer(const std::string& address,
+                                                                int* port);
+
+}  // namespace duet
+
+#endif  // DUET_COMMON_HEALTH_SERVER_H_

@@ -1,0 +1,20 @@
+#ifndef DUET_SCORER_HANDLER_H_
+#define DUET_SCORER_HANDLER_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "common/token_layout.h"
+#include "common/transformer.h"
+#include "duet/v1/coordinator.pb.h"
+
+namespace duet {
+
+// The scorer worker's WorkHandler: validates item.score() (InvalidArgument naming the
+// field), computes one self-reward per query, fills result->score().
+absl::Status HandleScoreItem(const Transformer& model, const TokenLayout& layout, int64_t max_batch,
+                             const v1::WorkItem& item, v1::CompleteWorkRequest* result);
+
+}  // namespace duet
+
+#endif  // DUET_SCORER_HANDLER_H_
