@@ -49,9 +49,11 @@ absl::Status StatusFromException(const std::exception& e, absl::string_view cont
   absl::StatusCode code = fallback;
   if (absl::StrContains(lower, "trying to connect") ||
       absl::StrContains(lower, "connection") || absl::StrContains(lower, "broken pipe") ||
-      absl::StrContains(lower, "econnrefused") || absl::StrContains(lower, "closed by peer")) {
+      absl::StrContains(lower, "econnrefused") ||
+      absl::StrContains(lower, "closed by peer")) {
     code = absl::StatusCode::kUnavailable;
-  } else if (absl::StrContains(lower, "timed out") || absl::StrContains(lower, "timeout")) {
+  } else if (absl::StrContains(lower, "timed out") ||
+             absl::StrContains(lower, "timeout")) {
     code = absl::StatusCode::kDeadlineExceeded;
   }
   return absl::Status(code, absl::StrCat(context, ": ", message));
@@ -77,8 +79,8 @@ absl::Status ValidateOptions(const CollectiveOptions& options) {
         absl::StrCat("world_size must be >= 1, got ", options.world_size));
   }
   if (options.rank < 0 || options.rank >= options.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat("rank ", options.rank,
-                                                   " outside [0, ", options.world_size, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank ", options.rank, " outside [0, ", options.world_size, ")"));
   }
   if (options.store_port < 0 || options.store_port > 65535) {
     return absl::InvalidArgumentError(
@@ -102,7 +104,8 @@ absl::Status ValidateOptions(const CollectiveOptions& options) {
 class ProcessGroupCollective final : public Collective {
  public:
   ProcessGroupCollective(std::string backend, int rank, int world_size,
-                         std::chrono::milliseconds timeout, c10::intrusive_ptr<c10d::Store> store,
+                         std::chrono::milliseconds timeout,
+                         c10::intrusive_ptr<c10d::Store> store,
                          c10::intrusive_ptr<c10d::ProcessGroup> group)
       : backend_(std::move(backend)),
         rank_(rank),
@@ -116,7 +119,8 @@ class ProcessGroupCollective final : public Collective {
   std::string backend() const override { return backend_; }
 
   absl::Status Broadcast(torch::Tensor& tensor, int root) override {
-    if (!tensor.defined()) return absl::InvalidArgumentError("Broadcast of an undefined tensor");
+    if (!tensor.defined())
+      return absl::InvalidArgumentError("Broadcast of an undefined tensor");
     if (root < 0 || root >= world_size_) {
       return absl::InvalidArgumentError(
           absl::StrCat("root ", root, " outside [0, ", world_size_, ")"));
@@ -126,10 +130,9 @@ class ProcessGroupCollective final : public Collective {
     }
     const bool want_cuda = backend_ == "nccl";
     if (tensor.is_cuda() != want_cuda) {
-      return absl::InvalidArgumentError(absl::StrCat(backend_, " broadcasts ",
-                                                     want_cuda ? "CUDA" : "CPU",
-                                                     " tensors, got one on ",
-                                                     tensor.device().str()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(backend_, " broadcasts ", want_cuda ? "CUDA" : "CPU",
+                       " tensors, got one on ", tensor.device().str()));
     }
     if (world_size_ == 1) return absl::OkStatus();
 
@@ -145,7 +148,8 @@ class ProcessGroupCollective final : public Collective {
 #ifdef DUET_WITH_NCCL
       // NCCL's wait only orders the current stream after the collective; block the host
       // too, as the interface promises.
-      if (want_cuda) c10::cuda::getCurrentCUDAStream(tensor.device().index()).synchronize();
+      if (want_cuda)
+        c10::cuda::getCurrentCUDAStream(tensor.device().index()).synchronize();
 #endif
     } catch (const std::exception& e) {
       return StatusFromException(e, absl::StrCat(backend_, " broadcast from rank ", root),
@@ -178,11 +182,13 @@ StoreServer::~StoreServer() = default;
 
 int StoreServer::port() const { return impl_->store->getPort(); }
 
-absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(int port, absl::Duration timeout) {
+absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(int port,
+                                                                absl::Duration timeout) {
   if (port < 0 || port > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("port ", port, " outside [0, 65535]"));
   }
-  if (timeout <= absl::ZeroDuration()) return absl::InvalidArgumentError("timeout must be positive");
+  if (timeout <= absl::ZeroDuration())
+    return absl::InvalidArgumentError("timeout must be positive");
   auto impl = std::make_unique<Impl>();
   try {
     c10d::TCPStoreOptions opts;
@@ -201,7 +207,8 @@ absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(int port, absl::
   return std::unique_ptr<StoreServer>(new StoreServer(std::move(impl)));
 }
 
-absl::StatusOr<std::unique_ptr<Collective>> CreateCollective(const CollectiveOptions& options) {
+absl::StatusOr<std::unique_ptr<Collective>> CreateCollective(
+    const CollectiveOptions& options) {
   if (options.backend != "gloo" && options.backend != "nccl") {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown backend \"", options.backend, "\" (want gloo or nccl)"));
@@ -251,14 +258,14 @@ absl::StatusOr<std::unique_ptr<Collective>> CreateCollective(const CollectiveOpt
       gloo_options->devices.push_back(
           hostname.empty() ? c10d::ProcessGroupGloo::createDefaultDevice()
                            : c10d::ProcessGroupGloo::createDeviceForHostname(hostname));
-      group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, options.rank,
-                                                          options.world_size, gloo_options);
+      group = c10::make_intrusive<c10d::ProcessGroupGloo>(
+          store, options.rank, options.world_size, gloo_options);
     } else {
 #ifdef DUET_WITH_NCCL
       auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
       nccl_options->timeout = timeout;
-      group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, options.rank,
-                                                          options.world_size, nccl_options);
+      group = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+          store, options.rank, options.world_size, nccl_options);
 #endif
     }
   } catch (const std::exception& e) {
@@ -271,8 +278,8 @@ absl::StatusOr<std::unique_ptr<Collective>> CreateCollective(const CollectiveOpt
   VLOG(1) << options.backend << " group \"" << options.group_prefix << "\" rank "
           << options.rank << "/" << options.world_size << " ready";
   return std::unique_ptr<Collective>(
-      new ProcessGroupCollective(options.backend, options.rank, options.world_size, timeout,
-                                 std::move(store), std::move(group)));
+      new ProcessGroupCollective(options.backend, options.rank, options.world_size,
+                                 timeout, std::move(store), std::move(group)));
 }
 
 }  // namespace duet

@@ -93,7 +93,8 @@ class StoreServer {
  public:
   // Listens on `port`; 0 picks a free port. Unavailable if the port cannot be bound.
   // `timeout` bounds the server's own store operations (rounded up to whole seconds).
-  static absl::StatusOr<std::unique_ptr<StoreServer>> Start(int port, absl::Duration timeout);
+  static absl::StatusOr<std::unique_ptr<StoreServer>> Start(int port,
+                                                            absl::Duration timeout);
 
   ~StoreServer();
   StoreServer(const StoreServer&) = delete;

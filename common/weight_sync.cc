@@ -146,10 +146,11 @@ void HashInto(const torch::Tensor& t, Xxh64& hasher) {
 // Allocation is the one LibTorch call here that can fail on valid input.
 absl::StatusOr<torch::Tensor> AllocateFloats(int64_t numel, torch::Device device) {
   try {
-    return torch::empty({numel}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+    return torch::empty({numel},
+                        torch::TensorOptions().dtype(torch::kFloat32).device(device));
   } catch (const std::exception& e) {
-    return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", numel,
-                                                     " floats on ", device.str()));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate ", numel, " floats on ", device.str()));
   }
 }
 
@@ -163,8 +164,8 @@ std::string CheckFloatParams(const std::vector<torch::Tensor>& params) {
                           ", not float32");
     }
     if (p.device() != params[0].device()) {
-      return absl::StrCat("parameter ", i, " is on ", p.device().str(), ", parameter 0 on ",
-                          params[0].device().str());
+      return absl::StrCat("parameter ", i, " is on ", p.device().str(),
+                          ", parameter 0 on ", params[0].device().str());
     }
   }
   return "";
@@ -214,7 +215,8 @@ torch::Tensor FlattenParameters(const std::vector<torch::Tensor>& params) {
   return torch::cat(flats);
 }
 
-absl::Status UnflattenInto(const torch::Tensor& flat, const std::vector<torch::Tensor>& params) {
+absl::Status UnflattenInto(const torch::Tensor& flat,
+                           const std::vector<torch::Tensor>& params) {
   if (!flat.defined() || flat.dim() != 1 || flat.scalar_type() != torch::kFloat32) {
     return absl::InvalidArgumentError("UnflattenInto needs a 1-D float32 tensor");
   }
@@ -233,8 +235,7 @@ absl::Status UnflattenInto(const torch::Tensor& flat, const std::vector<torch::T
   int64_t offset = 0;
   for (const torch::Tensor& p : params) {
     const int64_t n = p.numel();
-    torch::Tensor target = p;  // shares storage: copy_ writes the parameter
-    target.copy_(flat.narrow(/*dim=*/0, offset, n).view(p.sizes()));
+    p.copy_(flat.narrow(/*dim=*/0, offset, n).view(p.sizes()));  // writes the parameter
     offset += n;
   }
   return absl::OkStatus();
@@ -242,7 +243,8 @@ absl::Status UnflattenInto(const torch::Tensor& flat, const std::vector<torch::T
 
 WeightBroadcaster::WeightBroadcaster(Collective* collective, int64_t bucket_bytes)
     : collective_(collective),
-      bucket_numel_(std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(sizeof(float)))) {
+      bucket_numel_(
+          std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(sizeof(float)))) {
   CHECK(collective_ != nullptr);
 }
 
@@ -265,7 +267,8 @@ absl::Status WeightBroadcaster::Broadcast(const std::vector<torch::Tensor>& para
     h[kHeaderTotalNumel] = -1;
     torch::Tensor sent = header.to(device);
     DUET_RETURN_IF_ERROR(collective_->Broadcast(sent, root));
-    return absl::InvalidArgumentError(absl::StrCat("cannot broadcast weights: ", problem));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot broadcast weights: ", problem));
   }
 
   std::vector<torch::Tensor> flats;
@@ -319,13 +322,14 @@ WeightReceiver::WeightReceiver(Collective* collective, int root)
   CHECK(collective_ != nullptr);
 }
 
-absl::StatusOr<int64_t> WeightReceiver::Receive(const std::vector<torch::Tensor>& shape_like,
-                                                torch::Tensor* staging) {
+absl::StatusOr<int64_t> WeightReceiver::Receive(
+    const std::vector<torch::Tensor>& shape_like, torch::Tensor* staging) {
   CHECK(staging != nullptr);
   torch::NoGradGuard no_grad;
   const torch::Device device = DeviceOf(shape_like);
   torch::Tensor header =
-      torch::zeros({kWeightSyncHeaderSize}, torch::TensorOptions().dtype(torch::kInt64).device(device));
+      torch::zeros({kWeightSyncHeaderSize},
+                   torch::TensorOptions().dtype(torch::kInt64).device(device));
   DUET_RETURN_IF_ERROR(collective_->Broadcast(header, root_));
   header = header.cpu();
   const auto h = header.accessor<int64_t, 1>();
@@ -344,7 +348,8 @@ absl::StatusOr<int64_t> WeightReceiver::Receive(const std::vector<torch::Tensor>
         absl::StrCat("the sender gave up broadcasting weight version ", version));
   }
   if (bucket_numel <= 0) {
-    return absl::DataLossError(absl::StrCat("weight sync header has bucket_numel ", bucket_numel));
+    return absl::DataLossError(
+        absl::StrCat("weight sync header has bucket_numel ", bucket_numel));
   }
 
   std::string problem = CheckFloatParams(shape_like);
@@ -388,9 +393,10 @@ absl::StatusOr<int64_t> WeightReceiver::Receive(const std::vector<torch::Tensor>
   }
   const auto expected = static_cast<uint64_t>(h[kHeaderChecksum]);
   if (const uint64_t actual = hasher.Digest(); actual != expected) {
-    return absl::DataLossError(absl::StrFormat(
-        "weight checksum mismatch in version %d: expected %016x, got %016x over %d elements",
-        version, expected, actual, total));
+    return absl::DataLossError(
+        absl::StrFormat("weight checksum mismatch in version %d: expected %016x, got "
+                        "%016x over %d elements",
+                        version, expected, actual, total));
   }
   return version;
 }

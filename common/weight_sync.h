@@ -64,7 +64,8 @@ torch::Tensor FlattenParameters(const std::vector<torch::Tensor>& params);
 // Copies `flat` into `params` in order (under NoGradGuard, so leaves that require grad
 // are fine). InvalidArgument, and nothing changed, when `flat` is not a 1-D float32
 // tensor of TotalNumel(params) elements or a parameter is not float32.
-absl::Status UnflattenInto(const torch::Tensor& flat, const std::vector<torch::Tensor>& params);
+absl::Status UnflattenInto(const torch::Tensor& flat,
+                           const std::vector<torch::Tensor>& params);
 
 // Sending side, on the learner.
 //
@@ -75,6 +76,7 @@ class WeightBroadcaster {
  public:
   // Broadcasts from `collective->rank()`. `bucket_bytes` is rounded down to whole
   // floats (at least one).
+  // REQUIRES: collective != nullptr.
   explicit WeightBroadcaster(Collective* collective,
                              int64_t bucket_bytes = kDefaultBucketBytes);
 
@@ -103,6 +105,7 @@ class WeightBroadcaster {
 class WeightReceiver {
  public:
   // Receives what rank `root` broadcasts.
+  // REQUIRES: collective != nullptr.
   explicit WeightReceiver(Collective* collective, int root = 0);
 
   // Takes part in one WeightBroadcaster::Broadcast: writes the whole flat array into
@@ -122,7 +125,8 @@ class WeightReceiver {
   // NoGradGuard). Callers hold their own lock around it so that no reader sees
   // half-updated weights.
   // REQUIRES: staging.numel() == TotalNumel(params), all float32 (checked; dies if not).
-  static void ApplyStaging(const torch::Tensor& staging, const std::vector<torch::Tensor>& params);
+  static void ApplyStaging(const torch::Tensor& staging,
+                           const std::vector<torch::Tensor>& params);
 
  private:
   Collective* const collective_;

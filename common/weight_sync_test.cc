@@ -1,5 +1,6 @@
 #include "common/weight_sync.h"
 
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <future>
@@ -171,7 +172,8 @@ TEST_F(WeightSyncTest, ConsecutiveVersionsReuseStaging) {
   std::vector<uint64_t> sent_checksums(kVersions);
   std::vector<std::vector<uint64_t>> received_checksums(kWorld,
                                                         std::vector<uint64_t>(kVersions));
-  std::vector<std::vector<int64_t>> received_versions(kWorld, std::vector<int64_t>(kVersions));
+  std::vector<std::vector<int64_t>> received_versions(kWorld,
+                                                      std::vector<int64_t>(kVersions));
   std::vector<int> staging_reallocations(kWorld, 0);
   RunRanks(kWorld, [&](int rank) {
     if (rank == 0) {
@@ -292,9 +294,11 @@ TEST_F(WeightSyncTest, ShapeMismatchIsInvalidArgumentAndNextBroadcastWorks) {
       if (rank2[2].ok()) WeightReceiver::ApplyStaging(staging, other_params);
     }
   });
-  EXPECT_EQ(rank1[0].status().code(), absl::StatusCode::kInvalidArgument) << rank1[0].status();
+  EXPECT_EQ(rank1[0].status().code(), absl::StatusCode::kInvalidArgument)
+      << rank1[0].status();
   EXPECT_THAT(rank1[0].status().message(), HasSubstr("does not fit"));
-  EXPECT_EQ(rank1[1].status().code(), absl::StatusCode::kInvalidArgument) << rank1[1].status();
+  EXPECT_EQ(rank1[1].status().code(), absl::StatusCode::kInvalidArgument)
+      << rank1[1].status();
   ASSERT_TRUE(rank1[2].ok()) << rank1[2].status();
   EXPECT_EQ(*rank1[2], 3);
   EXPECT_TRUE(BitEqual(good_params, sent));
@@ -344,13 +348,16 @@ TEST_F(WeightSyncTest, ReceiveWithoutSenderIsDeadlineExceeded) {
   CollectiveOptions options1 = Options(/*rank=*/1, /*world=*/2);
   options0.timeout = options1.timeout = absl::Milliseconds(300);
   std::vector<absl::StatusOr<std::unique_ptr<Collective>>> group(2);
-  RunRanks(2, [&](int rank) { group[rank] = CreateCollective(rank == 0 ? options0 : options1); });
+  RunRanks(/*world=*/2, [&](int rank) {
+    group[rank] = CreateCollective(rank == 0 ? options0 : options1);
+  });
   ASSERT_TRUE(group[0].ok()) << group[0].status();
   ASSERT_TRUE(group[1].ok()) << group[1].status();
   WeightReceiver receiver(group[1]->get());
   torch::Tensor staging;
   absl::StatusOr<int64_t> version = receiver.Receive(RandomParams(/*seed=*/7), &staging);
-  EXPECT_EQ(version.status().code(), absl::StatusCode::kDeadlineExceeded) << version.status();
+  EXPECT_EQ(version.status().code(), absl::StatusCode::kDeadlineExceeded)
+      << version.status();
 }
 
 TEST_F(WeightSyncTest, RendezvousWithMissingRankIsDeadlineExceeded) {
@@ -374,23 +381,28 @@ TEST(CollectiveTest, UnreachableStoreIsUnavailable) {
   options.world_size = 2;
   options.timeout = absl::Milliseconds(300);
   auto collective = CreateCollective(options);
-  EXPECT_EQ(collective.status().code(), absl::StatusCode::kUnavailable) << collective.status();
+  EXPECT_EQ(collective.status().code(), absl::StatusCode::kUnavailable)
+      << collective.status();
 }
 
 TEST(CollectiveTest, InvalidOptions) {
   CollectiveOptions options;
   options.backend = "mpi";
-  EXPECT_EQ(CreateCollective(options).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CreateCollective(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
   options.backend = "gloo";
   options.rank = 2;
   options.world_size = 2;
-  options.store_port = 1234;
-  EXPECT_EQ(CreateCollective(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options.store_port = 1234;  // never dialed: validation fails first
+  EXPECT_EQ(CreateCollective(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
   options.rank = 1;
   options.store_port = 0;  // only the hosting rank may ask for a kernel-picked port
-  EXPECT_EQ(CreateCollective(options).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CreateCollective(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
   options.store_port = 70000;
-  EXPECT_EQ(CreateCollective(options).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CreateCollective(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(CollectiveTest, SingleRankHostsItsOwnStore) {
@@ -403,14 +415,15 @@ TEST(CollectiveTest, SingleRankHostsItsOwnStore) {
   EXPECT_GT(reported_port, 0);
   torch::Tensor t = torch::ones({3});
   EXPECT_TRUE((*collective)->Broadcast(t, /*root=*/0).ok());
-  EXPECT_EQ((*collective)->Broadcast(t, /*root=*/1).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*collective)->Broadcast(t, /*root=*/1).code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(CollectiveTest, NcclWithoutCudaIsFailedPrecondition) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "CUDA present: see NcclBroadcast";
   CollectiveOptions options;
   options.backend = "nccl";
-  options.store_port = 1234;
+  options.store_port = 1234;  // never dialed
   auto collective = CreateCollective(options);
   EXPECT_EQ(collective.status().code(), absl::StatusCode::kFailedPrecondition)
       << collective.status();
@@ -433,8 +446,9 @@ TEST_F(WeightSyncTest, NcclBroadcast) {
   std::vector<std::vector<torch::Tensor>> on_device(kWorld);
   for (int r = 0; r < kWorld; ++r) {
     for (const auto& p : sent) {
-      on_device[r].push_back(r == 0 ? p.to(torch::Device(torch::kCUDA, 0))
-                                    : torch::zeros_like(p, torch::Device(torch::kCUDA, r)));
+      on_device[r].push_back(r == 0
+                                 ? p.to(torch::Device(torch::kCUDA, 0))
+                                 : torch::zeros_like(p, torch::Device(torch::kCUDA, r)));
     }
   }
   absl::StatusOr<int64_t> version = absl::UnknownError("not run");
@@ -483,9 +497,9 @@ TEST(WeightChecksumTest, PiecesHashLikeTheWhole) {
   const std::string all = Reference771();
   for (size_t cut1 : {0, 1, 5, 31, 32, 33, 100}) {
     for (size_t cut2 : {cut1, cut1 + 3, cut1 + 64, size_t{700}}) {
-      const std::vector<torch::Tensor> pieces = {
-          Bytes(all.substr(0, cut1)), Bytes(all.substr(cut1, cut2 - cut1)),
-          Bytes(all.substr(cut2))};
+      const std::vector<torch::Tensor> pieces = {Bytes(all.substr(0, cut1)),
+                                                 Bytes(all.substr(cut1, cut2 - cut1)),
+                                                 Bytes(all.substr(cut2))};
       EXPECT_EQ(WeightChecksum(pieces), 0xe921a1b45bd779f8ULL) << cut1 << " " << cut2;
     }
   }

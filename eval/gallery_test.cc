@@ -42,16 +42,16 @@ TEST_F(GalleryTest, WritesAPngOfTheExpectedSize) {
   absl::StatusOr<world::Image> read = world::ReadPng(path);
   ASSERT_TRUE(read.ok()) << read.status();
   EXPECT_EQ(*read, *composed);
-  // Tile: frame 2 + padding 3 on each side around max(96, 32 chars * 6 = 192) x
+  // Tile: frame 2 + padding 3 on each side around max(96, 31 chars * 6 = 186) x
   // (96 + 2 text lines of 10); 3 columns x 3 rows with 4 px margins.
-  const int tile_w = 10 + 192, tile_h = 10 + 96 + 20;
+  const int tile_w = 10 + 186, tile_h = 10 + 96 + 20;
   EXPECT_EQ(read->width, 4 + 3 * (tile_w + 4));
   EXPECT_EQ(read->height, 4 + 3 * (tile_h + 4));
   // Frame colors: tile 0 is wrong (red), tile 1 ok (green).
   EXPECT_EQ(read->Pixel(4, 4), (world::Rgb{220, 40, 40}));
   EXPECT_EQ(read->Pixel(4 + tile_w + 4, 4), (world::Rgb{40, 200, 60}));
   // The image is enlarged by nearest neighbour: every 4x4 block is one color.
-  const int ix = 4 + 5 + (192 - 96) / 2, iy = 4 + 5;
+  const int ix = 4 + 5 + (186 - 96) / 2, iy = 4 + 5;
   const world::Image& source = tiles[0].image;
   for (int y = 0; y < 96; ++y) {
     for (int x = 0; x < 96; ++x) {
@@ -67,8 +67,8 @@ TEST_F(GalleryTest, TextIsDrawn) {
   for (int y = 0; y < 10; ++y) {
     for (int x = 0; x < 40; ++x) ink += blank.Pixel(x, y).r == 255;
   }
-  // 'a' has 18 ink pixels, '1' has 12.
-  EXPECT_EQ(ink, 18 + 12);
+  // 'a' has 18 ink pixels, '1' has 10.
+  EXPECT_EQ(ink, 18 + 10);
   // Unknown characters draw as '?', upper case as lower case.
   world::Image q1(8, 8), q2(8, 8), a1(8, 8), a2(8, 8);
   DrawText(q1, 0, 0, "~", world::Rgb{255, 0, 0});

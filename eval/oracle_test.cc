@@ -104,11 +104,9 @@ TEST(OracleTest, GenerationRejectsWrongImages) {
 }
 
 TEST(OracleTest, UnrecognizedCellsFailGeneration) {
-  // A lit blob that is no shape: a full 8x8 block.
+  // A lit blob that is no shape: a diagonal line through cell (1,2).
   world::Image image = RenderScene(Scene{{{Color::kRed, Shape::kCircle, 0, 0}}});
-  for (int y = 8; y < 16; ++y) {
-    for (int x = 16; x < 24; ++x) image.SetPixel(x, y, world::PaletteRgb(Color::kBlue));
-  }
+  for (int i = 0; i < 8; ++i) image.SetPixel(16 + i, 8 + i, world::PaletteRgb(Color::kBlue));
   GenerationVerdict v = ScoreGeneration(Parse("a red circle"), image);
   EXPECT_FALSE(v.correct);
   EXPECT_THAT(v.reason, HasSubstr("unrecognized cell (1,2)"));

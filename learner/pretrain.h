@@ -33,7 +33,7 @@ struct PretrainOptions {
   std::string data_dir;  // from `duet world make-data`
   std::string out_dir;   // checkpoints/ and the final model/ go here
   std::string preset = "tiny";
-  int64_t steps = 2400;
+  int64_t steps = 1200;
   int64_t batch_size = 64;
   double lr = 3e-3;
   double min_lr_ratio = 0.1;

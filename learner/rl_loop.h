@@ -28,7 +28,7 @@ struct RlRecipe {
   int64_t understanding_inputs = 8;  // images per step (0 = generation only)
   int64_t k = 8;                     // samples per input
   SamplingParams image_sampling;
-  std::optional<double> cfg_scale = 3.0;
+  std::optional<double> cfg_scale = 1.5;
   SamplingParams caption_sampling;
   int64_t consistency_samples = 4;  // samples re-scored each step for the log-prob check
   uint64_t seed = 1;

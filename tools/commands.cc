@@ -35,7 +35,7 @@ DEFINE_int32(codebook_size, 512, "make-data: VQ codebook size (image vocabulary)
 
 // pretrain.
 DEFINE_string(preset, "tiny", "pretrain: model preset (tiny, small, base)");
-DEFINE_int64(steps, 2400, "pretrain: optimizer steps");
+DEFINE_int64(steps, 1200, "pretrain: optimizer steps");
 DEFINE_int64(batch_size, 64, "pretrain: sequences per step");
 DEFINE_double(lr, 3e-3, "pretrain: peak learning rate (warmup then cosine)");
 DEFINE_double(understanding_fraction, 0.7, "pretrain: share of image->text rows per batch");
@@ -44,7 +44,7 @@ DEFINE_int64(checkpoint_every, 400, "pretrain: steps between checkpoints");
 
 // eval and sample.
 DEFINE_string(report_dir, "", "eval: folder for report.json and gallery.png (default <model>/../eval)");
-DEFINE_double(cfg_scale, 3.0, "eval/sample: classifier-free guidance scale for images");
+DEFINE_double(cfg_scale, 1.5, "eval/sample: classifier-free guidance scale for images");
 DEFINE_double(temperature, 1.0, "eval/sample: image sampling temperature");
 DEFINE_int32(top_k, 0, "eval/sample: image sampling top-k (0 = off)");
 DEFINE_double(top_p, 1.0, "eval/sample: image sampling top-p (1 = off)");

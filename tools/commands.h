@@ -12,6 +12,7 @@ int RunEval();
 int RunSample();
 int RunDumpLogits();
 int RunRl();
+int RunRewardAgreement();
 
 }  // namespace duet
 

@@ -27,6 +27,7 @@ constexpr char kUsage[] =
     "  rl                dual self-reward RL in one process (library-level loop)\n"
     "  sample            one prompt to a PNG, or one PNG to a caption\n"
     "  dev dump-logits   write a random model and its logits (parity test)\n"
+    "  dev reward-agreement  how well self-rewards rank samples, by the oracle\n"
     "run `duet <command> --help` for the flags";
 
 }  // namespace
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
   if (cmd == "eval") return duet::RunEval();
   if (cmd == "sample") return duet::RunSample();
   if (cmd == "dev" && sub == "dump-logits") return duet::RunDumpLogits();
+  if (cmd == "dev" && sub == "reward-agreement") return duet::RunRewardAgreement();
   std::fprintf(stderr, "%s\n", kUsage);
   return 2;
 }

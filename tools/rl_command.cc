@@ -15,6 +15,7 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "learner/policy_update.h"
+#include "learner/rl_data.h"
 #include "learner/rl_loop.h"
 #include "rollout/sampler.h"
 #include "scorer/self_reward.h"
@@ -43,7 +44,7 @@ DEFINE_double(kl_coef, 0.02, "rl: GRPO KL coefficient (k3 estimator, frozen refe
 DEFINE_double(clip_eps, 0.2, "rl: GRPO ratio clip");
 DEFINE_double(simpo_beta, 2.0, "rl: SimPO beta");
 DEFINE_double(simpo_gamma, 1.0, "rl: SimPO margin gamma");
-DEFINE_double(rl_cfg_scale, 3.0, "rl: guidance scale for rollout images");
+DEFINE_double(rl_cfg_scale, 1.5, "rl: guidance scale for rollout images");
 DEFINE_double(rl_temperature, 1.0, "rl: sampling temperature of rollouts (both directions)");
 DEFINE_bool(frozen_scorer, false, "rl: score with the frozen base weights instead of the policy");
 DEFINE_int64(eval_every, 0, "rl: evaluate every N steps (0 = before and after only)");
@@ -58,19 +59,8 @@ absl::Status RunRlImpl() {
   DUET_ASSIGN_OR_RETURN(Transformer reference, Transformer::Load(FLAGS_model));
   const TokenLayout& layout = bundle.layout;
 
-  DUET_ASSIGN_OR_RETURN(auto prompt_records, world::ReadPrompts(JoinPath(FLAGS_data, "rl_gen_prompts.jsonl")));
-  DUET_ASSIGN_OR_RETURN(auto image_records, world::ReadImages(JoinPath(FLAGS_data, "rl_und_images.jsonl")));
   TokenRows prompts, images;
-  for (const auto& p : prompt_records) {
-    DUET_ASSIGN_OR_RETURN(auto ids, bundle.EncodeCaption(p.prompt));
-    prompts.push_back(std::move(ids));
-  }
-  const int px = bundle.world.image_px();
-  for (const auto& r : image_records) {
-    DUET_ASSIGN_OR_RETURN(world::Image im, world::ReadPng(r.image, px, px));
-    DUET_ASSIGN_OR_RETURN(auto ids, bundle.EncodeImage(im));
-    images.push_back(std::move(ids));
-  }
+  DUET_RETURN_IF_ERROR(LoadRlInputs(bundle, FLAGS_data, &prompts, &images));
 
   EvalOptions eval;
   eval.data_dir = FLAGS_data;

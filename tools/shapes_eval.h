@@ -15,6 +15,12 @@
 
 namespace duet {
 
+inline SamplingParams GreedySampling() {
+  SamplingParams p;
+  p.temperature = 0;
+  return p;
+}
+
 struct EvalOptions {
   std::string data_dir;
   // Items per category and direction (0 = all).
@@ -22,7 +28,7 @@ struct EvalOptions {
   // Image sampling (one sample per prompt; the seed of item i is a function of seed, i).
   ImageGenerationOptions images;
   // Caption decoding (greedy by default).
-  SamplingParams captions;
+  SamplingParams captions = GreedySampling();
   uint64_t seed = 1;
   int64_t batch_size = 64;
   // Where report.json and gallery.png go (created). Empty: nothing is written.

@@ -18,12 +18,13 @@
 namespace duet::world {
 namespace {
 
+// A pixel whose brightest channel is at least this is "on" (part of a shape).
+constexpr uint8_t kOnThreshold = 64;
+// Color groups with at most this many distinct on/off patch patterns get their codes by
+// SelectPatterns; groups with more (data that is not flat shapes) by plain k-means.
+constexpr size_t kMaxPatterns = 256;
 // Rows of the distance matrix computed at once in a Lloyd step (bounds memory).
 constexpr int64_t kDistanceChunk = 16384;
-// A pixel whose brightest channel is at least this (in [0, 1]) is part of a shape.
-constexpr float kOnThreshold = 0.25f;
-// Most distinct patch patterns ShapeSeeds considers per color group.
-constexpr int64_t kMaxSeedPatterns = 2048;
 
 absl::Status CheckImageSize(const Image& image, const WorldConfig& config) {
   const int px = config.image_px();
@@ -47,6 +48,47 @@ void ExtractPatch(const Image& image, const WorldConfig& config, int p, uint8_t*
   }
 }
 
+// The index in kAllColors of the palette color nearest to the mean of the patch's
+// non-black pixels, or -1 for an all-black patch. Codes are learned and searched per
+// group, so a patch never changes color.
+int ColorGroup(const uint8_t* patch, int d) {
+  double sum[3] = {0, 0, 0};
+  int count = 0;
+  for (int i = 0; i < d; i += 3) {
+    if (patch[i] == 0 && patch[i + 1] == 0 && patch[i + 2] == 0) continue;
+    for (int ch = 0; ch < 3; ++ch) sum[ch] += patch[i + ch];
+    ++count;
+  }
+  if (count == 0) return -1;
+  int best = 0;
+  double best_dist = 1e18;
+  for (int g = 0; g < kNumColors; ++g) {
+    const Rgb p = PaletteRgb(kAllColors[g]);
+    const double dr = sum[0] / count - p.r, dg = sum[1] / count - p.g,
+                 db = sum[2] / count - p.b;
+    const double dist = dr * dr + dg * dg + db * db;
+    if (dist < best_dist) {
+      best_dist = dist;
+      best = g;
+    }
+  }
+  return best;
+}
+
+// The on/off pattern of a patch of `d` bytes: bit p is set when pixel p is on.
+// REQUIRES: d / 3 <= 64.
+uint64_t PatternBits(const uint8_t* patch, int d) {
+  uint64_t bits = 0;
+  for (int p = 0; p < d / 3; ++p) {
+    if (std::max({patch[3 * p], patch[3 * p + 1], patch[3 * p + 2]}) >= kOnThreshold) {
+      bits |= uint64_t{1} << p;
+    }
+  }
+  return bits;
+}
+
+int Hamming(uint64_t a, uint64_t b) { return __builtin_popcountll(a ^ b); }
+
 double UniformDouble(std::mt19937_64& rng) {
   return static_cast<double>(rng() >> 11) * (1.0 / 9007199254740992.0);
 }
@@ -66,85 +108,136 @@ int64_t SampleProportional(const float* weights, int64_t n, std::mt19937_64& rng
   return n - 1;
 }
 
-// Initial centers from the patches' shapes. Every distinct on/off pattern of the rows of
-// `x` (a pixel is on when its brightest channel is >= kOnThreshold) is a candidate,
-// weighted by how many rows have it. While there are more than `k`, the pair with the
-// least min(weight) * Hamming distance is merged: the lighter pattern is absorbed into
-// the heavier, which keeps its shape and gains the weight. So rare patterns are merged
-// into close common ones rather than blurred with them. Each survivor becomes a crisp
-// patch: its pattern, colored with the mean color of the rows that have that exact
-// pattern. Returns at most k rows, most frequent first.
-// Only the kMaxSeedPatterns most frequent patterns are candidates (the greedy merge is
-// cubic in their number); a world of jittered shapes has about 120 per color.
-torch::Tensor ShapeSeeds(const torch::Tensor& x, int64_t k) {
-  const int64_t n = x.size(0);
-  const int64_t pixels = x.size(1) / 3;
-  const float* data = x.data_ptr<float>();
-  struct Pattern {
-    std::vector<bool> on;
-    int64_t count = 0;              // rows with exactly this pattern
-    int64_t weight = 0;             // count plus the weight of absorbed patterns
-    std::vector<double> color_sum;  // per pixel RGB sums over its rows
-  };
-  std::map<std::vector<bool>, Pattern> by_key;
+// The training patches of one color group.
+struct GroupData {
+  std::vector<uint8_t> patches;  // non-black patches, patch_dim bytes each
+  // How often each arrangement of patterns fills one grid cell (the patches of one
+  // object): the PatternBits of the cell's patches in row-major order, 0 for black
+  // patches and those of other groups.
+  std::map<std::vector<uint64_t>, int64_t> cells;
+};
+
+// ---- Pattern selection ------------------------------------------------------------
+
+// A distinct on/off pattern and the patches that have exactly it.
+struct Pattern {
+  uint64_t bits = 0;
+  int64_t count = 0;
+  std::vector<double> color_sum;  // per value sums over those patches
+};
+
+// The distinct patterns of `n` patches of `d` bytes, most frequent first (ties: by bits).
+std::vector<Pattern> CountPatterns(const uint8_t* patches, int64_t n, int d) {
+  std::map<uint64_t, Pattern> by_bits;
   for (int64_t i = 0; i < n; ++i) {
-    const float* row = data + i * pixels * 3;
-    std::vector<bool> on(pixels);
-    for (int64_t p = 0; p < pixels; ++p) {
-      on[p] = std::max({row[3 * p], row[3 * p + 1], row[3 * p + 2]}) >= kOnThreshold;
+    const uint8_t* patch = patches + i * d;
+    const uint64_t bits = PatternBits(patch, d);
+    Pattern& pattern = by_bits[bits];
+    if (pattern.count++ == 0) {
+      pattern.bits = bits;
+      pattern.color_sum.assign(d, 0.0);
     }
-    Pattern& pattern = by_key[on];
-    if (pattern.count == 0) {
-      pattern.on = on;
-      pattern.color_sum.assign(pixels * 3, 0.0);
-    }
-    ++pattern.count;
-    for (int64_t j = 0; j < pixels * 3; ++j) pattern.color_sum[j] += row[j];
+    for (int j = 0; j < d; ++j) pattern.color_sum[j] += patch[j];
   }
   std::vector<Pattern> patterns;
-  for (auto& [key, pattern] : by_key) {
-    pattern.weight = pattern.count;
-    patterns.push_back(std::move(pattern));
-  }
+  for (auto& [bits, pattern] : by_bits) patterns.push_back(std::move(pattern));
   std::stable_sort(patterns.begin(), patterns.end(),
                    [](const Pattern& a, const Pattern& b) { return a.count > b.count; });
-  if (static_cast<int64_t>(patterns.size()) > kMaxSeedPatterns) {
-    patterns.resize(kMaxSeedPatterns);
+  return patterns;
+}
+
+// Chooses which `k` patterns keep a code. Encode draws a patch as its nearest code
+// (for the codes of one color, nearest in Hamming distance of patterns), the black patch
+// always being available, so a dropped pattern is drawn as its nearest survivor, with
+// that many pixels wrong. An object survives a few wrong pixels, but not many gathered in
+// its cell, so a cell costs the square of its patches' wrong pixels. Greedily drops,
+// while more than k remain, the pattern whose loss adds the least count-weighted cost
+// over all cells (ties: the rarer pattern). Returns the survivors' indices, ascending.
+std::vector<size_t> SelectPatterns(const std::vector<Pattern>& patterns,
+                                   const std::map<std::vector<uint64_t>, int64_t>& cells,
+                                   int64_t k) {
+  const size_t m = patterns.size();
+  std::map<uint64_t, size_t> index_of;
+  for (size_t p = 0; p < m; ++p) index_of[patterns[p].bits] = p;
+  std::vector<int> hamming(m * m);
+  for (size_t o = 0; o < m; ++o) {
+    for (size_t q = 0; q < m; ++q) {
+      hamming[o * m + q] = Hamming(patterns[o].bits, patterns[q].bits);
+    }
   }
-  auto hamming = [&](const Pattern& a, const Pattern& b) {
-    int64_t h = 0;
-    for (int64_t p = 0; p < pixels; ++p) h += a.on[p] != b.on[p];
-    return h;
+  // Cells as pattern indices (black patches never change), and the cells of each pattern.
+  std::vector<std::vector<size_t>> cell_members;
+  std::vector<int64_t> cell_count;
+  std::vector<std::vector<size_t>> cells_of(m);
+  for (const auto& [cell_bits, count] : cells) {
+    std::vector<size_t> members;
+    for (uint64_t b : cell_bits) {
+      auto it = index_of.find(b);
+      if (b != 0 && it != index_of.end()) members.push_back(it->second);
+    }
+    if (members.empty()) continue;
+    for (size_t o : members) cells_of[o].push_back(cell_members.size());
+    cell_members.push_back(std::move(members));
+    cell_count.push_back(count);
+  }
+
+  std::vector<bool> alive(m, true);
+  size_t alive_count = m;
+  // Wrong pixels when pattern o is drawn as its nearest live code other than `skip`
+  // (black, popcount(o) pixels away, is always live).
+  auto wrong_pixels = [&](size_t o, size_t skip) {
+    int nearest = __builtin_popcountll(patterns[o].bits);
+    for (size_t q = 0; q < m; ++q) {
+      if (alive[q] && q != skip) nearest = std::min(nearest, hamming[o * m + q]);
+    }
+    return nearest;
   };
-  if (getenv("DBG")) fprintf(stderr, "group: %zu patterns, k=%ld n=%ld\n", patterns.size(), (long)k, (long)n);
-  while (static_cast<int64_t>(patterns.size()) > k) {
-    size_t best_keep = 0, best_drop = 1;
+  std::vector<int64_t> now(m), delta(m, 0);
+  std::vector<size_t> cell_stamp(cell_members.size(), m);  // last p that costed a cell
+  while (static_cast<int64_t>(alive_count) > k) {
+    for (size_t o = 0; o < m; ++o) now[o] = wrong_pixels(o, /*skip=*/m);
+    size_t best = m;
     int64_t best_cost = INT64_MAX;
-    for (size_t a = 0; a < patterns.size(); ++a) {
-      for (size_t b = a + 1; b < patterns.size(); ++b) {
-        const int64_t cost =
-            std::min(patterns[a].weight, patterns[b].weight) * hamming(patterns[a], patterns[b]);
-        if (cost < best_cost) {
-          best_cost = cost;
-          const bool a_heavier = patterns[a].weight >= patterns[b].weight;
-          best_keep = a_heavier ? a : b;
-          best_drop = a_heavier ? b : a;
+    for (size_t p = 0; p < m; ++p) {
+      if (!alive[p]) continue;
+      // Only the patterns for which p is a nearest live code change.
+      std::vector<size_t> moved;
+      for (size_t o = 0; o < m; ++o) {
+        if (hamming[o * m + p] != now[o]) continue;
+        delta[o] = wrong_pixels(o, /*skip=*/p) - now[o];
+        if (delta[o] != 0) moved.push_back(o);
+      }
+      int64_t cost = 0;
+      for (size_t o : moved) {
+        for (size_t c : cells_of[o]) {
+          if (cell_stamp[c] == p) continue;
+          cell_stamp[c] = p;
+          int64_t before = 0, after = 0;
+          for (size_t member : cell_members[c]) {
+            before += now[member];
+            after += now[member] + delta[member];
+          }
+          cost += cell_count[c] * (after * after - before * before);
         }
       }
+      for (size_t o : moved) delta[o] = 0;
+      if (cost <= best_cost) {
+        best_cost = cost;
+        best = p;
+      }
     }
-    patterns[best_keep].weight += patterns[best_drop].weight;
-    patterns.erase(patterns.begin() + static_cast<std::ptrdiff_t>(best_drop));
+    alive[best] = false;
+    --alive_count;
+    std::fill(cell_stamp.begin(), cell_stamp.end(), m);
   }
-  torch::Tensor seeds = torch::zeros({static_cast<int64_t>(patterns.size()), pixels * 3});
-  float* out = seeds.data_ptr<float>();
-  for (size_t c = 0; c < patterns.size(); ++c) {
-    for (int64_t j = 0; j < pixels * 3; ++j) {
-      out[c * pixels * 3 + j] =
-          static_cast<float>(patterns[c].color_sum[j] / patterns[c].count);
-    }
+  std::vector<size_t> survivors;
+  for (size_t p = 0; p < m; ++p) {
+    if (alive[p]) survivors.push_back(p);
   }
-  return seeds;
+  return survivors;
 }
+
+// ---- k-means ----------------------------------------------------------------------
 
 // k-means over the rows of `x` [n, d] with `k` centers, starting from `seeds` (at most k
 // rows) and completing them by k-means++ sampling; then up to `iterations` Lloyd steps
@@ -222,53 +315,6 @@ std::pair<torch::Tensor, torch::Tensor> KMeans(const torch::Tensor& x,
   return {centers, assign_points()};
 }
 
-// Replaces each center by a crisp patch: a pixel is on where at least half of the
-// cluster's points have it on (brightest channel >= kOnThreshold), with the mean color of
-// those points there, and black elsewhere. A mean of patches that differ in a few pixels
-// would hold faint ghost pixels that make shapes look fatter than any real one.
-torch::Tensor CrispCenters(const torch::Tensor& x, const torch::Tensor& assign, int64_t k) {
-  const int64_t n = x.size(0);
-  const int64_t pixels = x.size(1) / 3;
-  const torch::Tensor rgb = x.view({n, pixels, 3});
-  const torch::Tensor on = (std::get<0>(rgb.max(/*dim=*/2)) >= kOnThreshold).to(torch::kFloat32);
-  const torch::Tensor counts =
-      torch::bincount(assign, /*weights=*/{}, /*minlength=*/k).to(torch::kFloat32);
-  const torch::Tensor on_counts = torch::zeros({k, pixels}).index_add_(0, assign, on);
-  const torch::Tensor color_sums =
-      torch::zeros({k, pixels, 3}).index_add_(0, assign, rgb * on.unsqueeze(2));
-  const torch::Tensor colors = color_sums / on_counts.clamp_min(1).unsqueeze(2);
-  const torch::Tensor keep = (on_counts * 2 >= counts.clamp_min(1).unsqueeze(1)) &
-                             (on_counts > 0);
-  return (colors * keep.unsqueeze(2).to(torch::kFloat32)).reshape({k, pixels * 3});
-}
-
-// The index of the palette color nearest to the mean of the patch's non-black pixels
-// (-1 for an all-black patch): patches are learned and encoded only with the codes of
-// their own group, so a patch never changes color.
-int ColorGroup(const uint8_t* patch, int d) {
-  double sum[3] = {0, 0, 0};
-  int count = 0;
-  for (int i = 0; i < d; i += 3) {
-    if (patch[i] == 0 && patch[i + 1] == 0 && patch[i + 2] == 0) continue;
-    for (int ch = 0; ch < 3; ++ch) sum[ch] += patch[i + ch];
-    ++count;
-  }
-  if (count == 0) return -1;
-  int best = 0;
-  double best_dist = 1e18;
-  for (int g = 0; g < kNumColors; ++g) {
-    const Rgb p = PaletteRgb(kAllColors[g]);
-    const double dr = sum[0] / count - p.r, dg = sum[1] / count - p.g,
-                 db = sum[2] / count - p.b;
-    const double dist = dr * dr + dg * dg + db * db;
-    if (dist < best_dist) {
-      best_dist = dist;
-      best = g;
-    }
-  }
-  return best;
-}
-
 // Splits `total` codes among groups of `sizes` points in proportion to their sizes
 // (largest remainder), never giving a group more codes than points.
 // REQUIRES: total <= sum(sizes).
@@ -302,6 +348,45 @@ std::vector<int64_t> AllocateCodes(const std::vector<int64_t>& sizes, int64_t to
     left -= given;
   }
   return alloc;
+}
+
+// The `k` codes of one color group (k * d floats in [0, 1]). Patches of flat-colored
+// shapes have few distinct on/off patterns: each pattern that SelectPatterns keeps (all
+// of them if they fit) becomes a crisp code, its on pixels colored with the mean color of
+// the patches having exactly it, and codes left over go to k-means++ samples of the
+// patches. Groups with more patterns get k-means with `iterations` Lloyd steps.
+// REQUIRES: 1 <= k <= number of patches; d / 3 <= 64. Throws (torch) on failure.
+std::vector<float> LearnGroupCodes(const GroupData& group, int d, int64_t k,
+                                   int iterations, std::mt19937_64& rng) {
+  const int64_t n = static_cast<int64_t>(group.patches.size()) / d;
+  const torch::Tensor x =
+      torch::from_blob(const_cast<uint8_t*>(group.patches.data()), {n, d}, torch::kUInt8)
+          .to(torch::kFloat32)
+          .div_(255.0f);
+  torch::Tensor seeds = torch::zeros({0, d});
+  const std::vector<Pattern> patterns = CountPatterns(group.patches.data(), n, d);
+  if (patterns.size() <= kMaxPatterns) {
+    std::vector<size_t> selected;
+    if (static_cast<int64_t>(patterns.size()) <= k) {
+      for (size_t p = 0; p < patterns.size(); ++p) selected.push_back(p);
+    } else {
+      selected = SelectPatterns(patterns, group.cells, k);
+    }
+    seeds = torch::zeros({static_cast<int64_t>(selected.size()), d});
+    float* out = seeds.data_ptr<float>();
+    for (size_t c = 0; c < selected.size(); ++c) {
+      const Pattern& pattern = patterns[selected[c]];
+      for (int j = 0; j < d; ++j) {
+        if (pattern.bits >> (j / 3) & 1) {
+          out[c * d + j] = static_cast<float>(pattern.color_sum[j] / pattern.count / 255.0);
+        }
+      }
+    }
+    iterations = 0;  // Lloyd steps would blur the crisp codes.
+  }
+  const torch::Tensor centers = KMeans(x, seeds, k, iterations, rng).first.contiguous();
+  return std::vector<float>(centers.data_ptr<float>(),
+                            centers.data_ptr<float>() + centers.numel());
 }
 
 // Rounds `centers` to 8-bit values and nudges duplicates (one channel step at a time)
@@ -340,7 +425,12 @@ ImageTokenizer::ImageTokenizer(const WorldConfig& config, int codebook_size,
     all_codes_.push_back(c);
     const int group = ColorGroup(&codebook_u8_[static_cast<size_t>(c) * patch_dim()],
                                  patch_dim());
-    group_codes_[group + 1].push_back(c);
+    // Black codes are candidates for every patch; the others only for their group's.
+    if (group < 0) {
+      for (std::vector<int>& codes : group_codes_) codes.push_back(c);
+    } else {
+      group_codes_[group + 1].push_back(c);
+    }
   }
 }
 
@@ -356,29 +446,69 @@ absl::StatusOr<ImageTokenizer> ImageTokenizer::Train(const std::vector<Image>& i
   if (iterations < 0) {
     return absl::InvalidArgumentError(absl::StrCat("iterations ", iterations, " < 0"));
   }
+  if (config.patch_px > 8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("patch_px ", config.patch_px, " > 8 is not supported"));
+  }
   const int d = config.patch_px * config.patch_px * 3;
   const int num_patches = config.num_patches();
-  // The non-black patches, scaled to [0, 1], grouped by palette color.
-  std::vector<std::vector<float>> groups(kNumColors);
-  std::vector<uint8_t> patch(d);
+  // The patches of each grid cell (row-major); with cells that are not whole patches,
+  // every patch is a cell of its own.
+  std::vector<std::vector<int>> cell_patches;
+  if (config.cell_px % config.patch_px == 0) {
+    const int per_cell = config.cell_px / config.patch_px;
+    const int per_side = config.patches_per_side();
+    for (int r = 0; r < config.grid; ++r) {
+      for (int c = 0; c < config.grid; ++c) {
+        std::vector<int> members;
+        for (int i = 0; i < per_cell; ++i) {
+          for (int j = 0; j < per_cell; ++j) {
+            members.push_back((r * per_cell + i) * per_side + c * per_cell + j);
+          }
+        }
+        cell_patches.push_back(std::move(members));
+      }
+    }
+  } else {
+    for (int p = 0; p < num_patches; ++p) cell_patches.push_back({p});
+  }
+
+  std::vector<GroupData> groups(kNumColors);
+  std::vector<uint8_t> cell_bytes;
+  std::vector<int> patch_group;
   for (size_t i = 0; i < images.size(); ++i) {
     if (absl::Status s = CheckImageSize(images[i], config); !s.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("training image ", i, ": ", s.message()));
     }
-    for (int p = 0; p < num_patches; ++p) {
-      ExtractPatch(images[i], config, p, patch.data());
-      if (std::all_of(patch.begin(), patch.end(), [](uint8_t v) { return v == 0; })) {
-        continue;
+    for (const std::vector<int>& members : cell_patches) {
+      cell_bytes.resize(members.size() * d);
+      patch_group.clear();
+      for (size_t j = 0; j < members.size(); ++j) {
+        uint8_t* patch = &cell_bytes[j * d];
+        ExtractPatch(images[i], config, members[j], patch);
+        patch_group.push_back(ColorGroup(patch, d));
+        if (patch_group.back() >= 0) {
+          std::vector<uint8_t>& out = groups[patch_group.back()].patches;
+          out.insert(out.end(), patch, patch + d);
+        }
       }
-      std::vector<float>& group = groups[ColorGroup(patch.data(), d)];
-      for (uint8_t v : patch) group.push_back(static_cast<float>(v) / 255.0f);
+      for (int g = 0; g < kNumColors; ++g) {
+        std::vector<uint64_t> key(members.size(), 0);
+        bool present = false;
+        for (size_t j = 0; j < members.size(); ++j) {
+          if (patch_group[j] != g) continue;
+          key[j] = PatternBits(&cell_bytes[j * d], d);
+          present = true;
+        }
+        if (present) ++groups[g].cells[key];
+      }
     }
   }
   std::vector<int64_t> sizes(kNumColors);
   int64_t n = 0;
   for (int g = 0; g < kNumColors; ++g) {
-    sizes[g] = static_cast<int64_t>(groups[g].size()) / d;
+    sizes[g] = static_cast<int64_t>(groups[g].patches.size()) / d;
     n += sizes[g];
   }
   if (n < codebook_size - 1) {
@@ -387,25 +517,19 @@ absl::StatusOr<ImageTokenizer> ImageTokenizer::Train(const std::vector<Image>& i
                      " non-black patches; a codebook of ", codebook_size, " needs at least ",
                      codebook_size - 1));
   }
-  // Code 0 stays the black patch; the others are split among the color groups.
+  // Code 0 is the black patch; the others are split among the color groups.
   const std::vector<int64_t> alloc = AllocateCodes(sizes, codebook_size - 1);
-  std::vector<float> codebook(static_cast<size_t>(codebook_size) * d, 0.0f);
+  std::vector<float> codebook(static_cast<size_t>(d), 0.0f);
   std::mt19937_64 rng(seed);
   try {
     torch::NoGradGuard no_grad;
-    size_t offset = static_cast<size_t>(d);  // after code 0
     for (int g = 0; g < kNumColors; ++g) {
       if (alloc[g] == 0) continue;
-      const torch::Tensor x =
-          torch::from_blob(groups[g].data(), {sizes[g], d}, torch::kFloat32);
-      const torch::Tensor seeds = getenv("KPP") ? torch::zeros({0, d}) : ShapeSeeds(x, alloc[g]);
-      const auto [centers_raw, assign] = KMeans(x, seeds, alloc[g], iterations, rng);
-      const torch::Tensor centers = getenv("CRISP") ? CrispCenters(x, assign, alloc[g]).contiguous() : centers_raw.contiguous();
-      std::copy_n(centers.data_ptr<float>(), centers.numel(), codebook.begin() + offset);
-      offset += static_cast<size_t>(centers.numel());
+      const std::vector<float> codes = LearnGroupCodes(groups[g], d, alloc[g], iterations, rng);
+      codebook.insert(codebook.end(), codes.begin(), codes.end());
     }
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("k-means failed: ", e.what()));
+    return absl::InternalError(absl::StrCat("codebook training failed: ", e.what()));
   }
   const std::vector<uint8_t> q = QuantizeDistinct(codebook, codebook_size, d);
   for (size_t i = 0; i < q.size(); ++i) codebook[i] = static_cast<float>(q[i]) / 255.0f;

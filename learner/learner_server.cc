@@ -1,0 +1,220 @@
+#include "learner/learner_server.h"
+
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include <glog/logging.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "common/weight_sync.h"
+#include "learner/checkpoint.h"
+#include "learner/remote_backends.h"
+#include "learner/rl_data.h"
+
+namespace duet {
+
+LearnerServer::LearnerServer(LearnerOptions options) : options_(std::move(options)) {}
+
+LearnerServer::~LearnerServer() { Shutdown(); }
+
+absl::StatusOr<int> LearnerServer::Start() {
+  const Recipe& r = options_.recipe;
+  DUET_RETURN_IF_ERROR(r.Validate());
+  DUET_ASSIGN_OR_RETURN(world::ModelBundle bundle, world::LoadBundle(r.model));
+  bundle_ = std::make_unique<world::ModelBundle>(std::move(bundle));
+  DUET_ASSIGN_OR_RETURN(Transformer reference, Transformer::Load(r.model));
+  reference_ = std::make_unique<Transformer>(std::move(reference));
+  DUET_RETURN_IF_ERROR(LoadRlInputs(*bundle_, r.data, &prompts_, &images_));
+  std::mt19937_64 rng(std::random_device{}());
+  run_id_ = absl::StrFormat("run%08x", static_cast<uint32_t>(rng()));
+  const int ranked = r.collective == "none" ? 0 : r.rollout_workers + r.scorer_workers;
+  queue_ = std::make_unique<WorkQueue>(run_id_, ranked);
+  RendezvousInfo rv;
+  rv.run_id = run_id_;
+  rv.store_host = options_.store_host;
+  rv.world_size = 1 + ranked;
+  rv.backend = r.collective;
+  rv.frozen_scorer = r.frozen_scorer;
+  if (ranked > 0) {
+    DUET_ASSIGN_OR_RETURN(store_, StoreServer::Start(options_.store_port, absl::Minutes(10)));
+    rv.store_port = store_->port();
+  }
+  DUET_RETURN_IF_ERROR(PublishSnapshot());
+  RequestLimits limits;
+  limits.vocab_size = bundle_->layout.vocab_size();
+  limits.max_sequence_tokens = bundle_->model.config().max_position_embeddings;
+  service_ = std::make_unique<CoordinatorService>(
+      queue_.get(), &snapshot_, rv, options_.auth_token, limits,
+      [this](v1::RunStatus* s) { s->set_step(step_.load()); });
+  DUET_ASSIGN_OR_RETURN(auto creds, MakeServerCredentials(options_.tls));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options_.address, creds, &port);
+  builder.RegisterService(service_.get());
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.address));
+  }
+  LOG(INFO) << "learner " << run_id_ << " serving on port " << port
+            << (store_ ? absl::StrCat(", c10d store on port ", store_->port()) : "");
+  return port;
+}
+
+absl::Status LearnerServer::PublishSnapshot() {
+  torch::Tensor flat = FlattenParameters(bundle_->model.parameters());
+  const uint64_t sum = WeightChecksum(flat);
+  std::string bytes(static_cast<const char*>(flat.data_ptr()), flat.numel() * sizeof(float));
+  snapshot_.Set(version_, sum, std::move(bytes));
+  return absl::OkStatus();
+}
+
+absl::Status LearnerServer::FormCollective() {
+  const Recipe& r = options_.recipe;
+  DUET_RETURN_IF_ERROR(queue_->AwaitWorkers(v1::ROLE_ROLLOUT, r.rollout_workers, options_.worker_timeout));
+  DUET_RETURN_IF_ERROR(queue_->AwaitWorkers(v1::ROLE_SCORER, r.scorer_workers, options_.worker_timeout));
+  if (!store_) return absl::OkStatus();
+  CollectiveOptions c;
+  c.backend = r.collective;
+  c.store_host = "127.0.0.1";
+  c.store_port = store_->port();
+  c.rank = 0;
+  c.world_size = 1 + r.rollout_workers + r.scorer_workers;
+  c.timeout = absl::Minutes(10);
+  const auto t0 = std::chrono::steady_clock::now();
+  DUET_ASSIGN_OR_RETURN(collective_, CreateCollective(c));
+  LOG(INFO) << "collective formed: " << c.world_size << " ranks (" << c.backend << ") in "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s";
+  return absl::OkStatus();
+}
+
+absl::Status LearnerServer::SyncWorkers() {
+  DUET_RETURN_IF_ERROR(PublishSnapshot());
+  const uint64_t sum = snapshot_.checksum();
+  std::vector<std::string> ids;
+  for (const WorkerRecord& w : queue_->Workers()) {
+    v1::WorkItem item;
+    item.set_policy_version(version_);
+    item.mutable_sync()->set_version(version_);
+    item.mutable_sync()->set_checksum(sum);
+    item.mutable_sync()->set_fetch_over_grpc(w.rank < 0 || !collective_);
+    ids.push_back(queue_->Submit(w.role, std::move(item), w.id));
+  }
+  if (collective_) {
+    WeightBroadcaster broadcaster(collective_.get(), options_.recipe.bucket_mb << 20);
+    DUET_RETURN_IF_ERROR(broadcaster.Broadcast(bundle_->model.parameters(), version_));
+  }
+  DUET_ASSIGN_OR_RETURN(auto results, queue_->Await(ids, absl::Minutes(10)));
+  for (const auto& res : results) {
+    if (res.has_error()) {
+      return absl::Status(static_cast<absl::StatusCode>(res.error().code()),
+                          absl::StrCat("weight sync on ", res.worker_id(), ": ", res.error().message()));
+    }
+    if (res.sync().version() != version_ || res.sync().checksum() != sum) {
+      return absl::DataLossError(absl::StrCat(res.worker_id(), " holds v", res.sync().version(), " checksum ",
+                                              res.sync().checksum(), ", expected v", version_, " checksum ", sum));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LearnerServer::Checkpoint(int64_t step) {
+  nlohmann::json state = {{"step", step}, {"policy_version", version_}, {"run_id", run_id_},
+                          {"recipe", RecipeToYaml(options_.recipe)}};
+  return WriteCheckpoint(JoinPath(options_.recipe.out, "checkpoints"), step, bundle_->model,
+                         *optimizer_, state.dump(2), /*keep=*/1);
+}
+
+absl::Status LearnerServer::Run() {
+  const Recipe& r = options_.recipe;
+  DUET_RETURN_IF_ERROR(MakeDirs(r.out));
+  DUET_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(r.out, "recipe.yaml"), RecipeToYaml(r)));
+  updater_ = std::make_unique<PolicyUpdater>(&bundle_->model, reference_.get(), bundle_->layout, r.optimizer);
+  optimizer_ = &updater_->optimizer();
+  int64_t start = 0;
+  if (options_.resume) {
+    DUET_ASSIGN_OR_RETURN(auto ckpt, RestoreLatestCheckpoint(JoinPath(r.out, "checkpoints"), bundle_->model));
+    if (ckpt.has_value()) {
+      DUET_RETURN_IF_ERROR(optimizer_->LoadState(ckpt->optimizer));
+      nlohmann::json state = nlohmann::json::parse(ckpt->state_json, nullptr, false);
+      if (state.is_discarded() || !state.contains("policy_version")) {
+        return absl::DataLossError(absl::StrCat(ckpt->dir, "/state.json is malformed"));
+      }
+      start = ckpt->step;
+      version_ = state["policy_version"].get<int64_t>();
+      LOG(INFO) << "resumed from " << ckpt->dir << ": step " << start << ", policy version " << version_;
+    }
+  }
+  step_ = start;
+  DUET_RETURN_IF_ERROR(FormCollective());
+  if (version_ > 0) DUET_RETURN_IF_ERROR(SyncWorkers());  // workers start from the base
+
+  RlRecipe rl = r.rl;
+  if (r.directions == "generation") rl.understanding_inputs = 0;
+  if (r.directions == "understanding") rl.generation_inputs = 0;
+  DispatchOptions dispatch;
+  RemoteRollout rollout(queue_.get(), &version_, dispatch);
+  RemoteScorer scorer(queue_.get(), &version_, dispatch);
+  RlLoop loop(updater_.get(), &rollout, &scorer, prompts_, images_, rl, &version_);
+  std::ofstream metrics(JoinPath(r.out, "metrics.jsonl"), std::ios::app);
+  int64_t step = start;
+  bool dirty = false;
+  for (; step < r.steps && !stop_.load(); ++step) {
+    DUET_ASSIGN_OR_RETURN(StepReport report, loop.RunStep(step));
+    double sync_seconds = 0;
+    if (version_ % r.sync_every == 0) {
+      const auto t0 = std::chrono::steady_clock::now();
+      DUET_RETURN_IF_ERROR(SyncWorkers());
+      sync_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    step_ = step + 1;
+    dirty = true;
+    nlohmann::json m = {{"step", step + 1}, {"policy_version", version_},
+                        {"generation_reward", report.generation_reward},
+                        {"understanding_reward", report.understanding_reward},
+                        {"kl", report.update.loss.kl}, {"loss", report.update.loss.loss},
+                        {"grad_norm", report.update.grad_norm}, {"logprob_max_diff", report.logprob_max_diff},
+                        {"rollout_s", report.rollout_seconds}, {"score_s", report.score_seconds},
+                        {"update_s", report.update_seconds}, {"sync_s", sync_seconds},
+                        {"samples", report.samples}, {"checksum", snapshot_.checksum()}};
+    metrics << m.dump() << "\n" << std::flush;
+    if (options_.on_step) options_.on_step(report);
+    if ((step + 1) % r.checkpoint_every == 0) {
+      DUET_RETURN_IF_ERROR(Checkpoint(step + 1));
+      dirty = false;
+    }
+  }
+  if (dirty) DUET_RETURN_IF_ERROR(Checkpoint(step));
+  if (version_ % r.sync_every != 0) DUET_RETURN_IF_ERROR(SyncWorkers());
+  DUET_RETURN_IF_ERROR(world::SaveBundle(JoinPath(r.out, "model"), *bundle_));
+  LOG(INFO) << (stop_.load() ? "stopped" : "finished") << " at step " << step << ", policy version "
+            << version_;
+  Shutdown();
+  return absl::OkStatus();
+}
+
+void LearnerServer::Shutdown() {
+  if (queue_ && !queue_->closed()) {
+    queue_->Close();
+    // Let workers' long-polls return the shutdown notice before the server goes away.
+    if (server_) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  if (server_) {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    server_.reset();
+  }
+  collective_.reset();
+  store_.reset();
+}
+
+}  // namespace duet

@@ -1,0 +1,177 @@
+#include "learner/recipe.h"
+
+#include <set>
+
+#include <yaml-cpp/yaml.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+
+namespace duet {
+namespace {
+
+template <typename T>
+absl::Status Read(const YAML::Node& node, const std::string& key, T* out) {
+  const YAML::Node v = node[key];
+  if (!v) return absl::OkStatus();
+  try {
+    *out = v.as<T>();
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("recipe: '", key, "' has the wrong type (line ",
+                                                   v.Mark().line + 1, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckKeys(const YAML::Node& node, const std::string& where,
+                       const std::set<std::string>& allowed) {
+  if (!node.IsMap()) return absl::InvalidArgumentError(absl::StrCat("recipe: ", where, " must be a mapping"));
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>();
+    if (allowed.count(key) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("recipe: unknown key '", where.empty() ? "" : where + ".",
+                                                     key, "' (line ", kv.first.Mark().line + 1, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Recipe::Validate() const {
+  auto bad = [](const std::string& m) { return absl::InvalidArgumentError("recipe: " + m); };
+  if (steps < 0) return bad("steps must be >= 0");
+  if (directions != "joint" && directions != "generation" && directions != "understanding") {
+    return bad("directions must be joint, generation or understanding");
+  }
+  if (rl.k < 2 || rl.k > 64) return bad("k must be in [2, 64]");
+  if (rl.generation_inputs < 0 || rl.understanding_inputs < 0) return bad("*_inputs must be >= 0");
+  if (rl.generation_inputs + rl.understanding_inputs == 0) return bad("no inputs per step");
+  if (!(optimizer.lr > 0)) return bad("lr must be positive");
+  if (optimizer.grpo.clip_eps <= 0 || optimizer.grpo.kl_coef < 0) return bad("grpo.clip_eps > 0 and grpo.kl_coef >= 0 required");
+  if (optimizer.simpo.beta <= 0) return bad("simpo.beta must be positive");
+  DUET_RETURN_IF_ERROR(rl.image_sampling.Validate());
+  if (sync_every < 1) return bad("sync_every must be >= 1");
+  if (bucket_mb < 1 || bucket_mb > 1024) return bad("bucket_mb must be in [1, 1024]");
+  if (checkpoint_every < 1) return bad("checkpoint_every must be >= 1");
+  if (rollout_workers < 0 || scorer_workers < 0 || rollout_workers > 256 || scorer_workers > 256) {
+    return bad("workers counts must be in [0, 256]");
+  }
+  if (collective != "gloo" && collective != "nccl" && collective != "none") {
+    return bad("collective must be gloo, nccl or none");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Recipe> ParseRecipe(const std::string& text) {
+  Recipe r;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("recipe: YAML error at line ", e.mark.line + 1, ": ", e.msg));
+  }
+  if (!root || root.IsNull()) return r;
+  DUET_RETURN_IF_ERROR(CheckKeys(root, "",
+                                 {"model", "data", "out", "steps", "algorithm", "directions", "generation_inputs",
+                                  "understanding_inputs", "k", "lr", "grpo", "simpo", "sampling", "sync_every",
+                                  "bucket_mb", "checkpoint_every", "frozen_scorer", "seed", "workers",
+                                  "collective", "grad_clip", "micro_batch"}));
+  DUET_RETURN_IF_ERROR(Read(root, "model", &r.model));
+  DUET_RETURN_IF_ERROR(Read(root, "data", &r.data));
+  DUET_RETURN_IF_ERROR(Read(root, "out", &r.out));
+  DUET_RETURN_IF_ERROR(Read(root, "steps", &r.steps));
+  std::string algorithm = "grpo";
+  DUET_RETURN_IF_ERROR(Read(root, "algorithm", &algorithm));
+  if (algorithm == "simpo") {
+    r.optimizer.algorithm = RlAlgorithm::kSimpo;
+  } else if (algorithm != "grpo") {
+    return absl::InvalidArgumentError("recipe: algorithm must be grpo or simpo");
+  }
+  DUET_RETURN_IF_ERROR(Read(root, "directions", &r.directions));
+  DUET_RETURN_IF_ERROR(Read(root, "generation_inputs", &r.rl.generation_inputs));
+  DUET_RETURN_IF_ERROR(Read(root, "understanding_inputs", &r.rl.understanding_inputs));
+  DUET_RETURN_IF_ERROR(Read(root, "k", &r.rl.k));
+  DUET_RETURN_IF_ERROR(Read(root, "lr", &r.optimizer.lr));
+  DUET_RETURN_IF_ERROR(Read(root, "grad_clip", &r.optimizer.grad_clip));
+  DUET_RETURN_IF_ERROR(Read(root, "micro_batch", &r.optimizer.micro_batch));
+  if (root["grpo"]) {
+    DUET_RETURN_IF_ERROR(CheckKeys(root["grpo"], "grpo", {"clip_eps", "kl_coef"}));
+    DUET_RETURN_IF_ERROR(Read(root["grpo"], "clip_eps", &r.optimizer.grpo.clip_eps));
+    DUET_RETURN_IF_ERROR(Read(root["grpo"], "kl_coef", &r.optimizer.grpo.kl_coef));
+  }
+  if (root["simpo"]) {
+    DUET_RETURN_IF_ERROR(CheckKeys(root["simpo"], "simpo", {"beta", "gamma"}));
+    DUET_RETURN_IF_ERROR(Read(root["simpo"], "beta", &r.optimizer.simpo.beta));
+    DUET_RETURN_IF_ERROR(Read(root["simpo"], "gamma", &r.optimizer.simpo.gamma));
+  }
+  if (root["sampling"]) {
+    const YAML::Node s = root["sampling"];
+    DUET_RETURN_IF_ERROR(CheckKeys(s, "sampling", {"temperature", "top_k", "top_p", "cfg_scale"}));
+    DUET_RETURN_IF_ERROR(Read(s, "temperature", &r.rl.image_sampling.temperature));
+    DUET_RETURN_IF_ERROR(Read(s, "top_k", &r.rl.image_sampling.top_k));
+    DUET_RETURN_IF_ERROR(Read(s, "top_p", &r.rl.image_sampling.top_p));
+    double cfg = r.rl.cfg_scale.value_or(0);
+    DUET_RETURN_IF_ERROR(Read(s, "cfg_scale", &cfg));
+    r.rl.cfg_scale = cfg > 0 ? std::optional<double>(cfg) : std::nullopt;
+  }
+  r.rl.caption_sampling = r.rl.image_sampling;
+  DUET_RETURN_IF_ERROR(Read(root, "sync_every", &r.sync_every));
+  DUET_RETURN_IF_ERROR(Read(root, "bucket_mb", &r.bucket_mb));
+  DUET_RETURN_IF_ERROR(Read(root, "checkpoint_every", &r.checkpoint_every));
+  DUET_RETURN_IF_ERROR(Read(root, "frozen_scorer", &r.frozen_scorer));
+  DUET_RETURN_IF_ERROR(Read(root, "seed", &r.rl.seed));
+  DUET_RETURN_IF_ERROR(Read(root, "collective", &r.collective));
+  if (root["workers"]) {
+    DUET_RETURN_IF_ERROR(CheckKeys(root["workers"], "workers", {"rollout", "scorer"}));
+    DUET_RETURN_IF_ERROR(Read(root["workers"], "rollout", &r.rollout_workers));
+    DUET_RETURN_IF_ERROR(Read(root["workers"], "scorer", &r.scorer_workers));
+  }
+  DUET_RETURN_IF_ERROR(r.Validate());
+  return r;
+}
+
+absl::StatusOr<Recipe> LoadRecipe(const std::string& path) {
+  DUET_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  auto r = ParseRecipe(text);
+  if (!r.ok()) return absl::Status(r.status().code(), absl::StrCat(path, ": ", r.status().message()));
+  return r;
+}
+
+std::string RecipeToYaml(const Recipe& r) {
+  YAML::Emitter e;
+  e << YAML::BeginMap;
+  e << YAML::Key << "model" << YAML::Value << r.model;
+  e << YAML::Key << "data" << YAML::Value << r.data;
+  e << YAML::Key << "out" << YAML::Value << r.out;
+  e << YAML::Key << "steps" << YAML::Value << r.steps;
+  e << YAML::Key << "algorithm" << YAML::Value << (r.optimizer.algorithm == RlAlgorithm::kSimpo ? "simpo" : "grpo");
+  e << YAML::Key << "directions" << YAML::Value << r.directions;
+  e << YAML::Key << "generation_inputs" << YAML::Value << r.rl.generation_inputs;
+  e << YAML::Key << "understanding_inputs" << YAML::Value << r.rl.understanding_inputs;
+  e << YAML::Key << "k" << YAML::Value << r.rl.k;
+  e << YAML::Key << "lr" << YAML::Value << r.optimizer.lr;
+  e << YAML::Key << "grad_clip" << YAML::Value << r.optimizer.grad_clip;
+  e << YAML::Key << "micro_batch" << YAML::Value << r.optimizer.micro_batch;
+  e << YAML::Key << "grpo" << YAML::Value << YAML::BeginMap << YAML::Key << "clip_eps" << YAML::Value
+    << r.optimizer.grpo.clip_eps << YAML::Key << "kl_coef" << YAML::Value << r.optimizer.grpo.kl_coef << YAML::EndMap;
+  e << YAML::Key << "simpo" << YAML::Value << YAML::BeginMap << YAML::Key << "beta" << YAML::Value
+    << r.optimizer.simpo.beta << YAML::Key << "gamma" << YAML::Value << r.optimizer.simpo.gamma << YAML::EndMap;
+  e << YAML::Key << "sampling" << YAML::Value << YAML::BeginMap << YAML::Key << "temperature" << YAML::Value
+    << r.rl.image_sampling.temperature << YAML::Key << "top_k" << YAML::Value << r.rl.image_sampling.top_k
+    << YAML::Key << "top_p" << YAML::Value << r.rl.image_sampling.top_p << YAML::Key << "cfg_scale"
+    << YAML::Value << r.rl.cfg_scale.value_or(0.0) << YAML::EndMap;
+  e << YAML::Key << "sync_every" << YAML::Value << r.sync_every;
+  e << YAML::Key << "bucket_mb" << YAML::Value << r.bucket_mb;
+  e << YAML::Key << "checkpoint_every" << YAML::Value << r.checkpoint_every;
+  e << YAML::Key << "frozen_scorer" << YAML::Value << r.frozen_scorer;
+  e << YAML::Key << "seed" << YAML::Value << r.rl.seed;
+  e << YAML::Key << "collective" << YAML::Value << r.collective;
+  e << YAML::Key << "workers" << YAML::Value << YAML::BeginMap << YAML::Key << "rollout" << YAML::Value
+    << r.rollout_workers << YAML::Key << "scorer" << YAML::Value << r.scorer_workers << YAML::EndMap;
+  e << YAML::EndMap;
+  return std::string(e.c_str()) + "\n";
+}
+
+}  // namespace duet
