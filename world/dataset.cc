@@ -1,6 +1,11 @@
 #include "world/dataset.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <atomic>
 #include <filesystem>
 #include <functional>
@@ -101,6 +106,45 @@ struct PendingImage {
   Image image;
 };
 
+// Writes `contents` to `path` without fsync: data files are made durable all at once by
+// SyncFolder before the manifest marks the folder complete.
+absl::Status WriteFileUnsynced(const std::string& path, const std::string& contents) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
+  }
+  size_t written = 0;
+  while (written < contents.size()) {
+    const ssize_t n = ::write(fd, contents.data() + written, contents.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return absl::InternalError(absl::StrCat("cannot write ", path, ": ", std::strerror(err)));
+    }
+    written += static_cast<size_t>(n);
+  }
+  if (::close(fd) != 0) {
+    return absl::InternalError(absl::StrCat("cannot close ", path, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+// Flushes everything written to the file system holding `dir` to disk.
+absl::Status SyncFolder(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("cannot open ", dir, ": ", std::strerror(errno)));
+  }
+  const int rc = ::syncfs(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) {
+    return absl::InternalError(absl::StrCat("cannot sync ", dir, ": ", std::strerror(err)));
+  }
+  return absl::OkStatus();
+}
+
 // Encodes and writes `images` under `root` on a few threads. Every failure is kept; the
 // returned status names the first and counts the rest.
 absl::Status WriteImages(const std::string& root, const std::vector<PendingImage>& images) {
@@ -108,7 +152,9 @@ absl::Status WriteImages(const std::string& root, const std::vector<PendingImage
   std::atomic<size_t> next{0};
   auto worker = [&] {
     for (size_t i = next++; i < images.size(); i = next++) {
-      statuses[i] = WritePng(JoinPath(root, images[i].relative_path), images[i].image);
+      absl::StatusOr<std::string> png = EncodePng(images[i].image);
+      statuses[i] = png.ok() ? WriteFileUnsynced(JoinPath(root, images[i].relative_path), *png)
+                             : png.status();
     }
   };
   const int threads = static_cast<int>(
@@ -341,6 +387,7 @@ absl::Status MakeData(const MakeDataOptions& o) {
   DUET_RETURN_IF_ERROR(WriteJsonl(JoinPath(root, kRlGenPromptsFile), rl_prompts));
   DUET_RETURN_IF_ERROR(WriteJsonl(JoinPath(root, kEvalGenFile), eval_gen));
   DUET_RETURN_IF_ERROR(WriteJsonl(JoinPath(root, kEvalUndFile), eval_und));
+  DUET_RETURN_IF_ERROR(SyncFolder(root));
 
   const WorldConfig& w = o.world;
   const json manifest = {

@@ -7,12 +7,25 @@
 // 36 codes and a codebook entry is a 48-dim vector (y, x, channel order) of pixel values
 // in [0, 1].
 //
-// The codebook is learned by k-means. Code 0 is reserved for the all-black patch (most
-// of every image is background), the others start from k-means++ seeds on the non-black
-// training patches and run Lloyd iterations; clusters that go empty are re-seeded with
-// the points farthest from their centres. The trained entries are rounded to 8-bit pixel
-// values and made pairwise distinct, so Decode is exact and Encode(Decode(codes)) ==
-// codes for every code sequence.
+// How the codebook is learned (Train):
+//   - code 0 is the all-black patch (most of every image is background);
+//   - every other patch belongs to the color group of the palette color nearest to the
+//     mean of its non-black pixels; the remaining codes are split among the groups in
+//     proportion to their patches, learned per group, and Encode searches only the
+//     patch's own group (plus black), so a patch never changes color;
+//   - a group of flat-colored shapes has few distinct on/off pixel patterns (about 120
+//     per color in the default world, for about 85 codes). Codes are crisp patterns:
+//     when the patterns do not all fit, a greedy selection drops the patterns whose loss
+//     costs least, where a dropped pattern is drawn as its nearest kept one and a grid
+//     cell costs the square of its wrong pixels, so damage is spread thinly over many
+//     objects instead of wrecking a few. (Plain k-means on these patches blurs patterns
+//     together and merges colors: measured 98.2-100% oracle accuracy depending on the
+//     seed, against 100% for this selection over ten training sets.)
+//   - a group with more than a few hundred distinct patterns (data that is not flat
+//     shapes) gets k-means: k-means++ seeding, Lloyd steps with batched distances via
+//     torch matmul, empty clusters re-seeded with the farthest points.
+// Entries are rounded to 8-bit pixel values and made pairwise distinct, so Decode is
+// exact and Encode(Decode(codes)) == codes for every code sequence.
 //
 // Thread-safety: immutable after construction; Encode/Decode may run concurrently.
 
@@ -29,19 +42,20 @@ namespace duet::world {
 
 class ImageTokenizer {
  public:
-  // Learns a codebook of `codebook_size` entries from the patches of `images` with
-  // `iterations` Lloyd iterations (stopping early once assignments settle); the result
-  // depends only on the arguments. Takes a few seconds for ~4000 images on two cores.
-  // InvalidArgument for an invalid config, codebook_size outside [2, 65536],
-  // iterations < 0, an image of the wrong size, or images with fewer than
-  // codebook_size - 1 lit (non-black) patches in all.
+  // Learns a codebook of `codebook_size` entries from the patches of `images` (see the
+  // file comment); `iterations` bounds the Lloyd steps of groups learned by k-means. The
+  // result depends only on the arguments. Takes well under a second for 4000 world
+  // images. InvalidArgument for an invalid config, patch_px > 8, codebook_size outside
+  // [2, 65536], iterations < 0, an image of the wrong size, or images with fewer than
+  // codebook_size - 1 non-black patches in all.
   static absl::StatusOr<ImageTokenizer> Train(const std::vector<Image>& images,
                                               int codebook_size = 512, int iterations = 20,
                                               uint64_t seed = 1,
                                               const WorldConfig& config = WorldConfig());
 
   // A tokenizer over a given codebook: `codebook` holds codebook_size rows of
-  // patch_dim() floats in [0, 1], row-major; entries are rounded to 8-bit values.
+  // patch_dim() floats in [0, 1], row-major; entries are rounded to 8-bit values (and
+  // Encode(Decode(codes)) == codes only holds if they are then pairwise distinct).
   // InvalidArgument for a wrong size, values outside [0, 1], or an invalid config.
   static absl::StatusOr<ImageTokenizer> FromCodebook(std::vector<float> codebook,
                                                      int codebook_size,
@@ -57,7 +71,9 @@ class ImageTokenizer {
   static absl::StatusOr<ImageTokenizer> Load(const std::string& path);
 
   // The num_tokens() codes of `image`, each in [0, codebook_size()), patches row-major.
-  // Each patch maps to the entry at least squared distance (ties: lowest code).
+  // Each patch maps to the entry at least squared distance (ties: lowest code) among the
+  // black entries and those of the patch's color group (the palette color nearest to the
+  // mean of its non-black pixels; an entry's group is computed the same way).
   // InvalidArgument if the image does not have the world's size.
   absl::StatusOr<std::vector<int>> Encode(const Image& image) const;
 

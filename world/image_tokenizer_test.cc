@@ -1,5 +1,6 @@
 #include "world/image_tokenizer.h"
 
+#include <cmath>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -98,6 +99,34 @@ TEST_F(ImageTokenizerTest, ReconstructsRenderedImagesClosely) {
   EXPECT_LT(error, 0.5 * black_error);
   // Black stays exactly black.
   EXPECT_EQ(tokenizer_->Encode(black).value(), std::vector<int>(36, 0));
+}
+
+TEST_F(ImageTokenizerTest, NoisyImagesUseKMeansAndStillRoundTrip) {
+  // Random pixels have far too many on/off patterns for pattern selection.
+  std::mt19937_64 rng(/*seed=*/12);
+  std::vector<Image> images;
+  for (int i = 0; i < 40; ++i) {
+    Image image(24, 24);
+    for (uint8_t& v : image.rgb) v = static_cast<uint8_t>(rng());
+    images.push_back(std::move(image));
+  }
+  absl::StatusOr<ImageTokenizer> tok = ImageTokenizer::Train(
+      images, /*codebook_size=*/32, /*iterations=*/5, /*seed=*/1);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  for (int trial = 0; trial < 20; ++trial) {
+    std::vector<int> codes(36);
+    for (int& c : codes) c = static_cast<int>(rng() % 32);
+    EXPECT_EQ(tok->Encode(tok->Decode(codes).value()).value(), codes);
+  }
+  // k-means does better than the mean patch.
+  const std::vector<int> codes = tok->Encode(images[0]).value();
+  const Image decoded = tok->Decode(codes).value();
+  double error = 0, gray_error = 0;
+  for (size_t i = 0; i < decoded.rgb.size(); ++i) {
+    error += std::pow(decoded.rgb[i] - images[0].rgb[i], 2);
+    gray_error += std::pow(127.5 - images[0].rgb[i], 2);
+  }
+  EXPECT_LT(error, gray_error);
 }
 
 TEST_F(ImageTokenizerTest, TrainingIsDeterministic) {

@@ -1,0 +1,157 @@
+// duet-learner: hands out rollout and scoring work, turns self-rewards into advantages
+// (GRPO) or preference pairs (SimPO), updates the policy, checkpoints, and broadcasts new
+// weights to every worker. Thin: flags and recipe, then LearnerServer.
+
+#include <cstdio>
+#include <thread>
+
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+#include <torch/torch.h>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "common/file_util.h"
+#include "common/signals.h"
+#include "learner/learner_server.h"
+#include "learner/recipe.h"
+
+DEFINE_string(config, "", "YAML recipe (configs/recipes/*.yaml); flags below override its keys");
+DEFINE_string(model, "out/base/model", "recipe.model: base model folder (also the frozen reference)");
+DEFINE_string(data, "out/data", "recipe.data: folder with rl_gen_prompts.jsonl and rl_und_images.jsonl");
+DEFINE_string(out, "out/run", "recipe.out: run folder (checkpoints/, model/, metrics.jsonl)");
+DEFINE_int64(steps, 120, "recipe.steps");
+DEFINE_string(algorithm, "grpo", "recipe.algorithm: grpo or simpo");
+DEFINE_string(directions, "joint", "recipe.directions: joint, generation or understanding");
+DEFINE_int64(k, 8, "recipe.k: samples per input");
+DEFINE_double(lr, 2e-4, "recipe.lr");
+DEFINE_double(kl_coef, 0.02, "recipe.grpo.kl_coef");
+DEFINE_bool(frozen_scorer, false, "recipe.frozen_scorer: score with the base weights (ablation)");
+DEFINE_uint64(seed, 1, "recipe.seed");
+DEFINE_int64(sync_every, 1, "recipe.sync_every: broadcast weights every N updates");
+DEFINE_int32(rollout_workers, 2, "recipe.workers.rollout: rollout workers to wait for");
+DEFINE_int32(scorer_workers, 1, "recipe.workers.scorer: scorer workers to wait for");
+DEFINE_string(collective, "gloo", "recipe.collective: gloo, nccl or none (gRPC weight stream only)");
+DEFINE_string(address, "127.0.0.1:50051", "gRPC listen address (port 0: any free port, see --port_file)");
+DEFINE_string(port_file, "", "write the bound gRPC port to this file once serving");
+DEFINE_string(store_host, "127.0.0.1", "address workers use to reach the c10d TCPStore");
+DEFINE_int32(store_port, 0, "c10d TCPStore port (0: any free port)");
+DEFINE_string(auth_token, "", "shared token every RPC must carry (or --auth_token_file / $DUET_AUTH_TOKEN)");
+DEFINE_string(auth_token_file, "", "file holding the shared token");
+DEFINE_bool(allow_insecure_no_auth, false, "run without a token (only on a trusted network)");
+DEFINE_string(tls_cert, "", "PEM server certificate (enables TLS)");
+DEFINE_string(tls_key, "", "PEM server key");
+DEFINE_string(tls_client_ca, "", "PEM CA for client certificates (enables mutual TLS)");
+DEFINE_bool(resume, false, "continue from the run folder's latest checkpoint");
+DEFINE_int32(threads, 1, "intra-op threads for LibTorch");
+
+namespace {
+
+bool Set(const char* flag) { return !gflags::GetCommandLineFlagInfoOrDie(flag).is_default; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage("duet-learner --config=RECIPE.yaml [--flag=value ...]");
+  FLAGS_logtostderr = true;
+  gflags::ParseCommandLineFlags(&argc, &argv, /*remove_flags=*/true);
+  google::InitGoogleLogging(argv[0]);
+  std::unique_ptr<duet::LearnerServer> server;
+  absl::Mutex mu;  // guards `server` against the signal thread
+  duet::SignalWatcher signals([&](int signo) {
+    LOG(INFO) << "signal " << signo << ": finishing the step, writing a checkpoint";
+    absl::MutexLock lock(&mu);
+    if (server) server->Stop();
+  });
+  at::set_num_threads(std::max(1, FLAGS_threads));
+
+  duet::Recipe recipe;
+  if (!FLAGS_config.empty()) {
+    auto r = duet::LoadRecipe(FLAGS_config);
+    if (!r.ok()) {
+      std::fprintf(stderr, "duet-learner: %s\n", r.status().ToString().c_str());
+      return 2;
+    }
+    recipe = *r;
+  }
+  if (Set("model") || FLAGS_config.empty()) recipe.model = FLAGS_model;
+  if (Set("data") || FLAGS_config.empty()) recipe.data = FLAGS_data;
+  if (Set("out") || FLAGS_config.empty()) recipe.out = FLAGS_out;
+  if (Set("steps")) recipe.steps = FLAGS_steps;
+  if (Set("algorithm")) {
+    if (FLAGS_algorithm != "grpo" && FLAGS_algorithm != "simpo") {
+      std::fprintf(stderr, "duet-learner: --algorithm must be grpo or simpo\n");
+      return 2;
+    }
+    recipe.optimizer.algorithm = FLAGS_algorithm == "simpo" ? duet::RlAlgorithm::kSimpo : duet::RlAlgorithm::kGrpo;
+  }
+  if (Set("directions")) recipe.directions = FLAGS_directions;
+  if (Set("k")) recipe.rl.k = FLAGS_k;
+  if (Set("lr")) recipe.optimizer.lr = FLAGS_lr;
+  if (Set("kl_coef")) recipe.optimizer.grpo.kl_coef = FLAGS_kl_coef;
+  if (Set("frozen_scorer")) recipe.frozen_scorer = FLAGS_frozen_scorer;
+  if (Set("seed")) recipe.rl.seed = FLAGS_seed;
+  if (Set("sync_every")) recipe.sync_every = FLAGS_sync_every;
+  if (Set("rollout_workers")) recipe.rollout_workers = FLAGS_rollout_workers;
+  if (Set("scorer_workers")) recipe.scorer_workers = FLAGS_scorer_workers;
+  if (Set("collective")) recipe.collective = FLAGS_collective;
+  if (auto s = recipe.Validate(); !s.ok()) {
+    std::fprintf(stderr, "duet-learner: %s\n", s.ToString().c_str());
+    return 2;
+  }
+
+  duet::LearnerOptions options;
+  options.recipe = recipe;
+  options.address = FLAGS_address;
+  options.store_host = FLAGS_store_host;
+  options.store_port = FLAGS_store_port;
+  options.resume = FLAGS_resume;
+  options.tls = {FLAGS_tls_cert, FLAGS_tls_key, FLAGS_tls_client_ca, ""};
+  std::string token = FLAGS_auth_token;
+  if (!FLAGS_auth_token_file.empty()) {
+    auto t = duet::ReadFileToString(FLAGS_auth_token_file);
+    if (!t.ok()) {
+      std::fprintf(stderr, "duet-learner: %s\n", t.status().ToString().c_str());
+      return 2;
+    }
+    token = std::string(absl::StripAsciiWhitespace(*t));
+  } else if (token.empty() && getenv("DUET_AUTH_TOKEN") != nullptr) {
+    token = getenv("DUET_AUTH_TOKEN");
+  }
+  if (token.empty() && !FLAGS_allow_insecure_no_auth) {
+    std::fprintf(stderr, "duet-learner: give --auth_token_file (or --auth_token, $DUET_AUTH_TOKEN), "
+                         "or --allow_insecure_no_auth on a trusted network\n");
+    return 2;
+  }
+  options.auth_token = token;
+  options.on_step = [&recipe](const duet::StepReport& r) {
+    std::fprintf(stderr,
+                 "step %ld/%ld  r_gen %.3f  r_und %.3f  kl %.4f  loss %.4f  %.1f samples/s  v%ld  dlogp %.1e\n",
+                 static_cast<long>(r.step + 1), static_cast<long>(recipe.steps), r.generation_reward,
+                 r.understanding_reward, r.update.loss.kl, r.update.loss.loss,
+                 r.samples / std::max(1e-9, r.rollout_seconds + r.score_seconds + r.update_seconds),
+                 static_cast<long>(r.policy_version), r.logprob_max_diff);
+  };
+  {
+    absl::MutexLock lock(&mu);
+    server = std::make_unique<duet::LearnerServer>(options);
+  }
+  auto port = server->Start();
+  if (!port.ok()) {
+    std::fprintf(stderr, "duet-learner: %s\n", port.status().ToString().c_str());
+    return 1;
+  }
+  if (!FLAGS_port_file.empty()) {
+    auto s = duet::WriteFileAtomically(FLAGS_port_file, absl::StrFormat("%d\n", *port));
+    if (!s.ok()) {
+      std::fprintf(stderr, "duet-learner: %s\n", s.ToString().c_str());
+      return 1;
+    }
+  }
+  absl::Status s = server->Run();
+  if (!s.ok()) {
+    std::fprintf(stderr, "duet-learner: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}

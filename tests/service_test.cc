@@ -1,0 +1,268 @@
+// The RL service over real gRPC on loopback: a learner-side Coordinator on 127.0.0.1:0,
+// rollout and scorer workers (WorkerRuntime) in threads, driven through the same remote
+// backends the learner uses.
+
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "common/rpc_util.h"
+#include "common/weight_sync.h"
+#include "common/worker_runtime.h"
+#include "learner/coordinator_service.h"
+#include "learner/remote_backends.h"
+#include "learner/work_queue.h"
+#include "rollout/handler.h"
+#include "rollout/sampler.h"
+#include "scorer/handler.h"
+#include "scorer/self_reward.h"
+
+namespace duet {
+namespace {
+
+constexpr char kToken[] = "s3cret-token";
+
+TokenLayout Layout() {
+  TokenLayout l;
+  l.image_end = l.image_begin + 16;
+  l.image_tokens = 4;
+  l.max_caption_tokens = 5;
+  return l;
+}
+
+Transformer Model(uint64_t seed) {
+  ModelConfig c;
+  c.vocab_size = Layout().vocab_size();
+  c.hidden_size = 32;
+  c.intermediate_size = 48;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.max_position_embeddings = 32;
+  return *Transformer::Create(c, seed);
+}
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    layout_ = Layout();
+    model_ = std::make_unique<Transformer>(Model(1));
+    queue_ = std::make_unique<WorkQueue>("test", /*max_ranked_workers=*/0);
+    PublishWeights(0);
+    RequestLimits limits;
+    limits.vocab_size = layout_.vocab_size();
+    limits.max_sequence_tokens = 32;
+    service_ = std::make_unique<CoordinatorService>(queue_.get(), &snapshot_, RendezvousInfo{"test"}, kToken,
+                                                    limits, nullptr);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    ASSERT_GT(port_, 0);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials());
+  }
+
+  void TearDown() override {
+    queue_->Close();
+    for (auto& t : threads_) t.join();
+    server_->Shutdown();
+  }
+
+  void PublishWeights(int64_t version) {
+    torch::Tensor flat = FlattenParameters(model_->parameters());
+    snapshot_.Set(version, WeightChecksum(flat),
+                  std::string(static_cast<const char*>(flat.data_ptr()), flat.numel() * 4));
+  }
+
+  WorkerRuntime* StartWorker(v1::Role role) {
+    WorkerOptions o;
+    o.role = role;
+    o.name = "test-worker";
+    o.auth_token = kToken;
+    o.pull_wait_ms = 200;
+    TokenLayout layout = layout_;
+    WorkHandler handler = role == v1::ROLE_ROLLOUT
+        ? WorkHandler([layout](const Transformer& m, int64_t v, const v1::WorkItem& item,
+                               v1::CompleteWorkRequest* r) { return HandleRolloutItem(m, layout, v, 64, item, r); })
+        : WorkHandler([layout](const Transformer& m, int64_t, const v1::WorkItem& item,
+                               v1::CompleteWorkRequest* r) { return HandleScoreItem(m, layout, 64, item, r); });
+    workers_.push_back(std::make_unique<WorkerRuntime>(v1::Coordinator::NewStub(channel_), Model(1), o, handler));
+    WorkerRuntime* w = workers_.back().get();
+    threads_.emplace_back([w] { EXPECT_TRUE(w->Run().ok()); });
+    return w;
+  }
+
+  std::unique_ptr<grpc::ClientContext> Context(const std::string& token) {
+    return MakeClientContext(token, absl::Seconds(10));
+  }
+
+  TokenLayout layout_;
+  std::unique_ptr<Transformer> model_;
+  std::unique_ptr<WorkQueue> queue_;
+  WeightSnapshot snapshot_;
+  std::unique_ptr<CoordinatorService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::vector<std::unique_ptr<WorkerRuntime>> workers_;
+  std::vector<std::thread> threads_;
+};
+
+TEST_F(ServiceTest, RolloutRoundTripMatchesLocalSampling) {
+  StartWorker(v1::ROLE_ROLLOUT);
+  StartWorker(v1::ROLE_ROLLOUT);
+  int64_t version = 0;
+  DispatchOptions d;
+  d.min_rows_per_item = 2;
+  RemoteRollout remote(queue_.get(), &version, d);
+  RolloutRequest req;
+  req.task = Task::kGeneration;
+  req.inputs = {{8, 9}, {10}, {11, 12, 13}, {14}};
+  req.k = 3;
+  req.cfg_scale = 1.5;
+  req.seed = 77;
+  ASSERT_TRUE(queue_->AwaitWorkers(v1::ROLE_ROLLOUT, 2, absl::Seconds(10)).ok());
+  auto groups = remote.Sample(req);
+  ASSERT_TRUE(groups.ok()) << groups.status();
+  auto local = SampleGroups(*model_, layout_, req, 0);
+  ASSERT_TRUE(local.ok());
+  ASSERT_EQ(groups->size(), 4u);
+  for (size_t g = 0; g < 4; ++g) {
+    EXPECT_EQ((*groups)[g].input, req.inputs[g]);
+    ASSERT_EQ((*groups)[g].samples.size(), 3u);
+    for (size_t s = 0; s < 3; ++s) {
+      EXPECT_EQ((*groups)[g].samples[s].output, (*local)[g].samples[s].output);
+    }
+  }
+  // Both workers took part.
+  int busy = 0;
+  for (const auto& w : queue_->Workers()) busy += w.items_completed > 0;
+  EXPECT_EQ(busy, 2);
+}
+
+TEST_F(ServiceTest, ScorerRoundTripMatchesLocalRewards) {
+  StartWorker(v1::ROLE_SCORER);
+  int64_t version = 0;
+  RemoteScorer remote(queue_.get(), &version, DispatchOptions{});
+  std::vector<RewardQuery> qs = {{Task::kGeneration, {8, 9}, {32, 33, 34, 35}},
+                                 {Task::kUnderstanding, {40, 41, 42, 43}, {10, 11, layout_.eos}}};
+  auto rewards = remote.Score(qs);
+  ASSERT_TRUE(rewards.ok()) << rewards.status();
+  auto local = ComputeSelfRewards(*model_, layout_, qs);
+  ASSERT_EQ(rewards->size(), 2u);
+  for (size_t i = 0; i < 2; ++i) EXPECT_NEAR((*rewards)[i], (*local)[i], 1e-6);
+}
+
+TEST_F(ServiceTest, WorkerErrorsComeBackWithTheirCode) {
+  StartWorker(v1::ROLE_SCORER);
+  int64_t version = 0;
+  RemoteScorer remote(queue_.get(), &version, DispatchOptions{});
+  // A malformed pair (two codes instead of four) fails validation on the worker.
+  auto rewards = remote.Score({{Task::kGeneration, {8}, {32, 33}}});
+  EXPECT_EQ(rewards.status().code(), absl::StatusCode::kInvalidArgument) << rewards.status();
+}
+
+TEST_F(ServiceTest, CallsWithoutTheTokenAreUnauthenticatedAndTheServerKeepsServing) {
+  auto stub = v1::Coordinator::NewStub(channel_);
+  v1::RegisterRequest req;
+  req.set_role(v1::ROLE_ROLLOUT);
+  v1::RegisterResponse resp;
+  EXPECT_EQ(stub->Register(Context("").get(), req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(stub->Register(Context("wrong").get(), req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  v1::RunStatus status;
+  EXPECT_EQ(stub->GetRunStatus(Context("").get(), v1::GetRunStatusRequest(), &status).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(stub->Register(Context(kToken).get(), req, &resp).ok());
+  EXPECT_FALSE(resp.worker_id().empty());
+}
+
+TEST_F(ServiceTest, MalformedRequestsAreInvalidArgumentNamingTheField) {
+  auto stub = v1::Coordinator::NewStub(channel_);
+  v1::RegisterRequest reg;
+  v1::RegisterResponse reg_resp;
+  grpc::Status s = stub->Register(Context(kToken).get(), reg, &reg_resp);  // no role
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("role"), std::string::npos);
+  reg.set_role(v1::ROLE_ROLLOUT);
+  ASSERT_TRUE(stub->Register(Context(kToken).get(), reg, &reg_resp).ok());
+
+  v1::CompleteWorkRequest bad;
+  bad.set_worker_id(reg_resp.worker_id());
+  bad.set_item_id("x");
+  auto* sample = bad.mutable_rollout()->add_groups()->add_samples();
+  sample->mutable_output()->add_ids(layout_.vocab_size() + 5);
+  sample->add_policy_logprobs(-1.0f);
+  v1::CompleteWorkResponse ack;
+  s = stub->CompleteWork(Context(kToken).get(), bad, &ack);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("rollout.groups[0].samples[0].output"), std::string::npos) << s.error_message();
+
+  v1::PullWorkRequest pull;
+  pull.set_worker_id(reg_resp.worker_id());
+  pull.set_wait_ms(60000);
+  v1::PullWorkResponse pulled;
+  EXPECT_EQ(stub->PullWork(Context(kToken).get(), pull, &pulled).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  pull.set_worker_id("nobody");
+  pull.set_wait_ms(10);
+  EXPECT_EQ(stub->PullWork(Context(kToken).get(), pull, &pulled).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  // Still serving.
+  v1::RunStatus status;
+  EXPECT_TRUE(stub->GetRunStatus(Context(kToken).get(), v1::GetRunStatusRequest(), &status).ok());
+}
+
+TEST_F(ServiceTest, CompletingAnItemTwiceCountsOnce) {
+  auto stub = v1::Coordinator::NewStub(channel_);
+  v1::RegisterRequest reg;
+  reg.set_role(v1::ROLE_SCORER);
+  v1::RegisterResponse who;
+  ASSERT_TRUE(stub->Register(Context(kToken).get(), reg, &who).ok());
+  v1::WorkItem item;
+  item.mutable_score();
+  const std::string id = queue_->Submit(v1::ROLE_SCORER, item);
+  v1::PullWorkRequest pull;
+  pull.set_worker_id(who.worker_id());
+  pull.set_wait_ms(1000);
+  v1::PullWorkResponse pulled;
+  ASSERT_TRUE(stub->PullWork(Context(kToken).get(), pull, &pulled).ok());
+  ASSERT_EQ(pulled.item().item_id(), id);
+  v1::CompleteWorkRequest done;
+  done.set_worker_id(who.worker_id());
+  done.set_item_id(id);
+  done.mutable_score()->add_rewards(-1.5);
+  v1::CompleteWorkResponse ack;
+  ASSERT_TRUE(stub->CompleteWork(Context(kToken).get(), done, &ack).ok());
+  EXPECT_TRUE(ack.accepted());
+  done.mutable_score()->set_rewards(0, -9.0);
+  ASSERT_TRUE(stub->CompleteWork(Context(kToken).get(), done, &ack).ok());
+  EXPECT_FALSE(ack.accepted());
+  auto results = queue_->Await({id}, absl::Seconds(1));
+  ASSERT_TRUE(results.ok());
+  EXPECT_EQ((*results)[0].score().rewards(0), -1.5);  // the first result stands
+}
+
+TEST_F(ServiceTest, WorkersFetchNewWeightsOverTheStreamAndVerifyThem) {
+  WorkerRuntime* w = StartWorker(v1::ROLE_ROLLOUT);
+  ASSERT_TRUE(queue_->AwaitWorkers(v1::ROLE_ROLLOUT, 1, absl::Seconds(10)).ok());
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : model_->parameters()) p.add_(0.01);
+  }
+  PublishWeights(1);
+  v1::WorkItem item;
+  item.mutable_sync()->set_version(1);
+  item.mutable_sync()->set_checksum(snapshot_.checksum());
+  item.mutable_sync()->set_fetch_over_grpc(true);
+  const std::string id = queue_->Submit(v1::ROLE_ROLLOUT, item, queue_->Workers()[0].id);
+  auto results = queue_->Await({id}, absl::Seconds(30));
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_FALSE((*results)[0].has_error()) << (*results)[0].error().message();
+  EXPECT_EQ((*results)[0].sync().checksum(), snapshot_.checksum());
+  EXPECT_EQ(w->version(), 1);
+  EXPECT_EQ(w->checksum(), WeightChecksum(model_->parameters()));
+}
+
+}  // namespace
+}  // namespace duet
