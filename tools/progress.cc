@@ -18,13 +18,15 @@ std::string FormatDuration(double seconds) {
 }
 
 void ProgressBar::Update(int64_t done, const std::string& suffix, double elapsed) {
+  if (first_done_ < 0) first_done_ = done - 1;
   const bool last = done >= total_;
   if (!tty_ && !last && done % log_every_ != 0) return;
   constexpr int kWidth = 24;
   const int filled = total_ > 0 ? static_cast<int>(kWidth * done / total_) : kWidth;
   std::string bar(filled, '#');
   bar.append(kWidth - filled, '.');
-  const double eta = done > 0 ? elapsed * (total_ - done) / done : 0;
+  const int64_t progressed = done - first_done_;
+  const double eta = progressed > 0 ? elapsed * (total_ - done) / progressed : 0;
   std::string line = absl::StrFormat("%s [%s] %d/%d %s | %s elapsed, ETA %s", label_, bar, done,
                                      total_, suffix, FormatDuration(elapsed), FormatDuration(eta));
   if (tty_) {

@@ -20,6 +20,7 @@ class ProgressBar {
   int64_t total_;
   int64_t log_every_;
   bool tty_;
+  int64_t first_done_ = -1;  // `done` before the first update (a resumed run starts late)
 };
 
 // "1m05s" style.

@@ -137,6 +137,21 @@ absl::Status Run() {
     und_rewards.emplace_back(und_rewards_flat.begin() + q, und_rewards_flat.begin() + q + und.k);
     q += und.k;
   }
+  // Generation agreement per category.
+  for (world::Category c : {world::Category::kSingle, world::Category::kCounting, world::Category::kTwoObjects,
+                            world::Category::kPosition}) {
+    std::vector<std::vector<bool>> l;
+    std::vector<std::vector<double>> r;
+    for (size_t g = 0; g < gen_idx.size(); ++g) {
+      if (prompts[gen_idx[g]].category != c) continue;
+      l.push_back(gen_labels[g]);
+      r.push_back(gen_rewards[g]);
+    }
+    Agreement a = Measure(l, r);
+    std::printf("  generation/%-12s random %5.1f%%  best-of-k %5.1f%%  pairwise %5.1f%% (%ld pairs)\n",
+                std::string(world::CategoryName(c)).c_str(), 100 * a.random_accuracy, 100 * a.best_of_k_accuracy,
+                100 * a.pairwise_accuracy, static_cast<long>(a.pairs));
+  }
   nlohmann::json out;
   for (auto [name, a] : {std::pair<const char*, Agreement>{"generation", Measure(gen_labels, gen_rewards)},
                          {"understanding", Measure(und_labels, und_rewards)}}) {

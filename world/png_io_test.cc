@@ -104,16 +104,15 @@ TEST_F(PngIoTest, TruncatedAndCorruptDataAreErrorsNotCrashes) {
   // Every truncation.
   for (size_t n = 0; n < good.size(); ++n) {
     absl::StatusOr<Image> image = DecodePng(good.substr(0, n));
-    EXPECT_FALSE(image.ok()) << n;
-    if (!image.ok()) EXPECT_EQ(image.status().code(), absl::StatusCode::kDataLoss) << n;
+    EXPECT_EQ(image.status().code(), absl::StatusCode::kDataLoss) << n;
   }
-  // Flipped bytes after the signature: libpng's CRC checks catch these.
+  // Flipped bytes after the signature: chunk CRCs catch these.
   std::mt19937_64 rng(/*seed=*/2);
   for (int i = 0; i < 200; ++i) {
     std::string bad = good;
-    bad[8 + rng() % (bad.size() - 8)] ^= static_cast<char>(1 + rng() % 255);
-    absl::StatusOr<Image> image = DecodePng(bad);
-    if (!image.ok()) EXPECT_EQ(image.status().code(), absl::StatusCode::kDataLoss);
+    const size_t at = 8 + rng() % (bad.size() - 8);
+    bad[at] ^= static_cast<char>(1 + rng() % 255);
+    EXPECT_EQ(DecodePng(bad).status().code(), absl::StatusCode::kDataLoss) << at;
   }
   EXPECT_EQ(DecodePng("definitely not a png").status().code(),
             absl::StatusCode::kDataLoss);
