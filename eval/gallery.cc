@@ -116,7 +116,8 @@ void FillRect(world::Image& image, int x0, int y0, int w, int h, world::Rgb colo
 
 }  // namespace
 
-void DrawText(world::Image& image, int x, int y, std::string_view text, world::Rgb color) {
+void DrawText(world::Image& image, int x, int y, std::string_view text,
+              world::Rgb color) {
   for (size_t i = 0; i < text.size(); ++i) {
     const Glyph& g = GlyphFor(text[i]);
     const int gx = x + static_cast<int>(i) * kGlyphAdvance;
@@ -132,7 +133,8 @@ void DrawText(world::Image& image, int x, int y, std::string_view text, world::R
 
 absl::StatusOr<world::Image> ComposeGallery(const std::vector<GalleryTile>& tiles,
                                             int columns, int scale) {
-  if (tiles.empty()) return absl::InvalidArgumentError("a gallery needs at least one tile");
+  if (tiles.empty())
+    return absl::InvalidArgumentError("a gallery needs at least one tile");
   if (columns < 1 || scale < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("columns (", columns, ") and scale (", scale, ") must be >= 1"));
@@ -142,9 +144,9 @@ absl::StatusOr<world::Image> ComposeGallery(const std::vector<GalleryTile>& tile
     const GalleryTile& t = tiles[i];
     if (!t.image.IsValid() || static_cast<int64_t>(t.image.width) * scale > kMaxSide ||
         static_cast<int64_t>(t.image.height) * scale > kMaxSide) {
-      return absl::InvalidArgumentError(absl::StrCat("tile ", i, " has an invalid or too large ",
-                                                     t.image.width, "x", t.image.height,
-                                                     " image"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tile ", i, " has an invalid or too large ", t.image.width, "x",
+                       t.image.height, " image"));
     }
     image_w = std::max(image_w, t.image.width * scale);
     image_h = std::max(image_h, t.image.height * scale);
@@ -162,8 +164,9 @@ absl::StatusOr<world::Image> ComposeGallery(const std::vector<GalleryTile>& tile
   const int64_t width = kMargin + static_cast<int64_t>(cols) * (tile_w + kMargin);
   const int64_t height = kMargin + static_cast<int64_t>(rows) * (tile_h + kMargin);
   if (width > kMaxSide || height > kMaxSide) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "a gallery of ", width, "x", height, " pixels is too large (max ", kMaxSide, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("a gallery of ", width, "x", height,
+                                                   " pixels is too large (max ", kMaxSide,
+                                                   ")"));
   }
   world::Image out(static_cast<int>(width), static_cast<int>(height));
   FillRect(out, 0, 0, out.width, out.height, kBackground);

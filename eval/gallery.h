@@ -38,9 +38,9 @@ inline constexpr int kMaxLineChars = 44;
 void DrawText(world::Image& image, int x, int y, std::string_view text, world::Rgb color);
 
 // Lays `tiles` out `columns` per row, every image enlarged `scale` times. All tiles get
-// the size of the largest (enlarged image, or text line up to kMaxLineChars). InvalidArgument
-// for no tiles, columns < 1, scale < 1, an invalid tile image, or a gallery larger than
-// 16384 pixels on a side.
+// the size of the largest (enlarged image, or text line up to kMaxLineChars).
+// InvalidArgument for no tiles, columns < 1, scale < 1, an invalid tile image, or a
+// gallery larger than 16384 pixels on a side.
 absl::StatusOr<world::Image> ComposeGallery(const std::vector<GalleryTile>& tiles,
                                             int columns, int scale);
 

@@ -37,7 +37,8 @@ TEST_F(GalleryTest, WritesAPngOfTheExpectedSize) {
   const std::string path = dir_ + "/gallery.png";
   const std::vector<GalleryTile> tiles = SomeTiles(/*n=*/7);
   ASSERT_TRUE(WriteGallery(path, tiles, /*columns=*/3, /*scale=*/4).ok());
-  absl::StatusOr<world::Image> composed = ComposeGallery(tiles, /*columns=*/3, /*scale=*/4);
+  absl::StatusOr<world::Image> composed =
+      ComposeGallery(tiles, /*columns=*/3, /*scale=*/4);
   ASSERT_TRUE(composed.ok()) << composed.status();
   absl::StatusOr<world::Image> read = world::ReadPng(path);
   ASSERT_TRUE(read.ok()) << read.status();

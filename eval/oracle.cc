@@ -62,8 +62,9 @@ Mismatch Diagnose(const Scene& scene, const Caption& caption) {
     const Object& a = scene.objects[*match_a];
     const Object& b = scene.objects[*match_b];
     if (!world::RelationHolds(a, b, caption.relation)) {
-      m.relation = absl::StrCat("relation not satisfied: ", ObjectText(a), " is not ",
-                                ToAbsl(world::RelationName(caption.relation)), " ", ObjectText(b));
+      m.relation =
+          absl::StrCat("relation not satisfied: ", ObjectText(a), " is not ",
+                       ToAbsl(world::RelationName(caption.relation)), " ", ObjectText(b));
     }
   }
   return m;
@@ -177,8 +178,8 @@ GenerationVerdict ScoreGeneration(const Caption& prompt, const world::Image& ima
   GenerationVerdict v;
   const int px = config.image_px();
   if (!image.IsValid() || image.width != px || image.height != px) {
-    v.reason = absl::StrCat("image is ", image.width, "x", image.height, ", expected ", px,
-                            "x", px);
+    v.reason = absl::StrCat("image is ", image.width, "x", image.height, ", expected ",
+                            px, "x", px);
     return v;
   }
   v.parsed = ParseImage(image, config);
@@ -194,14 +195,16 @@ GenerationVerdict ScoreGeneration(const Caption& prompt, const world::Image& ima
   for (const std::string& d : CountedDescriptions(m.missing)) {
     reasons.push_back(absl::StrCat("missing ", d));
   }
-  for (const Object& o : m.extra) reasons.push_back(absl::StrCat("extra ", ObjectText(o)));
+  for (const Object& o : m.extra)
+    reasons.push_back(absl::StrCat("extra ", ObjectText(o)));
   if (!m.relation.empty()) reasons.push_back(m.relation);
   if (reasons.empty()) reasons.push_back("does not match the prompt");
   v.reason = absl::StrJoin(reasons, "; ");
   return v;
 }
 
-UnderstandingVerdict ScoreUnderstanding(const Scene& truth, std::string_view caption_text) {
+UnderstandingVerdict ScoreUnderstanding(const Scene& truth,
+                                        std::string_view caption_text) {
   UnderstandingVerdict v;
   absl::StatusOr<Caption> caption = world::ParseCaption(caption_text);
   if (!caption.ok()) {
@@ -217,7 +220,8 @@ UnderstandingVerdict ScoreUnderstanding(const Scene& truth, std::string_view cap
   for (const std::string& d : CountedDescriptions(m.missing)) {
     reasons.push_back(absl::StrCat("mentions ", d, " not in the image"));
   }
-  for (const Object& o : m.extra) reasons.push_back(absl::StrCat("misses ", ObjectText(o)));
+  for (const Object& o : m.extra)
+    reasons.push_back(absl::StrCat("misses ", ObjectText(o)));
   if (!m.relation.empty()) reasons.push_back(m.relation);
   if (reasons.empty()) reasons.push_back("does not describe the image");
   v.reason = absl::StrJoin(reasons, "; ");
@@ -278,10 +282,12 @@ nlohmann::json ShapesEvalReport::ToJson() const {
   for (Direction d : {Direction::kGeneration, Direction::kUnderstanding}) {
     nlohmann::json per = nlohmann::json::object();
     for (Category c : world::kAllCategories) {
-      per[std::string(world::CategoryName(c))] = {
-          {"correct", Correct(d, c)}, {"total", Total(d, c)}, {"accuracy", Accuracy(d, c)}};
+      per[std::string(world::CategoryName(c))] = {{"correct", Correct(d, c)},
+                                                  {"total", Total(d, c)},
+                                                  {"accuracy", Accuracy(d, c)}};
     }
-    per["overall"] = {{"correct", Correct(d)}, {"total", Total(d)}, {"accuracy", Accuracy(d)}};
+    per["overall"] = {
+        {"correct", Correct(d)}, {"total", Total(d)}, {"accuracy", Accuracy(d)}};
     out[std::string(DirectionName(d))] = per;
   }
   return out;
@@ -295,8 +301,8 @@ std::string ShapesEvalReport::FormatTable() const {
   std::string out = absl::StrFormat("%-12s %10s %13s %7s %7s\n", "category", "generation",
                                     "understanding", "n_gen", "n_und");
   auto row = [&](std::string_view name, int64_t gc, int64_t gt, int64_t uc, int64_t ut) {
-    absl::StrAppendFormat(&out, "%-12s %10s %13s %7d %7d\n", ToAbsl(name), percent(gc, gt),
-                          percent(uc, ut), gt, ut);
+    absl::StrAppendFormat(&out, "%-12s %10s %13s %7d %7d\n", ToAbsl(name),
+                          percent(gc, gt), percent(uc, ut), gt, ut);
   };
   const Direction g = Direction::kGeneration, u = Direction::kUnderstanding;
   for (Category c : world::kAllCategories) {

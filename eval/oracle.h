@@ -19,12 +19,11 @@
 
 #include <array>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "world/caption.h"
 #include "world/image.h"
@@ -64,8 +63,9 @@ struct GenerationVerdict {
 
 // Scores an image generated for `prompt`: correct iff the image has the world's size, no
 // cell is unrecognized, and Satisfies(parsed scene, prompt).
-GenerationVerdict ScoreGeneration(const world::Caption& prompt, const world::Image& image,
-                                  const world::WorldConfig& config = world::WorldConfig());
+GenerationVerdict ScoreGeneration(
+    const world::Caption& prompt, const world::Image& image,
+    const world::WorldConfig& config = world::WorldConfig());
 
 struct UnderstandingVerdict {
   bool correct = false;

@@ -54,7 +54,8 @@ TEST(OracleTest, GroundTruthScoresPerfectly) {
     EXPECT_TRUE(g.correct) << world::FormatCaption(canonical) << ": " << g.reason;
     report.Add(Direction::kGeneration, category, g.correct);
 
-    const UnderstandingVerdict u = ScoreUnderstanding(scene, world::FormatCaption(canonical));
+    const UnderstandingVerdict u =
+        ScoreUnderstanding(scene, world::FormatCaption(canonical));
     EXPECT_TRUE(u.correct) << u.reason;
     report.Add(Direction::kUnderstanding, category, u.correct);
 
@@ -83,7 +84,8 @@ TEST(OracleTest, GenerationRejectsWrongImages) {
            {"three red circles", Scene{{red_circle, {Color::kRed, Shape::kCircle, 2, 2}}},
             "missing red circle"},  // wrong count
            {"two red circles",
-            Scene{{red_circle, {Color::kRed, Shape::kCircle, 2, 2},
+            Scene{{red_circle,
+                   {Color::kRed, Shape::kCircle, 2, 2},
                    {Color::kRed, Shape::kCircle, 1, 1}}},
             "extra red circle"},
            {"a red circle and a blue square", Scene{{red_circle}},
@@ -106,7 +108,8 @@ TEST(OracleTest, GenerationRejectsWrongImages) {
 TEST(OracleTest, UnrecognizedCellsFailGeneration) {
   // A lit blob that is no shape: a diagonal line through cell (1,2).
   world::Image image = RenderScene(Scene{{{Color::kRed, Shape::kCircle, 0, 0}}});
-  for (int i = 0; i < 8; ++i) image.SetPixel(16 + i, 8 + i, world::PaletteRgb(Color::kBlue));
+  for (int i = 0; i < 8; ++i)
+    image.SetPixel(16 + i, 8 + i, world::PaletteRgb(Color::kBlue));
   GenerationVerdict v = ScoreGeneration(Parse("a red circle"), image);
   EXPECT_FALSE(v.correct);
   EXPECT_THAT(v.reason, HasSubstr("unrecognized cell (1,2)"));
@@ -135,7 +138,8 @@ TEST(OracleTest, UnrecognizedCellsFailGeneration) {
 }
 
 TEST(OracleTest, UnderstandingRejectsWrongCaptions) {
-  const Scene scene{{{Color::kRed, Shape::kCircle, 0, 0}, {Color::kBlue, Shape::kSquare, 0, 2}}};
+  const Scene scene{
+      {{Color::kRed, Shape::kCircle, 0, 0}, {Color::kBlue, Shape::kSquare, 0, 2}}};
   struct Case {
     std::string caption;
     std::string reason;
@@ -164,8 +168,10 @@ TEST(OracleTest, UnderstandingRejectsWrongCaptions) {
 
 TEST(OracleTest, ReportCountsAndFormats) {
   ShapesEvalReport report;
-  for (int i = 0; i < 10; ++i) report.Add(Direction::kGeneration, Category::kSingle, i < 9);
-  for (int i = 0; i < 4; ++i) report.Add(Direction::kGeneration, Category::kPosition, i < 1);
+  for (int i = 0; i < 10; ++i)
+    report.Add(Direction::kGeneration, Category::kSingle, i < 9);
+  for (int i = 0; i < 4; ++i)
+    report.Add(Direction::kGeneration, Category::kPosition, i < 1);
   report.Add(Direction::kUnderstanding, Category::kCounting, true);
   EXPECT_EQ(report.Total(Direction::kGeneration, Category::kSingle), 10);
   EXPECT_DOUBLE_EQ(report.Accuracy(Direction::kGeneration, Category::kSingle), 0.9);

@@ -20,7 +20,10 @@
 #include "world/png_io.h"
 
 // Shared.
-DEFINE_int32(threads, 0, "intra-op threads for LibTorch (0 = all cores)");
+// One LibTorch intra-op thread by default: GEMMs already run on OpenBLAS's own thread
+// pool, and OpenMP threads on top of it oversubscribe the cores (measured 10x slower
+// pretraining with --threads=2 on a 2-core machine; see docs/benchmarks.md).
+DEFINE_int32(threads, 1, "intra-op threads for LibTorch (0 = all cores)");
 DEFINE_uint64(seed, 1, "random seed");
 DEFINE_string(out, "", "output folder (make-data, pretrain) or PNG file (sample)");
 DEFINE_string(data, "out/data", "data folder written by `duet world make-data`");

@@ -44,8 +44,8 @@ class CaptionParser {
     for (size_t i = 0; i < words_.size(); ++i) {
       if (words_[i].empty()) {
         return absl::InvalidArgumentError(
-            absl::StrCat("caption \"", ToAbsl(text_), "\": empty word at position ", i + 1,
-                         " (words are separated by single spaces)"));
+            absl::StrCat("caption \"", ToAbsl(text_), "\": empty word at position ",
+                         i + 1, " (words are separated by single spaces)"));
       }
     }
     Caption c;
@@ -100,10 +100,9 @@ class CaptionParser {
 
  private:
   absl::Status Unexpected(size_t index, std::string_view expected) const {
-    return absl::InvalidArgumentError(absl::StrCat("caption \"", ToAbsl(text_),
-                                                   "\": unexpected word \"", ToAbsl(words_[index]),
-                                                   "\" at position ", index + 1,
-                                                   "; expected ", ToAbsl(expected)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "caption \"", ToAbsl(text_), "\": unexpected word \"", ToAbsl(words_[index]),
+        "\" at position ", index + 1, "; expected ", ToAbsl(expected)));
   }
 
   // The next word, or an error naming what was expected when the caption ended.
@@ -271,13 +270,13 @@ std::string FormatCaption(const Caption& c) {
     case Category::kSingle:
       return absl::StrCat("a ", DescriptionText(c.a));
     case Category::kCounting:
-      return absl::StrCat(c.count == 3 ? "three " : "two ", ToAbsl(ColorName(c.a.color)), " ",
-                          ToAbsl(ShapePlural(c.a.shape)));
+      return absl::StrCat(c.count == 3 ? "three " : "two ", ToAbsl(ColorName(c.a.color)),
+                          " ", ToAbsl(ShapePlural(c.a.shape)));
     case Category::kTwoObjects:
       return absl::StrCat("a ", DescriptionText(c.a), " and a ", DescriptionText(c.b));
     case Category::kPosition:
-      return absl::StrCat("a ", DescriptionText(c.a), " ", ToAbsl(RelationName(c.relation)),
-                          " a ", DescriptionText(c.b));
+      return absl::StrCat("a ", DescriptionText(c.a), " ",
+                          ToAbsl(RelationName(c.relation)), " a ", DescriptionText(c.b));
   }
   return "";
 }
@@ -440,11 +439,12 @@ Scene SampleSceneFor(const Caption& caption, std::mt19937_64& rng,
       auto [lo, hi] = TwoDistinct(grid, rng);
       if (lo > hi) std::swap(lo, hi);
       // A takes the smaller index along the line for "left of" and "above".
-      const bool a_first = caption.relation == Relation::kLeftOf ||
-                           caption.relation == Relation::kAbove;
+      const bool a_first =
+          caption.relation == Relation::kLeftOf || caption.relation == Relation::kAbove;
       const int pa = a_first ? lo : hi;
       const int pb = a_first ? hi : lo;
-      if (caption.relation == Relation::kLeftOf || caption.relation == Relation::kRightOf) {
+      if (caption.relation == Relation::kLeftOf ||
+          caption.relation == Relation::kRightOf) {
         scene.objects.push_back(MakeObject(caption.a, line, pa));
         scene.objects.push_back(MakeObject(caption.b, line, pb));
       } else {

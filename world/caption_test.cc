@@ -20,8 +20,9 @@ std::vector<std::string> AllCaptions(Category category) {
   std::vector<std::pair<std::string, std::string>> descriptions;  // (singular, plural)
   for (Color c : kAllColors) {
     for (Shape s : kAllShapes) {
-      descriptions.emplace_back(std::string(ColorName(c)) + " " + std::string(ShapeName(s)),
-                                std::string(ColorName(c)) + " " + std::string(ShapePlural(s)));
+      descriptions.emplace_back(
+          std::string(ColorName(c)) + " " + std::string(ShapeName(s)),
+          std::string(ColorName(c)) + " " + std::string(ShapePlural(s)));
     }
   }
   for (const auto& [a, a_plural] : descriptions) {
@@ -122,7 +123,8 @@ TEST(CaptionTest, RejectsBadForms) {
   };
   for (const std::string& text : bad) {
     absl::StatusOr<Caption> c = ParseCaption(text);
-    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << "\"" << text << "\"";
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument)
+        << "\"" << text << "\"";
   }
 }
 
@@ -192,21 +194,24 @@ TEST(CaptionTest, SatisfiesTwoObjectsAndPosition) {
   // Diagonal: neither in a row nor in a column.
   const Scene diagonal = MakeScene({green_cross, blue_square});
   for (const char* rel : {"left of", "right of", "above", "below"}) {
-    EXPECT_FALSE(
-        Satisfies(diagonal, Parse(absl::StrCat("a green cross ", rel, " a blue square"))));
+    EXPECT_FALSE(Satisfies(diagonal,
+                           Parse(absl::StrCat("a green cross ", rel, " a blue square"))));
   }
   EXPECT_TRUE(Satisfies(diagonal, Parse("a green cross and a blue square")));
 }
 
 TEST(CaptionTest, CanonicalCaptionExamples) {
   // Blue (enum 2) comes after red (enum 0), so red is A.
-  Scene s = MakeScene({{Color::kBlue, Shape::kSquare, 0, 0}, {Color::kRed, Shape::kCircle, 0, 2}});
+  Scene s = MakeScene(
+      {{Color::kBlue, Shape::kSquare, 0, 0}, {Color::kRed, Shape::kCircle, 0, 2}});
   absl::StatusOr<Caption> c = CanonicalCaption(s);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(FormatCaption(*c), "a red circle right of a blue square");
-  s = MakeScene({{Color::kRed, Shape::kSquare, 2, 1}, {Color::kRed, Shape::kCircle, 0, 1}});
+  s = MakeScene(
+      {{Color::kRed, Shape::kSquare, 2, 1}, {Color::kRed, Shape::kCircle, 0, 1}});
   EXPECT_EQ(FormatCaption(*CanonicalCaption(s)), "a red circle above a red square");
-  s = MakeScene({{Color::kRed, Shape::kSquare, 2, 1}, {Color::kRed, Shape::kCircle, 0, 0}});
+  s = MakeScene(
+      {{Color::kRed, Shape::kSquare, 2, 1}, {Color::kRed, Shape::kCircle, 0, 0}});
   EXPECT_EQ(FormatCaption(*CanonicalCaption(s)), "a red circle and a red square");
   s = MakeScene({{Color::kCyan, Shape::kCross, 2, 1},
                  {Color::kCyan, Shape::kCross, 0, 0},
@@ -219,9 +224,9 @@ TEST(CaptionTest, CanonicalCaptionRejectsOtherScenes) {
   const Object b{Color::kRed, Shape::kCircle, 0, 1};
   const Object c{Color::kBlue, Shape::kCircle, 0, 2};
   const Object d{Color::kRed, Shape::kCircle, 1, 1};
-  for (const Scene& s : {MakeScene({}), MakeScene({a, b, c}), MakeScene({a, b, d, c}),
-                         MakeScene({a, b, d, {Color::kRed, Shape::kCircle, 2, 2}}),
-                         MakeScene({a, a})}) {
+  for (const Scene& s :
+       {MakeScene({}), MakeScene({a, b, c}), MakeScene({a, b, d, c}),
+        MakeScene({a, b, d, {Color::kRed, Shape::kCircle, 2, 2}}), MakeScene({a, a})}) {
     EXPECT_EQ(CanonicalCaption(s).status().code(), absl::StatusCode::kInvalidArgument)
         << s.objects.size();
   }
@@ -275,7 +280,8 @@ TEST(CaptionTest, CategoryNames) {
     EXPECT_EQ(CategoryFromName(CategoryName(c)).value_or(Category::kSingle), c);
   }
   EXPECT_EQ(CategoryName(Category::kTwoObjects), "two_objects");
-  EXPECT_EQ(CategoryFromName("pairs").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CategoryFromName("pairs").status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

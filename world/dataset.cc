@@ -8,12 +8,11 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string_view>
 #include <unordered_set>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -39,9 +38,8 @@ constexpr int kWriteBatch = 4096;
 // ---- Reading ---------------------------------------------------------------------
 
 // Calls `fn(line_number, object)` for each non-blank line of the JSONL file at `path`.
-absl::Status ForEachJsonLine(
-    const std::string& path,
-    const std::function<absl::Status(int, const json&)>& fn) {
+absl::Status ForEachJsonLine(const std::string& path,
+                             const std::function<absl::Status(int, const json&)>& fn) {
   DUET_ASSIGN_OR_RETURN(std::string contents, ReadFileToString(path));
   int line_number = 0;
   for (absl::string_view line : absl::StrSplit(contents, '\n')) {
@@ -67,7 +65,8 @@ absl::Status ForEachJsonLine(
 
 absl::StatusOr<std::string> GetString(const json& object, const char* key) {
   auto it = object.find(key);
-  if (it == object.end()) return absl::InvalidArgumentError(absl::StrCat("no \"", key, "\""));
+  if (it == object.end())
+    return absl::InvalidArgumentError(absl::StrCat("no \"", key, "\""));
   if (!it->is_string()) {
     return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" is not a string"));
   }
@@ -145,7 +144,8 @@ absl::Status SyncFolder(const std::string& dir) {
 
 // Encodes and writes `images` under `root`. (Threads do not help: encoding a 24x24 PNG
 // takes microseconds, and creating files in one folder is serialized by the kernel.)
-absl::Status WriteImages(const std::string& root, const std::vector<PendingImage>& images) {
+absl::Status WriteImages(const std::string& root,
+                         const std::vector<PendingImage>& images) {
   for (const PendingImage& pending : images) {
     DUET_ASSIGN_OR_RETURN(std::string png, EncodePng(pending.image));
     DUET_RETURN_IF_ERROR(WriteFileUnsynced(JoinPath(root, pending.relative_path), png));
@@ -181,8 +181,8 @@ absl::Status CheckOptions(const MakeDataOptions& o) {
   const TokenLayout layout;
   const int64_t image_codes = layout.image_end - layout.image_begin;
   if (o.codebook_size < 2 || o.codebook_size > image_codes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "codebook_size ", o.codebook_size, " is outside [2, ", image_codes, "]"));
+    return absl::InvalidArgumentError(absl::StrCat("codebook_size ", o.codebook_size,
+                                                   " is outside [2, ", image_codes, "]"));
   }
   if (o.eval_per_category > kMaxEvalPerCategory) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -195,11 +195,9 @@ absl::Status CheckOptions(const MakeDataOptions& o) {
 // Renders `count` scenes of rotating categories, writes them as images/<set>/NNNNNN.png
 // and returns one JSON record per image (with the canonical caption when
 // `with_caption`). Every image's hash goes into `hashes`.
-absl::StatusOr<std::vector<json>> MakeImageSet(const std::string& root, std::string_view set,
-                                               int count, bool with_caption,
-                                               const WorldConfig& world,
-                                               std::mt19937_64& rng,
-                                               std::unordered_set<size_t>* hashes) {
+absl::StatusOr<std::vector<json>> MakeImageSet(
+    const std::string& root, std::string_view set, int count, bool with_caption,
+    const WorldConfig& world, std::mt19937_64& rng, std::unordered_set<size_t>* hashes) {
   std::vector<json> records;
   for (int begin = 0; begin < count; begin += kWriteBatch) {
     std::vector<PendingImage> batch;
@@ -241,44 +239,47 @@ json PromptRecordJson(const Caption& caption) {
 absl::StatusOr<std::vector<PairRecord>> ReadPairs(const std::string& path) {
   const std::string folder = Folder(path);
   std::vector<PairRecord> records;
-  DUET_RETURN_IF_ERROR(ForEachJsonLine(path, [&](int, const json& object) -> absl::Status {
-    PairRecord r;
-    DUET_ASSIGN_OR_RETURN(std::string image, GetString(object, "image"));
-    DUET_ASSIGN_OR_RETURN(r.caption, GetString(object, "caption"));
-    DUET_ASSIGN_OR_RETURN(r.parsed, ParseCaption(r.caption));
-    DUET_ASSIGN_OR_RETURN(r.category, RecordCategory(object, r.parsed));
-    r.image = Resolve(folder, image);
-    records.push_back(std::move(r));
-    return absl::OkStatus();
-  }));
+  DUET_RETURN_IF_ERROR(
+      ForEachJsonLine(path, [&](int, const json& object) -> absl::Status {
+        PairRecord r;
+        DUET_ASSIGN_OR_RETURN(std::string image, GetString(object, "image"));
+        DUET_ASSIGN_OR_RETURN(r.caption, GetString(object, "caption"));
+        DUET_ASSIGN_OR_RETURN(r.parsed, ParseCaption(r.caption));
+        DUET_ASSIGN_OR_RETURN(r.category, RecordCategory(object, r.parsed));
+        r.image = Resolve(folder, image);
+        records.push_back(std::move(r));
+        return absl::OkStatus();
+      }));
   return records;
 }
 
 absl::StatusOr<std::vector<PromptRecord>> ReadPrompts(const std::string& path) {
   std::vector<PromptRecord> records;
-  DUET_RETURN_IF_ERROR(ForEachJsonLine(path, [&](int, const json& object) -> absl::Status {
-    PromptRecord r;
-    DUET_ASSIGN_OR_RETURN(r.prompt, GetString(object, "prompt"));
-    DUET_ASSIGN_OR_RETURN(r.parsed, ParseCaption(r.prompt));
-    DUET_ASSIGN_OR_RETURN(r.category, RecordCategory(object, r.parsed));
-    records.push_back(std::move(r));
-    return absl::OkStatus();
-  }));
+  DUET_RETURN_IF_ERROR(
+      ForEachJsonLine(path, [&](int, const json& object) -> absl::Status {
+        PromptRecord r;
+        DUET_ASSIGN_OR_RETURN(r.prompt, GetString(object, "prompt"));
+        DUET_ASSIGN_OR_RETURN(r.parsed, ParseCaption(r.prompt));
+        DUET_ASSIGN_OR_RETURN(r.category, RecordCategory(object, r.parsed));
+        records.push_back(std::move(r));
+        return absl::OkStatus();
+      }));
   return records;
 }
 
 absl::StatusOr<std::vector<ImageRecord>> ReadImages(const std::string& path) {
   const std::string folder = Folder(path);
   std::vector<ImageRecord> records;
-  DUET_RETURN_IF_ERROR(ForEachJsonLine(path, [&](int, const json& object) -> absl::Status {
-    ImageRecord r;
-    DUET_ASSIGN_OR_RETURN(std::string image, GetString(object, "image"));
-    DUET_ASSIGN_OR_RETURN(std::string category, GetString(object, "category"));
-    DUET_ASSIGN_OR_RETURN(r.category, CategoryFromName(category));
-    r.image = Resolve(folder, image);
-    records.push_back(std::move(r));
-    return absl::OkStatus();
-  }));
+  DUET_RETURN_IF_ERROR(
+      ForEachJsonLine(path, [&](int, const json& object) -> absl::Status {
+        ImageRecord r;
+        DUET_ASSIGN_OR_RETURN(std::string image, GetString(object, "image"));
+        DUET_ASSIGN_OR_RETURN(std::string category, GetString(object, "category"));
+        DUET_ASSIGN_OR_RETURN(r.category, CategoryFromName(category));
+        r.image = Resolve(folder, image);
+        records.push_back(std::move(r));
+        return absl::OkStatus();
+      }));
   return records;
 }
 
@@ -299,7 +300,8 @@ absl::Status MakeData(const MakeDataOptions& o) {
   std::vector<Image> tokenizer_images;
   tokenizer_images.reserve(o.tokenizer_images);
   for (int i = 0; i < o.tokenizer_images; ++i) {
-    tokenizer_images.push_back(Render(SampleScene(Rotation(i), rng, o.world), o.world, rng()));
+    tokenizer_images.push_back(
+        Render(SampleScene(Rotation(i), rng, o.world), o.world, rng()));
     train_hashes.insert(HashImage(tokenizer_images.back()));
   }
   DUET_ASSIGN_OR_RETURN(

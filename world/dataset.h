@@ -65,13 +65,13 @@ absl::StatusOr<std::vector<PromptRecord>> ReadPrompts(const std::string& path);
 absl::StatusOr<std::vector<ImageRecord>> ReadImages(const std::string& path);
 
 struct MakeDataOptions {
-  std::string out_dir;        // created if missing; existing files are overwritten
-  int sft_pairs = 20000;      // paired SFT examples, categories in rotation
-  int rl_prompts = 2000;      // text-only generation prompts for RL
-  int rl_images = 2000;       // unlabelled images for understanding RL
-  int eval_per_category = 100;  // per category, in each of eval_gen and eval_und
-  int codebook_size = 512;    // image tokenizer codebook entries
-  int tokenizer_images = 4000;  // freshly rendered images the tokenizer is trained on
+  std::string out_dir;            // created if missing; existing files are overwritten
+  int sft_pairs = 20000;          // paired SFT examples, categories in rotation
+  int rl_prompts = 2000;          // text-only generation prompts for RL
+  int rl_images = 2000;           // unlabelled images for understanding RL
+  int eval_per_category = 100;    // per category, in each of eval_gen and eval_und
+  int codebook_size = 512;        // image tokenizer codebook entries
+  int tokenizer_images = 4000;    // freshly rendered images the tokenizer is trained on
   int tokenizer_iterations = 20;  // k-means iterations
   uint64_t seed = 1;
   WorldConfig world;

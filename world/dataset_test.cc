@@ -1,11 +1,10 @@
 #include "world/dataset.h"
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/file_util.h"
 #include "gmock/gmock.h"
@@ -67,7 +66,8 @@ TEST_F(DatasetTest, MakeDataWritesEverythingReadable) {
   for (const PairRecord& r : *sft) {
     ++per_category[static_cast<int>(r.category)];
     EXPECT_EQ(r.parsed.category, r.category);
-    absl::StatusOr<Image> image = ReadPng(r.image, /*expect_width=*/24, /*expect_height=*/24);
+    absl::StatusOr<Image> image =
+        ReadPng(r.image, /*expect_width=*/24, /*expect_height=*/24);
     ASSERT_TRUE(image.ok()) << image.status();
     train_pixels.insert(image->rgb);
   }
@@ -78,16 +78,19 @@ TEST_F(DatasetTest, MakeDataWritesEverythingReadable) {
   ASSERT_TRUE(rl_images.ok()) << rl_images.status();
   ASSERT_EQ(rl_images->size(), 20u);
   for (const ImageRecord& r : *rl_images) {
-    absl::StatusOr<Image> image = ReadPng(r.image, /*expect_width=*/24, /*expect_height=*/24);
+    absl::StatusOr<Image> image =
+        ReadPng(r.image, /*expect_width=*/24, /*expect_height=*/24);
     ASSERT_TRUE(image.ok()) << image.status();
     train_pixels.insert(image->rgb);
   }
 
-  absl::StatusOr<std::vector<PairRecord>> eval_und = ReadPairs(JoinPath(out, kEvalUndFile));
+  absl::StatusOr<std::vector<PairRecord>> eval_und =
+      ReadPairs(JoinPath(out, kEvalUndFile));
   ASSERT_TRUE(eval_und.ok()) << eval_und.status();
   ASSERT_EQ(eval_und->size(), 120u);
   for (const PairRecord& r : *eval_und) {
-    absl::StatusOr<Image> image = ReadPng(r.image, /*expect_width=*/24, /*expect_height=*/24);
+    absl::StatusOr<Image> image =
+        ReadPng(r.image, /*expect_width=*/24, /*expect_height=*/24);
     ASSERT_TRUE(image.ok()) << image.status();
     EXPECT_EQ(train_pixels.count(image->rgb), 0u) << r.image;
   }
@@ -111,7 +114,8 @@ TEST_F(DatasetTest, MakeDataWritesEverythingReadable) {
     }
   }
 
-  absl::StatusOr<std::string> manifest_text = ReadFileToString(JoinPath(out, kManifestFile));
+  absl::StatusOr<std::string> manifest_text =
+      ReadFileToString(JoinPath(out, kManifestFile));
   ASSERT_TRUE(manifest_text.ok());
   const nlohmann::json manifest = nlohmann::json::parse(*manifest_text);
   EXPECT_EQ(manifest["counts"]["sft_pairs"], 60);
@@ -124,9 +128,9 @@ TEST_F(DatasetTest, MakeDataWritesEverythingReadable) {
 TEST_F(DatasetTest, MakeDataIsDeterministic) {
   ASSERT_TRUE(MakeData(TinyOptions(dir_ + "/a")).ok());
   ASSERT_TRUE(MakeData(TinyOptions(dir_ + "/b")).ok());
-  for (const char* file : {kSftFile, kRlGenPromptsFile, kEvalGenFile, kEvalUndFile,
-                           kManifestFile, "images/sft/000007.png", "images/eval/000003.png",
-                           kCodebookFile}) {
+  for (const char* file :
+       {kSftFile, kRlGenPromptsFile, kEvalGenFile, kEvalUndFile, kManifestFile,
+        "images/sft/000007.png", "images/eval/000003.png", kCodebookFile}) {
     EXPECT_EQ(ReadFileToString(JoinPath(dir_ + "/a", file)).value(),
               ReadFileToString(JoinPath(dir_ + "/b", file)).value())
         << file;
@@ -175,9 +179,11 @@ TEST_F(DatasetTest, ReaderErrorsNameFileAndLine) {
            {"{\"caption\": \"a red circle\"}", "no \"image\""},
            {"{\"image\": 3, \"caption\": \"a red circle\"}", "\"image\" is not a string"},
            {"{\"image\": \"a.png\", \"caption\": \"a red dog\"}", "\"dog\""},
-           {"{\"image\": \"a.png\", \"caption\": \"a red circle\", \"category\": \"counting\"}",
+           {"{\"image\": \"a.png\", \"caption\": \"a red circle\", \"category\": "
+            "\"counting\"}",
             "disagrees"},
-           {"{\"image\": \"a.png\", \"caption\": \"a red circle\", \"category\": \"blah\"}",
+           {"{\"image\": \"a.png\", \"caption\": \"a red circle\", \"category\": "
+            "\"blah\"}",
             "unknown category"},
        }) {
     WriteLines(path, good + good + c.line + "\n");
@@ -190,7 +196,8 @@ TEST_F(DatasetTest, ReaderErrorsNameFileAndLine) {
   EXPECT_EQ(ReadPrompts(path).status().code(), absl::StatusCode::kInvalidArgument);
   WriteLines(path, "{\"image\": \"a.png\"}\n");
   EXPECT_THAT(ReadImages(path).status().message(), HasSubstr("no \"category\""));
-  EXPECT_EQ(ReadPairs(dir_ + "/missing.jsonl").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(ReadPairs(dir_ + "/missing.jsonl").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 }  // namespace

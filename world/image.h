@@ -21,18 +21,24 @@ struct Image {
   Image() = default;
   // A black image of the given size. REQUIRES: width >= 0, height >= 0.
   Image(int w, int h)
-      : width(w), height(h), rgb(static_cast<size_t>(w) * static_cast<size_t>(h) * 3, 0) {}
+      : width(w),
+        height(h),
+        rgb(static_cast<size_t>(w) * static_cast<size_t>(h) * 3, 0) {}
 
   // True if rgb holds exactly width * height pixels.
   bool IsValid() const {
     return width >= 0 && height >= 0 &&
            rgb.size() == static_cast<size_t>(width) * static_cast<size_t>(height) * 3;
   }
-  bool InBounds(int x, int y) const { return x >= 0 && x < width && y >= 0 && y < height; }
+  bool InBounds(int x, int y) const {
+    return x >= 0 && x < width && y >= 0 && y < height;
+  }
 
   // Pixel accessors. REQUIRES: InBounds(x, y); `channel` in [0, 3).
   size_t Offset(int x, int y) const {
-    return (static_cast<size_t>(y) * static_cast<size_t>(width) + static_cast<size_t>(x)) * 3;
+    return (static_cast<size_t>(y) * static_cast<size_t>(width) +
+            static_cast<size_t>(x)) *
+           3;
   }
   uint8_t At(int x, int y, int channel) const { return rgb[Offset(x, y) + channel]; }
   Rgb Pixel(int x, int y) const {

@@ -1,5 +1,7 @@
 #include "world/image_tokenizer.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cmath>
 #include <exception>
@@ -7,8 +9,6 @@
 #include <random>
 #include <set>
 #include <utility>
-
-#include <torch/torch.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -29,9 +29,9 @@ constexpr int64_t kDistanceChunk = 16384;
 absl::Status CheckImageSize(const Image& image, const WorldConfig& config) {
   const int px = config.image_px();
   if (image.width != px || image.height != px || !image.IsValid()) {
-    return absl::InvalidArgumentError(absl::StrCat("image is ", image.width, "x",
-                                                   image.height, " but Duet's world needs ",
-                                                   px, "x", px));
+    return absl::InvalidArgumentError(
+        absl::StrCat("image is ", image.width, "x", image.height,
+                     " but Duet's world needs ", px, "x", px));
   }
   return absl::OkStatus();
 }
@@ -293,7 +293,8 @@ std::pair<torch::Tensor, torch::Tensor> KMeans(const torch::Tensor& x,
     assign = new_assign;
 
     // Update step: the mean of each cluster's points.
-    const torch::Tensor sums = torch::zeros({k, d}, torch::kFloat32).index_add_(0, assign, x);
+    const torch::Tensor sums =
+        torch::zeros({k, d}, torch::kFloat32).index_add_(0, assign, x);
     const torch::Tensor counts = torch::bincount(assign, /*weights=*/{}, /*minlength=*/k);
     const int64_t* count = counts.data_ptr<int64_t>();
     std::vector<int64_t> empty;
@@ -331,8 +332,7 @@ std::vector<int64_t> AllocateCodes(const std::vector<int64_t>& sizes, int64_t to
     for (size_t g = 0; g < sizes.size(); ++g) {
       if (alloc[g] >= sizes[g]) continue;
       const double share = static_cast<double>(left) * sizes[g] / open_points;
-      const int64_t whole =
-          std::min(static_cast<int64_t>(share), sizes[g] - alloc[g]);
+      const int64_t whole = std::min(static_cast<int64_t>(share), sizes[g] - alloc[g]);
       alloc[g] += whole;
       given += whole;
       remainders.emplace_back(-(share - static_cast<double>(whole)), g);
@@ -378,7 +378,8 @@ std::vector<float> LearnGroupCodes(const GroupData& group, int d, int64_t k,
       const Pattern& pattern = patterns[selected[c]];
       for (int j = 0; j < d; ++j) {
         if (pattern.bits >> (j / 3) & 1) {
-          out[c * d + j] = static_cast<float>(pattern.color_sum[j] / pattern.count / 255.0);
+          out[c * d + j] =
+              static_cast<float>(pattern.color_sum[j] / pattern.count / 255.0);
         }
       }
     }
@@ -423,8 +424,8 @@ ImageTokenizer::ImageTokenizer(const WorldConfig& config, int codebook_size,
   group_codes_.resize(kNumColors + 1);
   for (int c = 0; c < codebook_size_; ++c) {
     all_codes_.push_back(c);
-    const int group = ColorGroup(&codebook_u8_[static_cast<size_t>(c) * patch_dim()],
-                                 patch_dim());
+    const int group =
+        ColorGroup(&codebook_u8_[static_cast<size_t>(c) * patch_dim()], patch_dim());
     // Black codes are candidates for every patch; the others only for their group's.
     if (group < 0) {
       for (std::vector<int>& codes : group_codes_) codes.push_back(c);
@@ -514,8 +515,8 @@ absl::StatusOr<ImageTokenizer> ImageTokenizer::Train(const std::vector<Image>& i
   if (n < codebook_size - 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("the ", images.size(), " training images hold ", n,
-                     " non-black patches; a codebook of ", codebook_size, " needs at least ",
-                     codebook_size - 1));
+                     " non-black patches; a codebook of ", codebook_size,
+                     " needs at least ", codebook_size - 1));
   }
   // Code 0 is the black patch; the others are split among the color groups.
   const std::vector<int64_t> alloc = AllocateCodes(sizes, codebook_size - 1);
@@ -525,7 +526,8 @@ absl::StatusOr<ImageTokenizer> ImageTokenizer::Train(const std::vector<Image>& i
     torch::NoGradGuard no_grad;
     for (int g = 0; g < kNumColors; ++g) {
       if (alloc[g] == 0) continue;
-      const std::vector<float> codes = LearnGroupCodes(groups[g], d, alloc[g], iterations, rng);
+      const std::vector<float> codes =
+          LearnGroupCodes(groups[g], d, alloc[g], iterations, rng);
       codebook.insert(codebook.end(), codes.begin(), codes.end());
     }
   } catch (const std::exception& e) {
@@ -543,14 +545,14 @@ absl::StatusOr<ImageTokenizer> ImageTokenizer::FromCodebook(std::vector<float> c
   const size_t d = static_cast<size_t>(config.patch_px) * config.patch_px * 3;
   if (codebook_size < 1 || codebook.size() != static_cast<size_t>(codebook_size) * d) {
     return absl::InvalidArgumentError(
-        absl::StrCat("a codebook of ", codebook_size, " entries of ", d,
-                     " floats needs ", codebook_size * d, " floats, got ", codebook.size()));
+        absl::StrCat("a codebook of ", codebook_size, " entries of ", d, " floats needs ",
+                     codebook_size * d, " floats, got ", codebook.size()));
   }
   for (size_t i = 0; i < codebook.size(); ++i) {
     if (!(codebook[i] >= 0.0f && codebook[i] <= 1.0f)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("codebook entry ", i / d, " holds ", codebook[i],
-                       ", outside the pixel range [0, 1]"));
+      return absl::InvalidArgumentError(absl::StrCat("codebook entry ", i / d, " holds ",
+                                                     codebook[i],
+                                                     ", outside the pixel range [0, 1]"));
     }
   }
   return ImageTokenizer(config, codebook_size, std::move(codebook));
@@ -584,10 +586,11 @@ absl::StatusOr<ImageTokenizer> ImageTokenizer::Load(const std::string& path) {
                             {"grid", &config.grid},
                             {"cell_px", &config.cell_px}}) {
     auto it = file.metadata.find(key);
-    if (it == file.metadata.end()) return invalid(absl::StrCat("no \"", key, "\" metadata"));
+    if (it == file.metadata.end())
+      return invalid(absl::StrCat("no \"", key, "\" metadata"));
     if (!absl::SimpleAtoi(it->second, field)) {
-      return invalid(absl::StrCat("metadata \"", key, "\" is \"", it->second,
-                                  "\", not an integer"));
+      return invalid(
+          absl::StrCat("metadata \"", key, "\" is \"", it->second, "\", not an integer"));
     }
   }
   if (absl::Status s = ValidateWorldConfig(config); !s.ok()) return invalid(s.ToString());
@@ -601,8 +604,8 @@ absl::StatusOr<ImageTokenizer> ImageTokenizer::Load(const std::string& path) {
   }
   if (t.dim() != 2 || t.size(1) != d || t.size(0) < 1 || t.size(0) > 65536) {
     return invalid(absl::StrCat("\"codebook\" has shape ", c10::str(t.sizes()),
-                                ", expected [K, ", d, "] with 1 <= K <= 65536 for patch_px ",
-                                config.patch_px));
+                                ", expected [K, ", d,
+                                "] with 1 <= K <= 65536 for patch_px ", config.patch_px));
   }
   const torch::Tensor c = t.contiguous();
   std::vector<float> codebook(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
@@ -644,8 +647,8 @@ absl::StatusOr<std::vector<int>> ImageTokenizer::Encode(const Image& image) cons
 
 absl::StatusOr<Image> ImageTokenizer::Decode(const std::vector<int>& codes) const {
   if (static_cast<int>(codes.size()) != num_tokens()) {
-    return absl::InvalidArgumentError(absl::StrCat("an image is ", num_tokens(),
-                                                   " codes, got ", codes.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("an image is ", num_tokens(), " codes, got ", codes.size()));
   }
   const int px = config_.image_px();
   const int per_side = config_.patches_per_side();

@@ -49,8 +49,8 @@ class ImageTokenizer {
   // [2, 65536], iterations < 0, an image of the wrong size, or images with fewer than
   // codebook_size - 1 non-black patches in all.
   static absl::StatusOr<ImageTokenizer> Train(const std::vector<Image>& images,
-                                              int codebook_size = 512, int iterations = 20,
-                                              uint64_t seed = 1,
+                                              int codebook_size = 512,
+                                              int iterations = 20, uint64_t seed = 1,
                                               const WorldConfig& config = WorldConfig());
 
   // A tokenizer over a given codebook: `codebook` holds codebook_size rows of
@@ -97,11 +97,12 @@ class ImageTokenizer {
   const std::vector<float>& codebook() const { return codebook_; }
 
  private:
-  ImageTokenizer(const WorldConfig& config, int codebook_size, std::vector<float> codebook);
+  ImageTokenizer(const WorldConfig& config, int codebook_size,
+                 std::vector<float> codebook);
 
   WorldConfig config_;
   int codebook_size_ = 0;
-  std::vector<float> codebook_;     // codebook_size_ x patch_dim(), values k / 255
+  std::vector<float> codebook_;       // codebook_size_ x patch_dim(), values k / 255
   std::vector<uint8_t> codebook_u8_;  // the same entries as 8-bit pixel values
   // group_codes_[g + 1]: the codes of color group g (-1: all-black), ascending.
   std::vector<std::vector<int>> group_codes_;

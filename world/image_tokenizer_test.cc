@@ -1,12 +1,12 @@
 #include "world/image_tokenizer.h"
 
+#include <torch/torch.h>
+
 #include <cmath>
 #include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "common/safetensors.h"
 #include "gmock/gmock.h"
@@ -23,7 +23,8 @@ std::vector<Image> RenderImages(int n, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<Image> images;
   for (int i = 0; i < n; ++i) {
-    images.push_back(Render(SampleScene(kAllCategories[i % 4], rng), WorldConfig(), rng()));
+    images.push_back(
+        Render(SampleScene(kAllCategories[i % 4], rng), WorldConfig(), rng()));
   }
   return images;
 }
@@ -110,8 +111,8 @@ TEST_F(ImageTokenizerTest, NoisyImagesUseKMeansAndStillRoundTrip) {
     for (uint8_t& v : image.rgb) v = static_cast<uint8_t>(rng());
     images.push_back(std::move(image));
   }
-  absl::StatusOr<ImageTokenizer> tok = ImageTokenizer::Train(
-      images, /*codebook_size=*/32, /*iterations=*/5, /*seed=*/1);
+  absl::StatusOr<ImageTokenizer> tok =
+      ImageTokenizer::Train(images, /*codebook_size=*/32, /*iterations=*/5, /*seed=*/1);
   ASSERT_TRUE(tok.ok()) << tok.status();
   for (int trial = 0; trial < 20; ++trial) {
     std::vector<int> codes(36);
@@ -165,11 +166,12 @@ TEST_F(ImageTokenizerTest, LoadErrors) {
   EXPECT_THAT(s.message(), HasSubstr("shape"));
 
   ASSERT_TRUE(WriteSafetensors(path, {{"other", torch::zeros({8, 48})}}, meta).ok());
-  EXPECT_THAT(ImageTokenizer::Load(path).status().message(), HasSubstr("no \"codebook\""));
+  EXPECT_THAT(ImageTokenizer::Load(path).status().message(),
+              HasSubstr("no \"codebook\""));
 
-  ASSERT_TRUE(WriteSafetensors(path, {{"codebook", torch::zeros({8, 48}, torch::kInt64)}},
-                               meta)
-                  .ok());
+  ASSERT_TRUE(
+      WriteSafetensors(path, {{"codebook", torch::zeros({8, 48}, torch::kInt64)}}, meta)
+          .ok());
   EXPECT_THAT(ImageTokenizer::Load(path).status().message(), HasSubstr("dtype"));
 
   ASSERT_TRUE(WriteSafetensors(path, {{"codebook", torch::zeros({8, 48})}},
@@ -177,8 +179,10 @@ TEST_F(ImageTokenizerTest, LoadErrors) {
                   .ok());
   EXPECT_THAT(ImageTokenizer::Load(path).status().message(), HasSubstr("cell_px"));
 
-  ASSERT_TRUE(WriteSafetensors(path, {{"codebook", torch::full({8, 48}, 2.0)}}, meta).ok());
-  EXPECT_EQ(ImageTokenizer::Load(path).status().code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(
+      WriteSafetensors(path, {{"codebook", torch::full({8, 48}, 2.0)}}, meta).ok());
+  EXPECT_EQ(ImageTokenizer::Load(path).status().code(),
+            absl::StatusCode::kInvalidArgument);
 
   ASSERT_TRUE(WriteSafetensors(path, {{"codebook", torch::zeros({8, 48})}}, meta).ok());
   EXPECT_TRUE(ImageTokenizer::Load(path).ok());

@@ -102,8 +102,9 @@ int EncodeUnderSetjmp(png_structp png, png_infop info, PngContext* ctx,
   if (setjmp(png_jmpbuf(png))) return 1;
   png_set_write_fn(png, ctx, WriteFn, FlushFn);
   png_set_IHDR(png, info, static_cast<png_uint_32>(image.width),
-               static_cast<png_uint_32>(image.height), /*bit_depth=*/8, PNG_COLOR_TYPE_RGB,
-               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+               static_cast<png_uint_32>(image.height), /*bit_depth=*/8,
+               PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
   // Row filters buy nothing on images this small and flat.
   png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_NONE);
   png_write_info(png, info);
@@ -120,15 +121,16 @@ int EncodeUnderSetjmp(png_structp png, png_infop info, PngContext* ctx,
 
 absl::StatusOr<Image> DecodePng(std::string_view data, int expect_width,
                                 int expect_height) {
-  if (data.size() < 8 || png_sig_cmp(reinterpret_cast<png_const_bytep>(data.data()), 0,
-                                     8) != 0) {
+  if (data.size() < 8 ||
+      png_sig_cmp(reinterpret_cast<png_const_bytep>(data.data()), 0, 8) != 0) {
     return absl::DataLossError("not a PNG (bad signature)");
   }
   PngContext ctx;
   ctx.input = data;
   png_structp png =
       png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, ErrorFn, WarningFn);
-  if (png == nullptr) return absl::ResourceExhaustedError("png_create_read_struct failed");
+  if (png == nullptr)
+    return absl::ResourceExhaustedError("png_create_read_struct failed");
   png_infop info = png_create_info_struct(png);
   if (info == nullptr) {
     png_destroy_read_struct(&png, nullptr, nullptr);
@@ -142,10 +144,10 @@ absl::StatusOr<Image> DecodePng(std::string_view data, int expect_width,
   png_destroy_read_struct(&png, &info, nullptr);
   if (rc == 1) return absl::DataLossError(absl::StrCat("corrupt PNG: ", ctx.error));
   if (rc == 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "image is ", w, "x", h, " but Duet's world needs ",
-        expect_width != 0 ? absl::StrCat(expect_width) : "any width", "x",
-        expect_height != 0 ? absl::StrCat(expect_height) : "any height"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("image is ", w, "x", h, " but Duet's world needs ",
+                     expect_width != 0 ? absl::StrCat(expect_width) : "any width", "x",
+                     expect_height != 0 ? absl::StrCat(expect_height) : "any height"));
   }
   return image;
 }
@@ -163,16 +165,17 @@ absl::StatusOr<Image> ReadPng(const std::string& path, int expect_width,
 
 absl::StatusOr<std::string> EncodePng(const Image& image) {
   if (image.width <= 0 || image.height <= 0 || !image.IsValid()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot encode a ", image.width, "x", image.height, " image with ",
-                     image.rgb.size(), " bytes of pixels"));
+    return absl::InvalidArgumentError(absl::StrCat("cannot encode a ", image.width, "x",
+                                                   image.height, " image with ",
+                                                   image.rgb.size(), " bytes of pixels"));
   }
   std::string out;
   PngContext ctx;
   ctx.output = &out;
   png_structp png =
       png_create_write_struct(PNG_LIBPNG_VER_STRING, &ctx, ErrorFn, WarningFn);
-  if (png == nullptr) return absl::ResourceExhaustedError("png_create_write_struct failed");
+  if (png == nullptr)
+    return absl::ResourceExhaustedError("png_create_write_struct failed");
   png_infop info = png_create_info_struct(png);
   if (info == nullptr) {
     png_destroy_write_struct(&png, nullptr);
@@ -181,7 +184,8 @@ absl::StatusOr<std::string> EncodePng(const Image& image) {
   std::vector<png_bytep> rows;
   const int rc = EncodeUnderSetjmp(png, info, &ctx, image, &rows);
   png_destroy_write_struct(&png, &info);
-  if (rc != 0) return absl::InternalError(absl::StrCat("PNG encoding failed: ", ctx.error));
+  if (rc != 0)
+    return absl::InternalError(absl::StrCat("PNG encoding failed: ", ctx.error));
   return out;
 }
 

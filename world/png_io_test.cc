@@ -42,12 +42,14 @@ Image NoiseImage(int w, int h, uint64_t seed) {
 std::string EncodeRaw(int w, int h, int color_type, int bit_depth,
                       const std::vector<uint8_t>& pixels, int row_bytes) {
   std::string out;
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_structp png =
+      png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
   png_infop info = png_create_info_struct(png);
   png_set_write_fn(
       png, &out,
       [](png_structp p, png_bytep d, png_size_t n) {
-        static_cast<std::string*>(png_get_io_ptr(p))->append(reinterpret_cast<char*>(d), n);
+        static_cast<std::string*>(png_get_io_ptr(p))
+            ->append(reinterpret_cast<char*>(d), n);
       },
       nullptr);
   png_set_IHDR(png, info, w, h, bit_depth, color_type, PNG_INTERLACE_NONE,

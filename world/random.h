@@ -7,8 +7,6 @@
 
 #include <cstdint>
 #include <random>
-#include <utility>
-#include <vector>
 
 namespace duet::world {
 
@@ -22,14 +20,6 @@ inline int UniformInt(std::mt19937_64& rng, int lo, int hi) {
     x = rng();
   } while (x >= limit);
   return static_cast<int>(static_cast<int64_t>(lo) + static_cast<int64_t>(x % span));
-}
-
-// Fisher-Yates shuffle of `v` driven by UniformInt.
-template <typename T>
-void Shuffle(std::vector<T>& v, std::mt19937_64& rng) {
-  for (int i = static_cast<int>(v.size()) - 1; i > 0; --i) {
-    std::swap(v[i], v[UniformInt(rng, 0, i)]);
-  }
 }
 
 }  // namespace duet::world

@@ -80,8 +80,9 @@ absl::Status ValidateWorldConfig(const WorldConfig& c) {
                      " patch_px=", c.patch_px, " jitter_px=", c.jitter_px));
   }
   if (c.shape_px != 6) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "world config shape_px is ", c.shape_px, " but the built-in shape masks are 6x6"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("world config shape_px is ", c.shape_px,
+                     " but the built-in shape masks are 6x6"));
   }
   if (c.shape_px + 2 * c.jitter_px > c.cell_px) {
     return absl::InvalidArgumentError(
@@ -103,10 +104,10 @@ absl::Status ValidateScene(const Scene& scene, int grid) {
   std::set<std::pair<int, int>> used;
   for (const Object& o : scene.objects) {
     if (o.row < 0 || o.row >= grid || o.col < 0 || o.col >= grid) {
-      return absl::InvalidArgumentError(absl::StrCat("object ", internal::ToAbsl(ColorName(o.color)), " ",
-                                                     internal::ToAbsl(ShapeName(o.shape)), " at (", o.row,
-                                                     ",", o.col, ") is outside the ",
-                                                     grid, "x", grid, " grid"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("object ", internal::ToAbsl(ColorName(o.color)), " ",
+                       internal::ToAbsl(ShapeName(o.shape)), " at (", o.row, ",", o.col,
+                       ") is outside the ", grid, "x", grid, " grid"));
     }
     if (!used.insert({o.row, o.col}).second) {
       return absl::InvalidArgumentError(

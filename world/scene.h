@@ -25,7 +25,8 @@ inline constexpr int kNumColors = 6;
 inline constexpr std::array<Shape, kNumShapes> kAllShapes = {
     Shape::kCircle, Shape::kSquare, Shape::kTriangle, Shape::kCross};
 inline constexpr std::array<Color, kNumColors> kAllColors = {
-    Color::kRed, Color::kGreen, Color::kBlue, Color::kYellow, Color::kMagenta, Color::kCyan};
+    Color::kRed,    Color::kGreen,   Color::kBlue,
+    Color::kYellow, Color::kMagenta, Color::kCyan};
 
 // "circle", "square", "triangle", "cross".
 std::string_view ShapeName(Shape shape);
@@ -67,12 +68,12 @@ struct Scene {
 // Geometry of the rendered world. The defaults give 24x24 images of a 3x3 grid of 8x8
 // cells, cut into 4x4 patches: 6x6 = 36 image tokens per image.
 struct WorldConfig {
-  int grid = 3;         // cells per side
-  int cell_px = 8;      // pixels per cell side
-  int patch_px = 4;     // pixels per tokenizer patch side
-  int shape_px = 6;     // pixels per shape mask side (the masks are 6x6)
-  int jitter_px = 1;    // largest shift of a shape from the centre of its cell, per axis
-  int color_noise = 12; // largest per-channel offset from the palette color
+  int grid = 3;          // cells per side
+  int cell_px = 8;       // pixels per cell side
+  int patch_px = 4;      // pixels per tokenizer patch side
+  int shape_px = 6;      // pixels per shape mask side (the masks are 6x6)
+  int jitter_px = 1;     // largest shift of a shape from the centre of its cell, per axis
+  int color_noise = 12;  // largest per-channel offset from the palette color
 
   int image_px() const { return grid * cell_px; }
   int patches_per_side() const { return image_px() / patch_px; }

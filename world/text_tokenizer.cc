@@ -9,14 +9,15 @@ namespace duet::world {
 
 const std::vector<std::string_view>& TextTokenizer::Words() {
   static const auto* const kWords = new std::vector<std::string_view>{
-      "a",       "two",       "three",   "red",     "green",   "blue",
-      "yellow",  "magenta",   "cyan",    "circle",  "circles", "square",
-      "squares", "triangle",  "triangles", "cross", "crosses", "and",
-      "left",    "right",     "of",      "above",   "below"};
+      "a",       "two",      "three",     "red",    "green",   "blue",
+      "yellow",  "magenta",  "cyan",      "circle", "circles", "square",
+      "squares", "triangle", "triangles", "cross",  "crosses", "and",
+      "left",    "right",    "of",        "above",  "below"};
   return *kWords;
 }
 
-TextTokenizer::TextTokenizer(const TokenLayout& layout) : text_begin_(layout.text_begin) {}
+TextTokenizer::TextTokenizer(const TokenLayout& layout)
+    : text_begin_(layout.text_begin) {}
 
 int64_t TextTokenizer::WordId(std::string_view word) const {
   const std::vector<std::string_view>& words = Words();
@@ -29,7 +30,8 @@ int64_t TextTokenizer::WordId(std::string_view word) const {
 absl::StatusOr<std::vector<int64_t>> TextTokenizer::Encode(std::string_view text) const {
   std::vector<int64_t> ids;
   int position = 0;
-  for (absl::string_view word : absl::StrSplit(internal::ToAbsl(text), ' ', absl::SkipEmpty())) {
+  for (absl::string_view word :
+       absl::StrSplit(internal::ToAbsl(text), ' ', absl::SkipEmpty())) {
     ++position;
     const int64_t id = WordId(internal::ToStd(word));
     if (id < 0) {

@@ -47,7 +47,8 @@ TEST(TextTokenizerTest, Errors) {
   absl::Status s = tok.Encode("a red dog").status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("\"dog\""));
-  EXPECT_EQ(tok.Encode("a Red circle").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(tok.Encode("a Red circle").status().code(),
+            absl::StatusCode::kInvalidArgument);
   for (int64_t bad : {0, 2, 7, 31, 32, 543, -1}) {
     s = tok.Decode({8, bad}).status();
     EXPECT_EQ(s.code(), absl::StatusCode::kOutOfRange) << bad;
