@@ -129,6 +129,8 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (a.rfind("--bench_model_dir=", 0) == 0) duet::g_model_dir = a.substr(18);
   }
+  // One LibTorch intra-op thread (GEMMs use OpenBLAS's own pool), as every Duet binary.
+  at::set_num_threads(1);
   duet::g_roofline_gflops = duet::MeasureRoofline();
   std::fprintf(stderr, "roofline (fp32 1024^3 matmul, best of 5): %.1f GFLOP/s\n",
                duet::g_roofline_gflops);
