@@ -7,10 +7,11 @@
 namespace duet {
 
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthServer(const std::string& address,
-                                                                int* port) {
+                                                                grpc::Service* service, int* port) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
+  builder.RegisterService(service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || *port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot serve health checks on ", address));

@@ -10,11 +10,12 @@
 
 namespace duet {
 
-// A gRPC server that serves only the standard health service (grpc.health.v1), for
-// processes whose real work is client-side (rollout and scorer workers). `address` such
-// as "0.0.0.0:0"; the bound port is written to `*port`.
+// A gRPC server for processes whose real work is client-side (rollout and scorer
+// workers): the standard health service (grpc.health.v1) plus `service` (a status
+// service; gRPC's synchronous server needs at least one service of its own). `address`
+// such as "0.0.0.0:0"; the bound port is written to `*port`.
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthServer(const std::string& address,
-                                                                int* port);
+                                                                grpc::Service* service, int* port);
 
 }  // namespace duet
 

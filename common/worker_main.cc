@@ -29,6 +29,28 @@ DEFINE_string(health_address, "127.0.0.1:0", "where to serve grpc.health.v1 (emp
 DEFINE_string(name, "", "worker name in logs and status (default host:pid)");
 
 namespace duet {
+namespace {
+
+// duet.v1.Worker: the version and checksum the worker holds (unauthenticated, read-only,
+// served on the health address).
+class WorkerStatusService final : public v1::Worker::Service {
+ public:
+  WorkerStatusService(const WorkerRuntime* runtime, v1::Role role) : runtime_(runtime), role_(role) {}
+  grpc::Status GetWorkerStatus(grpc::ServerContext*, const v1::GetWorkerStatusRequest*,
+                               v1::WorkerStatus* resp) override {
+    resp->set_worker_id(runtime_->worker_id());
+    resp->set_role(role_);
+    resp->set_policy_version(runtime_->version());
+    resp->set_weights_checksum(runtime_->checksum());
+    return grpc::Status::OK;
+  }
+
+ private:
+  const WorkerRuntime* runtime_;
+  v1::Role role_;
+};
+
+}  // namespace
 
 int WorkerMain(int argc, char** argv, v1::Role role, const char* usage, HandlerFactory make_handler) {
   gflags::SetUsageMessage(usage);
@@ -77,17 +99,6 @@ int WorkerMain(int argc, char** argv, v1::Role role, const char* usage, HandlerF
   args.SetMaxSendMessageSize(kMaxMessageBytes);
   if (!FLAGS_tls_server_name.empty()) args.SetSslTargetNameOverride(FLAGS_tls_server_name);
   auto channel = grpc::CreateCustomChannel(FLAGS_learner, *creds, args);
-  std::unique_ptr<grpc::Server> health;
-  if (!FLAGS_health_address.empty()) {
-    int port = 0;
-    auto h = StartHealthServer(FLAGS_health_address, &port);
-    if (!h.ok()) {
-      LOG(ERROR) << h.status();
-      return 1;
-    }
-    health = std::move(*h);
-    LOG(INFO) << "health service on port " << port;
-  }
   WorkerOptions options;
   options.role = role;
   options.capacity = FLAGS_capacity;
@@ -100,6 +111,18 @@ int WorkerMain(int argc, char** argv, v1::Role role, const char* usage, HandlerF
     runtime = std::make_unique<WorkerRuntime>(v1::Coordinator::NewStub(channel), std::move(*model), options,
                                               make_handler(*layout, FLAGS_capacity));
     if (stop_requested) runtime->RequestStop();
+  }
+  WorkerStatusService status_service(runtime.get(), role);
+  std::unique_ptr<grpc::Server> health;
+  if (!FLAGS_health_address.empty()) {
+    int port = 0;
+    auto h = StartHealthServer(FLAGS_health_address, &status_service, &port);
+    if (!h.ok()) {
+      LOG(ERROR) << h.status();
+      return 1;
+    }
+    health = std::move(*h);
+    LOG(INFO) << "health and status service on port " << port;
   }
   absl::Status s = runtime->Run();
   if (health) health->Shutdown();

@@ -30,6 +30,11 @@ int64_t WorkerRuntime::version() const {
   return version_;
 }
 
+std::string WorkerRuntime::worker_id() const {
+  absl::MutexLock lock(&mu_);
+  return public_worker_id_;
+}
+
 uint64_t WorkerRuntime::checksum() const {
   absl::MutexLock lock(&mu_);
   return checksum_;
@@ -53,6 +58,10 @@ absl::Status WorkerRuntime::Register() {
   }
   DUET_RETURN_IF_ERROR(last);
   worker_id_ = resp.worker_id();
+  {
+    absl::MutexLock lock(&mu_);
+    public_worker_id_ = worker_id_;
+  }
   frozen_ = resp.frozen_scorer() && options_.role == v1::ROLE_SCORER;
   LOG(INFO) << "registered as " << worker_id_ << " (rank " << resp.rank() << " of "
             << resp.world_size() << ", run " << resp.run_id() << ")";

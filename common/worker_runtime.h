@@ -60,7 +60,7 @@ class WorkerRuntime {
 
   int64_t version() const;
   uint64_t checksum() const;
-  const std::string& worker_id() const { return worker_id_; }
+  std::string worker_id() const;
 
  private:
   absl::Status Register();
@@ -71,7 +71,7 @@ class WorkerRuntime {
   WorkerOptions options_;
   WorkHandler handler_;
   std::atomic<bool> stop_{false};
-  std::string worker_id_;
+  std::string worker_id_;  // the Run() thread's copy
   bool frozen_ = false;  // a frozen scorer verifies broadcasts but keeps its weights
   std::unique_ptr<Collective> collective_;
   std::unique_ptr<WeightReceiver> receiver_;
@@ -81,6 +81,7 @@ class WorkerRuntime {
   Transformer model_ ABSL_GUARDED_BY(mu_);
   int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t checksum_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string public_worker_id_ ABSL_GUARDED_BY(mu_);  // for other threads
 };
 
 }  // namespace duet

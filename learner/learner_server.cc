@@ -197,6 +197,17 @@ absl::Status LearnerServer::Run() {
   if (dirty) DUET_RETURN_IF_ERROR(Checkpoint(step));
   if (version_ % r.sync_every != 0) DUET_RETURN_IF_ERROR(SyncWorkers());
   DUET_RETURN_IF_ERROR(world::SaveBundle(JoinPath(r.out, "model"), *bundle_));
+  // Where every process ended: the learner's version and checksum, and what each worker
+  // confirmed at the last sync (tests and operators compare them).
+  nlohmann::json final_state = {{"step", step}, {"policy_version", version_},
+                                {"checksum", snapshot_.checksum()}, {"workers", nlohmann::json::array()}};
+  for (const WorkerRecord& w : queue_->Workers()) {
+    final_state["workers"].push_back({{"id", w.id}, {"name", w.name}, {"rank", w.rank},
+                                      {"policy_version", w.confirmed_version},
+                                      {"checksum", w.confirmed_checksum},
+                                      {"items_completed", w.items_completed}});
+  }
+  DUET_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(r.out, "final_state.json"), final_state.dump(2)));
   LOG(INFO) << (stop_.load() ? "stopped" : "finished") << " at step " << step << ", policy version "
             << version_;
   Shutdown();

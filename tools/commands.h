@@ -13,6 +13,7 @@ int RunSample();
 int RunDumpLogits();
 int RunRl();
 int RunRewardAgreement();
+int RunLocal();
 
 }  // namespace duet
 

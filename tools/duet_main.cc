@@ -24,6 +24,7 @@ constexpr char kUsage[] =
     "  world make-data   write the Shapes world data sets and image tokenizer\n"
     "  pretrain          supervised pretraining of the base model (resumable)\n"
     "  eval              ShapesEval of a model on the held-out sets\n"
+    "  local             the RL run on one machine: learner + worker processes, report\n"
     "  rl                dual self-reward RL in one process (library-level loop)\n"
     "  sample            one prompt to a PNG, or one PNG to a caption\n"
     "  dev dump-logits   write a random model and its logits (parity test)\n"
@@ -53,6 +54,7 @@ int main(int argc, char** argv) {
   if (cmd == "world" && sub == "make-data") return duet::RunMakeData();
   if (cmd == "pretrain") return duet::RunPretrain();
   if (cmd == "rl") return duet::RunRl();
+  if (cmd == "local") return duet::RunLocal();
   if (cmd == "eval") return duet::RunEval();
   if (cmd == "sample") return duet::RunSample();
   if (cmd == "dev" && sub == "dump-logits") return duet::RunDumpLogits();

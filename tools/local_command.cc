@@ -1,0 +1,248 @@
+// `duet local`: Duet's main job on one machine. Evaluates the base model, starts a
+// learner and the rollout and scorer worker processes on loopback (each a real binary,
+// talking gRPC and joining one Gloo group), trains the recipe, evaluates the result, and
+// writes a report folder:
+//   <out>/report/summary.md        before/after ShapesEval tables, timings
+//   <out>/report/before/, after/   report.json and gallery.png of each evaluation
+//   <out>/report/rewards.png       self-reward curves per direction
+//   <out>/metrics.jsonl            one line per step (from the learner)
+// Ctrl-C / SIGTERM stops the learner at the end of its step (it checkpoints), then the
+// workers; `--resume` continues the run.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "common/file_util.h"
+#include "common/signals.h"
+#include "common/status_macros.h"
+#include "learner/recipe.h"
+#include "tools/commands.h"
+#include "tools/plot.h"
+#include "tools/shapes_eval.h"
+#include "world/bundle.h"
+
+DECLARE_string(model);
+DECLARE_string(data);
+DECLARE_string(out);
+DECLARE_double(cfg_scale);
+DECLARE_int32(limit);
+DECLARE_uint64(seed);
+
+DEFINE_string(recipe, "configs/recipes/default.yaml", "local: the run's YAML recipe");
+DEFINE_int32(rollout_workers, 2, "local: rollout worker processes");
+DEFINE_int32(scorer_workers, 1, "local: scorer worker processes");
+DEFINE_int64(local_steps, -1, "local: override the recipe's steps (-1: keep)");
+DEFINE_bool(resume, false, "local: continue the run in --out from its last checkpoint");
+DEFINE_string(bin_dir, "", "local: folder of duet-learner/duet-rollout/duet-scorer (default: next to duet)");
+
+namespace duet {
+namespace {
+
+std::string SelfDir() {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return ".";
+  buf[n] = 0;
+  std::string p(buf);
+  return p.substr(0, p.rfind('/'));
+}
+
+// The build tree keeps each binary in its folder's directory; an install puts them side
+// by side. Either works.
+std::string FindBinary(const std::string& name, const std::string& folder) {
+  if (!FLAGS_bin_dir.empty()) return JoinPath(FLAGS_bin_dir, name);
+  const std::string self = SelfDir();
+  for (const std::string& c : {JoinPath(self, name), JoinPath(self, "../" + folder + "/" + name)}) {
+    if (access(c.c_str(), X_OK) == 0) return c;
+  }
+  return JoinPath(self, name);
+}
+
+// fork/exec with stdout+stderr to `log_path` (empty: inherit).
+absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args, const std::string& log_path) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid == 0) {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_UNBLOCK, &all, nullptr);  // the parent blocks them for its watcher
+    if (!log_path.empty()) {
+      const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) {
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+      }
+    }
+    execv(argv[0], argv.data());
+    std::fprintf(stderr, "cannot exec %s\n", argv[0]);
+    _exit(127);
+  }
+  return pid;
+}
+
+std::string Table(const EvalResult& r) { return r.table; }
+
+absl::Status RunLocalImpl() {
+  const std::string out = FLAGS_out.empty() ? "out/run" : FLAGS_out;
+  DUET_ASSIGN_OR_RETURN(Recipe recipe, LoadRecipe(FLAGS_recipe));
+  if (FLAGS_local_steps >= 0) recipe.steps = FLAGS_local_steps;
+  recipe.model = FLAGS_model;
+  recipe.data = FLAGS_data;
+  recipe.out = out;
+  recipe.rollout_workers = FLAGS_rollout_workers;
+  recipe.scorer_workers = FLAGS_scorer_workers;
+  DUET_RETURN_IF_ERROR(recipe.Validate());
+  if (recipe.rollout_workers < 1 || recipe.scorer_workers < 1) {
+    return absl::InvalidArgumentError("local: need at least one rollout and one scorer worker");
+  }
+  const std::string report = JoinPath(out, "report");
+  const std::string logs = JoinPath(out, "logs");
+  DUET_RETURN_IF_ERROR(MakeDirs(report));
+  DUET_RETURN_IF_ERROR(MakeDirs(logs));
+  const std::string recipe_path = JoinPath(out, "recipe.local.yaml");
+  DUET_RETURN_IF_ERROR(WriteFileAtomically(recipe_path, RecipeToYaml(recipe)));
+
+  // A fresh shared token for this run, readable by the owner only.
+  std::random_device rd;
+  const std::string token = absl::StrFormat("%016x%016x", (uint64_t{rd()} << 32) | rd(), (uint64_t{rd()} << 32) | rd());
+  const std::string token_file = JoinPath(out, "auth_token");
+  DUET_RETURN_IF_ERROR(WriteFileAtomically(token_file, token + "\n"));
+  chmod(token_file.c_str(), 0600);
+
+  EvalOptions eval;
+  eval.data_dir = FLAGS_data;
+  eval.limit_per_category = FLAGS_limit;
+  eval.images.cfg_scale = FLAGS_cfg_scale;
+  eval.seed = FLAGS_seed;
+  DUET_ASSIGN_OR_RETURN(world::ModelBundle base, world::LoadBundle(FLAGS_model));
+  eval.report_dir = JoinPath(report, "before");
+  DUET_ASSIGN_OR_RETURN(EvalResult before, RunShapesEval(base, eval));
+  std::fprintf(stderr, "ShapesEval before RL:\n%s\n", before.table.c_str());
+
+  const std::string port_file = JoinPath(out, "learner.port");
+  std::remove(port_file.c_str());
+  std::vector<std::string> learner_args = {FindBinary("duet-learner", "learner"), "--config=" + recipe_path,
+                                           "--address=127.0.0.1:0", "--port_file=" + port_file,
+                                           "--auth_token_file=" + token_file};
+  if (FLAGS_resume) learner_args.push_back("--resume");
+  const auto t0 = std::chrono::steady_clock::now();
+  DUET_ASSIGN_OR_RETURN(pid_t learner, Spawn(learner_args, ""));
+  std::vector<pid_t> workers;
+  absl::Mutex mu;  // guards `stopping` and the pids the signal thread signals
+  bool stopping = false;
+  SignalWatcher signals([&](int) {
+    absl::MutexLock lock(&mu);
+    if (!stopping) std::fprintf(stderr, "stopping: the learner checkpoints after its step\n");
+    stopping = true;
+    kill(learner, SIGTERM);
+  });
+  // Wait for the learner to serve.
+  std::string port;
+  for (int i = 0; i < 1200 && port.empty(); ++i) {
+    int status = 0;
+    if (waitpid(learner, &status, WNOHANG) == learner) {
+      return absl::InternalError("the learner exited before serving (see its output above)");
+    }
+    auto p = ReadFileToString(port_file);
+    if (p.ok()) port = std::string(absl::StripAsciiWhitespace(*p));
+    if (port.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (port.empty()) return absl::DeadlineExceededError("the learner did not start serving within 2 minutes");
+  const std::string target = "127.0.0.1:" + port;
+  for (int i = 0; i < recipe.rollout_workers + recipe.scorer_workers; ++i) {
+    const bool rollout = i < recipe.rollout_workers;
+    const std::string name = rollout ? absl::StrCat("rollout-", i) : absl::StrCat("scorer-", i - recipe.rollout_workers);
+    DUET_ASSIGN_OR_RETURN(
+        pid_t pid, Spawn({FindBinary(rollout ? "duet-rollout" : "duet-scorer", rollout ? "rollout" : "scorer"),
+                          "--learner=" + target, "--model=" + FLAGS_model, "--auth_token_file=" + token_file,
+                          "--name=" + name},
+                         JoinPath(logs, name + ".log")));
+    absl::MutexLock lock(&mu);
+    workers.push_back(pid);
+  }
+  int status = 0;
+  waitpid(learner, &status, 0);
+  const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // Workers leave on the learner's shutdown notice; give them a moment, then insist.
+  for (pid_t w : workers) {
+    int ws = 0;
+    bool done = false;
+    for (int i = 0; i < 100 && !done; ++i) {
+      done = waitpid(w, &ws, WNOHANG) == w;
+      if (!done) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (!done) {
+      kill(w, SIGTERM);
+      waitpid(w, &ws, 0);
+    }
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::InternalError(absl::StrCat("the learner failed (status ", status, "); worker logs in ", logs));
+  }
+
+  DUET_ASSIGN_OR_RETURN(world::ModelBundle trained, world::LoadBundle(JoinPath(out, "model")));
+  eval.report_dir = JoinPath(report, "after");
+  DUET_ASSIGN_OR_RETURN(EvalResult after, RunShapesEval(trained, eval));
+  std::fprintf(stderr, "ShapesEval after RL:\n%s\n", after.table.c_str());
+
+  // Reward curves from the learner's metrics.
+  std::vector<double> gen, und;
+  std::ifstream metrics(JoinPath(out, "metrics.jsonl"));
+  for (std::string line; std::getline(metrics, line);) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded()) continue;
+    gen.push_back(j.value("generation_reward", NAN));
+    und.push_back(j.value("understanding_reward", NAN));
+  }
+  DUET_RETURN_IF_ERROR(WriteLinePlot(JoinPath(report, "rewards.png"), "mean self-reward per step",
+                                     {{"generation", {230, 150, 40}, gen}, {"understanding", {80, 160, 240}, und}}));
+  std::string md = absl::StrFormat(
+      "# duet local\n\nrecipe: `%s` (%d steps, %d rollout + %d scorer workers)\n\n"
+      "training wall time: %.0f s\n\n## ShapesEval before RL\n```\n%s```\n\n## ShapesEval after RL\n```\n%s```\n\n"
+      "generation %.1f%% -> %.1f%%, understanding %.1f%% -> %.1f%%\n\n"
+      "galleries: before/gallery.png, after/gallery.png; reward curves: rewards.png\n",
+      recipe_path, static_cast<int>(recipe.steps), recipe.rollout_workers, recipe.scorer_workers, train_seconds,
+      Table(before), Table(after), 100 * before.generation_accuracy, 100 * after.generation_accuracy,
+      100 * before.understanding_accuracy, 100 * after.understanding_accuracy);
+  DUET_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(report, "summary.md"), md));
+  std::printf("generation %.1f%% -> %.1f%%, understanding %.1f%% -> %.1f%%\nreport: %s/summary.md\n",
+              100 * before.generation_accuracy, 100 * after.generation_accuracy,
+              100 * before.understanding_accuracy, 100 * after.understanding_accuracy, report.c_str());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunLocal() {
+  at::set_num_threads(1);
+  absl::Status s = RunLocalImpl();
+  if (!s.ok()) {
+    std::fprintf(stderr, "duet local: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace duet
