@@ -39,6 +39,10 @@ Mismatch Diagnose(const Scene& scene, const Caption& caption) {
   std::vector<Description> wanted;
   if (caption.category == Category::kSingle || caption.category == Category::kCounting) {
     wanted.assign(caption.count, caption.a);
+  } else if (caption.category == Category::kMixed) {
+    for (const world::Phrase& p : caption.phrases) {
+      wanted.insert(wanted.end(), p.count, p.description);
+    }
   } else {
     wanted = {caption.a, caption.b};
   }
@@ -240,7 +244,7 @@ void ShapesEvalReport::Add(Direction direction, Category category, bool correct)
 
 void ShapesEvalReport::Merge(const ShapesEvalReport& other) {
   for (int d = 0; d < 2; ++d) {
-    for (int c = 0; c < world::kNumCategories; ++c) {
+    for (int c = 0; c < world::kNumCategoryValues; ++c) {
       counts_[d][c].correct += other.counts_[d][c].correct;
       counts_[d][c].total += other.counts_[d][c].total;
     }

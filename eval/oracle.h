@@ -86,7 +86,10 @@ enum class Direction { kGeneration, kUnderstanding };
 // "generation", "understanding".
 std::string_view DirectionName(Direction direction);
 
-// Accuracy per category and direction.
+// Accuracy per category and direction. Reports (ToJson, FormatTable, the overall
+// Total/Correct/Accuracy) cover the four evaluated categories of world::kAllCategories;
+// samples of a training-only category (world::kTrainingOnlyCategories) are kept under
+// their own category but left out of the reports.
 class ShapesEvalReport {
  public:
   void Add(Direction direction, world::Category category, bool correct);
@@ -116,8 +119,9 @@ class ShapesEvalReport {
     int64_t correct = 0;
     int64_t total = 0;
   };
-  // counts_[direction][category]
-  std::array<std::array<Cell, world::kNumCategories>, 2> counts_{};
+  // counts_[direction][category], over every Category value (so Add of a training-only
+  // category is safe; it is counted but not reported).
+  std::array<std::array<Cell, world::kNumCategoryValues>, 2> counts_{};
 };
 
 }  // namespace duet::eval

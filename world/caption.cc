@@ -48,42 +48,94 @@ class CaptionParser {
                          i + 1, " (words are separated by single spaces)"));
       }
     }
-    Caption c;
     absl::StatusOr<std::string_view> first = Next("\"a\", \"two\" or \"three\"");
     if (!first.ok()) return first.status();
-    if (*first == "two" || *first == "three") {
+    if (*first == "three") {
+      Caption c;
       c.category = Category::kCounting;
-      c.count = *first == "two" ? 2 : 3;
+      c.count = 3;
       absl::StatusOr<Description> d = ParseDescription(/*plural=*/true);
       if (!d.ok()) return d.status();
       c.a = *d;
-      if (absl::Status s = ExpectEnd(); !s.ok()) return s;
+      if (absl::Status s = ExpectEnd(); !s.ok()) return s;  // no "three" in a list
       return c;
     }
-    if (*first != "a") return Unexpected(pos_ - 1, "\"a\", \"two\" or \"three\"");
-    absl::StatusOr<Description> a = ParseDescription(/*plural=*/false);
-    if (!a.ok()) return a.status();
-    c.a = *a;
-    if (pos_ == words_.size()) return c;  // single
+    if (*first != "a" && *first != "two") {
+      return Unexpected(pos_ - 1, "\"a\", \"two\" or \"three\"");
+    }
+    std::vector<Phrase> phrases;
+    {
+      const int count = *first == "two" ? 2 : 1;
+      absl::StatusOr<Description> d = ParseDescription(/*plural=*/count == 2);
+      if (!d.ok()) return d.status();
+      phrases.push_back({*d, count});
+    }
+    if (phrases[0].count == 1 && pos_ < words_.size() && words_[pos_] != "and") {
+      return ParsePosition(phrases[0].description);
+    }
+    // A list of phrases joined by "and".
+    int objects = phrases[0].count;
+    while (pos_ < words_.size()) {
+      if (objects >= 3) return Unexpected(pos_, "the end of the caption (3 objects)");
+      if (absl::Status s = Expect("and"); !s.ok()) return s;
+      absl::StatusOr<std::string_view> article =
+          Next(objects == 2 ? "\"a\"" : "\"a\" or \"two\"");
+      if (!article.ok()) return article.status();
+      const bool two = *article == "two";
+      if ((*article != "a" && !two) || (two && objects == 2)) {
+        return Unexpected(pos_ - 1, objects == 2 ? "\"a\" (a caption describes at most 3 "
+                                                   "objects; \"three\" never starts a "
+                                                   "later phrase)"
+                                                 : "\"a\" or \"two\"");
+      }
+      absl::StatusOr<Description> d = ParseDescription(/*plural=*/two);
+      if (!d.ok()) return d.status();
+      for (const Phrase& p : phrases) {
+        if (p.description == *d) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "caption \"", ToAbsl(text_), "\": the ", DescriptionText(*d),
+              " is described twice; the objects of a caption must differ in color or "
+              "shape"));
+        }
+      }
+      phrases.push_back({*d, two ? 2 : 1});
+      objects += phrases.back().count;
+    }
+    Caption c;
+    if (phrases.size() == 1) {
+      c.category = phrases[0].count == 1 ? Category::kSingle : Category::kCounting;
+      c.count = phrases[0].count;
+      c.a = phrases[0].description;
+    } else if (phrases.size() == 2 && objects == 2) {
+      c.category = Category::kTwoObjects;
+      c.a = phrases[0].description;
+      c.b = phrases[1].description;
+    } else {
+      c.category = Category::kMixed;
+      c.phrases = std::move(phrases);
+    }
+    return c;
+  }
 
+ private:
+  // "<relation> a <color> <shape>" after "a <a>", up to the end.
+  absl::StatusOr<Caption> ParsePosition(const Description& a) {
+    Caption c;
+    c.category = Category::kPosition;
+    c.a = a;
     constexpr std::string_view kLink =
         "\"and\", \"left\", \"right\", \"above\" or \"below\"";
     absl::StatusOr<std::string_view> link = Next(kLink);
     if (!link.ok()) return link.status();
-    if (*link == "and") {
-      c.category = Category::kTwoObjects;
+    if (*link == "left" || *link == "right") {
+      c.relation = *link == "left" ? Relation::kLeftOf : Relation::kRightOf;
+      if (absl::Status s = Expect("of"); !s.ok()) return s;
+    } else if (*link == "above") {
+      c.relation = Relation::kAbove;
+    } else if (*link == "below") {
+      c.relation = Relation::kBelow;
     } else {
-      c.category = Category::kPosition;
-      if (*link == "left" || *link == "right") {
-        c.relation = *link == "left" ? Relation::kLeftOf : Relation::kRightOf;
-        if (absl::Status s = Expect("of"); !s.ok()) return s;
-      } else if (*link == "above") {
-        c.relation = Relation::kAbove;
-      } else if (*link == "below") {
-        c.relation = Relation::kBelow;
-      } else {
-        return Unexpected(pos_ - 1, kLink);
-      }
+      return Unexpected(pos_ - 1, kLink);
     }
     if (absl::Status s = Expect("a"); !s.ok()) return s;
     absl::StatusOr<Description> b = ParseDescription(/*plural=*/false);
@@ -98,7 +150,6 @@ class CaptionParser {
     return c;
   }
 
- private:
   absl::Status Unexpected(size_t index, std::string_view expected) const {
     return absl::InvalidArgumentError(absl::StrCat(
         "caption \"", ToAbsl(text_), "\": unexpected word \"", ToAbsl(words_[index]),
@@ -216,6 +267,8 @@ std::string_view CategoryName(Category category) {
       return "two_objects";
     case Category::kPosition:
       return "position";
+    case Category::kMixed:
+      return "mixed";
   }
   return "?";
 }
@@ -224,9 +277,29 @@ absl::StatusOr<Category> CategoryFromName(std::string_view name) {
   for (Category c : kAllCategories) {
     if (CategoryName(c) == name) return c;
   }
+  for (Category c : kTrainingOnlyCategories) {
+    if (CategoryName(c) == name) return c;
+  }
   return absl::InvalidArgumentError(
       absl::StrCat("unknown category \"", ToAbsl(name),
-                   "\" (expected single, counting, two_objects or position)"));
+                   "\" (expected single, counting, two_objects, position or mixed)"));
+}
+
+int Caption::NumObjects() const {
+  switch (category) {
+    case Category::kSingle:
+    case Category::kCounting:
+      return count;
+    case Category::kTwoObjects:
+    case Category::kPosition:
+      return 2;
+    case Category::kMixed: {
+      int n = 0;
+      for (const Phrase& p : phrases) n += p.count;
+      return n;
+    }
+  }
+  return 0;
 }
 
 std::string_view RelationName(Relation relation) {
@@ -266,17 +339,24 @@ absl::StatusOr<Caption> ParseCaption(std::string_view text) {
 }
 
 std::string FormatCaption(const Caption& c) {
+  auto plural = [](const Description& d) {
+    return absl::StrCat(ToAbsl(ColorName(d.color)), " ", ToAbsl(ShapePlural(d.shape)));
+  };
   switch (c.category) {
     case Category::kSingle:
       return absl::StrCat("a ", DescriptionText(c.a));
     case Category::kCounting:
-      return absl::StrCat(c.count == 3 ? "three " : "two ", ToAbsl(ColorName(c.a.color)),
-                          " ", ToAbsl(ShapePlural(c.a.shape)));
+      return absl::StrCat(c.count == 3 ? "three " : "two ", plural(c.a));
     case Category::kTwoObjects:
       return absl::StrCat("a ", DescriptionText(c.a), " and a ", DescriptionText(c.b));
     case Category::kPosition:
       return absl::StrCat("a ", DescriptionText(c.a), " ",
                           ToAbsl(RelationName(c.relation)), " a ", DescriptionText(c.b));
+    case Category::kMixed:
+      return absl::StrJoin(c.phrases, " and ", [&](std::string* out, const Phrase& p) {
+        absl::StrAppend(out, p.count == 2 ? absl::StrCat("two ", plural(p.description))
+                                          : absl::StrCat("a ", DescriptionText(p.description)));
+      });
   }
   return "";
 }
@@ -296,6 +376,17 @@ bool Satisfies(const Scene& scene, const Caption& caption) {
       std::optional<std::pair<int, int>> m = MatchPair(scene, caption.a, caption.b);
       return m.has_value() &&
              RelationHolds(objects[m->first], objects[m->second], caption.relation);
+    }
+    case Category::kMixed: {
+      if (static_cast<int>(objects.size()) != caption.NumObjects()) return false;
+      // The phrases' descriptions are distinct, so matching counts per phrase and the
+      // total leaves no object unaccounted for.
+      return std::all_of(
+          caption.phrases.begin(), caption.phrases.end(), [&](const Phrase& p) {
+            return std::count_if(objects.begin(), objects.end(), [&](const Object& o) {
+                     return p.description.Matches(o);
+                   }) == p.count;
+          });
     }
   }
   return false;
@@ -327,11 +418,29 @@ absl::StatusOr<Caption> CanonicalCaption(const Scene& scene) {
       return c;
     }
   }
+  if (objects.size() == 3) {
+    // Not all equal: one phrase per distinct description, in (color, shape) order.
+    c.category = Category::kMixed;
+    for (const Object& o : objects) {
+      const Description d{o.color, o.shape};
+      auto it = std::find_if(c.phrases.begin(), c.phrases.end(),
+                             [&](const Phrase& p) { return p.description == d; });
+      if (it == c.phrases.end()) {
+        c.phrases.push_back({d, 1});
+      } else {
+        ++it->count;
+      }
+    }
+    std::sort(c.phrases.begin(), c.phrases.end(), [](const Phrase& x, const Phrase& y) {
+      return std::make_pair(x.description.color, x.description.shape) <
+             std::make_pair(y.description.color, y.description.shape);
+    });
+    return c;
+  }
   if (objects.size() != 2) {
     return absl::InvalidArgumentError(
         absl::StrCat("a scene of ", objects.size(),
-                     " objects has no caption (captions describe 1 object, 2 or 3 equal "
-                     "objects, or 2 different objects)"));
+                     " objects has no caption (captions describe 1 to 3 objects)"));
   }
   const Object* oa = &objects[0];
   const Object* ob = &objects[1];
@@ -391,6 +500,8 @@ Scene SampleScene(Category category, std::mt19937_64& rng, const WorldConfig& co
       }
       break;
     }
+    case Category::kMixed:
+      return SampleSceneFor(SampleCaption(Category::kMixed, rng), rng, config);
   }
   return scene;
 }
@@ -412,6 +523,22 @@ Caption SampleCaption(Category category, std::mt19937_64& rng) {
     case Category::kPosition:
       std::tie(c.a, c.b) = RandomDistinctPair(rng);
       c.relation = kAllRelations[UniformInt(rng, 0, 3)];
+      break;
+    case Category::kMixed:
+      if (UniformInt(rng, 0, 1) == 0) {
+        // A pair plus another kind, in either order.
+        const auto [pair, other] = RandomDistinctPair(rng);
+        c.phrases = {{pair, 2}, {other, 1}};
+        if (UniformInt(rng, 0, 1) == 0) std::swap(c.phrases[0], c.phrases[1]);
+      } else {
+        // Three distinct kinds, in any order.
+        const auto [x, y] = RandomDistinctPair(rng);
+        Description z;
+        do {
+          z = RandomDescription(rng);
+        } while (z == x || z == y);
+        c.phrases = {{x, 1}, {y, 1}, {z, 1}};
+      }
       break;
   }
   return c;
@@ -450,6 +577,17 @@ Scene SampleSceneFor(const Caption& caption, std::mt19937_64& rng,
       } else {
         scene.objects.push_back(MakeObject(caption.a, pa, line));
         scene.objects.push_back(MakeObject(caption.b, pb, line));
+      }
+      break;
+    }
+    case Category::kMixed: {
+      const auto cells = RandomCells(caption.NumObjects(), grid, rng);
+      size_t next = 0;
+      for (const Phrase& p : caption.phrases) {
+        for (int k = 0; k < p.count; ++k, ++next) {
+          scene.objects.push_back(
+              MakeObject(p.description, cells[next].first, cells[next].second));
+        }
       }
       break;
     }

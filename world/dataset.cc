@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -178,6 +179,10 @@ absl::Status CheckOptions(const MakeDataOptions& o) {
                              {"tokenizer_iterations", o.tokenizer_iterations}}) {
     if (value < 0) return absl::InvalidArgumentError(absl::StrCat(name, " is negative"));
   }
+  if (!(o.mixed_fraction >= 0.0 && o.mixed_fraction <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("mixed_fraction ", o.mixed_fraction, " is outside [0, 1]"));
+  }
   const TokenLayout layout;
   const int64_t image_codes = layout.image_end - layout.image_begin;
   if (o.codebook_size < 2 || o.codebook_size > image_codes) {
@@ -192,17 +197,40 @@ absl::Status CheckOptions(const MakeDataOptions& o) {
   return absl::OkStatus();
 }
 
-// Renders `count` scenes of rotating categories, writes them as images/<set>/NNNNNN.png
+// The categories of `count` SFT pairs: pair i is mixed iff
+// floor((i + 1) * mixed_fraction) > floor(i * mixed_fraction); the others rotate over
+// the four evaluated categories.
+std::vector<Category> SftCategories(int count, double mixed_fraction) {
+  std::vector<Category> out;
+  out.reserve(count);
+  int rotation = 0;
+  for (int i = 0; i < count; ++i) {
+    const bool mixed = std::floor((i + 1) * mixed_fraction) > std::floor(i * mixed_fraction);
+    out.push_back(mixed ? Category::kMixed : Rotation(rotation++));
+  }
+  return out;
+}
+
+std::vector<Category> RotatingCategories(int count) {
+  std::vector<Category> out;
+  out.reserve(count);
+  for (int i = 0; i < count; ++i) out.push_back(Rotation(i));
+  return out;
+}
+
+// Renders one scene per entry of `categories`, writes them as images/<set>/NNNNNN.png
 // and returns one JSON record per image (with the canonical caption when
 // `with_caption`). Every image's hash goes into `hashes`.
 absl::StatusOr<std::vector<json>> MakeImageSet(
-    const std::string& root, std::string_view set, int count, bool with_caption,
-    const WorldConfig& world, std::mt19937_64& rng, std::unordered_set<size_t>* hashes) {
+    const std::string& root, std::string_view set, const std::vector<Category>& categories,
+    bool with_caption, const WorldConfig& world, std::mt19937_64& rng,
+    std::unordered_set<size_t>* hashes) {
+  const int count = static_cast<int>(categories.size());
   std::vector<json> records;
   for (int begin = 0; begin < count; begin += kWriteBatch) {
     std::vector<PendingImage> batch;
     for (int i = begin; i < std::min(count, begin + kWriteBatch); ++i) {
-      const Category category = Rotation(i);
+      const Category category = categories[i];
       const Scene scene = SampleScene(category, rng, world);
       PendingImage pending{ImagePath(set, i), Render(scene, world, rng())};
       hashes->insert(HashImage(pending.image));
@@ -312,12 +340,17 @@ absl::Status MakeData(const MakeDataOptions& o) {
   DUET_RETURN_IF_ERROR(tokenizer.Save(JoinPath(root, kCodebookFile)));
 
   // Training images: SFT pairs and RL understanding images.
+  const std::vector<Category> sft_categories =
+      SftCategories(o.sft_pairs, o.mixed_fraction);
+  const int64_t sft_mixed = std::count(sft_categories.begin(), sft_categories.end(),
+                                       Category::kMixed);
   DUET_ASSIGN_OR_RETURN(std::vector<json> sft,
-                        MakeImageSet(root, "sft", o.sft_pairs, /*with_caption=*/true,
+                        MakeImageSet(root, "sft", sft_categories, /*with_caption=*/true,
                                      o.world, rng, &train_hashes));
-  DUET_ASSIGN_OR_RETURN(std::vector<json> rl_images,
-                        MakeImageSet(root, "rl", o.rl_images, /*with_caption=*/false,
-                                     o.world, rng, &train_hashes));
+  DUET_ASSIGN_OR_RETURN(
+      std::vector<json> rl_images,
+      MakeImageSet(root, "rl", RotatingCategories(o.rl_images), /*with_caption=*/false,
+                   o.world, rng, &train_hashes));
 
   // Eval understanding pairs, rejecting any image identical to a training image.
   std::vector<json> eval_und;
@@ -375,6 +408,7 @@ absl::Status MakeData(const MakeDataOptions& o) {
   const WorldConfig& w = o.world;
   const json manifest = {
       {"seed", o.seed},
+      {"mixed_fraction", o.mixed_fraction},
       {"world",
        {{"grid", w.grid},
         {"cell_px", w.cell_px},
@@ -388,6 +422,7 @@ absl::Status MakeData(const MakeDataOptions& o) {
         {"iterations", o.tokenizer_iterations}}},
       {"counts",
        {{"sft_pairs", sft.size()},
+        {"sft_mixed_pairs", sft_mixed},
         {"rl_gen_prompts", rl_prompts.size()},
         {"rl_und_images", rl_images.size()},
         {"eval_gen", eval_gen.size()},

@@ -67,6 +67,11 @@ absl::StatusOr<std::vector<ImageRecord>> ReadImages(const std::string& path);
 struct MakeDataOptions {
   std::string out_dir;            // created if missing; existing files are overwritten
   int sft_pairs = 20000;          // paired SFT examples, categories in rotation
+  // Share of the SFT pairs that are mixed scenes (training-only category: 3 objects not
+  // all equal) with their canonical captions, so the understanding direction learns to
+  // describe scenes with an extra object. In [0, 1]; the mixed pairs are spread evenly
+  // (pair i is mixed iff floor((i + 1) * f) > floor(i * f)).
+  double mixed_fraction = 0.2;
   int rl_prompts = 2000;          // text-only generation prompts for RL
   int rl_images = 2000;           // unlabelled images for understanding RL
   int eval_per_category = 100;    // per category, in each of eval_gen and eval_und
@@ -79,20 +84,24 @@ struct MakeDataOptions {
 
 // Writes a complete data folder under options.out_dir:
 //   tokenizer/codebook.safetensors  image tokenizer (ImageTokenizer::Save)
-//   sft.jsonl + images/sft/*.png    pairs with canonical captions, the four categories
-//                                   in rotation
+//   sft.jsonl + images/sft/*.png    pairs with canonical captions: a mixed_fraction
+//                                   share of mixed pairs, the rest the four evaluated
+//                                   categories in rotation
 //   rl_gen_prompts.jsonl            prompts from SampleCaption, categories in rotation
 //   rl_und_images.jsonl + images/rl/*.png   images only, categories in rotation
 //   eval_gen.jsonl                  eval_per_category prompts per category
 //   eval_und.jsonl + images/eval/*.png      eval_per_category pairs per category, with
 //                                   the canonical caption as "caption"
-//   manifest.json                   counts, seed, world config, file names (written last:
-//                                   its presence marks a complete folder)
+//   manifest.json                   counts (with sft_mixed_pairs), mixed_fraction, seed,
+//                                   world config, file names (written last: its
+//                                   presence marks a complete folder)
+// RL files and eval files hold the four evaluated categories only (never mixed).
 // Held-out guarantees: no eval image is pixel-identical to an SFT, RL or tokenizer
 // training image; eval prompts of two_objects and position are distinct and never occur
 // as strings among the RL prompts. Single (24 strings) and counting (48 strings) prompts
 // are too few to hold out and are shared between eval and RL.
-// The output depends only on the options. InvalidArgument for negative counts, an
+// The output depends only on the options. InvalidArgument for negative counts, a
+// mixed_fraction outside [0, 1], an
 // invalid world config, a codebook_size outside [2, 512] (the image token range), or
 // eval_per_category > 276 (half the two_objects strings must remain for RL).
 absl::Status MakeData(const MakeDataOptions& options);
