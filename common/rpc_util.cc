@@ -1,6 +1,9 @@
 #include "common/rpc_util.h"
 
+#include <cstdlib>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 
@@ -14,6 +17,17 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+absl::StatusOr<std::string> ResolveAuthToken(const std::string& token_flag,
+                                             const std::string& token_file) {
+  if (!token_file.empty()) {
+    DUET_ASSIGN_OR_RETURN(std::string text, ReadFileToString(token_file));
+    return std::string(absl::StripAsciiWhitespace(text));
+  }
+  if (!token_flag.empty()) return token_flag;
+  const char* env = std::getenv("DUET_AUTH_TOKEN");
+  return std::string(env != nullptr ? env : "");
 }
 
 bool ConstantTimeEquals(const std::string& a, const std::string& b) {

@@ -26,6 +26,12 @@ inline constexpr char kAuthMetadataKey[] = "authorization";
 // Unauthenticated otherwise. An empty `expected` accepts every call (auth disabled).
 absl::Status CheckToken(const grpc::ServerContextBase& context, const std::string& expected);
 
+// The shared token from, in order: the contents of `token_file` (whitespace stripped)
+// when it is set, `token_flag` when it is set, else $DUET_AUTH_TOKEN; empty when none.
+// Errors: reading the file.
+absl::StatusOr<std::string> ResolveAuthToken(const std::string& token_flag,
+                                             const std::string& token_file);
+
 // Compares two strings in time that depends only on their lengths.
 bool ConstantTimeEquals(const std::string& a, const std::string& b);
 

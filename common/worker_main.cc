@@ -67,16 +67,10 @@ int WorkerMain(int argc, char** argv, v1::Role role, const char* usage, HandlerF
     if (runtime) runtime->RequestStop();
   });
   at::set_num_threads(std::max(1, FLAGS_threads));
-  std::string token = FLAGS_auth_token;
-  if (!FLAGS_auth_token_file.empty()) {
-    auto t = ReadFileToString(FLAGS_auth_token_file);
-    if (!t.ok()) {
-      LOG(ERROR) << t.status();
-      return 1;
-    }
-    token = std::string(absl::StripAsciiWhitespace(*t));
-  } else if (token.empty() && getenv("DUET_AUTH_TOKEN") != nullptr) {
-    token = getenv("DUET_AUTH_TOKEN");
+  auto token = ResolveAuthToken(FLAGS_auth_token, FLAGS_auth_token_file);
+  if (!token.ok()) {
+    LOG(ERROR) << token.status();
+    return 1;
   }
   auto layout = ReadTokenLayout(FLAGS_model);
   if (!layout.ok()) {
@@ -102,7 +96,7 @@ int WorkerMain(int argc, char** argv, v1::Role role, const char* usage, HandlerF
   WorkerOptions options;
   options.role = role;
   options.capacity = FLAGS_capacity;
-  options.auth_token = token;
+  options.auth_token = *token;
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   options.name = FLAGS_name.empty() ? absl::StrCat(host, ":", getpid()) : FLAGS_name;

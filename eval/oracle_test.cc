@@ -155,7 +155,10 @@ TEST(OracleTest, UnderstandingRejectsWrongCaptions) {
            {"a red circle above a blue square", "relation not satisfied"},
            {"two red circles", "mentions red circle"},
            {"a red triangle left of a blue square", "mentions red triangle"},
-           {"a red circle and a blue square and a green cross", "not in the grammar"},
+           {"a red circle and a blue square and a green cross",
+            "mentions green cross not in the image"},
+           {"two red circles and a blue square", "mentions red circle not in the image"},
+           {"two red circles and two blue squares", "not in the grammar"},
        }) {
     const UnderstandingVerdict v = ScoreUnderstanding(scene, c.caption);
     EXPECT_FALSE(v.correct) << c.caption;
@@ -164,6 +167,28 @@ TEST(OracleTest, UnderstandingRejectsWrongCaptions) {
   // Any true caption counts, not only the canonical one.
   EXPECT_TRUE(ScoreUnderstanding(scene, "a blue square right of a red circle").correct);
   EXPECT_TRUE(ScoreUnderstanding(scene, "a blue square and a red circle").correct);
+
+  // Mixed (training-only) captions of three-object scenes, in any phrase order.
+  const Scene three{{{Color::kYellow, Shape::kSquare, 0, 0},
+                     {Color::kRed, Shape::kCross, 1, 1},
+                     {Color::kYellow, Shape::kSquare, 2, 2}}};
+  EXPECT_TRUE(ScoreUnderstanding(three, "a red cross and two yellow squares").correct);
+  EXPECT_TRUE(ScoreUnderstanding(three, "two yellow squares and a red cross").correct);
+  const UnderstandingVerdict v = ScoreUnderstanding(three, "a red cross and a yellow square");
+  EXPECT_FALSE(v.correct);
+  EXPECT_THAT(v.reason, HasSubstr("misses yellow square (2,2)"));
+}
+
+TEST(OracleTest, ReportLeavesTrainingOnlyCategoriesOut) {
+  ShapesEvalReport report;
+  report.Add(Direction::kUnderstanding, Category::kSingle, true);
+  report.Add(Direction::kUnderstanding, Category::kMixed, false);
+  report.Merge(report);
+  EXPECT_EQ(report.Total(Direction::kUnderstanding, Category::kMixed), 2);
+  EXPECT_EQ(report.Total(Direction::kUnderstanding), 2);
+  EXPECT_DOUBLE_EQ(report.Accuracy(Direction::kUnderstanding), 1.0);
+  EXPECT_FALSE(report.ToJson()["understanding"].contains("mixed"));
+  EXPECT_THAT(report.FormatTable(), ::testing::Not(HasSubstr("mixed")));
 }
 
 TEST(OracleTest, ReportCountsAndFormats) {

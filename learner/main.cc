@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "common/file_util.h"
+#include "common/rpc_util.h"
 #include "common/signals.h"
 #include "learner/learner_server.h"
 #include "learner/recipe.h"
@@ -107,17 +108,12 @@ int main(int argc, char** argv) {
   options.store_port = FLAGS_store_port;
   options.resume = FLAGS_resume;
   options.tls = {FLAGS_tls_cert, FLAGS_tls_key, FLAGS_tls_client_ca, ""};
-  std::string token = FLAGS_auth_token;
-  if (!FLAGS_auth_token_file.empty()) {
-    auto t = duet::ReadFileToString(FLAGS_auth_token_file);
-    if (!t.ok()) {
-      std::fprintf(stderr, "duet-learner: %s\n", t.status().ToString().c_str());
-      return 2;
-    }
-    token = std::string(absl::StripAsciiWhitespace(*t));
-  } else if (token.empty() && getenv("DUET_AUTH_TOKEN") != nullptr) {
-    token = getenv("DUET_AUTH_TOKEN");
+  auto resolved = duet::ResolveAuthToken(FLAGS_auth_token, FLAGS_auth_token_file);
+  if (!resolved.ok()) {
+    std::fprintf(stderr, "duet-learner: %s\n", resolved.status().ToString().c_str());
+    return 2;
   }
+  const std::string token = *resolved;
   if (token.empty() && !FLAGS_allow_insecure_no_auth) {
     std::fprintf(stderr, "duet-learner: give --auth_token_file (or --auth_token, $DUET_AUTH_TOKEN), "
                          "or --allow_insecure_no_auth on a trusted network\n");

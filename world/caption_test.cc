@@ -311,8 +311,9 @@ TEST(CaptionTest, CanonicalCaptionExamples) {
   s = MakeScene({{Color::kGreen, Shape::kCross, 0, 0},
                  {Color::kRed, Shape::kCircle, 0, 1},
                  {Color::kBlue, Shape::kSquare, 0, 2}});
+  // Red (0) < green (1) < blue (2).
   EXPECT_EQ(FormatCaption(*CanonicalCaption(s)),
-            "a red circle and a blue square and a green cross");
+            "a red circle and a green cross and a blue square");
   // Canonical order is by (color, shape): the pair comes first when it sorts first.
   s = MakeScene({{Color::kRed, Shape::kCircle, 0, 0},
                  {Color::kRed, Shape::kCircle, 2, 1},

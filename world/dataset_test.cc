@@ -1,5 +1,7 @@
 #include "world/dataset.h"
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -62,22 +64,27 @@ TEST_F(DatasetTest, MakeDataWritesEverythingReadable) {
   absl::StatusOr<std::vector<PairRecord>> sft = ReadPairs(JoinPath(out, kSftFile));
   ASSERT_TRUE(sft.ok()) << sft.status();
   ASSERT_EQ(sft->size(), 60u);
-  std::vector<int> per_category(4);
+  std::vector<int> per_category(kNumCategoryValues);
   for (const PairRecord& r : *sft) {
     ++per_category[static_cast<int>(r.category)];
     EXPECT_EQ(r.parsed.category, r.category);
+    if (r.category == Category::kMixed) {
+      EXPECT_EQ(r.parsed.NumObjects(), 3) << r.caption;
+    }
     absl::StatusOr<Image> image =
         ReadPng(r.image, /*expect_width=*/24, /*expect_height=*/24);
     ASSERT_TRUE(image.ok()) << image.status();
     train_pixels.insert(image->rgb);
   }
-  EXPECT_EQ(per_category, std::vector<int>(4, 15));
+  // mixed_fraction 0.2 of 60: 12 mixed pairs, the other 48 rotate over the four.
+  EXPECT_EQ(per_category, std::vector<int>(5, 12));
 
   absl::StatusOr<std::vector<ImageRecord>> rl_images =
       ReadImages(JoinPath(out, kRlUndImagesFile));
   ASSERT_TRUE(rl_images.ok()) << rl_images.status();
   ASSERT_EQ(rl_images->size(), 20u);
   for (const ImageRecord& r : *rl_images) {
+    EXPECT_NE(r.category, Category::kMixed);
     absl::StatusOr<Image> image =
         ReadPng(r.image, /*expect_width=*/24, /*expect_height=*/24);
     ASSERT_TRUE(image.ok()) << image.status();
@@ -89,6 +96,7 @@ TEST_F(DatasetTest, MakeDataWritesEverythingReadable) {
   ASSERT_TRUE(eval_und.ok()) << eval_und.status();
   ASSERT_EQ(eval_und->size(), 120u);
   for (const PairRecord& r : *eval_und) {
+    EXPECT_NE(r.category, Category::kMixed) << r.caption;
     absl::StatusOr<Image> image =
         ReadPng(r.image, /*expect_width=*/24, /*expect_height=*/24);
     ASSERT_TRUE(image.ok()) << image.status();
@@ -100,7 +108,10 @@ TEST_F(DatasetTest, MakeDataWritesEverythingReadable) {
   ASSERT_TRUE(rl_prompts.ok()) << rl_prompts.status();
   ASSERT_EQ(rl_prompts->size(), 200u);
   std::set<std::string> rl_strings;
-  for (const PromptRecord& r : *rl_prompts) rl_strings.insert(r.prompt);
+  for (const PromptRecord& r : *rl_prompts) {
+    EXPECT_NE(r.category, Category::kMixed) << r.prompt;
+    rl_strings.insert(r.prompt);
+  }
 
   absl::StatusOr<std::vector<PromptRecord>> eval_gen =
       ReadPrompts(JoinPath(out, kEvalGenFile));
@@ -108,6 +119,7 @@ TEST_F(DatasetTest, MakeDataWritesEverythingReadable) {
   ASSERT_EQ(eval_gen->size(), 120u);
   std::set<std::string> held_out;
   for (const PromptRecord& r : *eval_gen) {
+    EXPECT_NE(r.category, Category::kMixed) << r.prompt;
     if (r.category == Category::kTwoObjects || r.category == Category::kPosition) {
       EXPECT_EQ(rl_strings.count(r.prompt), 0u) << r.prompt;
       EXPECT_TRUE(held_out.insert(r.prompt).second) << "duplicate " << r.prompt;
@@ -123,6 +135,33 @@ TEST_F(DatasetTest, MakeDataWritesEverythingReadable) {
   EXPECT_EQ(manifest["seed"], 5);
   EXPECT_EQ(manifest["world"]["grid"], 3);
   EXPECT_EQ(manifest["tokenizer"]["codebook_size"], 16);
+  EXPECT_EQ(manifest["mixed_fraction"], 0.2);
+  EXPECT_EQ(manifest["counts"]["sft_mixed_pairs"], 12);
+
+  // The raw JSONL names the category "mixed" in sft.jsonl and nowhere else.
+  EXPECT_THAT(ReadFileToString(JoinPath(out, kSftFile)).value(),
+              HasSubstr("\"category\":\"mixed\""));
+  for (const char* file : {kRlGenPromptsFile, kRlUndImagesFile, kEvalGenFile, kEvalUndFile}) {
+    EXPECT_EQ(ReadFileToString(JoinPath(out, file)).value().find("mixed"),
+              std::string::npos)
+        << file;
+  }
+}
+
+TEST_F(DatasetTest, MixedFractionZeroAndOne) {
+  for (double fraction : {0.0, 1.0}) {
+    const std::string out = dir_ + "/f" + std::to_string(static_cast<int>(fraction));
+    MakeDataOptions o = TinyOptions(out);
+    o.mixed_fraction = fraction;
+    ASSERT_TRUE(MakeData(o).ok());
+    absl::StatusOr<std::vector<PairRecord>> sft = ReadPairs(JoinPath(out, kSftFile));
+    ASSERT_TRUE(sft.ok()) << sft.status();
+    ASSERT_EQ(sft->size(), 60u);
+    const auto mixed = std::count_if(sft->begin(), sft->end(), [](const PairRecord& r) {
+      return r.category == Category::kMixed;
+    });
+    EXPECT_EQ(mixed, fraction == 0.0 ? 0 : 60) << fraction;
+  }
 }
 
 TEST_F(DatasetTest, MakeDataIsDeterministic) {
@@ -149,6 +188,11 @@ TEST_F(DatasetTest, MakeDataRejectsBadOptions) {
   EXPECT_EQ(MakeData(o).code(), absl::StatusCode::kInvalidArgument);
   o = TinyOptions("");
   EXPECT_EQ(MakeData(o).code(), absl::StatusCode::kInvalidArgument);
+  for (double fraction : {-0.1, 1.5, std::nan("")}) {
+    o = TinyOptions(dir_ + "/bad");
+    o.mixed_fraction = fraction;
+    EXPECT_EQ(MakeData(o).code(), absl::StatusCode::kInvalidArgument) << fraction;
+  }
 }
 
 TEST_F(DatasetTest, ReadersResolvePathsAndSkipBlankLines) {
@@ -156,10 +200,14 @@ TEST_F(DatasetTest, ReadersResolvePathsAndSkipBlankLines) {
   WriteLines(path,
              "{\"image\": \"images/x.png\", \"caption\": \"a red circle\"}\n\n"
              "{\"image\": \"/abs/y.png\", \"caption\": \"two blue squares\", "
-             "\"category\": \"counting\"}\n");
+             "\"category\": \"counting\"}\n"
+             "{\"image\": \"z.png\", \"caption\": \"a red cross and two yellow squares\", "
+             "\"category\": \"mixed\"}\n");
   absl::StatusOr<std::vector<PairRecord>> pairs = ReadPairs(path);
   ASSERT_TRUE(pairs.ok()) << pairs.status();
-  ASSERT_EQ(pairs->size(), 2u);
+  ASSERT_EQ(pairs->size(), 3u);
+  EXPECT_EQ((*pairs)[2].category, Category::kMixed);
+  EXPECT_EQ((*pairs)[2].parsed.phrases.size(), 2u);
   EXPECT_EQ((*pairs)[0].image, dir_ + "/images/x.png");
   EXPECT_EQ((*pairs)[0].category, Category::kSingle);
   EXPECT_EQ((*pairs)[1].image, "/abs/y.png");
@@ -181,6 +229,9 @@ TEST_F(DatasetTest, ReaderErrorsNameFileAndLine) {
            {"{\"image\": \"a.png\", \"caption\": \"a red dog\"}", "\"dog\""},
            {"{\"image\": \"a.png\", \"caption\": \"a red circle\", \"category\": "
             "\"counting\"}",
+            "disagrees"},
+           {"{\"image\": \"a.png\", \"caption\": \"a red circle\", \"category\": "
+            "\"mixed\"}",
             "disagrees"},
            {"{\"image\": \"a.png\", \"caption\": \"a red circle\", \"category\": "
             "\"blah\"}",
