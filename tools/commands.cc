@@ -35,6 +35,7 @@ DEFINE_int32(rl_prompts, 2000, "make-data: text-only RL prompts (generation)");
 DEFINE_int32(rl_images, 2000, "make-data: image-only RL inputs (understanding)");
 DEFINE_int32(eval_per_category, 100, "make-data: held-out items per category and direction");
 DEFINE_int32(codebook_size, 512, "make-data: VQ codebook size (image vocabulary)");
+DEFINE_double(mixed_fraction, 0.2, "make-data: share of SFT pairs from the training-only mixed family");
 
 // pretrain.
 DEFINE_string(preset, "tiny", "pretrain: model preset (tiny, small, base)");
@@ -84,6 +85,7 @@ int RunMakeData() {
   o.rl_images = FLAGS_rl_images;
   o.eval_per_category = FLAGS_eval_per_category;
   o.codebook_size = FLAGS_codebook_size;
+  o.mixed_fraction = FLAGS_mixed_fraction;
   o.seed = FLAGS_seed;
   absl::Status s = world::MakeData(o);
   if (!s.ok()) return Fail("world make-data", s);

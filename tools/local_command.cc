@@ -50,6 +50,7 @@ DEFINE_string(recipe, "configs/recipes/default.yaml", "local: the run's YAML rec
 DEFINE_int32(rollout_workers, 2, "local: rollout worker processes");
 DEFINE_int32(scorer_workers, 1, "local: scorer worker processes");
 DEFINE_int64(local_steps, -1, "local: override the recipe's steps (-1: keep)");
+DEFINE_int64(rl_seed, -1, "local: override the recipe's seed (-1: keep)");
 DEFINE_bool(resume, false, "local: continue the run in --out from its last checkpoint");
 DEFINE_string(bin_dir, "", "local: folder of duet-learner/duet-rollout/duet-scorer (default: next to duet)");
 
@@ -108,6 +109,7 @@ absl::Status RunLocalImpl() {
   const std::string out = FLAGS_out.empty() ? "out/run" : FLAGS_out;
   DUET_ASSIGN_OR_RETURN(Recipe recipe, LoadRecipe(FLAGS_recipe));
   if (FLAGS_local_steps >= 0) recipe.steps = FLAGS_local_steps;
+  if (FLAGS_rl_seed >= 0) recipe.rl.seed = static_cast<uint64_t>(FLAGS_rl_seed);
   recipe.model = FLAGS_model;
   recipe.data = FLAGS_data;
   recipe.out = out;

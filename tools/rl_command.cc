@@ -34,13 +34,13 @@ DECLARE_int32(threads);
 DECLARE_double(cfg_scale);
 DECLARE_int32(limit);
 
-DEFINE_int64(rl_steps, 200, "rl: optimizer steps");
+DEFINE_int64(rl_steps, 150, "rl: optimizer steps");
 DEFINE_int64(k, 8, "rl: samples per input (group size)");
 DEFINE_int64(gen_inputs, 16, "rl: generation prompts per step (0 = understanding only)");
-DEFINE_int64(und_inputs, 8, "rl: understanding images per step (0 = generation only)");
+DEFINE_int64(und_inputs, 0, "rl: understanding images per step (0 = generation only)");
 DEFINE_string(algorithm, "grpo", "rl: grpo or simpo");
-DEFINE_double(rl_lr, 2e-4, "rl: learning rate");
-DEFINE_double(kl_coef, 0.02, "rl: GRPO KL coefficient (k3 estimator, frozen reference)");
+DEFINE_double(rl_lr, 1e-4, "rl: learning rate");
+DEFINE_double(kl_coef, 0.1, "rl: GRPO KL coefficient (k3 estimator, frozen reference)");
 DEFINE_double(clip_eps, 0.2, "rl: GRPO ratio clip");
 DEFINE_double(simpo_beta, 2.0, "rl: SimPO beta");
 DEFINE_double(simpo_gamma, 1.0, "rl: SimPO margin gamma");
