@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -218,8 +219,12 @@ absl::Status RunLocalImpl() {
     gen.push_back(j.value("generation_reward", NAN));
     und.push_back(j.value("understanding_reward", NAN));
   }
-  DUET_RETURN_IF_ERROR(WriteLinePlot(JoinPath(report, "rewards.png"), "mean self-reward per step",
-                                     {{"generation", {230, 150, 40}, gen}, {"understanding", {80, 160, 240}, und}}));
+  // A direction the recipe does not train reports 0 every step: leave it off the plot.
+  std::vector<Series> curves;
+  for (Series s : {Series{"generation", {230, 150, 40}, gen}, Series{"understanding", {80, 160, 240}, und}}) {
+    if (std::any_of(s.values.begin(), s.values.end(), [](double v) { return v != 0; })) curves.push_back(s);
+  }
+  DUET_RETURN_IF_ERROR(WriteLinePlot(JoinPath(report, "rewards.png"), "mean self-reward per step", curves));
   std::string md = absl::StrFormat(
       "# duet local\n\nrecipe: `%s` (%d steps, %d rollout + %d scorer workers)\n\n"
       "training wall time: %.0f s\n\n## ShapesEval before RL\n```\n%s```\n\n## ShapesEval after RL\n```\n%s```\n\n"
