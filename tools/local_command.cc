@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <random>
@@ -107,13 +108,22 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args, const std::str
 std::string Table(const EvalResult& r) { return r.table; }
 
 absl::Status RunLocalImpl() {
-  const std::string out = FLAGS_out.empty() ? "out/run" : FLAGS_out;
   DUET_ASSIGN_OR_RETURN(Recipe recipe, LoadRecipe(FLAGS_recipe));
+  // Flags given on the command line override the recipe's folders.
+  auto given = [](const char* flag) { return !gflags::GetCommandLineFlagInfoOrDie(flag).is_default; };
+  if (!FLAGS_out.empty()) recipe.out = FLAGS_out;
+  if (given("model")) recipe.model = FLAGS_model;
+  if (given("data")) recipe.data = FLAGS_data;
+  const std::string out = recipe.out;
   if (FLAGS_local_steps >= 0) recipe.steps = FLAGS_local_steps;
   if (FLAGS_rl_seed >= 0) recipe.rl.seed = static_cast<uint64_t>(FLAGS_rl_seed);
-  recipe.model = FLAGS_model;
-  recipe.data = FLAGS_data;
-  recipe.out = out;
+  if (!FLAGS_resume) {
+    // A fresh run: drop what an earlier run left in the folder.
+    for (const char* stale : {"checkpoints", "metrics.jsonl", "final_state.json", "model", "report"}) {
+      std::error_code ec;
+      std::filesystem::remove_all(JoinPath(out, stale), ec);
+    }
+  }
   recipe.rollout_workers = FLAGS_rollout_workers;
   recipe.scorer_workers = FLAGS_scorer_workers;
   DUET_RETURN_IF_ERROR(recipe.Validate());
@@ -135,11 +145,11 @@ absl::Status RunLocalImpl() {
   chmod(token_file.c_str(), 0600);
 
   EvalOptions eval;
-  eval.data_dir = FLAGS_data;
+  eval.data_dir = recipe.data;
   eval.limit_per_category = FLAGS_limit;
   eval.images.cfg_scale = FLAGS_cfg_scale;
   eval.seed = FLAGS_seed;
-  DUET_ASSIGN_OR_RETURN(world::ModelBundle base, world::LoadBundle(FLAGS_model));
+  DUET_ASSIGN_OR_RETURN(world::ModelBundle base, world::LoadBundle(recipe.model));
   eval.report_dir = JoinPath(report, "before");
   DUET_ASSIGN_OR_RETURN(EvalResult before, RunShapesEval(base, eval));
   std::fprintf(stderr, "ShapesEval before RL:\n%s\n", before.table.c_str());
@@ -179,7 +189,7 @@ absl::Status RunLocalImpl() {
     const std::string name = rollout ? absl::StrCat("rollout-", i) : absl::StrCat("scorer-", i - recipe.rollout_workers);
     DUET_ASSIGN_OR_RETURN(
         pid_t pid, Spawn({FindBinary(rollout ? "duet-rollout" : "duet-scorer", rollout ? "rollout" : "scorer"),
-                          "--learner=" + target, "--model=" + FLAGS_model, "--auth_token_file=" + token_file,
+                          "--learner=" + target, "--model=" + recipe.model, "--auth_token_file=" + token_file,
                           "--name=" + name},
                          JoinPath(logs, name + ".log")));
     absl::MutexLock lock(&mu);
