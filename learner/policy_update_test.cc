@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "common/internal/test_models.h"
 #include "rollout/sampler.h"
 
 namespace duet {
@@ -11,17 +12,8 @@ namespace {
 class PolicyUpdateTest : public ::testing::Test {
  protected:
   PolicyUpdateTest() {
-    layout_.image_end = layout_.image_begin + 16;
-    layout_.image_tokens = 4;
-    layout_.max_caption_tokens = 5;
-    ModelConfig c;
-    c.vocab_size = layout_.vocab_size();
-    c.hidden_size = 32;
-    c.intermediate_size = 48;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.max_position_embeddings = 32;
+    layout_ = testing::TinyTestLayout();
+    const ModelConfig c = testing::TinyTestConfig(layout_.vocab_size());
     policy_ = std::make_unique<Transformer>(*Transformer::Create(c, 5));
     reference_ = std::make_unique<Transformer>(*Transformer::Create(c, 5));
   }

@@ -2,16 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include "common/internal/test_models.h"
+
 namespace duet {
 namespace {
 
-TokenLayout Layout() {
-  TokenLayout l;
-  l.image_end = l.image_begin + 16;
-  l.image_tokens = 4;
-  l.max_caption_tokens = 5;
-  return l;
-}
+TokenLayout Layout() { return testing::TinyTestLayout(); }
 
 TEST(ReversedSequenceTest, GeneratedImageScoresThePromptGivenTheImage) {
   const TokenLayout l = Layout();
@@ -47,15 +43,7 @@ TEST(ReversedSequenceTest, MalformedPairsAreRejected) {
 
 TEST(ComputeSelfRewardsTest, EqualsTheMeanLogLikelihoodOfTheSpan) {
   const TokenLayout l = Layout();
-  ModelConfig c;
-  c.vocab_size = l.vocab_size();
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 4;
-  c.max_position_embeddings = 32;
-  Transformer m = *Transformer::Create(c, 3);
+  Transformer m = *Transformer::Create(testing::TinyTestConfig(l.vocab_size(), /*kv_heads=*/4), 3);
   std::vector<RewardQuery> qs = {{Task::kGeneration, {8, 9}, {32, 33, 34, 35}},
                                  {Task::kUnderstanding, {40, 41, 42, 43}, {10, 11, l.eos}},
                                  {Task::kGeneration, {12}, {36, 37, 38, 39}}};

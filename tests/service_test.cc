@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "common/internal/test_models.h"
 #include "common/rpc_util.h"
 #include "common/weight_sync.h"
 #include "common/worker_runtime.h"
@@ -23,24 +24,10 @@ namespace {
 
 constexpr char kToken[] = "s3cret-token";
 
-TokenLayout Layout() {
-  TokenLayout l;
-  l.image_end = l.image_begin + 16;
-  l.image_tokens = 4;
-  l.max_caption_tokens = 5;
-  return l;
-}
+TokenLayout Layout() { return testing::TinyTestLayout(); }
 
 Transformer Model(uint64_t seed) {
-  ModelConfig c;
-  c.vocab_size = Layout().vocab_size();
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 32;
-  return *Transformer::Create(c, seed);
+  return *Transformer::Create(testing::TinyTestConfig(Layout().vocab_size()), seed);
 }
 
 class ServiceTest : public ::testing::Test {
