@@ -206,6 +206,14 @@ int64_t TotalNumel(const std::vector<torch::Tensor>& params) {
   return total;
 }
 
+SerializedWeights SerializeParameters(const std::vector<torch::Tensor>& params) {
+  torch::Tensor flat = FlattenParameters(params);
+  SerializedWeights out;
+  out.checksum = WeightChecksum(flat);
+  out.bytes.assign(static_cast<const char*>(flat.data_ptr()), flat.numel() * sizeof(float));
+  return out;
+}
+
 torch::Tensor FlattenParameters(const std::vector<torch::Tensor>& params) {
   torch::NoGradGuard no_grad;
   if (params.empty()) return torch::empty({0}, torch::kFloat32);

@@ -61,6 +61,14 @@ int64_t TotalNumel(const std::vector<torch::Tensor>& params);
 // REQUIRES: every tensor defined, float32, all on one device.
 torch::Tensor FlattenParameters(const std::vector<torch::Tensor>& params);
 
+// The flattened parameters as raw little-endian float32 bytes, with their checksum: what
+// the gRPC weight stream (FetchWeights) sends.
+struct SerializedWeights {
+  std::string bytes;
+  uint64_t checksum = 0;
+};
+SerializedWeights SerializeParameters(const std::vector<torch::Tensor>& params);
+
 // Copies `flat` into `params` in order (under NoGradGuard, so leaves that require grad
 // are fine). InvalidArgument, and nothing changed, when `flat` is not a 1-D float32
 // tensor of TotalNumel(params) elements or a parameter is not float32.

@@ -72,10 +72,8 @@ absl::StatusOr<int> LearnerServer::Start() {
 }
 
 absl::Status LearnerServer::PublishSnapshot() {
-  torch::Tensor flat = FlattenParameters(bundle_->model.parameters());
-  const uint64_t sum = WeightChecksum(flat);
-  std::string bytes(static_cast<const char*>(flat.data_ptr()), flat.numel() * sizeof(float));
-  snapshot_.Set(version_, sum, std::move(bytes));
+  SerializedWeights w = SerializeParameters(bundle_->model.parameters());
+  snapshot_.Set(version_, w.checksum, std::move(w.bytes));
   return absl::OkStatus();
 }
 

@@ -58,9 +58,8 @@ class ServiceTest : public ::testing::Test {
   }
 
   void PublishWeights(int64_t version) {
-    torch::Tensor flat = FlattenParameters(model_->parameters());
-    snapshot_.Set(version, WeightChecksum(flat),
-                  std::string(static_cast<const char*>(flat.data_ptr()), flat.numel() * 4));
+    SerializedWeights w = SerializeParameters(model_->parameters());
+    snapshot_.Set(version, w.checksum, std::move(w.bytes));
   }
 
   WorkerRuntime* StartWorker(v1::Role role) {

@@ -61,12 +61,13 @@ DEFINE_string(image, "", "sample: PNG to describe");
 DEFINE_string(out_dir, "", "dev dump-logits: folder for the model, tokens and logits");
 
 namespace duet {
-namespace {
 
-void SetThreads() {
+void SetLibTorchThreads() {
   const int n = FLAGS_threads > 0 ? FLAGS_threads : static_cast<int>(std::thread::hardware_concurrency());
   at::set_num_threads(std::max(1, n));
 }
+
+namespace {
 
 int Fail(const char* cmd, const absl::Status& s) {
   std::fprintf(stderr, "duet %s: %s\n", cmd, s.ToString().c_str());
@@ -77,7 +78,7 @@ int Fail(const char* cmd, const absl::Status& s) {
 
 int RunMakeData() {
   if (FLAGS_out.empty()) FLAGS_out = "out/data";
-  SetThreads();
+  SetLibTorchThreads();
   world::MakeDataOptions o;
   o.out_dir = FLAGS_out;
   o.sft_pairs = FLAGS_sft_pairs;
@@ -95,7 +96,7 @@ int RunMakeData() {
 
 int RunPretrain() {
   if (FLAGS_out.empty()) FLAGS_out = "out/base";
-  SetThreads();
+  SetLibTorchThreads();
   PretrainOptions o;
   o.data_dir = FLAGS_data;
   o.out_dir = FLAGS_out;
@@ -121,7 +122,7 @@ int RunPretrain() {
 }
 
 int RunEval() {
-  SetThreads();
+  SetLibTorchThreads();
   auto bundle = world::LoadBundle(FLAGS_model);
   if (!bundle.ok()) return Fail("eval", bundle.status());
   EvalOptions o;
@@ -142,7 +143,7 @@ int RunEval() {
 }
 
 int RunSample() {
-  SetThreads();
+  SetLibTorchThreads();
   auto bundle = world::LoadBundle(FLAGS_model);
   if (!bundle.ok()) return Fail("sample", bundle.status());
   if (FLAGS_prompt.empty() == FLAGS_image.empty()) {
@@ -187,7 +188,7 @@ int RunDumpLogits() {
     std::fprintf(stderr, "duet dev dump-logits: --out_dir is required\n");
     return 2;
   }
-  SetThreads();
+  SetLibTorchThreads();
   // A small model with grouped-query heads, untied embeddings, non-default eps/theta:
   // every convention the reference must agree on is exercised.
   ModelConfig c;

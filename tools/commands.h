@@ -6,6 +6,9 @@
 
 namespace duet {
 
+// Applies --threads to LibTorch (0 = every core). Every subcommand calls it first.
+void SetLibTorchThreads();
+
 int RunMakeData();
 int RunPretrain();
 int RunEval();

@@ -105,8 +105,6 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args, const std::str
   return pid;
 }
 
-std::string Table(const EvalResult& r) { return r.table; }
-
 absl::Status RunLocalImpl() {
   DUET_ASSIGN_OR_RETURN(Recipe recipe, LoadRecipe(FLAGS_recipe));
   // Flags given on the command line override the recipe's folders.
@@ -241,7 +239,7 @@ absl::Status RunLocalImpl() {
       "generation %.1f%% -> %.1f%%, understanding %.1f%% -> %.1f%%\n\n"
       "galleries: before/gallery.png, after/gallery.png; reward curves: rewards.png\n",
       recipe_path, static_cast<int>(recipe.steps), recipe.rollout_workers, recipe.scorer_workers, train_seconds,
-      Table(before), Table(after), 100 * before.generation_accuracy, 100 * after.generation_accuracy,
+      before.table.c_str(), after.table.c_str(), 100 * before.generation_accuracy, 100 * after.generation_accuracy,
       100 * before.understanding_accuracy, 100 * after.understanding_accuracy);
   DUET_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(report, "summary.md"), md));
   std::printf("generation %.1f%% -> %.1f%%, understanding %.1f%% -> %.1f%%\nreport: %s/summary.md\n",
@@ -253,7 +251,7 @@ absl::Status RunLocalImpl() {
 }  // namespace
 
 int RunLocal() {
-  at::set_num_threads(1);
+  SetLibTorchThreads();
   absl::Status s = RunLocalImpl();
   if (!s.ok()) {
     std::fprintf(stderr, "duet local: %s\n", s.ToString().c_str());

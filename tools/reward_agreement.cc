@@ -165,7 +165,7 @@ absl::Status Run() {
 }  // namespace
 
 int RunRewardAgreement() {
-  at::set_num_threads(std::max(1, FLAGS_threads > 0 ? FLAGS_threads : 1));
+  SetLibTorchThreads();
   absl::Status s = Run();
   if (!s.ok()) {
     std::fprintf(stderr, "duet dev reward-agreement: %s\n", s.ToString().c_str());

@@ -141,8 +141,7 @@ absl::Status RunRlImpl() {
 }  // namespace
 
 int RunRl() {
-  const int n = FLAGS_threads > 0 ? FLAGS_threads : static_cast<int>(std::thread::hardware_concurrency());
-  at::set_num_threads(std::max(1, n));
+  SetLibTorchThreads();
   absl::Status s = RunRlImpl();
   if (!s.ok()) {
     std::fprintf(stderr, "duet rl: %s\n", s.ToString().c_str());
