@@ -67,6 +67,19 @@ void SetLibTorchThreads() {
   at::set_num_threads(std::max(1, n));
 }
 
+EvalOptions EvalOptionsFromFlags(const std::string& data_dir) {
+  EvalOptions o;
+  o.data_dir = data_dir;
+  o.limit_per_category = FLAGS_limit;
+  o.images.cfg_scale = FLAGS_cfg_scale;
+  o.images.sampling.temperature = FLAGS_temperature;
+  o.images.sampling.top_k = FLAGS_top_k;
+  o.images.sampling.top_p = FLAGS_top_p;
+  o.captions.temperature = FLAGS_caption_temperature;
+  o.seed = FLAGS_seed;
+  return o;
+}
+
 namespace {
 
 int Fail(const char* cmd, const absl::Status& s) {
@@ -125,15 +138,7 @@ int RunEval() {
   SetLibTorchThreads();
   auto bundle = world::LoadBundle(FLAGS_model);
   if (!bundle.ok()) return Fail("eval", bundle.status());
-  EvalOptions o;
-  o.data_dir = FLAGS_data;
-  o.limit_per_category = FLAGS_limit;
-  o.images.cfg_scale = FLAGS_cfg_scale;
-  o.images.sampling.temperature = FLAGS_temperature;
-  o.images.sampling.top_k = FLAGS_top_k;
-  o.images.sampling.top_p = FLAGS_top_p;
-  o.captions.temperature = FLAGS_caption_temperature;
-  o.seed = FLAGS_seed;
+  EvalOptions o = EvalOptionsFromFlags(FLAGS_data);
   o.report_dir = FLAGS_report_dir.empty() ? JoinPath(FLAGS_model, "../eval") : FLAGS_report_dir;
   auto result = RunShapesEval(*bundle, o);
   if (!result.ok()) return Fail("eval", result.status());

@@ -4,10 +4,18 @@
 // The `duet` subcommands. Each reads its gflags, runs, prints errors as
 // "duet <command>: <status>" and returns a process exit code (0 ok, 1 failure, 2 usage).
 
+#include <string>
+
+#include "tools/shapes_eval.h"
+
 namespace duet {
 
 // Applies --threads to LibTorch (0 = every core). Every subcommand calls it first.
 void SetLibTorchThreads();
+
+// ShapesEval settings from the eval flags (--limit, --cfg_scale, --temperature, --top_k,
+// --top_p, --caption_temperature, --seed) for held-out sets in `data_dir`; no report_dir.
+EvalOptions EvalOptionsFromFlags(const std::string& data_dir);
 
 int RunMakeData();
 int RunPretrain();

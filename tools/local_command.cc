@@ -44,9 +44,6 @@
 DECLARE_string(model);
 DECLARE_string(data);
 DECLARE_string(out);
-DECLARE_double(cfg_scale);
-DECLARE_int32(limit);
-DECLARE_uint64(seed);
 
 DEFINE_string(recipe, "configs/recipes/default.yaml", "local: the run's YAML recipe");
 DEFINE_int32(rollout_workers, 2, "local: rollout worker processes");
@@ -142,11 +139,7 @@ absl::Status RunLocalImpl() {
   DUET_RETURN_IF_ERROR(WriteFileAtomically(token_file, token + "\n"));
   chmod(token_file.c_str(), 0600);
 
-  EvalOptions eval;
-  eval.data_dir = recipe.data;
-  eval.limit_per_category = FLAGS_limit;
-  eval.images.cfg_scale = FLAGS_cfg_scale;
-  eval.seed = FLAGS_seed;
+  EvalOptions eval = EvalOptionsFromFlags(recipe.data);
   DUET_ASSIGN_OR_RETURN(world::ModelBundle base, world::LoadBundle(recipe.model));
   eval.report_dir = JoinPath(report, "before");
   DUET_ASSIGN_OR_RETURN(EvalResult before, RunShapesEval(base, eval));

@@ -31,8 +31,6 @@ DECLARE_string(data);
 DECLARE_string(out);
 DECLARE_uint64(seed);
 DECLARE_int32(threads);
-DECLARE_double(cfg_scale);
-DECLARE_int32(limit);
 
 DEFINE_int64(rl_steps, 150, "rl: optimizer steps");
 DEFINE_int64(k, 8, "rl: samples per input (group size)");
@@ -62,11 +60,7 @@ absl::Status RunRlImpl() {
   TokenRows prompts, images;
   DUET_RETURN_IF_ERROR(LoadRlInputs(bundle, FLAGS_data, &prompts, &images));
 
-  EvalOptions eval;
-  eval.data_dir = FLAGS_data;
-  eval.limit_per_category = FLAGS_limit;
-  eval.images.cfg_scale = FLAGS_cfg_scale;
-  eval.seed = FLAGS_seed;
+  EvalOptions eval = EvalOptionsFromFlags(FLAGS_data);
   eval.report_dir = JoinPath(out, "eval-before");
   DUET_ASSIGN_OR_RETURN(EvalResult before, RunShapesEval(bundle, eval));
   std::printf("before RL:\n%s\n", before.table.c_str());
