@@ -34,10 +34,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "common/collective.h"
-#include "common/model_config.h"
-#include "common/transformer.h"
-#include "common/weight_sync.h"
+#include "weights/collective.h"
+#include "model/model_config.h"
+#include "model/transformer.h"
+#include "weights/weight_sync.h"
 
 extern char** environ;
 

@@ -14,10 +14,10 @@
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
-#include "common/file_util.h"
-#include "common/generation.h"
-#include "common/sampling.h"
-#include "common/transformer.h"
+#include "base/file_util.h"
+#include "model/generation.h"
+#include "model/sampling.h"
+#include "model/transformer.h"
 
 namespace duet {
 namespace {

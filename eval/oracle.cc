@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "world/internal/strings.h"
+#include "base/strings.h"
 #include "world/render.h"
 
 namespace duet::eval {
@@ -19,7 +19,7 @@ using world::Category;
 using world::Description;
 using world::Object;
 using world::Scene;
-using world::internal::ToAbsl;
+using ::duet::ToAbsl;
 
 std::string Cell(int row, int col) { return absl::StrCat("(", row, ",", col, ")"); }
 

@@ -13,7 +13,7 @@
 #include <torch/types.h>
 
 #include "absl/status/status.h"
-#include "common/safetensors.h"
+#include "model/safetensors.h"
 
 namespace duet {
 

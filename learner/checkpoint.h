@@ -14,8 +14,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "common/safetensors.h"
-#include "common/transformer.h"
+#include "model/safetensors.h"
+#include "model/transformer.h"
 #include "learner/adamw.h"
 
 namespace duet {

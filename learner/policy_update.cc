@@ -6,8 +6,8 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
-#include "common/generation.h"
-#include "common/status_macros.h"
+#include "model/generation.h"
+#include "base/status_macros.h"
 
 namespace duet {
 
@@ -84,8 +84,18 @@ PolicyUpdater::PolicyUpdater(Transformer* policy, const Transformer* reference, 
       optimizer_(policy->parameters(),
                  AdamWOptions{.lr = options.lr, .weight_decay = options.weight_decay}) {}
 
-absl::StatusOr<UpdateStats> PolicyUpdater::Update(const std::vector<Group>& groups) {
+absl::StatusOr<UpdateStats> PolicyUpdater::Update(const std::vector<Group>& groups,
+                                                  int64_t policy_version, int64_t max_lag) {
   DUET_RETURN_IF_ERROR(CheckGroups(groups));
+  for (const Group& g : groups) {
+    for (const Sample& s : g.samples) {
+      if (s.policy_version > policy_version || s.policy_version < policy_version - max_lag) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("a sample from policy version ", s.policy_version, " cannot update version ",
+                         policy_version, " (at most ", max_lag, " behind)"));
+      }
+    }
+  }
   try {
     return options_.algorithm == RlAlgorithm::kGrpo ? UpdateGrpo(groups) : UpdateSimpo(groups);
   } catch (const c10::Error& e) {

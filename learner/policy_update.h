@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/task.h"
-#include "common/token_layout.h"
-#include "common/transformer.h"
+#include "model/task.h"
+#include "model/token_layout.h"
+#include "model/transformer.h"
 #include "learner/adamw.h"
 #include "learner/rl_objective.h"
 
@@ -66,7 +66,12 @@ class PolicyUpdater {
 
   // One optimizer step from `groups` (rewards set). InvalidArgument when a group is
   // malformed (output/logprob lengths disagree).
-  absl::StatusOr<UpdateStats> Update(const std::vector<Group>& groups);
+  //
+  // `policy_version` is the version of the weights being updated; every sample must come
+  // from a version in [policy_version - max_lag, policy_version], else FailedPrecondition
+  // (a stale or future sample) and nothing changes.
+  absl::StatusOr<UpdateStats> Update(const std::vector<Group>& groups, int64_t policy_version,
+                                     int64_t max_lag = 0);
 
   // Recomputes the behaviour log-probs of up to `max_samples` samples with the current
   // weights and returns the largest absolute difference from what the sampler reported.

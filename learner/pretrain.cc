@@ -9,9 +9,9 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
-#include "common/file_util.h"
-#include "common/generation.h"
-#include "common/status_macros.h"
+#include "base/file_util.h"
+#include "model/generation.h"
+#include "base/status_macros.h"
 #include "learner/adamw.h"
 #include "learner/checkpoint.h"
 #include "world/bundle.h"

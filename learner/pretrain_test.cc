@@ -5,8 +5,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "common/file_util.h"
-#include "common/transformer.h"
+#include "base/file_util.h"
+#include "model/transformer.h"
 #include "world/dataset.h"
 
 namespace duet {

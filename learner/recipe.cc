@@ -5,8 +5,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include "absl/strings/str_cat.h"
-#include "common/file_util.h"
-#include "common/status_macros.h"
+#include "base/file_util.h"
+#include "base/status_macros.h"
 
 namespace duet {
 namespace {
@@ -62,6 +62,48 @@ absl::Status Recipe::Validate() const {
     return bad("collective must be gloo, nccl or none");
   }
   return absl::OkStatus();
+}
+
+RlRecipe Recipe::LoopRecipe() const {
+  RlRecipe out = rl;
+  if (directions == "generation") out.understanding_inputs = 0;
+  if (directions == "understanding") out.generation_inputs = 0;
+  out.max_lag = sync_every - 1;
+  return out;
+}
+
+absl::Status ApplyOverrides(const RecipeOverrides& o, Recipe* r) {
+  if (o.model) r->model = *o.model;
+  if (o.data) r->data = *o.data;
+  if (o.out) r->out = *o.out;
+  if (o.steps) r->steps = *o.steps;
+  if (o.algorithm) {
+    if (*o.algorithm != "grpo" && *o.algorithm != "simpo") {
+      return absl::InvalidArgumentError("recipe: algorithm must be grpo or simpo");
+    }
+    r->optimizer.algorithm = *o.algorithm == "simpo" ? RlAlgorithm::kSimpo : RlAlgorithm::kGrpo;
+  }
+  if (o.directions) r->directions = *o.directions;
+  if (o.generation_inputs) r->rl.generation_inputs = *o.generation_inputs;
+  if (o.understanding_inputs) r->rl.understanding_inputs = *o.understanding_inputs;
+  if (o.k) r->rl.k = *o.k;
+  if (o.lr) r->optimizer.lr = *o.lr;
+  if (o.kl_coef) r->optimizer.grpo.kl_coef = *o.kl_coef;
+  if (o.clip_eps) r->optimizer.grpo.clip_eps = *o.clip_eps;
+  if (o.simpo_beta) r->optimizer.simpo.beta = *o.simpo_beta;
+  if (o.simpo_gamma) r->optimizer.simpo.gamma = *o.simpo_gamma;
+  if (o.temperature) {
+    r->rl.image_sampling.temperature = *o.temperature;
+    r->rl.caption_sampling.temperature = *o.temperature;
+  }
+  if (o.cfg_scale) r->rl.cfg_scale = *o.cfg_scale > 0 ? std::optional<double>(*o.cfg_scale) : std::nullopt;
+  if (o.frozen_scorer) r->frozen_scorer = *o.frozen_scorer;
+  if (o.seed) r->rl.seed = *o.seed;
+  if (o.sync_every) r->sync_every = *o.sync_every;
+  if (o.rollout_workers) r->rollout_workers = *o.rollout_workers;
+  if (o.scorer_workers) r->scorer_workers = *o.scorer_workers;
+  if (o.collective) r->collective = *o.collective;
+  return r->Validate();
 }
 
 absl::StatusOr<Recipe> ParseRecipe(const std::string& text) {

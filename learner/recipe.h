@@ -1,31 +1,37 @@
 #ifndef DUET_LEARNER_RECIPE_H_
 #define DUET_LEARNER_RECIPE_H_
 
-// A run's recipe: a YAML file (see configs/recipes/*.yaml) whose every key is optional,
-// with defaults below. Flags of the same name override it (duet-learner --help).
+// A run's recipe: a YAML file (see configs/recipes/*.yaml) whose every key is optional.
+// The defaults are the struct's below, and they are the measured default recipe
+// (configs/recipes/default.yaml spells every one out): one set of defaults for
+// duet-learner, `duet local` and `duet rl`. Command-line flags reach a recipe only through
+// RecipeOverrides.
 //
 //   model: out/base/model        # base checkpoint folder (the frozen reference too)
 //   data: out/data               # rl_gen_prompts.jsonl, rl_und_images.jsonl
 //   out: out/run                 # checkpoints/, model/, metrics.jsonl
-//   steps: 120
+//   steps: 150
 //   algorithm: grpo              # or simpo
-//   directions: joint            # joint, generation or understanding
+//   directions: generation       # joint, generation or understanding
 //   generation_inputs: 16        # prompts per step (joint/generation)
 //   understanding_inputs: 8      # images per step (joint/understanding)
 //   k: 8
-//   lr: 2.0e-4
-//   grpo: {clip_eps: 0.2, kl_coef: 0.02}
+//   lr: 1.0e-4
+//   grad_clip: 1.0
+//   micro_batch: 64
+//   grpo: {clip_eps: 0.2, kl_coef: 0.1}
 //   simpo: {beta: 2.0, gamma: 1.0}
-//   sampling: {temperature: 1.0, top_k: 0, top_p: 1.0, cfg_scale: 3.0}
+//   sampling: {temperature: 1.0, top_k: 0, top_p: 1.0, cfg_scale: 1.5}
 //   sync_every: 1                # broadcast weights every N updates
 //   bucket_mb: 32
-//   checkpoint_every: 20
+//   checkpoint_every: 25
 //   frozen_scorer: false
 //   seed: 1
 //   workers: {rollout: 2, scorer: 1}
-//   collective: gloo             # gloo (CPU) or nccl (CUDA builds)
+//   collective: gloo             # gloo (CPU), nccl (CUDA builds) or none (gRPC stream)
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -34,17 +40,25 @@
 
 namespace duet {
 
+// The optimizer part of the default recipe: GRPO with a strong KL anchor, a small step.
+inline RlOptimizerOptions DefaultRecipeOptimizer() {
+  RlOptimizerOptions o;
+  o.lr = 1e-4;
+  o.grpo.kl_coef = 0.1;
+  return o;
+}
+
 struct Recipe {
   std::string model = "out/base/model";
   std::string data = "out/data";
   std::string out = "out/run";
-  int64_t steps = 120;
-  std::string directions = "joint";
-  RlRecipe rl;
-  RlOptimizerOptions optimizer;
+  int64_t steps = 150;
+  std::string directions = "generation";
+  RlRecipe rl;  // its defaults: 16 prompts, 8 images, k 8, cfg 1.5, seed 1
+  RlOptimizerOptions optimizer = DefaultRecipeOptimizer();
   int64_t sync_every = 1;
   int64_t bucket_mb = 32;
-  int64_t checkpoint_every = 20;
+  int64_t checkpoint_every = 25;
   bool frozen_scorer = false;
   int32_t rollout_workers = 2;
   int32_t scorer_workers = 1;
@@ -52,7 +66,32 @@ struct Recipe {
 
   // InvalidArgument naming the field.
   absl::Status Validate() const;
+
+  // What the RL loop runs: `rl` with the inputs of the directions not trained set to 0 and
+  // max_lag = sync_every - 1.
+  RlRecipe LoopRecipe() const;
 };
+
+// Command-line overrides of a recipe: each set field replaces the recipe's. Every program
+// that takes a recipe fills this from its flags and calls ApplyOverrides, the one place
+// flags meet the recipe.
+struct RecipeOverrides {
+  std::optional<std::string> model, data, out;
+  std::optional<int64_t> steps;
+  std::optional<std::string> algorithm;  // grpo or simpo
+  std::optional<std::string> directions;
+  std::optional<int64_t> generation_inputs, understanding_inputs, k;
+  std::optional<double> lr, kl_coef, clip_eps, simpo_beta, simpo_gamma;
+  std::optional<double> temperature, cfg_scale;  // rollout sampling, both directions
+  std::optional<bool> frozen_scorer;
+  std::optional<uint64_t> seed;
+  std::optional<int64_t> sync_every;
+  std::optional<int32_t> rollout_workers, scorer_workers;
+  std::optional<std::string> collective;
+};
+
+// Applies `overrides` to `recipe`, then validates it. InvalidArgument naming the field.
+absl::Status ApplyOverrides(const RecipeOverrides& overrides, Recipe* recipe);
 
 // Parses YAML text on top of the defaults. InvalidArgument naming an unknown key, a
 // mistyped value or a YAML syntax error (with its line).

@@ -1,7 +1,7 @@
 #include "learner/rl_data.h"
 
-#include "common/file_util.h"
-#include "common/status_macros.h"
+#include "base/file_util.h"
+#include "base/status_macros.h"
 #include "world/dataset.h"
 #include "world/png_io.h"
 

@@ -5,7 +5,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "common/status_macros.h"
+#include "base/status_macros.h"
 
 namespace duet {
 namespace {
@@ -18,14 +18,14 @@ double Seconds(std::chrono::steady_clock::time_point t0) {
 
 RlLoop::RlLoop(PolicyUpdater* updater, RolloutBackend* rollout, ScoreBackend* scorer,
                std::vector<std::vector<int64_t>> prompts, std::vector<std::vector<int64_t>> images,
-               RlRecipe recipe, int64_t* version)
+               RlRecipe recipe, int64_t start_version)
     : updater_(updater),
       rollout_(rollout),
       scorer_(scorer),
       prompts_(std::move(prompts)),
       images_(std::move(images)),
       recipe_(recipe),
-      version_(version) {}
+      version_(start_version) {}
 
 std::vector<std::vector<int64_t>> RlLoop::Pick(const std::vector<std::vector<int64_t>>& pool,
                                                int64_t n, int64_t step, uint64_t salt) const {
@@ -64,6 +64,7 @@ absl::StatusOr<StepReport> RlLoop::RunStep(int64_t step) {
     req.sampling = gen ? recipe_.image_sampling : recipe_.caption_sampling;
     req.cfg_scale = gen ? recipe_.cfg_scale : std::nullopt;
     req.seed = recipe_.seed * 1000003ULL + static_cast<uint64_t>(step) * 2 + (gen ? 0 : 1);
+    req.policy_version = version_;
     DUET_ASSIGN_OR_RETURN(std::vector<Group> g, rollout_->Sample(req));
     for (auto& x : g) groups.push_back(std::move(x));
   }
@@ -74,7 +75,7 @@ absl::StatusOr<StepReport> RlLoop::RunStep(int64_t step) {
   for (const Group& g : groups) {
     for (const Sample& s : g.samples) queries.push_back({g.task, g.input, s.output});
   }
-  DUET_ASSIGN_OR_RETURN(std::vector<double> rewards, scorer_->Score(queries));
+  DUET_ASSIGN_OR_RETURN(std::vector<double> rewards, scorer_->Score(queries, version_));
   if (rewards.size() != queries.size()) {
     return absl::InternalError(absl::StrCat("scorer returned ", rewards.size(), " rewards for ",
                                             queries.size(), " queries"));
@@ -103,9 +104,9 @@ absl::StatusOr<StepReport> RlLoop::RunStep(int64_t step) {
   // The samples were drawn at the current version: the recomputed log-probs must agree.
   DUET_ASSIGN_OR_RETURN(report.logprob_max_diff,
                         updater_->MaxLogprobDifference(groups, recipe_.consistency_samples));
-  DUET_ASSIGN_OR_RETURN(report.update, updater_->Update(groups));
-  ++*version_;
-  report.policy_version = *version_;
+  DUET_ASSIGN_OR_RETURN(report.update, updater_->Update(groups, version_, recipe_.max_lag));
+  ++version_;
+  report.policy_version = version_;
   report.update_seconds = Seconds(t0);
   return report;
 }

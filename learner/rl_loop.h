@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/generation.h"
-#include "common/task.h"
+#include "model/generation.h"
+#include "model/task.h"
 #include "learner/policy_update.h"
 
 namespace duet {
@@ -32,6 +32,9 @@ struct RlRecipe {
   SamplingParams caption_sampling;
   int64_t consistency_samples = 4;  // samples re-scored each step for the log-prob check
   uint64_t seed = 1;
+  // How many versions a sample may lag the policy: 0 when the rollout workers get new
+  // weights after every update (or share them), sync_every - 1 otherwise.
+  int64_t max_lag = 0;
 };
 
 struct StepReport {
@@ -49,14 +52,20 @@ struct StepReport {
 
 class RlLoop {
  public:
-  // Borrowed pointers must outlive the loop. `version` is the policy version counter the
-  // loop increments after each update (and the rollout backend reads).
+  // Borrowed pointers must outlive the loop. The loop owns the policy version: it starts
+  // at `start_version` (0, or a checkpoint's) and counts the updates applied.
   RlLoop(PolicyUpdater* updater, RolloutBackend* rollout, ScoreBackend* scorer,
          std::vector<std::vector<int64_t>> prompts, std::vector<std::vector<int64_t>> images,
-         RlRecipe recipe, int64_t* version);
+         RlRecipe recipe, int64_t start_version = 0);
 
-  // Runs step `step` (0-based).
+  // Runs step `step` (0-based): rollouts and scores requested at version(), one update.
+  // The report's policy_version is the new version (version() + 1 on success). Samples
+  // older than version() - recipe.max_lag, or newer than version(), fail the step with
+  // FailedPrecondition and change nothing.
   absl::StatusOr<StepReport> RunStep(int64_t step);
+
+  // The policy version: the number of updates applied since the base model.
+  int64_t version() const { return version_; }
 
  private:
   std::vector<std::vector<int64_t>> Pick(const std::vector<std::vector<int64_t>>& pool, int64_t n,
@@ -68,7 +77,7 @@ class RlLoop {
   std::vector<std::vector<int64_t>> prompts_;
   std::vector<std::vector<int64_t>> images_;
   RlRecipe recipe_;
-  int64_t* version_;
+  int64_t version_;
 };
 
 }  // namespace duet

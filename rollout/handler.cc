@@ -1,7 +1,7 @@
 #include "rollout/handler.h"
 
-#include "common/proto_convert.h"
-#include "common/status_macros.h"
+#include "rpc/proto_convert.h"
+#include "base/status_macros.h"
 #include "rollout/sampler.h"
 
 namespace duet {

@@ -1,10 +1,10 @@
 // duet-rollout: a rollout worker. Pulls rollout items from the learner and samples K
 // outputs per input with the batched KV-cached decoder (CFG for images).
-#include "common/worker_main.h"
+#include "worker/worker_main.h"
 #include "rollout/handler.h"
 
 int main(int argc, char** argv) {
-  return duet::WorkerMain(
+  return duet::WorkerBinaryMain(
       argc, argv, duet::v1::ROLE_ROLLOUT,
       "duet-rollout --learner=HOST:PORT --model=DIR [--auth_token_file=F] [--capacity=N]",
       [](const duet::TokenLayout& layout, int64_t max_batch) -> duet::WorkHandler {

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/generation.h"
-#include "common/task.h"
+#include "model/generation.h"
+#include "model/task.h"
 
 namespace duet {
 
@@ -29,16 +29,15 @@ absl::StatusOr<std::vector<Group>> SampleGroups(const Transformer& model, const 
 // Thread-compatible (the caller serializes weight updates with Sample).
 class InProcessRollout : public RolloutBackend {
  public:
-  InProcessRollout(const Transformer* model, TokenLayout layout, const int64_t* version)
-      : model_(model), layout_(layout), version_(version) {}
+  InProcessRollout(const Transformer* model, TokenLayout layout) : model_(model), layout_(layout) {}
+  // The samples carry request.policy_version: the model is the learner's own policy.
   absl::StatusOr<std::vector<Group>> Sample(const RolloutRequest& request) override {
-    return SampleGroups(*model_, layout_, request, *version_);
+    return SampleGroups(*model_, layout_, request, request.policy_version);
   }
 
  private:
   const Transformer* model_;
   TokenLayout layout_;
-  const int64_t* version_;
 };
 
 }  // namespace duet

@@ -1,7 +1,7 @@
 #include "scorer/handler.h"
 
-#include "common/proto_convert.h"
-#include "common/status_macros.h"
+#include "rpc/proto_convert.h"
+#include "base/status_macros.h"
 #include "scorer/self_reward.h"
 
 namespace duet {

@@ -4,8 +4,8 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
-#include "common/token_layout.h"
-#include "common/transformer.h"
+#include "model/token_layout.h"
+#include "model/transformer.h"
 #include "duet/v1/coordinator.pb.h"
 
 namespace duet {

@@ -1,10 +1,10 @@
 // duet-scorer: a scorer worker. Pulls score items from the learner and computes the
 // reversed-pair self-rewards with one batched teacher-forced pass.
-#include "common/worker_main.h"
+#include "worker/worker_main.h"
 #include "scorer/handler.h"
 
 int main(int argc, char** argv) {
-  return duet::WorkerMain(
+  return duet::WorkerBinaryMain(
       argc, argv, duet::v1::ROLE_SCORER,
       "duet-scorer --learner=HOST:PORT --model=DIR [--auth_token_file=F] [--capacity=N]",
       [](const duet::TokenLayout& layout, int64_t max_batch) -> duet::WorkHandler {

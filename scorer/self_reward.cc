@@ -1,7 +1,7 @@
 #include "scorer/self_reward.h"
 
 #include "absl/strings/str_cat.h"
-#include "common/status_macros.h"
+#include "base/status_macros.h"
 
 namespace duet {
 

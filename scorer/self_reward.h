@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/generation.h"
-#include "common/task.h"
+#include "model/generation.h"
+#include "model/task.h"
 
 namespace duet {
 
@@ -38,7 +38,9 @@ absl::StatusOr<std::vector<double>> ComputeSelfRewards(const Transformer& model,
 class InProcessScorer : public ScoreBackend {
  public:
   InProcessScorer(const Transformer* model, TokenLayout layout) : model_(model), layout_(layout) {}
-  absl::StatusOr<std::vector<double>> Score(const std::vector<RewardQuery>& queries) override {
+  // Scores with `model` as it is now (the policy itself, or the frozen reference).
+  absl::StatusOr<std::vector<double>> Score(const std::vector<RewardQuery>& queries,
+                                            int64_t /*policy_version*/) override {
     return ComputeSelfRewards(*model_, layout_, queries);
   }
 

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "common/internal/test_models.h"
+#include "model/test_models.h"
 
 namespace duet {
 namespace {

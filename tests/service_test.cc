@@ -7,13 +7,13 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "common/internal/test_models.h"
-#include "common/rpc_util.h"
-#include "common/weight_sync.h"
-#include "common/worker_runtime.h"
-#include "learner/coordinator_service.h"
-#include "learner/remote_backends.h"
-#include "learner/work_queue.h"
+#include "model/test_models.h"
+#include "rpc/rpc_util.h"
+#include "weights/weight_sync.h"
+#include "worker/worker_runtime.h"
+#include "coordinator/coordinator_service.h"
+#include "coordinator/remote_backends.h"
+#include "coordinator/work_queue.h"
 #include "rollout/handler.h"
 #include "rollout/sampler.h"
 #include "scorer/handler.h"
@@ -99,10 +99,9 @@ class ServiceTest : public ::testing::Test {
 TEST_F(ServiceTest, RolloutRoundTripMatchesLocalSampling) {
   StartWorker(v1::ROLE_ROLLOUT);
   StartWorker(v1::ROLE_ROLLOUT);
-  int64_t version = 0;
   DispatchOptions d;
   d.min_rows_per_item = 2;
-  RemoteRollout remote(queue_.get(), &version, d);
+  RemoteRollout remote(queue_.get(), [] { return int64_t{0}; }, d);
   RolloutRequest req;
   req.task = Task::kGeneration;
   req.inputs = {{8, 9}, {10}, {11, 12, 13}, {14}};
@@ -130,11 +129,10 @@ TEST_F(ServiceTest, RolloutRoundTripMatchesLocalSampling) {
 
 TEST_F(ServiceTest, ScorerRoundTripMatchesLocalRewards) {
   StartWorker(v1::ROLE_SCORER);
-  int64_t version = 0;
-  RemoteScorer remote(queue_.get(), &version, DispatchOptions{});
+  RemoteScorer remote(queue_.get(), [] { return int64_t{0}; }, DispatchOptions{});
   std::vector<RewardQuery> qs = {{Task::kGeneration, {8, 9}, {32, 33, 34, 35}},
                                  {Task::kUnderstanding, {40, 41, 42, 43}, {10, 11, layout_.eos}}};
-  auto rewards = remote.Score(qs);
+  auto rewards = remote.Score(qs, /*policy_version=*/0);
   ASSERT_TRUE(rewards.ok()) << rewards.status();
   auto local = ComputeSelfRewards(*model_, layout_, qs);
   ASSERT_EQ(rewards->size(), 2u);
@@ -143,10 +141,9 @@ TEST_F(ServiceTest, ScorerRoundTripMatchesLocalRewards) {
 
 TEST_F(ServiceTest, WorkerErrorsComeBackWithTheirCode) {
   StartWorker(v1::ROLE_SCORER);
-  int64_t version = 0;
-  RemoteScorer remote(queue_.get(), &version, DispatchOptions{});
+  RemoteScorer remote(queue_.get(), [] { return int64_t{0}; }, DispatchOptions{});
   // A malformed pair (two codes instead of four) fails validation on the worker.
-  auto rewards = remote.Score({{Task::kGeneration, {8}, {32, 33}}});
+  auto rewards = remote.Score({{Task::kGeneration, {8}, {32, 33}}}, /*policy_version=*/0);
   EXPECT_EQ(rewards.status().code(), absl::StatusCode::kInvalidArgument) << rewards.status();
 }
 

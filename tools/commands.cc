@@ -9,9 +9,9 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_format.h"
-#include "common/file_util.h"
-#include "common/generation.h"
-#include "common/status_macros.h"
+#include "base/file_util.h"
+#include "model/generation.h"
+#include "base/status_macros.h"
 #include "learner/pretrain.h"
 #include "tools/progress.h"
 #include "tools/shapes_eval.h"
@@ -78,6 +78,16 @@ EvalOptions EvalOptionsFromFlags(const std::string& data_dir) {
   o.captions.temperature = FLAGS_caption_temperature;
   o.seed = FLAGS_seed;
   return o;
+}
+
+int RunCommand(const char* name, const std::function<absl::Status()>& body) {
+  SetLibTorchThreads();
+  const absl::Status s = body();
+  if (!s.ok()) {
+    std::fprintf(stderr, "duet %s: %s\n", name, s.ToString().c_str());
+    return 1;
+  }
+  return 0;
 }
 
 namespace {

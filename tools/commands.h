@@ -4,7 +4,10 @@
 // The `duet` subcommands. Each reads its gflags, runs, prints errors as
 // "duet <command>: <status>" and returns a process exit code (0 ok, 1 failure, 2 usage).
 
+#include <functional>
 #include <string>
+
+#include "absl/status/status.h"
 
 #include "tools/shapes_eval.h"
 
@@ -16,6 +19,10 @@ void SetLibTorchThreads();
 // ShapesEval settings from the eval flags (--limit, --cfg_scale, --temperature, --top_k,
 // --top_p, --caption_temperature, --seed) for held-out sets in `data_dir`; no report_dir.
 EvalOptions EvalOptionsFromFlags(const std::string& data_dir);
+
+// Runs a subcommand body: applies --threads, runs `body`, prints a failure as
+// "duet <name>: <status>". Returns 0, or 1 on failure.
+int RunCommand(const char* name, const std::function<absl::Status()>& body);
 
 int RunMakeData();
 int RunPretrain();

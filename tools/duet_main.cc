@@ -14,6 +14,7 @@
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
+#include "base/flag_help.h"
 #include "tools/commands.h"
 
 namespace {
@@ -31,6 +32,51 @@ constexpr char kUsage[] =
     "  dev reward-agreement  how well self-rewards rank samples, by the oracle\n"
     "run `duet <command> --help` for the flags";
 
+// The subcommands: their words, what runs them, and the flags `duet <command> --help` shows.
+struct Command {
+  std::string words;
+  int (*run)();
+  std::vector<duet::FlagGroup> flags;
+};
+
+std::vector<Command> Commands() {
+  const duet::FlagGroup eval = {"evaluation (ShapesEval)",
+                                {"limit", "cfg_scale", "temperature", "top_k", "top_p", "caption_temperature"}};
+  const duet::FlagGroup process = {"process", {"seed", "threads"}};
+  return {
+      {"world make-data", duet::RunMakeData,
+       {{"output", {"out"}},
+        {"data sets", {"sft_pairs", "rl_prompts", "rl_images", "eval_per_category", "mixed_fraction", "codebook_size"}},
+        process}},
+      {"pretrain", duet::RunPretrain,
+       {{"input and output", {"data", "out"}},
+        {"training", {"preset", "steps", "batch_size", "lr", "understanding_fraction", "caption_dropout",
+                      "checkpoint_every"}},
+        process}},
+      {"eval", duet::RunEval, {{"input and output", {"model", "data", "report_dir"}}, eval, process}},
+      {"sample", duet::RunSample,
+       {{"input and output", {"model", "prompt", "image", "out"}},
+        {"sampling", {"cfg_scale", "temperature", "top_k", "top_p", "caption_temperature"}},
+        process}},
+      {"local", duet::RunLocal,
+       {{"run", {"recipe", "model", "data", "out", "resume", "local_steps", "rl_seed"}},
+        {"processes", {"rollout_workers", "scorer_workers", "bin_dir"}},
+        eval,
+        process}},
+      {"rl", duet::RunRl,
+       {{"run", {"recipe", "model", "data", "out", "rl_steps", "eval_every"}},
+        {"recipe overrides", {"algorithm", "gen_inputs", "und_inputs", "k", "rl_lr", "kl_coef", "clip_eps",
+                              "simpo_beta", "simpo_gamma", "rl_cfg_scale", "rl_temperature", "frozen_scorer"}},
+        eval,
+        process}},
+      {"dev dump-logits", duet::RunDumpLogits, {{"output", {"out_dir"}}, process}},
+      {"dev reward-agreement", duet::RunRewardAgreement,
+       {{"input", {"model", "data"}},
+        {"agreement", {"agreement_inputs", "k", "cfg_scale", "temperature"}},
+        process}},
+  };
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -43,22 +89,20 @@ int main(int argc, char** argv) {
       rest.push_back(argv[i]);
     }
   }
-  gflags::SetUsageMessage(kUsage);
   int rest_argc = static_cast<int>(rest.size());
   char** rest_argv = rest.data();
-  FLAGS_logtostderr = true;
-  gflags::ParseCommandLineFlags(&rest_argc, &rest_argv, /*remove_flags=*/true);
-  google::InitGoogleLogging(argv[0]);
   const std::string cmd = words.empty() ? "" : words[0];
-  const std::string sub = words.size() > 1 ? words[1] : "";
-  if (cmd == "world" && sub == "make-data") return duet::RunMakeData();
-  if (cmd == "pretrain") return duet::RunPretrain();
-  if (cmd == "rl") return duet::RunRl();
-  if (cmd == "local") return duet::RunLocal();
-  if (cmd == "eval") return duet::RunEval();
-  if (cmd == "sample") return duet::RunSample();
-  if (cmd == "dev" && sub == "dump-logits") return duet::RunDumpLogits();
-  if (cmd == "dev" && sub == "reward-agreement") return duet::RunRewardAgreement();
+  const std::string both = words.size() > 1 ? cmd + " " + words[1] : cmd;
+  for (const Command& c : Commands()) {
+    if (c.words != both && c.words != cmd) continue;
+    if (duet::PrintHelpIfAsked(rest_argc, rest_argv, "usage: duet " + c.words + " [flags]", c.flags)) return 0;
+    gflags::SetUsageMessage(kUsage);
+    FLAGS_logtostderr = true;
+    gflags::ParseCommandLineFlags(&rest_argc, &rest_argv, /*remove_flags=*/true);
+    google::InitGoogleLogging(argv[0]);
+    return c.run();
+  }
+  if (duet::PrintHelpIfAsked(rest_argc, rest_argv, kUsage, {})) return 0;
   std::fprintf(stderr, "%s\n", kUsage);
   return 2;
 }

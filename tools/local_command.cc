@@ -32,11 +32,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
-#include "common/file_util.h"
-#include "common/signals.h"
-#include "common/status_macros.h"
+#include "base/file_util.h"
+#include "base/signals.h"
+#include "base/status_macros.h"
 #include "learner/recipe.h"
+#include "learner/step_record.h"
 #include "tools/commands.h"
+#include "tools/process.h"
 #include "tools/plot.h"
 #include "tools/shapes_eval.h"
 #include "world/bundle.h"
@@ -46,8 +48,8 @@ DECLARE_string(data);
 DECLARE_string(out);
 
 DEFINE_string(recipe, "configs/recipes/default.yaml", "local: the run's YAML recipe");
-DEFINE_int32(rollout_workers, 2, "local: rollout worker processes");
-DEFINE_int32(scorer_workers, 1, "local: scorer worker processes");
+DEFINE_int32(rollout_workers, duet::Recipe().rollout_workers, "local: rollout worker processes (recipe.workers.rollout)");
+DEFINE_int32(scorer_workers, duet::Recipe().scorer_workers, "local: scorer worker processes (recipe.workers.scorer)");
 DEFINE_int64(local_steps, -1, "local: override the recipe's steps (-1: keep)");
 DEFINE_int64(rl_seed, -1, "local: override the recipe's seed (-1: keep)");
 DEFINE_bool(resume, false, "local: continue the run in --out from its last checkpoint");
@@ -56,62 +58,20 @@ DEFINE_string(bin_dir, "", "local: folder of duet-learner/duet-rollout/duet-scor
 namespace duet {
 namespace {
 
-std::string SelfDir() {
-  char buf[4096];
-  const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  if (n <= 0) return ".";
-  buf[n] = 0;
-  std::string p(buf);
-  return p.substr(0, p.rfind('/'));
-}
-
-// The build tree keeps each binary in its folder's directory; an install puts them side
-// by side. Either works.
-std::string FindBinary(const std::string& name, const std::string& folder) {
-  if (!FLAGS_bin_dir.empty()) return JoinPath(FLAGS_bin_dir, name);
-  const std::string self = SelfDir();
-  for (const std::string& c : {JoinPath(self, name), JoinPath(self, "../" + folder + "/" + name)}) {
-    if (access(c.c_str(), X_OK) == 0) return c;
-  }
-  return JoinPath(self, name);
-}
-
-// fork/exec with stdout+stderr to `log_path` (empty: inherit).
-absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args, const std::string& log_path) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  const pid_t pid = fork();
-  if (pid < 0) return absl::InternalError("fork failed");
-  if (pid == 0) {
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_UNBLOCK, &all, nullptr);  // the parent blocks them for its watcher
-    if (!log_path.empty()) {
-      const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) {
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        close(fd);
-      }
-    }
-    execv(argv[0], argv.data());
-    std::fprintf(stderr, "cannot exec %s\n", argv[0]);
-    _exit(127);
-  }
-  return pid;
-}
-
 absl::Status RunLocalImpl() {
   DUET_ASSIGN_OR_RETURN(Recipe recipe, LoadRecipe(FLAGS_recipe));
-  // Flags given on the command line override the recipe's folders.
+  // Flags given on the command line override the recipe.
   auto given = [](const char* flag) { return !gflags::GetCommandLineFlagInfoOrDie(flag).is_default; };
-  if (!FLAGS_out.empty()) recipe.out = FLAGS_out;
-  if (given("model")) recipe.model = FLAGS_model;
-  if (given("data")) recipe.data = FLAGS_data;
+  RecipeOverrides overrides;
+  if (!FLAGS_out.empty()) overrides.out = FLAGS_out;
+  if (given("model")) overrides.model = FLAGS_model;
+  if (given("data")) overrides.data = FLAGS_data;
+  if (FLAGS_local_steps >= 0) overrides.steps = FLAGS_local_steps;
+  if (FLAGS_rl_seed >= 0) overrides.seed = static_cast<uint64_t>(FLAGS_rl_seed);
+  if (given("rollout_workers")) overrides.rollout_workers = FLAGS_rollout_workers;
+  if (given("scorer_workers")) overrides.scorer_workers = FLAGS_scorer_workers;
+  DUET_RETURN_IF_ERROR(ApplyOverrides(overrides, &recipe));
   const std::string out = recipe.out;
-  if (FLAGS_local_steps >= 0) recipe.steps = FLAGS_local_steps;
-  if (FLAGS_rl_seed >= 0) recipe.rl.seed = static_cast<uint64_t>(FLAGS_rl_seed);
   if (!FLAGS_resume) {
     // A fresh run: drop what an earlier run left in the folder.
     for (const char* stale : {"checkpoints", "metrics.jsonl", "final_state.json", "model", "report"}) {
@@ -119,9 +79,6 @@ absl::Status RunLocalImpl() {
       std::filesystem::remove_all(JoinPath(out, stale), ec);
     }
   }
-  recipe.rollout_workers = FLAGS_rollout_workers;
-  recipe.scorer_workers = FLAGS_scorer_workers;
-  DUET_RETURN_IF_ERROR(recipe.Validate());
   if (recipe.rollout_workers < 1 || recipe.scorer_workers < 1) {
     return absl::InvalidArgumentError("local: need at least one rollout and one scorer worker");
   }
@@ -147,7 +104,7 @@ absl::Status RunLocalImpl() {
 
   const std::string port_file = JoinPath(out, "learner.port");
   std::remove(port_file.c_str());
-  std::vector<std::string> learner_args = {FindBinary("duet-learner", "learner"), "--config=" + recipe_path,
+  std::vector<std::string> learner_args = {FindBinary(FLAGS_bin_dir, "duet-learner", "coordinator"), "--config=" + recipe_path,
                                            "--address=127.0.0.1:0", "--port_file=" + port_file,
                                            "--auth_token_file=" + token_file};
   if (FLAGS_resume) learner_args.push_back("--resume");
@@ -179,7 +136,7 @@ absl::Status RunLocalImpl() {
     const bool rollout = i < recipe.rollout_workers;
     const std::string name = rollout ? absl::StrCat("rollout-", i) : absl::StrCat("scorer-", i - recipe.rollout_workers);
     DUET_ASSIGN_OR_RETURN(
-        pid_t pid, Spawn({FindBinary(rollout ? "duet-rollout" : "duet-scorer", rollout ? "rollout" : "scorer"),
+        pid_t pid, Spawn({FindBinary(FLAGS_bin_dir, rollout ? "duet-rollout" : "duet-scorer", rollout ? "rollout" : "scorer"),
                           "--learner=" + target, "--model=" + recipe.model, "--auth_token_file=" + token_file,
                           "--name=" + name},
                          JoinPath(logs, name + ".log")));
@@ -213,12 +170,10 @@ absl::Status RunLocalImpl() {
 
   // Reward curves from the learner's metrics.
   std::vector<double> gen, und;
-  std::ifstream metrics(JoinPath(out, "metrics.jsonl"));
-  for (std::string line; std::getline(metrics, line);) {
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded()) continue;
-    gen.push_back(j.value("generation_reward", NAN));
-    und.push_back(j.value("understanding_reward", NAN));
+  DUET_ASSIGN_OR_RETURN(std::vector<StepRecord> records, ReadStepRecords(JoinPath(out, "metrics.jsonl")));
+  for (const StepRecord& r : records) {
+    gen.push_back(r.generation_reward);
+    und.push_back(r.understanding_reward);
   }
   // A direction the recipe does not train reports 0 every step: leave it off the plot.
   std::vector<Series> curves;
@@ -243,14 +198,6 @@ absl::Status RunLocalImpl() {
 
 }  // namespace
 
-int RunLocal() {
-  SetLibTorchThreads();
-  absl::Status s = RunLocalImpl();
-  if (!s.ok()) {
-    std::fprintf(stderr, "duet local: %s\n", s.ToString().c_str());
-    return 1;
-  }
-  return 0;
-}
+int RunLocal() { return RunCommand("local", RunLocalImpl); }
 
 }  // namespace duet

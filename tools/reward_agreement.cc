@@ -12,8 +12,8 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_format.h"
-#include "common/file_util.h"
-#include "common/status_macros.h"
+#include "base/file_util.h"
+#include "base/status_macros.h"
 #include "eval/oracle.h"
 #include "rollout/sampler.h"
 #include "scorer/self_reward.h"
@@ -164,14 +164,6 @@ absl::Status Run() {
 
 }  // namespace
 
-int RunRewardAgreement() {
-  SetLibTorchThreads();
-  absl::Status s = Run();
-  if (!s.ok()) {
-    std::fprintf(stderr, "duet dev reward-agreement: %s\n", s.ToString().c_str());
-    return 1;
-  }
-  return 0;
-}
+int RunRewardAgreement() { return RunCommand("dev reward-agreement", Run); }
 
 }  // namespace duet

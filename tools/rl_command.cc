@@ -12,11 +12,13 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_format.h"
-#include "common/file_util.h"
-#include "common/status_macros.h"
+#include "base/file_util.h"
+#include "base/status_macros.h"
 #include "learner/policy_update.h"
 #include "learner/rl_data.h"
+#include "learner/recipe.h"
 #include "learner/rl_loop.h"
+#include "learner/step_record.h"
 #include "rollout/sampler.h"
 #include "scorer/self_reward.h"
 #include "tools/commands.h"
@@ -32,92 +34,115 @@ DECLARE_string(out);
 DECLARE_uint64(seed);
 DECLARE_int32(threads);
 
-DEFINE_int64(rl_steps, 150, "rl: optimizer steps");
-DEFINE_int64(k, 8, "rl: samples per input (group size)");
-DEFINE_int64(gen_inputs, 16, "rl: generation prompts per step (0 = understanding only)");
-DEFINE_int64(und_inputs, 0, "rl: understanding images per step (0 = generation only)");
-DEFINE_string(algorithm, "grpo", "rl: grpo or simpo");
-DEFINE_double(rl_lr, 1e-4, "rl: learning rate");
-DEFINE_double(kl_coef, 0.1, "rl: GRPO KL coefficient (k3 estimator, frozen reference)");
-DEFINE_double(clip_eps, 0.2, "rl: GRPO ratio clip");
-DEFINE_double(simpo_beta, 2.0, "rl: SimPO beta");
-DEFINE_double(simpo_gamma, 1.0, "rl: SimPO margin gamma");
-DEFINE_double(rl_cfg_scale, 1.5, "rl: guidance scale for rollout images");
-DEFINE_double(rl_temperature, 1.0, "rl: sampling temperature of rollouts (both directions)");
-DEFINE_bool(frozen_scorer, false, "rl: score with the frozen base weights instead of the policy");
+DECLARE_string(recipe);
+
+// Overrides of the recipe (defaults: the recipe's, learner/recipe.h).
+DEFINE_int64(rl_steps, duet::Recipe().steps, "rl: optimizer steps (recipe.steps)");
+DEFINE_int64(k, duet::Recipe().rl.k, "rl: samples per input, the group size (recipe.k)");
+DEFINE_int64(gen_inputs, duet::Recipe().rl.generation_inputs,
+             "rl: generation prompts per step (recipe.generation_inputs; 0 = understanding only)");
+DEFINE_int64(und_inputs, 0, "rl: understanding images per step (0 = generation only; >0 trains both or understanding)");
+DEFINE_string(algorithm, "grpo", "rl: grpo or simpo (recipe.algorithm)");
+DEFINE_double(rl_lr, duet::Recipe().optimizer.lr, "rl: learning rate (recipe.lr)");
+DEFINE_double(kl_coef, duet::Recipe().optimizer.grpo.kl_coef,
+              "rl: GRPO KL coefficient, k3 estimator against the frozen base (recipe.grpo.kl_coef)");
+DEFINE_double(clip_eps, duet::Recipe().optimizer.grpo.clip_eps, "rl: GRPO ratio clip (recipe.grpo.clip_eps)");
+DEFINE_double(simpo_beta, duet::Recipe().optimizer.simpo.beta, "rl: SimPO beta (recipe.simpo.beta)");
+DEFINE_double(simpo_gamma, duet::Recipe().optimizer.simpo.gamma, "rl: SimPO margin gamma (recipe.simpo.gamma)");
+DEFINE_double(rl_cfg_scale, duet::Recipe().rl.cfg_scale.value_or(0),
+              "rl: guidance scale for rollout images (recipe.sampling.cfg_scale)");
+DEFINE_double(rl_temperature, duet::Recipe().rl.image_sampling.temperature,
+              "rl: sampling temperature of rollouts, both directions (recipe.sampling.temperature)");
+DEFINE_bool(frozen_scorer, duet::Recipe().frozen_scorer,
+            "rl: score with the frozen base weights instead of the policy (recipe.frozen_scorer)");
 DEFINE_int64(eval_every, 0, "rl: evaluate every N steps (0 = before and after only)");
 
 namespace duet {
 namespace {
 
+bool Given(const char* flag) { return !gflags::GetCommandLineFlagInfoOrDie(flag).is_default; }
+
+// The run's recipe: --recipe when given (else the built-in defaults), then the flags.
+absl::StatusOr<Recipe> RecipeFromFlags() {
+  Recipe recipe;
+  if (Given("recipe")) {
+    DUET_ASSIGN_OR_RETURN(recipe, LoadRecipe(FLAGS_recipe));
+  }
+  RecipeOverrides o;
+  if (Given("model")) o.model = FLAGS_model;
+  if (Given("data")) o.data = FLAGS_data;
+  if (Given("rl_steps")) o.steps = FLAGS_rl_steps;
+  if (Given("k")) o.k = FLAGS_k;
+  if (Given("gen_inputs")) o.generation_inputs = FLAGS_gen_inputs;
+  if (Given("und_inputs")) o.understanding_inputs = FLAGS_und_inputs;
+  if (Given("gen_inputs") || Given("und_inputs")) {
+    const int64_t g = Given("gen_inputs") ? FLAGS_gen_inputs : recipe.rl.generation_inputs;
+    const int64_t u = Given("und_inputs") ? FLAGS_und_inputs : 0;
+    o.directions = g > 0 && u > 0 ? "joint" : (u > 0 ? "understanding" : "generation");
+  }
+  if (Given("algorithm")) o.algorithm = FLAGS_algorithm;
+  if (Given("rl_lr")) o.lr = FLAGS_rl_lr;
+  if (Given("kl_coef")) o.kl_coef = FLAGS_kl_coef;
+  if (Given("clip_eps")) o.clip_eps = FLAGS_clip_eps;
+  if (Given("simpo_beta")) o.simpo_beta = FLAGS_simpo_beta;
+  if (Given("simpo_gamma")) o.simpo_gamma = FLAGS_simpo_gamma;
+  if (Given("rl_cfg_scale")) o.cfg_scale = FLAGS_rl_cfg_scale;
+  if (Given("rl_temperature")) o.temperature = FLAGS_rl_temperature;
+  if (Given("frozen_scorer")) o.frozen_scorer = FLAGS_frozen_scorer;
+  if (Given("seed")) o.seed = FLAGS_seed;
+  DUET_RETURN_IF_ERROR(ApplyOverrides(o, &recipe));
+  return recipe;
+}
+
 absl::Status RunRlImpl() {
+  DUET_ASSIGN_OR_RETURN(const Recipe r, RecipeFromFlags());
   const std::string out = FLAGS_out.empty() ? "out/rl" : FLAGS_out;
   DUET_RETURN_IF_ERROR(MakeDirs(out));
-  DUET_ASSIGN_OR_RETURN(world::ModelBundle bundle, world::LoadBundle(FLAGS_model));
-  DUET_ASSIGN_OR_RETURN(Transformer reference, Transformer::Load(FLAGS_model));
+  DUET_ASSIGN_OR_RETURN(world::ModelBundle bundle, world::LoadBundle(r.model));
+  DUET_ASSIGN_OR_RETURN(Transformer reference, Transformer::Load(r.model));
   const TokenLayout& layout = bundle.layout;
 
   TokenRows prompts, images;
-  DUET_RETURN_IF_ERROR(LoadRlInputs(bundle, FLAGS_data, &prompts, &images));
+  DUET_RETURN_IF_ERROR(LoadRlInputs(bundle, r.data, &prompts, &images));
 
-  EvalOptions eval = EvalOptionsFromFlags(FLAGS_data);
+  EvalOptions eval = EvalOptionsFromFlags(r.data);
   eval.report_dir = JoinPath(out, "eval-before");
   DUET_ASSIGN_OR_RETURN(EvalResult before, RunShapesEval(bundle, eval));
   std::printf("before RL:\n%s\n", before.table.c_str());
 
-  RlOptimizerOptions opt;
-  if (FLAGS_algorithm == "simpo") {
-    opt.algorithm = RlAlgorithm::kSimpo;
-  } else if (FLAGS_algorithm != "grpo") {
-    return absl::InvalidArgumentError("--algorithm must be grpo or simpo");
-  }
-  opt.lr = FLAGS_rl_lr;
-  opt.grpo.kl_coef = FLAGS_kl_coef;
-  opt.grpo.clip_eps = FLAGS_clip_eps;
-  opt.simpo.beta = FLAGS_simpo_beta;
-  opt.simpo.gamma = FLAGS_simpo_gamma;
-  PolicyUpdater updater(&bundle.model, &reference, layout, opt);
-  int64_t version = 0;
-  InProcessRollout rollout(&bundle.model, layout, &version);
-  InProcessScorer scorer(FLAGS_frozen_scorer ? &reference : &bundle.model, layout);
-  RlRecipe recipe;
-  recipe.generation_inputs = FLAGS_gen_inputs;
-  recipe.understanding_inputs = FLAGS_und_inputs;
-  recipe.k = FLAGS_k;
-  recipe.cfg_scale = FLAGS_rl_cfg_scale;
-  recipe.image_sampling.temperature = FLAGS_rl_temperature;
-  recipe.caption_sampling.temperature = FLAGS_rl_temperature;
-  recipe.seed = FLAGS_seed;
-  RlLoop loop(&updater, &rollout, &scorer, prompts, images, recipe, &version);
+  DUET_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(out, "recipe.yaml"), RecipeToYaml(r)));
+  PolicyUpdater updater(&bundle.model, &reference, layout, r.optimizer);
+  InProcessRollout rollout(&bundle.model, layout);
+  InProcessScorer scorer(r.frozen_scorer ? &reference : &bundle.model, layout);
+  RlRecipe loop_recipe = r.LoopRecipe();
+  loop_recipe.max_lag = 0;  // one process: the rollouts always use the current weights
+  RlLoop loop(&updater, &rollout, &scorer, prompts, images, loop_recipe);
 
   nlohmann::json curve = nlohmann::json::array();
-  ProgressBar bar("rl", FLAGS_rl_steps, /*log_every=*/1);
+  ProgressBar bar("rl", r.steps, /*log_every=*/1);
   const auto t0 = std::chrono::steady_clock::now();
   int64_t samples = 0;
-  for (int64_t step = 0; step < FLAGS_rl_steps; ++step) {
-    DUET_ASSIGN_OR_RETURN(StepReport r, loop.RunStep(step));
-    samples += r.samples;
+  for (int64_t step = 0; step < r.steps; ++step) {
+    DUET_ASSIGN_OR_RETURN(StepReport report, loop.RunStep(step));
+    samples += report.samples;
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     bar.Update(step + 1,
                absl::StrFormat("r_gen %.3f r_und %.3f kl %.4f loss %.4f %.1f samples/s v%d dlogp %.1e",
-                               r.generation_reward, r.understanding_reward, r.update.loss.kl,
-                               r.update.loss.loss, samples / elapsed, r.policy_version, r.logprob_max_diff),
+                               report.generation_reward, report.understanding_reward, report.update.loss.kl,
+                               report.update.loss.loss, samples / elapsed, report.policy_version,
+                               report.logprob_max_diff),
                elapsed);
-    nlohmann::json point = {{"step", step + 1}, {"generation_reward", r.generation_reward},
-                            {"understanding_reward", r.understanding_reward}, {"kl", r.update.loss.kl},
-                            {"loss", r.update.loss.loss}, {"grad_norm", r.update.grad_norm},
-                            {"logprob_max_diff", r.logprob_max_diff}, {"rollout_s", r.rollout_seconds},
-                            {"score_s", r.score_seconds}, {"update_s", r.update_seconds}};
-    if (FLAGS_eval_every > 0 && (step + 1) % FLAGS_eval_every == 0 && step + 1 < FLAGS_rl_steps) {
+    StepRecord point = StepRecord::FromReport(report);
+    if (FLAGS_eval_every > 0 && (step + 1) % FLAGS_eval_every == 0 && step + 1 < r.steps) {
       EvalOptions mid = eval;
       mid.report_dir.clear();
       DUET_ASSIGN_OR_RETURN(EvalResult e, RunShapesEval(bundle, mid));
-      point["eval_generation"] = e.generation_accuracy;
-      point["eval_understanding"] = e.understanding_accuracy;
+      point.eval_generation = e.generation_accuracy;
+      point.eval_understanding = e.understanding_accuracy;
       std::fprintf(stderr, "eval at step %ld: generation %.1f%% understanding %.1f%%\n",
                    static_cast<long>(step + 1), 100 * e.generation_accuracy, 100 * e.understanding_accuracy);
     }
-    curve.push_back(point);
+    curve.push_back(StepRecordToJson(point));
   }
   eval.report_dir = JoinPath(out, "eval-after");
   DUET_ASSIGN_OR_RETURN(EvalResult after, RunShapesEval(bundle, eval));
@@ -134,14 +159,6 @@ absl::Status RunRlImpl() {
 
 }  // namespace
 
-int RunRl() {
-  SetLibTorchThreads();
-  absl::Status s = RunRlImpl();
-  if (!s.ok()) {
-    std::fprintf(stderr, "duet rl: %s\n", s.ToString().c_str());
-    return 1;
-  }
-  return 0;
-}
+int RunRl() { return RunCommand("rl", RunRlImpl); }
 
 }  // namespace duet

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "common/generation.h"
+#include "model/generation.h"
 #include "world/bundle.h"
 
 namespace duet {

@@ -3,9 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "common/file_util.h"
-#include "common/generation.h"
-#include "common/status_macros.h"
+#include "base/file_util.h"
+#include "model/generation.h"
+#include "base/status_macros.h"
 
 namespace duet::world {
 

@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/token_layout.h"
-#include "common/transformer.h"
+#include "model/token_layout.h"
+#include "model/transformer.h"
 #include "world/image.h"
 #include "world/image_tokenizer.h"
 #include "world/scene.h"

@@ -18,11 +18,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "common/file_util.h"
-#include "common/status_macros.h"
-#include "common/token_layout.h"
+#include "base/file_util.h"
+#include "base/status_macros.h"
+#include "model/token_layout.h"
 #include "world/image_tokenizer.h"
-#include "world/internal/strings.h"
+#include "base/strings.h"
 #include "world/png_io.h"
 #include "world/render.h"
 
@@ -83,7 +83,7 @@ absl::StatusOr<Category> RecordCategory(const json& object, const Caption& parse
   if (category != parsed.category) {
     return absl::InvalidArgumentError(
         absl::StrCat("category \"", name, "\" disagrees with the caption's category \"",
-                     internal::ToAbsl(CategoryName(parsed.category)), "\""));
+                     ToAbsl(CategoryName(parsed.category)), "\""));
   }
   return category;
 }

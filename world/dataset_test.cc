@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "common/file_util.h"
+#include "base/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "world/image_tokenizer.h"

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "common/safetensors.h"
+#include "model/safetensors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "world/caption.h"

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/file_util.h"
-#include "common/status_macros.h"
+#include "base/file_util.h"
+#include "base/status_macros.h"
 
 namespace duet::world {
 namespace {

@@ -7,7 +7,7 @@
 #include <random>
 #include <string>
 
-#include "common/file_util.h"
+#include "base/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "world/caption.h"

@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "world/internal/strings.h"
+#include "base/strings.h"
 
 namespace duet::world {
 
@@ -105,8 +105,8 @@ absl::Status ValidateScene(const Scene& scene, int grid) {
   for (const Object& o : scene.objects) {
     if (o.row < 0 || o.row >= grid || o.col < 0 || o.col >= grid) {
       return absl::InvalidArgumentError(
-          absl::StrCat("object ", internal::ToAbsl(ColorName(o.color)), " ",
-                       internal::ToAbsl(ShapeName(o.shape)), " at (", o.row, ",", o.col,
+          absl::StrCat("object ", ToAbsl(ColorName(o.color)), " ",
+                       ToAbsl(ShapeName(o.shape)), " at (", o.row, ",", o.col,
                        ") is outside the ", grid, "x", grid, " grid"));
     }
     if (!used.insert({o.row, o.col}).second) {

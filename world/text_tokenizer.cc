@@ -3,7 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "world/internal/strings.h"
+#include "base/strings.h"
 
 namespace duet::world {
 
@@ -31,12 +31,12 @@ absl::StatusOr<std::vector<int64_t>> TextTokenizer::Encode(std::string_view text
   std::vector<int64_t> ids;
   int position = 0;
   for (absl::string_view word :
-       absl::StrSplit(internal::ToAbsl(text), ' ', absl::SkipEmpty())) {
+       absl::StrSplit(ToAbsl(text), ' ', absl::SkipEmpty())) {
     ++position;
-    const int64_t id = WordId(internal::ToStd(word));
+    const int64_t id = WordId(ToStd(word));
     if (id < 0) {
       return absl::InvalidArgumentError(absl::StrCat("word ", position, " \"", word,
-                                                     "\" of \"", internal::ToAbsl(text),
+                                                     "\" of \"", ToAbsl(text),
                                                      "\" is not in the vocabulary"));
     }
     ids.push_back(id);
@@ -55,7 +55,7 @@ absl::StatusOr<std::string> TextTokenizer::Decode(const std::vector<int64_t>& id
           "token ", i, " has id ", ids[i], ", which is not a word (words are ids [",
           text_begin_, ", ", text_begin_ + static_cast<int64_t>(words.size()), "))"));
     }
-    out.push_back(internal::ToAbsl(words[index]));
+    out.push_back(ToAbsl(words[index]));
   }
   return absl::StrJoin(out, " ");
 }

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/token_layout.h"
+#include "model/token_layout.h"
 
 namespace duet::world {
 

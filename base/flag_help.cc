@@ -1,0 +1,39 @@
+#include "base/flag_help.h"
+
+#include <string_view>
+
+#include <gflags/gflags.h>
+
+namespace duet {
+
+void PrintFlagHelp(const std::string& usage, const std::vector<FlagGroup>& groups, std::FILE* out) {
+  std::fprintf(out, "%s\n", usage.c_str());
+  for (const FlagGroup& group : groups) {
+    std::fprintf(out, "\n%s:\n", group.title.c_str());
+    for (const std::string& name : group.flags) {
+      gflags::CommandLineFlagInfo info;
+      if (!gflags::GetCommandLineFlagInfo(name.c_str(), &info)) {
+        std::fprintf(out, "  --%s  (not defined)\n", name.c_str());
+        continue;
+      }
+      const std::string value = info.type == "string" ? "\"" + info.default_value + "\"" : info.default_value;
+      std::fprintf(out, "  --%s (%s, default %s)\n      %s\n", name.c_str(), info.type.c_str(),
+                   value.c_str(), info.description.c_str());
+    }
+  }
+  std::fprintf(out, "\n--helpfull lists every flag linked into the program (LibTorch, glog, gflags).\n");
+}
+
+bool PrintHelpIfAsked(int argc, char** argv, const std::string& usage,
+                      const std::vector<FlagGroup>& groups) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "-h" || arg == "-help" || arg == "--help" || arg == "--helpshort") {
+      PrintFlagHelp(usage, groups, stdout);
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace duet

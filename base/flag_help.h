@@ -1,0 +1,35 @@
+#ifndef DUET_BASE_FLAG_HELP_H_
+#define DUET_BASE_FLAG_HELP_H_
+
+// `--help` that shows a program's own flags only. gflags' built-in --help lists every flag
+// linked into the process (LibTorch's, glog's, gflags' own, every subcommand's); Duet's
+// binaries call PrintHelpIfAsked first, with their flags in titled groups. gflags'
+// --helpfull still lists everything.
+//
+// Thread-safety: call from main() before other threads use gflags.
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace duet {
+
+// A titled group of flag names, in the order --help shows them.
+struct FlagGroup {
+  std::string title;
+  std::vector<std::string> flags;
+};
+
+// Writes `usage`, then each group: one line per flag with its type, its default and its
+// description. A name that no linked code defines is shown as "(not defined)" so that a
+// stale table is visible.
+void PrintFlagHelp(const std::string& usage, const std::vector<FlagGroup>& groups, std::FILE* out);
+
+// True when argv[1..argc) holds -h, -help, --help or --helpshort: then PrintFlagHelp to
+// stdout has been called and the caller should exit 0.
+bool PrintHelpIfAsked(int argc, char** argv, const std::string& usage,
+                      const std::vector<FlagGroup>& groups);
+
+}  // namespace duet
+
+#endif  // DUET_BASE_FLAG_HELP_H_

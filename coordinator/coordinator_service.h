@@ -1,0 +1,71 @@
+#ifndef DUET_COORDINATOR_COORDINATOR_SERVICE_H_
+#define DUET_COORDINATOR_COORDINATOR_SERVICE_H_
+
+// The learner's gRPC face (duet.v1.Coordinator). Handlers are thin: check the token,
+// validate the request, call the WorkQueue / weight snapshot, map the status across
+// unchanged. Uses the synchronous API: PullWork long-polls, and blocking a server thread
+// for it is the simplest correct thing at worker-pool scale.
+//
+// Thread-safety: thread-safe (the state it touches is).
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "duet/v1/coordinator.grpc.pb.h"
+#include "coordinator/work_queue.h"
+#include "weights/weight_stream.h"
+
+namespace duet {
+
+// What Register tells a worker about the collective and the run.
+struct RendezvousInfo {
+  std::string run_id;
+  std::string store_host;
+  int32_t store_port = 0;
+  int32_t world_size = 1;
+  std::string backend = "gloo";
+  bool frozen_scorer = false;
+};
+
+// Limits requests are validated against.
+struct RequestLimits {
+  int64_t vocab_size = 0;
+  int64_t max_sequence_tokens = 64;
+  int64_t max_rows = 4096;
+};
+
+class CoordinatorService final : public v1::Coordinator::Service {
+ public:
+  // Borrowed pointers must outlive the service. `status_fn` fills step/done of RunStatus.
+  CoordinatorService(WorkQueue* queue, WeightSnapshot* weights, RendezvousInfo rendezvous,
+                     std::string auth_token, RequestLimits limits,
+                     std::function<void(v1::RunStatus*)> status_fn);
+
+  grpc::Status Register(grpc::ServerContext* ctx, const v1::RegisterRequest* req,
+                        v1::RegisterResponse* resp) override;
+  grpc::Status PullWork(grpc::ServerContext* ctx, const v1::PullWorkRequest* req,
+                        v1::PullWorkResponse* resp) override;
+  grpc::Status CompleteWork(grpc::ServerContext* ctx, const v1::CompleteWorkRequest* req,
+                            v1::CompleteWorkResponse* resp) override;
+  grpc::Status FetchWeights(grpc::ServerContext* ctx, const v1::FetchWeightsRequest* req,
+                            grpc::ServerWriter<v1::WeightChunk>* writer) override;
+  grpc::Status GetRunStatus(grpc::ServerContext* ctx, const v1::GetRunStatusRequest* req,
+                            v1::RunStatus* resp) override;
+
+ private:
+  absl::Status ValidateResult(const v1::CompleteWorkRequest& req) const;
+
+  WorkQueue* queue_;
+  WeightSnapshot* weights_;
+  const RendezvousInfo rendezvous_;
+  const std::string auth_token_;
+  const RequestLimits limits_;
+  std::function<void(v1::RunStatus*)> status_fn_;
+};
+
+}  // namespace duet
+
+#endif  // DUET_COORDINATOR_COORDINATOR_SERVICE_H_

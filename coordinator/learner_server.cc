@@ -1,0 +1,225 @@
+#include "coordinator/learner_server.h"
+
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include <glog/logging.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/file_util.h"
+#include "base/status_macros.h"
+#include "weights/weight_sync.h"
+#include "learner/checkpoint.h"
+#include "coordinator/remote_backends.h"
+#include "learner/rl_data.h"
+#include "learner/step_record.h"
+
+namespace duet {
+
+LearnerServer::LearnerServer(LearnerOptions options) : options_(std::move(options)) {}
+
+LearnerServer::~LearnerServer() { Shutdown(); }
+
+absl::StatusOr<int> LearnerServer::Start() {
+  const Recipe& r = options_.recipe;
+  DUET_RETURN_IF_ERROR(r.Validate());
+  DUET_ASSIGN_OR_RETURN(world::ModelBundle bundle, world::LoadBundle(r.model));
+  bundle_ = std::make_unique<world::ModelBundle>(std::move(bundle));
+  DUET_ASSIGN_OR_RETURN(Transformer reference, Transformer::Load(r.model));
+  reference_ = std::make_unique<Transformer>(std::move(reference));
+  DUET_RETURN_IF_ERROR(LoadRlInputs(*bundle_, r.data, &prompts_, &images_));
+  std::mt19937_64 rng(std::random_device{}());
+  run_id_ = absl::StrFormat("run%08x", static_cast<uint32_t>(rng()));
+  const int ranked = r.collective == "none" ? 0 : r.rollout_workers + r.scorer_workers;
+  queue_ = std::make_unique<WorkQueue>(run_id_, ranked);
+  RendezvousInfo rv;
+  rv.run_id = run_id_;
+  rv.store_host = options_.store_host;
+  rv.world_size = 1 + ranked;
+  rv.backend = r.collective;
+  rv.frozen_scorer = r.frozen_scorer;
+  if (ranked > 0) {
+    DUET_ASSIGN_OR_RETURN(store_, StoreServer::Start(options_.store_port, absl::Minutes(10)));
+    rv.store_port = store_->port();
+  }
+  DUET_RETURN_IF_ERROR(PublishSnapshot(/*version=*/0));
+  RequestLimits limits;
+  limits.vocab_size = bundle_->layout.vocab_size();
+  limits.max_sequence_tokens = bundle_->model.config().max_position_embeddings;
+  service_ = std::make_unique<CoordinatorService>(
+      queue_.get(), &snapshot_, rv, options_.auth_token, limits,
+      [this](v1::RunStatus* s) { s->set_step(step_.load()); });
+  DUET_ASSIGN_OR_RETURN(auto creds, MakeServerCredentials(options_.tls));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options_.address, creds, &port);
+  builder.RegisterService(service_.get());
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.address));
+  }
+  LOG(INFO) << "learner " << run_id_ << " serving on port " << port
+            << (store_ ? absl::StrCat(", c10d store on port ", store_->port()) : "");
+  return port;
+}
+
+absl::Status LearnerServer::PublishSnapshot(int64_t version) {
+  SerializedWeights w = SerializeParameters(bundle_->model.parameters());
+  snapshot_.Set(version, w.checksum, std::move(w.bytes));
+  return absl::OkStatus();
+}
+
+absl::Status LearnerServer::FormCollective() {
+  const Recipe& r = options_.recipe;
+  DUET_RETURN_IF_ERROR(queue_->AwaitWorkers(v1::ROLE_ROLLOUT, r.rollout_workers, options_.worker_timeout));
+  DUET_RETURN_IF_ERROR(queue_->AwaitWorkers(v1::ROLE_SCORER, r.scorer_workers, options_.worker_timeout));
+  if (!store_) return absl::OkStatus();
+  CollectiveOptions c;
+  c.backend = r.collective;
+  c.store_host = "127.0.0.1";
+  c.store_port = store_->port();
+  c.rank = 0;
+  c.world_size = 1 + r.rollout_workers + r.scorer_workers;
+  c.timeout = absl::Minutes(10);
+  const auto t0 = std::chrono::steady_clock::now();
+  DUET_ASSIGN_OR_RETURN(collective_, CreateCollective(c));
+  LOG(INFO) << "collective formed: " << c.world_size << " ranks (" << c.backend << ") in "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s";
+  return absl::OkStatus();
+}
+
+absl::Status LearnerServer::SyncWorkers(int64_t version) {
+  DUET_RETURN_IF_ERROR(PublishSnapshot(version));
+  const uint64_t sum = snapshot_.checksum();
+  std::vector<std::string> ids;
+  for (const WorkerRecord& w : queue_->Workers()) {
+    v1::WorkItem item;
+    item.set_policy_version(version);
+    item.mutable_sync()->set_version(version);
+    item.mutable_sync()->set_checksum(sum);
+    item.mutable_sync()->set_fetch_over_grpc(w.rank < 0 || !collective_);
+    ids.push_back(queue_->Submit(w.role, std::move(item), w.id));
+  }
+  if (collective_) {
+    WeightBroadcaster broadcaster(collective_.get(), options_.recipe.bucket_mb << 20);
+    DUET_RETURN_IF_ERROR(broadcaster.Broadcast(bundle_->model.parameters(), version));
+  }
+  DUET_ASSIGN_OR_RETURN(auto results, queue_->Await(ids, absl::Minutes(10)));
+  for (const auto& res : results) {
+    if (res.has_error()) {
+      return absl::Status(static_cast<absl::StatusCode>(res.error().code()),
+                          absl::StrCat("weight sync on ", res.worker_id(), ": ", res.error().message()));
+    }
+    if (res.sync().version() != version || res.sync().checksum() != sum) {
+      return absl::DataLossError(absl::StrCat(res.worker_id(), " holds v", res.sync().version(), " checksum ",
+                                              res.sync().checksum(), ", expected v", version, " checksum ", sum));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LearnerServer::Checkpoint(int64_t step, int64_t version) {
+  nlohmann::json state = {{"step", step}, {"policy_version", version}, {"run_id", run_id_},
+                          {"recipe", RecipeToYaml(options_.recipe)}};
+  return WriteCheckpoint(JoinPath(options_.recipe.out, "checkpoints"), step, bundle_->model,
+                         *optimizer_, state.dump(2), /*keep=*/1);
+}
+
+absl::Status LearnerServer::Run() {
+  const Recipe& r = options_.recipe;
+  DUET_RETURN_IF_ERROR(MakeDirs(r.out));
+  DUET_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(r.out, "recipe.yaml"), RecipeToYaml(r)));
+  updater_ = std::make_unique<PolicyUpdater>(&bundle_->model, reference_.get(), bundle_->layout, r.optimizer);
+  optimizer_ = &updater_->optimizer();
+  int64_t start = 0;
+  int64_t start_version = 0;
+  if (options_.resume) {
+    DUET_ASSIGN_OR_RETURN(auto ckpt, RestoreLatestCheckpoint(JoinPath(r.out, "checkpoints"), bundle_->model));
+    if (ckpt.has_value()) {
+      DUET_RETURN_IF_ERROR(optimizer_->LoadState(ckpt->optimizer));
+      nlohmann::json state = nlohmann::json::parse(ckpt->state_json, nullptr, false);
+      if (state.is_discarded() || !state.contains("policy_version")) {
+        return absl::DataLossError(absl::StrCat(ckpt->dir, "/state.json is malformed"));
+      }
+      start = ckpt->step;
+      start_version = state["policy_version"].get<int64_t>();
+      LOG(INFO) << "resumed from " << ckpt->dir << ": step " << start << ", policy version " << start_version;
+    }
+  }
+  step_ = start;
+  DUET_RETURN_IF_ERROR(FormCollective());
+  // Workers start from the base weights.
+  if (start_version > 0) DUET_RETURN_IF_ERROR(SyncWorkers(start_version));
+
+  DispatchOptions dispatch;
+  auto served = [this] { return snapshot_.version(); };
+  RemoteRollout rollout(queue_.get(), served, dispatch);
+  RemoteScorer scorer(queue_.get(), served, dispatch);
+  RlLoop loop(updater_.get(), &rollout, &scorer, prompts_, images_, r.LoopRecipe(), start_version);
+  std::ofstream metrics(JoinPath(r.out, "metrics.jsonl"), std::ios::app);
+  int64_t step = start;
+  bool dirty = false;
+  for (; step < r.steps && !stop_.load(); ++step) {
+    DUET_ASSIGN_OR_RETURN(StepReport report, loop.RunStep(step));
+    double sync_seconds = 0;
+    if (loop.version() % r.sync_every == 0) {
+      const auto t0 = std::chrono::steady_clock::now();
+      DUET_RETURN_IF_ERROR(SyncWorkers(loop.version()));
+      sync_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    step_ = step + 1;
+    dirty = true;
+    StepRecord record = StepRecord::FromReport(report);
+    record.sync_s = sync_seconds;
+    record.checksum = snapshot_.checksum();
+    metrics << StepRecordToJson(record).dump() << "\n" << std::flush;
+    if (options_.on_step) options_.on_step(report);
+    if ((step + 1) % r.checkpoint_every == 0) {
+      DUET_RETURN_IF_ERROR(Checkpoint(step + 1, loop.version()));
+      dirty = false;
+    }
+  }
+  if (dirty) DUET_RETURN_IF_ERROR(Checkpoint(step, loop.version()));
+  if (loop.version() % r.sync_every != 0) DUET_RETURN_IF_ERROR(SyncWorkers(loop.version()));
+  DUET_RETURN_IF_ERROR(world::SaveBundle(JoinPath(r.out, "model"), *bundle_));
+  // Where every process ended: the learner's version and checksum, and what each worker
+  // confirmed at the last sync (tests and operators compare them).
+  nlohmann::json final_state = {{"step", step}, {"policy_version", loop.version()},
+                                {"checksum", snapshot_.checksum()}, {"workers", nlohmann::json::array()}};
+  for (const WorkerRecord& w : queue_->Workers()) {
+    final_state["workers"].push_back({{"id", w.id}, {"name", w.name}, {"rank", w.rank},
+                                      {"policy_version", w.confirmed_version},
+                                      {"checksum", w.confirmed_checksum},
+                                      {"items_completed", w.items_completed}});
+  }
+  DUET_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(r.out, "final_state.json"), final_state.dump(2)));
+  LOG(INFO) << (stop_.load() ? "stopped" : "finished") << " at step " << step << ", policy version "
+            << loop.version();
+  Shutdown();
+  return absl::OkStatus();
+}
+
+void LearnerServer::Shutdown() {
+  if (queue_ && !queue_->closed()) {
+    queue_->Close();
+    // Let workers' long-polls return the shutdown notice before the server goes away.
+    if (server_) queue_->AwaitShutdownNoticed(absl::Milliseconds(500));
+  }
+  if (server_) {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    server_.reset();
+  }
+  collective_.reset();
+  store_.reset();
+}
+
+}  // namespace duet

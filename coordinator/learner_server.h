@@ -1,0 +1,92 @@
+#ifndef DUET_COORDINATOR_LEARNER_SERVER_H_
+#define DUET_COORDINATOR_LEARNER_SERVER_H_
+
+// The learner process: serves duet.v1.Coordinator (and grpc.health.v1), hands rollout and
+// score work to the worker pools, turns rewards into updates, checkpoints, and broadcasts
+// each new version to every worker over c10d (a TCPStore it hosts; Gloo on CPU, NCCL for
+// CUDA tensors), with the gRPC weight stream for workers without a collective seat.
+//
+// Lifecycle: Start() binds the server and the store; Run() waits for the workers, forms
+// the collective, trains, and ends the run (workers are told to shut down). Stop() (from
+// a signal) makes Run() finish its current step, write a checkpoint and return OK.
+//
+// Thread-safety: Start/Run from one thread; Stop from any thread.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "weights/collective.h"
+#include "rpc/rpc_util.h"
+#include "coordinator/coordinator_service.h"
+#include "learner/recipe.h"
+#include "learner/rl_loop.h"
+#include "coordinator/work_queue.h"
+#include "world/bundle.h"
+
+namespace duet {
+
+struct LearnerOptions {
+  Recipe recipe;
+  std::string address = "127.0.0.1:0";  // gRPC listen address
+  std::string store_host = "127.0.0.1";   // address workers reach the TCPStore at
+  int store_port = 0;
+  std::string auth_token;                 // empty: auth disabled
+  TransportSecurity tls;
+  bool resume = false;
+  absl::Duration worker_timeout = absl::Minutes(5);
+  // Called after every step (progress line, metrics).
+  std::function<void(const StepReport&)> on_step;
+};
+
+class LearnerServer {
+ public:
+  explicit LearnerServer(LearnerOptions options);
+  ~LearnerServer();
+
+  // Loads the model and data, binds the gRPC server and the store. Returns the bound
+  // gRPC port.
+  absl::StatusOr<int> Start();
+  // Trains until recipe.steps or Stop(). Writes checkpoints, `out`/model and
+  // `out`/metrics.jsonl.
+  absl::Status Run();
+  void Stop() { stop_.store(true); }
+
+  // The version and checksum of the weights last published to the workers.
+  int64_t served_version() const { return snapshot_.version(); }
+  uint64_t checksum() const { return snapshot_.checksum(); }
+
+ private:
+  absl::Status FormCollective();
+  // Publishes the policy at `version` and waits until every worker confirms it.
+  absl::Status SyncWorkers(int64_t version);
+  absl::Status PublishSnapshot(int64_t version);
+  absl::Status Checkpoint(int64_t step, int64_t version);
+  void Shutdown();
+
+  LearnerOptions options_;
+  std::atomic<bool> stop_{false};
+  std::unique_ptr<world::ModelBundle> bundle_;
+  std::unique_ptr<Transformer> reference_;
+  std::vector<std::vector<int64_t>> prompts_;
+  std::vector<std::vector<int64_t>> images_;
+  std::unique_ptr<WorkQueue> queue_;
+  WeightSnapshot snapshot_;
+  std::unique_ptr<CoordinatorService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<StoreServer> store_;
+  std::unique_ptr<Collective> collective_;
+  std::unique_ptr<PolicyUpdater> updater_;
+  AdamW* optimizer_ = nullptr;  // updater_'s
+  std::atomic<int64_t> step_{0};
+  std::string run_id_;
+};
+
+}  // namespace duet
+
+#endif  // DUET_COORDINATOR_LEARNER_SERVER_H_

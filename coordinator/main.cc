@@ -1,0 +1,164 @@
+// duet-learner: hands out rollout and scoring work, turns self-rewards into advantages
+// (GRPO) or preference pairs (SimPO), updates the policy, checkpoints, and broadcasts new
+// weights to every worker. Thin: flags and recipe, then LearnerServer.
+
+#include <cstdio>
+#include <thread>
+
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+#include <torch/torch.h>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "base/file_util.h"
+#include "base/flag_help.h"
+#include "rpc/rpc_util.h"
+#include "base/signals.h"
+#include "coordinator/learner_server.h"
+#include "learner/recipe.h"
+
+// Recipe keys: each flag, when given, overrides the recipe's value (defaults shown are the
+// built-in recipe's, learner/recipe.h).
+DEFINE_string(config, "", "YAML recipe (configs/recipes/*.yaml); flags below override its keys");
+DEFINE_string(model, duet::Recipe().model, "recipe.model: base model folder (also the frozen reference)");
+DEFINE_string(data, duet::Recipe().data, "recipe.data: folder with rl_gen_prompts.jsonl and rl_und_images.jsonl");
+DEFINE_string(out, duet::Recipe().out, "recipe.out: run folder (checkpoints/, model/, metrics.jsonl)");
+DEFINE_int64(steps, duet::Recipe().steps, "recipe.steps");
+DEFINE_string(algorithm, "grpo", "recipe.algorithm: grpo or simpo");
+DEFINE_string(directions, duet::Recipe().directions, "recipe.directions: joint, generation or understanding");
+DEFINE_int64(k, duet::Recipe().rl.k, "recipe.k: samples per input");
+DEFINE_double(lr, duet::Recipe().optimizer.lr, "recipe.lr");
+DEFINE_double(kl_coef, duet::Recipe().optimizer.grpo.kl_coef, "recipe.grpo.kl_coef");
+DEFINE_bool(frozen_scorer, duet::Recipe().frozen_scorer, "recipe.frozen_scorer: score with the base weights (ablation)");
+DEFINE_uint64(seed, duet::Recipe().rl.seed, "recipe.seed");
+DEFINE_int64(sync_every, duet::Recipe().sync_every, "recipe.sync_every: broadcast weights every N updates");
+DEFINE_int32(rollout_workers, duet::Recipe().rollout_workers, "recipe.workers.rollout: rollout workers to wait for");
+DEFINE_int32(scorer_workers, duet::Recipe().scorer_workers, "recipe.workers.scorer: scorer workers to wait for");
+DEFINE_string(collective, duet::Recipe().collective, "recipe.collective: gloo, nccl or none (gRPC weight stream only)");
+// The process.
+DEFINE_string(address, "127.0.0.1:50051", "gRPC listen address (port 0: any free port, see --port_file)");
+DEFINE_string(port_file, "", "write the bound gRPC port to this file once serving");
+DEFINE_string(store_host, "127.0.0.1", "address workers use to reach the c10d TCPStore");
+DEFINE_int32(store_port, 0, "c10d TCPStore port (0: any free port)");
+DEFINE_string(auth_token, "", "shared token every RPC must carry (or --auth_token_file / $DUET_AUTH_TOKEN)");
+DEFINE_string(auth_token_file, "", "file holding the shared token");
+DEFINE_bool(allow_insecure_no_auth, false, "run without a token (only on a trusted network)");
+DEFINE_string(tls_cert, "", "PEM server certificate (enables TLS)");
+DEFINE_string(tls_key, "", "PEM server key");
+DEFINE_string(tls_client_ca, "", "PEM CA for client certificates (enables mutual TLS)");
+DEFINE_bool(resume, false, "continue from the run folder's latest checkpoint");
+DEFINE_int32(threads, 1, "intra-op threads for LibTorch");
+
+namespace {
+
+constexpr char kUsage[] = "duet-learner --config=RECIPE.yaml [--flag=value ...]";
+
+bool Set(const char* flag) { return !gflags::GetCommandLineFlagInfoOrDie(flag).is_default; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (duet::PrintHelpIfAsked(
+          argc, argv, kUsage,
+          {{"recipe", {"config", "model", "data", "out", "steps", "algorithm", "directions", "k", "lr", "kl_coef",
+                       "frozen_scorer", "seed", "sync_every", "collective"}},
+           {"worker pools", {"rollout_workers", "scorer_workers"}},
+           {"serving", {"address", "port_file", "store_host", "store_port", "threads", "resume"}},
+           {"security", {"auth_token_file", "auth_token", "allow_insecure_no_auth", "tls_cert", "tls_key",
+                         "tls_client_ca"}}})) {
+    return 0;
+  }
+  gflags::SetUsageMessage(kUsage);
+  FLAGS_logtostderr = true;
+  gflags::ParseCommandLineFlags(&argc, &argv, /*remove_flags=*/true);
+  google::InitGoogleLogging(argv[0]);
+  std::unique_ptr<duet::LearnerServer> server;
+  absl::Mutex mu;  // guards `server` against the signal thread
+  duet::SignalWatcher signals([&](int signo) {
+    LOG(INFO) << "signal " << signo << ": finishing the step, writing a checkpoint";
+    absl::MutexLock lock(&mu);
+    if (server) server->Stop();
+  });
+  at::set_num_threads(std::max(1, FLAGS_threads));
+
+  duet::Recipe recipe;
+  if (!FLAGS_config.empty()) {
+    auto r = duet::LoadRecipe(FLAGS_config);
+    if (!r.ok()) {
+      std::fprintf(stderr, "duet-learner: %s\n", r.status().ToString().c_str());
+      return 2;
+    }
+    recipe = *r;
+  }
+  duet::RecipeOverrides o;
+  if (Set("model")) o.model = FLAGS_model;
+  if (Set("data")) o.data = FLAGS_data;
+  if (Set("out")) o.out = FLAGS_out;
+  if (Set("steps")) o.steps = FLAGS_steps;
+  if (Set("algorithm")) o.algorithm = FLAGS_algorithm;
+  if (Set("directions")) o.directions = FLAGS_directions;
+  if (Set("k")) o.k = FLAGS_k;
+  if (Set("lr")) o.lr = FLAGS_lr;
+  if (Set("kl_coef")) o.kl_coef = FLAGS_kl_coef;
+  if (Set("frozen_scorer")) o.frozen_scorer = FLAGS_frozen_scorer;
+  if (Set("seed")) o.seed = FLAGS_seed;
+  if (Set("sync_every")) o.sync_every = FLAGS_sync_every;
+  if (Set("rollout_workers")) o.rollout_workers = FLAGS_rollout_workers;
+  if (Set("scorer_workers")) o.scorer_workers = FLAGS_scorer_workers;
+  if (Set("collective")) o.collective = FLAGS_collective;
+  if (auto s = duet::ApplyOverrides(o, &recipe); !s.ok()) {
+    std::fprintf(stderr, "duet-learner: %s\n", s.ToString().c_str());
+    return 2;
+  }
+
+  duet::LearnerOptions options;
+  options.recipe = recipe;
+  options.address = FLAGS_address;
+  options.store_host = FLAGS_store_host;
+  options.store_port = FLAGS_store_port;
+  options.resume = FLAGS_resume;
+  options.tls = {FLAGS_tls_cert, FLAGS_tls_key, FLAGS_tls_client_ca, ""};
+  auto resolved = duet::ResolveAuthToken(FLAGS_auth_token, FLAGS_auth_token_file);
+  if (!resolved.ok()) {
+    std::fprintf(stderr, "duet-learner: %s\n", resolved.status().ToString().c_str());
+    return 2;
+  }
+  const std::string token = *resolved;
+  if (token.empty() && !FLAGS_allow_insecure_no_auth) {
+    std::fprintf(stderr, "duet-learner: give --auth_token_file (or --auth_token, $DUET_AUTH_TOKEN), "
+                         "or --allow_insecure_no_auth on a trusted network\n");
+    return 2;
+  }
+  options.auth_token = token;
+  options.on_step = [&recipe](const duet::StepReport& r) {
+    std::fprintf(stderr,
+                 "step %ld/%ld  r_gen %.3f  r_und %.3f  kl %.4f  loss %.4f  %.1f samples/s  v%ld  dlogp %.1e\n",
+                 static_cast<long>(r.step + 1), static_cast<long>(recipe.steps), r.generation_reward,
+                 r.understanding_reward, r.update.loss.kl, r.update.loss.loss,
+                 r.samples / std::max(1e-9, r.rollout_seconds + r.score_seconds + r.update_seconds),
+                 static_cast<long>(r.policy_version), r.logprob_max_diff);
+  };
+  {
+    absl::MutexLock lock(&mu);
+    server = std::make_unique<duet::LearnerServer>(options);
+  }
+  auto port = server->Start();
+  if (!port.ok()) {
+    std::fprintf(stderr, "duet-learner: %s\n", port.status().ToString().c_str());
+    return 1;
+  }
+  if (!FLAGS_port_file.empty()) {
+    auto s = duet::WriteFileAtomically(FLAGS_port_file, absl::StrFormat("%d\n", *port));
+    if (!s.ok()) {
+      std::fprintf(stderr, "duet-learner: %s\n", s.ToString().c_str());
+      return 1;
+    }
+  }
+  absl::Status s = server->Run();
+  if (!s.ok()) {
+    std::fprintf(stderr, "duet-learner: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,88 @@
+#include "coordinator/remote_backends.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "rpc/proto_convert.h"
+#include "base/status_macros.h"
+
+namespace duet {
+namespace {
+
+// [begin, end) ranges splitting n rows into at most `parts` chunks of >= min_rows.
+std::vector<std::pair<size_t, size_t>> Split(size_t n, int parts, int64_t min_rows) {
+  const size_t max_parts = std::max<size_t>(1, n / std::max<int64_t>(1, min_rows));
+  const size_t p = std::max<size_t>(1, std::min<size_t>(parts, max_parts));
+  std::vector<std::pair<size_t, size_t>> out;
+  for (size_t i = 0; i < p; ++i) {
+    const size_t b = n * i / p, e = n * (i + 1) / p;
+    if (e > b) out.emplace_back(b, e);
+  }
+  return out;
+}
+
+absl::Status ErrorFrom(const v1::CompleteWorkRequest& r) {
+  return absl::Status(static_cast<absl::StatusCode>(r.error().code()),
+                      absl::StrCat("worker ", r.worker_id(), ": ", r.error().message()));
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<Group>> RemoteRollout::Sample(const RolloutRequest& request) {
+  DUET_RETURN_IF_ERROR(queue_->AwaitWorkers(v1::ROLE_ROLLOUT, 1, options_.worker_wait));
+  const int workers = queue_->CountWorkers(v1::ROLE_ROLLOUT);
+  auto ranges = Split(request.inputs.size(), workers,
+                      std::max<int64_t>(1, options_.min_rows_per_item / std::max<int64_t>(1, request.k)));
+  std::vector<std::string> ids;
+  std::vector<RolloutRequest> parts;
+  for (auto [b, e] : ranges) {
+    RolloutRequest part = request;
+    part.inputs.assign(request.inputs.begin() + b, request.inputs.begin() + e);
+    part.input_offset = request.input_offset + static_cast<int64_t>(b);
+    v1::WorkItem item;
+    item.set_policy_version(served_version_());
+    ToProto(part, item.mutable_rollout());
+    ids.push_back(queue_->Submit(v1::ROLE_ROLLOUT, std::move(item)));
+    parts.push_back(std::move(part));
+  }
+  DUET_ASSIGN_OR_RETURN(auto results, queue_->Await(ids, options_.item_timeout));
+  std::vector<Group> out;
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (results[i].has_error()) return ErrorFrom(results[i]);
+    if (!results[i].has_rollout()) {
+      return absl::InternalError(absl::StrCat("item ", ids[i], " came back without a rollout result"));
+    }
+    DUET_ASSIGN_OR_RETURN(std::vector<Group> groups,
+                          FromProto(results[i].rollout(), parts[i], results[i].policy_version()));
+    for (auto& g : groups) out.push_back(std::move(g));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<double>> RemoteScorer::Score(const std::vector<RewardQuery>& queries,
+                                                        int64_t /*policy_version*/) {
+  DUET_RETURN_IF_ERROR(queue_->AwaitWorkers(v1::ROLE_SCORER, 1, options_.worker_wait));
+  const int workers = queue_->CountWorkers(v1::ROLE_SCORER);
+  auto ranges = Split(queries.size(), workers, options_.min_rows_per_item);
+  std::vector<std::string> ids;
+  std::vector<size_t> sizes;
+  for (auto [b, e] : ranges) {
+    v1::WorkItem item;
+    item.set_policy_version(served_version_());
+    ToProto(std::vector<RewardQuery>(queries.begin() + b, queries.begin() + e), item.mutable_score());
+    ids.push_back(queue_->Submit(v1::ROLE_SCORER, std::move(item)));
+    sizes.push_back(e - b);
+  }
+  DUET_ASSIGN_OR_RETURN(auto results, queue_->Await(ids, options_.item_timeout));
+  std::vector<double> out;
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (results[i].has_error()) return ErrorFrom(results[i]);
+    if (!results[i].has_score() || results[i].score().rewards_size() != static_cast<int>(sizes[i])) {
+      return absl::InternalError(absl::StrCat("item ", ids[i], " came back with the wrong number of rewards"));
+    }
+    out.insert(out.end(), results[i].score().rewards().begin(), results[i].score().rewards().end());
+  }
+  return out;
+}
+
+}  // namespace duet

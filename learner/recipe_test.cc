@@ -1,0 +1,409 @@
+#include "learner/recipe.h"
+
+#include <cstdlib>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace duet {
+namespace {
+
+using ::testing::HasSubstr;
+
+void ExpectSamplingEq(const SamplingParams& a, const SamplingParams& b, const std::string& what) {
+  EXPECT_EQ(a.temperature, b.temperature) << what;
+  EXPECT_EQ(a.top_k, b.top_k) << what;
+  EXPECT_EQ(a.top_p, b.top_p) << what;
+}
+
+// Every field of a Recipe, one by one, so a failure names the field that differs.
+void ExpectRecipeEq(const Recipe& a, const Recipe& b) {
+  EXPECT_EQ(a.model, b.model);
+  EXPECT_EQ(a.data, b.data);
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(a.steps, b.steps);
+  EXPECT_EQ(a.directions, b.directions);
+  EXPECT_EQ(a.rl.generation_inputs, b.rl.generation_inputs);
+  EXPECT_EQ(a.rl.understanding_inputs, b.rl.understanding_inputs);
+  EXPECT_EQ(a.rl.k, b.rl.k);
+  ExpectSamplingEq(a.rl.image_sampling, b.rl.image_sampling, "rl.image_sampling");
+  EXPECT_EQ(a.rl.cfg_scale, b.rl.cfg_scale);
+  ExpectSamplingEq(a.rl.caption_sampling, b.rl.caption_sampling, "rl.caption_sampling");
+  EXPECT_EQ(a.rl.consistency_samples, b.rl.consistency_samples);
+  EXPECT_EQ(a.rl.seed, b.rl.seed);
+  EXPECT_EQ(a.rl.max_lag, b.rl.max_lag);
+  EXPECT_EQ(a.optimizer.algorithm, b.optimizer.algorithm);
+  EXPECT_EQ(a.optimizer.grpo.clip_eps, b.optimizer.grpo.clip_eps);
+  EXPECT_EQ(a.optimizer.grpo.kl_coef, b.optimizer.grpo.kl_coef);
+  EXPECT_EQ(a.optimizer.simpo.beta, b.optimizer.simpo.beta);
+  EXPECT_EQ(a.optimizer.simpo.gamma, b.optimizer.simpo.gamma);
+  EXPECT_EQ(a.optimizer.lr, b.optimizer.lr);
+  EXPECT_EQ(a.optimizer.weight_decay, b.optimizer.weight_decay);
+  EXPECT_EQ(a.optimizer.grad_clip, b.optimizer.grad_clip);
+  EXPECT_EQ(a.optimizer.micro_batch, b.optimizer.micro_batch);
+  EXPECT_EQ(a.sync_every, b.sync_every);
+  EXPECT_EQ(a.bucket_mb, b.bucket_mb);
+  EXPECT_EQ(a.checkpoint_every, b.checkpoint_every);
+  EXPECT_EQ(a.frozen_scorer, b.frozen_scorer);
+  EXPECT_EQ(a.rollout_workers, b.rollout_workers);
+  EXPECT_EQ(a.scorer_workers, b.scorer_workers);
+  EXPECT_EQ(a.collective, b.collective);
+}
+
+// Parses `yaml` and expects InvalidArgument whose message contains `key`.
+void ExpectRejected(const std::string& yaml, const std::string& key) {
+  absl::StatusOr<Recipe> r = ParseRecipe(yaml);
+  ASSERT_FALSE(r.ok()) << "accepted: " << yaml;
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << yaml << ": " << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr(key)) << yaml;
+}
+
+TEST(RecipeTest, EmptyTextGivesTheBuiltInDefaults) {
+  for (const std::string text : {"", "\n", "# only a comment\n"}) {
+    absl::StatusOr<Recipe> r = ParseRecipe(text);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ExpectRecipeEq(*r, Recipe{});
+  }
+  // The documented defaults of recipe.h.
+  const Recipe d;
+  EXPECT_EQ(d.steps, 150);
+  EXPECT_EQ(d.directions, "generation");
+  EXPECT_EQ(d.rl.generation_inputs, 16);
+  EXPECT_EQ(d.rl.understanding_inputs, 8);
+  EXPECT_EQ(d.rl.k, 8);
+  EXPECT_EQ(d.rl.cfg_scale, 1.5);
+  EXPECT_EQ(d.rl.seed, 1u);
+  EXPECT_EQ(d.optimizer.algorithm, RlAlgorithm::kGrpo);
+  EXPECT_EQ(d.optimizer.lr, 1e-4);
+  EXPECT_EQ(d.optimizer.grpo.kl_coef, 0.1);
+  EXPECT_EQ(d.optimizer.grpo.clip_eps, 0.2);
+  EXPECT_EQ(d.collective, "gloo");
+  EXPECT_TRUE(d.Validate().ok()) << d.Validate();
+}
+
+TEST(RecipeTest, DefaultRecipeFileEqualsTheBuiltInDefaults) {
+  const char* source_dir = std::getenv("DUET_SOURCE_DIR");
+  ASSERT_NE(source_dir, nullptr) << "DUET_SOURCE_DIR is not set (ctest sets it)";
+  const std::string path = std::string(source_dir) + "/configs/recipes/default.yaml";
+  absl::StatusOr<Recipe> r = LoadRecipe(path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ExpectRecipeEq(*r, Recipe{});
+}
+
+TEST(RecipeTest, LoadRecipeOfAMissingFileIsNotFound) {
+  absl::StatusOr<Recipe> r = LoadRecipe("/nonexistent/duet/recipe.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
+}
+
+TEST(RecipeTest, ParsesEveryKey) {
+  absl::StatusOr<Recipe> r = ParseRecipe(R"(
+model: m
+data: d
+out: o
+steps: 7
+algorithm: simpo
+directions: joint
+generation_inputs: 5
+understanding_inputs: 3
+k: 4
+lr: 3.0e-5
+grad_clip: 0.5
+micro_batch: 16
+grpo: {clip_eps: 0.3, kl_coef: 0.05}
+simpo: {beta: 1.5, gamma: 0.25}
+sampling: {temperature: 0.7, top_k: 20, top_p: 0.9, cfg_scale: 2.0}
+sync_every: 3
+bucket_mb: 8
+checkpoint_every: 5
+frozen_scorer: true
+seed: 42
+workers: {rollout: 4, scorer: 2}
+collective: none
+)");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->model, "m");
+  EXPECT_EQ(r->data, "d");
+  EXPECT_EQ(r->out, "o");
+  EXPECT_EQ(r->steps, 7);
+  EXPECT_EQ(r->optimizer.algorithm, RlAlgorithm::kSimpo);
+  EXPECT_EQ(r->directions, "joint");
+  EXPECT_EQ(r->rl.generation_inputs, 5);
+  EXPECT_EQ(r->rl.understanding_inputs, 3);
+  EXPECT_EQ(r->rl.k, 4);
+  EXPECT_EQ(r->optimizer.lr, 3e-5);
+  EXPECT_EQ(r->optimizer.grad_clip, 0.5);
+  EXPECT_EQ(r->optimizer.micro_batch, 16);
+  EXPECT_EQ(r->optimizer.grpo.clip_eps, 0.3);
+  EXPECT_EQ(r->optimizer.grpo.kl_coef, 0.05);
+  EXPECT_EQ(r->optimizer.simpo.beta, 1.5);
+  EXPECT_EQ(r->optimizer.simpo.gamma, 0.25);
+  EXPECT_EQ(r->rl.image_sampling.temperature, 0.7);
+  EXPECT_EQ(r->rl.image_sampling.top_k, 20);
+  EXPECT_EQ(r->rl.image_sampling.top_p, 0.9);
+  EXPECT_EQ(r->rl.cfg_scale, 2.0);
+  // One sampling block drives both directions.
+  ExpectSamplingEq(r->rl.caption_sampling, r->rl.image_sampling, "caption = image sampling");
+  EXPECT_EQ(r->sync_every, 3);
+  EXPECT_EQ(r->bucket_mb, 8);
+  EXPECT_EQ(r->checkpoint_every, 5);
+  EXPECT_TRUE(r->frozen_scorer);
+  EXPECT_EQ(r->rl.seed, 42u);
+  EXPECT_EQ(r->rollout_workers, 4);
+  EXPECT_EQ(r->scorer_workers, 2);
+  EXPECT_EQ(r->collective, "none");
+}
+
+TEST(RecipeTest, CfgScaleZeroMeansNoGuidance) {
+  absl::StatusOr<Recipe> r = ParseRecipe("sampling: {cfg_scale: 0}\n");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->rl.cfg_scale.has_value());
+}
+
+TEST(RecipeTest, PartialRecipeKeepsTheOtherDefaults) {
+  absl::StatusOr<Recipe> r = ParseRecipe("steps: 3\ngrpo: {kl_coef: 0.0}\n");
+  ASSERT_TRUE(r.ok()) << r.status();
+  Recipe expected;
+  expected.steps = 3;
+  expected.optimizer.grpo.kl_coef = 0.0;
+  ExpectRecipeEq(*r, expected);
+}
+
+TEST(RecipeTest, UnknownKeysAreRejectedByName) {
+  ExpectRejected("stepz: 3\n", "stepz");
+  ExpectRejected("grpo: {clip: 0.1}\n", "grpo.clip");
+  ExpectRejected("simpo: {alpha: 0.1}\n", "simpo.alpha");
+  ExpectRejected("sampling: {min_p: 0.1}\n", "sampling.min_p");
+  ExpectRejected("workers: {learner: 1}\n", "workers.learner");
+}
+
+TEST(RecipeTest, WrongTypesAreRejectedByName) {
+  ExpectRejected("steps: many\n", "steps");
+  ExpectRejected("k: 2.5\n", "k");
+  ExpectRejected("lr: fast\n", "lr");
+  ExpectRejected("frozen_scorer: 3\n", "frozen_scorer");
+  ExpectRejected("seed: -1\n", "seed");
+  ExpectRejected("steps: [1, 2]\n", "steps");
+  ExpectRejected("grpo: 0.2\n", "grpo");
+  ExpectRejected("sampling: {top_k: x}\n", "top_k");
+  ExpectRejected("workers: {rollout: two}\n", "rollout");
+}
+
+TEST(RecipeTest, BadValuesAreRejectedByName) {
+  ExpectRejected("steps: -1\n", "steps");
+  ExpectRejected("algorithm: ppo\n", "algorithm");
+  ExpectRejected("directions: both\n", "directions");
+  ExpectRejected("k: 1\n", "k must");
+  ExpectRejected("k: 65\n", "k must");
+  ExpectRejected("lr: 0\n", "lr");
+  ExpectRejected("grpo: {clip_eps: 0}\n", "clip_eps");
+  ExpectRejected("simpo: {beta: -1}\n", "simpo.beta");
+  ExpectRejected("sampling: {top_p: 0}\n", "top_p");
+  ExpectRejected("sampling: {temperature: -1}\n", "temperature");
+  ExpectRejected("sync_every: 0\n", "sync_every");
+  ExpectRejected("bucket_mb: 0\n", "bucket_mb");
+  ExpectRejected("checkpoint_every: 0\n", "checkpoint_every");
+  ExpectRejected("workers: {scorer: -1}\n", "workers");
+  ExpectRejected("collective: mpi\n", "collective");
+  ExpectRejected("generation_inputs: 0\nunderstanding_inputs: 0\n", "inputs");
+}
+
+TEST(RecipeTest, YamlSyntaxErrorsAndNonMappingsAreInvalidArgument) {
+  ExpectRejected("steps: [1, 2\n", "line");
+  ExpectRejected("- a\n- b\n", "mapping");
+}
+
+Recipe NonDefaultRecipe() {
+  Recipe r;
+  r.model = "models/base";
+  r.data = "data/x";
+  r.out = "runs/7";
+  r.steps = 12;
+  r.directions = "joint";
+  r.rl.generation_inputs = 6;
+  r.rl.understanding_inputs = 2;
+  r.rl.k = 3;
+  r.rl.image_sampling.temperature = 0.8;
+  r.rl.image_sampling.top_k = 5;
+  r.rl.image_sampling.top_p = 0.95;
+  r.rl.caption_sampling = r.rl.image_sampling;  // the YAML has one sampling block
+  r.rl.cfg_scale = 2.25;
+  r.rl.seed = 0x8000000000000005ULL;  // above INT64_MAX
+  r.optimizer.algorithm = RlAlgorithm::kSimpo;
+  r.optimizer.grpo.clip_eps = 0.15;
+  r.optimizer.grpo.kl_coef = 0.01;
+  r.optimizer.simpo.beta = 2.5;
+  r.optimizer.simpo.gamma = 0.3;
+  r.optimizer.lr = 3e-5;
+  r.optimizer.grad_clip = 0.7;
+  r.optimizer.micro_batch = 17;
+  r.sync_every = 4;
+  r.bucket_mb = 64;
+  r.checkpoint_every = 9;
+  r.frozen_scorer = true;
+  r.rollout_workers = 3;
+  r.scorer_workers = 0;
+  r.collective = "nccl";
+  return r;
+}
+
+TEST(RecipeTest, YamlRoundTrip) {
+  for (const Recipe& original : {Recipe{}, NonDefaultRecipe()}) {
+    ASSERT_TRUE(original.Validate().ok()) << original.Validate();
+    const std::string yaml = RecipeToYaml(original);
+    absl::StatusOr<Recipe> parsed = ParseRecipe(yaml);
+    ASSERT_TRUE(parsed.ok()) << parsed.status() << "\n" << yaml;
+    SCOPED_TRACE(yaml);
+    ExpectRecipeEq(*parsed, original);
+    // And the YAML of the parsed recipe is the same text.
+    EXPECT_EQ(RecipeToYaml(*parsed), yaml);
+  }
+}
+
+TEST(RecipeTest, YamlRoundTripWithoutGuidance) {
+  Recipe original = NonDefaultRecipe();
+  original.rl.cfg_scale = std::nullopt;
+  absl::StatusOr<Recipe> parsed = ParseRecipe(RecipeToYaml(original));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_FALSE(parsed->rl.cfg_scale.has_value());
+}
+
+TEST(RecipeTest, EmptyOverridesChangeNothing) {
+  Recipe r = NonDefaultRecipe();
+  ASSERT_TRUE(ApplyOverrides(RecipeOverrides{}, &r).ok());
+  ExpectRecipeEq(r, NonDefaultRecipe());
+}
+
+TEST(RecipeTest, OverridesSetOnlyTheGivenFields) {
+  Recipe r;
+  RecipeOverrides o;
+  o.steps = 30;
+  o.algorithm = "simpo";
+  o.lr = 5e-5;
+  o.temperature = 0.6;
+  o.cfg_scale = 0.0;  // off
+  o.seed = 9;
+  o.sync_every = 2;
+  o.rollout_workers = 5;
+  ASSERT_TRUE(ApplyOverrides(o, &r).ok());
+
+  Recipe expected;
+  expected.steps = 30;
+  expected.optimizer.algorithm = RlAlgorithm::kSimpo;
+  expected.optimizer.lr = 5e-5;
+  expected.rl.image_sampling.temperature = 0.6;
+  expected.rl.caption_sampling.temperature = 0.6;
+  expected.rl.cfg_scale = std::nullopt;
+  expected.rl.seed = 9;
+  expected.sync_every = 2;
+  expected.rollout_workers = 5;
+  ExpectRecipeEq(r, expected);
+
+  RecipeOverrides more;
+  more.model = "a";
+  more.data = "b";
+  more.out = "c";
+  more.directions = "understanding";
+  more.generation_inputs = 4;
+  more.understanding_inputs = 6;
+  more.k = 16;
+  more.kl_coef = 0.3;
+  more.clip_eps = 0.1;
+  more.simpo_beta = 3.0;
+  more.simpo_gamma = 0.5;
+  more.cfg_scale = 3.0;
+  more.frozen_scorer = true;
+  more.scorer_workers = 7;
+  more.collective = "none";
+  ASSERT_TRUE(ApplyOverrides(more, &r).ok());
+  expected.model = "a";
+  expected.data = "b";
+  expected.out = "c";
+  expected.directions = "understanding";
+  expected.rl.generation_inputs = 4;
+  expected.rl.understanding_inputs = 6;
+  expected.rl.k = 16;
+  expected.optimizer.grpo.kl_coef = 0.3;
+  expected.optimizer.grpo.clip_eps = 0.1;
+  expected.optimizer.simpo.beta = 3.0;
+  expected.optimizer.simpo.gamma = 0.5;
+  expected.rl.cfg_scale = 3.0;
+  expected.frozen_scorer = true;
+  expected.scorer_workers = 7;
+  expected.collective = "none";
+  ExpectRecipeEq(r, expected);
+}
+
+TEST(RecipeTest, OverridesAreValidated) {
+  auto expect_bad = [](RecipeOverrides o, const std::string& key) {
+    Recipe r;
+    absl::Status s = ApplyOverrides(o, &r);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << key << ": " << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr(key));
+  };
+  RecipeOverrides o;
+  o.k = 1;
+  expect_bad(o, "k must");
+  o = {};
+  o.algorithm = "ppo";
+  expect_bad(o, "algorithm");
+  o = {};
+  o.directions = "both";
+  expect_bad(o, "directions");
+  o = {};
+  o.lr = -1;
+  expect_bad(o, "lr");
+  o = {};
+  o.temperature = -0.5;
+  expect_bad(o, "temperature");
+  o = {};
+  o.sync_every = 0;
+  expect_bad(o, "sync_every");
+  o = {};
+  o.collective = "mpi";
+  expect_bad(o, "collective");
+  o = {};
+  o.scorer_workers = 1000;
+  expect_bad(o, "workers");
+}
+
+TEST(RecipeTest, LoopRecipeZeroesTheUntrainedDirection) {
+  Recipe r;
+  r.rl.generation_inputs = 5;
+  r.rl.understanding_inputs = 3;
+  r.sync_every = 1;
+
+  r.directions = "generation";
+  RlRecipe loop = r.LoopRecipe();
+  EXPECT_EQ(loop.generation_inputs, 5);
+  EXPECT_EQ(loop.understanding_inputs, 0);
+  EXPECT_EQ(loop.max_lag, 0);
+
+  r.directions = "understanding";
+  loop = r.LoopRecipe();
+  EXPECT_EQ(loop.generation_inputs, 0);
+  EXPECT_EQ(loop.understanding_inputs, 3);
+
+  r.directions = "joint";
+  loop = r.LoopRecipe();
+  EXPECT_EQ(loop.generation_inputs, 5);
+  EXPECT_EQ(loop.understanding_inputs, 3);
+
+  // The rest of `rl` passes through; the recipe itself is not changed.
+  EXPECT_EQ(loop.k, r.rl.k);
+  EXPECT_EQ(loop.seed, r.rl.seed);
+  EXPECT_EQ(loop.cfg_scale, r.rl.cfg_scale);
+  EXPECT_EQ(r.rl.understanding_inputs, 3);
+}
+
+TEST(RecipeTest, LoopRecipeMaxLagIsSyncEveryMinusOne) {
+  Recipe r;
+  for (int64_t sync_every : {1, 2, 5}) {
+    r.sync_every = sync_every;
+    EXPECT_EQ(r.LoopRecipe().max_lag, sync_every - 1) << sync_every;
+  }
+}
+
+}  // namespace
+}  // namespace duet

@@ -1,0 +1,104 @@
+#include "rpc/rpc_util.h"
+
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "base/file_util.h"
+#include "base/status_macros.h"
+
+namespace duet {
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+absl::StatusOr<std::string> ResolveAuthToken(const std::string& token_flag,
+                                             const std::string& token_file) {
+  if (!token_file.empty()) {
+    DUET_ASSIGN_OR_RETURN(std::string text, ReadFileToString(token_file));
+    return std::string(absl::StripAsciiWhitespace(text));
+  }
+  if (!token_flag.empty()) return token_flag;
+  const char* env = std::getenv("DUET_AUTH_TOKEN");
+  return std::string(env != nullptr ? env : "");
+}
+
+bool ConstantTimeEquals(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const size_t n = std::max(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff |= x ^ y;
+  }
+  return diff == 0;
+}
+
+absl::Status CheckToken(const grpc::ServerContextBase& context, const std::string& expected) {
+  if (expected.empty()) return absl::OkStatus();
+  const auto& md = context.client_metadata();
+  auto it = md.find(kAuthMetadataKey);
+  if (it == md.end()) return absl::UnauthenticatedError("missing authorization token");
+  const std::string value(it->second.data(), it->second.size());
+  if (!ConstantTimeEquals(value, "Bearer " + expected)) {
+    return absl::UnauthenticatedError("invalid authorization token");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const TransportSecurity& s) {
+  if (s.cert_file.empty()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions opts(
+      s.ca_file.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                        : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  DUET_ASSIGN_OR_RETURN(pair.cert_chain, ReadFileToString(s.cert_file));
+  DUET_ASSIGN_OR_RETURN(pair.private_key, ReadFileToString(s.key_file));
+  opts.pem_key_cert_pairs.push_back(pair);
+  if (!s.ca_file.empty()) {
+    DUET_ASSIGN_OR_RETURN(opts.pem_root_certs, ReadFileToString(s.ca_file));
+  }
+  return grpc::SslServerCredentials(opts);
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const TransportSecurity& s) {
+  if (s.ca_file.empty() && s.cert_file.empty()) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions opts;
+  if (!s.ca_file.empty()) {
+    DUET_ASSIGN_OR_RETURN(opts.pem_root_certs, ReadFileToString(s.ca_file));
+  }
+  if (!s.cert_file.empty()) {
+    DUET_ASSIGN_OR_RETURN(opts.pem_cert_chain, ReadFileToString(s.cert_file));
+    DUET_ASSIGN_OR_RETURN(opts.pem_private_key, ReadFileToString(s.key_file));
+  }
+  return grpc::SslCredentials(opts);
+}
+
+std::unique_ptr<grpc::ClientContext> MakeClientContext(const std::string& token,
+                                                       absl::Duration timeout) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  if (!token.empty()) ctx->AddMetadata(kAuthMetadataKey, "Bearer " + token);
+  ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  return ctx;
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
+                                           std::shared_ptr<grpc::ChannelCredentials> creds,
+                                           const std::string& tls_server_name) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  if (!tls_server_name.empty()) args.SetSslTargetNameOverride(tls_server_name);
+  return grpc::CreateCustomChannel(target, creds, args);
+}
+
+}  // namespace duet

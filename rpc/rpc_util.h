@@ -1,0 +1,68 @@
+#ifndef DUET_RPC_RPC_UTIL_H_
+#define DUET_RPC_RPC_UTIL_H_
+
+// What every Duet gRPC server and client shares: status mapping (absl and gRPC codes have
+// the same numbers, so codes cross unchanged, never collapsed to UNKNOWN), the shared-token
+// check (constant time), transport security from certificate files, and deadlines.
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace duet {
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// Metadata key of the shared token: "authorization: Bearer <token>".
+inline constexpr char kAuthMetadataKey[] = "authorization";
+
+// OK when `context` carries the expected token, compared in constant time;
+// Unauthenticated otherwise. An empty `expected` accepts every call (auth disabled).
+absl::Status CheckToken(const grpc::ServerContextBase& context, const std::string& expected);
+
+// The shared token from, in order: the contents of `token_file` (whitespace stripped)
+// when it is set, `token_flag` when it is set, else $DUET_AUTH_TOKEN; empty when none.
+// Errors: reading the file.
+absl::StatusOr<std::string> ResolveAuthToken(const std::string& token_flag,
+                                             const std::string& token_file);
+
+// Compares two strings in time that depends only on their lengths.
+bool ConstantTimeEquals(const std::string& a, const std::string& b);
+
+struct TransportSecurity {
+  std::string cert_file;       // PEM certificate of this endpoint (TLS on when set)
+  std::string key_file;        // PEM private key of this endpoint
+  std::string ca_file;         // PEM CA that signs the peer (mutual TLS on the server side
+                               // when set; the trust root on the client side)
+  std::string server_name;     // client only: name to verify in the server certificate
+};
+
+// Insecure credentials when no certificate is configured; TLS (mutual when ca_file is
+// set) otherwise. Errors name the unreadable file.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const TransportSecurity& security);
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const TransportSecurity& security);
+
+// Message size limit of every Duet channel and server (weights stream in chunks).
+inline constexpr int kMaxMessageBytes = 64 << 20;
+
+// A client context with `token` attached and a deadline `timeout` from now.
+std::unique_ptr<grpc::ClientContext> MakeClientContext(const std::string& token,
+                                                       absl::Duration timeout);
+
+// A channel to `target` with Duet's message size limits; a non-empty `tls_server_name` is
+// the name verified in the server's certificate instead of the target's host.
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
+                                           std::shared_ptr<grpc::ChannelCredentials> creds,
+                                           const std::string& tls_server_name = "");
+
+}  // namespace duet
+
+#endif  // DUET_RPC_RPC_UTIL_H_

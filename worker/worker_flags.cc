@@ -1,0 +1,54 @@
+// The command-line flags of duet-rollout and duet-scorer, and their main(). Compiled into
+// each role binary, not into duet::worker: gflags are defined only in binaries.
+
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+
+#include "base/flag_help.h"
+#include "worker/worker_main.h"
+
+DEFINE_string(learner, "127.0.0.1:50051", "address of the learner (the only address a worker needs)");
+DEFINE_string(model, "out/base/model", "model folder with the base weights and duet.json");
+DEFINE_string(auth_token, "", "shared token sent with every RPC (or use --auth_token_file / $DUET_AUTH_TOKEN)");
+DEFINE_string(auth_token_file, "", "file holding the shared token");
+DEFINE_string(tls_ca, "", "PEM CA to verify the learner's certificate (enables TLS)");
+DEFINE_string(tls_cert, "", "PEM client certificate for mutual TLS");
+DEFINE_string(tls_key, "", "PEM client key for mutual TLS");
+DEFINE_string(tls_server_name, "", "name to verify in the learner's certificate (default: host of --learner)");
+DEFINE_int32(capacity, 256, "rows decoded or scored per batch");
+DEFINE_int32(threads, 1, "intra-op threads for LibTorch");
+DEFINE_string(health_address, "127.0.0.1:0", "where to serve grpc.health.v1 (empty: off)");
+DEFINE_string(name, "", "worker name in logs and status (default host:pid)");
+
+namespace duet {
+
+int WorkerBinaryMain(int argc, char** argv, v1::Role role, const char* usage, HandlerFactory make_handler) {
+  if (PrintHelpIfAsked(argc, argv, usage,
+                       {{"learner", {"learner", "name"}},
+                        {"security", {"auth_token_file", "auth_token", "tls_ca", "tls_cert", "tls_key",
+                                      "tls_server_name"}},
+                        {"model and compute", {"model", "capacity", "threads"}},
+                        {"operations", {"health_address"}}})) {
+    return 0;
+  }
+  gflags::SetUsageMessage(usage);
+  FLAGS_logtostderr = true;
+  gflags::ParseCommandLineFlags(&argc, &argv, /*remove_flags=*/true);
+  google::InitGoogleLogging(argv[0]);
+  WorkerMainOptions options;
+  options.learner = FLAGS_learner;
+  options.model = FLAGS_model;
+  options.auth_token = FLAGS_auth_token;
+  options.auth_token_file = FLAGS_auth_token_file;
+  options.tls_ca = FLAGS_tls_ca;
+  options.tls_cert = FLAGS_tls_cert;
+  options.tls_key = FLAGS_tls_key;
+  options.tls_server_name = FLAGS_tls_server_name;
+  options.capacity = FLAGS_capacity;
+  options.threads = FLAGS_threads;
+  options.health_address = FLAGS_health_address;
+  options.name = FLAGS_name;
+  return WorkerMain(role, options, std::move(make_handler));
+}
+
+}  // namespace duet

@@ -1,0 +1,49 @@
+#ifndef DUET_WORKER_WORKER_MAIN_H_
+#define DUET_WORKER_WORKER_MAIN_H_
+
+// The shared main() of duet-rollout and duet-scorer: the model folder, the channel to the
+// learner (token, TLS), the health server, SIGTERM handling, then WorkerRuntime::Run.
+// Each binary's main.cc is one call to WorkerBinaryMain (worker_flags.cc, compiled into
+// the binary: it defines the flags and fills WorkerMainOptions).
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "model/token_layout.h"
+#include "worker/worker_runtime.h"
+
+namespace duet {
+
+// Builds the role's handler once the model folder's layout is known; `max_batch` is the
+// --capacity flag.
+using HandlerFactory = std::function<WorkHandler(const TokenLayout& layout, int64_t max_batch)>;
+
+// What a worker process is told on its command line (duet-rollout --help).
+struct WorkerMainOptions {
+  std::string learner = "127.0.0.1:50051";  // the learner's gRPC address
+  std::string model = "out/base/model";     // base weights and duet.json
+  std::string auth_token;                   // resolved with auth_token_file
+  std::string auth_token_file;
+  std::string tls_ca;           // enables TLS
+  std::string tls_cert;         // client certificate (mutual TLS)
+  std::string tls_key;
+  std::string tls_server_name;  // default: the host of `learner`
+  int32_t capacity = 256;       // rows decoded or scored per batch
+  int32_t threads = 1;          // LibTorch intra-op threads
+  std::string health_address = "127.0.0.1:0";  // empty: no health server
+  std::string name;             // default host:pid
+};
+
+// Runs the worker until it is stopped (SIGTERM/SIGINT) or fails. REQUIRES: logging and
+// flags are initialised. Returns the process exit code (0 clean, 1 failure).
+int WorkerMain(v1::Role role, const WorkerMainOptions& options, HandlerFactory make_handler);
+
+// main() of a role binary: parses the flags (defined in worker_flags.cc, which each role
+// binary compiles in), initialises logging, then WorkerMain.
+int WorkerBinaryMain(int argc, char** argv, v1::Role role, const char* usage,
+                     HandlerFactory make_handler);
+
+}  // namespace duet
+
+#endif  // DUET_WORKER_WORKER_MAIN_H_

@@ -1,0 +1,205 @@
+#include "worker/worker_runtime.h"
+
+#include <unistd.h>
+
+#include <thread>
+
+#include <glog/logging.h>
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "rpc/rpc_util.h"
+#include "base/status_macros.h"
+#include "weights/weight_stream.h"
+
+namespace duet {
+
+WorkerRuntime::WorkerRuntime(std::shared_ptr<v1::Coordinator::StubInterface> stub, Transformer model,
+                             WorkerOptions options, WorkHandler handler)
+    : stub_(std::move(stub)),
+      options_(std::move(options)),
+      handler_(std::move(handler)),
+      model_(std::move(model)) {
+  absl::MutexLock lock(&mu_);
+  checksum_ = WeightChecksum(model_.parameters());
+}
+
+WorkerRuntime::~WorkerRuntime() = default;
+
+int64_t WorkerRuntime::version() const {
+  absl::MutexLock lock(&mu_);
+  return version_;
+}
+
+std::string WorkerRuntime::worker_id() const {
+  absl::MutexLock lock(&mu_);
+  return public_worker_id_;
+}
+
+uint64_t WorkerRuntime::checksum() const {
+  absl::MutexLock lock(&mu_);
+  return checksum_;
+}
+
+absl::Status WorkerRuntime::Register() {
+  v1::RegisterRequest req;
+  req.set_role(options_.role);
+  req.set_name(options_.name);
+  req.set_capacity(options_.capacity);
+  req.set_pid(getpid());
+  v1::RegisterResponse resp;
+  absl::Status last;
+  for (int attempt = 0; attempt < options_.register_attempts && !stop_.load(); ++attempt) {
+    auto ctx = MakeClientContext(options_.auth_token, options_.rpc_timeout);
+    last = FromGrpcStatus(stub_->Register(ctx.get(), req, &resp));
+    if (last.ok()) break;
+    // The learner may still be starting: only Unavailable is worth waiting for.
+    if (!absl::IsUnavailable(last) && !absl::IsDeadlineExceeded(last)) return last;
+    options_.clock->SleepFor(absl::Milliseconds(500));
+  }
+  DUET_RETURN_IF_ERROR(last);
+  worker_id_ = resp.worker_id();
+  {
+    absl::MutexLock lock(&mu_);
+    public_worker_id_ = worker_id_;
+  }
+  frozen_ = resp.frozen_scorer() && options_.role == v1::ROLE_SCORER;
+  LOG(INFO) << "registered as " << worker_id_ << " (rank " << resp.rank() << " of "
+            << resp.world_size() << ", run " << resp.run_id() << ")";
+  if (resp.rank() > 0) {
+    CollectiveOptions c;
+    c.backend = resp.collective_backend();
+    c.store_host = resp.store_host();
+    c.store_port = resp.store_port();
+    c.rank = resp.rank();
+    c.world_size = resp.world_size();
+    c.timeout = options_.collective_timeout;
+    DUET_ASSIGN_OR_RETURN(collective_, CreateCollective(c));
+    receiver_ = std::make_unique<WeightReceiver>(collective_.get(), /*root=*/0);
+  }
+  if (resp.policy_version() > 0 && !frozen_) {
+    // Training is under way: catch up over gRPC before taking work.
+    int64_t v = 0;
+    uint64_t sum = 0;
+    DUET_RETURN_IF_ERROR(FetchWeightsOverGrpc(&v, &sum));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WorkerRuntime::FetchWeightsOverGrpc(int64_t* version, uint64_t* checksum) {
+  auto ctx = MakeClientContext(options_.auth_token, options_.collective_timeout);
+  v1::FetchWeightsRequest req;
+  auto reader = stub_->FetchWeights(ctx.get(), req);
+  WeightStreamAssembler assembler;
+  v1::WeightChunk chunk;
+  absl::Status added;
+  while (reader->Read(&chunk)) {
+    // Keep reading after a bad chunk so that Finish() below ends the call cleanly.
+    if (added.ok()) added = assembler.Add(chunk);
+  }
+  DUET_RETURN_IF_ERROR(FromGrpcStatus(reader->Finish()));
+  DUET_RETURN_IF_ERROR(added);
+  DUET_ASSIGN_OR_RETURN(torch::Tensor flat, assembler.Finish(version, checksum));
+  absl::MutexLock lock(&mu_);
+  DUET_RETURN_IF_ERROR(UnflattenInto(flat, model_.parameters()));
+  version_ = *version;
+  checksum_ = *checksum;
+  LOG(INFO) << worker_id_ << ": fetched weights v" << version_ << " over gRPC";
+  return absl::OkStatus();
+}
+
+absl::Status WorkerRuntime::HandleSync(const v1::WorkItem& item, v1::CompleteWorkRequest* result) {
+  const v1::WeightSync& sync = item.sync();
+  int64_t version = 0;
+  uint64_t checksum = 0;
+  if (sync.fetch_over_grpc() || receiver_ == nullptr) {
+    DUET_RETURN_IF_ERROR(FetchWeightsOverGrpc(&version, &checksum));
+  } else {
+    std::vector<torch::Tensor> shape_like;
+    {
+      absl::ReaderMutexLock lock(&mu_);
+      shape_like = model_.parameters();
+    }
+    DUET_ASSIGN_OR_RETURN(version, receiver_->Receive(shape_like, &staging_));
+    checksum = WeightChecksum(staging_);
+    if (version != sync.version() || checksum != sync.checksum()) {
+      return absl::DataLossError(absl::StrCat("broadcast delivered v", version, " checksum ", checksum,
+                                              " but the learner announced v", sync.version(),
+                                              " checksum ", sync.checksum()));
+    }
+    absl::MutexLock lock(&mu_);
+    if (!frozen_) {
+      WeightReceiver::ApplyStaging(staging_, model_.parameters());
+      version_ = version;
+      checksum_ = checksum;
+    }
+  }
+  result->mutable_sync()->set_version(version);
+  result->mutable_sync()->set_checksum(checksum);
+  return absl::OkStatus();
+}
+
+absl::Status WorkerRuntime::Run() {
+  DUET_RETURN_IF_ERROR(Register());
+  while (!stop_.load()) {
+    v1::PullWorkRequest req;
+    req.set_worker_id(worker_id_);
+    req.set_wait_ms(options_.pull_wait_ms);
+    v1::PullWorkResponse resp;
+    auto ctx = MakeClientContext(options_.auth_token,
+                                 options_.rpc_timeout + absl::Milliseconds(options_.pull_wait_ms));
+    absl::Status s = FromGrpcStatus(stub_->PullWork(ctx.get(), req, &resp));
+    if (absl::IsUnavailable(s)) {
+      // The learner is gone or restarting; it says shutdown when the run ends normally.
+      LOG(WARNING) << worker_id_ << ": learner unavailable: " << s;
+      options_.clock->SleepFor(absl::Seconds(1));
+      continue;
+    }
+    DUET_RETURN_IF_ERROR(s);
+    if (resp.shutdown()) {
+      LOG(INFO) << worker_id_ << ": the learner ended the run";
+      return absl::OkStatus();
+    }
+    if (!resp.has_item()) continue;
+    const v1::WorkItem& item = resp.item();
+    v1::CompleteWorkRequest result;
+    result.set_worker_id(worker_id_);
+    result.set_item_id(item.item_id());
+    absl::Status handled;
+    if (item.has_sync()) {
+      handled = HandleSync(item, &result);
+      result.set_policy_version(version());
+    } else {
+      absl::ReaderMutexLock lock(&mu_);
+      result.set_policy_version(version_);
+      if (!frozen_ && item.policy_version() != version_) {
+        // The learner expects weights this worker does not hold (a missed sync).
+        handled = absl::FailedPreconditionError(absl::StrCat("item ", item.item_id(), " expects policy version ",
+                                                             item.policy_version(), ", this worker holds ",
+                                                             version_));
+      } else {
+        try {
+          handled = handler_(model_, version_, item, &result);
+        } catch (const std::exception& e) {
+          handled = absl::InternalError(e.what());
+        }
+      }
+    }
+    if (!handled.ok()) {
+      LOG(WARNING) << worker_id_ << ": item " << item.item_id() << " failed: " << handled;
+      result.mutable_error()->set_code(static_cast<int>(handled.code()));
+      result.mutable_error()->set_message(std::string(handled.message()));
+    }
+    v1::CompleteWorkResponse ack;
+    auto cctx = MakeClientContext(options_.auth_token, options_.rpc_timeout);
+    DUET_RETURN_IF_ERROR(FromGrpcStatus(stub_->CompleteWork(cctx.get(), result, &ack)));
+    // A broken collective cannot be used again: leave, and let the operator restart us.
+    if (!handled.ok() && item.has_sync() && !absl::IsDataLoss(handled) &&
+        !absl::IsInvalidArgument(handled)) {
+      return handled;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace duet

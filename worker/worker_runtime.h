@@ -1,0 +1,92 @@
+#ifndef DUET_WORKER_WORKER_RUNTIME_H_
+#define DUET_WORKER_WORKER_RUNTIME_H_
+
+// What a rollout or scorer worker process does besides its role's computation: register
+// with the learner, join the c10d group for weight broadcasts, pull work items, run the
+// role's handler on them, push results, and swap in new weights only after their checksum
+// verified, under a lock that the handler holds while it reads the model — so a worker
+// never computes with half-updated weights.
+//
+// Thread-safety: Run() is called once, from one thread; RequestStop() from any thread
+// (e.g. a signal-watching thread).
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "base/clock.h"
+#include "weights/collective.h"
+#include "model/token_layout.h"
+#include "model/transformer.h"
+#include "weights/weight_sync.h"
+#include "duet/v1/coordinator.grpc.pb.h"
+
+namespace duet {
+
+struct WorkerOptions {
+  v1::Role role = v1::ROLE_ROLLOUT;
+  std::string name;
+  int32_t capacity = 256;
+  std::string auth_token;
+  absl::Duration rpc_timeout = absl::Seconds(30);
+  absl::Duration collective_timeout = absl::Minutes(10);
+  int32_t pull_wait_ms = 2000;
+  // How many times to retry Register while the learner is not up yet.
+  int register_attempts = 120;
+  // Waits between retries are measured on this clock (not owned; never null).
+  Clock* clock = RealClock();
+};
+
+// The role's computation: turns a rollout or score item into a result (fills `result`'s
+// rollout/score field). Called with the model's reader lock held.
+using WorkHandler = std::function<absl::Status(const Transformer& model, int64_t version,
+                                               const v1::WorkItem& item,
+                                               v1::CompleteWorkRequest* result)>;
+
+class WorkerRuntime {
+ public:
+  // `model` holds the base weights (from the model folder) and is owned by the runtime.
+  WorkerRuntime(std::shared_ptr<v1::Coordinator::StubInterface> stub, Transformer model,
+                WorkerOptions options, WorkHandler handler);
+  ~WorkerRuntime();
+
+  // Registers, joins the collective, then serves work until the learner says the run is
+  // over (OK), RequestStop() is called (OK), or an unrecoverable error happens.
+  absl::Status Run();
+  void RequestStop() { stop_.store(true); }
+
+  int64_t version() const;
+  uint64_t checksum() const;
+  std::string worker_id() const;
+
+ private:
+  absl::Status Register();
+  absl::Status HandleSync(const v1::WorkItem& item, v1::CompleteWorkRequest* result);
+  absl::Status FetchWeightsOverGrpc(int64_t* version, uint64_t* checksum);
+
+  std::shared_ptr<v1::Coordinator::StubInterface> stub_;
+  WorkerOptions options_;
+  WorkHandler handler_;
+  std::atomic<bool> stop_{false};
+  std::string worker_id_;  // the Run() thread's copy
+  bool frozen_ = false;  // a frozen scorer verifies broadcasts but keeps its weights
+  std::unique_ptr<Collective> collective_;
+  std::unique_ptr<WeightReceiver> receiver_;
+  torch::Tensor staging_;  // received weights, verified before they are applied
+
+  mutable absl::Mutex mu_;  // readers compute with the model; the writer swaps weights
+  Transformer model_ ABSL_GUARDED_BY(mu_);
+  int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t checksum_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string public_worker_id_ ABSL_GUARDED_BY(mu_);  // for other threads
+};
+
+}  // namespace duet
+
+#endif  // DUET_WORKER_WORKER_RUNTIME_H_
