@@ -77,7 +77,8 @@ TEST(FakeClockTest, AwaitReturnsTrueAtOnceWhenConditionHolds) {
   absl::Mutex mu;
   bool flag = true;
   absl::MutexLock lock(&mu);
-  EXPECT_TRUE(clock.AwaitWithDeadline(&mu, absl::Condition(&flag), clock.Now() + absl::Hours(1)));
+  EXPECT_TRUE(
+      clock.AwaitWithDeadline(&mu, absl::Condition(&flag), clock.Now() + absl::Hours(1)));
   EXPECT_EQ(clock.waiters(), 0);
 }
 
@@ -87,7 +88,8 @@ TEST(FakeClockTest, AwaitReturnsFalseAtOnceWhenDeadlinePassed) {
   bool flag = false;
   absl::MutexLock lock(&mu);
   const absl::Time t0 = clock.Now();
-  EXPECT_FALSE(clock.AwaitWithDeadline(&mu, absl::Condition(&flag), t0 - absl::Seconds(1)));
+  EXPECT_FALSE(
+      clock.AwaitWithDeadline(&mu, absl::Condition(&flag), t0 - absl::Seconds(1)));
   // A deadline equal to now has come too.
   EXPECT_FALSE(clock.AwaitWithDeadline(&mu, absl::Condition(&flag), t0));
   EXPECT_EQ(clock.Now(), t0);  // waiting does not move the fake clock
@@ -202,12 +204,14 @@ TEST(FakeClockTest, WaitersOnOneMutexWithDifferentDeadlines) {
   bool early_result = true, late_result = true;
   std::thread early([&] {
     absl::MutexLock lock(&mu);
-    early_result = clock.AwaitWithDeadline(&mu, absl::Condition(&flag), t0 + absl::Seconds(1));
+    early_result =
+        clock.AwaitWithDeadline(&mu, absl::Condition(&flag), t0 + absl::Seconds(1));
     ++done;
   });
   std::thread late([&] {
     absl::MutexLock lock(&mu);
-    late_result = clock.AwaitWithDeadline(&mu, absl::Condition(&flag), t0 + absl::Hours(1));
+    late_result =
+        clock.AwaitWithDeadline(&mu, absl::Condition(&flag), t0 + absl::Hours(1));
     ++done;
   });
   WaitForWaiters(clock, 2);

@@ -26,6 +26,10 @@ absl::Status ErrnoStatus(const std::string& what, int err) {
 }  // namespace
 
 absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::FailedPreconditionError(absl::StrCat(path, " is a folder, not a file"));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) return ErrnoStatus(absl::StrCat("cannot open ", path), errno);
   std::ostringstream ss;

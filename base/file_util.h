@@ -8,8 +8,8 @@
 
 namespace duet {
 
-// Reads a whole file. NotFound when it does not exist, PermissionDenied / Internal for
-// other failures.
+// Reads a whole file. NotFound when it does not exist, FailedPrecondition for a folder,
+// PermissionDenied / Internal for other failures.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
 // Writes `contents` to `path` so that readers see either the old file or the whole new

@@ -16,7 +16,8 @@ namespace {
 class FileUtilTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    const ::testing::TestInfo* info =
+        ::testing::UnitTest::GetInstance()->current_test_info();
     dir_ = JoinPath(::testing::TempDir(),
                     absl::StrCat("duet_file_util_test_", info->name(), "_", ::getpid()));
     std::filesystem::remove_all(dir_);
@@ -47,7 +48,8 @@ TEST_F(FileUtilTest, WriteThenReadRoundTrip) {
 
 TEST_F(FileUtilTest, RoundTripKeepsBinaryBytesAndLargeFiles) {
   std::string contents;
-  for (int i = 0; i < (1 << 20) + 3; ++i) contents.push_back(static_cast<char>(i * 7 % 256));
+  for (int i = 0; i < (1 << 20) + 3; ++i)
+    contents.push_back(static_cast<char>(i * 7 % 256));
   ASSERT_NE(contents.find('\0'), std::string::npos);
   const std::string path = JoinPath(dir_, "blob.bin");
   ASSERT_TRUE(WriteFileAtomically(path, contents).ok());
@@ -78,7 +80,8 @@ TEST_F(FileUtilTest, RewriteReplacesTheWholeFile) {
 TEST_F(FileUtilTest, ReadMissingFileIsNotFound) {
   absl::StatusOr<std::string> read = ReadFileToString(JoinPath(dir_, "no_such_file"));
   EXPECT_EQ(read.status().code(), absl::StatusCode::kNotFound) << read.status();
-  EXPECT_NE(read.status().message().find("no_such_file"), std::string::npos) << read.status();
+  EXPECT_NE(read.status().message().find("no_such_file"), std::string::npos)
+      << read.status();
 }
 
 TEST_F(FileUtilTest, ReadingAFolderIsAnError) {

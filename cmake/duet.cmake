@@ -2,7 +2,7 @@
 
 # One precompiled header for every torch-heavy target: <torch/torch.h> costs ~25 s per
 # translation unit on this machine; compiled once here and reused everywhere.
-add_library(duet_torch_pch OBJECT ${PROJECT_SOURCE_DIR}/cmake/pch_stub.cc)
+add_library(duet_torch_pch OBJECT ${CMAKE_CURRENT_LIST_DIR}/pch_stub.cc)
 target_link_libraries(duet_torch_pch PUBLIC ${TORCH_LIBRARIES})
 target_include_directories(duet_torch_pch PUBLIC ${TORCH_INCLUDE_DIRS})
 target_precompile_headers(duet_torch_pch PRIVATE <torch/torch.h>)

@@ -1,13 +1,13 @@
 #include "coordinator/remote_backends.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <atomic>
 #include <functional>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "absl/synchronization/mutex.h"
 #include "base/clock.h"
@@ -25,8 +25,8 @@ const TokenLayout kLayout = testing::TinyTestLayout();
 // index `input`: recognisable, so the test can check the gathered order.
 std::vector<int64_t> FakeImage(int64_t input, int64_t j) {
   const int64_t codes = kLayout.image_end - kLayout.image_begin;
-  return {kLayout.image_begin + input % codes, kLayout.image_begin + j % codes, kLayout.image_begin,
-          kLayout.image_begin + 1};
+  return {kLayout.image_begin + input % codes, kLayout.image_begin + j % codes,
+          kLayout.image_begin, kLayout.image_begin + 1};
 }
 
 double FakeReward(const RewardQuery& q) { return q.input[0] * 100.0 + q.output[0]; }
@@ -154,7 +154,8 @@ class RemoteBackendsTest : public ::testing::Test {
   static RolloutRequest CaptionRequest(int n, int64_t k) {
     RolloutRequest r;
     r.task = Task::kGeneration;
-    for (int i = 0; i < n; ++i) r.inputs.push_back({kLayout.text_begin + i % 20, kLayout.text_begin + 1});
+    for (int i = 0; i < n; ++i)
+      r.inputs.push_back({kLayout.text_begin + i % 20, kLayout.text_begin + 1});
     r.k = k;
     r.cfg_scale = 1.5;
     r.seed = 99;
@@ -193,7 +194,8 @@ TEST_F(RemoteBackendsTest, RolloutIsSplitAcrossWorkersAndGatheredInOrder) {
     EXPECT_EQ(g.input, request.inputs[i]) << i;
     ASSERT_EQ(g.samples.size(), 2u);
     for (int64_t j = 0; j < 2; ++j) {
-      EXPECT_EQ(g.samples[j].output, FakeImage(static_cast<int64_t>(i), j)) << i << "," << j;
+      EXPECT_EQ(g.samples[j].output, FakeImage(static_cast<int64_t>(i), j))
+          << i << "," << j;
       EXPECT_EQ(g.samples[j].policy_logprobs.size(), g.samples[j].output.size());
       EXPECT_EQ(g.samples[j].policy_version, 5);  // what the worker reported
     }
@@ -223,7 +225,8 @@ TEST_F(RemoteBackendsTest, PartsKeepTheRequestsOwnOffset) {
   absl::StatusOr<std::vector<Group>> groups = rollout.Sample(request);
   ASSERT_TRUE(groups.ok()) << groups.status();
   ASSERT_EQ(groups->size(), 4u);
-  for (size_t i = 0; i < 4; ++i) EXPECT_EQ((*groups)[i].samples[0].output, FakeImage(10 + i, 0));
+  for (size_t i = 0; i < 4; ++i)
+    EXPECT_EQ((*groups)[i].samples[0].output, FakeImage(10 + i, 0));
   std::vector<Seen> seen = SeenSortedByOffset();
   ASSERT_EQ(seen.size(), 2u);
   EXPECT_EQ(seen[0].item.rollout().input_offset(), 10);
@@ -239,7 +242,8 @@ TEST_F(RemoteBackendsTest, MinRowsPerItemLimitsTheSplit) {
   EXPECT_EQ(groups->size(), 4u);
   std::vector<Seen> seen = SeenItems();
   ASSERT_EQ(seen.size(), 2u);
-  for (const Seen& s : seen) EXPECT_EQ(s.item.rollout().inputs_size() * s.item.rollout().k(), 8);
+  for (const Seen& s : seen)
+    EXPECT_EQ(s.item.rollout().inputs_size() * s.item.rollout().k(), 8);
 }
 
 TEST_F(RemoteBackendsTest, ItemsCarryTheServedVersionAndSamplesTheReportedOne) {
@@ -262,12 +266,15 @@ TEST_F(RemoteBackendsTest, ItemsCarryTheServedVersionAndSamplesTheReportedOne) {
 }
 
 TEST_F(RemoteBackendsTest, RolloutWorkerErrorComesBackWithItsCode) {
-  StartWorkers(v1::ROLE_ROLLOUT, 1, ErrorHandler(absl::StatusCode::kResourceExhausted, "out of memory"));
+  StartWorkers(v1::ROLE_ROLLOUT, 1,
+               ErrorHandler(absl::StatusCode::kResourceExhausted, "out of memory"));
   RemoteRollout rollout(&queue_, served_, Options(/*min_rows_per_item=*/1));
   absl::StatusOr<std::vector<Group>> groups = rollout.Sample(CaptionRequest(2, /*k=*/2));
   ASSERT_FALSE(groups.ok());
-  EXPECT_EQ(groups.status().code(), absl::StatusCode::kResourceExhausted) << groups.status();
-  EXPECT_NE(groups.status().message().find("out of memory"), absl::string_view::npos) << groups.status();
+  EXPECT_EQ(groups.status().code(), absl::StatusCode::kResourceExhausted)
+      << groups.status();
+  EXPECT_NE(groups.status().message().find("out of memory"), absl::string_view::npos)
+      << groups.status();
 }
 
 TEST_F(RemoteBackendsTest, MalformedRolloutResultsAreErrors) {
@@ -291,7 +298,8 @@ TEST_F(RemoteBackendsTest, ScoresAreSplitAndGatheredInOrder) {
   StartWorkers(v1::ROLE_SCORER, 3, ScoreHandler());
   RemoteScorer scorer(&queue_, served_, Options(/*min_rows_per_item=*/4));
   const std::vector<RewardQuery> queries = Queries(20);
-  absl::StatusOr<std::vector<double>> rewards = scorer.Score(queries, /*policy_version=*/7);
+  absl::StatusOr<std::vector<double>> rewards =
+      scorer.Score(queries, /*policy_version=*/7);
   ASSERT_TRUE(rewards.ok()) << rewards.status();
   ASSERT_EQ(rewards->size(), 20u);
   for (size_t i = 0; i < 20; ++i) EXPECT_EQ((*rewards)[i], FakeReward(queries[i])) << i;
@@ -338,11 +346,13 @@ TEST_F(RemoteBackendsTest, ScoreResultWithoutRewardsIsAnError) {
 
 TEST_F(RemoteBackendsTest, ScorerWorkerErrorComesBackWithItsCode) {
   StartWorkers(v1::ROLE_SCORER, 2,
-               ErrorHandler(absl::StatusCode::kFailedPrecondition, "holds version 3, item wants 5"));
+               ErrorHandler(absl::StatusCode::kFailedPrecondition,
+                            "holds version 3, item wants 5"));
   RemoteScorer scorer(&queue_, served_, Options(/*min_rows_per_item=*/1));
   absl::StatusOr<std::vector<double>> rewards = scorer.Score(Queries(4), 5);
   ASSERT_FALSE(rewards.ok());
-  EXPECT_EQ(rewards.status().code(), absl::StatusCode::kFailedPrecondition) << rewards.status();
+  EXPECT_EQ(rewards.status().code(), absl::StatusCode::kFailedPrecondition)
+      << rewards.status();
   EXPECT_NE(rewards.status().message().find("holds version 3"), absl::string_view::npos);
 }
 
@@ -364,7 +374,8 @@ TEST_F(RemoteBackendsTest, NoWorkersTimesOutWithDeadlineExceeded) {
   while (clock_.waiters() < 1) std::this_thread::yield();
   clock_.Advance(absl::Seconds(31));
   caller.join();
-  EXPECT_EQ(rewards.status().code(), absl::StatusCode::kDeadlineExceeded) << rewards.status();
+  EXPECT_EQ(rewards.status().code(), absl::StatusCode::kDeadlineExceeded)
+      << rewards.status();
 }
 
 }  // namespace

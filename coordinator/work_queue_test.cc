@@ -1,13 +1,13 @@
 #include "coordinator/work_queue.h"
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "base/clock.h"
 
@@ -28,8 +28,8 @@ v1::WorkItem ScoreItem(int64_t policy_version) {
   return item;
 }
 
-v1::CompleteWorkRequest ScoreResult(const std::string& worker_id, const std::string& item_id,
-                                    double reward) {
+v1::CompleteWorkRequest ScoreResult(const std::string& worker_id,
+                                    const std::string& item_id, double reward) {
   v1::CompleteWorkRequest r;
   r.set_worker_id(worker_id);
   r.set_item_id(item_id);
@@ -163,13 +163,14 @@ TEST_F(WorkQueueTest, CompletingUnknownOrUnpulledItemsIsRefused) {
   const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1).id;
   EXPECT_FALSE(queue_.Complete(ScoreResult(w, "run7-999", 1.0)));
   const std::string id = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
-  EXPECT_FALSE(queue_.Complete(ScoreResult(w, id, 1.0))) << "completed before anyone pulled it";
+  EXPECT_FALSE(queue_.Complete(ScoreResult(w, id, 1.0)))
+      << "completed before anyone pulled it";
   EXPECT_EQ(queue_.Workers()[0].items_completed, 0);
 }
 
 // The conventions' trust boundary: "the caller owns the item it completes".
-// Disabled: WorkQueue::Complete (and CoordinatorService::CompleteWork) accept a result for
-// an item in flight at another worker. See the report.
+// Disabled: WorkQueue::Complete (and CoordinatorService::CompleteWork) accept a result
+// for an item in flight at another worker. See the report.
 TEST_F(WorkQueueTest, DISABLED_CompletingAnotherWorkersItemIsRefused) {
   const std::string a = queue_.Register(v1::ROLE_SCORER, "a", 1).id;
   const std::string b = queue_.Register(v1::ROLE_SCORER, "b", 1).id;
@@ -246,7 +247,8 @@ TEST_F(WorkQueueTest, AwaitTimesOutWithDeadlineExceeded) {
   EXPECT_EQ(clock_.waiters(), 1);
   clock_.Advance(absl::Seconds(2));
   waiter.join();
-  EXPECT_EQ(result.status().code(), absl::StatusCode::kDeadlineExceeded) << result.status();
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kDeadlineExceeded)
+      << result.status();
 }
 
 TEST_F(WorkQueueTest, AwaitWakesWhenTheLastResultArrives) {
@@ -269,14 +271,16 @@ TEST_F(WorkQueueTest, AwaitWakesWhenTheLastResultArrives) {
 
 TEST_F(WorkQueueTest, AwaitWorkersWaitsAndTimesOut) {
   absl::Status status;
-  std::thread waiter([&] { status = queue_.AwaitWorkers(v1::ROLE_ROLLOUT, 2, absl::Minutes(1)); });
+  std::thread waiter(
+      [&] { status = queue_.AwaitWorkers(v1::ROLE_ROLLOUT, 2, absl::Minutes(1)); });
   WaitForWaiters(clock_, 1);
   queue_.Register(v1::ROLE_ROLLOUT, "a", 1);
   queue_.Register(v1::ROLE_ROLLOUT, "b", 1);
   waiter.join();
   EXPECT_TRUE(status.ok()) << status;
 
-  std::thread late([&] { status = queue_.AwaitWorkers(v1::ROLE_SCORER, 1, absl::Minutes(1)); });
+  std::thread late(
+      [&] { status = queue_.AwaitWorkers(v1::ROLE_SCORER, 1, absl::Minutes(1)); });
   WaitForWaiters(clock_, 1);
   clock_.Advance(absl::Minutes(2));
   late.join();
@@ -293,7 +297,8 @@ TEST_F(WorkQueueTest, CloseWakesEveryWaiterWithCancelled) {
   absl::Status workers;
   std::thread t1([&] { awaited = queue_.Await({id}, absl::Hours(1)); });
   std::thread t2([&] { pulled = queue_.Pull(w, absl::Hours(1)); });
-  std::thread t3([&] { workers = queue_.AwaitWorkers(v1::ROLE_ROLLOUT, 1, absl::Hours(1)); });
+  std::thread t3(
+      [&] { workers = queue_.AwaitWorkers(v1::ROLE_ROLLOUT, 1, absl::Hours(1)); });
   WaitForWaiters(clock_, 3);
   EXPECT_FALSE(queue_.closed());
   queue_.Close();
@@ -307,7 +312,8 @@ TEST_F(WorkQueueTest, CloseWakesEveryWaiterWithCancelled) {
 
   // And from now on, without waiting.
   EXPECT_EQ(queue_.Pull(w, absl::Hours(1)).status().code(), absl::StatusCode::kCancelled);
-  EXPECT_EQ(queue_.Await({id}, absl::Hours(1)).status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(queue_.Await({id}, absl::Hours(1)).status().code(),
+            absl::StatusCode::kCancelled);
 }
 
 TEST_F(WorkQueueTest, AwaitShutdownNoticedWaitsForEveryWorkerToPull) {

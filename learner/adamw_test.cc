@@ -1,18 +1,20 @@
 #include "learner/adamw.h"
 
-#include <cmath>
-#include <vector>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <cmath>
+#include <vector>
 
 namespace duet {
 namespace {
 
 // f(p) = 0.5 * sum((p - c)^2) for every parameter: gradient p - c.
-void QuadraticBackward(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& centers) {
+void QuadraticBackward(const std::vector<torch::Tensor>& params,
+                       const std::vector<torch::Tensor>& centers) {
   torch::Tensor loss = torch::scalar_tensor(0.0, torch::kFloat64);
-  for (size_t i = 0; i < params.size(); ++i) loss = loss + 0.5 * (params[i] - centers[i]).pow(2).sum();
+  for (size_t i = 0; i < params.size(); ++i)
+    loss = loss + 0.5 * (params[i] - centers[i]).pow(2).sum();
   loss.backward();
 }
 
@@ -22,9 +24,11 @@ torch::Tensor Leaf(std::vector<double> values, std::vector<int64_t> shape) {
 
 // A rank-2 parameter (decayed) and a rank-1 one (a norm gain: never decayed).
 struct Problem {
-  std::vector<torch::Tensor> params = {Leaf({1.0, -2.0, 0.5, 3.0}, {2, 2}), Leaf({0.25, -0.75}, {2})};
-  std::vector<torch::Tensor> centers = {torch::tensor({0.0, 1.0, 2.0, -1.0}, torch::kFloat64).reshape({2, 2}),
-                                        torch::tensor({1.0, 1.0}, torch::kFloat64)};
+  std::vector<torch::Tensor> params = {Leaf({1.0, -2.0, 0.5, 3.0}, {2, 2}),
+                                       Leaf({0.25, -0.75}, {2})};
+  std::vector<torch::Tensor> centers = {
+      torch::tensor({0.0, 1.0, 2.0, -1.0}, torch::kFloat64).reshape({2, 2}),
+      torch::tensor({1.0, 1.0}, torch::kFloat64)};
 };
 
 TEST(AdamWTest, FirstStepMatchesTheFormulaByHand) {
@@ -35,7 +39,8 @@ TEST(AdamWTest, FirstStepMatchesTheFormulaByHand) {
   o.eps = 1e-8;
   o.weight_decay = 0.1;
   const double lr = 0.01;
-  const std::vector<torch::Tensor> before = {pr.params[0].detach().clone(), pr.params[1].detach().clone()};
+  const std::vector<torch::Tensor> before = {pr.params[0].detach().clone(),
+                                             pr.params[1].detach().clone()};
   AdamW opt(pr.params, o);
   QuadraticBackward(pr.params, pr.centers);
   opt.Step(lr);
@@ -54,8 +59,10 @@ TEST(AdamWTest, FirstStepMatchesTheFormulaByHand) {
       const double v_hat = ((1 - o.beta2) * g * g) / (1 - o.beta2);
       const double decay = decayed ? 1 - lr * o.weight_decay : 1.0;
       const double expected = x * decay - lr * m_hat / (std::sqrt(v_hat) + o.eps);
-      EXPECT_NEAR(p1[j].item<double>(), expected, 1e-12) << "param " << i << " entry " << j;
-      // With bias correction the first step moves each entry by lr against its gradient's sign.
+      EXPECT_NEAR(p1[j].item<double>(), expected, 1e-12)
+          << "param " << i << " entry " << j;
+      // With bias correction the first step moves each entry by lr against its gradient's
+      // sign.
       EXPECT_NEAR(p1[j].item<double>(), x * decay - lr * (g > 0 ? 1 : -1), 1e-8);
     }
   }
@@ -112,7 +119,8 @@ TEST(AdamWTest, ParametersWithoutGradientAreSkipped) {
   const torch::Tensor b_before = b.detach().clone();
   opt.Step(0.1);
   EXPECT_TRUE(torch::equal(b.detach(), b_before));  // not even weight decay
-  EXPECT_FALSE(torch::equal(a.detach(), torch::tensor({1.0, 2.0, 3.0, 4.0}, torch::kFloat64).reshape({2, 2})));
+  EXPECT_FALSE(torch::equal(
+      a.detach(), torch::tensor({1.0, 2.0, 3.0, 4.0}, torch::kFloat64).reshape({2, 2})));
 }
 
 TEST(AdamWTest, ZeroGradClearsAndClipGradNormScales) {
@@ -171,10 +179,13 @@ TEST(AdamWTest, StateRoundTripContinuesIdentically) {
   for (size_t i = 0; i < copies.size(); ++i) {
     EXPECT_TRUE(torch::equal(copies[i].detach(), original.params[i].detach())) << i;
     // Without the moments and the step count the trajectory differs.
-    EXPECT_FALSE(torch::allclose(fresh_copies[i].detach(), original.params[i].detach(), 1e-9, 1e-9)) << i;
+    EXPECT_FALSE(torch::allclose(fresh_copies[i].detach(), original.params[i].detach(),
+                                 1e-9, 1e-9))
+        << i;
   }
   EXPECT_EQ(b.step(), a.step());
-  for (const auto& [name, t] : a.State()) EXPECT_TRUE(torch::equal(t, b.State().at(name))) << name;
+  for (const auto& [name, t] : a.State())
+    EXPECT_TRUE(torch::equal(t, b.State().at(name))) << name;
 }
 
 TEST(AdamWTest, LoadStateWithMismatchedShapesIsAnErrorAndChangesNothing) {

@@ -1,13 +1,12 @@
 #include "learner/checkpoint.h"
 
+#include <gtest/gtest.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <set>
 #include <string>
-
-#include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include "base/file_util.h"
 #include "model/test_models.h"
@@ -18,7 +17,8 @@ namespace {
 namespace fs = std::filesystem;
 
 Transformer TinyModel(uint64_t seed) {
-  auto m = Transformer::Create(testing::TinyTestConfig(testing::TinyTestLayout().vocab_size()), seed);
+  auto m = Transformer::Create(
+      testing::TinyTestConfig(testing::TinyTestLayout().vocab_size()), seed);
   EXPECT_TRUE(m.ok()) << m.status();
   return std::move(m).value();
 }
@@ -46,7 +46,8 @@ void ExpectSameTensors(const TensorMap& a, const TensorMap& b) {
 
 std::set<std::string> Entries(const std::string& dir) {
   std::set<std::string> out;
-  for (const auto& e : fs::directory_iterator(dir)) out.insert(e.path().filename().string());
+  for (const auto& e : fs::directory_iterator(dir))
+    out.insert(e.path().filename().string());
   return out;
 }
 
@@ -74,7 +75,8 @@ TEST_F(CheckpointTest, WriteThenRestoreRoundTrips) {
 
   Transformer restored = TinyModel(2);  // different weights before the restore
   bool differs = false;
-  for (const auto& [name, t] : model.StateDict()) differs |= !torch::equal(t, restored.StateDict().at(name));
+  for (const auto& [name, t] : model.StateDict())
+    differs |= !torch::equal(t, restored.StateDict().at(name));
   ASSERT_TRUE(differs) << "test setup: the two models must start different";
 
   auto ckpt = RestoreLatestCheckpoint(root_, restored);
@@ -111,7 +113,8 @@ TEST_F(CheckpointTest, LatestNamesTheNewest) {
   AdamW opt(model.parameters(), AdamWOptions{});
   for (int64_t step : {10, 20, 30}) {
     TrainOneStep(model, opt);
-    ASSERT_TRUE(WriteCheckpoint(root_, step, model, opt, "{\"s\": " + std::to_string(step) + "}",
+    ASSERT_TRUE(WriteCheckpoint(root_, step, model, opt,
+                                "{\"s\": " + std::to_string(step) + "}",
                                 /*keep=*/10)
                     .ok());
     auto latest = ReadFileToString(JoinPath(root_, "LATEST"));
@@ -125,8 +128,8 @@ TEST_F(CheckpointTest, LatestNamesTheNewest) {
   EXPECT_EQ((*ckpt)->step, 30);
   EXPECT_EQ((*ckpt)->state_json, "{\"s\": 30}");
   ExpectSameTensors(restored.StateDict(), model.StateDict());
-  EXPECT_EQ(Entries(root_), (std::set<std::string>{"LATEST", "step-00000010", "step-00000020",
-                                                   "step-00000030"}));
+  EXPECT_EQ(Entries(root_), (std::set<std::string>{"LATEST", "step-00000010",
+                                                   "step-00000020", "step-00000030"}));
 }
 
 TEST_F(CheckpointTest, KeepPrunesOlderCheckpoints) {
@@ -136,14 +139,15 @@ TEST_F(CheckpointTest, KeepPrunesOlderCheckpoints) {
     ASSERT_TRUE(WriteCheckpoint(root_, step, model, opt, "{}", /*keep=*/2).ok());
   }
   // The newest plus `keep` older ones.
-  EXPECT_EQ(Entries(root_),
-            (std::set<std::string>{"LATEST", "step-00000003", "step-00000004", "step-00000005"}));
+  EXPECT_EQ(Entries(root_), (std::set<std::string>{"LATEST", "step-00000003",
+                                                   "step-00000004", "step-00000005"}));
 
   ASSERT_TRUE(WriteCheckpoint(root_, 6, model, opt, "{}", /*keep=*/0).ok());
   EXPECT_EQ(Entries(root_), (std::set<std::string>{"LATEST", "step-00000006"}));
 
   ASSERT_TRUE(WriteCheckpoint(root_, 7, model, opt, "{}").ok());  // default keep = 1
-  EXPECT_EQ(Entries(root_), (std::set<std::string>{"LATEST", "step-00000006", "step-00000007"}));
+  EXPECT_EQ(Entries(root_),
+            (std::set<std::string>{"LATEST", "step-00000006", "step-00000007"}));
 }
 
 TEST_F(CheckpointTest, HalfWrittenCheckpointIsNeverPickedUp) {
@@ -158,7 +162,10 @@ TEST_F(CheckpointTest, HalfWrittenCheckpointIsNeverPickedUp) {
   ASSERT_TRUE(WriteFileAtomically(JoinPath(tmp, "model.safetensors"), "trunc").ok());
   ASSERT_TRUE(WriteFileAtomically(JoinPath(tmp, "state.json"), "{\"good\": false}").ok());
   fs::copy(JoinPath(root_, "step-00000001"), JoinPath(root_, "step-00000003"));
-  ASSERT_TRUE(WriteFileAtomically(JoinPath(JoinPath(root_, "step-00000003"), "state.json"), "{\"good\": false}").ok());
+  ASSERT_TRUE(
+      WriteFileAtomically(JoinPath(JoinPath(root_, "step-00000003"), "state.json"),
+                          "{\"good\": false}")
+          .ok());
 
   Transformer restored = TinyModel(2);
   auto ckpt = RestoreLatestCheckpoint(root_, restored);

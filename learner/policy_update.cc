@@ -57,8 +57,20 @@ torch::Tensor BehaviourLogprobs(const std::vector<TrainingRow>& rows,
   return out;
 }
 
-absl::Status CheckGroups(const std::vector<Group>& groups) {
+// Every sample is trainable: as many log-probs as tokens, a finite reward, token ids in
+// the vocabulary, and the whole row (input and output in the template) within the
+// model's context. A row that fails would make LibTorch throw an index error.
+absl::Status CheckGroups(const std::vector<Group>& groups, const TokenLayout& layout, int64_t max_tokens) {
+  auto in_vocab = [&layout](const std::vector<int64_t>& ids) {
+    for (int64_t id : ids) {
+      if (id < 0 || id >= layout.vocab_size()) return false;
+    }
+    return true;
+  };
   for (size_t g = 0; g < groups.size(); ++g) {
+    if (!in_vocab(groups[g].input)) {
+      return absl::InvalidArgumentError(absl::StrCat("group ", g, ": input token outside the vocabulary"));
+    }
     for (size_t s = 0; s < groups[g].samples.size(); ++s) {
       const Sample& x = groups[g].samples[s];
       if (x.output.empty() || x.output.size() != x.policy_logprobs.size()) {
@@ -67,6 +79,16 @@ absl::Status CheckGroups(const std::vector<Group>& groups) {
       }
       if (!std::isfinite(x.reward)) {
         return absl::InvalidArgumentError(absl::StrCat("group ", g, " sample ", s, ": reward is not finite"));
+      }
+      if (!in_vocab(x.output)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("group ", g, " sample ", s, ": output token outside the vocabulary"));
+      }
+      const int64_t row = static_cast<int64_t>(
+          MakeTrainingRow(layout, groups[g].task, groups[g].input, x.output).tokens.size());
+      if (row > max_tokens) {
+        return absl::InvalidArgumentError(absl::StrCat("group ", g, " sample ", s, ": the training row has ", row,
+                                                       " tokens, the model's context is ", max_tokens));
       }
     }
   }
@@ -86,7 +108,7 @@ PolicyUpdater::PolicyUpdater(Transformer* policy, const Transformer* reference, 
 
 absl::StatusOr<UpdateStats> PolicyUpdater::Update(const std::vector<Group>& groups,
                                                   int64_t policy_version, int64_t max_lag) {
-  DUET_RETURN_IF_ERROR(CheckGroups(groups));
+  DUET_RETURN_IF_ERROR(CheckGroups(groups, layout_, policy_->config().max_position_embeddings));
   for (const Group& g : groups) {
     for (const Sample& s : g.samples) {
       if (s.policy_version > policy_version || s.policy_version < policy_version - max_lag) {
@@ -206,7 +228,7 @@ absl::StatusOr<UpdateStats> PolicyUpdater::UpdateSimpo(const std::vector<Group>&
 
 absl::StatusOr<double> PolicyUpdater::MaxLogprobDifference(const std::vector<Group>& groups,
                                                            int64_t max_samples) const {
-  DUET_RETURN_IF_ERROR(CheckGroups(groups));
+  DUET_RETURN_IF_ERROR(CheckGroups(groups, layout_, policy_->config().max_position_embeddings));
   std::vector<TrainingRow> rows;
   std::vector<const Sample*> samples;
   for (const Group& g : groups) {
@@ -217,10 +239,14 @@ absl::StatusOr<double> PolicyUpdater::MaxLogprobDifference(const std::vector<Gro
     }
   }
   if (rows.empty()) return 0.0;
-  torch::InferenceMode guard;
-  auto [logp, mask] = TargetLogprobs(*policy_, rows, layout_.pad);
-  torch::Tensor old = BehaviourLogprobs(rows, samples, logp.size(1));
-  return ((logp - old).abs() * mask).max().item<double>();
+  try {
+    torch::InferenceMode guard;
+    auto [logp, mask] = TargetLogprobs(*policy_, rows, layout_.pad);
+    torch::Tensor old = BehaviourLogprobs(rows, samples, logp.size(1));
+    return ((logp - old).abs() * mask).max().item<double>();
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("log-prob check: ", e.what_without_backtrace()));
+  }
 }
 
 }  // namespace duet

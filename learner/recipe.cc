@@ -47,7 +47,10 @@ absl::Status Recipe::Validate() const {
   }
   if (rl.k < 2 || rl.k > 64) return bad("k must be in [2, 64]");
   if (rl.generation_inputs < 0 || rl.understanding_inputs < 0) return bad("*_inputs must be >= 0");
-  if (rl.generation_inputs + rl.understanding_inputs == 0) return bad("no inputs per step");
+  const RlRecipe trained = LoopRecipe();
+  if (trained.generation_inputs + trained.understanding_inputs == 0) {
+    return bad("no inputs per step in the trained directions (" + directions + ")");
+  }
   if (!(optimizer.lr > 0)) return bad("lr must be positive");
   if (optimizer.grpo.clip_eps <= 0 || optimizer.grpo.kl_coef < 0) return bad("grpo.clip_eps > 0 and grpo.kl_coef >= 0 required");
   if (optimizer.simpo.beta <= 0) return bad("simpo.beta must be positive");

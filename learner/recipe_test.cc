@@ -1,17 +1,19 @@
 #include "learner/recipe.h"
 
-#include <cstdlib>
-#include <string>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <string>
 
 namespace duet {
 namespace {
 
 using ::testing::HasSubstr;
 
-void ExpectSamplingEq(const SamplingParams& a, const SamplingParams& b, const std::string& what) {
+void ExpectSamplingEq(const SamplingParams& a, const SamplingParams& b,
+                      const std::string& what) {
   EXPECT_EQ(a.temperature, b.temperature) << what;
   EXPECT_EQ(a.top_k, b.top_k) << what;
   EXPECT_EQ(a.top_p, b.top_p) << what;
@@ -55,7 +57,8 @@ void ExpectRecipeEq(const Recipe& a, const Recipe& b) {
 void ExpectRejected(const std::string& yaml, const std::string& key) {
   absl::StatusOr<Recipe> r = ParseRecipe(yaml);
   ASSERT_FALSE(r.ok()) << "accepted: " << yaml;
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << yaml << ": " << r.status();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+      << yaml << ": " << r.status();
   EXPECT_THAT(std::string(r.status().message()), HasSubstr(key)) << yaml;
 }
 
@@ -89,6 +92,20 @@ TEST(RecipeTest, DefaultRecipeFileEqualsTheBuiltInDefaults) {
   absl::StatusOr<Recipe> r = LoadRecipe(path);
   ASSERT_TRUE(r.ok()) << r.status();
   ExpectRecipeEq(*r, Recipe{});
+}
+
+// recipe.h: "configs/recipes/default.yaml spells every one out".
+TEST(RecipeTest, DefaultRecipeFileSpellsOutEveryKey) {
+  const char* source_dir = std::getenv("DUET_SOURCE_DIR");
+  ASSERT_NE(source_dir, nullptr) << "DUET_SOURCE_DIR is not set (ctest sets it)";
+  const YAML::Node file =
+      YAML::LoadFile(std::string(source_dir) + "/configs/recipes/default.yaml");
+  const YAML::Node all = YAML::Load(RecipeToYaml(Recipe{}));
+  for (const auto& kv : all) {
+    const std::string key = kv.first.as<std::string>();
+    EXPECT_TRUE(file[key].IsDefined())
+        << "default.yaml does not spell out '" << key << "'";
+  }
 }
 
 TEST(RecipeTest, LoadRecipeOfAMissingFileIsNotFound) {
@@ -144,7 +161,8 @@ collective: none
   EXPECT_EQ(r->rl.image_sampling.top_p, 0.9);
   EXPECT_EQ(r->rl.cfg_scale, 2.0);
   // One sampling block drives both directions.
-  ExpectSamplingEq(r->rl.caption_sampling, r->rl.image_sampling, "caption = image sampling");
+  ExpectSamplingEq(r->rl.caption_sampling, r->rl.image_sampling,
+                   "caption = image sampling");
   EXPECT_EQ(r->sync_every, 3);
   EXPECT_EQ(r->bucket_mb, 8);
   EXPECT_EQ(r->checkpoint_every, 5);
@@ -207,6 +225,23 @@ TEST(RecipeTest, BadValuesAreRejectedByName) {
   ExpectRejected("workers: {scorer: -1}\n", "workers");
   ExpectRejected("collective: mpi\n", "collective");
   ExpectRejected("generation_inputs: 0\nunderstanding_inputs: 0\n", "inputs");
+}
+
+// The direction(s) a recipe trains must get inputs: otherwise every step of the loop
+// requests nothing, scores nothing and still counts an update.
+TEST(RecipeTest, ATrainedDirectionWithoutInputsIsRejected) {
+  ExpectRejected("generation_inputs: 0\n", "inputs");  // directions: generation (default)
+  ExpectRejected("directions: understanding\nunderstanding_inputs: 0\n", "inputs");
+  Recipe r;
+  r.directions = "generation";
+  r.rl.generation_inputs = 0;
+  r.rl.understanding_inputs = 8;
+  EXPECT_EQ(r.Validate().code(), absl::StatusCode::kInvalidArgument)
+      << "LoopRecipe() would ask for " << r.LoopRecipe().generation_inputs << " + "
+      << r.LoopRecipe().understanding_inputs << " inputs per step";
+  // Joint training with one direction at 0 inputs is fine.
+  r.directions = "joint";
+  EXPECT_TRUE(r.Validate().ok()) << r.Validate();
 }
 
 TEST(RecipeTest, YamlSyntaxErrorsAndNonMappingsAreInvalidArgument) {

@@ -1,12 +1,13 @@
 #include "learner/rl_loop.h"
 
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
 #include <algorithm>
+#include <functional>
 #include <optional>
 #include <random>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include "learner/policy_update.h"
 #include "model/test_models.h"
@@ -21,7 +22,8 @@ using Rows = std::vector<std::vector<int64_t>>;
 // consistency check sees ~0. Records every request.
 class FakeRollout : public RolloutBackend {
  public:
-  FakeRollout(const Transformer* model, TokenLayout layout) : model_(model), layout_(layout) {}
+  FakeRollout(const Transformer* model, TokenLayout layout)
+      : model_(model), layout_(layout) {}
 
   absl::StatusOr<std::vector<Group>> Sample(const RolloutRequest& request) override {
     requests.push_back(request);
@@ -32,15 +34,18 @@ class FakeRollout : public RolloutBackend {
       g.task = request.task;
       g.input = request.inputs[i];
       for (int64_t j = 0; j < request.k; ++j) {
-        std::mt19937_64 rng(request.seed * 1315423911ULL + (request.input_offset + i) * 131 + j);
+        std::mt19937_64 rng(request.seed * 1315423911ULL +
+                            (request.input_offset + i) * 131 + j);
         duet::Sample s;
         if (request.task == Task::kGeneration) {
           const int64_t codes = layout_.image_end - layout_.image_begin;
-          for (int64_t t = 0; t < layout_.image_tokens; ++t) s.output.push_back(layout_.image_begin + rng() % codes);
+          for (int64_t t = 0; t < layout_.image_tokens; ++t)
+            s.output.push_back(layout_.image_begin + rng() % codes);
         } else {
           const int64_t words = layout_.text_end - layout_.text_begin;
           const int64_t len = 1 + rng() % layout_.max_caption_tokens;
-          for (int64_t t = 0; t < len; ++t) s.output.push_back(layout_.text_begin + rng() % words);
+          for (int64_t t = 0; t < len; ++t)
+            s.output.push_back(layout_.text_begin + rng() % words);
           s.output.push_back(layout_.eos);
         }
         s.policy_version = stamp.value_or(request.policy_version);
@@ -49,6 +54,7 @@ class FakeRollout : public RolloutBackend {
       groups.push_back(std::move(g));
     }
     FillLogprobs(groups);
+    if (corrupt) corrupt(groups);
     produced.push_back(groups);
     return groups;
   }
@@ -57,12 +63,14 @@ class FakeRollout : public RolloutBackend {
   std::vector<std::vector<Group>> produced;  // per call
   std::optional<int64_t> stamp;              // stamp samples with this version instead
   absl::Status error;                        // returned instead of samples when not OK
+  std::function<void(std::vector<Group>&)> corrupt;  // edits the samples before returning
 
  private:
   void FillLogprobs(std::vector<Group>& groups) const {
     std::vector<TrainingRow> rows;
     for (const Group& g : groups) {
-      for (const auto& s : g.samples) rows.push_back(MakeTrainingRow(layout_, g.task, g.input, s.output));
+      for (const auto& s : g.samples)
+        rows.push_back(MakeTrainingRow(layout_, g.task, g.input, s.output));
     }
     if (rows.empty()) return;
     torch::NoGradGuard no_grad;
@@ -88,7 +96,8 @@ class FakeRollout : public RolloutBackend {
 class FakeScorer : public ScoreBackend {
  public:
   static double RewardOf(const RewardQuery& q) {
-    return static_cast<double>(q.output[0] % 5) + (q.task == Task::kGeneration ? 0.0 : 0.25);
+    return static_cast<double>(q.output[0] % 5) +
+           (q.task == Task::kGeneration ? 0.0 : 0.25);
   }
 
   absl::StatusOr<std::vector<double>> Score(const std::vector<RewardQuery>& queries,
@@ -111,8 +120,12 @@ class FakeScorer : public ScoreBackend {
   absl::Status error;
 };
 
-Rows Prompts() { return {{8, 9}, {10, 11, 12}, {13}, {14, 15, 16, 17}, {18, 19, 20, 21, 22}}; }
-Rows Images() { return {{32, 33, 34, 35}, {36, 37, 38, 39}, {40, 41, 42, 43}, {44, 45, 46, 47}}; }
+Rows Prompts() {
+  return {{8, 9}, {10, 11, 12}, {13}, {14, 15, 16, 17}, {18, 19, 20, 21, 22}};
+}
+Rows Images() {
+  return {{32, 33, 34, 35}, {36, 37, 38, 39}, {40, 41, 42, 43}, {44, 45, 46, 47}};
+}
 
 RlRecipe TestRecipe() {
   RlRecipe r;
@@ -141,10 +154,12 @@ struct Harness {
   explicit Harness(RlRecipe recipe, int64_t start_version = 0, Rows prompts = Prompts(),
                    Rows images = Images())
       : layout(testing::TinyTestLayout()),
-        policy(Transformer::Create(testing::TinyTestConfig(layout.vocab_size()), 7).value()),
+        policy(
+            Transformer::Create(testing::TinyTestConfig(layout.vocab_size()), 7).value()),
         updater(&policy, nullptr, layout, TestOptimizer()),
         rollout(&policy, layout),
-        loop(&updater, &rollout, &scorer, std::move(prompts), std::move(images), recipe, start_version) {}
+        loop(&updater, &rollout, &scorer, std::move(prompts), std::move(images), recipe,
+             start_version) {}
   Harness(const Harness&) = delete;
   Harness& operator=(const Harness&) = delete;
 
@@ -223,7 +238,8 @@ TEST(RlLoopTest, RequestsFollowTheRecipe) {
         EXPECT_EQ(queries[q].task, g.task);
         EXPECT_EQ(queries[q].input, g.input);
         EXPECT_EQ(queries[q].output, s.output);
-        (g.task == Task::kGeneration ? gen_sum : und_sum) += FakeScorer::RewardOf(queries[q]);
+        (g.task == Task::kGeneration ? gen_sum : und_sum) +=
+            FakeScorer::RewardOf(queries[q]);
         ++q;
       }
     }
@@ -274,7 +290,8 @@ TEST(RlLoopTest, UnderstandingOnlyRecipeRequestsOnlyCaptions) {
 TEST(RlLoopTest, AnEmptyPoolForATrainedDirectionIsFailedPrecondition) {
   Harness h(TestRecipe(), /*start_version=*/0, Prompts(), /*images=*/{});
   absl::StatusOr<StepReport> report = h.loop.RunStep(0);
-  EXPECT_EQ(report.status().code(), absl::StatusCode::kFailedPrecondition) << report.status();
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kFailedPrecondition)
+      << report.status();
   EXPECT_EQ(h.loop.version(), 0);
 }
 
@@ -326,7 +343,8 @@ TEST(RlLoopTest, SamplesWithinMaxLagAreAccepted) {
   EXPECT_EQ(report->policy_version, 4);
   // Now two behind.
   report = h.loop.RunStep(1);
-  EXPECT_EQ(report.status().code(), absl::StatusCode::kFailedPrecondition) << report.status();
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kFailedPrecondition)
+      << report.status();
   EXPECT_EQ(h.loop.version(), 4);
 }
 
@@ -354,6 +372,32 @@ TEST(RlLoopTest, BackendErrorsPassThroughWithTheirCode) {
   h.scorer.error = absl::OkStatus();
   EXPECT_TRUE(h.loop.RunStep(0).ok());
   EXPECT_EQ(h.loop.version(), 1);
+}
+
+// A backend (a buggy or hostile worker behind RemoteRollout) can return samples the model
+// cannot score: the step must fail with a Status, not throw out of RunStep (the project's
+// APIs do not throw; LibTorch errors are caught one layer in).
+TEST(RlLoopTest, UnscorableSamplesFailTheStepWithoutThrowing) {
+  const std::vector<std::pair<const char*, std::function<void(std::vector<Group>&)>>>
+      cases = {
+          {"token id outside the vocabulary",
+           [](std::vector<Group>& groups) { groups[0].samples[0].output[0] = 999; }},
+          {"sequence longer than max_position_embeddings",
+           [](std::vector<Group>& groups) {
+             Sample& s = groups[0].samples[0];
+             s.output.assign(40, s.output[0]);  // a valid image code, 40 times
+             s.policy_logprobs.assign(40, -1.0f);
+           }},
+      };
+  for (const auto& [what, corrupt] : cases) {
+    SCOPED_TRACE(what);
+    Harness h(TestRecipe());
+    h.rollout.corrupt = corrupt;
+    absl::StatusOr<StepReport> report = absl::UnknownError("not run");
+    EXPECT_NO_THROW(report = h.loop.RunStep(0));
+    EXPECT_FALSE(report.ok());
+    EXPECT_EQ(h.loop.version(), 0);
+  }
 }
 
 TEST(RlLoopTest, SameSeedSameRequests) {

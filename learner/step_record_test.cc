@@ -1,13 +1,12 @@
 #include "learner/step_record.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <string>
-
-#include <gtest/gtest.h>
 
 namespace duet {
 namespace {
@@ -86,13 +85,15 @@ TEST(StepRecordTest, JsonRoundTripWithoutOptionalFields) {
 
 TEST(StepRecordTest, MissingRequiredKeyIsInvalidArgument) {
   const nlohmann::json full = StepRecordToJson(FullRecord());
-  for (const char* key : {"step", "policy_version", "generation_reward", "understanding_reward", "kl",
-                          "loss", "grad_norm", "logprob_max_diff", "rollout_s", "score_s", "update_s",
-                          "sync_s", "samples"}) {
+  for (const char* key :
+       {"step", "policy_version", "generation_reward", "understanding_reward", "kl",
+        "loss", "grad_norm", "logprob_max_diff", "rollout_s", "score_s", "update_s",
+        "sync_s", "samples"}) {
     nlohmann::json j = full;
     j.erase(std::string(key));
     absl::StatusOr<StepRecord> r = StepRecordFromJson(j);
-    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << key << ": " << r.status();
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+        << key << ": " << r.status();
   }
 }
 
@@ -105,7 +106,8 @@ TEST(StepRecordTest, WrongTypesAndNonObjectsAreInvalidArgument) {
   EXPECT_EQ(StepRecordFromJson(j).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(StepRecordFromJson(nlohmann::json::array({1, 2})).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(StepRecordFromJson(nlohmann::json(3)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(StepRecordFromJson(nlohmann::json(3)).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(StepRecordTest, FromReportCountsStepsFromOne) {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "model/test_models.h"
+
 namespace duet {
 namespace {
 
@@ -15,15 +17,7 @@ TokenLayout SmallLayout() {
 }
 
 Transformer SmallModel(const TokenLayout& layout) {
-  ModelConfig c;
-  c.vocab_size = layout.vocab_size();
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 32;
-  return *Transformer::Create(c, 21);
+  return *Transformer::Create(testing::TinyTestConfig(layout.vocab_size()), 21);
 }
 
 TEST(SamplingTest, SeededUniformIsAPureFunction) {

@@ -148,6 +148,10 @@ absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path) {
             absl::StrCat(path, ": tensor '", name, "' has a malformed shape"));
       }
       shape.push_back(d.get<int64_t>());
+      // Bounds the element count (2^52) so that numel * dtype size cannot overflow.
+      if (shape.back() > 0 && numel > (int64_t{1} << 52) / shape.back()) {
+        return absl::DataLossError(absl::StrCat(path, ": tensor '", name, "' has an impossible shape"));
+      }
       numel *= shape.back();
     }
     const auto& offs = entry["data_offsets"];

@@ -1,14 +1,13 @@
 #include "model/safetensors.h"
 
+#include <gtest/gtest.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <string>
-
-#include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
@@ -27,16 +26,19 @@ std::string RawFile(const std::string& header, const std::string& data = "") {
 class SafetensorsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = JoinPath(::testing::TempDir(),
-                    absl::StrCat("duet_safetensors_test_", info->name(), "_", ::getpid()));
+    const ::testing::TestInfo* info =
+        ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = JoinPath(::testing::TempDir(), absl::StrCat("duet_safetensors_test_",
+                                                       info->name(), "_", ::getpid()));
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     path_ = JoinPath(dir_, "t.safetensors");
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  void WriteRaw(const std::string& bytes) { ASSERT_TRUE(WriteFileAtomically(path_, bytes).ok()); }
+  void WriteRaw(const std::string& bytes) {
+    ASSERT_TRUE(WriteFileAtomically(path_, bytes).ok());
+  }
 
   // Reads path_ and returns the status, failing the test (instead of crashing the
   // binary) if the reader throws.
@@ -63,7 +65,8 @@ TEST_F(SafetensorsTest, F32RoundTripKeepsNamesShapesValuesAndMetadata) {
       {"empty", torch::zeros({0, 7})},
       {"cube", torch::randn({2, 3, 2})},
   };
-  const MetadataMap metadata = {{"format", "pt"}, {"producer", "duet test"}, {"empty", ""}};
+  const MetadataMap metadata = {
+      {"format", "pt"}, {"producer", "duet test"}, {"empty", ""}};
   ASSERT_TRUE(WriteSafetensors(path_, tensors, metadata).ok());
 
   absl::StatusOr<SafetensorsFile> file = ReadSafetensors(path_);
@@ -121,12 +124,14 @@ TEST_F(SafetensorsTest, NonContiguousTensorsAreWrittenInLogicalOrder) {
 }
 
 TEST_F(SafetensorsTest, WrittenFileFollowsTheFormat) {
-  ASSERT_TRUE(WriteSafetensors(path_, {{"b", torch::ones({2})}, {"a", torch::zeros({1})}}).ok());
+  ASSERT_TRUE(
+      WriteSafetensors(path_, {{"b", torch::ones({2})}, {"a", torch::zeros({1})}}).ok());
   absl::StatusOr<std::string> bytes = ReadFileToString(path_);
   ASSERT_TRUE(bytes.ok()) << bytes.status();
   ASSERT_GE(bytes->size(), 8u);
   uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<uint8_t>((*bytes)[i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    n |= static_cast<uint64_t>(static_cast<uint8_t>((*bytes)[i])) << (8 * i);
   EXPECT_EQ(n % 8, 0u);
   // Header, then 3 floats: "a" (sorted first) at [0, 4), "b" at [4, 12).
   ASSERT_EQ(bytes->size(), 8 + n + 12);
@@ -141,18 +146,18 @@ TEST_F(SafetensorsTest, WrittenFileFollowsTheFormat) {
   EXPECT_EQ(values[2], 1.0f);
   // No temporary file is left beside it.
   int entries = 0;
-  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir_)) ++entries;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir_))
+    ++entries;
   EXPECT_EQ(entries, 1);
 }
 
 TEST_F(SafetensorsTest, ReadsHalfPrecisionWrittenByAnotherWriter) {
   // F16 1.0 = 0x3c00, -2.0 = 0xc000; BF16 1.0 = 0x3f80, -2.0 = 0xc000 (little-endian).
   const std::string data("\x00\x3c\x00\xc0\x80\x3f\x00\xc0", 8);
-  WriteRaw(RawFile(
-      R"({"h":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},)"
-      R"("bf":{"dtype":"BF16","shape":[1,2],"data_offsets":[4,8]},)"
-      R"("__metadata__":{"format":"pt"}})",
-      data));
+  WriteRaw(RawFile(R"({"h":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},)"
+                   R"("bf":{"dtype":"BF16","shape":[1,2],"data_offsets":[4,8]},)"
+                   R"("__metadata__":{"format":"pt"}})",
+                   data));
   absl::StatusOr<SafetensorsFile> file = ReadSafetensors(path_);
   ASSERT_TRUE(file.ok()) << file.status();
   EXPECT_EQ(file->metadata.at("format"), "pt");
@@ -187,7 +192,8 @@ TEST_F(SafetensorsTest, TruncatedFileIsDataLoss) {
   ASSERT_TRUE(WriteSafetensors(path_, {{"w", torch::randn({16, 16})}}).ok());
   const std::string full = *ReadFileToString(path_);
   uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<uint8_t>(full[i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    n |= static_cast<uint64_t>(static_cast<uint8_t>(full[i])) << (8 * i);
   // Cut in the data, in the header, in the length prefix, and to nothing.
   for (size_t size : {full.size() - 1, full.size() - 512, static_cast<size_t>(8 + n),
                       static_cast<size_t>(8 + n / 2), size_t{5}, size_t{0}}) {
@@ -224,8 +230,10 @@ TEST_F(SafetensorsTest, CorruptHeadersAreDataLoss) {
       {"string offset", R"({"a":{"dtype":"F32","shape":[4],"data_offsets":["0",16]}})"},
       {"offsets reversed", R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[16,0]}})"},
       {"end past the data", R"({"a":{"dtype":"F32","shape":[5],"data_offsets":[0,20]}})"},
-      {"too few bytes for shape", R"({"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,16]}})"},
-      {"too many bytes for shape", R"({"a":{"dtype":"F16","shape":[4],"data_offsets":[0,16]}})"},
+      {"too few bytes for shape",
+       R"({"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,16]}})"},
+      {"too many bytes for shape",
+       R"({"a":{"dtype":"F16","shape":[4],"data_offsets":[0,16]}})"},
       {"overlapping ranges", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                              R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})"},
       {"metadata not an object", R"({"__metadata__":["x"]})"},
@@ -243,7 +251,8 @@ TEST_F(SafetensorsTest, CorruptHeadersAreDataLoss) {
 TEST_F(SafetensorsTest, ShapeWhoseByteCountOverflowsIsDataLoss) {
   // 2^62 x 4 elements: the element count wraps to 0 in 64 bits, matching an empty
   // range. The reader must reject the shape, not try to allocate it.
-  WriteRaw(RawFile(R"({"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}})"));
+  WriteRaw(RawFile(
+      R"({"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}})"));
   EXPECT_EQ(ReadStatus().code(), absl::StatusCode::kDataLoss);
 }
 

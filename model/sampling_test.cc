@@ -1,12 +1,12 @@
 #include "model/sampling.h"
 
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
 #include <cmath>
 #include <limits>
 #include <set>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <torch/torch.h>
 
 namespace duet {
 namespace {
@@ -120,15 +120,17 @@ TEST(SampleTokensTest, FixedSeedsAreDeterministic) {
 }
 
 TEST(SampleTokensTest, SampleDoesNotDependOnTheRowOrBatch) {
-  const torch::Tensor row = torch::tensor({0.1f, 2.0f, -1.0f, 0.5f, 1.5f, 0.0f, 1.0f, -0.3f});
+  const torch::Tensor row =
+      torch::tensor({0.1f, 2.0f, -1.0f, 0.5f, 1.5f, 0.0f, 1.0f, -0.3f});
   const int64_t n = 32;
   SamplingParams p;
   // Each seed alone, then all in one batch in reverse order.
   std::vector<int64_t> alone(n);
   for (int64_t i = 0; i < n; ++i) {
-    alone[i] = SampleTokens(row.unsqueeze(0), torch::Tensor(), p, {static_cast<uint64_t>(i)},
-                            /*step=*/9)
-                   .tokens.item<int64_t>();
+    alone[i] =
+        SampleTokens(row.unsqueeze(0), torch::Tensor(), p, {static_cast<uint64_t>(i)},
+                     /*step=*/9)
+            .tokens.item<int64_t>();
   }
   std::vector<uint64_t> reversed(n);
   for (int64_t i = 0; i < n; ++i) reversed[i] = static_cast<uint64_t>(n - 1 - i);
@@ -146,15 +148,18 @@ TEST(SampleTokensTest, TemperatureZeroIsGreedy) {
   SamplingParams p;
   p.temperature = 0;
   for (uint64_t first_seed : {uint64_t{0}, uint64_t{99}}) {
-    SampledTokens s = SampleTokens(logits, torch::Tensor(), p, Seeds(16, first_seed), /*step=*/0);
+    SampledTokens s =
+        SampleTokens(logits, torch::Tensor(), p, Seeds(16, first_seed), /*step=*/0);
     EXPECT_TRUE(torch::equal(s.tokens, logits.argmax(-1)));
-    torch::Tensor expected = torch::log_softmax(logits, -1).gather(1, s.tokens.unsqueeze(1)).squeeze(1);
+    torch::Tensor expected =
+        torch::log_softmax(logits, -1).gather(1, s.tokens.unsqueeze(1)).squeeze(1);
     EXPECT_TRUE(torch::allclose(s.logprobs, expected, /*rtol=*/1e-5, /*atol=*/1e-6));
   }
 }
 
 TEST(SampleTokensTest, GreedyRespectsTheMask) {
-  torch::Tensor logits = torch::tensor({{5.0f, 1.0f, 3.0f, 0.0f}, {0.0f, 9.0f, 1.0f, 2.0f}});
+  torch::Tensor logits =
+      torch::tensor({{5.0f, 1.0f, 3.0f, 0.0f}, {0.0f, 9.0f, 1.0f, 2.0f}});
   torch::Tensor allowed = torch::tensor({false, true, true, true});
   SamplingParams p;
   p.temperature = 0;
@@ -171,7 +176,8 @@ TEST(SampleTokensTest, TopKOnePicksTheArgmax) {
   SampledTokens s = SampleTokens(logits, torch::Tensor(), p, Seeds(200), /*step=*/5);
   EXPECT_TRUE(torch::equal(s.tokens, logits.argmax(-1)));
   // The only token left has probability 1.
-  EXPECT_TRUE(torch::allclose(s.logprobs, torch::zeros({200}), /*rtol=*/0, /*atol=*/1e-6));
+  EXPECT_TRUE(
+      torch::allclose(s.logprobs, torch::zeros({200}), /*rtol=*/0, /*atol=*/1e-6));
 }
 
 TEST(SampleTokensTest, TopKKeepsTheKMostLikely) {
@@ -193,8 +199,8 @@ TEST(SampleTokensTest, TopKKeepsTheKMostLikely) {
 }
 
 TEST(SampleTokensTest, TopPKeepsTheNucleus) {
-  // Probabilities 0.5 0.3 0.15 0.05. top_p = 0.7: the mass before token 1 is 0.5 < 0.7, so
-  // tokens {0, 1} (mass 0.8) are the smallest set reaching 0.7.
+  // Probabilities 0.5 0.3 0.15 0.05. top_p = 0.7: the mass before token 1 is 0.5 < 0.7,
+  // so tokens {0, 1} (mass 0.8) are the smallest set reaching 0.7.
   const int64_t n = 4000;
   torch::Tensor logits = LogitsFor({0.15f, 0.5f, 0.05f, 0.3f}, n);  // shuffled order
   SamplingParams p;
@@ -207,7 +213,8 @@ TEST(SampleTokensTest, TopPKeepsTheNucleus) {
   EXPECT_NEAR(f[3], 0.3 / 0.8, 0.03);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t t = s.tokens[i].item<int64_t>();
-    EXPECT_NEAR(s.logprobs[i].item<float>(), std::log(t == 1 ? 0.5 / 0.8 : 0.3 / 0.8), 1e-5);
+    EXPECT_NEAR(s.logprobs[i].item<float>(), std::log(t == 1 ? 0.5 / 0.8 : 0.3 / 0.8),
+                1e-5);
   }
 }
 
@@ -217,10 +224,12 @@ TEST(SampleTokensTest, TopPBoundaries) {
   SamplingParams p;
   // Mass 0.4 is reached by the first token alone.
   p.top_p = 0.4;
-  EXPECT_TRUE(torch::equal(SampleTokens(logits, {}, p, Seeds(n), 0).tokens, torch::zeros({n}, torch::kInt64)));
+  EXPECT_TRUE(torch::equal(SampleTokens(logits, {}, p, Seeds(n), 0).tokens,
+                           torch::zeros({n}, torch::kInt64)));
   // A tiny top_p still keeps the most likely token.
   p.top_p = 1e-6;
-  EXPECT_TRUE(torch::equal(SampleTokens(logits, {}, p, Seeds(n), 0).tokens, torch::zeros({n}, torch::kInt64)));
+  EXPECT_TRUE(torch::equal(SampleTokens(logits, {}, p, Seeds(n), 0).tokens,
+                           torch::zeros({n}, torch::kInt64)));
   // 0.9 needs three tokens (0.5 + 0.3 < 0.9 <= 0.95).
   p.top_p = 0.9;
   std::vector<double> f = Frequencies(SampleTokens(logits, {}, p, Seeds(n), 0).tokens, 4);
@@ -246,7 +255,8 @@ TEST(SampleTokensTest, FollowsTheDistributionAndTemperature) {
   EXPECT_NEAR(fc[1], 0.36 / z, 0.03);
   EXPECT_NEAR(fc[2], 0.09 / z, 0.03);
   // Log-probs are those of the tempered distribution.
-  torch::Tensor expected = torch::log_softmax(logits / 0.5, -1).gather(1, cold.tokens.unsqueeze(1)).squeeze(1);
+  torch::Tensor expected =
+      torch::log_softmax(logits / 0.5, -1).gather(1, cold.tokens.unsqueeze(1)).squeeze(1);
   EXPECT_TRUE(torch::allclose(cold.logprobs, expected, /*rtol=*/1e-4, /*atol=*/1e-5));
 }
 
@@ -261,13 +271,15 @@ TEST(SampleTokensTest, MaskedTokensAreNeverDrawn) {
   EXPECT_EQ(f[0], 0.0);
   EXPECT_EQ(f[2], 0.0);
   EXPECT_NEAR(f[1], 0.5, 0.04);
-  EXPECT_TRUE(torch::allclose(s.logprobs, torch::full({n}, std::log(0.5f)), /*rtol=*/0, /*atol=*/1e-5));
+  EXPECT_TRUE(torch::allclose(s.logprobs, torch::full({n}, std::log(0.5f)), /*rtol=*/0,
+                              /*atol=*/1e-5));
 
   // A [B, V] mask: row i may only draw token i % 4.
   torch::Tensor per_row = torch::zeros({n, 4}, torch::kBool);
   for (int64_t i = 0; i < n; ++i) per_row[i][i % 4] = true;
   SampledTokens r = SampleTokens(logits, per_row, p, Seeds(n), /*step=*/0);
-  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(r.tokens[i].item<int64_t>(), i % 4) << "row " << i;
+  for (int64_t i = 0; i < n; ++i)
+    ASSERT_EQ(r.tokens[i].item<int64_t>(), i % 4) << "row " << i;
 }
 
 TEST(SampleTokensTest, ZeroProbabilityTokensAtTheEdgesAreNeverDrawn) {

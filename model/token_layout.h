@@ -27,6 +27,12 @@ struct TokenLayout {
   int64_t max_caption_tokens = 12;
 
   int64_t vocab_size() const { return image_end; }
+  friend bool operator==(const TokenLayout& a, const TokenLayout& b) {
+    return a.pad == b.pad && a.bos == b.bos && a.eos == b.eos && a.boi == b.boi && a.eoi == b.eoi &&
+           a.describe == b.describe && a.draw == b.draw && a.text_begin == b.text_begin &&
+           a.text_end == b.text_end && a.image_begin == b.image_begin && a.image_end == b.image_end &&
+           a.image_tokens == b.image_tokens && a.max_caption_tokens == b.max_caption_tokens;
+  }
   bool IsText(int64_t id) const { return id >= text_begin && id < text_end; }
   bool IsImage(int64_t id) const { return id >= image_begin && id < image_end; }
 };

@@ -8,21 +8,12 @@
 
 #include "base/file_util.h"
 #include "model/safetensors.h"
+#include "model/test_models.h"
 
 namespace duet {
 namespace {
 
-ModelConfig TinyConfig(int64_t kv_heads = 2) {
-  ModelConfig c;
-  c.vocab_size = 64;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = kv_heads;
-  c.max_position_embeddings = 32;
-  return c;
-}
+ModelConfig TinyConfig(int64_t kv_heads = 2) { return testing::TinyTestConfig(/*vocab_size=*/64, kv_heads); }
 
 std::string TempDir(const std::string& name) {
   std::string dir = (std::filesystem::temp_directory_path() /

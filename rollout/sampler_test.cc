@@ -1,10 +1,10 @@
 #include "rollout/sampler.h"
 
-#include <cmath>
-#include <vector>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <cmath>
+#include <vector>
 
 #include "model/test_models.h"
 
@@ -15,7 +15,9 @@ class SamplerTest : public ::testing::Test {
  protected:
   SamplerTest()
       : layout_(testing::TinyTestLayout()),
-        model_(Transformer::Create(testing::TinyTestConfig(layout_.vocab_size()), /*seed=*/3).value()) {}
+        model_(
+            Transformer::Create(testing::TinyTestConfig(layout_.vocab_size()), /*seed=*/3)
+                .value()) {}
 
   RolloutRequest Generation(int64_t k = 4) const {
     RolloutRequest r;
@@ -42,7 +44,8 @@ class SamplerTest : public ::testing::Test {
     return SampleGroups(model_, layout_, r, version, max_batch);
   }
 
-  static void ExpectSameSamples(const std::vector<Group>& a, const std::vector<Group>& b) {
+  static void ExpectSameSamples(const std::vector<Group>& a,
+                                const std::vector<Group>& b) {
     ASSERT_EQ(a.size(), b.size());
     for (size_t i = 0; i < a.size(); ++i) {
       EXPECT_EQ(a[i].input, b[i].input);
@@ -110,7 +113,8 @@ TEST_F(SamplerTest, UnderstandingGivesKValidCaptionsPerInput) {
       ASSERT_GE(s.output.size(), 2u);  // at least one word and <eos>
       ASSERT_LE(static_cast<int64_t>(s.output.size()), layout_.max_caption_tokens + 1);
       EXPECT_EQ(s.output.back(), layout_.eos);
-      for (size_t t = 0; t + 1 < s.output.size(); ++t) EXPECT_TRUE(layout_.IsText(s.output[t])) << s.output[t];
+      for (size_t t = 0; t + 1 < s.output.size(); ++t)
+        EXPECT_TRUE(layout_.IsText(s.output[t])) << s.output[t];
       ASSERT_EQ(s.policy_logprobs.size(), s.output.size());
       for (float lp : s.policy_logprobs) {
         EXPECT_TRUE(std::isfinite(lp));
@@ -206,7 +210,8 @@ TEST_F(SamplerTest, SampleSeedIsAPureFunctionOfItsArguments) {
 }
 
 void ExpectInvalid(const absl::StatusOr<std::vector<Group>>& r, const std::string& what) {
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << what << ": " << r.status();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+      << what << ": " << r.status();
 }
 
 TEST_F(SamplerTest, InvalidRequestsAreInvalidArgument) {

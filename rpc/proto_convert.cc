@@ -105,6 +105,11 @@ absl::StatusOr<std::vector<Group>> FromProto(const v1::RolloutResult& result, co
                                                      " samples, expected k = ", req.k));
     }
     for (const auto& sr : gr.samples()) {
+      if (sr.output().ids_size() == 0 || sr.policy_logprobs_size() != sr.output().ids_size()) {
+        return absl::InvalidArgumentError(absl::StrCat("group ", i, ": a sample has ", sr.output().ids_size(),
+                                                       " tokens and ", sr.policy_logprobs_size(),
+                                                       " log-probs (one per token required)"));
+      }
       Sample s;
       s.output = Ids(sr.output());
       s.policy_logprobs.assign(sr.policy_logprobs().begin(), sr.policy_logprobs().end());

@@ -40,7 +40,8 @@ std::vector<Group> MakeGroups(const RolloutRequest& r) {
       const int64_t len = 1 + static_cast<int64_t>(i + j) % 3;
       for (int64_t t = 0; t < len; ++t) {
         s.output.push_back(8 + (i * 5 + j * 3 + t) % 24);
-        s.policy_logprobs.push_back(-0.25f * static_cast<float>(t + 1) - static_cast<float>(i));
+        s.policy_logprobs.push_back(-0.25f * static_cast<float>(t + 1) -
+                                    static_cast<float>(i));
       }
       s.output.push_back(2);  // <eos>
       s.policy_logprobs.push_back(-0.125f);
@@ -59,7 +60,8 @@ v1::RolloutWork ValidWork() {
 
 void ExpectInvalid(const absl::Status& s, const std::string& field) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
-  EXPECT_NE(s.message().find(field), std::string::npos) << "message does not name '" << field << "': " << s;
+  EXPECT_NE(s.message().find(field), std::string::npos)
+      << "message does not name '" << field << "': " << s;
 }
 
 TEST(TaskConvertTest, RoundTrip) {
@@ -73,7 +75,8 @@ TEST(TaskConvertTest, RoundTrip) {
 }
 
 TEST(TaskConvertTest, UnspecifiedOrUnknownIsInvalid) {
-  EXPECT_EQ(FromProto(v1::TASK_UNSPECIFIED).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(FromProto(v1::TASK_UNSPECIFIED).status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(FromProto(static_cast<v1::TaskKind>(99)).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
@@ -156,7 +159,8 @@ TEST(RolloutWorkConvertTest, RejectsBadWork) {
       {"k", [](v1::RolloutWork* w) { w->set_k(0); }},
       {"k", [](v1::RolloutWork* w) { w->set_k(65); }},
       {"k", [](v1::RolloutWork* w) { w->set_k(-3); }},
-      {"temperature", [](v1::RolloutWork* w) { w->mutable_sampling()->set_temperature(-1); }},
+      {"temperature",
+       [](v1::RolloutWork* w) { w->mutable_sampling()->set_temperature(-1); }},
       {"temperature",
        [](v1::RolloutWork* w) {
          w->mutable_sampling()->set_temperature(std::numeric_limits<double>::quiet_NaN());
@@ -165,9 +169,13 @@ TEST(RolloutWorkConvertTest, RejectsBadWork) {
       {"top_p", [](v1::RolloutWork* w) { w->mutable_sampling()->set_top_p(1.5); }},
       {"top_p", [](v1::RolloutWork* w) { w->mutable_sampling()->set_top_p(-0.1); }},
       {"cfg_scale",
-       [](v1::RolloutWork* w) { w->set_cfg_scale(std::numeric_limits<double>::infinity()); }},
+       [](v1::RolloutWork* w) {
+         w->set_cfg_scale(std::numeric_limits<double>::infinity());
+       }},
       {"cfg_scale",
-       [](v1::RolloutWork* w) { w->set_cfg_scale(std::numeric_limits<double>::quiet_NaN()); }},
+       [](v1::RolloutWork* w) {
+         w->set_cfg_scale(std::numeric_limits<double>::quiet_NaN());
+       }},
       {"input_offset", [](v1::RolloutWork* w) { w->set_input_offset(-1); }},
   };
   for (const Case& c : cases) {
@@ -301,11 +309,16 @@ TEST(ScoreWorkConvertTest, RejectsBadWork) {
     void (*mutate)(v1::ScoreWork*);
   };
   const Case cases[] = {
-      {"task", [](v1::ScoreWork* w) { w->mutable_queries(1)->set_task(v1::TASK_UNSPECIFIED); }},
-      {"queries[0].input", [](v1::ScoreWork* w) { w->mutable_queries(0)->mutable_input()->clear_ids(); }},
-      {"queries[1].output", [](v1::ScoreWork* w) { w->mutable_queries(1)->clear_output(); }},
-      {"queries[1].input", [](v1::ScoreWork* w) { w->mutable_queries(1)->mutable_input()->set_ids(2, 48); }},
-      {"queries[0].output", [](v1::ScoreWork* w) { w->mutable_queries(0)->mutable_output()->set_ids(0, -7); }},
+      {"task",
+       [](v1::ScoreWork* w) { w->mutable_queries(1)->set_task(v1::TASK_UNSPECIFIED); }},
+      {"queries[0].input",
+       [](v1::ScoreWork* w) { w->mutable_queries(0)->mutable_input()->clear_ids(); }},
+      {"queries[1].output",
+       [](v1::ScoreWork* w) { w->mutable_queries(1)->clear_output(); }},
+      {"queries[1].input",
+       [](v1::ScoreWork* w) { w->mutable_queries(1)->mutable_input()->set_ids(2, 48); }},
+      {"queries[0].output",
+       [](v1::ScoreWork* w) { w->mutable_queries(0)->mutable_output()->set_ids(0, -7); }},
       {"queries[0].output",
        [](v1::ScoreWork* w) {
          for (int i = 0; i < 7; ++i) w->mutable_queries(0)->mutable_output()->add_ids(40);

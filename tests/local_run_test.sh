@@ -15,6 +15,7 @@ trap 'rm -rf "$TMP"' EXIT
   --checkpoint_every=10 2> /dev/null > /dev/null
 cat > "$TMP/recipe.yaml" <<YAML
 steps: 3
+directions: joint
 generation_inputs: 4
 understanding_inputs: 2
 k: 2

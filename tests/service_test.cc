@@ -147,6 +147,21 @@ TEST_F(ServiceTest, WorkerErrorsComeBackWithTheirCode) {
   EXPECT_EQ(rewards.status().code(), absl::StatusCode::kInvalidArgument) << rewards.status();
 }
 
+TEST_F(ServiceTest, AWorkerRefusesAnItemForAPolicyVersionItDoesNotHold) {
+  StartWorker(v1::ROLE_ROLLOUT);
+  StartWorker(v1::ROLE_SCORER);
+  // The learner believes the workers hold version 1; they hold the base (version 0).
+  RemoteRollout rollout(queue_.get(), [] { return int64_t{1}; }, DispatchOptions{});
+  RolloutRequest req;
+  req.inputs = {{8, 9}};
+  req.k = 2;
+  auto groups = rollout.Sample(req);
+  EXPECT_EQ(groups.status().code(), absl::StatusCode::kFailedPrecondition) << groups.status();
+  RemoteScorer scorer(queue_.get(), [] { return int64_t{1}; }, DispatchOptions{});
+  auto rewards = scorer.Score({{Task::kGeneration, {8, 9}, {32, 33, 34, 35}}}, /*policy_version=*/1);
+  EXPECT_EQ(rewards.status().code(), absl::StatusCode::kFailedPrecondition) << rewards.status();
+}
+
 TEST_F(ServiceTest, CallsWithoutTheTokenAreUnauthenticatedAndTheServerKeepsServing) {
   auto stub = v1::Coordinator::NewStub(channel_);
   v1::RegisterRequest req;

@@ -61,6 +61,13 @@ absl::StatusOr<ModelBundle> LoadBundle(const std::string& dir) {
         dir, ": model vocab_size ", model.config().vocab_size, " does not match the codebook's ",
         layout.vocab_size(), " ids"));
   }
+  // duet.json's layout (what workers read with ReadTokenLayout) must be the one the
+  // codebook implies, or the learner and its workers would disagree on the token ids.
+  DUET_ASSIGN_OR_RETURN(TokenLayout stored, ReadTokenLayout(dir));
+  if (!(stored == layout)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, "/duet.json: its token layout differs from the one its codebook implies"));
+  }
   WorldConfig world = image.config();
   return ModelBundle{std::move(model), layout, world, TextTokenizer(layout), std::move(image)};
 }

