@@ -1,13 +1,11 @@
 #include "base/file_util.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
+#include "base/test_util.h"
 #include "gtest/gtest.h"
 
 namespace duet {
@@ -15,16 +13,6 @@ namespace {
 
 class FileUtilTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const ::testing::TestInfo* info =
-        ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = JoinPath(::testing::TempDir(),
-                    absl::StrCat("duet_file_util_test_", info->name(), "_", ::getpid()));
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   // The names of the entries of dir_, sorted.
   std::vector<std::string> ListDir() const {
     std::vector<std::string> names;
@@ -35,7 +23,8 @@ class FileUtilTest : public ::testing::Test {
     return names;
   }
 
-  std::string dir_;
+  const testing::ScratchDir scratch_{"file_util_test"};
+  const std::string dir_ = scratch_.path();
 };
 
 TEST_F(FileUtilTest, WriteThenReadRoundTrip) {

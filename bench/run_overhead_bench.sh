@@ -17,6 +17,7 @@ TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 cat > "$TMP/recipe.yaml" <<YAML
 steps: $STEPS
+directions: joint
 generation_inputs: 16
 understanding_inputs: 8
 k: 8

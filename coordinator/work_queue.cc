@@ -98,6 +98,7 @@ bool WorkQueue::Complete(const v1::CompleteWorkRequest& result) {
   absl::MutexLock lock(&mu_);
   auto it = in_flight_.find(result.item_id());
   if (it == in_flight_.end()) return false;  // unknown, or completed already
+  if (it->second != result.worker_id()) return false;  // only the worker holding it
   auto w = workers_.find(result.worker_id());
   if (w != workers_.end()) {
     ++w->second.items_completed;

@@ -61,7 +61,8 @@ class WorkQueue {
   absl::StatusOr<std::optional<v1::WorkItem>> Pull(const std::string& worker_id,
                                                    absl::Duration timeout);
 
-  // Records a result. False when the item is unknown or was completed already.
+  // Records a result. False when the item is unknown, was completed already, or is held
+  // by another worker than result.worker_id().
   bool Complete(const v1::CompleteWorkRequest& result);
 
   // The results of `item_ids`, in order, once all are in. DeadlineExceeded after

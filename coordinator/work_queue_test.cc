@@ -169,9 +169,7 @@ TEST_F(WorkQueueTest, CompletingUnknownOrUnpulledItemsIsRefused) {
 }
 
 // The conventions' trust boundary: "the caller owns the item it completes".
-// Disabled: WorkQueue::Complete (and CoordinatorService::CompleteWork) accept a result
-// for an item in flight at another worker. See the report.
-TEST_F(WorkQueueTest, DISABLED_CompletingAnotherWorkersItemIsRefused) {
+TEST_F(WorkQueueTest, CompletingAnotherWorkersItemIsRefused) {
   const std::string a = queue_.Register(v1::ROLE_SCORER, "a", 1).id;
   const std::string b = queue_.Register(v1::ROLE_SCORER, "b", 1).id;
   const std::string id = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));

@@ -1,8 +1,8 @@
 #include "eval/gallery.h"
 
-#include <filesystem>
 #include <string>
 
+#include "base/test_util.h"
 #include "gtest/gtest.h"
 #include "world/png_io.h"
 #include "world/render.h"
@@ -12,14 +12,8 @@ namespace {
 
 class GalleryTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = (std::filesystem::temp_directory_path() /
-            ("duet_gallery_test_" + std::to_string(::getpid())))
-               .string();
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string dir_;
+  const testing::ScratchDir scratch_{"gallery_test"};
+  const std::string dir_ = scratch_.path();
 };
 
 std::vector<GalleryTile> SomeTiles(int n) {

@@ -2,13 +2,13 @@
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <set>
 #include <string>
 
 #include "base/file_util.h"
+#include "base/test_util.h"
 #include "model/test_models.h"
 
 namespace duet {
@@ -53,16 +53,9 @@ std::set<std::string> Entries(const std::string& dir) {
 
 class CheckpointTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    root_ = (fs::temp_directory_path() /
-             ("duet_checkpoint_test_" + std::to_string(::getpid()) + "_" +
-              ::testing::UnitTest::GetInstance()->current_test_info()->name()))
-                .string();
-    fs::remove_all(root_);
-  }
-  void TearDown() override { fs::remove_all(root_); }
-
-  std::string root_;
+  const testing::ScratchDir scratch_{"checkpoint_test"};
+  // Not created: the tests start from a missing checkpoint folder.
+  const std::string root_ = scratch_.Join("checkpoints");
 };
 
 TEST_F(CheckpointTest, WriteThenRestoreRoundTrips) {

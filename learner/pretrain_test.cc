@@ -1,11 +1,13 @@
 #include "learner/pretrain.h"
 
 #include <filesystem>
+#include <memory>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "base/file_util.h"
+#include "base/test_util.h"
 #include "model/transformer.h"
 #include "world/dataset.h"
 
@@ -16,8 +18,8 @@ class PretrainTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     at::set_num_threads(1);  // bit-exact comparisons need one reduction order
-    root_ = (std::filesystem::temp_directory_path() / ("duet_pretrain_" + std::to_string(::getpid()))).string();
-    std::filesystem::remove_all(root_);
+    scratch_ = std::make_unique<testing::ScratchDir>("pretrain");
+    root_ = scratch_->path();
     world::MakeDataOptions o;
     o.out_dir = JoinPath(root_, "data");
     o.sft_pairs = 96;
@@ -29,7 +31,7 @@ class PretrainTest : public ::testing::Test {
     o.tokenizer_iterations = 3;
     ASSERT_TRUE(world::MakeData(o).ok());
   }
-  static void TearDownTestSuite() { std::filesystem::remove_all(root_); }
+  static void TearDownTestSuite() { scratch_.reset(); }
 
   PretrainOptions Options(const std::string& out, int64_t steps) {
     PretrainOptions o;
@@ -42,8 +44,11 @@ class PretrainTest : public ::testing::Test {
     return o;
   }
 
+  // One folder for the whole suite: the data set is made once and shared.
+  static std::unique_ptr<testing::ScratchDir> scratch_;
   static std::string root_;
 };
+std::unique_ptr<testing::ScratchDir> PretrainTest::scratch_;
 std::string PretrainTest::root_;
 
 TEST_F(PretrainTest, AResumedRunEndsBitIdenticalToAnUninterruptedOne) {

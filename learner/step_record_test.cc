@@ -1,12 +1,12 @@
 #include "learner/step_record.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <string>
+
+#include "base/test_util.h"
 
 namespace duet {
 namespace {
@@ -142,20 +142,13 @@ TEST(StepRecordTest, FromReportCountsStepsFromOne) {
 
 class ReadStepRecordsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    path_ = (std::filesystem::temp_directory_path() /
-             ("duet_step_record_test_" + std::to_string(::getpid()) + "_" +
-              ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".jsonl"))
-                .string();
-  }
-  void TearDown() override { std::filesystem::remove(path_); }
-
   void Write(const std::string& text) {
     std::ofstream out(path_, std::ios::binary | std::ios::trunc);
     out << text;
   }
 
-  std::string path_;
+  const testing::ScratchDir scratch_{"step_record_test"};
+  const std::string path_ = scratch_.Join("records.jsonl");
 };
 
 TEST_F(ReadStepRecordsTest, ReadsEveryLineInOrder) {

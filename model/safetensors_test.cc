@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <cstdint>
 #include <cstring>
@@ -11,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
+#include "base/test_util.h"
 
 namespace duet {
 namespace {
@@ -25,17 +25,6 @@ std::string RawFile(const std::string& header, const std::string& data = "") {
 
 class SafetensorsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const ::testing::TestInfo* info =
-        ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = JoinPath(::testing::TempDir(), absl::StrCat("duet_safetensors_test_",
-                                                       info->name(), "_", ::getpid()));
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    path_ = JoinPath(dir_, "t.safetensors");
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   void WriteRaw(const std::string& bytes) {
     ASSERT_TRUE(WriteFileAtomically(path_, bytes).ok());
   }
@@ -52,8 +41,9 @@ class SafetensorsTest : public ::testing::Test {
     }
   }
 
-  std::string dir_;
-  std::string path_;
+  const testing::ScratchDir scratch_{"safetensors_test"};
+  const std::string dir_ = scratch_.path();
+  const std::string path_ = scratch_.Join("t.safetensors");
 };
 
 TEST_F(SafetensorsTest, F32RoundTripKeepsNamesShapesValuesAndMetadata) {

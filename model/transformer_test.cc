@@ -1,12 +1,12 @@
 #include "model/transformer.h"
 
-#include <filesystem>
 #include <fstream>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "base/file_util.h"
+#include "base/test_util.h"
 #include "model/safetensors.h"
 #include "model/test_models.h"
 
@@ -14,15 +14,6 @@ namespace duet {
 namespace {
 
 ModelConfig TinyConfig(int64_t kv_heads = 2) { return testing::TinyTestConfig(/*vocab_size=*/64, kv_heads); }
-
-std::string TempDir(const std::string& name) {
-  std::string dir = (std::filesystem::temp_directory_path() /
-                     ("duet_" + name + "_" + std::to_string(::getpid())))
-                        .string();
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
 
 TEST(TransformerTest, PresetsHaveTheAdvertisedSize) {
   EXPECT_NEAR(ModelConfig::Preset("tiny", 544, 64)->NumParameters(), 1.0e6, 0.15e6);
@@ -71,7 +62,8 @@ INSTANTIATE_TEST_SUITE_P(HeadLayouts, KvCacheTest, ::testing::Values(4, 2, 1));
 TEST(TransformerTest, SaveLoadRoundTripIsBitExact) {
   auto model = Transformer::Create(TinyConfig(), 11);
   ASSERT_TRUE(model.ok());
-  const std::string dir = TempDir("roundtrip");
+  const testing::ScratchDir scratch("roundtrip");
+  const std::string& dir = scratch.path();
   ASSERT_TRUE(model->Save(dir).ok());
   auto loaded = Transformer::Load(dir);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
@@ -91,7 +83,8 @@ TEST(TransformerTest, TiedEmbeddingsShareStorage) {
   auto model = Transformer::Create(c, 1);
   ASSERT_TRUE(model.ok());
   EXPECT_FALSE(model->StateDict().count("lm_head.weight"));
-  const std::string dir = TempDir("tied");
+  const testing::ScratchDir scratch("tied");
+  const std::string& dir = scratch.path();
   ASSERT_TRUE(model->Save(dir).ok());
   EXPECT_TRUE(Transformer::Load(dir).ok());
 }
@@ -99,14 +92,14 @@ TEST(TransformerTest, TiedEmbeddingsShareStorage) {
 class BadCheckpointTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = TempDir("bad");
     auto model = Transformer::Create(TinyConfig(), 5);
     ASSERT_TRUE(model.ok());
     ASSERT_TRUE(model->Save(dir_).ok());
     tensors_ = model->StateDict();
   }
   std::string weights() const { return JoinPath(dir_, "model.safetensors"); }
-  std::string dir_;
+  const testing::ScratchDir scratch_{"bad"};
+  const std::string dir_ = scratch_.path();
   TensorMap tensors_;
 };
 

@@ -57,7 +57,10 @@ class WorkerRuntime {
   ~WorkerRuntime();
 
   // Registers, joins the collective, then serves work until the learner says the run is
-  // over (OK), RequestStop() is called (OK), or an unrecoverable error happens.
+  // over (OK), RequestStop() is called (OK), or an unrecoverable error happens. An item
+  // whose policy_version is not the version this worker holds is answered with a
+  // FAILED_PRECONDITION error result, never computed (a frozen scorer keeps the base
+  // weights on purpose and is exempt).
   absl::Status Run();
   void RequestStop() { stop_.store(true); }
 

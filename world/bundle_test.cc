@@ -1,15 +1,14 @@
 #include "world/bundle.h"
 
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "base/file_util.h"
+#include "base/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/safetensors.h"
@@ -51,17 +50,6 @@ absl::StatusOr<ModelBundle> MakeBundle(uint64_t seed) {
 
 class BundleTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const ::testing::TestInfo* info =
-        ::testing::UnitTest::GetInstance()->current_test_info();
-    root_ = JoinPath(::testing::TempDir(),
-                     absl::StrCat("duet_bundle_test_", info->name(), "_", ::getpid()));
-    std::filesystem::remove_all(root_);
-    std::filesystem::create_directories(root_);
-    dir_ = JoinPath(root_, "model");
-  }
-  void TearDown() override { std::filesystem::remove_all(root_); }
-
   // Saves a fresh bundle to dir_.
   void SaveFreshBundle() {
     absl::StatusOr<ModelBundle> bundle = MakeBundle(/*seed=*/1);
@@ -73,8 +61,8 @@ class BundleTest : public ::testing::Test {
     ASSERT_TRUE(WriteFileAtomically(JoinPath(dir_, name), contents).ok());
   }
 
-  std::string root_;
-  std::string dir_;
+  const testing::ScratchDir scratch_{"bundle_test"};
+  const std::string dir_ = scratch_.Join("model");  // not created: SaveBundle makes it
 };
 
 TEST(LayoutForCodebookTest, PlacesTheCodesAfterTheText) {
@@ -247,7 +235,7 @@ TEST_F(BundleTest, TokenizersOfALoadedBundle) {
 }
 
 TEST_F(BundleTest, MissingFolderIsNotFound) {
-  absl::StatusOr<ModelBundle> loaded = LoadBundle(JoinPath(root_, "does_not_exist"));
+  absl::StatusOr<ModelBundle> loaded = LoadBundle(scratch_.Join("does_not_exist"));
   EXPECT_EQ(loaded.status().code(), absl::StatusCode::kNotFound) << loaded.status();
 }
 

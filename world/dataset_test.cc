@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "base/file_util.h"
+#include "base/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "world/image_tokenizer.h"
@@ -21,14 +21,6 @@ using ::testing::HasSubstr;
 
 class DatasetTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = (std::filesystem::temp_directory_path() /
-            ("duet_dataset_test_" + std::to_string(::getpid())))
-               .string();
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   MakeDataOptions TinyOptions(const std::string& out) const {
     MakeDataOptions o;
     o.out_dir = out;
@@ -47,7 +39,8 @@ class DatasetTest : public ::testing::Test {
     ASSERT_TRUE(WriteFileAtomically(path, contents).ok());
   }
 
-  std::string dir_;
+  const testing::ScratchDir scratch_{"dataset_test"};
+  const std::string dir_ = scratch_.path();
 };
 
 TEST_F(DatasetTest, MakeDataWritesEverythingReadable) {

@@ -3,11 +3,11 @@
 #include <torch/torch.h>
 
 #include <cmath>
-#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "base/test_util.h"
 #include "model/safetensors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -42,16 +42,10 @@ class ImageTokenizerTest : public ::testing::Test {
     delete tokenizer_;
     tokenizer_ = nullptr;
   }
-  void SetUp() override {
-    dir_ = (std::filesystem::temp_directory_path() /
-            ("duet_image_tokenizer_test_" + std::to_string(::getpid())))
-               .string();
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   static ImageTokenizer* tokenizer_;
-  std::string dir_;
+  const testing::ScratchDir scratch_{"image_tokenizer_test"};
+  const std::string dir_ = scratch_.path();
 };
 
 ImageTokenizer* ImageTokenizerTest::tokenizer_ = nullptr;

@@ -3,11 +3,11 @@
 #include <png.h>
 
 #include <cstdio>
-#include <filesystem>
 #include <random>
 #include <string>
 
 #include "base/file_util.h"
+#include "base/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "world/caption.h"
@@ -20,15 +20,8 @@ using ::testing::HasSubstr;
 
 class PngIoTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = (std::filesystem::temp_directory_path() /
-            ("duet_png_io_test_" + std::to_string(::getpid())))
-               .string();
-    ASSERT_TRUE(MakeDirs(dir_).ok());
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  std::string dir_;
+  const testing::ScratchDir scratch_{"png_io_test"};
+  const std::string dir_ = scratch_.path();
 };
 
 Image NoiseImage(int w, int h, uint64_t seed) {
