@@ -1,12 +1,16 @@
 #ifndef DUET_BASE_SIGNALS_H_
 #define DUET_BASE_SIGNALS_H_
 
-// Graceful shutdown on SIGTERM / SIGINT. Construct first thing in main(), before any
-// other thread starts: the constructor blocks the signals in the calling thread (threads
-// created later inherit the mask) and a watcher thread receives them with sigwait() and
-// calls `on_signal` — in a normal thread, so it may take locks and log.
+// Graceful shutdown on SIGTERM / SIGINT. Construct first thing in main(). The constructor
+// blocks the signals in the calling thread (threads created later inherit the mask) and
+// installs a handler, so that a signal landing on a thread that a library started before
+// main() (OpenBLAS starts its pool when it is loaded) is caught too instead of killing the
+// process. The handler only writes the signal number to a pipe; a watcher thread reads it
+// and calls `on_signal` — in a normal thread, so it may take locks and log.
 //
-// Thread-safety: construct and destroy on the main thread.
+// Thread-safety: construct and destroy on the main thread; at most one at a time.
+
+#include <signal.h>
 
 #include <functional>
 #include <thread>
@@ -22,7 +26,11 @@ class SignalWatcher {
 
  private:
   std::function<void(int)> on_signal_;
-  std::thread thread_;  // waits for SIGTERM/SIGINT (and SIGUSR1, its own stop signal)
+  int read_fd_ = -1;   // the watcher reads signal numbers here
+  int write_fd_ = -1;  // the handler writes them here
+  struct sigaction old_term_ = {};
+  struct sigaction old_int_ = {};
+  std::thread thread_;  // reads the pipe and calls on_signal_ (a 0 byte stops it)
 };
 
 }  // namespace duet

@@ -3,6 +3,9 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "learner/policy_update.h"
+#include "model/generation.h"
+#include "model/task.h"
 #include "rpc/rpc_util.h"
 
 namespace duet {
@@ -24,12 +27,14 @@ grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, const v1::Re
   if (req->role() != v1::ROLE_ROLLOUT && req->role() != v1::ROLE_SCORER) {
     return ToGrpcStatus(absl::InvalidArgumentError("role: must be ROLE_ROLLOUT or ROLE_SCORER"));
   }
-  if (req->capacity() < 0 || req->capacity() > limits_.max_rows) {
+  if (req->capacity() < 1 || req->capacity() > limits_.max_rows) {
     return ToGrpcStatus(absl::InvalidArgumentError(
-        absl::StrCat("capacity: must be in [0, ", limits_.max_rows, "], got ", req->capacity())));
+        absl::StrCat("capacity: must be in [1, ", limits_.max_rows, "], got ", req->capacity())));
   }
   if (req->name().size() > 256) return ToGrpcStatus(absl::InvalidArgumentError("name: longer than 256 bytes"));
-  WorkerRecord w = queue_->Register(req->role(), req->name(), req->capacity());
+  absl::StatusOr<WorkerRecord> registered = queue_->Register(req->role(), req->name(), req->capacity());
+  if (!registered.ok()) return ToGrpcStatus(registered.status());
+  const WorkerRecord& w = *registered;
   resp->set_worker_id(w.id);
   resp->set_rank(w.rank);
   resp->set_world_size(rendezvous_.world_size);
@@ -66,9 +71,9 @@ absl::Status CoordinatorService::ValidateResult(const v1::CompleteWorkRequest& r
                                                      limits_.max_sequence_tokens));
     }
     for (int64_t id : seq.ids()) {
-      if (id < 0 || id >= limits_.vocab_size) {
+      if (id < 0 || id >= limits_.layout.vocab_size()) {
         return absl::InvalidArgumentError(absl::StrCat(field, ": token id ", id, " outside [0, ",
-                                                       limits_.vocab_size, ")"));
+                                                       limits_.layout.vocab_size(), ")"));
       }
     }
     return absl::OkStatus();
@@ -101,11 +106,84 @@ absl::Status CoordinatorService::ValidateResult(const v1::CompleteWorkRequest& r
       }
       return absl::OkStatus();
     case v1::CompleteWorkRequest::kSync:
+      return absl::OkStatus();
     case v1::CompleteWorkRequest::kError:
+      if (req.error().message().size() > 4096) return absl::InvalidArgumentError("error.message: over 4096 bytes");
       return absl::OkStatus();
     default:
       return absl::InvalidArgumentError("result: one of rollout, score, sync or error is required");
   }
+}
+
+absl::Status CoordinatorService::ValidateResultForItem(const v1::WorkItem& item,
+                                                       const v1::CompleteWorkRequest& req) const {
+  if (req.has_error()) return absl::OkStatus();  // the worker could not do it: any item
+  const TokenLayout& layout = limits_.layout;
+  if (item.has_rollout()) {
+    if (!req.has_rollout()) return absl::InvalidArgumentError("result: a rollout item needs a rollout result");
+    const v1::RolloutWork& work = item.rollout();
+    if (req.rollout().groups_size() != work.inputs_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("rollout.groups: ", req.rollout().groups_size(),
+                                                     " groups for ", work.inputs_size(), " inputs"));
+    }
+    const Task task = work.task() == v1::TASK_UNDERSTANDING ? Task::kUnderstanding : Task::kGeneration;
+    for (int g = 0; g < work.inputs_size(); ++g) {
+      const auto& group = req.rollout().groups(g);
+      if (group.samples_size() != work.k()) {
+        return absl::InvalidArgumentError(absl::StrCat("rollout.groups[", g, "]: ", group.samples_size(),
+                                                       " samples, the item asked for k = ", work.k()));
+      }
+      const std::vector<int64_t> input(work.inputs(g).ids().begin(), work.inputs(g).ids().end());
+      for (int s = 0; s < group.samples_size(); ++s) {
+        const std::string field = absl::StrCat("rollout.groups[", g, "].samples[", s, "].output");
+        std::vector<int64_t> output(group.samples(s).output().ids().begin(), group.samples(s).output().ids().end());
+        if (output.empty()) return absl::InvalidArgumentError(field + ": empty");
+        if (task == Task::kGeneration) {
+          const absl::Status shape = ValidateImageTokens(layout, output, 0);
+          if (!shape.ok()) return absl::InvalidArgumentError(absl::StrCat(field, ": ", shape.message()));
+        } else {
+          // Text ids, at most max_caption_tokens, then <eos> (a caption may be empty).
+          std::vector<int64_t> words = output;
+          if (words.back() == layout.eos) words.pop_back();
+          if (static_cast<int64_t>(words.size()) > layout.max_caption_tokens) {
+            return absl::InvalidArgumentError(absl::StrCat(field, ": ", words.size(), " words, at most ",
+                                                           layout.max_caption_tokens));
+          }
+          for (int64_t id : words) {
+            if (!layout.IsText(id)) {
+              return absl::InvalidArgumentError(absl::StrCat(field, ": id ", id, " is not a text token"));
+            }
+          }
+        }
+        const size_t row = MakeTrainingRow(layout, task, input, output).tokens.size();
+        if (static_cast<int64_t>(row) > limits_.max_sequence_tokens) {
+          return absl::InvalidArgumentError(absl::StrCat(field, ": input and output make ", row,
+                                                         " tokens, the model's context is ",
+                                                         limits_.max_sequence_tokens));
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+  if (item.has_score()) {
+    if (!req.has_score()) return absl::InvalidArgumentError("result: a score item needs a score result");
+    if (req.score().rewards_size() != item.score().queries_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("score.rewards: ", req.score().rewards_size(), " for ",
+                                                     item.score().queries_size(), " queries"));
+    }
+    return absl::OkStatus();
+  }
+  if (item.has_sync()) {
+    if (!req.has_sync()) return absl::InvalidArgumentError("result: a weight sync item needs a sync result");
+    if (req.sync().version() != item.sync().version() || req.sync().checksum() != item.sync().checksum()) {
+      return absl::InvalidArgumentError(absl::StrCat("sync: confirms v", req.sync().version(), " checksum ",
+                                                     req.sync().checksum(), ", the learner sent v",
+                                                     item.sync().version(), " checksum ",
+                                                     item.sync().checksum()));
+    }
+    return absl::OkStatus();
+  }
+  return absl::InternalError(absl::StrCat("item ", item.item_id(), " has no work"));
 }
 
 grpc::Status CoordinatorService::CompleteWork(grpc::ServerContext* ctx,
@@ -113,7 +191,18 @@ grpc::Status CoordinatorService::CompleteWork(grpc::ServerContext* ctx,
                                               v1::CompleteWorkResponse* resp) {
   if (auto s = CheckToken(*ctx, auth_token_); !s.ok()) return ToGrpcStatus(s);
   if (auto s = ValidateResult(*req); !s.ok()) return ToGrpcStatus(s);
-  resp->set_accepted(queue_->Complete(*req));
+  const absl::Status done = queue_->Complete(
+      *req, [this](const v1::WorkItem& item, const v1::CompleteWorkRequest& result) {
+        return ValidateResultForItem(item, result);
+      });
+  // A duplicate or late result is acknowledged but not accepted (workers retry
+  // CompleteWork after a lost reply); every other refusal keeps its code.
+  if (absl::IsNotFound(done)) {
+    resp->set_accepted(false);
+    return grpc::Status::OK;
+  }
+  if (!done.ok()) return ToGrpcStatus(done);
+  resp->set_accepted(true);
   return grpc::Status::OK;
 }
 

@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "duet/v1/coordinator.grpc.pb.h"
 #include "coordinator/work_queue.h"
+#include "model/token_layout.h"
 #include "weights/weight_stream.h"
 
 namespace duet {
@@ -32,8 +33,8 @@ struct RendezvousInfo {
 
 // Limits requests are validated against.
 struct RequestLimits {
-  int64_t vocab_size = 0;
-  int64_t max_sequence_tokens = 64;
+  TokenLayout layout;                // token ids results must respect
+  int64_t max_sequence_tokens = 64;  // the model's context: a whole training row
   int64_t max_rows = 4096;
 };
 
@@ -56,7 +57,13 @@ class CoordinatorService final : public v1::Coordinator::Service {
                             v1::RunStatus* resp) override;
 
  private:
+  // What a result must be on its own: token ids in the vocabulary, finite values.
   absl::Status ValidateResult(const v1::CompleteWorkRequest& req) const;
+  // What it must be for the item it completes: the same kind, one group per input and k
+  // samples per group, images of exactly image_tokens codes and captions of text ids,
+  // whole training rows within the model's context, one reward per query, the version
+  // and checksum the sync announced. InvalidArgument naming the field otherwise.
+  absl::Status ValidateResultForItem(const v1::WorkItem& item, const v1::CompleteWorkRequest& req) const;
 
   WorkQueue* queue_;
   WeightSnapshot* weights_;

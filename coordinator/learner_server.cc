@@ -50,7 +50,7 @@ absl::StatusOr<int> LearnerServer::Start() {
   }
   DUET_RETURN_IF_ERROR(PublishSnapshot(/*version=*/0));
   RequestLimits limits;
-  limits.vocab_size = bundle_->layout.vocab_size();
+  limits.layout = bundle_->layout;
   limits.max_sequence_tokens = bundle_->model.config().max_position_embeddings;
   service_ = std::make_unique<CoordinatorService>(
       queue_.get(), &snapshot_, rv, options_.auth_token, limits,

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <glog/logging.h>
+
 #include "absl/strings/str_cat.h"
 #include "rpc/proto_convert.h"
 #include "base/status_macros.h"
@@ -28,12 +30,50 @@ absl::Status ErrorFrom(const v1::CompleteWorkRequest& r) {
 
 }  // namespace
 
+bool IsTransientWorkerError(absl::StatusCode code) {
+  return code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded ||
+         code == absl::StatusCode::kResourceExhausted;
+}
+
+absl::StatusOr<std::vector<v1::CompleteWorkRequest>> DispatchItems(WorkQueue* queue, v1::Role role,
+                                                                   std::vector<v1::WorkItem> items,
+                                                                   const DispatchOptions& options) {
+  std::vector<v1::CompleteWorkRequest> out(items.size());
+  std::vector<int> tries(items.size(), 0);
+  std::vector<size_t> open(items.size());
+  for (size_t i = 0; i < items.size(); ++i) open[i] = i;
+  while (!open.empty()) {
+    std::vector<std::string> ids;
+    for (size_t i : open) ids.push_back(queue->Submit(role, items[i]));
+    DUET_ASSIGN_OR_RETURN(auto results, queue->Await(ids, options.item_timeout));
+    std::vector<size_t> again;
+    for (size_t k = 0; k < open.size(); ++k) {
+      v1::CompleteWorkRequest& r = results[k];
+      const size_t i = open[k];
+      if (r.has_error()) {
+        const auto code = static_cast<absl::StatusCode>(r.error().code());
+        if (IsTransientWorkerError(code) && tries[i] < options.max_retries) {
+          ++tries[i];
+          LOG(WARNING) << "re-issuing item " << ids[k] << " (try " << tries[i] << " of " << options.max_retries
+                       << ") after a transient error: " << ErrorFrom(r);
+          again.push_back(i);
+          continue;
+        }
+        return ErrorFrom(r);
+      }
+      out[i] = std::move(r);
+    }
+    open = std::move(again);
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<Group>> RemoteRollout::Sample(const RolloutRequest& request) {
   DUET_RETURN_IF_ERROR(queue_->AwaitWorkers(v1::ROLE_ROLLOUT, 1, options_.worker_wait));
   const int workers = queue_->CountWorkers(v1::ROLE_ROLLOUT);
   auto ranges = Split(request.inputs.size(), workers,
                       std::max<int64_t>(1, options_.min_rows_per_item / std::max<int64_t>(1, request.k)));
-  std::vector<std::string> ids;
+  std::vector<v1::WorkItem> items;
   std::vector<RolloutRequest> parts;
   for (auto [b, e] : ranges) {
     RolloutRequest part = request;
@@ -42,15 +82,14 @@ absl::StatusOr<std::vector<Group>> RemoteRollout::Sample(const RolloutRequest& r
     v1::WorkItem item;
     item.set_policy_version(served_version_());
     ToProto(part, item.mutable_rollout());
-    ids.push_back(queue_->Submit(v1::ROLE_ROLLOUT, std::move(item)));
+    items.push_back(std::move(item));
     parts.push_back(std::move(part));
   }
-  DUET_ASSIGN_OR_RETURN(auto results, queue_->Await(ids, options_.item_timeout));
+  DUET_ASSIGN_OR_RETURN(auto results, DispatchItems(queue_, v1::ROLE_ROLLOUT, std::move(items), options_));
   std::vector<Group> out;
   for (size_t i = 0; i < results.size(); ++i) {
-    if (results[i].has_error()) return ErrorFrom(results[i]);
     if (!results[i].has_rollout()) {
-      return absl::InternalError(absl::StrCat("item ", ids[i], " came back without a rollout result"));
+      return absl::InternalError(absl::StrCat("part ", i, " came back without a rollout result"));
     }
     DUET_ASSIGN_OR_RETURN(std::vector<Group> groups,
                           FromProto(results[i].rollout(), parts[i], results[i].policy_version()));
@@ -64,21 +103,20 @@ absl::StatusOr<std::vector<double>> RemoteScorer::Score(const std::vector<Reward
   DUET_RETURN_IF_ERROR(queue_->AwaitWorkers(v1::ROLE_SCORER, 1, options_.worker_wait));
   const int workers = queue_->CountWorkers(v1::ROLE_SCORER);
   auto ranges = Split(queries.size(), workers, options_.min_rows_per_item);
-  std::vector<std::string> ids;
+  std::vector<v1::WorkItem> items;
   std::vector<size_t> sizes;
   for (auto [b, e] : ranges) {
     v1::WorkItem item;
     item.set_policy_version(served_version_());
     ToProto(std::vector<RewardQuery>(queries.begin() + b, queries.begin() + e), item.mutable_score());
-    ids.push_back(queue_->Submit(v1::ROLE_SCORER, std::move(item)));
+    items.push_back(std::move(item));
     sizes.push_back(e - b);
   }
-  DUET_ASSIGN_OR_RETURN(auto results, queue_->Await(ids, options_.item_timeout));
+  DUET_ASSIGN_OR_RETURN(auto results, DispatchItems(queue_, v1::ROLE_SCORER, std::move(items), options_));
   std::vector<double> out;
   for (size_t i = 0; i < results.size(); ++i) {
-    if (results[i].has_error()) return ErrorFrom(results[i]);
     if (!results[i].has_score() || results[i].score().rewards_size() != static_cast<int>(sizes[i])) {
-      return absl::InternalError(absl::StrCat("item ", ids[i], " came back with the wrong number of rewards"));
+      return absl::InternalError(absl::StrCat("part ", i, " came back with the wrong number of rewards"));
     }
     out.insert(out.end(), results[i].score().rewards().begin(), results[i].score().rewards().end());
   }

@@ -26,7 +26,22 @@ struct DispatchOptions {
   absl::Duration item_timeout = absl::Minutes(10);
   absl::Duration worker_wait = absl::Minutes(2);  // for the first worker of a role
   int64_t min_rows_per_item = 8;
+  // How often one item is re-issued after a transient worker error.
+  int max_retries = 3;
 };
+
+// True for the worker error codes that re-issue an item: UNAVAILABLE,
+// DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED (a worker going away, slow or out of memory).
+// Every other code fails the step with the worker's message.
+bool IsTransientWorkerError(absl::StatusCode code);
+
+// Queues `items` for workers of `role` and returns their results in order. An item whose
+// worker reports a transient error is queued again, up to options.max_retries times; a
+// permanent error, or a transient one past the retries, fails with the worker's code and
+// message. DeadlineExceeded when results do not come within options.item_timeout.
+absl::StatusOr<std::vector<v1::CompleteWorkRequest>> DispatchItems(WorkQueue* queue, v1::Role role,
+                                                                   std::vector<v1::WorkItem> items,
+                                                                   const DispatchOptions& options);
 
 class RemoteRollout : public RolloutBackend {
  public:

@@ -107,7 +107,7 @@ class RemoteBackendsTest : public ::testing::Test {
   // with `handler`'s result until the queue closes.
   void StartWorkers(v1::Role role, int n, Handler handler) {
     for (int i = 0; i < n; ++i) {
-      const std::string id = queue_.Register(role, "fake", /*capacity=*/8).id;
+      const std::string id = queue_.Register(role, "fake", /*capacity=*/8)->id;
       threads_.emplace_back([this, id, handler] {
         for (;;) {
           auto item = queue_.Pull(id, absl::Hours(1));  // the fake clock never gets there
@@ -120,7 +120,7 @@ class RemoteBackendsTest : public ::testing::Test {
           v1::CompleteWorkRequest r = handler(**item);
           r.set_worker_id(id);
           r.set_item_id((*item)->item_id());
-          EXPECT_TRUE(queue_.Complete(r));
+          EXPECT_TRUE(queue_.Complete(r).ok());
         }
       });
     }
@@ -275,6 +275,41 @@ TEST_F(RemoteBackendsTest, RolloutWorkerErrorComesBackWithItsCode) {
       << groups.status();
   EXPECT_NE(groups.status().message().find("out of memory"), absl::string_view::npos)
       << groups.status();
+}
+
+TEST_F(RemoteBackendsTest, TransientErrorsReissueTheItemAtMostMaxRetriesTimes) {
+  StartWorkers(v1::ROLE_ROLLOUT, 1, ErrorHandler(absl::StatusCode::kUnavailable, "going away"));
+  DispatchOptions options = Options(/*min_rows_per_item=*/1);
+  options.max_retries = 2;
+  RemoteRollout rollout(&queue_, served_, options);
+  absl::StatusOr<std::vector<Group>> groups = rollout.Sample(CaptionRequest(1, /*k=*/2));
+  EXPECT_EQ(groups.status().code(), absl::StatusCode::kUnavailable) << groups.status();
+  absl::MutexLock lock(&mu_);
+  EXPECT_EQ(seen_.size(), 3u);  // the first try and two re-issues
+}
+
+TEST_F(RemoteBackendsTest, ATransientErrorThenASuccessGivesTheResult) {
+  std::atomic<int> calls{0};
+  Handler flaky = [&calls, ok = ScoreHandler()](const v1::WorkItem& item) {
+    if (calls.fetch_add(1) == 0) return ErrorHandler(absl::StatusCode::kResourceExhausted, "oom")(item);
+    return ok(item);
+  };
+  StartWorkers(v1::ROLE_SCORER, 1, flaky);
+  RemoteScorer scorer(&queue_, served_, Options(/*min_rows_per_item=*/100));
+  const std::vector<RewardQuery> queries = Queries(3);
+  absl::StatusOr<std::vector<double>> rewards = scorer.Score(queries, 0);
+  ASSERT_TRUE(rewards.ok()) << rewards.status();
+  ASSERT_EQ(rewards->size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ((*rewards)[i], FakeReward(queries[i]));
+  EXPECT_EQ(calls.load(), 2);
+}
+
+TEST_F(RemoteBackendsTest, PermanentErrorsAreNotReissued) {
+  StartWorkers(v1::ROLE_SCORER, 1, ErrorHandler(absl::StatusCode::kInvalidArgument, "bad pair"));
+  RemoteScorer scorer(&queue_, served_, Options(/*min_rows_per_item=*/100));
+  EXPECT_EQ(scorer.Score(Queries(2), 0).status().code(), absl::StatusCode::kInvalidArgument);
+  absl::MutexLock lock(&mu_);
+  EXPECT_EQ(seen_.size(), 1u);
 }
 
 TEST_F(RemoteBackendsTest, MalformedRolloutResultsAreErrors) {

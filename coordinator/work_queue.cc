@@ -1,19 +1,38 @@
 #include "coordinator/work_queue.h"
 
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace duet {
 
-WorkQueue::WorkQueue(std::string run_id, int32_t max_ranked_workers, Clock* clock)
-    : run_id_(std::move(run_id)), clock_(clock), max_ranked_workers_(max_ranked_workers) {}
+WorkQueue::WorkQueue(std::string run_id, int32_t max_ranked_workers, Clock* clock, int32_t max_workers)
+    : run_id_(std::move(run_id)), clock_(clock), max_ranked_workers_(max_ranked_workers), max_workers_(max_workers) {}
 
-WorkerRecord WorkQueue::Register(v1::Role role, const std::string& name, int32_t capacity) {
+absl::StatusOr<WorkerRecord> WorkQueue::Register(v1::Role role, const std::string& name, int32_t capacity) {
   absl::MutexLock lock(&mu_);
+  if (static_cast<int64_t>(workers_.size()) >= max_workers_) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the run has its ", max_workers_, " workers; retry when one has left"));
+  }
   WorkerRecord w;
   w.role = role;
   w.name = name;
   w.capacity = capacity;
-  w.id = absl::StrCat(role == v1::ROLE_ROLLOUT ? "rollout-" : "scorer-", next_worker_index_[role]++);
+  // The id is the worker's name when it has a usable one (logs then match the process
+  // that the operator named), made unique with a suffix; else role-N.
+  const bool usable = !name.empty() && name.size() <= 64 &&
+                      std::all_of(name.begin(), name.end(), [](char c) {
+                        return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+                               c == '.' || c == ':';
+                      });
+  const std::string base =
+      usable ? name : absl::StrCat(role == v1::ROLE_ROLLOUT ? "rollout-" : "scorer-", next_worker_index_[role]++);
+  std::string id = base;
+  for (int n = 2; workers_.count(id) > 0; ++n) id = absl::StrCat(base, "-", n);
+  w.id = id;
   if (next_rank_ <= max_ranked_workers_) w.rank = next_rank_++;
   workers_[w.id] = w;
   return w;
@@ -90,15 +109,21 @@ absl::StatusOr<std::optional<v1::WorkItem>> WorkQueue::Pull(const std::string& w
   if (pick == pending_.end()) return std::optional<v1::WorkItem>();
   v1::WorkItem item = std::move(pick->item);
   pending_.erase(pick);
-  in_flight_[item.item_id()] = worker_id;
+  in_flight_[item.item_id()] = InFlight{worker_id, item};
   return std::optional<v1::WorkItem>(std::move(item));
 }
 
-bool WorkQueue::Complete(const v1::CompleteWorkRequest& result) {
+absl::Status WorkQueue::Complete(const v1::CompleteWorkRequest& result, const ResultCheck& check) {
   absl::MutexLock lock(&mu_);
   auto it = in_flight_.find(result.item_id());
-  if (it == in_flight_.end()) return false;  // unknown, or completed already
-  if (it->second != result.worker_id()) return false;  // only the worker holding it
+  if (it == in_flight_.end()) {
+    return absl::NotFoundError(absl::StrCat("item '", result.item_id(), "' is not in flight (unknown or done)"));
+  }
+  if (it->second.worker_id != result.worker_id()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("item '", result.item_id(), "' is held by another worker than '", result.worker_id(), "'"));
+  }
+  if (check) DUET_RETURN_IF_ERROR(check(it->second.item, result));
   auto w = workers_.find(result.worker_id());
   if (w != workers_.end()) {
     ++w->second.items_completed;
@@ -109,7 +134,7 @@ bool WorkQueue::Complete(const v1::CompleteWorkRequest& result) {
   }
   in_flight_.erase(it);
   results_[result.item_id()] = result;
-  return true;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<v1::CompleteWorkRequest>> WorkQueue::Await(

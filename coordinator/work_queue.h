@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -41,11 +42,18 @@ struct WorkerRecord {
 
 class WorkQueue {
  public:
-  // `max_ranked_workers` workers (in registration order) get c10d ranks 1..N. Timeouts
-  // are measured on `clock` (not owned; outlives the queue).
-  WorkQueue(std::string run_id, int32_t max_ranked_workers, Clock* clock = RealClock());
+  // `max_ranked_workers` workers (in registration order) get c10d ranks 1..N; at most
+  // `max_workers` may register. Timeouts are measured on `clock` (not owned; outlives the
+  // queue).
+  WorkQueue(std::string run_id, int32_t max_ranked_workers, Clock* clock = RealClock(),
+            int32_t max_workers = kDefaultMaxWorkers);
 
-  WorkerRecord Register(v1::Role role, const std::string& name, int32_t capacity);
+  static constexpr int32_t kDefaultMaxWorkers = 1024;
+
+  // Adds a worker. Its id is `name` when that is 1..64 characters of [A-Za-z0-9._:-] (with
+  // "-2", "-3", ... when taken), else "rollout-N" / "scorer-N". ResourceExhausted when
+  // `max_workers` are registered already.
+  absl::StatusOr<WorkerRecord> Register(v1::Role role, const std::string& name, int32_t capacity);
   std::vector<WorkerRecord> Workers() const;
   int CountWorkers(v1::Role role) const;
   // Blocks until at least `count` workers of `role` registered (DeadlineExceeded after
@@ -61,9 +69,15 @@ class WorkQueue {
   absl::StatusOr<std::optional<v1::WorkItem>> Pull(const std::string& worker_id,
                                                    absl::Duration timeout);
 
-  // Records a result. False when the item is unknown, was completed already, or is held
-  // by another worker than result.worker_id().
-  bool Complete(const v1::CompleteWorkRequest& result);
+  // Checks a result against the item that was handed out (the coordinator's validation).
+  using ResultCheck =
+      std::function<absl::Status(const v1::WorkItem& item, const v1::CompleteWorkRequest& result)>;
+
+  // Records the result of an item in flight. Nothing changes unless it returns OK:
+  //   NotFound: the item is unknown, or was completed already (a duplicate);
+  //   PermissionDenied: another worker than result.worker_id() holds the item;
+  //   what `check` (when set) returns: the item stays in flight for a correct result.
+  absl::Status Complete(const v1::CompleteWorkRequest& result, const ResultCheck& check = nullptr);
 
   // The results of `item_ids`, in order, once all are in. DeadlineExceeded after
   // `timeout`; Cancelled after Close().
@@ -87,10 +101,15 @@ class WorkQueue {
   const std::string run_id_;
   Clock* const clock_;
   const int32_t max_ranked_workers_;
+  const int32_t max_workers_;
   mutable absl::Mutex mu_;  // guards everything below; waiters use mu_'s conditions
   std::map<std::string, WorkerRecord> workers_ ABSL_GUARDED_BY(mu_);
   std::deque<Pending> pending_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string> in_flight_ ABSL_GUARDED_BY(mu_);  // item -> worker
+  struct InFlight {
+    std::string worker_id;
+    v1::WorkItem item;
+  };
+  std::map<std::string, InFlight> in_flight_ ABSL_GUARDED_BY(mu_);  // by item id
   std::map<std::string, v1::CompleteWorkRequest> results_ ABSL_GUARDED_BY(mu_);
   int64_t next_item_ ABSL_GUARDED_BY(mu_) = 0;
   int32_t next_rank_ ABSL_GUARDED_BY(mu_) = 1;

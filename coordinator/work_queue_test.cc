@@ -43,10 +43,31 @@ class WorkQueueTest : public ::testing::Test {
   WorkQueue queue_{"run7", /*max_ranked_workers=*/2, &clock_};
 };
 
+// Defect 12 of the hardening issue: a process named rollout-0 registered as rollout-1.
+TEST_F(WorkQueueTest, IdsFollowTheWorkersNames) {
+  EXPECT_EQ(queue_.Register(v1::ROLE_SCORER, "scorer-0", 1)->id, "scorer-0");
+  EXPECT_EQ(queue_.Register(v1::ROLE_ROLLOUT, "rollout-1", 1)->id, "rollout-1");
+  EXPECT_EQ(queue_.Register(v1::ROLE_ROLLOUT, "rollout-0", 1)->id, "rollout-0");
+  EXPECT_EQ(queue_.Register(v1::ROLE_ROLLOUT, "node7:123", 1)->id, "node7:123");
+  EXPECT_EQ(queue_.Register(v1::ROLE_ROLLOUT, "rollout-0", 1)->id, "rollout-0-2");  // taken
+  EXPECT_EQ(queue_.Register(v1::ROLE_ROLLOUT, "a b/c", 1)->id, "rollout-0-3");  // unusable; fallback and -2 taken
+  EXPECT_EQ(queue_.Register(v1::ROLE_ROLLOUT, "", 1)->id, "rollout-1-2");
+}
+
+TEST(WorkQueueLimitsTest, RegistrationsPastTheLimitAreResourceExhausted) {
+  FakeClock clock;
+  WorkQueue queue("run", /*max_ranked_workers=*/0, &clock, /*max_workers=*/3);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(queue.Register(v1::ROLE_ROLLOUT, "", 1).ok());
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(queue.Register(v1::ROLE_SCORER, "", 1).status().code(), absl::StatusCode::kResourceExhausted);
+  }
+  EXPECT_EQ(queue.Workers().size(), 3u);
+}
+
 TEST_F(WorkQueueTest, RegisterGivesIdsAndRanks) {
-  WorkerRecord r0 = queue_.Register(v1::ROLE_ROLLOUT, "host:1", 16);
-  WorkerRecord s0 = queue_.Register(v1::ROLE_SCORER, "host:2", 8);
-  WorkerRecord r1 = queue_.Register(v1::ROLE_ROLLOUT, "host:3", 4);
+  WorkerRecord r0 = *queue_.Register(v1::ROLE_ROLLOUT, "", 16);
+  WorkerRecord s0 = *queue_.Register(v1::ROLE_SCORER, "", 8);
+  WorkerRecord r1 = *queue_.Register(v1::ROLE_ROLLOUT, "", 4);
   EXPECT_EQ(r0.id, "rollout-0");
   EXPECT_EQ(r1.id, "rollout-1");
   EXPECT_EQ(s0.id, "scorer-0");
@@ -55,7 +76,7 @@ TEST_F(WorkQueueTest, RegisterGivesIdsAndRanks) {
   EXPECT_EQ(s0.rank, 2);
   EXPECT_EQ(r1.rank, -1);
   EXPECT_EQ(r0.role, v1::ROLE_ROLLOUT);
-  EXPECT_EQ(r0.name, "host:1");
+  EXPECT_EQ(r0.name, "");
   EXPECT_EQ(r0.capacity, 16);
 
   EXPECT_EQ(queue_.CountWorkers(v1::ROLE_ROLLOUT), 2);
@@ -68,8 +89,8 @@ TEST_F(WorkQueueTest, RegisterGivesIdsAndRanks) {
 }
 
 TEST_F(WorkQueueTest, SubmitPullCompleteAwaitRoundTrip) {
-  const std::string scorer = queue_.Register(v1::ROLE_SCORER, "s", 1).id;
-  const std::string rollout = queue_.Register(v1::ROLE_ROLLOUT, "r", 1).id;
+  const std::string scorer = queue_.Register(v1::ROLE_SCORER, "s", 1)->id;
+  const std::string rollout = queue_.Register(v1::ROLE_ROLLOUT, "r", 1)->id;
   const std::string id = queue_.Submit(v1::ROLE_SCORER, ScoreItem(/*policy_version=*/3));
   EXPECT_FALSE(id.empty());
   EXPECT_EQ(id.rfind("run7", 0), 0u) << id;  // ids carry the run id
@@ -90,7 +111,7 @@ TEST_F(WorkQueueTest, SubmitPullCompleteAwaitRoundTrip) {
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(again->has_value());
 
-  EXPECT_TRUE(queue_.Complete(ScoreResult(scorer, id, 0.75)));
+  EXPECT_TRUE(queue_.Complete(ScoreResult(scorer, id, 0.75)).ok());
   auto results = queue_.Await({id}, kNoWait);
   ASSERT_TRUE(results.ok()) << results.status();
   ASSERT_EQ(results->size(), 1u);
@@ -99,7 +120,7 @@ TEST_F(WorkQueueTest, SubmitPullCompleteAwaitRoundTrip) {
 }
 
 TEST_F(WorkQueueTest, ItemIdsAreUniqueAndResultsComeBackInRequestOrder) {
-  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1).id;
+  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1)->id;
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) ids.push_back(queue_.Submit(v1::ROLE_SCORER, ScoreItem(0)));
   EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), 3u);
@@ -108,7 +129,7 @@ TEST_F(WorkQueueTest, ItemIdsAreUniqueAndResultsComeBackInRequestOrder) {
   for (int i = 0; i < 3; ++i) pulled.push_back((*queue_.Pull(w, kNoWait))->item_id());
   EXPECT_EQ(pulled, ids);
   // Completed in reverse; awaited in order.
-  for (int i = 2; i >= 0; --i) ASSERT_TRUE(queue_.Complete(ScoreResult(w, ids[i], i)));
+  for (int i = 2; i >= 0; --i) ASSERT_TRUE(queue_.Complete(ScoreResult(w, ids[i], i)).ok());
   auto results = queue_.Await(ids, kNoWait);
   ASSERT_TRUE(results.ok()) << results.status();
   ASSERT_EQ(results->size(), 3u);
@@ -119,8 +140,8 @@ TEST_F(WorkQueueTest, ItemIdsAreUniqueAndResultsComeBackInRequestOrder) {
 }
 
 TEST_F(WorkQueueTest, AddressedItemsGoOnlyToTheirWorker) {
-  const std::string r0 = queue_.Register(v1::ROLE_ROLLOUT, "a", 1).id;
-  const std::string r1 = queue_.Register(v1::ROLE_ROLLOUT, "b", 1).id;
+  const std::string r0 = queue_.Register(v1::ROLE_ROLLOUT, "a", 1)->id;
+  const std::string r1 = queue_.Register(v1::ROLE_ROLLOUT, "b", 1)->id;
   v1::WorkItem sync;
   sync.mutable_sync()->set_version(4);
   const std::string id = queue_.Submit(v1::ROLE_ROLLOUT, sync, r1);
@@ -137,7 +158,7 @@ TEST_F(WorkQueueTest, AddressedItemsGoOnlyToTheirWorker) {
 }
 
 TEST_F(WorkQueueTest, AddressedItemsComeBeforeOlderRoleItems) {
-  const std::string r0 = queue_.Register(v1::ROLE_ROLLOUT, "a", 1).id;
+  const std::string r0 = queue_.Register(v1::ROLE_ROLLOUT, "a", 1)->id;
   const std::string work = queue_.Submit(v1::ROLE_ROLLOUT, ScoreItem(0));
   v1::WorkItem sync;
   sync.mutable_sync()->set_version(1);
@@ -147,11 +168,11 @@ TEST_F(WorkQueueTest, AddressedItemsComeBeforeOlderRoleItems) {
 }
 
 TEST_F(WorkQueueTest, CompleteTwiceCountsOnce) {
-  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1).id;
+  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1)->id;
   const std::string id = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
   ASSERT_TRUE(queue_.Pull(w, kNoWait)->has_value());
-  EXPECT_TRUE(queue_.Complete(ScoreResult(w, id, 1.0)));
-  EXPECT_FALSE(queue_.Complete(ScoreResult(w, id, 2.0)));
+  EXPECT_TRUE(queue_.Complete(ScoreResult(w, id, 1.0)).ok());
+  EXPECT_EQ(queue_.Complete(ScoreResult(w, id, 2.0)).code(), absl::StatusCode::kNotFound);
   ASSERT_EQ(queue_.Workers().size(), 1u);
   EXPECT_EQ(queue_.Workers()[0].items_completed, 1);
   auto results = queue_.Await({id}, kNoWait);
@@ -160,26 +181,44 @@ TEST_F(WorkQueueTest, CompleteTwiceCountsOnce) {
 }
 
 TEST_F(WorkQueueTest, CompletingUnknownOrUnpulledItemsIsRefused) {
-  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1).id;
-  EXPECT_FALSE(queue_.Complete(ScoreResult(w, "run7-999", 1.0)));
+  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1)->id;
+  EXPECT_FALSE(queue_.Complete(ScoreResult(w, "run7-999", 1.0)).ok());
   const std::string id = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
-  EXPECT_FALSE(queue_.Complete(ScoreResult(w, id, 1.0)))
+  EXPECT_FALSE(queue_.Complete(ScoreResult(w, id, 1.0)).ok())
       << "completed before anyone pulled it";
   EXPECT_EQ(queue_.Workers()[0].items_completed, 0);
 }
 
 // The conventions' trust boundary: "the caller owns the item it completes".
 TEST_F(WorkQueueTest, CompletingAnotherWorkersItemIsRefused) {
-  const std::string a = queue_.Register(v1::ROLE_SCORER, "a", 1).id;
-  const std::string b = queue_.Register(v1::ROLE_SCORER, "b", 1).id;
+  const std::string a = queue_.Register(v1::ROLE_SCORER, "a", 1)->id;
+  const std::string b = queue_.Register(v1::ROLE_SCORER, "b", 1)->id;
   const std::string id = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
   ASSERT_TRUE(queue_.Pull(a, kNoWait)->has_value());
-  EXPECT_FALSE(queue_.Complete(ScoreResult(b, id, 9.0)));
-  EXPECT_TRUE(queue_.Complete(ScoreResult(a, id, 1.0)));
+  EXPECT_EQ(queue_.Complete(ScoreResult(b, id, 9.0)).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(queue_.Complete(ScoreResult(a, id, 1.0)).ok());
+}
+
+TEST_F(WorkQueueTest, AResultTheCheckRefusesLeavesTheItemOpenForACorrectOne) {
+  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1)->id;
+  const std::string id = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
+  ASSERT_TRUE(queue_.Pull(w, kNoWait)->has_value());
+  int checked = 0;
+  auto check = [&checked](const v1::WorkItem& item, const v1::CompleteWorkRequest& r) {
+    ++checked;
+    EXPECT_TRUE(item.has_score());
+    return r.score().rewards(0) < 0 ? absl::InvalidArgumentError("negative") : absl::OkStatus();
+  };
+  EXPECT_EQ(queue_.Complete(ScoreResult(w, id, -1.0), check).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(queue_.Complete(ScoreResult(w, id, 0.5), check).ok());
+  EXPECT_EQ(checked, 2);
+  auto results = queue_.Await({id}, absl::ZeroDuration());
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_EQ((*results)[0].score().rewards(0), 0.5);
 }
 
 TEST_F(WorkQueueTest, SyncResultsRecordTheConfirmedVersion) {
-  const std::string w = queue_.Register(v1::ROLE_ROLLOUT, "r", 1).id;
+  const std::string w = queue_.Register(v1::ROLE_ROLLOUT, "r", 1)->id;
   v1::WorkItem sync;
   sync.mutable_sync()->set_version(6);
   const std::string id = queue_.Submit(v1::ROLE_ROLLOUT, sync, w);
@@ -189,7 +228,7 @@ TEST_F(WorkQueueTest, SyncResultsRecordTheConfirmedVersion) {
   done.set_item_id(id);
   done.mutable_sync()->set_version(6);
   done.mutable_sync()->set_checksum(0xABCDEF);
-  ASSERT_TRUE(queue_.Complete(done));
+  ASSERT_TRUE(queue_.Complete(done).ok());
   const WorkerRecord rec = queue_.Workers()[0];
   EXPECT_EQ(rec.confirmed_version, 6);
   EXPECT_EQ(rec.confirmed_checksum, 0xABCDEFu);
@@ -201,7 +240,7 @@ TEST_F(WorkQueueTest, UnknownWorkerPullIsNotFound) {
 }
 
 TEST_F(WorkQueueTest, PullWaitsForASubmit) {
-  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1).id;
+  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1)->id;
   absl::StatusOr<std::optional<v1::WorkItem>> result;
   std::thread puller([&] { result = queue_.Pull(w, absl::Seconds(30)); });
   WaitForWaiters(clock_, 1);
@@ -213,7 +252,7 @@ TEST_F(WorkQueueTest, PullWaitsForASubmit) {
 }
 
 TEST_F(WorkQueueTest, PullTimesOutEmptyOnTheFakeClock) {
-  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1).id;
+  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1)->id;
   absl::StatusOr<std::optional<v1::WorkItem>> result;
   std::atomic<bool> done{false};
   std::thread puller([&] {
@@ -230,7 +269,7 @@ TEST_F(WorkQueueTest, PullTimesOutEmptyOnTheFakeClock) {
 }
 
 TEST_F(WorkQueueTest, AwaitTimesOutWithDeadlineExceeded) {
-  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1).id;
+  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1)->id;
   const std::string id = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
   ASSERT_TRUE(queue_.Pull(w, kNoWait)->has_value());
   absl::StatusOr<std::vector<v1::CompleteWorkRequest>> result;
@@ -250,7 +289,7 @@ TEST_F(WorkQueueTest, AwaitTimesOutWithDeadlineExceeded) {
 }
 
 TEST_F(WorkQueueTest, AwaitWakesWhenTheLastResultArrives) {
-  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1).id;
+  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1)->id;
   const std::string a = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
   const std::string b = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
   ASSERT_TRUE(queue_.Pull(w, kNoWait)->has_value());
@@ -258,8 +297,8 @@ TEST_F(WorkQueueTest, AwaitWakesWhenTheLastResultArrives) {
   absl::StatusOr<std::vector<v1::CompleteWorkRequest>> result;
   std::thread waiter([&] { result = queue_.Await({a, b}, absl::Hours(1)); });
   WaitForWaiters(clock_, 1);
-  ASSERT_TRUE(queue_.Complete(ScoreResult(w, b, 2.0)));
-  ASSERT_TRUE(queue_.Complete(ScoreResult(w, a, 1.0)));
+  ASSERT_TRUE(queue_.Complete(ScoreResult(w, b, 2.0)).ok());
+  ASSERT_TRUE(queue_.Complete(ScoreResult(w, a, 1.0)).ok());
   waiter.join();
   ASSERT_TRUE(result.ok()) << result.status();
   ASSERT_EQ(result->size(), 2u);
@@ -286,7 +325,7 @@ TEST_F(WorkQueueTest, AwaitWorkersWaitsAndTimesOut) {
 }
 
 TEST_F(WorkQueueTest, CloseWakesEveryWaiterWithCancelled) {
-  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1).id;
+  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1)->id;
   const std::string id = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
   ASSERT_TRUE(queue_.Pull(w, kNoWait)->has_value());
 
@@ -315,8 +354,8 @@ TEST_F(WorkQueueTest, CloseWakesEveryWaiterWithCancelled) {
 }
 
 TEST_F(WorkQueueTest, AwaitShutdownNoticedWaitsForEveryWorkerToPull) {
-  const std::string a = queue_.Register(v1::ROLE_ROLLOUT, "a", 1).id;
-  const std::string b = queue_.Register(v1::ROLE_SCORER, "b", 1).id;
+  const std::string a = queue_.Register(v1::ROLE_ROLLOUT, "a", 1)->id;
+  const std::string b = queue_.Register(v1::ROLE_SCORER, "b", 1)->id;
   queue_.Close();
   EXPECT_FALSE(queue_.AwaitShutdownNoticed(kNoWait));
   EXPECT_EQ(queue_.Pull(a, kNoWait).status().code(), absl::StatusCode::kCancelled);

@@ -54,3 +54,52 @@ state = json.load(open(os.path.join(run, "final_state.json")))
 assert state["policy_version"] == 5 and all(w["checksum"] == state["checksum"] for w in state["workers"]), state
 print("resume ok: continued at step 4, ended at v5 on every worker")
 PY
+
+# SIGTERM to duet-learner mid-run (the real binaries, started by hand as an operator
+# would): it finishes its step, checkpoints, writes final_state.json and exits 0; the
+# workers then leave cleanly. (It used to die by the signal: OpenBLAS's threads, started
+# before main(), did not block it.)
+echo "sigterm-token" > "$TMP/token"
+cat > "$TMP/long.yaml" <<YAML
+steps: 1000
+directions: joint
+generation_inputs: 4
+understanding_inputs: 2
+k: 2
+checkpoint_every: 1000
+workers: {rollout: 1, scorer: 1}
+YAML
+"$BIN/coordinator/duet-learner" --config="$TMP/long.yaml" --model="$TMP/base/model" --data="$TMP/data" \
+  --out="$TMP/sig" --address=127.0.0.1:0 --port_file="$TMP/port" --auth_token_file="$TMP/token" \
+  > "$TMP/learner.log" 2>&1 &
+LEARNER=$!
+for _ in $(seq 600); do [[ -s "$TMP/port" ]] && break; sleep 0.1; done
+[[ -s "$TMP/port" ]] || { cat "$TMP/learner.log"; echo "learner did not serve"; exit 1; }
+TARGET="127.0.0.1:$(cat "$TMP/port")"
+"$BIN/rollout/duet-rollout" --learner="$TARGET" --model="$TMP/base/model" --auth_token_file="$TMP/token" \
+  --name=rollout-0 > "$TMP/rollout.log" 2>&1 &
+ROLLOUT=$!
+"$BIN/scorer/duet-scorer" --learner="$TARGET" --model="$TMP/base/model" --auth_token_file="$TMP/token" \
+  --name=scorer-0 > "$TMP/scorer.log" 2>&1 &
+SCORER=$!
+for _ in $(seq 1200); do
+  [[ -f "$TMP/sig/metrics.jsonl" && $(wc -l < "$TMP/sig/metrics.jsonl") -ge 2 ]] && break
+  sleep 0.1
+done
+kill -TERM "$LEARNER"
+rc=0; wait "$LEARNER" || rc=$?
+[[ $rc -eq 0 ]] || { cat "$TMP/learner.log"; echo "learner exited with $rc after SIGTERM"; exit 1; }
+for pid in $ROLLOUT $SCORER; do
+  wrc=0; wait "$pid" || wrc=$?
+  [[ $wrc -eq 0 ]] || { cat "$TMP/rollout.log" "$TMP/scorer.log"; echo "a worker exited with $wrc"; exit 1; }
+done
+/usr/bin/python3 - "$TMP/sig" <<'PY'
+import json, os, sys
+run = sys.argv[1]
+state = json.load(open(os.path.join(run, "final_state.json")))
+lines = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl"))]
+assert 2 <= state["step"] < 1000 and state["step"] == len(lines), (state, len(lines))
+assert open(os.path.join(run, "checkpoints", "LATEST")).read().strip() == "step-%08d" % state["step"]
+assert sorted(w["id"] for w in state["workers"]) == ["rollout-0", "scorer-0"], state["workers"]
+print("sigterm ok: stopped after step %d with a checkpoint; worker ids follow their names" % state["step"])
+PY

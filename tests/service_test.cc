@@ -16,6 +16,7 @@
 #include "coordinator/work_queue.h"
 #include "rollout/handler.h"
 #include "rollout/sampler.h"
+#include "rpc/proto_convert.h"
 #include "scorer/handler.h"
 #include "scorer/self_reward.h"
 
@@ -38,7 +39,7 @@ class ServiceTest : public ::testing::Test {
     queue_ = std::make_unique<WorkQueue>("test", /*max_ranked_workers=*/0);
     PublishWeights(0);
     RequestLimits limits;
-    limits.vocab_size = layout_.vocab_size();
+    limits.layout = layout_;
     limits.max_sequence_tokens = 32;
     service_ = std::make_unique<CoordinatorService>(queue_.get(), &snapshot_, RendezvousInfo{"test"}, kToken,
                                                     limits, nullptr);
@@ -162,10 +163,139 @@ TEST_F(ServiceTest, AWorkerRefusesAnItemForAPolicyVersionItDoesNotHold) {
   EXPECT_EQ(rewards.status().code(), absl::StatusCode::kFailedPrecondition) << rewards.status();
 }
 
+// A broken or hostile worker, played with a raw stub: every malformed result for the item
+// it holds is INVALID_ARGUMENT and leaves the item open; another worker's completion is
+// PERMISSION_DENIED; the correct result is then accepted once.
+TEST_F(ServiceTest, ResultsAreCheckedAgainstTheItemBeforeAnythingChanges) {
+  auto stub = v1::Coordinator::NewStub(channel_);
+  auto register_as = [&](v1::Role role) {
+    v1::RegisterRequest reg;
+    reg.set_role(role);
+    reg.set_capacity(8);
+    v1::RegisterResponse resp;
+    EXPECT_TRUE(stub->Register(Context(kToken).get(), reg, &resp).ok());
+    return resp.worker_id();
+  };
+  const std::string worker = register_as(v1::ROLE_ROLLOUT);
+  const std::string other = register_as(v1::ROLE_SCORER);
+  RolloutRequest part;
+  part.task = Task::kGeneration;
+  part.inputs = {{8, 9}, {10}};
+  part.k = 2;
+  v1::WorkItem item;
+  ToProto(part, item.mutable_rollout());
+  const std::string id = queue_->Submit(v1::ROLE_ROLLOUT, item);
+  v1::PullWorkRequest pull;
+  pull.set_worker_id(worker);
+  v1::PullWorkResponse pulled;
+  ASSERT_TRUE(stub->PullWork(Context(kToken).get(), pull, &pulled).ok());
+  ASSERT_EQ(pulled.item().item_id(), id);
+
+  auto good = [&] {
+    v1::CompleteWorkRequest r;
+    r.set_worker_id(worker);
+    r.set_item_id(id);
+    for (int g = 0; g < 2; ++g) {
+      auto* group = r.mutable_rollout()->add_groups();
+      for (int k = 0; k < 2; ++k) {
+        auto* sample = group->add_samples();
+        for (int t = 0; t < layout_.image_tokens; ++t) {
+          sample->mutable_output()->add_ids(layout_.image_begin + t);
+          sample->add_policy_logprobs(-1.0f);
+        }
+      }
+    }
+    return r;
+  };
+  std::vector<std::pair<std::string, v1::CompleteWorkRequest>> bad;
+  {
+    v1::CompleteWorkRequest r = good();
+    r.clear_rollout();
+    r.mutable_score()->add_rewards(1.0);
+    bad.emplace_back("a score result for a rollout item", r);
+  }
+  {
+    v1::CompleteWorkRequest r = good();
+    r.mutable_rollout()->mutable_groups()->RemoveLast();
+    bad.emplace_back("one group missing", r);
+  }
+  {
+    v1::CompleteWorkRequest r = good();
+    r.mutable_rollout()->mutable_groups(1)->mutable_samples()->RemoveLast();
+    bad.emplace_back("one sample missing", r);
+  }
+  {
+    v1::CompleteWorkRequest r = good();
+    auto* sample = r.mutable_rollout()->mutable_groups(0)->mutable_samples(0);
+    sample->mutable_output()->clear_ids();
+    sample->clear_policy_logprobs();
+    bad.emplace_back("an empty output", r);
+  }
+  {
+    v1::CompleteWorkRequest r = good();
+    auto* sample = r.mutable_rollout()->mutable_groups(0)->mutable_samples(0);
+    sample->mutable_output()->set_ids(0, 9);  // a text id where an image code belongs
+    bad.emplace_back("a text token in an image", r);
+  }
+  {
+    // Defect 4 of the hardening issue: a long output used to reach LibTorch and abort.
+    v1::CompleteWorkRequest r = good();
+    auto* sample = r.mutable_rollout()->mutable_groups(0)->mutable_samples(0);
+    for (int t = 0; t < 28; ++t) {
+      sample->mutable_output()->add_ids(layout_.image_begin);
+      sample->add_policy_logprobs(-1.0f);
+    }
+    bad.emplace_back("an image of 32 codes instead of 4", r);
+  }
+  v1::CompleteWorkResponse ack;
+  for (const auto& [what, r] : bad) {
+    const grpc::Status s = stub->CompleteWork(Context(kToken).get(), r, &ack);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << what << ": " << s.error_message();
+  }
+  v1::CompleteWorkRequest stolen = good();
+  stolen.set_worker_id(other);
+  EXPECT_EQ(stub->CompleteWork(Context(kToken).get(), stolen, &ack).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  ASSERT_TRUE(stub->CompleteWork(Context(kToken).get(), good(), &ack).ok());
+  EXPECT_TRUE(ack.accepted());
+  ASSERT_TRUE(stub->CompleteWork(Context(kToken).get(), good(), &ack).ok());
+  EXPECT_FALSE(ack.accepted());  // a resend counts once
+  auto results = queue_->Await({id}, absl::Seconds(1));
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_EQ((*results)[0].rollout().groups_size(), 2);
+}
+
+TEST_F(ServiceTest, ASyncResultMustConfirmWhatTheLearnerSent) {
+  auto stub = v1::Coordinator::NewStub(channel_);
+  v1::RegisterRequest reg;
+  reg.set_role(v1::ROLE_SCORER);
+  reg.set_capacity(8);
+  v1::RegisterResponse resp;
+  ASSERT_TRUE(stub->Register(Context(kToken).get(), reg, &resp).ok());
+  v1::WorkItem item;
+  item.mutable_sync()->set_version(3);
+  item.mutable_sync()->set_checksum(777);
+  const std::string id = queue_->Submit(v1::ROLE_SCORER, item, resp.worker_id());
+  v1::PullWorkRequest pull;
+  pull.set_worker_id(resp.worker_id());
+  v1::PullWorkResponse pulled;
+  ASSERT_TRUE(stub->PullWork(Context(kToken).get(), pull, &pulled).ok());
+  v1::CompleteWorkRequest r;
+  r.set_worker_id(resp.worker_id());
+  r.set_item_id(id);
+  r.mutable_sync()->set_version(3);
+  r.mutable_sync()->set_checksum(778);
+  v1::CompleteWorkResponse ack;
+  EXPECT_EQ(stub->CompleteWork(Context(kToken).get(), r, &ack).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  r.mutable_sync()->set_checksum(777);
+  ASSERT_TRUE(stub->CompleteWork(Context(kToken).get(), r, &ack).ok());
+  EXPECT_TRUE(ack.accepted());
+}
+
 TEST_F(ServiceTest, CallsWithoutTheTokenAreUnauthenticatedAndTheServerKeepsServing) {
   auto stub = v1::Coordinator::NewStub(channel_);
   v1::RegisterRequest req;
   req.set_role(v1::ROLE_ROLLOUT);
+  req.set_capacity(1);
   v1::RegisterResponse resp;
   EXPECT_EQ(stub->Register(Context("").get(), req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(stub->Register(Context("wrong").get(), req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
@@ -184,6 +314,10 @@ TEST_F(ServiceTest, MalformedRequestsAreInvalidArgumentNamingTheField) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(s.error_message().find("role"), std::string::npos);
   reg.set_role(v1::ROLE_ROLLOUT);
+  s = stub->Register(Context(kToken).get(), reg, &reg_resp);  // capacity 0: could never take work
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("capacity"), std::string::npos);
+  reg.set_capacity(4);
   ASSERT_TRUE(stub->Register(Context(kToken).get(), reg, &reg_resp).ok());
 
   v1::CompleteWorkRequest bad;
@@ -215,10 +349,11 @@ TEST_F(ServiceTest, CompletingAnItemTwiceCountsOnce) {
   auto stub = v1::Coordinator::NewStub(channel_);
   v1::RegisterRequest reg;
   reg.set_role(v1::ROLE_SCORER);
+  reg.set_capacity(1);
   v1::RegisterResponse who;
   ASSERT_TRUE(stub->Register(Context(kToken).get(), reg, &who).ok());
   v1::WorkItem item;
-  item.mutable_score();
+  item.mutable_score()->add_queries()->set_task(v1::TASK_GENERATION);
   const std::string id = queue_->Submit(v1::ROLE_SCORER, item);
   v1::PullWorkRequest pull;
   pull.set_worker_id(who.worker_id());

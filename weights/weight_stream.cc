@@ -35,8 +35,9 @@ uint64_t WeightSnapshot::checksum() const {
 absl::Status StreamWeightSnapshot(const WeightSnapshot& snapshot, int64_t chunk_bytes,
                                   const std::function<bool()>& cancelled,
                                   const std::function<bool(const v1::WeightChunk&)>& write) {
-  if (chunk_bytes < 0 || chunk_bytes > kMaxWeightChunkBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("chunk_bytes: must be in [0, ", kMaxWeightChunkBytes, "]"));
+  if (chunk_bytes != 0 && (chunk_bytes < kMinWeightChunkBytes || chunk_bytes > kMaxWeightChunkBytes)) {
+    return absl::InvalidArgumentError(absl::StrCat("chunk_bytes: must be 0 (default) or in [", kMinWeightChunkBytes,
+                                                   ", ", kMaxWeightChunkBytes, "]"));
   }
   const int64_t chunk = chunk_bytes > 0 ? chunk_bytes : kDefaultWeightChunkBytes;
   int64_t version = 0;

@@ -38,12 +38,15 @@ class WeightSnapshot {
   std::string bytes_ ABSL_GUARDED_BY(mu_);
 };
 
-// Default and largest chunk of a stream.
+// Default, smallest and largest chunk of a stream. The smallest bounds how long one
+// client can keep a server thread streaming (a 1-byte chunk made a 281 s stream).
 inline constexpr int64_t kDefaultWeightChunkBytes = 4 << 20;
+inline constexpr int64_t kMinWeightChunkBytes = 64 << 10;
 inline constexpr int64_t kMaxWeightChunkBytes = 32 << 20;
 
 // Sends the current snapshot as chunks of `chunk_bytes` (0: the default) to `write`, in
-// order. InvalidArgument for a chunk size outside [0, kMaxWeightChunkBytes]; Unavailable
+// order. InvalidArgument for a chunk size other than 0 or [kMinWeightChunkBytes,
+// kMaxWeightChunkBytes]; Unavailable
 // when nothing is published; Cancelled when `cancelled()` turns true or `write` returns
 // false. Thread-safety: reads a copy of the snapshot.
 absl::Status StreamWeightSnapshot(const WeightSnapshot& snapshot, int64_t chunk_bytes,

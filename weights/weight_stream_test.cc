@@ -15,7 +15,7 @@ class WeightStreamTest : public ::testing::Test {
  protected:
   void SetUp() override {
     torch::manual_seed(3);
-    params_ = {torch::randn({7, 5}), torch::randn({11})};
+    params_ = {torch::randn({700, 50}), torch::randn({11})};  // 35 011 floats, 140 044 bytes
     SerializedWeights w = SerializeParameters(params_);
     checksum_ = w.checksum;
     snapshot_.Set(/*version=*/4, w.checksum, std::move(w.bytes));
@@ -39,8 +39,8 @@ class WeightStreamTest : public ::testing::Test {
 };
 
 TEST_F(WeightStreamTest, ChunksReassembleToTheParametersAndVerify) {
-  const std::vector<v1::WeightChunk> chunks = Stream(/*chunk_bytes=*/36);
-  ASSERT_EQ(chunks.size(), (46 * 4 + 35) / 36);
+  const std::vector<v1::WeightChunk> chunks = Stream(kMinWeightChunkBytes);
+  ASSERT_EQ(chunks.size(), 3u);  // 64 KiB, 64 KiB, the rest
   WeightStreamAssembler assembler;
   for (const auto& c : chunks) ASSERT_TRUE(assembler.Add(c).ok());
   int64_t version = 0;
@@ -53,7 +53,7 @@ TEST_F(WeightStreamTest, ChunksReassembleToTheParametersAndVerify) {
 }
 
 TEST_F(WeightStreamTest, OutOfOrderMixedOrCorruptStreamsAreDataLoss) {
-  std::vector<v1::WeightChunk> chunks = Stream(/*chunk_bytes=*/40);
+  std::vector<v1::WeightChunk> chunks = Stream(kMinWeightChunkBytes);
   ASSERT_GE(chunks.size(), 3u);
   {
     WeightStreamAssembler a;
@@ -94,11 +94,14 @@ TEST_F(WeightStreamTest, SenderRefusesBadChunkSizesAndStopsWhenCancelled) {
   auto write = [](const v1::WeightChunk&) { return true; };
   auto never = [] { return false; };
   EXPECT_EQ(StreamWeightSnapshot(snapshot_, -1, never, write).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(StreamWeightSnapshot(snapshot_, 1, never, write).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(StreamWeightSnapshot(snapshot_, kMinWeightChunkBytes - 1, never, write).code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(StreamWeightSnapshot(snapshot_, kMaxWeightChunkBytes + 1, never, write).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(StreamWeightSnapshot(snapshot_, 8, [] { return true; }, write).code(),
+  EXPECT_EQ(StreamWeightSnapshot(snapshot_, 0, [] { return true; }, write).code(),
             absl::StatusCode::kCancelled);
-  EXPECT_EQ(StreamWeightSnapshot(snapshot_, 8, never, [](const v1::WeightChunk&) { return false; }).code(),
+  EXPECT_EQ(StreamWeightSnapshot(snapshot_, 0, never, [](const v1::WeightChunk&) { return false; }).code(),
             absl::StatusCode::kCancelled);
   WeightSnapshot empty;
   EXPECT_EQ(StreamWeightSnapshot(empty, 0, never, write).code(), absl::StatusCode::kUnavailable);
