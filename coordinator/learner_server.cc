@@ -1,5 +1,6 @@
 #include "coordinator/learner_server.h"
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <random>
@@ -80,8 +81,16 @@ absl::Status LearnerServer::PublishSnapshot(int64_t version) {
 
 absl::Status LearnerServer::FormCollective() {
   const Recipe& r = options_.recipe;
-  DUET_RETURN_IF_ERROR(queue_->AwaitWorkers(v1::ROLE_ROLLOUT, r.rollout_workers, options_.worker_timeout));
-  DUET_RETURN_IF_ERROR(queue_->AwaitWorkers(v1::ROLE_SCORER, r.scorer_workers, options_.worker_timeout));
+  // Wait for the pools in slices, so that Stop() (SIGTERM) ends the wait too.
+  const absl::Time deadline = absl::Now() + options_.worker_timeout;
+  for (auto [role, count] : {std::pair{v1::ROLE_ROLLOUT, r.rollout_workers}, std::pair{v1::ROLE_SCORER, r.scorer_workers}}) {
+    for (;;) {
+      const absl::Status s = queue_->AwaitWorkers(role, count, std::min(absl::Seconds(1), deadline - absl::Now()));
+      if (s.ok()) break;
+      if (stop_.load()) return absl::OkStatus();
+      if (!absl::IsDeadlineExceeded(s) || absl::Now() >= deadline) return s;
+    }
+  }
   if (!store_) return absl::OkStatus();
   CollectiveOptions c;
   c.backend = r.collective;
@@ -157,6 +166,16 @@ absl::Status LearnerServer::Run() {
   }
   step_ = start;
   DUET_RETURN_IF_ERROR(FormCollective());
+  if (stop_.load() && !collective_ && store_) {
+    // Stopped while waiting for the workers: nothing trained, nothing to sync.
+    nlohmann::json final_state = {{"step", start}, {"policy_version", start_version},
+                                  {"checksum", WeightChecksum(bundle_->model.parameters())},
+                                  {"workers", nlohmann::json::array()}, {"stopped_before_pools_formed", true}};
+    DUET_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(r.out, "final_state.json"), final_state.dump(2)));
+    LOG(INFO) << "stopped before the worker pools formed, at step " << start;
+    Shutdown();
+    return absl::OkStatus();
+  }
   // Workers start from the base weights.
   if (start_version > 0) DUET_RETURN_IF_ERROR(SyncWorkers(start_version));
 

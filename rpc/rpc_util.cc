@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "base/file_util.h"
@@ -89,6 +90,31 @@ std::unique_ptr<grpc::ClientContext> MakeClientContext(const std::string& token,
   if (!token.empty()) ctx->AddMetadata(kAuthMetadataKey, "Bearer " + token);
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   return ctx;
+}
+
+ConnectionProblem DiagnoseConnection(const absl::Status& status) {
+  if (!absl::IsUnavailable(status) && !absl::IsUnknown(status)) return {};
+  const absl::string_view m = status.message();
+  auto has = [m](absl::string_view s) { return absl::StrContains(m, s); };
+  if (has("andshake") || has("SSL") || has("certificate")) {
+    return {ConnectionProblem::kTls,
+            "the TLS handshake with the learner failed: check --tls_ca (the CA that signed the learner's "
+            "certificate), --tls_server_name (a name in that certificate) and, for mutual TLS, "
+            "--tls_cert/--tls_key"};
+  }
+  if (has("Socket closed") || has("Connection reset")) {
+    return {ConnectionProblem::kClosed,
+            "the learner closed the connection without answering: it may require TLS (give --tls_ca), "
+            "or --learner points at another service"};
+  }
+  if (has("Connection refused")) {
+    return {ConnectionProblem::kRefused,
+            "nothing listens at the learner's address: is the learner up, and is --learner right?"};
+  }
+  if (has("DNS resolution failed") || has("empty address list") || has("Name or service not known")) {
+    return {ConnectionProblem::kUnresolved, "the learner's host name does not resolve: check --learner"};
+  }
+  return {};
 }
 
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,

@@ -53,6 +53,17 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
 // Message size limit of every Duet channel and server (weights stream in chunks).
 inline constexpr int kMaxMessageBytes = 64 << 20;
 
+// Why a call could not reach its server, in an operator's words, read from the status
+// gRPC gave: a TLS handshake that failed (wrong CA, server name or client certificate), a
+// server that closed the connection unanswered (a plaintext client at a TLS server),
+// a refused connection, a name that does not resolve. Empty when the status is not
+// about connecting.
+struct ConnectionProblem {
+  enum Kind { kNone, kTls, kClosed, kRefused, kUnresolved } kind = kNone;
+  std::string hint;
+};
+ConnectionProblem DiagnoseConnection(const absl::Status& status);
+
 // A client context with `token` attached and a deadline `timeout` from now.
 std::unique_ptr<grpc::ClientContext> MakeClientContext(const std::string& token,
                                                        absl::Duration timeout);

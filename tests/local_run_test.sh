@@ -103,3 +103,34 @@ assert open(os.path.join(run, "checkpoints", "LATEST")).read().strip() == "step-
 assert sorted(w["id"] for w in state["workers"]) == ["rollout-0", "scorer-0"], state["workers"]
 print("sigterm ok: stopped after step %d with a checkpoint; worker ids follow their names" % state["step"])
 PY
+
+# A worker whose TLS settings do not match the learner's says so within seconds (it used
+# to wait 61 s in silence, then exit with "Socket closed").
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$TMP/key.pem" -out "$TMP/cert.pem" -days 1 \
+  -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2> /dev/null
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$TMP/other.key" -out "$TMP/other.pem" -days 1 \
+  -subj /CN=other 2> /dev/null
+rm -f "$TMP/port"
+"$BIN/coordinator/duet-learner" --config="$TMP/long.yaml" --model="$TMP/base/model" --data="$TMP/data" \
+  --out="$TMP/tls" --address=127.0.0.1:0 --port_file="$TMP/port" --auth_token_file="$TMP/token" \
+  --tls_cert="$TMP/cert.pem" --tls_key="$TMP/key.pem" > "$TMP/tls-learner.log" 2>&1 &
+LEARNER=$!
+for _ in $(seq 600); do [[ -s "$TMP/port" ]] && break; sleep 0.1; done
+TARGET="127.0.0.1:$(cat "$TMP/port")"
+check_tls_refusal() {  # $1: what, $2: expected text; rest: worker flags
+  local what="$1" expect="$2"; shift 2
+  local rc=0
+  timeout 20 "$BIN/rollout/duet-rollout" --learner="$TARGET" --model="$TMP/base/model" \
+    --auth_token_file="$TMP/token" "$@" > "$TMP/tls-worker.log" 2>&1 || rc=$?
+  [[ $rc -ne 0 && $rc -ne 124 ]] || { cat "$TMP/tls-worker.log"; echo "FAIL: $what: exit $rc"; kill "$LEARNER"; exit 1; }
+  grep -q -- "$expect" "$TMP/tls-worker.log" || { cat "$TMP/tls-worker.log"; echo "FAIL: $what: no hint"; kill "$LEARNER"; exit 1; }
+}
+check_tls_refusal "plaintext worker, TLS learner" "it may require TLS (give --tls_ca)"
+check_tls_refusal "worker trusting another CA" "TLS handshake with the learner failed" --tls_ca="$TMP/other.pem"
+echo "tls ok: mismatched workers exit within seconds, naming TLS"
+# SIGTERM while the learner still waits for its pools: it stops at once, exit 0.
+kill -TERM "$LEARNER"
+rc=0; wait "$LEARNER" || rc=$?
+[[ $rc -eq 0 ]] || { cat "$TMP/tls-learner.log"; echo "learner waiting for workers exited with $rc"; exit 1; }
+grep -q '"stopped_before_pools_formed": true' "$TMP/tls/final_state.json" || { echo "no final state"; exit 1; }
+echo "sigterm while waiting ok"

@@ -49,15 +49,35 @@ absl::Status WorkerRuntime::Register() {
   req.set_pid(getpid());
   v1::RegisterResponse resp;
   absl::Status last;
+  int same_problem = 0;
+  ConnectionProblem::Kind previous = ConnectionProblem::kNone;
   for (int attempt = 0; attempt < options_.register_attempts && !stop_.load(); ++attempt) {
     auto ctx = MakeClientContext(options_.auth_token, options_.rpc_timeout);
     last = FromGrpcStatus(stub_->Register(ctx.get(), req, &resp));
     if (last.ok()) break;
     // The learner may still be starting: only Unavailable is worth waiting for.
-    if (!absl::IsUnavailable(last) && !absl::IsDeadlineExceeded(last)) return last;
+    if (!absl::IsUnavailable(last) && !absl::IsDeadlineExceeded(last) && !absl::IsUnknown(last)) return last;
+    const ConnectionProblem problem = DiagnoseConnection(last);
+    same_problem = problem.kind == previous ? same_problem + 1 : 1;
+    previous = problem.kind;
+    // A TLS mismatch or a server that hangs up does not fix itself: say so within seconds.
+    if ((problem.kind == ConnectionProblem::kTls || problem.kind == ConnectionProblem::kClosed) &&
+        same_problem >= 3) {
+      return absl::FailedPreconditionError(absl::StrCat("cannot register with the learner: ", problem.hint,
+                                                        " (", last.message(), ")"));
+    }
+    if (attempt % 10 == 0) {
+      LOG(WARNING) << "cannot register with the learner yet (attempt " << attempt + 1 << " of "
+                   << options_.register_attempts << "): " << last
+                   << (problem.hint.empty() ? "" : absl::StrCat("; ", problem.hint));
+    }
     options_.clock->SleepFor(absl::Milliseconds(500));
   }
-  DUET_RETURN_IF_ERROR(last);
+  if (!last.ok()) {
+    const ConnectionProblem problem = DiagnoseConnection(last);
+    return absl::Status(last.code(), absl::StrCat("cannot register with the learner: ", last.message(),
+                                                  problem.hint.empty() ? "" : "; " + problem.hint));
+  }
   worker_id_ = resp.worker_id();
   {
     absl::MutexLock lock(&mu_);

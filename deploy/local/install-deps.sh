@@ -19,6 +19,8 @@ PACKAGES=(
   python3 python3-torch python3-numpy
   # Loopback throughput baseline for the broadcast benchmark; Prometheus for metric tests.
   iperf3 prometheus
+  # Certificates for the TLS tests.
+  openssl
 )
 
 missing=()
