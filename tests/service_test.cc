@@ -85,6 +85,26 @@ class ServiceTest : public ::testing::Test {
     return MakeClientContext(token, absl::Seconds(10));
   }
 
+  // A worker played by hand through `stub`: registers it and returns its id.
+  std::string RegisterRaw(v1::Coordinator::Stub* stub, v1::Role role) {
+    v1::RegisterRequest reg;
+    reg.set_role(role);
+    reg.set_capacity(8);
+    v1::RegisterResponse resp;
+    EXPECT_TRUE(stub->Register(Context(kToken).get(), reg, &resp).ok());
+    return resp.worker_id();
+  }
+
+  // Pulls the next item for `worker_id` through `stub` (waiting up to a second).
+  v1::WorkItem PullRaw(v1::Coordinator::Stub* stub, const std::string& worker_id) {
+    v1::PullWorkRequest pull;
+    pull.set_worker_id(worker_id);
+    pull.set_wait_ms(1000);
+    v1::PullWorkResponse pulled;
+    EXPECT_TRUE(stub->PullWork(Context(kToken).get(), pull, &pulled).ok());
+    return pulled.item();
+  }
+
   TokenLayout layout_;
   std::unique_ptr<Transformer> model_;
   std::unique_ptr<WorkQueue> queue_;
@@ -168,16 +188,8 @@ TEST_F(ServiceTest, AWorkerRefusesAnItemForAPolicyVersionItDoesNotHold) {
 // PERMISSION_DENIED; the correct result is then accepted once.
 TEST_F(ServiceTest, ResultsAreCheckedAgainstTheItemBeforeAnythingChanges) {
   auto stub = v1::Coordinator::NewStub(channel_);
-  auto register_as = [&](v1::Role role) {
-    v1::RegisterRequest reg;
-    reg.set_role(role);
-    reg.set_capacity(8);
-    v1::RegisterResponse resp;
-    EXPECT_TRUE(stub->Register(Context(kToken).get(), reg, &resp).ok());
-    return resp.worker_id();
-  };
-  const std::string worker = register_as(v1::ROLE_ROLLOUT);
-  const std::string other = register_as(v1::ROLE_SCORER);
+  const std::string worker = RegisterRaw(stub.get(), v1::ROLE_ROLLOUT);
+  const std::string other = RegisterRaw(stub.get(), v1::ROLE_SCORER);
   RolloutRequest part;
   part.task = Task::kGeneration;
   part.inputs = {{8, 9}, {10}};
@@ -185,11 +197,7 @@ TEST_F(ServiceTest, ResultsAreCheckedAgainstTheItemBeforeAnythingChanges) {
   v1::WorkItem item;
   ToProto(part, item.mutable_rollout());
   const std::string id = queue_->Submit(v1::ROLE_ROLLOUT, item);
-  v1::PullWorkRequest pull;
-  pull.set_worker_id(worker);
-  v1::PullWorkResponse pulled;
-  ASSERT_TRUE(stub->PullWork(Context(kToken).get(), pull, &pulled).ok());
-  ASSERT_EQ(pulled.item().item_id(), id);
+  ASSERT_EQ(PullRaw(stub.get(), worker).item_id(), id);
 
   auto good = [&] {
     v1::CompleteWorkRequest r;
@@ -266,21 +274,14 @@ TEST_F(ServiceTest, ResultsAreCheckedAgainstTheItemBeforeAnythingChanges) {
 
 TEST_F(ServiceTest, ASyncResultMustConfirmWhatTheLearnerSent) {
   auto stub = v1::Coordinator::NewStub(channel_);
-  v1::RegisterRequest reg;
-  reg.set_role(v1::ROLE_SCORER);
-  reg.set_capacity(8);
-  v1::RegisterResponse resp;
-  ASSERT_TRUE(stub->Register(Context(kToken).get(), reg, &resp).ok());
+  const std::string worker = RegisterRaw(stub.get(), v1::ROLE_SCORER);
   v1::WorkItem item;
   item.mutable_sync()->set_version(3);
   item.mutable_sync()->set_checksum(777);
-  const std::string id = queue_->Submit(v1::ROLE_SCORER, item, resp.worker_id());
-  v1::PullWorkRequest pull;
-  pull.set_worker_id(resp.worker_id());
-  v1::PullWorkResponse pulled;
-  ASSERT_TRUE(stub->PullWork(Context(kToken).get(), pull, &pulled).ok());
+  const std::string id = queue_->Submit(v1::ROLE_SCORER, item, worker);
+  ASSERT_EQ(PullRaw(stub.get(), worker).item_id(), id);
   v1::CompleteWorkRequest r;
-  r.set_worker_id(resp.worker_id());
+  r.set_worker_id(worker);
   r.set_item_id(id);
   r.mutable_sync()->set_version(3);
   r.mutable_sync()->set_checksum(778);
@@ -347,22 +348,13 @@ TEST_F(ServiceTest, MalformedRequestsAreInvalidArgumentNamingTheField) {
 
 TEST_F(ServiceTest, CompletingAnItemTwiceCountsOnce) {
   auto stub = v1::Coordinator::NewStub(channel_);
-  v1::RegisterRequest reg;
-  reg.set_role(v1::ROLE_SCORER);
-  reg.set_capacity(1);
-  v1::RegisterResponse who;
-  ASSERT_TRUE(stub->Register(Context(kToken).get(), reg, &who).ok());
+  const std::string worker = RegisterRaw(stub.get(), v1::ROLE_SCORER);
   v1::WorkItem item;
   item.mutable_score()->add_queries()->set_task(v1::TASK_GENERATION);
   const std::string id = queue_->Submit(v1::ROLE_SCORER, item);
-  v1::PullWorkRequest pull;
-  pull.set_worker_id(who.worker_id());
-  pull.set_wait_ms(1000);
-  v1::PullWorkResponse pulled;
-  ASSERT_TRUE(stub->PullWork(Context(kToken).get(), pull, &pulled).ok());
-  ASSERT_EQ(pulled.item().item_id(), id);
+  ASSERT_EQ(PullRaw(stub.get(), worker).item_id(), id);
   v1::CompleteWorkRequest done;
-  done.set_worker_id(who.worker_id());
+  done.set_worker_id(worker);
   done.set_item_id(id);
   done.mutable_score()->add_rewards(-1.5);
   v1::CompleteWorkResponse ack;
