@@ -34,9 +34,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "weights/collective.h"
 #include "model/model_config.h"
 #include "model/transformer.h"
+#include "weights/collective.h"
 #include "weights/weight_sync.h"
 
 extern char** environ;

@@ -14,8 +14,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "duet/v1/coordinator.grpc.pb.h"
 #include "coordinator/work_queue.h"
+#include "duet/v1/coordinator.grpc.pb.h"
 #include "model/token_layout.h"
 #include "weights/weight_stream.h"
 

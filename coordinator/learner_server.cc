@@ -15,11 +15,11 @@
 #include "absl/strings/str_format.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
-#include "weights/weight_sync.h"
-#include "learner/checkpoint.h"
 #include "coordinator/remote_backends.h"
+#include "learner/checkpoint.h"
 #include "learner/rl_data.h"
 #include "learner/step_record.h"
+#include "weights/weight_sync.h"
 
 namespace duet {
 

@@ -21,12 +21,12 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
-#include "weights/collective.h"
-#include "rpc/rpc_util.h"
 #include "coordinator/coordinator_service.h"
+#include "coordinator/work_queue.h"
 #include "learner/recipe.h"
 #include "learner/rl_loop.h"
-#include "coordinator/work_queue.h"
+#include "rpc/rpc_util.h"
+#include "weights/collective.h"
 #include "world/bundle.h"
 
 namespace duet {

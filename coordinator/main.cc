@@ -13,10 +13,10 @@
 #include "absl/strings/strip.h"
 #include "base/file_util.h"
 #include "base/flag_help.h"
-#include "rpc/rpc_util.h"
 #include "base/signals.h"
 #include "coordinator/learner_server.h"
 #include "learner/recipe.h"
+#include "rpc/rpc_util.h"
 
 // Recipe keys: each flag, when given, overrides the recipe's value (defaults shown are the
 // built-in recipe's, learner/recipe.h).

@@ -5,8 +5,8 @@
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
-#include "rpc/proto_convert.h"
 #include "base/status_macros.h"
+#include "rpc/proto_convert.h"
 
 namespace duet {
 namespace {

@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "model/task.h"
 #include "coordinator/work_queue.h"
+#include "model/task.h"
 
 namespace duet {
 

@@ -14,9 +14,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "learner/adamw.h"
 #include "model/safetensors.h"
 #include "model/transformer.h"
-#include "learner/adamw.h"
 
 namespace duet {
 

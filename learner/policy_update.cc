@@ -6,8 +6,8 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
-#include "model/generation.h"
 #include "base/status_macros.h"
+#include "model/generation.h"
 
 namespace duet {
 

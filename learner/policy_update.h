@@ -14,11 +14,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "learner/adamw.h"
+#include "learner/rl_objective.h"
 #include "model/task.h"
 #include "model/token_layout.h"
 #include "model/transformer.h"
-#include "learner/adamw.h"
-#include "learner/rl_objective.h"
 
 namespace duet {
 

@@ -10,10 +10,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
-#include "model/generation.h"
 #include "base/status_macros.h"
 #include "learner/adamw.h"
 #include "learner/checkpoint.h"
+#include "model/generation.h"
 #include "world/bundle.h"
 #include "world/dataset.h"
 #include "world/png_io.h"

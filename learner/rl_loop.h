@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "learner/policy_update.h"
 #include "model/generation.h"
 #include "model/task.h"
-#include "learner/policy_update.h"
 
 namespace duet {
 

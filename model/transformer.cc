@@ -5,8 +5,8 @@
 
 #include <torch/torch.h>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
 

@@ -1,8 +1,8 @@
 #include "rollout/handler.h"
 
-#include "rpc/proto_convert.h"
 #include "base/status_macros.h"
 #include "rollout/sampler.h"
+#include "rpc/proto_convert.h"
 
 namespace duet {
 

@@ -4,9 +4,9 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "duet/v1/coordinator.pb.h"
 #include "model/token_layout.h"
 #include "model/transformer.h"
-#include "duet/v1/coordinator.pb.h"
 
 namespace duet {
 

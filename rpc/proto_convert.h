@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "duet/v1/coordinator.pb.h"
 #include "model/task.h"
 #include "model/token_layout.h"
-#include "duet/v1/coordinator.pb.h"
 
 namespace duet {
 

@@ -1,7 +1,7 @@
 #include "scorer/handler.h"
 
-#include "rpc/proto_convert.h"
 #include "base/status_macros.h"
+#include "rpc/proto_convert.h"
 #include "scorer/self_reward.h"
 
 namespace duet {

@@ -1,7 +1,7 @@
 // duet-scorer: a scorer worker. Pulls score items from the learner and computes the
 // reversed-pair self-rewards with one batched teacher-forced pass.
-#include "worker/worker_main.h"
 #include "scorer/handler.h"
+#include "worker/worker_main.h"
 
 int main(int argc, char** argv) {
   return duet::WorkerBinaryMain(

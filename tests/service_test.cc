@@ -7,18 +7,18 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "model/test_models.h"
-#include "rpc/rpc_util.h"
-#include "weights/weight_sync.h"
-#include "worker/worker_runtime.h"
 #include "coordinator/coordinator_service.h"
 #include "coordinator/remote_backends.h"
 #include "coordinator/work_queue.h"
+#include "model/test_models.h"
 #include "rollout/handler.h"
 #include "rollout/sampler.h"
 #include "rpc/proto_convert.h"
+#include "rpc/rpc_util.h"
 #include "scorer/handler.h"
 #include "scorer/self_reward.h"
+#include "weights/weight_sync.h"
+#include "worker/worker_runtime.h"
 
 namespace duet {
 namespace {

@@ -10,9 +10,9 @@
 
 #include "absl/strings/str_format.h"
 #include "base/file_util.h"
-#include "model/generation.h"
 #include "base/status_macros.h"
 #include "learner/pretrain.h"
+#include "model/generation.h"
 #include "tools/progress.h"
 #include "tools/shapes_eval.h"
 #include "world/bundle.h"

@@ -38,8 +38,8 @@
 #include "learner/recipe.h"
 #include "learner/step_record.h"
 #include "tools/commands.h"
-#include "tools/process.h"
 #include "tools/plot.h"
+#include "tools/process.h"
 #include "tools/shapes_eval.h"
 #include "world/bundle.h"
 

@@ -10,9 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "base/file_util.h"
+#include "base/signals.h"
 #include "rpc/health_server.h"
 #include "rpc/rpc_util.h"
-#include "base/signals.h"
 
 namespace duet {
 namespace {

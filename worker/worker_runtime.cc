@@ -8,8 +8,8 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
-#include "rpc/rpc_util.h"
 #include "base/status_macros.h"
+#include "rpc/rpc_util.h"
 #include "weights/weight_stream.h"
 
 namespace duet {

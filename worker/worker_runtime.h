@@ -21,11 +21,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "base/clock.h"
-#include "weights/collective.h"
+#include "duet/v1/coordinator.grpc.pb.h"
 #include "model/token_layout.h"
 #include "model/transformer.h"
+#include "weights/collective.h"
 #include "weights/weight_sync.h"
-#include "duet/v1/coordinator.grpc.pb.h"
 
 namespace duet {
 

@@ -4,8 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
-#include "model/generation.h"
 #include "base/status_macros.h"
+#include "model/generation.h"
 
 namespace duet::world {
 

@@ -20,9 +20,9 @@
 #include "absl/strings/str_split.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
+#include "base/strings.h"
 #include "model/token_layout.h"
 #include "world/image_tokenizer.h"
-#include "base/strings.h"
 #include "world/png_io.h"
 #include "world/render.h"
 

@@ -12,8 +12,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "model/safetensors.h"
 #include "base/status_macros.h"
+#include "model/safetensors.h"
 #include "world/internal/codebook.h"
 
 namespace duet::world {

@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "base/test_util.h"
-#include "model/safetensors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "model/safetensors.h"
 #include "world/caption.h"
 #include "world/render.h"
 
