@@ -150,6 +150,16 @@ absl::StatusOr<std::vector<v1::CompleteWorkRequest>> WorkQueue::Await(
   if (!clock_->AwaitWithDeadline(&mu_, absl::Condition(&done), clock_->Now() + timeout)) {
     int missing = 0;
     for (const auto& id : item_ids) missing += results_.count(id) == 0 ? 1 : 0;
+    // Nobody waits for these items any more: drop them wherever they are, so that a late
+    // result is refused (NotFound) instead of being kept forever.
+    const std::set<std::string> abandoned(item_ids.begin(), item_ids.end());
+    pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
+                                  [&](const Pending& p) { return abandoned.count(p.item.item_id()) > 0; }),
+                   pending_.end());
+    for (const auto& id : item_ids) {
+      in_flight_.erase(id);
+      results_.erase(id);
+    }
     return absl::DeadlineExceededError(absl::StrCat(missing, " of ", item_ids.size(),
                                                     " work items unfinished after ",
                                                     absl::FormatDuration(timeout)));
@@ -161,6 +171,11 @@ absl::StatusOr<std::vector<v1::CompleteWorkRequest>> WorkQueue::Await(
     results_.erase(id);
   }
   return out;
+}
+
+int64_t WorkQueue::items_held() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(pending_.size() + in_flight_.size() + results_.size());
 }
 
 bool WorkQueue::AwaitShutdownNoticed(absl::Duration timeout) {

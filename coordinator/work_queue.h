@@ -80,9 +80,13 @@ class WorkQueue {
   absl::Status Complete(const v1::CompleteWorkRequest& result, const ResultCheck& check = nullptr);
 
   // The results of `item_ids`, in order, once all are in. DeadlineExceeded after
-  // `timeout`; Cancelled after Close().
+  // `timeout`, and then the items are dropped (queued, in flight or done): a late result
+  // is NotFound. Cancelled after Close().
   absl::StatusOr<std::vector<v1::CompleteWorkRequest>> Await(const std::vector<std::string>& item_ids,
                                                              absl::Duration timeout);
+
+  // Items queued, in flight and done-but-not-awaited (what the queue holds).
+  int64_t items_held() const;
 
   // Wakes every waiter; Pull and Await return Cancelled from now on.
   void Close();

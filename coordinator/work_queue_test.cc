@@ -64,6 +64,25 @@ TEST(WorkQueueLimitsTest, RegistrationsPastTheLimitAreResourceExhausted) {
   EXPECT_EQ(queue.Workers().size(), 3u);
 }
 
+TEST_F(WorkQueueTest, ItemsNobodyAwaitsAnyMoreAreDroppedAndLateResultsRefused) {
+  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1)->id;
+  const std::string pulled = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
+  const std::string queued = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
+  ASSERT_EQ((*queue_.Pull(w, kNoWait))->item_id(), pulled);
+  EXPECT_EQ(queue_.items_held(), 2);
+  std::thread waiter([&] {
+    EXPECT_EQ(queue_.Await({pulled, queued}, absl::Seconds(5)).status().code(),
+              absl::StatusCode::kDeadlineExceeded);
+  });
+  WaitForWaiters(clock_, 1);
+  clock_.Advance(absl::Seconds(6));
+  waiter.join();
+  EXPECT_EQ(queue_.items_held(), 0);
+  EXPECT_EQ(queue_.Complete(ScoreResult(w, pulled, 1.0)).code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(queue_.Pull(w, kNoWait)->has_value());  // the queued one is gone too
+  EXPECT_EQ(queue_.items_held(), 0);
+}
+
 TEST_F(WorkQueueTest, RegisterGivesIdsAndRanks) {
   WorkerRecord r0 = *queue_.Register(v1::ROLE_ROLLOUT, "", 16);
   WorkerRecord s0 = *queue_.Register(v1::ROLE_SCORER, "", 8);
