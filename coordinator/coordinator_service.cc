@@ -45,6 +45,7 @@ grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, const v1::Re
   resp->set_weights_checksum(weights_->checksum());
   resp->set_frozen_scorer(rendezvous_.frozen_scorer);
   resp->set_run_id(rendezvous_.run_id);
+  resp->set_store_prefix(rendezvous_.store_prefix);
   return grpc::Status::OK;
 }
 

@@ -29,6 +29,7 @@ struct RendezvousInfo {
   int32_t world_size = 1;
   std::string backend = "gloo";
   bool frozen_scorer = false;
+  std::string store_prefix = "duet";  // the group's c10d key prefix (random per run)
 };
 
 // Limits requests are validated against.

@@ -45,6 +45,8 @@ absl::StatusOr<int> LearnerServer::Start() {
   rv.world_size = 1 + ranked;
   rv.backend = r.collective;
   rv.frozen_scorer = r.frozen_scorer;
+  store_prefix_ = NewStorePrefix();
+  rv.store_prefix = store_prefix_;
   if (ranked > 0) {
     DUET_ASSIGN_OR_RETURN(store_, StoreServer::Start(options_.store_port, absl::Minutes(10)));
     rv.store_port = store_->port();
@@ -98,6 +100,7 @@ absl::Status LearnerServer::FormCollective() {
   c.store_port = store_->port();
   c.rank = 0;
   c.world_size = 1 + r.rollout_workers + r.scorer_workers;
+  c.group_prefix = store_prefix_;
   c.timeout = absl::Minutes(10);
   const auto t0 = std::chrono::steady_clock::now();
   DUET_ASSIGN_OR_RETURN(collective_, CreateCollective(c));

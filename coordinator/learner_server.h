@@ -85,6 +85,7 @@ class LearnerServer {
   AdamW* optimizer_ = nullptr;  // updater_'s
   std::atomic<int64_t> step_{0};
   std::string run_id_;
+  std::string store_prefix_;  // this run's c10d key prefix, told to workers over gRPC
 };
 
 }  // namespace duet

@@ -41,7 +41,10 @@ class ServiceTest : public ::testing::Test {
     RequestLimits limits;
     limits.layout = layout_;
     limits.max_sequence_tokens = 32;
-    service_ = std::make_unique<CoordinatorService>(queue_.get(), &snapshot_, RendezvousInfo{"test"}, kToken,
+    RendezvousInfo rendezvous;
+    rendezvous.run_id = "test";
+    rendezvous.store_prefix = "duet-0123456789abcdef";
+    service_ = std::make_unique<CoordinatorService>(queue_.get(), &snapshot_, rendezvous, kToken,
                                                     limits, nullptr);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
@@ -305,6 +308,7 @@ TEST_F(ServiceTest, CallsWithoutTheTokenAreUnauthenticatedAndTheServerKeepsServi
             grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_TRUE(stub->Register(Context(kToken).get(), req, &resp).ok());
   EXPECT_FALSE(resp.worker_id().empty());
+  EXPECT_EQ(resp.store_prefix(), "duet-0123456789abcdef");  // only behind the token
 }
 
 TEST_F(ServiceTest, MalformedRequestsAreInvalidArgumentNamingTheField) {

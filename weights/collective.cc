@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <exception>
+#include <random>
 #include <utility>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 
 #ifndef USE_C10D_GLOO
@@ -280,6 +282,13 @@ absl::StatusOr<std::unique_ptr<Collective>> CreateCollective(
   return std::unique_ptr<Collective>(
       new ProcessGroupCollective(options.backend, options.rank, options.world_size,
                                  timeout, std::move(store), std::move(group)));
+}
+
+std::string NewStorePrefix() {
+  std::random_device rd;
+  std::string out = "duet-";
+  for (int i = 0; i < 4; ++i) out += absl::StrFormat("%08x", rd());
+  return out;
 }
 
 }  // namespace duet

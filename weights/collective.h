@@ -82,6 +82,11 @@ struct CollectiveOptions {
 absl::StatusOr<std::unique_ptr<Collective>> CreateCollective(
     const CollectiveOptions& options);
 
+// A fresh store prefix for one group: "duet-" and 128 random bits in hex. The learner
+// hands it to its workers only over the authenticated gRPC channel, so that an outsider
+// who reaches the store cannot guess the keys the group reads.
+std::string NewStorePrefix();
+
 // A TCPStore server hosted by this process, for callers that want the store to outlive
 // the groups that use it, or one store for several groups (distinct `group_prefix`es).
 // Clients connect with CollectiveOptions{store_host=<this machine>, store_port=port()}.

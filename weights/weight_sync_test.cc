@@ -19,6 +19,8 @@
 #include "absl/time/time.h"
 #include "weights/collective.h"
 
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
 namespace duet {
 namespace {
 
@@ -121,6 +123,53 @@ class WeightSyncTest : public ::testing::Test {
   std::unique_ptr<StoreServer> server_;
   int groups_created_ = 0;
 };
+
+// An outsider who can reach the store writes garbage under the keys a group with a
+// well-known prefix will read (Gloo's rendezvous: "<prefix>/0/<rank>").
+void WriteGarbage(int port, const std::string& prefix, int world) {
+  c10d::TCPStoreOptions opts;
+  opts.port = static_cast<uint16_t>(port);
+  opts.isServer = false;
+  opts.waitWorkers = false;
+  c10d::TCPStore outsider("127.0.0.1", opts);
+  for (int r = 0; r < world; ++r) {
+    const std::string garbage = "not an address";
+    outsider.set(absl::StrCat(prefix, "/0/", r), std::vector<uint8_t>(garbage.begin(), garbage.end()));
+  }
+}
+
+TEST_F(WeightSyncTest, GarbageUnderAWellKnownPrefixBreaksTheGroupButNotARandomOne) {
+  // Rank 0 of a two-rank group under the well-known prefix reads rank 1's address from
+  // the key the outsider spoiled, and fails (before rank 1 could overwrite it).
+  WriteGarbage(server_->port(), "duet", 2);
+  CollectiveOptions o = Options(/*rank=*/0, /*world=*/2);
+  o.group_prefix = "duet";
+  o.timeout = absl::Seconds(5);
+  const absl::StatusOr<std::unique_ptr<Collective>> spoiled = CreateCollective(o);
+  ASSERT_FALSE(spoiled.ok());
+  EXPECT_NE(spoiled.status().code(), absl::StatusCode::kDeadlineExceeded) << spoiled.status();
+  // The same outsider cannot spoil a group whose prefix it does not know.
+  std::vector<absl::StatusOr<std::unique_ptr<Collective>>> random(2);
+  const std::string prefix = NewStorePrefix();
+  RunRanks(2, [&](int rank) {
+    CollectiveOptions o = Options(rank, 2);
+    o.group_prefix = prefix;
+    random[rank] = CreateCollective(o);
+  });
+  ASSERT_TRUE(random[0].ok()) << random[0].status();
+  ASSERT_TRUE(random[1].ok()) << random[1].status();
+  torch::Tensor sent = torch::arange(8, torch::kFloat32), got = torch::zeros({8});
+  std::vector<absl::Status> done(2);
+  RunRanks(2, [&](int rank) { done[rank] = (*random[rank])->Broadcast(rank == 0 ? sent : got, 0); });
+  EXPECT_TRUE(done[0].ok() && done[1].ok());
+  EXPECT_TRUE(torch::equal(sent, got));
+}
+
+TEST(StorePrefixTest, IsRandomAndLong) {
+  const std::string a = NewStorePrefix(), b = NewStorePrefix();
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a.size(), std::string("duet-").size() + 32);
+}
 
 TEST_F(WeightSyncTest, World3SmallBucketsBitIdentical) {
   constexpr int kWorld = 3;

@@ -93,6 +93,7 @@ absl::Status WorkerRuntime::Register() {
     c.store_port = resp.store_port();
     c.rank = resp.rank();
     c.world_size = resp.world_size();
+    if (!resp.store_prefix().empty()) c.group_prefix = resp.store_prefix();
     c.timeout = options_.collective_timeout;
     DUET_ASSIGN_OR_RETURN(collective_, CreateCollective(c));
     receiver_ = std::make_unique<WeightReceiver>(collective_.get(), /*root=*/0);
