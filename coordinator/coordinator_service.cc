@@ -156,11 +156,9 @@ absl::Status CoordinatorService::ValidateResultForItem(const v1::WorkItem& item,
             }
           }
         }
-        const size_t row = MakeTrainingRow(layout, task, input, output).tokens.size();
-        if (static_cast<int64_t>(row) > limits_.max_sequence_tokens) {
-          return absl::InvalidArgumentError(absl::StrCat(field, ": input and output make ", row,
-                                                         " tokens, the model's context is ",
-                                                         limits_.max_sequence_tokens));
+        if (absl::Status row = CheckTrainableRow(layout, limits_.max_sequence_tokens, task, input, output);
+            !row.ok()) {
+          return absl::InvalidArgumentError(absl::StrCat(field, ": ", row.message()));
         }
       }
     }

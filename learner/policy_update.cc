@@ -57,20 +57,10 @@ torch::Tensor BehaviourLogprobs(const std::vector<TrainingRow>& rows,
   return out;
 }
 
-// Every sample is trainable: as many log-probs as tokens, a finite reward, token ids in
-// the vocabulary, and the whole row (input and output in the template) within the
-// model's context. A row that fails would make LibTorch throw an index error.
+// Every sample is trainable: as many log-probs as tokens, a finite reward, and a row
+// CheckTrainableRow accepts.
 absl::Status CheckGroups(const std::vector<Group>& groups, const TokenLayout& layout, int64_t max_tokens) {
-  auto in_vocab = [&layout](const std::vector<int64_t>& ids) {
-    for (int64_t id : ids) {
-      if (id < 0 || id >= layout.vocab_size()) return false;
-    }
-    return true;
-  };
   for (size_t g = 0; g < groups.size(); ++g) {
-    if (!in_vocab(groups[g].input)) {
-      return absl::InvalidArgumentError(absl::StrCat("group ", g, ": input token outside the vocabulary"));
-    }
     for (size_t s = 0; s < groups[g].samples.size(); ++s) {
       const Sample& x = groups[g].samples[s];
       if (x.output.empty() || x.output.size() != x.policy_logprobs.size()) {
@@ -80,15 +70,9 @@ absl::Status CheckGroups(const std::vector<Group>& groups, const TokenLayout& la
       if (!std::isfinite(x.reward)) {
         return absl::InvalidArgumentError(absl::StrCat("group ", g, " sample ", s, ": reward is not finite"));
       }
-      if (!in_vocab(x.output)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("group ", g, " sample ", s, ": output token outside the vocabulary"));
-      }
-      const int64_t row = static_cast<int64_t>(
-          MakeTrainingRow(layout, groups[g].task, groups[g].input, x.output).tokens.size());
-      if (row > max_tokens) {
-        return absl::InvalidArgumentError(absl::StrCat("group ", g, " sample ", s, ": the training row has ", row,
-                                                       " tokens, the model's context is ", max_tokens));
+      if (absl::Status row = CheckTrainableRow(layout, max_tokens, groups[g].task, groups[g].input, x.output);
+          !row.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("group ", g, " sample ", s, ": ", row.message()));
       }
     }
   }
@@ -96,6 +80,23 @@ absl::Status CheckGroups(const std::vector<Group>& groups, const TokenLayout& la
 }
 
 }  // namespace
+
+absl::Status CheckTrainableRow(const TokenLayout& layout, int64_t max_tokens, Task task,
+                               const std::vector<int64_t>& input, const std::vector<int64_t>& output) {
+  for (const std::vector<int64_t>* ids : {&input, &output}) {
+    for (int64_t id : *ids) {
+      if (id < 0 || id >= layout.vocab_size()) {
+        return absl::InvalidArgumentError(absl::StrCat("token id ", id, " outside [0, ", layout.vocab_size(), ")"));
+      }
+    }
+  }
+  const int64_t row = static_cast<int64_t>(MakeTrainingRow(layout, task, input, output).tokens.size());
+  if (row > max_tokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the training row has ", row, " tokens, the model's context is ", max_tokens));
+  }
+  return absl::OkStatus();
+}
 
 PolicyUpdater::PolicyUpdater(Transformer* policy, const Transformer* reference, TokenLayout layout,
                              RlOptimizerOptions options)

@@ -51,6 +51,12 @@ struct TrainingRow {
 TrainingRow MakeTrainingRow(const TokenLayout& layout, Task task, const std::vector<int64_t>& input,
                             const std::vector<int64_t>& output);
 
+// OK when `input` and `output` can be trained on: every id in the vocabulary and the
+// training row within `max_tokens` (the model's context). InvalidArgument otherwise; such
+// a row would make LibTorch throw an index error.
+absl::Status CheckTrainableRow(const TokenLayout& layout, int64_t max_tokens, Task task,
+                               const std::vector<int64_t>& input, const std::vector<int64_t>& output);
+
 // Log-probs of the target tokens of `rows` under `model`: [N, L-1] (entry j-1 is the
 // log-prob of token j) plus a 0/1 mask [N, L-1] of target positions. Records autograd
 // when enabled.
