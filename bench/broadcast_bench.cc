@@ -1,8 +1,11 @@
 // Weight broadcast benchmarks (Google Benchmark):
-//   BM_Checksum: WeightChecksum over 64 MiB of floats (counter GB: GB/s).
-//   BM_Broadcast/preset/receivers/bucket_mib: WeightBroadcaster from rank 0 to 1 or 2
-//     receivers of the parameters of preset 0 = small (~25M) or 1 = base (~95M), with
-//     4 or 32 MiB buckets, over Gloo.
+//   BM_Checksum: WeightChecksum (plain XXH64) over 64 MiB of floats (counter GB: GB/s).
+//   BM_KeyedChecksum: the keyed checksum (WeightMac: Poly1305 under a one-time key)
+//     over the same 64 MiB.
+//   BM_Broadcast/preset/receivers/bucket_mib/keyed: WeightBroadcaster from rank 0 to 1
+//     or 2 receivers of the parameters of preset 0 = small (~25M) or 1 = base (~95M),
+//     with 4 or 32 MiB buckets, over Gloo, with the plain (keyed 0) or the keyed checksum
+//     (keyed 1: sender and receivers hold the run key, as in a real run).
 //
 // The receivers are separate processes: this binary re-executes itself (/proc/self/exe
 // --broadcast_worker ...), so every byte crosses real loopback TCP and each receiver
@@ -24,6 +27,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +41,7 @@
 #include "model/model_config.h"
 #include "model/transformer.h"
 #include "weights/collective.h"
+#include "weights/weight_mac.h"
 #include "weights/weight_sync.h"
 
 extern char** environ;
@@ -50,6 +55,7 @@ constexpr absl::Duration kTimeout = absl::Seconds(120);
 
 // Commands rank 0 broadcasts before each step of the protocol.
 constexpr int64_t kCmdBroadcast = 1;
+constexpr int64_t kCmdBroadcastKeyed = 4;
 constexpr int64_t kCmdVerify = 2;
 constexpr int64_t kCmdExit = 3;
 
@@ -94,6 +100,9 @@ absl::Status SendCommand(Collective& collective, int64_t command) {
   return collective.Broadcast(t, /*root=*/0);
 }
 
+// The run key both ends hold in the keyed runs.
+WeightMacKey BenchKey() { return WeightMacKey::Derive("bench-token", "bench-prefix"); }
+
 // ---- Receiver process. ----
 
 int WorkerMain(int port, const std::string& prefix, int rank, int world, int preset) {
@@ -111,7 +120,8 @@ int WorkerMain(int port, const std::string& prefix, int rank, int world, int pre
   }
   Transformer model = MakeModel(preset, /*seed=*/100 + rank);
   if (!AckRound(**collective, /*mine=*/1).ok()) return 1;  // ready
-  WeightReceiver receiver(collective->get(), /*root=*/0);
+  WeightReceiver plain_receiver(collective->get(), /*root=*/0);
+  WeightReceiver keyed_receiver(collective->get(), /*root=*/0, BenchKey());
   torch::Tensor staging;
   bool have_weights = false;
   while (true) {
@@ -122,7 +132,10 @@ int WorkerMain(int port, const std::string& prefix, int rank, int world, int pre
     }
     int64_t ack = 0;
     switch (command.item<int64_t>()) {
-      case kCmdBroadcast: {
+      case kCmdBroadcast:
+      case kCmdBroadcastKeyed: {
+        WeightReceiver& receiver =
+            command.item<int64_t>() == kCmdBroadcastKeyed ? keyed_receiver : plain_receiver;
         absl::StatusOr<int64_t> version = receiver.Receive(model.parameters(), &staging);
         if (!version.ok()) {
           std::fprintf(stderr, "worker %d: %s\n", rank,
@@ -260,10 +273,28 @@ void BM_Checksum(benchmark::State& state) {
 }
 BENCHMARK(BM_Checksum)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+void BM_KeyedChecksum(benchmark::State& state) {
+  torch::manual_seed(0);
+  const torch::Tensor flat = torch::randn({int64_t{16} << 20});  // 64 MiB
+  const size_t bytes = static_cast<size_t>(flat.numel()) * sizeof(float);
+  const WeightMacKey key = BenchKey();
+  uint8_t sink = 0;
+  for (auto _ : state) {
+    WeightMac mac(key, NewWeightMacNonce());  // per message, as in a broadcast
+    mac.Update(flat.data_ptr(), bytes);
+    sink ^= mac.Final()[0];
+    benchmark::DoNotOptimize(sink);
+  }
+  state.counters["GB"] = benchmark::Counter(static_cast<double>(bytes) * state.iterations() / 1e9,
+                                            benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_KeyedChecksum)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 void BM_Broadcast(benchmark::State& state) {
   const int preset = static_cast<int>(state.range(0));
   const int receivers = static_cast<int>(state.range(1));
   const int64_t bucket_bytes = state.range(2) << 20;
+  const bool keyed = state.range(3) != 0;
   const std::vector<torch::Tensor>& params = SenderModel(preset).parameters();
   const double bytes = static_cast<double>(TotalNumel(params)) * sizeof(float);
   absl::StatusOr<Group*> group = GetGroup(preset, receivers);
@@ -272,13 +303,14 @@ void BM_Broadcast(benchmark::State& state) {
     return;
   }
   Collective& collective = *(*group)->collective;
-  WeightBroadcaster broadcaster(&collective, bucket_bytes);
+  WeightBroadcaster broadcaster(&collective, bucket_bytes,
+                                keyed ? std::optional<WeightMacKey>(BenchKey()) : std::nullopt);
   int64_t version = 0;
   double seconds = 0;
   for (auto _ : state) {
     ++version;
     const auto start = std::chrono::steady_clock::now();
-    absl::Status s = SendCommand(collective, kCmdBroadcast);
+    absl::Status s = SendCommand(collective, keyed ? kCmdBroadcastKeyed : kCmdBroadcast);
     if (s.ok()) s = broadcaster.Broadcast(params, version);
     absl::StatusOr<std::vector<int64_t>> acks =
         s.ok() ? AckRound(collective, /*mine=*/0)
@@ -317,7 +349,7 @@ void BM_Broadcast(benchmark::State& state) {
   }
   state.SetLabel(absl::StrCat(PresetName(preset), " ", TotalNumel(params) / 1000000,
                               "M params, ", receivers, " receiver(s), ", state.range(2),
-                              " MiB buckets"));
+                              " MiB buckets, ", keyed ? "keyed" : "plain", " checksum"));
   const double per_receiver =
       seconds > 0 ? bytes * state.iterations() / seconds / 1e9 : 0;
   state.counters["GB/s"] = per_receiver;
@@ -325,12 +357,15 @@ void BM_Broadcast(benchmark::State& state) {
   state.counters["MB"] = bytes / 1e6;
 }
 BENCHMARK(BM_Broadcast)
-    ->ArgNames({"preset", "receivers", "bucket_mib"})
+    ->ArgNames({"preset", "receivers", "bucket_mib", "keyed"})
     ->Apply([](benchmark::internal::Benchmark* b) {
-      // Bucket size varies fastest: runs of one (preset, receivers) share their group.
+      // Bucket size and keying vary fastest: runs of one (preset, receivers) share their
+      // group.
       for (int preset : {0, 1}) {
         for (int receivers : {1, 2}) {
-          for (int bucket_mib : {4, 32}) b->Args({preset, receivers, bucket_mib});
+          for (int bucket_mib : {4, 32}) {
+            for (int keyed : {0, 1}) b->Args({preset, receivers, bucket_mib, keyed});
+          }
         }
       }
     })

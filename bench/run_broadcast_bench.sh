@@ -65,6 +65,6 @@ for b in bench["benchmarks"]:
     if "GB/s" in b:  # BM_Broadcast: per receiver and aggregate
         g, agg = b["GB/s"], b["agg_GB/s"]
         print(f"{name:<52} {g:>7.2f} {agg:>9.2f} {g / tcp:>11.2f} {agg / tcp:>10.2f}  {b.get('label', '')}")
-    elif "GB" in b:  # BM_Checksum: a rate counter
+    elif "GB" in b:  # BM_Checksum, BM_KeyedChecksum: a rate counter
         print(f"{name:<52} {b['GB']:>7.2f} {'':>9} {'':>11} {'':>10}  checksum (CPU, not network)")
 EOF

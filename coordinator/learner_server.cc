@@ -122,7 +122,8 @@ absl::Status LearnerServer::SyncWorkers(int64_t version) {
     ids.push_back(queue_->Submit(w.role, std::move(item), w.id));
   }
   if (collective_) {
-    WeightBroadcaster broadcaster(collective_.get(), options_.recipe.bucket_mb << 20);
+    WeightBroadcaster broadcaster(collective_.get(), options_.recipe.bucket_mb << 20,
+                                  WeightMacKey::Derive(options_.auth_token, store_prefix_));
     DUET_RETURN_IF_ERROR(broadcaster.Broadcast(bundle_->model.parameters(), version));
   }
   DUET_ASSIGN_OR_RETURN(auto results, queue_->Await(ids, absl::Minutes(10)));

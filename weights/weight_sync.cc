@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include <c10/util/Exception.h>
@@ -11,6 +13,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "base/status_macros.h"
 
 namespace duet {
@@ -176,6 +180,101 @@ torch::Device DeviceOf(const std::vector<torch::Tensor>& params) {
                                                 : params[0].device();
 }
 
+// The plain checksum and, with a key, the keyed one of one broadcast, computed on a
+// background thread one chunk at a time: the sender digests chunk n while it is on the
+// wire, the receiver while chunk n + 1 arrives. Message for the tag: the header's bytes,
+// the chunks' bytes, then the plain checksum's 8 bytes.
+class ChunkDigester {
+ public:
+  // `header` is the int64 header tensor (CPU) as sent.
+  // `hash_plain`: compute the plain checksum (the sender always; a receiver without a
+  // key, which must check it itself).
+  ChunkDigester(const torch::Tensor& header, const WeightMacKey* key, bool hash_plain)
+      : hash_plain_(hash_plain) {
+    if (key != nullptr) {
+      WeightMacNonce nonce;
+      std::memcpy(nonce.data(), header.data_ptr<int64_t>() + kHeaderNonce, nonce.size());
+      mac_.emplace(*key, nonce);
+      mac_->Update(header.data_ptr(), kWeightSyncHeaderSize * sizeof(int64_t));
+    }
+    thread_ = std::thread([this] { Loop(); });
+  }
+
+  ~ChunkDigester() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    thread_.join();
+  }
+
+  // Digests `chunk` in the background after the previous chunk is done.
+  // REQUIRES: nobody writes `chunk` until Wait() returns.
+  void Submit(torch::Tensor chunk) {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(this, &ChunkDigester::Idle));
+    pending_ = std::move(chunk);
+  }
+
+  // Returns when every submitted chunk is digested.
+  void Wait() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(this, &ChunkDigester::Idle));
+  }
+
+  // After Wait(): the plain checksum (0 unless hash_plain).
+  uint64_t Checksum() { return hash_plain_ ? xxh_.Digest() : 0; }
+
+  // After Wait(): the tag over everything, closed by `checksum`. REQUIRES: a key.
+  WeightMacTag Tag(uint64_t checksum) {
+    mac_->Update(&checksum, sizeof(checksum));
+    return mac_->Final();
+  }
+
+ private:
+  bool Idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !pending_.defined() && !busy_; }
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return pending_.defined() || stop_; }
+
+  void Loop() {
+    for (;;) {
+      torch::Tensor chunk;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(this, &ChunkDigester::HasWork));
+        if (!pending_.defined()) return;  // stop_ and nothing left
+        chunk = std::move(pending_);
+        pending_ = torch::Tensor();
+        busy_ = true;
+      }
+      const torch::Tensor host = HostContiguous(chunk);
+      const size_t bytes = static_cast<size_t>(host.numel()) * host.element_size();
+      if (hash_plain_ && bytes > 0) xxh_.Update(host.data_ptr(), bytes);
+      if (mac_) mac_->Update(host.data_ptr(), bytes);
+      absl::MutexLock lock(&mu_);
+      busy_ = false;
+    }
+  }
+
+  const bool hash_plain_;
+  // Touched only by the background thread between Submit and Wait, and by the caller
+  // after Wait (the mutex orders the two).
+  Xxh64 xxh_;
+  std::optional<WeightMac> mac_;
+  absl::Mutex mu_;
+  torch::Tensor pending_ ABSL_GUARDED_BY(mu_);
+  bool busy_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+void PutTag(const WeightMacTag& tag, int64_t* slots) { std::memcpy(slots, tag.data(), tag.size()); }
+
+WeightMacTag GetTag(const int64_t* slots) {
+  WeightMacTag tag;
+  std::memcpy(tag.data(), slots, tag.size());
+  return tag;
+}
+
 }  // namespace
 
 uint64_t WeightChecksum(const torch::Tensor& flat) {
@@ -249,10 +348,12 @@ absl::Status UnflattenInto(const torch::Tensor& flat,
   return absl::OkStatus();
 }
 
-WeightBroadcaster::WeightBroadcaster(Collective* collective, int64_t bucket_bytes)
+WeightBroadcaster::WeightBroadcaster(Collective* collective, int64_t bucket_bytes,
+                                     std::optional<WeightMacKey> key)
     : collective_(collective),
       bucket_numel_(
-          std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(sizeof(float)))) {
+          std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(sizeof(float)))),
+      key_(std::move(key)) {
   CHECK(collective_ != nullptr);
 }
 
@@ -261,7 +362,7 @@ absl::Status WeightBroadcaster::Broadcast(const std::vector<torch::Tensor>& para
   torch::NoGradGuard no_grad;
   const int root = collective_->rank();
   const torch::Device device = DeviceOf(params);
-  torch::Tensor header = torch::empty({kWeightSyncHeaderSize}, torch::kInt64);
+  torch::Tensor header = torch::zeros({kWeightSyncHeaderSize}, torch::kInt64);
   auto h = header.accessor<int64_t, 1>();
   h[kHeaderMagic] = kWeightSyncMagic;
   h[kHeaderVersion] = version;
@@ -271,7 +372,6 @@ absl::Status WeightBroadcaster::Broadcast(const std::vector<torch::Tensor>& para
   const std::string problem = CheckFloatParams(params);
   if (!problem.empty()) {
     // Tell the receivers, so that every rank leaves this broadcast together.
-    h[kHeaderChecksum] = 0;
     h[kHeaderTotalNumel] = -1;
     torch::Tensor sent = header.to(device);
     DUET_RETURN_IF_ERROR(collective_->Broadcast(sent, root));
@@ -283,8 +383,13 @@ absl::Status WeightBroadcaster::Broadcast(const std::vector<torch::Tensor>& para
   flats.reserve(params.size());
   for (const torch::Tensor& p : params) flats.push_back(p.detach().reshape({-1}));
   const int64_t total = TotalNumel(flats);
-  h[kHeaderChecksum] = static_cast<int64_t>(WeightChecksum(flats));
   h[kHeaderTotalNumel] = total;
+  if (key_) {
+    h[kHeaderKeyed] = 1;
+    const WeightMacNonce nonce = NewWeightMacNonce();
+    std::memcpy(header.data_ptr<int64_t>() + kHeaderNonce, nonce.data(), nonce.size());
+  }
+  ChunkDigester digester(header, key_ ? &*key_ : nullptr, /*hash_plain=*/true);
   torch::Tensor sent_header = header.to(device);
   DUET_RETURN_IF_ERROR(collective_->Broadcast(sent_header, root));
 
@@ -319,14 +424,25 @@ absl::Status WeightBroadcaster::Broadcast(const std::vector<torch::Tensor>& para
         offset += take;
       }
     }
-    DUET_RETURN_IF_ERROR(collective_->Broadcast(chunk, root));
+    digester.Submit(chunk);  // hashed while it is on the wire
+    const absl::Status sent = collective_->Broadcast(chunk, root);
+    digester.Wait();  // before bucket_ is packed again
+    DUET_RETURN_IF_ERROR(sent);
     done += n;
   }
-  return absl::OkStatus();
+  torch::Tensor trailer = torch::zeros({kWeightSyncTrailerSize}, torch::kInt64);
+  int64_t* t = trailer.data_ptr<int64_t>();
+  const uint64_t checksum = digester.Checksum();
+  t[kTrailerChecksum] = static_cast<int64_t>(checksum);
+  if (key_) PutTag(digester.Tag(checksum), t + kTrailerTag);
+  t[kTrailerMagic] = kWeightSyncTrailerMagic;
+  torch::Tensor sent_trailer = trailer.to(device);
+  return collective_->Broadcast(sent_trailer, root);
 }
 
-WeightReceiver::WeightReceiver(Collective* collective, int root)
-    : collective_(collective), root_(root) {
+WeightReceiver::WeightReceiver(Collective* collective, int root,
+                               std::optional<WeightMacKey> key)
+    : collective_(collective), root_(root), key_(std::move(key)) {
   CHECK(collective_ != nullptr);
 }
 
@@ -344,7 +460,7 @@ absl::StatusOr<int64_t> WeightReceiver::Receive(
   if (h[kHeaderMagic] != kWeightSyncMagic) {
     return absl::DataLossError(absl::StrFormat(
         "weight sync header has magic %016x, want %016x: the collective sequence is "
-        "misaligned",
+        "misaligned or the sender speaks another version",
         h[kHeaderMagic], kWeightSyncMagic));
   }
   const int64_t version = h[kHeaderVersion];
@@ -368,8 +484,10 @@ absl::StatusOr<int64_t> WeightReceiver::Receive(
                            " elements in all, this model ", shape_like.size(), " of ",
                            local_total);
   }
+  torch::Tensor trailer = torch::zeros(
+      {kWeightSyncTrailerSize}, torch::TensorOptions().dtype(torch::kInt64).device(device));
   if (!problem.empty()) {
-    // Consume the buckets anyway, so that every rank stays in step.
+    // Consume the buckets and the trailer anyway, so that every rank stays in step.
     const int64_t needed = std::min(bucket_numel, total);
     if (!drain_.defined() || drain_.device() != device || drain_.numel() < needed) {
       DUET_ASSIGN_OR_RETURN(drain_, AllocateFloats(needed, device));
@@ -380,6 +498,7 @@ absl::StatusOr<int64_t> WeightReceiver::Receive(
       DUET_RETURN_IF_ERROR(collective_->Broadcast(chunk, root_));
       done += n;
     }
+    DUET_RETURN_IF_ERROR(collective_->Broadcast(trailer, root_));
     return absl::InvalidArgumentError(
         absl::StrCat("weight version ", version, " does not fit: ", problem));
   }
@@ -389,23 +508,49 @@ absl::StatusOr<int64_t> WeightReceiver::Receive(
       !staging->is_contiguous()) {
     DUET_ASSIGN_OR_RETURN(*staging, AllocateFloats(total, device));
   }
-  // Hashes each bucket as it arrives, while it is still in cache; equal to
-  // WeightChecksum(*staging).
-  Xxh64 hasher;
-  for (int64_t done = 0; done < total;) {
+  const bool keyed = h[kHeaderKeyed] != 0;
+  // With a key the tag covers the sender's plain checksum, so there is no need to
+  // recompute it; without, the plain checksum is all there is to check.
+  ChunkDigester digester(header, key_ && keyed ? &*key_ : nullptr,
+                         /*hash_plain=*/!key_);
+  absl::Status received = absl::OkStatus();
+  for (int64_t done = 0; done < total && received.ok();) {
     const int64_t n = std::min(bucket_numel, total - done);
     torch::Tensor chunk = staging->narrow(/*dim=*/0, done, n);  // received in place
-    DUET_RETURN_IF_ERROR(collective_->Broadcast(chunk, root_));
-    HashInto(chunk, hasher);
+    received = collective_->Broadcast(chunk, root_);
+    if (received.ok()) digester.Submit(chunk);  // digested while the next one arrives
     done += n;
   }
-  const auto expected = static_cast<uint64_t>(h[kHeaderChecksum]);
-  if (const uint64_t actual = hasher.Digest(); actual != expected) {
+  digester.Wait();
+  DUET_RETURN_IF_ERROR(received);
+  DUET_RETURN_IF_ERROR(collective_->Broadcast(trailer, root_));
+  trailer = trailer.cpu();
+  const int64_t* t = trailer.data_ptr<int64_t>();
+  if (t[kTrailerMagic] != kWeightSyncTrailerMagic) {
+    return absl::DataLossError(
+        absl::StrFormat("weight sync trailer has magic %016x, want %016x",
+                        t[kTrailerMagic], kWeightSyncTrailerMagic));
+  }
+  const auto announced = static_cast<uint64_t>(t[kTrailerChecksum]);
+  if (key_) {
+    if (!keyed) {
+      return absl::DataLossError(absl::StrCat(
+          "weight version ", version,
+          " came without a keyed checksum: refused (a sender without the run's secret)"));
+    }
+    if (!TagsEqual(digester.Tag(announced), GetTag(t + kTrailerTag))) {
+      return absl::DataLossError(absl::StrCat(
+          "weight version ", version,
+          " failed the keyed checksum: refused (corrupt, or not sent with the run's "
+          "secret)"));
+    }
+  } else if (const uint64_t actual = digester.Checksum(); actual != announced) {
     return absl::DataLossError(
         absl::StrFormat("weight checksum mismatch in version %d: expected %016x, got "
                         "%016x over %d elements",
-                        version, expected, actual, total));
+                        version, announced, actual, total));
   }
+  checksum_ = announced;
   return version;
 }
 

@@ -5,18 +5,28 @@
 // update. All parameters are treated as one logical flat float32 array (the tensors in
 // order, each flattened in row-major order) and sent in buckets over a Collective:
 //
-//   1. header: int64[kWeightSyncHeaderSize] = {kWeightSyncMagic, version, checksum,
-//      total_numel, bucket_numel, num_params}, broadcast from the sender's rank;
+//   1. header: int64[kWeightSyncHeaderSize] = {kWeightSyncMagic, version, total_numel,
+//      bucket_numel, num_params, keyed, nonce (2 slots)}, broadcast from the sender;
 //   2. ceil(total_numel / bucket_numel) float32 buckets of bucket_numel elements (the
-//      last one shorter), each broadcast from the sender's rank.
+//      last one shorter), each broadcast from the sender;
+//   3. trailer: int64[kWeightSyncTrailerSize] = {checksum, tag (2 slots),
+//      kWeightSyncTrailerMagic}.
 //
-// `checksum` is WeightChecksum of the flat array, bit-cast to int64. A header with
-// total_numel < 0 means the sender gave up before sending buckets. The receiver writes
-// the array into a staging buffer and verifies the checksum before anything is applied,
-// so that a worker never samples from half-updated or corrupt weights.
+// `checksum` is WeightChecksum (plain XXH64) of the flat array, bit-cast to int64: what
+// final_state.json and the workers' sync results report. With a WeightMacKey the sender
+// sets `keyed` and `tag` is the keyed checksum (weight_mac.h) of the header's 64 bytes,
+// the array's bytes and the checksum's 8 bytes, under a fresh random nonce; a receiver
+// holding the key accepts nothing without a valid tag, so weights injected into the
+// data plane by anyone without the run's secret are refused. Both ends digest each
+// bucket on a background thread while the next bucket is on the wire (the trailer is why
+// the sender need not hash before sending). A header with total_numel < 0 means the
+// sender gave up before sending buckets (no trailer follows). The receiver writes the
+// array into a staging buffer and verifies it before anything is applied, so that a
+// worker never samples from half-updated, corrupt or injected weights.
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include <torch/types.h>
@@ -24,18 +34,26 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "weights/collective.h"
+#include "weights/weight_mac.h"
 
 namespace duet {
 
-inline constexpr int64_t kWeightSyncMagic = 0x4455455457534e43;  // "DUETWSNC"
-inline constexpr int kWeightSyncHeaderSize = 6;
+inline constexpr int64_t kWeightSyncMagic = 0x4455455457534e32;         // "DUETWSN2"
+inline constexpr int64_t kWeightSyncTrailerMagic = 0x4455455457534e45;  // "DUETWSNE"
+inline constexpr int kWeightSyncHeaderSize = 8;
+inline constexpr int kWeightSyncTrailerSize = 4;
 // Positions in the header tensor.
 inline constexpr int kHeaderMagic = 0;
 inline constexpr int kHeaderVersion = 1;
-inline constexpr int kHeaderChecksum = 2;
-inline constexpr int kHeaderTotalNumel = 3;
-inline constexpr int kHeaderBucketNumel = 4;
-inline constexpr int kHeaderNumParams = 5;
+inline constexpr int kHeaderTotalNumel = 2;
+inline constexpr int kHeaderBucketNumel = 3;
+inline constexpr int kHeaderNumParams = 4;
+inline constexpr int kHeaderKeyed = 5;
+inline constexpr int kHeaderNonce = 6;  // two slots: the 16 nonce bytes
+// Positions in the trailer tensor.
+inline constexpr int kTrailerChecksum = 0;
+inline constexpr int kTrailerTag = 1;  // two slots: the 16 tag bytes
+inline constexpr int kTrailerMagic = 3;
 
 inline constexpr int64_t kDefaultBucketBytes = int64_t{32} << 20;
 
@@ -83,10 +101,12 @@ absl::Status UnflattenInto(const torch::Tensor& flat,
 class WeightBroadcaster {
  public:
   // Broadcasts from `collective->rank()`. `bucket_bytes` is rounded down to whole
-  // floats (at least one).
+  // floats (at least one). With `key`, every broadcast carries the keyed checksum;
+  // without, only the plain one (tests and the benchmark's baseline).
   // REQUIRES: collective != nullptr.
   explicit WeightBroadcaster(Collective* collective,
-                             int64_t bucket_bytes = kDefaultBucketBytes);
+                             int64_t bucket_bytes = kDefaultBucketBytes,
+                             std::optional<WeightMacKey> key = std::nullopt);
 
   int64_t bucket_numel() const { return bucket_numel_; }
 
@@ -103,6 +123,7 @@ class WeightBroadcaster {
  private:
   Collective* const collective_;
   const int64_t bucket_numel_;
+  const std::optional<WeightMacKey> key_;
   torch::Tensor bucket_;  // reused flat float32 packing buffer, bucket_numel_ elements
 };
 
@@ -112,15 +133,19 @@ class WeightBroadcaster {
 // this object.
 class WeightReceiver {
  public:
-  // Receives what rank `root` broadcasts.
+  // Receives what rank `root` broadcasts. With `key`, a broadcast is accepted only with
+  // a valid keyed checksum; without, the plain checksum is verified and any tag ignored.
   // REQUIRES: collective != nullptr.
-  explicit WeightReceiver(Collective* collective, int root = 0);
+  explicit WeightReceiver(Collective* collective, int root = 0,
+                          std::optional<WeightMacKey> key = std::nullopt);
 
   // Takes part in one WeightBroadcaster::Broadcast: writes the whole flat array into
   // `*staging` (reused when it already is a float32 tensor of the right size on the
   // device of `shape_like`, else reallocated) and verifies the checksum. Returns the
-  // version. Nothing but `*staging` is written; apply it with ApplyStaging.
-  // Errors: DataLoss on a checksum mismatch or a malformed header; InvalidArgument when
+  // version; checksum() is then the array's plain checksum. Nothing but `*staging` is
+  // written; apply it with ApplyStaging.
+  // Errors: DataLoss on a checksum or tag mismatch, an unkeyed broadcast to a receiver
+  // with a key, or a malformed header or trailer; InvalidArgument when
   // the sender's total numel or parameter count disagrees with `shape_like` (the buckets
   // are still consumed, so the next broadcast works); Aborted when the sender gave up;
   // otherwise the Collective's error (after which the group is broken).
@@ -136,9 +161,15 @@ class WeightReceiver {
   static void ApplyStaging(const torch::Tensor& staging,
                            const std::vector<torch::Tensor>& params);
 
+  // WeightChecksum of what the last successful Receive wrote (authenticated by the tag
+  // when keyed, recomputed otherwise); 0 before any.
+  uint64_t checksum() const { return checksum_; }
+
  private:
   Collective* const collective_;
   const int root_;
+  const std::optional<WeightMacKey> key_;
+  uint64_t checksum_ = 0;
   torch::Tensor drain_;  // scratch that swallows buckets meant for another shape
 };
 

@@ -5,6 +5,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "weights/collective.h"
+#include "weights/weight_mac.h"
 
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -259,8 +261,47 @@ TEST_F(WeightSyncTest, ConsecutiveVersionsReuseStaging) {
   }
 }
 
-// The sender lies about the checksum through the raw Collective, following the wire
-// format; the receiver must refuse the data and keep its weights.
+// What an outsider on the data plane (or a lying sender) can put on the wire through
+// the raw Collective, following the wire format: a header, the buckets, a trailer.
+// `tag_key`: sign the broadcast with this key (an outsider's guess); else unkeyed.
+void SendRaw(Collective& collective, const std::vector<torch::Tensor>& params,
+             int64_t version, uint64_t checksum_xor,
+             const std::optional<WeightMacKey>& tag_key = std::nullopt) {
+  constexpr int64_t kBucket = 300;
+  const torch::Tensor flat = FlattenParameters(params);
+  torch::Tensor header = torch::zeros({kWeightSyncHeaderSize}, torch::kInt64);
+  int64_t* h = header.data_ptr<int64_t>();
+  h[kHeaderMagic] = kWeightSyncMagic;
+  h[kHeaderVersion] = version;
+  h[kHeaderTotalNumel] = flat.numel();
+  h[kHeaderBucketNumel] = kBucket;
+  h[kHeaderNumParams] = static_cast<int64_t>(params.size());
+  h[kHeaderKeyed] = tag_key ? 1 : 0;
+  const WeightMacNonce nonce = NewWeightMacNonce();
+  std::memcpy(h + kHeaderNonce, nonce.data(), nonce.size());
+  EXPECT_TRUE(collective.Broadcast(header, /*root=*/0).ok());
+  for (int64_t done = 0; done < flat.numel(); done += kBucket) {
+    torch::Tensor chunk = flat.narrow(0, done, std::min(kBucket, flat.numel() - done)).clone();
+    EXPECT_TRUE(collective.Broadcast(chunk, /*root=*/0).ok());
+  }
+  const uint64_t checksum = WeightChecksum(flat) ^ checksum_xor;
+  torch::Tensor trailer = torch::zeros({kWeightSyncTrailerSize}, torch::kInt64);
+  int64_t* t = trailer.data_ptr<int64_t>();
+  t[kTrailerChecksum] = static_cast<int64_t>(checksum);
+  if (tag_key) {
+    WeightMac mac(*tag_key, nonce);
+    mac.Update(header.data_ptr(), kWeightSyncHeaderSize * sizeof(int64_t));
+    mac.Update(flat.data_ptr(), flat.numel() * sizeof(float));
+    mac.Update(&checksum, sizeof(checksum));
+    const WeightMacTag tag = mac.Final();
+    std::memcpy(t + kTrailerTag, tag.data(), tag.size());
+  }
+  t[kTrailerMagic] = kWeightSyncTrailerMagic;
+  EXPECT_TRUE(collective.Broadcast(trailer, /*root=*/0).ok());
+}
+
+// The sender lies about the checksum; the receiver must refuse the data and keep its
+// weights, and the next honest broadcast goes through.
 TEST_F(WeightSyncTest, ChecksumMismatchIsDataLossAndParamsStayUnchanged) {
   constexpr int kWorld = 2;
   auto group = MakeGroup(kWorld);
@@ -273,18 +314,7 @@ TEST_F(WeightSyncTest, ChecksumMismatchIsDataLossAndParamsStayUnchanged) {
   absl::StatusOr<int64_t> good = absl::UnknownError("not run");
   RunRanks(kWorld, [&](int rank) {
     if (rank == 0) {
-      constexpr int64_t kBucket = 300;
-      const torch::Tensor flat = FlattenParameters(sent);
-      torch::Tensor header = torch::tensor(
-          {kWeightSyncMagic, int64_t{5}, static_cast<int64_t>(WeightChecksum(flat) ^ 1),
-           flat.numel(), kBucket, static_cast<int64_t>(sent.size())},
-          torch::kInt64);
-      EXPECT_TRUE(group[0]->Broadcast(header, /*root=*/0).ok());
-      for (int64_t done = 0; done < flat.numel(); done += kBucket) {
-        torch::Tensor chunk =
-            flat.narrow(0, done, std::min(kBucket, flat.numel() - done)).clone();
-        EXPECT_TRUE(group[0]->Broadcast(chunk, /*root=*/0).ok());
-      }
+      SendRaw(*group[0], sent, /*version=*/5, /*checksum_xor=*/1);
       // The sequence is still aligned: an honest broadcast goes through.
       WeightBroadcaster broadcaster(group[0].get(), /*bucket_bytes=*/1000);
       EXPECT_TRUE(broadcaster.Broadcast(sent, /*version=*/6).ok());
@@ -304,6 +334,104 @@ TEST_F(WeightSyncTest, ChecksumMismatchIsDataLossAndParamsStayUnchanged) {
   ASSERT_TRUE(good.ok()) << good.status();
   EXPECT_EQ(*good, 6);
   EXPECT_TRUE(BitEqual(params, sent));
+}
+
+// An outsider who can reach the data plane but does not hold the run's secret injects
+// weights three ways: unkeyed with a correct plain checksum, signed with a guessed key,
+// and signed with the right key for another run (another store prefix). A receiver with
+// the run's key refuses all three and keeps its weights; the learner's keyed broadcast
+// that follows is accepted and reports the plain checksum.
+TEST_F(WeightSyncTest, KeyedReceiverRefusesWeightsNotSignedWithTheRunsSecret) {
+  constexpr int kWorld = 2;
+  auto group = MakeGroup(kWorld);
+  ASSERT_EQ(group.size(), kWorld);
+  const WeightMacKey run_key = WeightMacKey::Derive("token-of-this-run", "prefix-a");
+  const std::vector<torch::Tensor> injected = RandomParams(/*seed=*/11);
+  const std::vector<torch::Tensor> honest = RandomParams(/*seed=*/12);
+  std::vector<torch::Tensor> params = RandomParams(/*seed=*/13);
+  const std::vector<torch::Tensor> original = Clone(params);
+  std::vector<absl::StatusOr<int64_t>> outcomes(4, absl::UnknownError("not run"));
+  uint64_t reported = 0;
+  RunRanks(kWorld, [&](int rank) {
+    if (rank == 0) {
+      SendRaw(*group[0], injected, /*version=*/7, /*checksum_xor=*/0);
+      SendRaw(*group[0], injected, 7, 0, WeightMacKey::Derive("guessed", "prefix-a"));
+      SendRaw(*group[0], injected, 7, 0, WeightMacKey::Derive("token-of-this-run", "prefix-b"));
+      WeightBroadcaster broadcaster(group[0].get(), /*bucket_bytes=*/1000, run_key);
+      EXPECT_TRUE(broadcaster.Broadcast(honest, /*version=*/8).ok());
+      return;
+    }
+    WeightReceiver receiver(group[1].get(), /*root=*/0, run_key);
+    torch::Tensor staging;
+    for (int i = 0; i < 3; ++i) {
+      outcomes[i] = receiver.Receive(params, &staging);
+      if (outcomes[i].ok()) WeightReceiver::ApplyStaging(staging, params);
+    }
+    EXPECT_TRUE(BitEqual(params, original)) << "injected weights were applied";
+    outcomes[3] = receiver.Receive(params, &staging);
+    if (outcomes[3].ok()) WeightReceiver::ApplyStaging(staging, params);
+    reported = receiver.checksum();
+  });
+  EXPECT_EQ(outcomes[0].status().code(), absl::StatusCode::kDataLoss) << outcomes[0].status();
+  EXPECT_THAT(outcomes[0].status().message(), HasSubstr("without a keyed checksum"));
+  for (int i = 1; i < 3; ++i) {
+    EXPECT_EQ(outcomes[i].status().code(), absl::StatusCode::kDataLoss) << outcomes[i].status();
+    EXPECT_THAT(outcomes[i].status().message(), HasSubstr("failed the keyed checksum"));
+  }
+  ASSERT_TRUE(outcomes[3].ok()) << outcomes[3].status();
+  EXPECT_EQ(*outcomes[3], 8);
+  EXPECT_TRUE(BitEqual(params, honest));
+  EXPECT_EQ(reported, WeightChecksum(honest));
+}
+
+// A bit flipped on the wire after the sender signed: the tag no longer verifies.
+TEST_F(WeightSyncTest, KeyedReceiverRefusesATamperedChecksumWithTheRightKey) {
+  constexpr int kWorld = 2;
+  auto group = MakeGroup(kWorld);
+  ASSERT_EQ(group.size(), kWorld);
+  const WeightMacKey run_key = WeightMacKey::Derive("token", "prefix");
+  const std::vector<torch::Tensor> sent = RandomParams(/*seed=*/14);
+  std::vector<torch::Tensor> params = RandomParams(/*seed=*/15);
+  absl::StatusOr<int64_t> outcome = absl::UnknownError("not run");
+  RunRanks(kWorld, [&](int rank) {
+    if (rank == 0) {
+      // Signed over the true checksum, then the announced one is changed.
+      constexpr int64_t kBucket = 300;
+      const torch::Tensor flat = FlattenParameters(sent);
+      torch::Tensor header = torch::zeros({kWeightSyncHeaderSize}, torch::kInt64);
+      int64_t* h = header.data_ptr<int64_t>();
+      h[kHeaderMagic] = kWeightSyncMagic;
+      h[kHeaderVersion] = 3;
+      h[kHeaderTotalNumel] = flat.numel();
+      h[kHeaderBucketNumel] = kBucket;
+      h[kHeaderNumParams] = static_cast<int64_t>(sent.size());
+      h[kHeaderKeyed] = 1;
+      const WeightMacNonce nonce = NewWeightMacNonce();
+      std::memcpy(h + kHeaderNonce, nonce.data(), nonce.size());
+      EXPECT_TRUE(group[0]->Broadcast(header, 0).ok());
+      for (int64_t done = 0; done < flat.numel(); done += kBucket) {
+        torch::Tensor chunk = flat.narrow(0, done, std::min(kBucket, flat.numel() - done)).clone();
+        EXPECT_TRUE(group[0]->Broadcast(chunk, 0).ok());
+      }
+      uint64_t checksum = WeightChecksum(flat);
+      WeightMac mac(run_key, nonce);
+      mac.Update(header.data_ptr(), kWeightSyncHeaderSize * sizeof(int64_t));
+      mac.Update(flat.data_ptr(), flat.numel() * sizeof(float));
+      mac.Update(&checksum, sizeof(checksum));
+      const WeightMacTag tag = mac.Final();
+      torch::Tensor trailer = torch::zeros({kWeightSyncTrailerSize}, torch::kInt64);
+      int64_t* t = trailer.data_ptr<int64_t>();
+      t[kTrailerChecksum] = static_cast<int64_t>(checksum ^ 4);
+      std::memcpy(t + kTrailerTag, tag.data(), tag.size());
+      t[kTrailerMagic] = kWeightSyncTrailerMagic;
+      EXPECT_TRUE(group[0]->Broadcast(trailer, 0).ok());
+      return;
+    }
+    WeightReceiver receiver(group[1].get(), /*root=*/0, run_key);
+    torch::Tensor staging;
+    outcome = receiver.Receive(params, &staging);
+  });
+  EXPECT_EQ(outcome.status().code(), absl::StatusCode::kDataLoss) << outcome.status();
 }
 
 TEST_F(WeightSyncTest, ShapeMismatchIsInvalidArgumentAndNextBroadcastWorks) {

@@ -96,7 +96,9 @@ absl::Status WorkerRuntime::Register() {
     if (!resp.store_prefix().empty()) c.group_prefix = resp.store_prefix();
     c.timeout = options_.collective_timeout;
     DUET_ASSIGN_OR_RETURN(collective_, CreateCollective(c));
-    receiver_ = std::make_unique<WeightReceiver>(collective_.get(), /*root=*/0);
+    // Broadcast weights count only with the keyed checksum of this run's secret.
+    receiver_ = std::make_unique<WeightReceiver>(
+        collective_.get(), /*root=*/0, WeightMacKey::Derive(options_.auth_token, resp.store_prefix()));
   }
   if (resp.policy_version() > 0 && !frozen_) {
     // Training is under way: catch up over gRPC before taking work.
@@ -142,7 +144,7 @@ absl::Status WorkerRuntime::HandleSync(const v1::WorkItem& item, v1::CompleteWor
       shape_like = model_.parameters();
     }
     DUET_ASSIGN_OR_RETURN(version, receiver_->Receive(shape_like, &staging_));
-    checksum = WeightChecksum(staging_);
+    checksum = receiver_->checksum();
     if (version != sync.version() || checksum != sync.checksum()) {
       return absl::DataLossError(absl::StrCat("broadcast delivered v", version, " checksum ", checksum,
                                               " but the learner announced v", sync.version(),

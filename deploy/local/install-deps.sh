@@ -8,8 +8,9 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   # LibTorch (CPU) + c10d Gloo headers; OpenBLAS or torch runs ~20x slower.
   libtorch-dev libgloo-dev libopenblas0-pthread libopenblas-dev
-  # RPC, serialization, errors, logging, flags, metrics.
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  # RPC, serialization, errors, logging, flags, metrics; OpenSSL's libcrypto (the
+  # weight broadcast's keyed checksum).
+  libssl-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libgoogle-glog-dev libgflags-dev prometheus-cpp-dev
   # Formats: JSON, YAML, PNG.
   nlohmann-json3-dev libyaml-cpp-dev libpng-dev
