@@ -24,10 +24,27 @@ PACKAGES=(
   openssl
 )
 
+# Tools found by their command: the package is installed only when the command is
+# missing, since a machine may have it from elsewhere (node from NodeSource, kubectl from
+# Google's repository) and the Debian package would conflict with it.
+# Deployment checks (tests/deploy_manifests_test.sh): node and npm run the schema
+# validators, kubectl renders the kustomizations, amtool checks the Alertmanager config,
+# and ShellCheck lints the Slurm scripts.
+COMMANDS=(
+  node:nodejs npm:npm kubectl:kubernetes-client amtool:prometheus-alertmanager
+  shellcheck:shellcheck
+)
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$p")
+  fi
+done
+
+for cp in "${COMMANDS[@]}"; do
+  if ! command -v "${cp%%:*}" >/dev/null 2>&1; then
+    missing+=("${cp#*:}")
   fi
 done
 
