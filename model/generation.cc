@@ -268,7 +268,11 @@ absl::StatusOr<std::vector<SpanScore>> ScoreSpans(
   auto a = lp.accessor<float, 2>();
   for (size_t i = 0; i < sequences.size(); ++i) {
     double sum = 0;
-    for (int64_t j = spans[i].first; j < spans[i].second; ++j) sum += a[i][j - 1];
+    out[i].token_logprobs.reserve(spans[i].second - spans[i].first);
+    for (int64_t j = spans[i].first; j < spans[i].second; ++j) {
+      sum += a[i][j - 1];
+      out[i].token_logprobs.push_back(a[i][j - 1]);
+    }
     out[i].count = spans[i].second - spans[i].first;
     out[i].sum_logprob = sum;
     out[i].mean_logprob = sum / static_cast<double>(out[i].count);

@@ -78,6 +78,9 @@ struct SpanScore {
   double sum_logprob = 0;
   double mean_logprob = 0;
   int64_t count = 0;
+  // The log-probability of each span token, in order (count entries); sum_logprob is
+  // their sum, accumulated in double.
+  std::vector<float> token_logprobs;
 };
 
 // One batched teacher-forced pass: for row i, the log-probability of tokens

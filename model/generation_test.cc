@@ -161,6 +161,11 @@ TEST_F(GenerationTest, ScoreSpansMatchesTheTeacherForcedLogits) {
   for (int64_t j = 6; j < 9; ++j) expected += lp[j - 1][seqs[0][j]].item<float>();
   EXPECT_NEAR((*scores)[0].sum_logprob, expected, 1e-4);
   EXPECT_NEAR((*scores)[0].mean_logprob, expected / 3, 1e-4);
+  ASSERT_EQ((*scores)[0].token_logprobs.size(), 3u);
+  for (int64_t j = 6; j < 9; ++j) {
+    EXPECT_NEAR((*scores)[0].token_logprobs[j - 6], lp[j - 1][seqs[0][j]].item<float>(), 1e-5);
+  }
+  ASSERT_EQ((*scores)[1].token_logprobs.size(), 1u);
   EXPECT_EQ((*scores)[1].count, 1);
   EXPECT_EQ(ScoreSpans(model_, layout_, seqs, {{0, 2}, {2, 3}}).status().code(),
             absl::StatusCode::kInvalidArgument);

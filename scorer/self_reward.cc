@@ -1,5 +1,7 @@
 #include "scorer/self_reward.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 
@@ -31,27 +33,121 @@ absl::StatusOr<std::pair<std::vector<int64_t>, std::pair<int64_t, int64_t>>> Rev
   return std::make_pair(seq, std::make_pair(begin, static_cast<int64_t>(seq.size())));
 }
 
-absl::StatusOr<std::vector<double>> ComputeSelfRewards(const Transformer& model,
-                                                       const TokenLayout& layout,
-                                                       const std::vector<RewardQuery>& queries,
-                                                       int64_t max_batch) {
+absl::StatusOr<std::pair<std::vector<int64_t>, std::pair<int64_t, int64_t>>> NullSequence(
+    const TokenLayout& layout, const RewardQuery& q) {
+  DUET_ASSIGN_OR_RETURN(auto reversed, ReversedSequence(layout, q));
+  std::vector<int64_t> seq;
+  if (q.task == Task::kGeneration) {
+    // The image replaced by <pad>s: <bos> <describe> <boi> <pad> x n <eoi> P <eos>.
+    seq = {layout.bos, layout.describe, layout.boi};
+    seq.insert(seq.end(), q.output.size(), layout.pad);
+    seq.push_back(layout.eoi);
+  } else {
+    seq = UnconditionalDrawPrompt(layout, StripEos(layout, q.output).size());
+  }
+  // The reversed sequence's prefix and the null prefix have the same length.
+  const auto [begin, end] = reversed.second;
+  seq.insert(seq.end(), reversed.first.begin() + begin, reversed.first.begin() + end);
+  return std::make_pair(seq, reversed.second);
+}
+
+absl::StatusOr<std::pair<std::vector<int64_t>, std::pair<int64_t, int64_t>>> ForwardSequence(
+    const TokenLayout& layout, const RewardQuery& q) {
+  DUET_ASSIGN_OR_RETURN(auto reversed, ReversedSequence(layout, q));  // validates q
+  std::vector<int64_t> seq;
+  if (q.task == Task::kGeneration) {
+    seq = DrawPrompt(layout, q.input);
+    const int64_t begin = static_cast<int64_t>(seq.size());
+    seq.insert(seq.end(), q.output.begin(), q.output.end());
+    return std::make_pair(seq, std::make_pair(begin, static_cast<int64_t>(seq.size())));
+  }
+  seq = DescribePrompt(layout, q.input);
+  const int64_t begin = static_cast<int64_t>(seq.size());
+  const std::vector<int64_t> caption = StripEos(layout, q.output);
+  seq.insert(seq.end(), caption.begin(), caption.end());
+  seq.push_back(layout.eos);
+  return std::make_pair(seq, std::make_pair(begin, static_cast<int64_t>(seq.size())));
+}
+
+absl::StatusOr<std::vector<PairScores>> ScoreReversedPairs(const Transformer& model,
+                                                           const TokenLayout& layout,
+                                                           const std::vector<RewardQuery>& queries,
+                                                           int64_t max_batch,
+                                                           const std::vector<ExtraPasses>& extra) {
+  if (extra.size() != queries.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ScoreReversedPairs: ", extra.size(), " pass sets for ", queries.size(), " queries"));
+  }
+  const size_t chunk = static_cast<size_t>(std::max<int64_t>(1, max_batch));
+  std::vector<PairScores> out(queries.size());
+  enum Pass { kReversed, kNull, kForward };
+  for (Pass pass : {kReversed, kNull, kForward}) {
+    std::vector<size_t> rows;
+    for (size_t i = 0; i < queries.size(); ++i) {
+      if (pass == kReversed || (pass == kNull && extra[i].null) || (pass == kForward && extra[i].forward)) {
+        rows.push_back(i);
+      }
+    }
+    for (size_t begin = 0; begin < rows.size(); begin += chunk) {
+      const size_t end = std::min(rows.size(), begin + chunk);
+      TokenRows seqs;
+      std::vector<std::pair<int64_t, int64_t>> spans;
+      for (size_t r = begin; r < end; ++r) {
+        const RewardQuery& q = queries[rows[r]];
+        auto rs = pass == kReversed ? ReversedSequence(layout, q)
+                  : pass == kNull   ? NullSequence(layout, q)
+                                    : ForwardSequence(layout, q);
+        if (!rs.ok()) {
+          return absl::InvalidArgumentError(absl::StrCat("query ", rows[r], ": ", rs.status().message()));
+        }
+        seqs.push_back(std::move(rs->first));
+        spans.push_back(rs->second);
+      }
+      DUET_ASSIGN_OR_RETURN(std::vector<SpanScore> scores, ScoreSpans(model, layout, seqs, spans));
+      for (size_t r = begin; r < end; ++r) {
+        PairScores& p = out[rows[r]];
+        std::vector<float>& dst = pass == kReversed ? p.conditional : pass == kNull ? p.null : p.forward;
+        dst = std::move(scores[r - begin].token_logprobs);
+      }
+    }
+  }
+  return out;
+}
+
+double CombineReward(RewardKind kind, const PairScores& s) {
+  const size_t n = s.conditional.size();
+  // Summed in order in double, as ScoreSpans sums mean_logprob.
+  double sum = 0;
+  for (float v : s.conditional) sum += v;
+  if (kind == RewardKind::kLikelihood) return sum / static_cast<double>(n);
+  if (kind == RewardKind::kJoint) {
+    for (float v : s.forward) sum += v;
+    return sum / static_cast<double>(n);
+  }
+  std::vector<double> pmi(n);
+  for (size_t t = 0; t < n; ++t) pmi[t] = static_cast<double>(s.conditional[t]) - s.null[t];
+  if (kind == RewardKind::kPmiWorst) {
+    const size_t k = std::min<size_t>(n, kPmiWorstTokens);
+    std::partial_sort(pmi.begin(), pmi.begin() + k, pmi.end());
+    pmi.resize(k);
+  }
+  double pmi_sum = 0;
+  for (double v : pmi) pmi_sum += v;
+  return pmi_sum / static_cast<double>(pmi.size());
+}
+
+absl::StatusOr<std::vector<double>> ComputeSelfRewards(const Transformer& model, const TokenLayout& layout,
+                                                       const std::vector<RewardQuery>& queries, int64_t max_batch,
+                                                       const SelfRewardKinds& kinds) {
+  auto kind_of = [&kinds](const RewardQuery& q) {
+    return q.task == Task::kGeneration ? kinds.image : kinds.caption;
+  };
+  std::vector<ExtraPasses> extra(queries.size());
+  for (size_t i = 0; i < queries.size(); ++i) extra[i] = PassesFor(kind_of(queries[i]));
+  DUET_ASSIGN_OR_RETURN(std::vector<PairScores> scores, ScoreReversedPairs(model, layout, queries, max_batch, extra));
   std::vector<double> rewards;
   rewards.reserve(queries.size());
-  for (size_t begin = 0; begin < queries.size(); begin += std::max<int64_t>(1, max_batch)) {
-    const size_t end = std::min(queries.size(), begin + static_cast<size_t>(std::max<int64_t>(1, max_batch)));
-    TokenRows seqs;
-    std::vector<std::pair<int64_t, int64_t>> spans;
-    for (size_t i = begin; i < end; ++i) {
-      auto rs = ReversedSequence(layout, queries[i]);
-      if (!rs.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat("query ", i, ": ", rs.status().message()));
-      }
-      seqs.push_back(std::move(rs->first));
-      spans.push_back(rs->second);
-    }
-    DUET_ASSIGN_OR_RETURN(std::vector<SpanScore> scores, ScoreSpans(model, layout, seqs, spans));
-    for (const SpanScore& s : scores) rewards.push_back(s.mean_logprob);
-  }
+  for (size_t i = 0; i < queries.size(); ++i) rewards.push_back(CombineReward(kind_of(queries[i]), scores[i]));
   return rewards;
 }
 

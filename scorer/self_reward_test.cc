@@ -62,5 +62,85 @@ TEST(ComputeSelfRewardsTest, EqualsTheMeanLogLikelihoodOfTheSpan) {
   EXPECT_NE(bad.status().message().find("query 3"), std::string::npos) << bad.status();
 }
 
+TEST(NullSequenceTest, ReplacesTheInputWithPadsAndScoresTheSameTokens) {
+  const TokenLayout l = Layout();
+  RewardQuery cap{Task::kUnderstanding, /*input=*/{40, 41, 42, 43}, /*output=*/{10, 11, l.eos}};
+  auto r = NullSequence(l, cap);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // The unconditional row of classifier-free guidance: one <pad> per caption word.
+  const std::vector<int64_t> expected = {l.bos, l.draw, l.pad, l.pad, l.boi, 40, 41, 42, 43};
+  EXPECT_EQ(r->first, expected);
+  EXPECT_EQ(r->second, std::make_pair(int64_t{5}, int64_t{9}));
+  RewardQuery img{Task::kGeneration, /*input=*/{8, 9}, /*output=*/{32, 33, 34, 35}};
+  auto n = NullSequence(l, img);
+  ASSERT_TRUE(n.ok()) << n.status();
+  const std::vector<int64_t> expected_img = {l.bos, l.describe, l.boi, l.pad, l.pad, l.pad, l.pad, l.eoi, 8, 9, l.eos};
+  EXPECT_EQ(n->first, expected_img);
+  EXPECT_EQ(n->second, ReversedSequence(l, img)->second);
+  EXPECT_EQ(NullSequence(l, {Task::kGeneration, {8}, {32, 33}}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ForwardSequenceTest, ScoresTheOutputInTheDirectionItWasSampled) {
+  const TokenLayout l = Layout();
+  auto cap = ForwardSequence(l, {Task::kUnderstanding, {40, 41, 42, 43}, {10, 11, l.eos}});
+  ASSERT_TRUE(cap.ok()) << cap.status();
+  const std::vector<int64_t> expected = {l.bos, l.describe, l.boi, 40, 41, 42, 43, l.eoi, 10, 11, l.eos};
+  EXPECT_EQ(cap->first, expected);
+  EXPECT_EQ(cap->second, std::make_pair(int64_t{8}, int64_t{11}));  // the caption and its <eos>
+  auto img = ForwardSequence(l, {Task::kGeneration, {8, 9}, {32, 33, 34, 35}});
+  ASSERT_TRUE(img.ok()) << img.status();
+  const std::vector<int64_t> expected_img = {l.bos, l.draw, 8, 9, l.boi, 32, 33, 34, 35};
+  EXPECT_EQ(img->first, expected_img);
+  EXPECT_EQ(img->second, std::make_pair(int64_t{5}, int64_t{9}));
+}
+
+TEST(CombineRewardTest, EachKindFromThePerTokenScores) {
+  PairScores s;
+  s.conditional = {-1.0f, -2.0f, -3.0f, -4.0f, -5.0f};
+  s.null = {-2.0f, -2.0f, -1.0f, -1.0f, -6.0f};  // PMI per token: 1, 0, -2, -3, 1
+  s.forward = {-0.5f, -1.5f};
+  EXPECT_DOUBLE_EQ(CombineReward(RewardKind::kLikelihood, s), -3.0);
+  EXPECT_DOUBLE_EQ(CombineReward(RewardKind::kPmi, s), -3.0 / 5);
+  EXPECT_DOUBLE_EQ(CombineReward(RewardKind::kPmiWorst, s), (0.0 - 2 - 3 + 1) / 4);  // the 4 lowest
+  EXPECT_DOUBLE_EQ(CombineReward(RewardKind::kJoint, s), (-15.0 - 2.0) / 5);
+}
+
+TEST(RewardKindTest, NamesRoundTripAndUnknownNamesAreRefused) {
+  for (RewardKind k : kAllRewardKinds) EXPECT_EQ(*ParseRewardKind(RewardKindName(k)), k);
+  auto bad = ParseRewardKind("clip");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("joint"), std::string::npos);
+}
+
+TEST(ComputeSelfRewardsTest, KindsPickTheirPassesPerDirection) {
+  const TokenLayout l = Layout();
+  Transformer m = *Transformer::Create(testing::TinyTestConfig(l.vocab_size(), /*kv_heads=*/4), 3);
+  const std::vector<RewardQuery> qs = {{Task::kGeneration, {8, 9}, {32, 33, 34, 35}},
+                                       {Task::kUnderstanding, {40, 41, 42, 43}, {10, 11, l.eos}},
+                                       {Task::kUnderstanding, {44, 45, 46, 47}, {12, l.eos}}};
+  auto plain = ComputeSelfRewards(m, l, qs, /*max_batch=*/2);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  // Caption kinds that need extra passes leave the image reward bit-identical.
+  for (RewardKind caption : kAllRewardKinds) {
+    auto r = ComputeSelfRewards(m, l, qs, /*max_batch=*/2, SelfRewardKinds{RewardKind::kLikelihood, caption});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ((*r)[0], (*plain)[0]) << RewardKindName(caption);
+  }
+  auto pmi = ComputeSelfRewards(m, l, qs, /*max_batch=*/2, SelfRewardKinds{RewardKind::kPmi, RewardKind::kPmi});
+  auto joint = ComputeSelfRewards(m, l, qs, /*max_batch=*/2, SelfRewardKinds{RewardKind::kJoint, RewardKind::kJoint});
+  ASSERT_TRUE(pmi.ok() && joint.ok());
+  for (size_t i = 0; i < qs.size(); ++i) {
+    const auto rev = *ReversedSequence(l, qs[i]);
+    const auto null = *NullSequence(l, qs[i]);
+    const auto fwd = *ForwardSequence(l, qs[i]);
+    const SpanScore c = ScoreSpans(m, l, {rev.first}, {rev.second})->at(0);
+    const SpanScore n = ScoreSpans(m, l, {null.first}, {null.second})->at(0);
+    const SpanScore f = ScoreSpans(m, l, {fwd.first}, {fwd.second})->at(0);
+    EXPECT_NEAR((*pmi)[i], c.mean_logprob - n.mean_logprob, 1e-5);
+    EXPECT_NEAR((*joint)[i], (c.sum_logprob + f.sum_logprob) / c.count, 1e-5);
+    EXPECT_LT((*joint)[i], (*plain)[i]);  // the forward log-likelihood is negative
+  }
+}
+
 }  // namespace
 }  // namespace duet

@@ -72,7 +72,8 @@ std::vector<Command> Commands() {
       {"dev dump-logits", duet::RunDumpLogits, {{"output", {"out_dir"}}, process}},
       {"dev reward-agreement", duet::RunRewardAgreement,
        {{"input", {"model", "data"}},
-        {"agreement", {"agreement_inputs", "k", "cfg_scale", "temperature"}},
+        {"agreement", {"agreement_inputs", "k", "cfg_scale", "temperature", "reward_kinds", "agreement_seeds",
+                       "agreement_json"}},
         process}},
   };
 }

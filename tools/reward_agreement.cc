@@ -1,22 +1,30 @@
 // `duet dev reward-agreement`: how well do the self-rewards agree with the oracle?
 // For held-out inputs of each direction, sample K outputs, score them with the model's
-// own reversed pass and with the oracle, and report: the oracle accuracy of a random
-// sample, of the sample the self-reward ranks first (best-of-K), and the pairwise
-// ranking accuracy P(reward(correct) > reward(wrong)) within groups.
+// own reversed pass (every reward kind of --reward_kinds, from one conditional and one
+// null-input pass) and with the oracle, and report per direction, kind and category: the
+// oracle accuracy of a random sample, of the sample the reward ranks first (best-of-K),
+// and the pairwise agreement P(reward(accepted) > reward(rejected)) over the pairs of one
+// group that the oracle ranks differently (ties count one half). With
+// --agreement_seeds=N the sampling is repeated under seeds seed..seed+N-1 and each
+// figure is the mean, the sample standard deviation and the 95% interval of the mean.
 
 #include <cstdio>
-#include <thread>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include <gflags/gflags.h>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
 #include "eval/oracle.h"
 #include "rollout/sampler.h"
 #include "scorer/self_reward.h"
+#include "tools/agreement.h"
 #include "tools/commands.h"
 #include "world/bundle.h"
 #include "world/dataset.h"
@@ -25,139 +33,219 @@
 DECLARE_string(model);
 DECLARE_string(data);
 DECLARE_uint64(seed);
-DECLARE_int32(threads);
 DECLARE_double(cfg_scale);
 DECLARE_double(temperature);
 DECLARE_int64(k);
 DEFINE_int32(agreement_inputs, 100, "reward-agreement: inputs per direction");
+DEFINE_string(reward_kinds, "likelihood,pmi,pmi_worst,joint",
+              "reward-agreement: self-reward kinds to compare (comma-separated: likelihood, pmi, pmi_worst, joint)");
+DEFINE_int32(agreement_seeds, 1, "reward-agreement: sampling seeds (seed..seed+N-1); figures are means over them");
+DEFINE_string(agreement_json, "", "reward-agreement: also write every figure, per seed and summarized, here");
 
 namespace duet {
 namespace {
 
-struct Agreement {
-  double random_accuracy = 0;
-  double best_of_k_accuracy = 0;
-  double pairwise_accuracy = 0;
-  int64_t pairs = 0;
+constexpr world::Category kCategories[] = {world::Category::kSingle, world::Category::kCounting,
+                                           world::Category::kTwoObjects, world::Category::kPosition};
+
+// One direction's sampled groups under one seed: the oracle's verdicts, each group's
+// category and each sample's reversed-pair scores.
+struct Groups {
+  std::vector<std::vector<bool>> labels;
+  std::vector<world::Category> categories;
+  std::vector<std::vector<PairScores>> scores;
 };
 
-// labels[g][s]: oracle verdict; rewards[g][s]: self-reward.
-Agreement Measure(const std::vector<std::vector<bool>>& labels, const std::vector<std::vector<double>>& rewards) {
-  Agreement a;
-  int64_t n = 0, correct = 0, best = 0, right_pairs = 0;
-  for (size_t g = 0; g < labels.size(); ++g) {
-    size_t arg = 0;
-    for (size_t s = 0; s < labels[g].size(); ++s) {
-      correct += labels[g][s];
-      ++n;
-      if (rewards[g][s] > rewards[g][arg]) arg = s;
-      for (size_t t = 0; t < labels[g].size(); ++t) {
-        if (labels[g][s] && !labels[g][t]) {
-          ++a.pairs;
-          right_pairs += rewards[g][s] > rewards[g][t];
-        }
-      }
-    }
-    best += labels[g][arg];
+// Every figure of one seed: [direction][kind][category or "overall"].
+using Figures = std::map<std::string, std::map<std::string, std::map<std::string, Agreement>>>;
+
+absl::Status ScoreGroups(const world::ModelBundle& b, const std::vector<Group>& groups,
+                         std::vector<std::vector<bool>> labels, std::vector<world::Category> categories,
+                         ExtraPasses passes, Groups* out) {
+  std::vector<RewardQuery> queries;
+  for (const Group& g : groups) {
+    for (const Sample& s : g.samples) queries.push_back({g.task, g.input, s.output});
   }
-  a.random_accuracy = n ? static_cast<double>(correct) / n : 0;
-  a.best_of_k_accuracy = labels.empty() ? 0 : static_cast<double>(best) / labels.size();
-  a.pairwise_accuracy = a.pairs ? static_cast<double>(right_pairs) / a.pairs : 0;
-  return a;
+  DUET_ASSIGN_OR_RETURN(std::vector<PairScores> flat,
+                        ScoreReversedPairs(b.model, b.layout, queries, /*max_batch=*/256,
+                                           std::vector<ExtraPasses>(queries.size(), passes)));
+  out->labels = std::move(labels);
+  out->categories = std::move(categories);
+  out->scores.clear();
+  size_t q = 0;
+  for (const Group& g : groups) {
+    out->scores.emplace_back(flat.begin() + q, flat.begin() + q + g.samples.size());
+    q += g.samples.size();
+  }
+  return absl::OkStatus();
 }
 
-absl::Status Run() {
-  DUET_ASSIGN_OR_RETURN(world::ModelBundle b, world::LoadBundle(FLAGS_model));
-  DUET_ASSIGN_OR_RETURN(auto prompts, world::ReadPrompts(JoinPath(FLAGS_data, "eval_gen.jsonl")));
-  DUET_ASSIGN_OR_RETURN(auto images, world::ReadImages(JoinPath(FLAGS_data, "eval_und.jsonl")));
-  const size_t n = static_cast<size_t>(FLAGS_agreement_inputs);
-  // Spread the inputs over the categories (the files list them category by category).
-  auto spread = [n](size_t total) {
-    std::vector<size_t> idx;
-    for (size_t i = 0; i < std::min(n, total); ++i) idx.push_back(i * total / std::min(n, total));
-    return idx;
+std::map<std::string, Agreement> Measure(const Groups& groups, RewardKind kind) {
+  std::map<std::string, Agreement> out;
+  auto measure = [&](std::optional<world::Category> only) {
+    std::vector<std::vector<bool>> l;
+    std::vector<std::vector<double>> r;
+    for (size_t g = 0; g < groups.labels.size(); ++g) {
+      if (only && groups.categories[g] != *only) continue;
+      l.push_back(groups.labels[g]);
+      r.emplace_back();
+      for (const PairScores& s : groups.scores[g]) r.back().push_back(CombineReward(kind, s));
+    }
+    return MeasureAgreement(l, r);
   };
+  for (world::Category c : kCategories) out[std::string(world::CategoryName(c))] = measure(c);
+  out["overall"] = measure(std::nullopt);
+  return out;
+}
+
+// Spreads n picks over a file that lists its items category by category.
+std::vector<size_t> Spread(size_t n, size_t total) {
+  std::vector<size_t> idx;
+  const size_t m = std::min(n, total);
+  for (size_t i = 0; i < m; ++i) idx.push_back(i * total / m);
+  return idx;
+}
+
+absl::StatusOr<Figures> MeasureSeed(const world::ModelBundle& b, const std::vector<world::PromptRecord>& prompts,
+                                    const std::vector<world::ImageRecord>& images,
+                                    const std::vector<world::Image>& pixels,
+                                    const std::vector<RewardKind>& kinds, uint64_t seed) {
+  ExtraPasses passes;
+  for (RewardKind k : kinds) {
+    passes.null |= NeedsNullPass(k);
+    passes.forward |= NeedsForwardPass(k);
+  }
+  const size_t n = static_cast<size_t>(FLAGS_agreement_inputs);
+
   RolloutRequest gen;
   gen.task = Task::kGeneration;
   gen.k = FLAGS_k;
   gen.sampling.temperature = FLAGS_temperature;
   gen.cfg_scale = FLAGS_cfg_scale;
-  gen.seed = FLAGS_seed;
-  std::vector<size_t> gen_idx = spread(prompts.size());
+  gen.seed = seed;
+  const std::vector<size_t> gen_idx = Spread(n, prompts.size());
   for (size_t i : gen_idx) {
     DUET_ASSIGN_OR_RETURN(auto ids, b.EncodeCaption(prompts[i].prompt));
     gen.inputs.push_back(ids);
   }
   DUET_ASSIGN_OR_RETURN(auto gen_groups, SampleGroups(b.model, b.layout, gen, 0));
-  std::vector<RewardQuery> queries;
-  std::vector<std::vector<bool>> gen_labels;
+  std::vector<std::vector<bool>> labels;
+  std::vector<world::Category> categories;
   for (size_t g = 0; g < gen_groups.size(); ++g) {
-    gen_labels.emplace_back();
+    labels.emplace_back();
+    categories.push_back(prompts[gen_idx[g]].category);
     for (const Sample& s : gen_groups[g].samples) {
-      queries.push_back({Task::kGeneration, gen_groups[g].input, s.output});
       DUET_ASSIGN_OR_RETURN(world::Image im, b.DecodeImage(s.output));
-      gen_labels.back().push_back(eval::ScoreGeneration(prompts[gen_idx[g]].parsed, im, b.world).correct);
+      labels.back().push_back(eval::ScoreGeneration(prompts[gen_idx[g]].parsed, im, b.world).correct);
     }
   }
-  DUET_ASSIGN_OR_RETURN(auto gen_rewards_flat, ComputeSelfRewards(b.model, b.layout, queries));
-  std::vector<std::vector<double>> gen_rewards;
-  for (size_t g = 0, q = 0; g < gen_groups.size(); ++g) {
-    gen_rewards.emplace_back(gen_rewards_flat.begin() + q, gen_rewards_flat.begin() + q + gen.k);
-    q += gen.k;
-  }
+  Groups gen_scored;
+  DUET_RETURN_IF_ERROR(ScoreGroups(b, gen_groups, std::move(labels), std::move(categories), passes, &gen_scored));
 
   RolloutRequest und;
   und.task = Task::kUnderstanding;
   und.k = FLAGS_k;
   und.sampling.temperature = FLAGS_temperature;
-  und.seed = FLAGS_seed + 1;
-  std::vector<size_t> und_idx = spread(images.size());
+  und.seed = seed + 1;
+  const std::vector<size_t> und_idx = Spread(n, images.size());
   std::vector<world::Scene> truths;
-  const int px = b.world.image_px();
   for (size_t i : und_idx) {
-    DUET_ASSIGN_OR_RETURN(world::Image im, world::ReadPng(images[i].image, px, px));
-    DUET_ASSIGN_OR_RETURN(auto ids, b.EncodeImage(im));
+    DUET_ASSIGN_OR_RETURN(auto ids, b.EncodeImage(pixels[i]));
     und.inputs.push_back(ids);
-    truths.push_back(eval::ParseImage(im, b.world).scene);
+    truths.push_back(eval::ParseImage(pixels[i], b.world).scene);
   }
   DUET_ASSIGN_OR_RETURN(auto und_groups, SampleGroups(b.model, b.layout, und, 0));
-  queries.clear();
-  std::vector<std::vector<bool>> und_labels;
+  labels.clear();
+  categories.clear();
   for (size_t g = 0; g < und_groups.size(); ++g) {
-    und_labels.emplace_back();
+    labels.emplace_back();
+    categories.push_back(images[und_idx[g]].category);
     for (const Sample& s : und_groups[g].samples) {
-      queries.push_back({Task::kUnderstanding, und_groups[g].input, s.output});
       DUET_ASSIGN_OR_RETURN(std::string text, b.DecodeCaption(s.output));
-      und_labels.back().push_back(eval::ScoreUnderstanding(truths[g], text).correct);
+      labels.back().push_back(eval::ScoreUnderstanding(truths[g], text).correct);
     }
   }
-  DUET_ASSIGN_OR_RETURN(auto und_rewards_flat, ComputeSelfRewards(b.model, b.layout, queries));
-  std::vector<std::vector<double>> und_rewards;
-  for (size_t g = 0, q = 0; g < und_groups.size(); ++g) {
-    und_rewards.emplace_back(und_rewards_flat.begin() + q, und_rewards_flat.begin() + q + und.k);
-    q += und.k;
+  Groups und_scored;
+  DUET_RETURN_IF_ERROR(ScoreGroups(b, und_groups, std::move(labels), std::move(categories), passes, &und_scored));
+  Figures f;
+  for (RewardKind k : kinds) {
+    const std::string name(RewardKindName(k));
+    f["generation"][name] = Measure(gen_scored, k);
+    f["understanding"][name] = Measure(und_scored, k);
   }
-  // Generation agreement per category.
-  for (world::Category c : {world::Category::kSingle, world::Category::kCounting, world::Category::kTwoObjects,
-                            world::Category::kPosition}) {
-    std::vector<std::vector<bool>> l;
-    std::vector<std::vector<double>> r;
-    for (size_t g = 0; g < gen_idx.size(); ++g) {
-      if (prompts[gen_idx[g]].category != c) continue;
-      l.push_back(gen_labels[g]);
-      r.push_back(gen_rewards[g]);
+  return f;
+}
+
+std::string Percent(const SeedSummary& s) {
+  return s.n < 2 ? absl::StrFormat("%5.1f%%", 100 * s.mean)
+                 : absl::StrFormat("%5.1f%% ±%4.1f", 100 * s.mean, 100 * s.stddev);
+}
+
+absl::Status Run() {
+  std::vector<RewardKind> kinds;
+  for (absl::string_view name : absl::StrSplit(FLAGS_reward_kinds, ',', absl::SkipEmpty())) {
+    DUET_ASSIGN_OR_RETURN(RewardKind k, ParseRewardKind(std::string(name)));
+    kinds.push_back(k);
+  }
+  if (kinds.empty()) return absl::InvalidArgumentError("--reward_kinds: name at least one kind");
+  if (FLAGS_agreement_seeds < 1) return absl::InvalidArgumentError("--agreement_seeds must be >= 1");
+  DUET_ASSIGN_OR_RETURN(world::ModelBundle b, world::LoadBundle(FLAGS_model));
+  DUET_ASSIGN_OR_RETURN(auto prompts, world::ReadPrompts(JoinPath(FLAGS_data, "eval_gen.jsonl")));
+  DUET_ASSIGN_OR_RETURN(auto images, world::ReadImages(JoinPath(FLAGS_data, "eval_und.jsonl")));
+  std::vector<world::Image> pixels;
+  const int px = b.world.image_px();
+  for (const world::ImageRecord& r : images) {
+    DUET_ASSIGN_OR_RETURN(world::Image im, world::ReadPng(r.image, px, px));
+    pixels.push_back(std::move(im));
+  }
+  std::vector<Figures> per_seed;
+  for (int s = 0; s < FLAGS_agreement_seeds; ++s) {
+    DUET_ASSIGN_OR_RETURN(Figures f, MeasureSeed(b, prompts, images, pixels, kinds, FLAGS_seed + s));
+    per_seed.push_back(std::move(f));
+  }
+
+  std::printf("reward agreement: %d inputs per direction, K = %ld, %d seed(s) from %lu%s\n", FLAGS_agreement_inputs,
+              static_cast<long>(FLAGS_k), FLAGS_agreement_seeds, static_cast<unsigned long>(FLAGS_seed),
+              FLAGS_agreement_seeds > 1 ? " (mean ± sample std over seeds)" : "");
+  std::printf("%-13s %-10s %-12s %15s %15s %15s %8s\n", "direction", "kind", "category", "random", "best-of-K",
+              "pairwise", "pairs");
+  nlohmann::json json = {{"inputs_per_direction", FLAGS_agreement_inputs},
+                         {"k", FLAGS_k},
+                         {"seeds", FLAGS_agreement_seeds},
+                         {"first_seed", FLAGS_seed},
+                         {"figures", nlohmann::json::object()}};
+  for (const auto& [direction, by_kind] : per_seed[0]) {
+    for (RewardKind k : kinds) {
+      const std::string kind(RewardKindName(k));
+      std::vector<std::string> order;
+      for (world::Category c : kCategories) order.emplace_back(world::CategoryName(c));
+      order.push_back("overall");
+      for (const std::string& category : order) {
+        std::vector<double> random, best, pairwise, pairs;
+        for (const Figures& f : per_seed) {
+          const Agreement& a = f.at(direction).at(kind).at(category);
+          random.push_back(a.random_accuracy);
+          best.push_back(a.best_of_k_accuracy);
+          pairwise.push_back(a.pairwise_accuracy);
+          pairs.push_back(static_cast<double>(a.pairs));
+        }
+        const SeedSummary r = Summarize(random), bk = Summarize(best), pw = Summarize(pairwise),
+                          np = Summarize(pairs);
+        std::printf("%-13s %-10s %-12s %15s %15s %15s %8.0f\n", direction.c_str(), kind.c_str(), category.c_str(),
+                    Percent(r).c_str(), Percent(bk).c_str(), Percent(pw).c_str(), np.mean);
+        auto summary = [](const SeedSummary& s, const std::vector<double>& v) {
+          return nlohmann::json{{"mean", s.mean}, {"stddev", s.stddev}, {"ci95", s.ci95},
+                                {"min", s.min},   {"max", s.max},       {"per_seed", v}};
+        };
+        json["figures"][direction][kind][category] = {{"random", summary(r, random)},
+                                                      {"best_of_k", summary(bk, best)},
+                                                      {"pairwise", summary(pw, pairwise)},
+                                                      {"pairs", summary(np, pairs)}};
+      }
     }
-    Agreement a = Measure(l, r);
-    std::printf("  generation/%-12s random %5.1f%%  best-of-k %5.1f%%  pairwise %5.1f%% (%ld pairs)\n",
-                std::string(world::CategoryName(c)).c_str(), 100 * a.random_accuracy, 100 * a.best_of_k_accuracy,
-                100 * a.pairwise_accuracy, static_cast<long>(a.pairs));
   }
-  nlohmann::json out;
-  for (auto [name, a] : {std::pair<const char*, Agreement>{"generation", Measure(gen_labels, gen_rewards)},
-                         {"understanding", Measure(und_labels, und_rewards)}}) {
-    std::printf("%-14s random sample %5.1f%%  best-of-%ld by self-reward %5.1f%%  pairwise ranking %5.1f%% (%ld pairs)\n",
-                name, 100 * a.random_accuracy, static_cast<long>(FLAGS_k), 100 * a.best_of_k_accuracy,
-                100 * a.pairwise_accuracy, static_cast<long>(a.pairs));
+  if (!FLAGS_agreement_json.empty()) {
+    DUET_RETURN_IF_ERROR(WriteFileAtomically(FLAGS_agreement_json, json.dump(2)));
   }
   return absl::OkStatus();
 }
