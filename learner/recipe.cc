@@ -101,6 +101,13 @@ absl::Status ApplyOverrides(const RecipeOverrides& o, Recipe* r) {
   }
   if (o.cfg_scale) r->rl.cfg_scale = *o.cfg_scale > 0 ? std::optional<double>(*o.cfg_scale) : std::nullopt;
   if (o.frozen_scorer) r->frozen_scorer = *o.frozen_scorer;
+  for (auto [name, kind] : {std::pair{&o.image_reward, &r->self_reward.image},
+                            std::pair{&o.caption_reward, &r->self_reward.caption}}) {
+    if (!name->has_value()) continue;
+    absl::StatusOr<RewardKind> k = ParseRewardKind(**name);
+    if (!k.ok()) return absl::InvalidArgumentError(absl::StrCat("recipe: self_reward: ", k.status().message()));
+    *kind = *k;
+  }
   if (o.seed) r->rl.seed = *o.seed;
   if (o.sync_every) r->sync_every = *o.sync_every;
   if (o.rollout_workers) r->rollout_workers = *o.rollout_workers;
@@ -121,7 +128,7 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text) {
   DUET_RETURN_IF_ERROR(CheckKeys(root, "",
                                  {"model", "data", "out", "steps", "algorithm", "directions", "generation_inputs",
                                   "understanding_inputs", "k", "lr", "grpo", "simpo", "sampling", "sync_every",
-                                  "bucket_mb", "checkpoint_every", "frozen_scorer", "seed", "workers",
+                                  "bucket_mb", "checkpoint_every", "frozen_scorer", "self_reward", "seed", "workers",
                                   "collective", "grad_clip", "micro_batch"}));
   DUET_RETURN_IF_ERROR(Read(root, "model", &r.model));
   DUET_RETURN_IF_ERROR(Read(root, "data", &r.data));
@@ -166,6 +173,19 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text) {
   DUET_RETURN_IF_ERROR(Read(root, "bucket_mb", &r.bucket_mb));
   DUET_RETURN_IF_ERROR(Read(root, "checkpoint_every", &r.checkpoint_every));
   DUET_RETURN_IF_ERROR(Read(root, "frozen_scorer", &r.frozen_scorer));
+  if (root["self_reward"]) {
+    const YAML::Node s = root["self_reward"];
+    DUET_RETURN_IF_ERROR(CheckKeys(s, "self_reward", {"image", "caption"}));
+    for (auto [key, kind] : {std::pair{"image", &r.self_reward.image}, std::pair{"caption", &r.self_reward.caption}}) {
+      std::string name(RewardKindName(*kind));
+      DUET_RETURN_IF_ERROR(Read(s, key, &name));
+      absl::StatusOr<RewardKind> k = ParseRewardKind(name);
+      if (!k.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("recipe: self_reward.", key, ": ", k.status().message()));
+      }
+      *kind = *k;
+    }
+  }
   DUET_RETURN_IF_ERROR(Read(root, "seed", &r.rl.seed));
   DUET_RETURN_IF_ERROR(Read(root, "collective", &r.collective));
   if (root["workers"]) {
@@ -211,6 +231,9 @@ std::string RecipeToYaml(const Recipe& r) {
   e << YAML::Key << "bucket_mb" << YAML::Value << r.bucket_mb;
   e << YAML::Key << "checkpoint_every" << YAML::Value << r.checkpoint_every;
   e << YAML::Key << "frozen_scorer" << YAML::Value << r.frozen_scorer;
+  e << YAML::Key << "self_reward" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "image"
+    << YAML::Value << std::string(RewardKindName(r.self_reward.image)) << YAML::Key << "caption" << YAML::Value
+    << std::string(RewardKindName(r.self_reward.caption)) << YAML::EndMap;
   e << YAML::Key << "seed" << YAML::Value << r.rl.seed;
   e << YAML::Key << "collective" << YAML::Value << r.collective;
   e << YAML::Key << "workers" << YAML::Value << YAML::BeginMap << YAML::Key << "rollout" << YAML::Value

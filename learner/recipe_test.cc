@@ -48,6 +48,8 @@ void ExpectRecipeEq(const Recipe& a, const Recipe& b) {
   EXPECT_EQ(a.bucket_mb, b.bucket_mb);
   EXPECT_EQ(a.checkpoint_every, b.checkpoint_every);
   EXPECT_EQ(a.frozen_scorer, b.frozen_scorer);
+  EXPECT_EQ(a.self_reward.image, b.self_reward.image);
+  EXPECT_EQ(a.self_reward.caption, b.self_reward.caption);
   EXPECT_EQ(a.rollout_workers, b.rollout_workers);
   EXPECT_EQ(a.scorer_workers, b.scorer_workers);
   EXPECT_EQ(a.collective, b.collective);
@@ -135,6 +137,7 @@ sync_every: 3
 bucket_mb: 8
 checkpoint_every: 5
 frozen_scorer: true
+self_reward: {image: pmi, caption: pmi_worst}
 seed: 42
 workers: {rollout: 4, scorer: 2}
 collective: none
@@ -167,6 +170,8 @@ collective: none
   EXPECT_EQ(r->bucket_mb, 8);
   EXPECT_EQ(r->checkpoint_every, 5);
   EXPECT_TRUE(r->frozen_scorer);
+  EXPECT_EQ(r->self_reward.image, RewardKind::kPmi);
+  EXPECT_EQ(r->self_reward.caption, RewardKind::kPmiWorst);
   EXPECT_EQ(r->rl.seed, 42u);
   EXPECT_EQ(r->rollout_workers, 4);
   EXPECT_EQ(r->scorer_workers, 2);
@@ -194,6 +199,7 @@ TEST(RecipeTest, UnknownKeysAreRejectedByName) {
   ExpectRejected("simpo: {alpha: 0.1}\n", "simpo.alpha");
   ExpectRejected("sampling: {min_p: 0.1}\n", "sampling.min_p");
   ExpectRejected("workers: {learner: 1}\n", "workers.learner");
+  ExpectRejected("self_reward: {text: pmi}\n", "self_reward.text");
 }
 
 TEST(RecipeTest, WrongTypesAreRejectedByName) {
@@ -224,6 +230,8 @@ TEST(RecipeTest, BadValuesAreRejectedByName) {
   ExpectRejected("checkpoint_every: 0\n", "checkpoint_every");
   ExpectRejected("workers: {scorer: -1}\n", "workers");
   ExpectRejected("collective: mpi\n", "collective");
+  ExpectRejected("self_reward: {caption: clip}\n", "self_reward.caption");
+  ExpectRejected("self_reward: {image: 3}\n", "self_reward.image");
   ExpectRejected("generation_inputs: 0\nunderstanding_inputs: 0\n", "inputs");
 }
 
@@ -274,6 +282,7 @@ Recipe NonDefaultRecipe() {
   r.optimizer.grad_clip = 0.7;
   r.optimizer.micro_batch = 17;
   r.sync_every = 4;
+  r.self_reward = {RewardKind::kJoint, RewardKind::kPmi};
   r.bucket_mb = 64;
   r.checkpoint_every = 9;
   r.frozen_scorer = true;
@@ -321,6 +330,7 @@ TEST(RecipeTest, OverridesSetOnlyTheGivenFields) {
   o.seed = 9;
   o.sync_every = 2;
   o.rollout_workers = 5;
+  o.caption_reward = "pmi";
   ASSERT_TRUE(ApplyOverrides(o, &r).ok());
 
   Recipe expected;
@@ -333,6 +343,7 @@ TEST(RecipeTest, OverridesSetOnlyTheGivenFields) {
   expected.rl.seed = 9;
   expected.sync_every = 2;
   expected.rollout_workers = 5;
+  expected.self_reward.caption = RewardKind::kPmi;
   ExpectRecipeEq(r, expected);
 
   RecipeOverrides more;
@@ -351,6 +362,7 @@ TEST(RecipeTest, OverridesSetOnlyTheGivenFields) {
   more.frozen_scorer = true;
   more.scorer_workers = 7;
   more.collective = "none";
+  more.image_reward = "joint";
   ASSERT_TRUE(ApplyOverrides(more, &r).ok());
   expected.model = "a";
   expected.data = "b";
@@ -367,6 +379,7 @@ TEST(RecipeTest, OverridesSetOnlyTheGivenFields) {
   expected.frozen_scorer = true;
   expected.scorer_workers = 7;
   expected.collective = "none";
+  expected.self_reward.image = RewardKind::kJoint;
   ExpectRecipeEq(r, expected);
 }
 
@@ -401,6 +414,9 @@ TEST(RecipeTest, OverridesAreValidated) {
   o = {};
   o.scorer_workers = 1000;
   expect_bad(o, "workers");
+  o = {};
+  o.caption_reward = "clip";
+  expect_bad(o, "self_reward");
 }
 
 TEST(RecipeTest, LoopRecipeZeroesTheUntrainedDirection) {

@@ -135,11 +135,15 @@ absl::Status RunLocalImpl() {
   for (int i = 0; i < recipe.rollout_workers + recipe.scorer_workers; ++i) {
     const bool rollout = i < recipe.rollout_workers;
     const std::string name = rollout ? absl::StrCat("rollout-", i) : absl::StrCat("scorer-", i - recipe.rollout_workers);
-    DUET_ASSIGN_OR_RETURN(
-        pid_t pid, Spawn({FindBinary(FLAGS_bin_dir, rollout ? "duet-rollout" : "duet-scorer", rollout ? "rollout" : "scorer"),
-                          "--learner=" + target, "--model=" + recipe.model, "--auth_token_file=" + token_file,
-                          "--name=" + name},
-                         JoinPath(logs, name + ".log")));
+    std::vector<std::string> args = {
+        FindBinary(FLAGS_bin_dir, rollout ? "duet-rollout" : "duet-scorer", rollout ? "rollout" : "scorer"),
+        "--learner=" + target, "--model=" + recipe.model, "--auth_token_file=" + token_file, "--name=" + name};
+    if (!rollout) {
+      // The recipe's reward kinds reach the scorers as flags (the learner does not send them).
+      args.push_back(absl::StrCat("--image_reward=", std::string(RewardKindName(recipe.self_reward.image))));
+      args.push_back(absl::StrCat("--caption_reward=", std::string(RewardKindName(recipe.self_reward.caption))));
+    }
+    DUET_ASSIGN_OR_RETURN(pid_t pid, Spawn(args, JoinPath(logs, name + ".log")));
     absl::MutexLock lock(&mu);
     workers.push_back(pid);
   }

@@ -113,7 +113,7 @@ absl::Status RunRlImpl() {
   DUET_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(out, "recipe.yaml"), RecipeToYaml(r)));
   PolicyUpdater updater(&bundle.model, &reference, layout, r.optimizer);
   InProcessRollout rollout(&bundle.model, layout);
-  InProcessScorer scorer(r.frozen_scorer ? &reference : &bundle.model, layout);
+  InProcessScorer scorer(r.frozen_scorer ? &reference : &bundle.model, layout, r.self_reward);
   RlRecipe loop_recipe = r.LoopRecipe();
   loop_recipe.max_lag = 0;  // one process: the rollouts always use the current weights
   RlLoop loop(&updater, &rollout, &scorer, prompts, images, loop_recipe);
