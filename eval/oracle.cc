@@ -100,6 +100,20 @@ double ColorDistance(const double mean[3], world::Rgb p) {
   return std::sqrt(dr * dr + dg * dg + db * db);
 }
 
+// The palette entry nearest to `rgb` (the first of equals).
+world::Color NearestColor(const double rgb[3]) {
+  world::Color color = world::kAllColors[0];
+  double best = 1e18;
+  for (world::Color c : world::kAllColors) {
+    const double d = ColorDistance(rgb, world::PaletteRgb(c));
+    if (d < best) {
+      best = d;
+      color = c;
+    }
+  }
+  return color;
+}
+
 }  // namespace
 
 ParsedScene ParseImage(const world::Image& image, const world::WorldConfig& config) {
@@ -128,16 +142,19 @@ ParsedScene ParseImage(const world::Image& image, const world::WorldConfig& conf
           lit_count += on;
         }
       }
-      if (lit_count < kMinLitPixels) continue;
+      if (lit_count == 0) continue;
 
       const double mean[3] = {sum[0] / lit_count, sum[1] / lit_count, sum[2] / lit_count};
-      world::Color color = world::kAllColors[0];
-      double best_distance = 1e18;
-      for (world::Color c : world::kAllColors) {
-        const double d = ColorDistance(mean, world::PaletteRgb(c));
-        if (d < best_distance) {
-          best_distance = d;
-          color = c;
+      const world::Color color = NearestColor(mean);
+      const double best_distance = ColorDistance(mean, world::PaletteRgb(color));
+      // One palette colour: every lit pixel's nearest entry is the cell's.
+      bool one_color = true;
+      for (int y = 0; y < cell_px && one_color; ++y) {
+        for (int x = 0; x < cell_px && one_color; ++x) {
+          if (!lit[y * cell_px + x]) continue;
+          const world::Rgb p = image.Pixel(col * cell_px + x, row * cell_px + y);
+          const double rgb[3] = {static_cast<double>(p.r), static_cast<double>(p.g), static_cast<double>(p.b)};
+          one_color = NearestColor(rgb) == color;
         }
       }
 
@@ -167,7 +184,7 @@ ParsedScene ParseImage(const world::Image& image, const world::WorldConfig& conf
           }
         }
       }
-      if (best_distance > kMaxColorDistance || best_iou < kMinShapeIou) {
+      if (!one_color || best_distance > kMaxColorDistance || best_iou < kMinShapeIou) {
         parsed.unrecognized_cells.emplace_back(row, col);
         continue;
       }

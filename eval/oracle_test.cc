@@ -126,15 +126,82 @@ TEST(OracleTest, UnrecognizedCellsFailGeneration) {
   EXPECT_FALSE(v.correct);
   EXPECT_THAT(v.reason, HasSubstr("unrecognized cell (1,1)"));
 
-  // A few stray pixels are below the empty-cell threshold.
+  // Stray pixels in an empty cell are an unrecognized object, however few.
   image = RenderScene(Scene{{{Color::kRed, Shape::kCross, 1, 1}}});
-  for (int x = 0; x < 5; ++x) image.SetPixel(x, 20, world::Rgb{255, 255, 255});
-  EXPECT_TRUE(ScoreGeneration(Parse("a red cross"), image).correct);
+  image.SetPixel(2, 20, world::Rgb{255, 255, 255});
+  v = ScoreGeneration(Parse("a red cross"), image);
+  EXPECT_FALSE(v.correct);
+  EXPECT_THAT(v.reason, HasSubstr("unrecognized cell (2,0)"));
 
   // Wrong size.
   v = ScoreGeneration(Parse("a red cross"), world::Image(32, 32));
   EXPECT_FALSE(v.correct);
   EXPECT_THAT(v.reason, HasSubstr("32x32"));
+}
+
+// Near-misses that the oracle once accepted (minimum of 6 lit pixels per cell, shape IoU
+// >= 0.5, mean colour only): each is now an unrecognized object that fails the prompt.
+TEST(OracleTest, NearMissesFailGeneration) {
+  const world::Rgb red = world::PaletteRgb(Color::kRed);
+  const world::Rgb blue = world::PaletteRgb(Color::kBlue);
+  // Lights `shape`'s mask at the centre of cell (1,1) (cell origin (8,8), offset 1) in
+  // `rgb`, keeping the mask pixels for which keep(x, y) holds.
+  auto draw = [](world::Image* image, Shape shape, world::Rgb rgb, auto keep) {
+    int lit = 0;
+    for (int y = 0; y < world::kMaskPx; ++y) {
+      for (int x = 0; x < world::kMaskPx; ++x) {
+        if (world::ShapeMaskAt(shape, x, y) && keep(x, y)) {
+          image->SetPixel(9 + x, 9 + y, rgb);
+          ++lit;
+        }
+      }
+    }
+    return lit;
+  };
+  const world::WorldConfig config;
+  auto blank = [&] { return world::Image(config.image_px(), config.image_px()); };
+
+  // The complete shapes are read (the control).
+  world::Image image = blank();
+  EXPECT_EQ(draw(&image, Shape::kTriangle, red, [](int, int) { return true; }), 24);
+  EXPECT_TRUE(ScoreGeneration(Parse("a red triangle"), image).correct);
+
+  // A triangle cut to its top 16 pixels (rows of 2, 2, 4, 4 and 4 of the 6 below):
+  // IoU 16/24 = 0.67 with the triangle mask.
+  image = blank();
+  EXPECT_EQ(draw(&image, Shape::kTriangle, red, [](int x, int y) { return y < 4 || (y == 4 && x >= 1 && x <= 4); }),
+            16);
+  GenerationVerdict v = ScoreGeneration(Parse("a red triangle"), image);
+  EXPECT_FALSE(v.correct);
+  EXPECT_THAT(v.reason, HasSubstr("unrecognized cell (1,1)"));
+
+  // A 41-pixel blob over a circle: the full 6x6 block and 5 pixels below it. IoU with the
+  // circle 32/41 = 0.78.
+  image = blank();
+  for (int y = 0; y < 6; ++y) {
+    for (int x = 0; x < 6; ++x) image.SetPixel(9 + x, 9 + y, red);
+  }
+  for (int x = 0; x < 5; ++x) image.SetPixel(9 + x, 15, red);
+  v = ScoreGeneration(Parse("a red circle"), image);
+  EXPECT_FALSE(v.correct);
+  EXPECT_THAT(v.reason, HasSubstr("unrecognized cell (1,1)"));
+
+  // A right prompt with an extra 5-pixel blob in an empty cell.
+  image = RenderScene(Scene{{{Color::kRed, Shape::kCircle, 0, 0}}});
+  for (int x = 0; x < 5; ++x) image.SetPixel(17 + x, 20, blue);
+  v = ScoreGeneration(Parse("a red circle"), image);
+  EXPECT_FALSE(v.correct);
+  EXPECT_THAT(v.reason, HasSubstr("unrecognized cell (2,2)"));
+  EXPECT_EQ(v.parsed.scene.objects.size(), 1u);
+
+  // A cross in two palette colours: 16 red pixels and the 4 at the right end of its bar
+  // blue (the mean colour is within 52 of red).
+  image = blank();
+  EXPECT_EQ(draw(&image, Shape::kCross, red, [](int x, int) { return x < 4; }), 16);
+  EXPECT_EQ(draw(&image, Shape::kCross, blue, [](int x, int) { return x >= 4; }), 4);
+  v = ScoreGeneration(Parse("a red cross"), image);
+  EXPECT_FALSE(v.correct);
+  EXPECT_THAT(v.reason, HasSubstr("unrecognized cell (1,1)"));
 }
 
 TEST(OracleTest, UnderstandingRejectsWrongCaptions) {
