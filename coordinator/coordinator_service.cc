@@ -33,7 +33,8 @@ grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, const v1::Re
   }
   if (req->name().size() > 256) return ToGrpcStatus(absl::InvalidArgumentError("name: longer than 256 bytes"));
   absl::StatusOr<WorkerRecord> registered = queue_->Register(req->role(), req->name(), req->capacity());
-  if (!registered.ok()) return ToGrpcStatus(registered.status());
+  // A full registry frees a seat only when a worker leaves: retry slowly.
+  if (!registered.ok()) return ToGrpcStatusWithRetryHint(registered.status(), ctx, absl::Seconds(5));
   const WorkerRecord& w = *registered;
   resp->set_worker_id(w.id);
   resp->set_rank(w.rank);
@@ -60,7 +61,7 @@ grpc::Status CoordinatorService::PullWork(grpc::ServerContext* ctx, const v1::Pu
     resp->set_shutdown(true);
     return grpc::Status::OK;
   }
-  if (!item.ok()) return ToGrpcStatus(item.status());
+  if (!item.ok()) return ToGrpcStatusWithRetryHint(item.status(), ctx, absl::Milliseconds(200));
   if (item->has_value()) *resp->mutable_item() = std::move(**item);
   return grpc::Status::OK;
 }

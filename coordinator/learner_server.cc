@@ -66,6 +66,11 @@ absl::StatusOr<int> LearnerServer::Start() {
   builder.RegisterService(service_.get());
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  if (options_.max_rpc_threads > 0) {
+    grpc::ResourceQuota quota("duet-learner");
+    quota.SetMaxThreads(options_.max_rpc_threads);
+    builder.SetResourceQuota(quota);
+  }
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.address));

@@ -40,6 +40,9 @@ struct LearnerOptions {
   TransportSecurity tls;
   bool resume = false;
   absl::Duration worker_timeout = absl::Minutes(5);
+  // Bound on the gRPC server's handler threads (each waiting PullWork holds one; a worker
+  // may have one waiting); calls past it are RESOURCE_EXHAUSTED. 0: unbounded.
+  int max_rpc_threads = 256;
   // Called after every step (progress line, metrics).
   std::function<void(const StepReport&)> on_step;
 };

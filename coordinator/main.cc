@@ -49,6 +49,9 @@ DEFINE_string(tls_key, "", "PEM server key");
 DEFINE_string(tls_client_ca, "", "PEM CA for client certificates (enables mutual TLS)");
 DEFINE_bool(resume, false, "continue from the run folder's latest checkpoint");
 DEFINE_int32(threads, 1, "intra-op threads for LibTorch");
+DEFINE_int32(max_rpc_threads, duet::LearnerOptions().max_rpc_threads,
+             "at most this many gRPC handler threads (long-polls hold one each); calls past it get "
+             "RESOURCE_EXHAUSTED and workers back off (0: unbounded)");
 
 namespace {
 
@@ -64,7 +67,7 @@ int main(int argc, char** argv) {
           {{"recipe", {"config", "model", "data", "out", "steps", "algorithm", "directions", "k", "lr", "kl_coef",
                        "frozen_scorer", "seed", "sync_every", "collective"}},
            {"worker pools", {"rollout_workers", "scorer_workers"}},
-           {"serving", {"address", "port_file", "store_host", "store_port", "threads", "resume"}},
+           {"serving", {"address", "port_file", "store_host", "store_port", "threads", "max_rpc_threads", "resume"}},
            {"security", {"auth_token_file", "auth_token", "allow_insecure_no_auth", "tls_cert", "tls_key",
                          "tls_client_ca"}}})) {
     return 0;
@@ -118,6 +121,7 @@ int main(int argc, char** argv) {
   options.store_host = FLAGS_store_host;
   options.store_port = FLAGS_store_port;
   options.resume = FLAGS_resume;
+  options.max_rpc_threads = FLAGS_max_rpc_threads;
   options.tls = {FLAGS_tls_cert, FLAGS_tls_key, FLAGS_tls_client_ca, ""};
   auto resolved = duet::ResolveAuthToken(FLAGS_auth_token, FLAGS_auth_token_file);
   if (!resolved.ok()) {

@@ -81,6 +81,16 @@ absl::StatusOr<std::optional<v1::WorkItem>> WorkQueue::Pull(const std::string& w
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(worker_id);
   if (it == workers_.end()) return absl::NotFoundError(absl::StrCat("unknown worker '", worker_id, "'"));
+  if (polling_.count(worker_id) > 0) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("worker '", worker_id, "' already has a PullWork waiting: one at a time"));
+  }
+  for (const auto& [item_id, held] : in_flight_) {
+    if (held.worker_id == worker_id && !closed_) {
+      return absl::ResourceExhaustedError(absl::StrCat("worker '", worker_id, "' holds item ", item_id,
+                                                       ": complete it before pulling another"));
+    }
+  }
   const v1::Role role = it->second.role;
   auto match = [&](const Pending& p) {
     return p.worker_id.empty() ? p.role == role : p.worker_id == worker_id;
@@ -92,7 +102,9 @@ absl::StatusOr<std::optional<v1::WorkItem>> WorkQueue::Pull(const std::string& w
     }
     return false;
   };
+  polling_.insert(worker_id);
   clock_->AwaitWithDeadline(&mu_, absl::Condition(&available), clock_->Now() + timeout);
+  polling_.erase(worker_id);
   if (closed_) {
     told_shutdown_.insert(worker_id);
     return absl::CancelledError("run is shutting down");

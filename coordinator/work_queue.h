@@ -65,7 +65,10 @@ class WorkQueue {
   std::string Submit(v1::Role role, v1::WorkItem item, const std::string& worker_id = "");
 
   // The next item for `worker_id`, waiting up to `timeout`; nullopt when none arrived.
-  // NotFound for an unknown worker; Cancelled after Close().
+  // NotFound for an unknown worker; Cancelled after Close(). Backpressure, so that one
+  // client cannot make the learner hold more than its share: ResourceExhausted (and
+  // nothing changes) while the worker already has a Pull waiting, or already holds an
+  // item (a worker works on one item at a time and completes it before pulling again).
   absl::StatusOr<std::optional<v1::WorkItem>> Pull(const std::string& worker_id,
                                                    absl::Duration timeout);
 
@@ -120,6 +123,7 @@ class WorkQueue {
   std::map<v1::Role, int> next_worker_index_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::set<std::string> told_shutdown_ ABSL_GUARDED_BY(mu_);  // workers that pulled after Close
+  std::set<std::string> polling_ ABSL_GUARDED_BY(mu_);        // workers with a Pull waiting
 };
 
 }  // namespace duet

@@ -125,10 +125,14 @@ TEST_F(WorkQueueTest, SubmitPullCompleteAwaitRoundTrip) {
   EXPECT_EQ((*pulled)->item_id(), id);
   EXPECT_EQ((*pulled)->policy_version(), 3);
   EXPECT_TRUE((*pulled)->has_score());
-  // Pulled once only.
-  auto again = queue_.Pull(scorer, kNoWait);
+  // Pulled once only: another scorer finds nothing, and the holder may not pull a
+  // second item before it completes this one (backpressure).
+  const std::string other_scorer = queue_.Register(v1::ROLE_SCORER, "s2", 1)->id;
+  auto again = queue_.Pull(other_scorer, kNoWait);
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(again->has_value());
+  auto second = queue_.Pull(scorer, kNoWait);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kResourceExhausted) << second.status();
 
   EXPECT_TRUE(queue_.Complete(ScoreResult(scorer, id, 0.75)).ok());
   auto results = queue_.Await({id}, kNoWait);
@@ -139,16 +143,17 @@ TEST_F(WorkQueueTest, SubmitPullCompleteAwaitRoundTrip) {
 }
 
 TEST_F(WorkQueueTest, ItemIdsAreUniqueAndResultsComeBackInRequestOrder) {
-  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1)->id;
+  std::vector<std::string> workers;
+  for (int i = 0; i < 3; ++i) workers.push_back(queue_.Register(v1::ROLE_SCORER, "s", 1)->id);
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) ids.push_back(queue_.Submit(v1::ROLE_SCORER, ScoreItem(0)));
   EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), 3u);
   // Oldest first.
   std::vector<std::string> pulled;
-  for (int i = 0; i < 3; ++i) pulled.push_back((*queue_.Pull(w, kNoWait))->item_id());
+  for (int i = 0; i < 3; ++i) pulled.push_back((*queue_.Pull(workers[i], kNoWait))->item_id());
   EXPECT_EQ(pulled, ids);
   // Completed in reverse; awaited in order.
-  for (int i = 2; i >= 0; --i) ASSERT_TRUE(queue_.Complete(ScoreResult(w, ids[i], i)).ok());
+  for (int i = 2; i >= 0; --i) ASSERT_TRUE(queue_.Complete(ScoreResult(workers[i], ids[i], i)).ok());
   auto results = queue_.Await(ids, kNoWait);
   ASSERT_TRUE(results.ok()) << results.status();
   ASSERT_EQ(results->size(), 3u);
@@ -183,7 +188,39 @@ TEST_F(WorkQueueTest, AddressedItemsComeBeforeOlderRoleItems) {
   sync.mutable_sync()->set_version(1);
   const std::string sync_id = queue_.Submit(v1::ROLE_ROLLOUT, sync, r0);
   EXPECT_EQ((*queue_.Pull(r0, kNoWait))->item_id(), sync_id);
+  v1::CompleteWorkRequest synced;
+  synced.set_worker_id(r0);
+  synced.set_item_id(sync_id);
+  synced.mutable_sync()->set_version(1);
+  ASSERT_TRUE(queue_.Complete(synced).ok());
   EXPECT_EQ((*queue_.Pull(r0, kNoWait))->item_id(), work);
+}
+
+TEST_F(WorkQueueTest, PullsBeyondAWorkersShareAreResourceExhaustedAndChangeNothing) {
+  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1)->id;
+  const std::string first = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
+  const std::string second = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
+  ASSERT_EQ((*queue_.Pull(w, kNoWait))->item_id(), first);
+  // Holding an item: a second pull is refused and the next item stays queued.
+  auto refused = queue_.Pull(w, kNoWait);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_EQ(queue_.items_held(), 2);
+  ASSERT_TRUE(queue_.Complete(ScoreResult(w, first, 1.0)).ok());
+  ASSERT_EQ((*queue_.Pull(w, kNoWait))->item_id(), second);
+  ASSERT_TRUE(queue_.Complete(ScoreResult(w, second, 1.0)).ok());
+
+  // A second concurrent long-poll by the same worker is refused while the first waits;
+  // the first still gets the next item.
+  std::optional<absl::StatusOr<std::optional<v1::WorkItem>>> waiting;
+  std::thread poller([&] { waiting = queue_.Pull(w, absl::Seconds(30)); });
+  WaitForWaiters(clock_, 1);
+  auto concurrent = queue_.Pull(w, kNoWait);
+  EXPECT_EQ(concurrent.status().code(), absl::StatusCode::kResourceExhausted) << concurrent.status();
+  const std::string third = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
+  poller.join();
+  ASSERT_TRUE(waiting.has_value() && waiting->ok());
+  ASSERT_TRUE(waiting->value().has_value());
+  EXPECT_EQ(waiting->value()->item_id(), third);
 }
 
 TEST_F(WorkQueueTest, CompleteTwiceCountsOnce) {
@@ -309,14 +346,15 @@ TEST_F(WorkQueueTest, AwaitTimesOutWithDeadlineExceeded) {
 
 TEST_F(WorkQueueTest, AwaitWakesWhenTheLastResultArrives) {
   const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1)->id;
+  const std::string w2 = queue_.Register(v1::ROLE_SCORER, "s", 1)->id;
   const std::string a = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
   const std::string b = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
   ASSERT_TRUE(queue_.Pull(w, kNoWait)->has_value());
-  ASSERT_TRUE(queue_.Pull(w, kNoWait)->has_value());
+  ASSERT_TRUE(queue_.Pull(w2, kNoWait)->has_value());
   absl::StatusOr<std::vector<v1::CompleteWorkRequest>> result;
   std::thread waiter([&] { result = queue_.Await({a, b}, absl::Hours(1)); });
   WaitForWaiters(clock_, 1);
-  ASSERT_TRUE(queue_.Complete(ScoreResult(w, b, 2.0)).ok());
+  ASSERT_TRUE(queue_.Complete(ScoreResult(w2, b, 2.0)).ok());
   ASSERT_TRUE(queue_.Complete(ScoreResult(w, a, 1.0)).ok());
   waiter.join();
   ASSERT_TRUE(result.ok()) << result.status();
@@ -352,7 +390,8 @@ TEST_F(WorkQueueTest, CloseWakesEveryWaiterWithCancelled) {
   absl::StatusOr<std::optional<v1::WorkItem>> pulled;
   absl::Status workers;
   std::thread t1([&] { awaited = queue_.Await({id}, absl::Hours(1)); });
-  std::thread t2([&] { pulled = queue_.Pull(w, absl::Hours(1)); });
+  const std::string idle = queue_.Register(v1::ROLE_SCORER, "s", 1)->id;
+  std::thread t2([&] { pulled = queue_.Pull(idle, absl::Hours(1)); });
   std::thread t3(
       [&] { workers = queue_.AwaitWorkers(v1::ROLE_ROLLOUT, 1, absl::Hours(1)); });
   WaitForWaiters(clock_, 3);

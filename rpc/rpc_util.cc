@@ -1,8 +1,10 @@
 #include "rpc/rpc_util.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "base/file_util.h"
@@ -18,6 +20,34 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+grpc::Status ToGrpcStatusWithRetryHint(const absl::Status& status, grpc::ServerContext* context,
+                                       absl::Duration retry_after) {
+  if (absl::IsResourceExhausted(status)) {
+    context->AddTrailingMetadata(kRetryAfterMetadataKey,
+                                 absl::StrCat(absl::ToInt64Milliseconds(retry_after)));
+  }
+  return ToGrpcStatus(status);
+}
+
+absl::Duration RetryAfter(const grpc::ClientContext& context) {
+  const auto& trailers = context.GetServerTrailingMetadata();
+  auto it = trailers.find(kRetryAfterMetadataKey);
+  int64_t ms = 0;
+  if (it == trailers.end() ||
+      !absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &ms) || ms < 0) {
+    return absl::ZeroDuration();
+  }
+  return absl::Milliseconds(std::min<int64_t>(ms, 60000));  // a hint, not a hold
+}
+
+absl::Duration BackoffDelay(int attempt, absl::Duration base, absl::Duration cap,
+                            absl::Duration hint, double uniform01) {
+  absl::Duration ceiling = base;
+  for (int i = 0; i < attempt && ceiling < cap; ++i) ceiling *= 2;
+  ceiling = std::min(ceiling, cap);
+  return std::max(hint, ceiling * std::clamp(uniform01, 0.0, 1.0));
 }
 
 absl::StatusOr<std::string> ResolveAuthToken(const std::string& token_flag,

@@ -19,6 +19,25 @@ namespace duet {
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
+// Backpressure. A server that refuses a call with RESOURCE_EXHAUSTED says in this
+// trailing-metadata entry how long the client should wait before trying again
+// (milliseconds, decimal); clients back off at least that long.
+inline constexpr char kRetryAfterMetadataKey[] = "duet-retry-after-ms";
+
+// ToGrpcStatus(status); when `status` is ResourceExhausted, also puts `retry_after` into
+// `context`'s trailing metadata.
+grpc::Status ToGrpcStatusWithRetryHint(const absl::Status& status, grpc::ServerContext* context,
+                                       absl::Duration retry_after);
+
+// The retry hint of a finished call, or zero when the server sent none (or garbage).
+absl::Duration RetryAfter(const grpc::ClientContext& context);
+
+// How long to wait before retry number `attempt` (0-based): capped exponential backoff
+// with full jitter, uniform in [0, min(cap, base * 2^attempt)] (`uniform01` in [0, 1]
+// picks the point), and never less than the server's `hint`.
+absl::Duration BackoffDelay(int attempt, absl::Duration base, absl::Duration cap,
+                            absl::Duration hint, double uniform01);
+
 // Metadata key of the shared token: "authorization: Bearer <token>".
 inline constexpr char kAuthMetadataKey[] = "authorization";
 

@@ -55,6 +55,11 @@ absl::Status WorkerRuntime::Register() {
     auto ctx = MakeClientContext(options_.auth_token, options_.rpc_timeout);
     last = FromGrpcStatus(stub_->Register(ctx.get(), req, &resp));
     if (last.ok()) break;
+    if (absl::IsResourceExhausted(last)) {  // the learner's registry is full for now
+      LOG_EVERY_N(WARNING, 10) << "the learner refused to register us for now: " << last;
+      BackOff(attempt, *ctx);
+      continue;
+    }
     // The learner may still be starting: only Unavailable is worth waiting for.
     if (!absl::IsUnavailable(last) && !absl::IsDeadlineExceeded(last) && !absl::IsUnknown(last)) return last;
     const ConnectionProblem problem = DiagnoseConnection(last);
@@ -162,8 +167,27 @@ absl::Status WorkerRuntime::HandleSync(const v1::WorkItem& item, v1::CompleteWor
   return absl::OkStatus();
 }
 
+void WorkerRuntime::BackOff(int attempt, const grpc::ClientContext& refused) {
+  options_.clock->SleepFor(BackoffDelay(attempt, options_.backoff_base, options_.backoff_cap,
+                                        RetryAfter(refused), absl::Uniform(jitter_, 0.0, 1.0)));
+}
+
+absl::Status WorkerRuntime::SendResult(const v1::CompleteWorkRequest& result) {
+  absl::Status s;
+  for (int attempt = 0; attempt < options_.complete_attempts; ++attempt) {
+    v1::CompleteWorkResponse ack;
+    auto ctx = MakeClientContext(options_.auth_token, options_.rpc_timeout);
+    s = FromGrpcStatus(stub_->CompleteWork(ctx.get(), result, &ack));
+    // Only a refusal for load is worth repeating: the learner did not look at the result.
+    if (!absl::IsResourceExhausted(s)) return s;
+    BackOff(attempt, *ctx);
+  }
+  return s;
+}
+
 absl::Status WorkerRuntime::Run() {
   DUET_RETURN_IF_ERROR(Register());
+  int refused_pulls = 0;  // consecutive PullWork refusals, for the backoff
   while (!stop_.load()) {
     v1::PullWorkRequest req;
     req.set_worker_id(worker_id_);
@@ -172,6 +196,12 @@ absl::Status WorkerRuntime::Run() {
     auto ctx = MakeClientContext(options_.auth_token,
                                  options_.rpc_timeout + absl::Milliseconds(options_.pull_wait_ms));
     absl::Status s = FromGrpcStatus(stub_->PullWork(ctx.get(), req, &resp));
+    if (absl::IsResourceExhausted(s)) {  // backpressure: the learner is at its limits
+      VLOG(1) << worker_id_ << ": " << s;
+      BackOff(refused_pulls++, *ctx);
+      continue;
+    }
+    refused_pulls = 0;
     if (absl::IsUnavailable(s)) {
       // The learner is gone or restarting; it says shutdown when the run ends normally.
       LOG(WARNING) << worker_id_ << ": learner unavailable: " << s;
@@ -213,9 +243,7 @@ absl::Status WorkerRuntime::Run() {
       result.mutable_error()->set_code(static_cast<int>(handled.code()));
       result.mutable_error()->set_message(std::string(handled.message()));
     }
-    v1::CompleteWorkResponse ack;
-    auto cctx = MakeClientContext(options_.auth_token, options_.rpc_timeout);
-    DUET_RETURN_IF_ERROR(FromGrpcStatus(stub_->CompleteWork(cctx.get(), result, &ack)));
+    DUET_RETURN_IF_ERROR(SendResult(result));
     // A broken collective cannot be used again: leave, and let the operator restart us.
     if (!handled.ok() && item.has_sync() && !absl::IsDataLoss(handled) &&
         !absl::IsInvalidArgument(handled)) {

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -39,6 +40,13 @@ struct WorkerOptions {
   int32_t pull_wait_ms = 2000;
   // How many times to retry Register while the learner is not up yet.
   int register_attempts = 120;
+  // Backpressure: a call refused with RESOURCE_EXHAUSTED (the learner's registry or
+  // threads are full, or the learner's retry hint) is retried after a capped exponential
+  // backoff with full jitter, never sooner than the learner's hint; CompleteWork is
+  // retried at most this many times, so that a result is not dropped on a busy learner.
+  absl::Duration backoff_base = absl::Milliseconds(100);
+  absl::Duration backoff_cap = absl::Seconds(5);
+  int complete_attempts = 20;
   // Waits between retries are measured on this clock (not owned; never null).
   Clock* clock = RealClock();
 };
@@ -72,11 +80,15 @@ class WorkerRuntime {
   absl::Status Register();
   absl::Status HandleSync(const v1::WorkItem& item, v1::CompleteWorkRequest* result);
   absl::Status FetchWeightsOverGrpc(int64_t* version, uint64_t* checksum);
+  absl::Status SendResult(const v1::CompleteWorkRequest& result);
+  // Sleeps before retry `attempt` of a refused call (see WorkerOptions::backoff_*).
+  void BackOff(int attempt, const grpc::ClientContext& refused);
 
   std::shared_ptr<v1::Coordinator::StubInterface> stub_;
   WorkerOptions options_;
   WorkHandler handler_;
   std::atomic<bool> stop_{false};
+  absl::BitGen jitter_;    // the Run() thread's
   std::string worker_id_;  // the Run() thread's copy
   bool frozen_ = false;  // a frozen scorer verifies broadcasts but keeps its weights
   std::unique_ptr<Collective> collective_;

@@ -1,0 +1,214 @@
+// Backpressure on the learner's control plane, over real gRPC on 127.0.0.1: past the
+// registry's size, past one waiting pull or one held item per worker, and past the
+// server's thread limit, calls are RESOURCE_EXHAUSTED (with a retry hint where the
+// service refuses) and change nothing; a real WorkerRuntime backs off and is served once
+// the load is gone, instead of exiting.
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "coordinator/coordinator_service.h"
+#include "coordinator/work_queue.h"
+#include "model/test_models.h"
+#include "rpc/rpc_util.h"
+#include "weights/weight_sync.h"
+#include "worker/worker_runtime.h"
+
+namespace duet {
+namespace {
+
+constexpr char kToken[] = "backpressure-token";
+constexpr int kMaxWorkers = 16;
+constexpr int kMaxThreads = 4;
+
+TokenLayout Layout() { return testing::TinyTestLayout(); }
+Transformer Model() { return *Transformer::Create(testing::TinyTestConfig(Layout().vocab_size()), 1); }
+
+std::string Trailer(const grpc::ClientContext& ctx, const std::string& key) {
+  const auto& trailers = ctx.GetServerTrailingMetadata();
+  auto it = trailers.find(key);
+  return it == trailers.end() ? "" : std::string(it->second.data(), it->second.size());
+}
+
+v1::WorkItem ScoreItem() {
+  v1::WorkItem item;
+  auto* q = item.mutable_score()->add_queries();
+  q->set_task(v1::TASK_GENERATION);
+  q->mutable_input()->add_ids(8);
+  for (int i = 0; i < 4; ++i) q->mutable_output()->add_ids(32 + i);
+  return item;
+}
+
+class BackpressureTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = std::make_unique<Transformer>(Model());
+    SerializedWeights w = SerializeParameters(model_->parameters());
+    snapshot_.Set(0, w.checksum, std::move(w.bytes));
+    queue_ = std::make_unique<WorkQueue>("bp", /*max_ranked_workers=*/0, RealClock(), kMaxWorkers);
+    RequestLimits limits;
+    limits.layout = Layout();
+    limits.max_sequence_tokens = 32;
+    RendezvousInfo rendezvous;
+    rendezvous.run_id = "bp";
+    service_ = std::make_unique<CoordinatorService>(queue_.get(), &snapshot_, rendezvous, kToken,
+                                                    limits, nullptr);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(service_.get());
+    grpc::ResourceQuota quota("backpressure-test");
+    quota.SetMaxThreads(kMaxThreads);  // what LearnerOptions::max_rpc_threads sets
+    builder.SetResourceQuota(quota);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = v1::Coordinator::NewStub(channel_);
+  }
+
+  void TearDown() override {
+    queue_->Close();
+    server_->Shutdown();
+  }
+
+  grpc::Status Register(v1::Role role, std::string* id, grpc::ClientContext* ctx) {
+    v1::RegisterRequest req;
+    req.set_role(role);
+    req.set_capacity(4);
+    v1::RegisterResponse resp;
+    ctx->AddMetadata(kAuthMetadataKey, std::string("Bearer ") + kToken);
+    grpc::Status s = stub_->Register(ctx, req, &resp);
+    *id = resp.worker_id();
+    return s;
+  }
+
+  std::string RegisterOk(v1::Role role) {
+    grpc::ClientContext ctx;
+    std::string id;
+    EXPECT_TRUE(Register(role, &id, &ctx).ok());
+    return id;
+  }
+
+  grpc::Status Pull(const std::string& id, int wait_ms, grpc::ClientContext* ctx,
+                    v1::PullWorkResponse* resp) {
+    v1::PullWorkRequest req;
+    req.set_worker_id(id);
+    req.set_wait_ms(wait_ms);
+    ctx->AddMetadata(kAuthMetadataKey, std::string("Bearer ") + kToken);
+    return stub_->PullWork(ctx, req, resp);
+  }
+
+  std::unique_ptr<Transformer> model_;
+  WeightSnapshot snapshot_;
+  std::unique_ptr<WorkQueue> queue_;
+  std::unique_ptr<CoordinatorService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Coordinator::Stub> stub_;
+};
+
+TEST_F(BackpressureTest, RegistrationsPastTheRegistryAreRefusedWithARetryHint) {
+  for (int i = 0; i < kMaxWorkers; ++i) RegisterOk(v1::ROLE_ROLLOUT);
+  grpc::ClientContext ctx;
+  std::string id;
+  const grpc::Status refused = Register(v1::ROLE_ROLLOUT, &id, &ctx);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_EQ(Trailer(ctx, kRetryAfterMetadataKey), "5000");
+  EXPECT_EQ(RetryAfter(ctx), absl::Seconds(5));
+  EXPECT_EQ(queue_->Workers().size(), static_cast<size_t>(kMaxWorkers));
+}
+
+TEST_F(BackpressureTest, AWorkerHoldingAnItemCannotPullAnotherAndTheItemStaysQueued) {
+  const std::string worker = RegisterOk(v1::ROLE_SCORER);
+  queue_->Submit(v1::ROLE_SCORER, ScoreItem());
+  const std::string second = queue_->Submit(v1::ROLE_SCORER, ScoreItem());
+  {
+    grpc::ClientContext ctx;
+    v1::PullWorkResponse resp;
+    ASSERT_TRUE(Pull(worker, 0, &ctx, &resp).ok());
+    ASSERT_TRUE(resp.has_item());
+  }
+  grpc::ClientContext ctx;
+  v1::PullWorkResponse resp;
+  const grpc::Status refused = Pull(worker, 0, &ctx, &resp);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_EQ(RetryAfter(ctx), absl::Milliseconds(200));
+  EXPECT_FALSE(resp.has_item());
+  // The second item is still there for another worker.
+  const std::string other = RegisterOk(v1::ROLE_SCORER);
+  grpc::ClientContext other_ctx;
+  v1::PullWorkResponse other_resp;
+  ASSERT_TRUE(Pull(other, 0, &other_ctx, &other_resp).ok());
+  EXPECT_EQ(other_resp.item().item_id(), second);
+}
+
+// More long-polls than the server has threads: the extra calls are refused at once with
+// RESOURCE_EXHAUSTED (the learner does not grow a thread per caller); a real worker that
+// starts during the flood backs off, registers, and completes its item afterwards.
+TEST_F(BackpressureTest, PastTheThreadLimitCallsAreRefusedAndAWorkerBacksOffUntilServed) {
+  constexpr int kPollers = 12;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kPollers; ++i) ids.push_back(RegisterOk(v1::ROLE_ROLLOUT));
+  std::atomic<int> refused{0}, served{0};
+  std::vector<std::thread> pollers;
+  for (int i = 0; i < kPollers; ++i) {
+    pollers.emplace_back([&, i] {
+      grpc::ClientContext ctx;
+      v1::PullWorkResponse resp;
+      const grpc::Status s = Pull(ids[i], 1500, &ctx, &resp);
+      if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) ++refused;
+      if (s.ok()) ++served;
+    });
+  }
+
+  WorkerOptions options;
+  options.role = v1::ROLE_SCORER;
+  options.name = "patient-scorer";
+  options.auth_token = kToken;
+  options.pull_wait_ms = 200;
+  options.backoff_base = absl::Milliseconds(50);
+  options.backoff_cap = absl::Milliseconds(500);
+  WorkerRuntime worker(v1::Coordinator::NewStub(channel_), Model(), options,
+                       [](const Transformer&, int64_t, const v1::WorkItem& item,
+                          v1::CompleteWorkRequest* result) {
+                         for (int i = 0; i < item.score().queries_size(); ++i) {
+                           result->mutable_score()->add_rewards(-1.5);
+                         }
+                         return absl::OkStatus();
+                       });
+  absl::Status run = absl::UnknownError("not run");
+  std::thread worker_thread([&] { run = worker.Run(); });
+  const std::string item = queue_->Submit(v1::ROLE_SCORER, ScoreItem());
+  auto results = queue_->Await({item}, absl::Seconds(60));
+  for (auto& t : pollers) t.join();
+  queue_->Close();
+  worker_thread.join();
+
+  EXPECT_GT(refused.load(), 0) << "every one of " << kPollers << " long-polls got a thread";
+  EXPECT_EQ(refused.load() + served.load(), kPollers);
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_EQ((*results)[0].score().rewards(0), -1.5);
+  EXPECT_TRUE(run.ok()) << "the worker gave up under load: " << run;
+}
+
+TEST(BackoffDelayTest, GrowsExponentiallyUnderTheCapAndRespectsTheHint) {
+  const absl::Duration base = absl::Milliseconds(100), cap = absl::Seconds(5);
+  EXPECT_EQ(BackoffDelay(0, base, cap, absl::ZeroDuration(), 1.0), base);
+  EXPECT_EQ(BackoffDelay(3, base, cap, absl::ZeroDuration(), 1.0), absl::Milliseconds(800));
+  EXPECT_EQ(BackoffDelay(40, base, cap, absl::ZeroDuration(), 1.0), cap);  // no overflow
+  EXPECT_EQ(BackoffDelay(3, base, cap, absl::ZeroDuration(), 0.5), absl::Milliseconds(400));
+  EXPECT_EQ(BackoffDelay(3, base, cap, absl::ZeroDuration(), 0.0), absl::ZeroDuration());
+  EXPECT_EQ(BackoffDelay(0, base, cap, absl::Seconds(2), 0.3), absl::Seconds(2));
+}
+
+}  // namespace
+}  // namespace duet
