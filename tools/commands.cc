@@ -59,6 +59,8 @@ DEFINE_string(image, "", "sample: PNG to describe");
 
 // dev dump-logits.
 DEFINE_string(out_dir, "", "dev dump-logits: folder for the model, tokens and logits");
+// dev dump-logits also reads --model: when given, that model is dumped instead of a
+// random one (see RunDumpLogits).
 
 namespace duet {
 
@@ -95,6 +97,37 @@ namespace {
 int Fail(const char* cmd, const absl::Status& s) {
   std::fprintf(stderr, "duet %s: %s\n", cmd, s.ToString().c_str());
   return 1;
+}
+
+// Writes `model` to <out_dir>/model, 3 rows of random tokens (a function of seed) to
+// tokens.json and their logits to logits.f32 (+ .json with the shape).
+int DumpLogits(const Transformer& model, const std::string& out_dir, uint64_t seed) {
+  const ModelConfig& c = model.config();
+  absl::Status s = model.Save(JoinPath(out_dir, "model"));
+  if (!s.ok()) return Fail("dev dump-logits", s);
+  torch::manual_seed(seed + 1);
+  const int64_t length = std::min<int64_t>(48, c.max_position_embeddings);
+  torch::Tensor tokens = torch::randint(0, c.vocab_size, {3, length}, torch::kInt64);
+  auto logits = model.Forward(tokens);
+  if (!logits.ok()) return Fail("dev dump-logits", logits.status());
+  nlohmann::json tj;
+  tj["tokens"] = nlohmann::json::array();
+  auto ta = tokens.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < tokens.size(0); ++i) {
+    std::vector<int64_t> row(ta[i].data(), ta[i].data() + tokens.size(1));
+    tj["tokens"].push_back(row);
+  }
+  torch::Tensor l = logits->contiguous();
+  std::string bytes(static_cast<const char*>(l.data_ptr()), l.numel() * sizeof(float));
+  for (const auto& [path, text] : std::vector<std::pair<std::string, std::string>>{
+           {JoinPath(out_dir, "tokens.json"), tj.dump()},
+           {JoinPath(out_dir, "logits.f32"), bytes},
+           {JoinPath(out_dir, "logits.f32.json"), nlohmann::json({{"shape", l.sizes().vec()}}).dump()}}) {
+    s = WriteFileAtomically(path, text);
+    if (!s.ok()) return Fail("dev dump-logits", s);
+  }
+  std::printf("wrote %s\n", out_dir.c_str());
+  return 0;
 }
 
 }  // namespace
@@ -204,8 +237,16 @@ int RunDumpLogits() {
     return 2;
   }
   SetLibTorchThreads();
-  // A small model with grouped-query heads, untied embeddings, non-default eps/theta:
-  // every convention the reference must agree on is exercised.
+  // --model given: dump that model (a copy of it goes to <out_dir>/model, so the
+  // reference reads exactly what was run).
+  if (!gflags::GetCommandLineFlagInfoOrDie("model").is_default) {
+    auto given = Transformer::Load(FLAGS_model);
+    if (!given.ok()) return Fail("dev dump-logits", given.status());
+    return DumpLogits(*given, FLAGS_out_dir, FLAGS_seed);
+  }
+  // Otherwise a fixed random model, a function of --seed: a small model with
+  // grouped-query heads, untied embeddings, non-default eps/theta, so every convention
+  // the reference must agree on is exercised.
   ModelConfig c;
   c.vocab_size = 544;
   c.hidden_size = 64;
@@ -224,32 +265,7 @@ int RunDumpLogits() {
     torch::manual_seed(FLAGS_seed);
     for (auto& p : model->parameters()) p.add_(torch::randn_like(p) * 0.05);
   }
-  const std::string model_dir = JoinPath(FLAGS_out_dir, "model");
-  absl::Status s = model->Save(model_dir);
-  if (!s.ok()) return Fail("dev dump-logits", s);
-  torch::manual_seed(FLAGS_seed + 1);
-  torch::Tensor tokens = torch::randint(0, c.vocab_size, {3, 48}, torch::kInt64);
-  auto logits = model->Forward(tokens);
-  if (!logits.ok()) return Fail("dev dump-logits", logits.status());
-  nlohmann::json tj;
-  tj["tokens"] = nlohmann::json::array();
-  auto ta = tokens.accessor<int64_t, 2>();
-  for (int64_t i = 0; i < tokens.size(0); ++i) {
-    std::vector<int64_t> row(ta[i].data(), ta[i].data() + tokens.size(1));
-    tj["tokens"].push_back(row);
-  }
-  torch::Tensor l = logits->contiguous();
-  std::string bytes(static_cast<const char*>(l.data_ptr()), l.numel() * sizeof(float));
-  for (const auto& [path, text] : std::vector<std::pair<std::string, std::string>>{
-           {JoinPath(FLAGS_out_dir, "tokens.json"), tj.dump()},
-           {JoinPath(FLAGS_out_dir, "logits.f32"), bytes},
-           {JoinPath(FLAGS_out_dir, "logits.f32.json"),
-            nlohmann::json({{"shape", l.sizes().vec()}}).dump()}}) {
-    s = WriteFileAtomically(path, text);
-    if (!s.ok()) return Fail("dev dump-logits", s);
-  }
-  std::printf("wrote %s\n", FLAGS_out_dir.c_str());
-  return 0;
+  return DumpLogits(*model, FLAGS_out_dir, FLAGS_seed);
 }
 
 }  // namespace duet

@@ -5,7 +5,7 @@
 //   duet pretrain --data=DIR --out=DIR        supervised base model (resumable)
 //   duet eval --model=DIR --data=DIR          ShapesEval: table, JSON report, gallery
 //   duet sample --model=DIR --prompt=TEXT --out=PNG | --image=PNG
-//   duet dev dump-logits ...                  parity-test helper (see tests/)
+//   duet dev dump-logits --out_dir=DIR [--model=DIR]   parity-test helper (see tests/)
 
 #include <cstdio>
 #include <string>
@@ -28,7 +28,7 @@ constexpr char kUsage[] =
     "  local             the RL run on one machine: learner + worker processes, report\n"
     "  rl                dual self-reward RL in one process (library-level loop)\n"
     "  sample            one prompt to a PNG, or one PNG to a caption\n"
-    "  dev dump-logits   write a random model and its logits (parity test)\n"
+    "  dev dump-logits   write a model (--model, else a fixed random one) and its logits (parity test)\n"
     "  dev reward-agreement  how well self-rewards rank samples, by the oracle\n"
     "run `duet <command> --help` for the flags";
 
@@ -69,7 +69,8 @@ std::vector<Command> Commands() {
                               "simpo_beta", "simpo_gamma", "rl_cfg_scale", "rl_temperature", "frozen_scorer"}},
         eval,
         process}},
-      {"dev dump-logits", duet::RunDumpLogits, {{"output", {"out_dir"}}, process}},
+      {"dev dump-logits", duet::RunDumpLogits,
+       {{"input (default: a fixed random model of --seed)", {"model"}}, {"output", {"out_dir"}}, process}},
       {"dev reward-agreement", duet::RunRewardAgreement,
        {{"input", {"model", "data"}},
         {"agreement", {"agreement_inputs", "k", "cfg_scale", "temperature", "reward_kinds", "agreement_seeds",
