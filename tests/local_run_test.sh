@@ -43,6 +43,21 @@ assert open(os.path.join(run, "checkpoints", "LATEST")).read().strip() == "step-
 assert os.path.exists(os.path.join(run, "report", "summary.md"))
 print("first run ok: %d steps, %d workers on v%d checksum %d" % (steps, len(state["workers"]), state["policy_version"], state["checksum"]))
 PY
+# ShapesEval over 3 evaluation seeds: the pooled counts, and each seed's figure with spread.
+"$DUET" eval --model="$TMP/base/model" --data="$TMP/data" --limit=2 --eval_seeds=3 --seed=5 \
+  --report_dir="$TMP/eval3" > "$TMP/eval3.log" 2>&1 || { cat "$TMP/eval3.log"; exit 1; }
+grep -q "3 seeds: mean" "$TMP/eval3.log" || { cat "$TMP/eval3.log"; exit 1; }
+/usr/bin/python3 - "$TMP/eval3/report.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["settings"]["eval_seeds"] == 3 and r["seeds"]["seeds"] == [5, 6, 7], r["settings"]
+n = r["settings"]["generation_items"]
+assert r["generation"]["overall"]["total"] == 3 * n, (r["generation"]["overall"], n)
+for d in ("generation", "understanding"):
+    per = r["seeds"][d]["overall"]["per_seed"]
+    assert len(per) == 3 and abs(sum(per) / 3 - r[d]["overall"]["accuracy"]) < 1e-9, (d, per)
+print("eval over 3 seeds ok")
+PY
 run_local --local_steps=5 --resume > "$TMP/second.log" 2>&1 || { cat "$TMP/second.log"; exit 1; }
 grep -q "resumed from .*step-00000003" "$TMP/second.log" || { echo "no resume message"; cat "$TMP/second.log"; exit 1; }
 /usr/bin/python3 - "$TMP/run" <<'PY'

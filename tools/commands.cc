@@ -54,6 +54,9 @@ DEFINE_int32(top_k, 0, "eval/sample: image sampling top-k (0 = off)");
 DEFINE_double(top_p, 1.0, "eval/sample: image sampling top-p (1 = off)");
 DEFINE_double(caption_temperature, 0.0, "eval/sample: caption sampling temperature (0 = greedy)");
 DEFINE_int32(limit, 0, "eval: items per category and direction (0 = all)");
+DEFINE_int64(eval_seeds, 1,
+             "eval: evaluation seeds seed..seed+N-1; figures are means over them, with their spread and "
+             "95% interval when N > 1");
 DEFINE_string(prompt, "", "sample: caption to draw");
 DEFINE_string(image, "", "sample: PNG to describe");
 
@@ -79,6 +82,7 @@ EvalOptions EvalOptionsFromFlags(const std::string& data_dir) {
   o.images.sampling.top_p = FLAGS_top_p;
   o.captions.temperature = FLAGS_caption_temperature;
   o.seed = FLAGS_seed;
+  o.eval_seeds = FLAGS_eval_seeds;
   return o;
 }
 

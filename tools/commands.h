@@ -16,7 +16,7 @@ namespace duet {
 // Applies --threads to LibTorch (0 = every core). Every subcommand calls it first.
 void SetLibTorchThreads();
 
-// ShapesEval settings from the eval flags (--limit, --cfg_scale, --temperature, --top_k,
+// ShapesEval settings from the eval flags (--limit, --eval_seeds, --cfg_scale, --temperature, --top_k,
 // --top_p, --caption_temperature, --seed) for held-out sets in `data_dir`; no report_dir.
 EvalOptions EvalOptionsFromFlags(const std::string& data_dir);
 

@@ -41,7 +41,8 @@ struct Command {
 
 std::vector<Command> Commands() {
   const duet::FlagGroup eval = {"evaluation (ShapesEval)",
-                                {"limit", "cfg_scale", "temperature", "top_k", "top_p", "caption_temperature"}};
+                                {"limit", "eval_seeds", "cfg_scale", "temperature", "top_k", "top_p",
+                                 "caption_temperature"}};
   const duet::FlagGroup process = {"process", {"seed", "threads"}};
   return {
       {"world make-data", duet::RunMakeData,

@@ -11,6 +11,7 @@
 #include "base/status_macros.h"
 #include "eval/gallery.h"
 #include "eval/oracle.h"
+#include "tools/seed_report.h"
 #include "world/dataset.h"
 #include "world/png_io.h"
 
@@ -29,16 +30,16 @@ std::vector<Record> LimitPerCategory(std::vector<Record> records, int64_t limit)
   return out;
 }
 
-}  // namespace
-
-absl::StatusOr<EvalResult> RunShapesEval(const world::ModelBundle& bundle, const EvalOptions& o) {
-  DUET_ASSIGN_OR_RETURN(auto prompts, world::ReadPrompts(JoinPath(o.data_dir, "eval_gen.jsonl")));
-  DUET_ASSIGN_OR_RETURN(auto images, world::ReadImages(JoinPath(o.data_dir, "eval_und.jsonl")));
-  prompts = LimitPerCategory(std::move(prompts), o.limit_per_category);
-  images = LimitPerCategory(std::move(images), o.limit_per_category);
-  eval::ShapesEvalReport report;
-  std::vector<eval::GalleryTile> gen_tiles, und_tiles;
-  nlohmann::json items = nlohmann::json::array();
+// One evaluation of every item under `seed`: adds the verdicts to `report`, and gallery
+// tiles while they are fewer than options.gallery_tiles.
+absl::Status EvaluateSeed(const world::ModelBundle& bundle, const EvalOptions& o,
+                          const std::vector<world::PromptRecord>& prompts,
+                          const std::vector<world::ImageRecord>& images, uint64_t seed,
+                          eval::ShapesEvalReport* report_out, std::vector<eval::GalleryTile>* gen_tiles_out,
+                          std::vector<eval::GalleryTile>* und_tiles_out) {
+  eval::ShapesEvalReport& report = *report_out;
+  std::vector<eval::GalleryTile>& gen_tiles = *gen_tiles_out;
+  std::vector<eval::GalleryTile>& und_tiles = *und_tiles_out;
   const int64_t bs = std::max<int64_t>(1, o.batch_size);
 
   // Generation: one image per prompt.
@@ -49,7 +50,7 @@ absl::StatusOr<EvalResult> RunShapesEval(const world::ModelBundle& bundle, const
     for (size_t i = begin; i < end; ++i) {
       DUET_ASSIGN_OR_RETURN(auto ids, bundle.EncodeCaption(prompts[i].prompt));
       captions.push_back(std::move(ids));
-      seeds.push_back(o.seed * 1000003ULL + i);
+      seeds.push_back(seed * 1000003ULL + i);
     }
     DUET_ASSIGN_OR_RETURN(GeneratedSequences out,
                           GenerateImages(bundle.model, bundle.layout, captions, seeds, o.images));
@@ -76,7 +77,7 @@ absl::StatusOr<EvalResult> RunShapesEval(const world::ModelBundle& bundle, const
       DUET_ASSIGN_OR_RETURN(auto ids, bundle.EncodeImage(image));
       inputs.push_back(std::move(ids));
       pixels.push_back(std::move(image));
-      seeds.push_back(o.seed * 1000003ULL + 500000 + i);
+      seeds.push_back(seed * 1000003ULL + 500000 + i);
     }
     DUET_ASSIGN_OR_RETURN(GeneratedSequences out,
                           GenerateCaptions(bundle.model, bundle.layout, inputs, seeds, o.captions));
@@ -96,11 +97,43 @@ absl::StatusOr<EvalResult> RunShapesEval(const world::ModelBundle& bundle, const
     }
   }
 
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<EvalResult> RunShapesEval(const world::ModelBundle& bundle, const EvalOptions& o) {
+  if (o.eval_seeds < 1) return absl::InvalidArgumentError("eval_seeds must be >= 1");
+  DUET_ASSIGN_OR_RETURN(auto prompts, world::ReadPrompts(JoinPath(o.data_dir, "eval_gen.jsonl")));
+  DUET_ASSIGN_OR_RETURN(auto images, world::ReadImages(JoinPath(o.data_dir, "eval_und.jsonl")));
+  prompts = LimitPerCategory(std::move(prompts), o.limit_per_category);
+  images = LimitPerCategory(std::move(images), o.limit_per_category);
+  eval::ShapesEvalReport report;  // all seeds pooled
+  std::vector<eval::ShapesEvalReport> per_seed;
+  std::vector<uint64_t> seeds;
+  std::vector<eval::GalleryTile> gen_tiles, und_tiles, later_tiles;  // the gallery: the first seed's
+  for (int64_t s = 0; s < o.eval_seeds; ++s) {
+    seeds.push_back(o.seed + static_cast<uint64_t>(s));
+    per_seed.emplace_back();
+    later_tiles.clear();
+    DUET_RETURN_IF_ERROR(EvaluateSeed(bundle, o, prompts, images, seeds.back(), &per_seed.back(),
+                                      s == 0 ? &gen_tiles : &later_tiles, s == 0 ? &und_tiles : &later_tiles));
+    report.Merge(per_seed.back());
+  }
+
   EvalResult result;
   result.generation_accuracy = report.Accuracy(eval::Direction::kGeneration);
   result.understanding_accuracy = report.Accuracy(eval::Direction::kUnderstanding);
+  for (const eval::ShapesEvalReport& r : per_seed) {
+    result.generation_per_seed.push_back(r.Accuracy(eval::Direction::kGeneration));
+    result.understanding_per_seed.push_back(r.Accuracy(eval::Direction::kUnderstanding));
+  }
   result.table = report.FormatTable();
   nlohmann::json j = report.ToJson();
+  if (o.eval_seeds > 1) {
+    result.table += "\n" + SeedSpreadTable(per_seed);
+    j["seeds"] = SeedSpreadJson(per_seed, seeds);
+  }
   j["settings"] = {{"cfg_scale", o.images.cfg_scale.value_or(0.0)},
                    {"image_temperature", o.images.sampling.temperature},
                    {"image_top_k", o.images.sampling.top_k},
@@ -109,6 +142,7 @@ absl::StatusOr<EvalResult> RunShapesEval(const world::ModelBundle& bundle, const
                    {"seed", o.seed},
                    {"generation_items", prompts.size()},
                    {"understanding_items", images.size()}};
+  if (o.eval_seeds > 1) j["settings"]["eval_seeds"] = o.eval_seeds;
   result.report_json = j.dump(2);
   if (!o.report_dir.empty()) {
     DUET_RETURN_IF_ERROR(MakeDirs(o.report_dir));

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "model/generation.h"
@@ -30,6 +31,11 @@ struct EvalOptions {
   // Caption decoding (greedy by default).
   SamplingParams captions = GreedySampling();
   uint64_t seed = 1;
+  // Evaluation seeds: the whole evaluation runs under seeds seed..seed+eval_seeds-1 and
+  // the report pools them (each figure the mean over the seeds, and with more than one
+  // seed also its spread and 95% interval; the gallery shows the first seed). 1 gives
+  // exactly the single-seed report.
+  int64_t eval_seeds = 1;
   int64_t batch_size = 64;
   // Where report.json and gallery.png go (created). Empty: nothing is written.
   std::string report_dir;
@@ -38,14 +44,17 @@ struct EvalOptions {
 };
 
 struct EvalResult {
+  // Over all seeds (the mean of the per-seed accuracies: every seed has the same items).
   double generation_accuracy = 0;
   double understanding_accuracy = 0;
-  std::string table;        // terminal table
+  std::vector<double> generation_per_seed, understanding_per_seed;
+  std::string table;        // terminal table (with several seeds, also their spread)
   std::string report_json;  // the JSON report
   std::string report_path;
   std::string gallery_path;
 };
 
+// InvalidArgument when options.eval_seeds < 1.
 absl::StatusOr<EvalResult> RunShapesEval(const world::ModelBundle& bundle,
                                          const EvalOptions& options);
 
