@@ -102,6 +102,9 @@ absl::Status LearnerServer::FormCollective() {
   CollectiveOptions c;
   c.backend = r.collective;
   c.store_host = "127.0.0.1";
+  // The learner's Gloo transport listens only on the address the operator gave for the
+  // data plane (the one workers are told to reach), not on every interface.
+  c.device_hostname = options_.store_host;
   c.store_port = store_->port();
   c.rank = 0;
   c.world_size = 1 + r.rollout_workers + r.scorer_workers;

@@ -39,7 +39,9 @@ DEFINE_string(collective, duet::Recipe().collective, "recipe.collective: gloo, n
 // The process.
 DEFINE_string(address, "127.0.0.1:50051", "gRPC listen address (port 0: any free port, see --port_file)");
 DEFINE_string(port_file, "", "write the bound gRPC port to this file once serving");
-DEFINE_string(store_host, "127.0.0.1", "address workers use to reach the c10d TCPStore");
+DEFINE_string(store_host, "127.0.0.1",
+              "data-plane address: workers reach the c10d store and the learner's Gloo transport here, "
+              "and Gloo listens only on it");
 DEFINE_int32(store_port, 0, "c10d TCPStore port (0: any free port)");
 DEFINE_string(auth_token, "", "shared token every RPC must carry (or --auth_token_file / $DUET_AUTH_TOKEN)");
 DEFINE_string(auth_token_file, "", "file holding the shared token");

@@ -19,6 +19,9 @@ DEFINE_int32(capacity, 256, "rows decoded or scored per batch");
 DEFINE_int32(threads, 1, "intra-op threads for LibTorch");
 DEFINE_string(health_address, "127.0.0.1:0", "where to serve grpc.health.v1 (empty: off)");
 DEFINE_string(name, "", "worker name in logs and status (default host:pid)");
+DEFINE_string(collective_address, "",
+              "address this worker's Gloo transport listens on (default: 127.0.0.1 when the learner's "
+              "store is on loopback, else the address of this host's name)");
 
 namespace duet {
 
@@ -27,7 +30,7 @@ int WorkerBinaryMain(int argc, char** argv, v1::Role role, const char* usage, Ha
                        {{"learner", {"learner", "name"}},
                         {"security", {"auth_token_file", "auth_token", "tls_ca", "tls_cert", "tls_key",
                                       "tls_server_name"}},
-                        {"model and compute", {"model", "capacity", "threads"}},
+                        {"model and compute", {"model", "capacity", "threads", "collective_address"}},
                         {"operations", {"health_address"}}})) {
     return 0;
   }
@@ -48,6 +51,7 @@ int WorkerBinaryMain(int argc, char** argv, v1::Role role, const char* usage, Ha
   options.threads = FLAGS_threads;
   options.health_address = FLAGS_health_address;
   options.name = FLAGS_name;
+  options.collective_address = FLAGS_collective_address;
   return WorkerMain(role, options, std::move(make_handler));
 }
 

@@ -99,6 +99,7 @@ absl::Status WorkerRuntime::Register() {
     c.rank = resp.rank();
     c.world_size = resp.world_size();
     if (!resp.store_prefix().empty()) c.group_prefix = resp.store_prefix();
+    c.device_hostname = options_.collective_address;
     c.timeout = options_.collective_timeout;
     DUET_ASSIGN_OR_RETURN(collective_, CreateCollective(c));
     // Broadcast weights count only with the keyed checksum of this run's secret.

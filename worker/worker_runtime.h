@@ -38,6 +38,9 @@ struct WorkerOptions {
   absl::Duration rpc_timeout = absl::Seconds(30);
   absl::Duration collective_timeout = absl::Minutes(10);
   int32_t pull_wait_ms = 2000;
+  // Address this worker's Gloo transport listens on; empty: 127.0.0.1 when the learner's
+  // store is on loopback, else the address of this host's name.
+  std::string collective_address;
   // How many times to retry Register while the learner is not up yet.
   int register_attempts = 120;
   // Backpressure: a call refused with RESOURCE_EXHAUSTED (the learner's registry or
