@@ -1,11 +1,14 @@
 #include "learner/rl_loop.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <numeric>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "learner/rl_objective.h"
 
 namespace duet {
 namespace {
@@ -14,7 +17,46 @@ double Seconds(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+double StdDev(const std::vector<double>& v) {
+  if (v.empty()) return 0;
+  double mean = 0;
+  for (double x : v) mean += x;
+  mean /= static_cast<double>(v.size());
+  double var = 0;
+  for (double x : v) var += (x - mean) * (x - mean);
+  return std::sqrt(var / static_cast<double>(v.size()));
+}
+
 }  // namespace
+
+DirectionStats ComputeDirectionStats(const std::vector<Group>& groups, Task task) {
+  DirectionStats d;
+  std::vector<double> all, advantages;
+  double group_std_sum = 0;
+  int64_t zero_variance = 0;
+  for (const Group& g : groups) {
+    if (g.task != task) continue;
+    ++d.groups;
+    std::vector<double> rewards;
+    for (const Sample& s : g.samples) {
+      rewards.push_back(s.reward);
+      d.tokens += static_cast<int64_t>(s.output.size());
+    }
+    d.samples += static_cast<int64_t>(rewards.size());
+    all.insert(all.end(), rewards.begin(), rewards.end());
+    group_std_sum += StdDev(rewards);
+    zero_variance += std::all_of(rewards.begin(), rewards.end(), [&](double r) { return r == rewards.front(); }) ? 1 : 0;
+    const std::vector<double> a = GroupAdvantages(rewards);
+    advantages.insert(advantages.end(), a.begin(), a.end());
+  }
+  if (d.groups > 0) {
+    d.reward_std = StdDev(all);
+    d.reward_group_std = group_std_sum / static_cast<double>(d.groups);
+    d.zero_variance_groups_ratio = static_cast<double>(zero_variance) / static_cast<double>(d.groups);
+    d.advantage_std = StdDev(advantages);
+  }
+  return d;
+}
 
 RlLoop::RlLoop(PolicyUpdater* updater, RolloutBackend* rollout, ScoreBackend* scorer,
                std::vector<std::vector<int64_t>> prompts, std::vector<std::vector<int64_t>> images,
@@ -98,6 +140,13 @@ absl::StatusOr<StepReport> RlLoop::RunStep(int64_t step) {
   report.generation_reward = gen_n ? gen_sum / gen_n : 0;
   report.understanding_reward = und_n ? und_sum / und_n : 0;
   report.samples = gen_n + und_n;
+  report.generation_stats = ComputeDirectionStats(groups, Task::kGeneration);
+  report.understanding_stats = ComputeDirectionStats(groups, Task::kUnderstanding);
+  for (const Group& g : groups) {
+    for (const Sample& s : g.samples) {
+      report.max_sample_lag = std::max(report.max_sample_lag, version_ - s.policy_version);
+    }
+  }
   report.score_seconds = Seconds(t0);
 
   t0 = std::chrono::steady_clock::now();

@@ -37,6 +37,19 @@ struct RlRecipe {
   int64_t max_lag = 0;
 };
 
+// Per direction, what a step trained on and how its rewards were spread (metrics only).
+struct DirectionStats {
+  int64_t samples = 0;
+  int64_t groups = 0;
+  int64_t tokens = 0;                     // output tokens of the samples
+  double reward_std = 0;                  // over all samples
+  double reward_group_std = 0;            // mean over groups of the within-group std
+  double zero_variance_groups_ratio = 0;  // groups whose K rewards are all equal
+  double advantage_std = 0;               // of the GRPO group-relative advantages
+};
+// The stats of the groups of `task` (rewards set). Pure: no RNG, no model.
+DirectionStats ComputeDirectionStats(const std::vector<Group>& groups, Task task);
+
 struct StepReport {
   int64_t step = 0;
   int64_t policy_version = 0;  // after the update
@@ -48,6 +61,9 @@ struct StepReport {
   double score_seconds = 0;
   double update_seconds = 0;
   int64_t samples = 0;
+  DirectionStats generation_stats;
+  DirectionStats understanding_stats;
+  int64_t max_sample_lag = 0;  // largest (version - sample's version) among the samples
 };
 
 class RlLoop {

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <optional>
 #include <random>
@@ -193,6 +194,34 @@ void ExpectSameRequest(const RolloutRequest& a, const RolloutRequest& b) {
   EXPECT_EQ(a.seed, b.seed);
   EXPECT_EQ(a.input_offset, b.input_offset);
   EXPECT_EQ(a.policy_version, b.policy_version);
+}
+
+TEST(DirectionStatsTest, CountsAndSpreadOfOneDirection) {
+  auto sample = [](std::vector<int64_t> out, double reward) {
+    Sample s;
+    s.output = std::move(out);
+    s.reward = reward;
+    return s;
+  };
+  std::vector<Group> groups(3);
+  groups[0].task = Task::kGeneration;
+  groups[0].samples = {sample({1, 2, 3}, 1.0), sample({4, 5, 6}, 3.0)};
+  groups[1].task = Task::kGeneration;
+  groups[1].samples = {sample({1, 2, 3}, 2.0), sample({1, 2, 3}, 2.0)};  // zero variance
+  groups[2].task = Task::kUnderstanding;
+  groups[2].samples = {sample({7}, -1.0), sample({8, 9}, -1.0)};
+  const DirectionStats gen = ComputeDirectionStats(groups, Task::kGeneration);
+  EXPECT_EQ(gen.samples, 4);
+  EXPECT_EQ(gen.groups, 2);
+  EXPECT_EQ(gen.tokens, 12);
+  EXPECT_NEAR(gen.reward_std, std::sqrt(0.5), 1e-9);          // rewards 1, 3, 2, 2
+  EXPECT_NEAR(gen.reward_group_std, (1.0 + 0.0) / 2, 1e-9);  // std 1 and 0
+  EXPECT_DOUBLE_EQ(gen.zero_variance_groups_ratio, 0.5);
+  EXPECT_GT(gen.advantage_std, 0.5);  // +-1 in the first group, 0 in the second
+  const DirectionStats und = ComputeDirectionStats(groups, Task::kUnderstanding);
+  EXPECT_EQ(und.tokens, 3);
+  EXPECT_DOUBLE_EQ(und.zero_variance_groups_ratio, 1.0);
+  EXPECT_DOUBLE_EQ(und.advantage_std, 0.0);
 }
 
 TEST(RlLoopTest, RequestsFollowTheRecipe) {

@@ -17,6 +17,11 @@ namespace duet {
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthServer(const std::string& address,
                                                                 grpc::Service* service, int* port);
 
+// A server of the standard health service (grpc.health.v1) alone, plaintext, on its own
+// address, for probes of a process whose main port may be TLS (duet-learner
+// --health_address). The bound port is written to `*port`.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthOnlyServer(const std::string& address, int* port);
+
 }  // namespace duet
 
 #endif  // DUET_RPC_HEALTH_SERVER_H_
