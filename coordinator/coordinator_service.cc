@@ -215,6 +215,18 @@ grpc::Status CoordinatorService::FetchWeights(grpc::ServerContext* ctx,
       [writer](const v1::WeightChunk& c) { return writer->Write(c); }));
 }
 
+grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req,
+                                           v1::HeartbeatResponse*) {
+  if (auto s = CheckToken(*ctx, auth_token_); !s.ok()) return ToGrpcStatus(s);
+  return ToGrpcStatus(queue_->Heartbeat(req->worker_id()));
+}
+
+grpc::Status CoordinatorService::Deregister(grpc::ServerContext* ctx, const v1::DeregisterRequest* req,
+                                            v1::DeregisterResponse*) {
+  if (auto s = CheckToken(*ctx, auth_token_); !s.ok()) return ToGrpcStatus(s);
+  return ToGrpcStatus(queue_->Deregister(req->worker_id()));
+}
+
 grpc::Status CoordinatorService::GetRunStatus(grpc::ServerContext* ctx, const v1::GetRunStatusRequest*,
                                               v1::RunStatus* resp) {
   if (auto s = CheckToken(*ctx, auth_token_); !s.ok()) return ToGrpcStatus(s);

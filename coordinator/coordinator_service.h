@@ -56,6 +56,10 @@ class CoordinatorService final : public v1::Coordinator::Service {
                             grpc::ServerWriter<v1::WeightChunk>* writer) override;
   grpc::Status GetRunStatus(grpc::ServerContext* ctx, const v1::GetRunStatusRequest* req,
                             v1::RunStatus* resp) override;
+  grpc::Status Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req,
+                         v1::HeartbeatResponse* resp) override;
+  grpc::Status Deregister(grpc::ServerContext* ctx, const v1::DeregisterRequest* req,
+                          v1::DeregisterResponse* resp) override;
 
  private:
   // What a result must be on its own: token ids in the vocabulary, finite values.

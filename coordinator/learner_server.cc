@@ -19,11 +19,15 @@
 #include "learner/checkpoint.h"
 #include "learner/rl_data.h"
 #include "learner/step_record.h"
+#include "rpc/health_server.h"
+#include "rpc/rpc_metrics.h"
 #include "weights/weight_sync.h"
 
 namespace duet {
 
-LearnerServer::LearnerServer(LearnerOptions options) : options_(std::move(options)) {}
+LearnerServer::LearnerServer(LearnerOptions options)
+    : options_(std::move(options)),
+      telemetry_(std::make_unique<LearnerTelemetry>(options_.metrics_registry, RealClock(), options_.worker_liveness)) {}
 
 LearnerServer::~LearnerServer() { Shutdown(); }
 
@@ -37,17 +41,16 @@ absl::StatusOr<int> LearnerServer::Start() {
   DUET_RETURN_IF_ERROR(LoadRlInputs(*bundle_, r.data, &prompts_, &images_));
   std::mt19937_64 rng(std::random_device{}());
   run_id_ = absl::StrFormat("run%08x", static_cast<uint32_t>(rng()));
-  const int ranked = r.collective == "none" ? 0 : r.rollout_workers + r.scorer_workers;
-  queue_ = std::make_unique<WorkQueue>(run_id_, ranked);
+  queue_ = std::make_unique<WorkQueue>(run_id_, RealClock(), WorkQueue::kDefaultMaxWorkers,
+                                       absl::Seconds(r.lease_seconds));
+  queue_->SetMetrics(telemetry_->queue());
   RendezvousInfo rv;
   rv.run_id = run_id_;
   rv.store_host = options_.store_host;
-  rv.world_size = 1 + ranked;
+  rv.world_size = 0;  // seats come with each broadcast epoch (WeightSync)
   rv.backend = r.collective;
   rv.frozen_scorer = r.frozen_scorer;
-  store_prefix_ = NewStorePrefix();
-  rv.store_prefix = store_prefix_;
-  if (ranked > 0) {
+  if (r.collective != "none") {
     DUET_ASSIGN_OR_RETURN(store_, StoreServer::Start(options_.store_port, absl::Minutes(10)));
     rv.store_port = store_->port();
   }
@@ -64,6 +67,14 @@ absl::StatusOr<int> LearnerServer::Start() {
   int port = 0;
   builder.AddListeningPort(options_.address, creds, &port);
   builder.RegisterService(service_.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  int64_t weight_bytes = 0;
+  for (const torch::Tensor& p : bundle_->model.parameters()) weight_bytes += p.numel() * p.element_size();
+  interceptors.push_back(MakeServerMetricsInterceptor(
+      telemetry_->rpc(), [this, weight_bytes](std::string_view method, int code, double) {
+        if (method == "FetchWeights") telemetry_->RecordBootstrap(code, weight_bytes);
+      }));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   if (options_.max_rpc_threads > 0) {
@@ -74,6 +85,10 @@ absl::StatusOr<int> LearnerServer::Start() {
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.address));
+  }
+  if (!options_.health_address.empty()) {
+    DUET_ASSIGN_OR_RETURN(health_server_, StartHealthOnlyServer(options_.health_address, &health_port_));
+    LOG(INFO) << "grpc.health.v1 (plaintext) on port " << health_port_;
   }
   LOG(INFO) << "learner " << run_id_ << " serving on port " << port
             << (store_ ? absl::StrCat(", c10d store on port ", store_->port()) : "");
@@ -86,7 +101,7 @@ absl::Status LearnerServer::PublishSnapshot(int64_t version) {
   return absl::OkStatus();
 }
 
-absl::Status LearnerServer::FormCollective() {
+absl::Status LearnerServer::AwaitPools() {
   const Recipe& r = options_.recipe;
   // Wait for the pools in slices, so that Stop() (SIGTERM) ends the wait too.
   const absl::Time deadline = absl::Now() + options_.worker_timeout;
@@ -98,44 +113,84 @@ absl::Status LearnerServer::FormCollective() {
       if (!absl::IsDeadlineExceeded(s) || absl::Now() >= deadline) return s;
     }
   }
-  if (!store_) return absl::OkStatus();
-  CollectiveOptions c;
-  c.backend = r.collective;
-  c.store_host = "127.0.0.1";
-  // The learner's Gloo transport listens only on the address the operator gave for the
-  // data plane (the one workers are told to reach), not on every interface.
-  c.device_hostname = options_.store_host;
-  c.store_port = store_->port();
-  c.rank = 0;
-  c.world_size = 1 + r.rollout_workers + r.scorer_workers;
-  c.group_prefix = store_prefix_;
-  c.timeout = absl::Minutes(10);
-  const auto t0 = std::chrono::steady_clock::now();
-  DUET_ASSIGN_OR_RETURN(collective_, CreateCollective(c));
-  LOG(INFO) << "collective formed: " << c.world_size << " ranks (" << c.backend << ") in "
-            << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s";
   return absl::OkStatus();
+}
+
+void LearnerServer::FormEpoch(const std::vector<WorkerRecord>& workers) {
+  collective_.reset();
+  ++epoch_;
+  epoch_prefix_ = NewStorePrefix();
+  epoch_membership_ = queue_->membership_version();
+  epoch_ranks_.clear();
+  for (const WorkerRecord& w : workers) epoch_ranks_[w.id] = static_cast<int32_t>(epoch_ranks_.size()) + 1;
+  queue_->SetRanks(epoch_ranks_);
 }
 
 absl::Status LearnerServer::SyncWorkers(int64_t version) {
   DUET_RETURN_IF_ERROR(PublishSnapshot(version));
   const uint64_t sum = snapshot_.checksum();
-  std::vector<std::string> ids;
-  for (const WorkerRecord& w : queue_->Workers()) {
+  queue_->ExpireSilentWorkers();
+  const std::vector<WorkerRecord> workers = queue_->Workers();
+  const bool broadcast = store_ != nullptr && !workers.empty();
+  const bool new_epoch = broadcast && (!collective_ || epoch_membership_ != queue_->membership_version());
+  if (new_epoch) FormEpoch(workers);
+  auto submit = [&](const WorkerRecord& w, bool over_grpc) {
     v1::WorkItem item;
     item.set_policy_version(version);
-    item.mutable_sync()->set_version(version);
-    item.mutable_sync()->set_checksum(sum);
-    item.mutable_sync()->set_fetch_over_grpc(w.rank < 0 || !collective_);
-    ids.push_back(queue_->Submit(w.role, std::move(item), w.id));
+    v1::WeightSync* sync = item.mutable_sync();
+    sync->set_version(version);
+    sync->set_checksum(sum);
+    sync->set_fetch_over_grpc(over_grpc);
+    if (!over_grpc) {
+      sync->set_epoch(epoch_);
+      sync->set_rank(epoch_ranks_.at(w.id));
+      sync->set_world_size(static_cast<int32_t>(epoch_ranks_.size()) + 1);
+      sync->set_store_prefix(epoch_prefix_);
+    }
+    return queue_->Submit(w.role, std::move(item), w.id);
+  };
+  std::vector<std::string> ids;
+  for (const WorkerRecord& w : workers) ids.push_back(submit(w, /*over_grpc=*/!broadcast));
+  if (broadcast) {
+    absl::Status c10d = absl::OkStatus();
+    if (new_epoch) {
+      CollectiveOptions c;
+      c.backend = options_.recipe.collective;
+      c.store_host = "127.0.0.1";
+      // The learner's Gloo transport listens only on the address the operator gave for
+      // the data plane (the one workers are told to reach), not on every interface.
+      c.device_hostname = options_.store_host;
+      c.store_port = store_->port();
+      c.rank = 0;
+      c.world_size = static_cast<int>(epoch_ranks_.size()) + 1;
+      c.group_prefix = epoch_prefix_;
+      c.timeout = options_.collective_timeout;
+      const auto t0 = std::chrono::steady_clock::now();
+      absl::StatusOr<std::unique_ptr<Collective>> formed = CreateCollective(c);
+      if (formed.ok()) {
+        collective_ = *std::move(formed);
+        telemetry_->RecordCollective(c.world_size);
+        LOG(INFO) << "broadcast epoch " << epoch_ << " formed: " << c.world_size << " ranks (" << c.backend
+                  << ") in " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s";
+      } else {
+        c10d = formed.status();
+      }
+    }
+    if (c10d.ok() && collective_) {
+      WeightBroadcaster broadcaster(collective_.get(), options_.recipe.bucket_mb << 20,
+                                    WeightMacKey::Derive(options_.auth_token, epoch_prefix_));
+      c10d = broadcaster.Broadcast(bundle_->model.parameters(), version);
+    }
+    if (!c10d.ok()) {
+      // A member died, stalled or left: this epoch is over. The workers' own c10d calls
+      // fail too (their sync results say so) and they get the weights over gRPC below.
+      LOG(WARNING) << "broadcast epoch " << epoch_ << " failed: " << c10d << "; falling back to the gRPC stream";
+      collective_.reset();
+      epoch_membership_ = -1;
+    }
   }
-  if (collective_) {
-    WeightBroadcaster broadcaster(collective_.get(), options_.recipe.bucket_mb << 20,
-                                  WeightMacKey::Derive(options_.auth_token, store_prefix_));
-    DUET_RETURN_IF_ERROR(broadcaster.Broadcast(bundle_->model.parameters(), version));
-  }
-  DUET_ASSIGN_OR_RETURN(auto results, queue_->Await(ids, absl::Minutes(10)));
-  for (const auto& res : results) {
+  // A worker's confirmation must be of exactly what was published.
+  auto confirmed = [&](const v1::CompleteWorkRequest& res) -> absl::Status {
     if (res.has_error()) {
       return absl::Status(static_cast<absl::StatusCode>(res.error().code()),
                           absl::StrCat("weight sync on ", res.worker_id(), ": ", res.error().message()));
@@ -144,8 +199,57 @@ absl::Status LearnerServer::SyncWorkers(int64_t version) {
       return absl::DataLossError(absl::StrCat(res.worker_id(), " holds v", res.sync().version(), " checksum ",
                                               res.sync().checksum(), ", expected v", version, " checksum ", sum));
     }
+    return absl::OkStatus();
+  };
+  // Results of workers lost or gone meanwhile do not count: they sync when they register
+  // again.
+  auto still_live = [this](const std::string& id) {
+    for (const WorkerRecord& w : queue_->Workers()) {
+      if (w.id == id) return true;
+    }
+    return false;
+  };
+  DUET_ASSIGN_OR_RETURN(auto results, queue_->Await(ids, options_.collective_timeout + absl::Minutes(2)));
+  std::vector<WorkerRecord> retry;
+  for (const auto& res : results) {
+    if (!still_live(res.worker_id())) continue;
+    if (broadcast && res.has_error()) {  // the c10d path failed for it: the stream is the fallback
+      LOG(WARNING) << "weight sync on " << res.worker_id() << " failed over c10d: " << res.error().message();
+      for (const WorkerRecord& w : workers) {
+        if (w.id == res.worker_id()) retry.push_back(w);
+      }
+      continue;
+    }
+    DUET_RETURN_IF_ERROR(confirmed(res));
+  }
+  if (retry.empty()) return absl::OkStatus();
+  collective_.reset();
+  epoch_membership_ = -1;  // the next sync re-forms the group
+  std::vector<std::string> again;
+  for (const WorkerRecord& w : retry) again.push_back(submit(w, /*over_grpc=*/true));
+  DUET_ASSIGN_OR_RETURN(auto second, queue_->Await(again, absl::Minutes(2)));
+  for (const auto& res : second) {
+    if (still_live(res.worker_id())) DUET_RETURN_IF_ERROR(confirmed(res));
   }
   return absl::OkStatus();
+}
+
+absl::Status LearnerServer::SyncWorkersMetered(int64_t version) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const absl::Status s = SyncWorkers(version);
+  int64_t bytes = 0;
+  for (const torch::Tensor& p : bundle_->model.parameters()) bytes += p.numel() * p.element_size();
+  telemetry_->RecordSync(version, bytes,
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), s);
+  telemetry_->RecordWorkerVersions(snapshot_.version(), queue_->Workers());
+  return s;
+}
+
+absl::Status LearnerServer::CheckpointMetered(int64_t step, int64_t version) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const absl::Status s = Checkpoint(step, version);
+  telemetry_->RecordCheckpoint(step, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), s);
+  return s;
 }
 
 absl::Status LearnerServer::Checkpoint(int64_t step, int64_t version) {
@@ -177,8 +281,8 @@ absl::Status LearnerServer::Run() {
     }
   }
   step_ = start;
-  DUET_RETURN_IF_ERROR(FormCollective());
-  if (stop_.load() && !collective_ && store_) {
+  DUET_RETURN_IF_ERROR(AwaitPools());
+  if (stop_.load() && step_ == start) {
     // Stopped while waiting for the workers: nothing trained, nothing to sync.
     nlohmann::json final_state = {{"step", start}, {"policy_version", start_version},
                                   {"checksum", WeightChecksum(bundle_->model.parameters())},
@@ -189,22 +293,25 @@ absl::Status LearnerServer::Run() {
     return absl::OkStatus();
   }
   // Workers start from the base weights.
-  if (start_version > 0) DUET_RETURN_IF_ERROR(SyncWorkers(start_version));
+  if (start_version > 0) DUET_RETURN_IF_ERROR(SyncWorkersMetered(start_version));
 
   DispatchOptions dispatch;
   auto served = [this] { return snapshot_.version(); };
   RemoteRollout rollout(queue_.get(), served, dispatch);
   RemoteScorer scorer(queue_.get(), served, dispatch);
   RlLoop loop(updater_.get(), &rollout, &scorer, prompts_, images_, r.LoopRecipe(), start_version);
+  telemetry_->RecordStart(r.steps, start, start_version, r.LoopRecipe().max_lag);
+  telemetry_->UpdatePools(r.rollout_workers, r.scorer_workers);
   std::ofstream metrics(JoinPath(r.out, "metrics.jsonl"), std::ios::app);
   int64_t step = start;
   bool dirty = false;
   for (; step < r.steps && !stop_.load(); ++step) {
+    const auto step_t0 = std::chrono::steady_clock::now();
     DUET_ASSIGN_OR_RETURN(StepReport report, loop.RunStep(step));
     double sync_seconds = 0;
     if (loop.version() % r.sync_every == 0) {
       const auto t0 = std::chrono::steady_clock::now();
-      DUET_RETURN_IF_ERROR(SyncWorkers(loop.version()));
+      DUET_RETURN_IF_ERROR(SyncWorkersMetered(loop.version()));
       sync_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
     step_ = step + 1;
@@ -214,13 +321,16 @@ absl::Status LearnerServer::Run() {
     record.checksum = snapshot_.checksum();
     metrics << StepRecordToJson(record).dump() << "\n" << std::flush;
     if (options_.on_step) options_.on_step(report);
+    telemetry_->RecordStep(report, r.optimizer.lr, sync_seconds,
+                           std::chrono::duration<double>(std::chrono::steady_clock::now() - step_t0).count());
+    telemetry_->UpdatePools(r.rollout_workers, r.scorer_workers);
     if ((step + 1) % r.checkpoint_every == 0) {
-      DUET_RETURN_IF_ERROR(Checkpoint(step + 1, loop.version()));
+      DUET_RETURN_IF_ERROR(CheckpointMetered(step + 1, loop.version()));
       dirty = false;
     }
   }
-  if (dirty) DUET_RETURN_IF_ERROR(Checkpoint(step, loop.version()));
-  if (loop.version() % r.sync_every != 0) DUET_RETURN_IF_ERROR(SyncWorkers(loop.version()));
+  if (dirty) DUET_RETURN_IF_ERROR(CheckpointMetered(step, loop.version()));
+  if (loop.version() % r.sync_every != 0) DUET_RETURN_IF_ERROR(SyncWorkersMetered(loop.version()));
   DUET_RETURN_IF_ERROR(world::SaveBundle(JoinPath(r.out, "model"), *bundle_));
   // Where every process ended: the learner's version and checksum, and what each worker
   // confirmed at the last sync (tests and operators compare them).
@@ -248,6 +358,10 @@ void LearnerServer::Shutdown() {
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(3));
     server_.reset();
+  }
+  if (health_server_) {
+    health_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    health_server_.reset();
   }
   collective_.reset();
   store_.reset();

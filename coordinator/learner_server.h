@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "coordinator/coordinator_service.h"
+#include "coordinator/learner_telemetry.h"
 #include "coordinator/work_queue.h"
 #include "learner/recipe.h"
 #include "learner/rl_loop.h"
@@ -40,11 +41,21 @@ struct LearnerOptions {
   TransportSecurity tls;
   bool resume = false;
   absl::Duration worker_timeout = absl::Minutes(5);
+  // Bound on one c10d rendezvous or broadcast; past it the sync falls back to the gRPC
+  // weight stream for the workers that did not confirm, and the next sync re-forms.
+  absl::Duration collective_timeout = absl::Seconds(60);
   // Bound on the gRPC server's handler threads (each waiting PullWork holds one; a worker
   // may have one waiting); calls past it are RESOURCE_EXHAUSTED. 0: unbounded.
   int max_rpc_threads = 256;
   // Called after every step (progress line, metrics).
   std::function<void(const StepReport&)> on_step;
+  // Metrics (docs/metrics.md) are recorded here; null: a private registry, not served.
+  std::shared_ptr<prometheus::Registry> metrics_registry;
+  // A worker counts as live in duet_coordinator_live_workers while it waits in PullWork
+  // or called within this long (until leases exist).
+  absl::Duration worker_liveness = absl::Seconds(60);
+  // Plaintext grpc.health.v1 on its own port, for probes ("" : none).
+  std::string health_address;
 };
 
 class LearnerServer {
@@ -63,13 +74,26 @@ class LearnerServer {
   // The version and checksum of the weights last published to the workers.
   int64_t served_version() const { return snapshot_.version(); }
   uint64_t checksum() const { return snapshot_.checksum(); }
+  // Brings the time-integrated and live-worker metrics up to now (at each scrape).
+  void RefreshMetrics() { telemetry_->Refresh(); }
+  // The bound port of the health server, 0 without one. After Start().
+  int health_port() const { return health_port_; }
 
  private:
-  absl::Status FormCollective();
-  // Publishes the policy at `version` and waits until every worker confirms it.
+  // Waits until the recipe's minimum pools registered (or Stop()).
+  absl::Status AwaitPools();
+  // Publishes the policy at `version` and waits until every live worker confirms it:
+  // over the c10d broadcast of the current epoch (a new epoch, with fresh ranks and a
+  // fresh store prefix, whenever membership changed), and over the gRPC weight stream for
+  // the workers the broadcast did not reach. Workers lost meanwhile are skipped.
   absl::Status SyncWorkers(int64_t version);
+  // Starts a new broadcast epoch over `workers`: ranks 1..N, a fresh store prefix.
+  void FormEpoch(const std::vector<WorkerRecord>& workers);
   absl::Status PublishSnapshot(int64_t version);
   absl::Status Checkpoint(int64_t step, int64_t version);
+  // SyncWorkers and Checkpoint, timed and counted in the metrics.
+  absl::Status SyncWorkersMetered(int64_t version);
+  absl::Status CheckpointMetered(int64_t step, int64_t version);
   void Shutdown();
 
   LearnerOptions options_;
@@ -88,7 +112,15 @@ class LearnerServer {
   AdamW* optimizer_ = nullptr;  // updater_'s
   std::atomic<int64_t> step_{0};
   std::string run_id_;
-  std::string store_prefix_;  // this run's c10d key prefix, told to workers over gRPC
+  // The broadcast epoch: its number, members (by WorkQueue::membership_version) and its
+  // random c10d key prefix, told to workers only over gRPC. Training thread only.
+  int64_t epoch_ = 0;
+  int64_t epoch_membership_ = -1;
+  std::string epoch_prefix_;
+  std::map<std::string, int32_t> epoch_ranks_;
+  std::unique_ptr<LearnerTelemetry> telemetry_;  // made in the constructor, before the queue
+  std::unique_ptr<grpc::Server> health_server_;
+  int health_port_ = 0;
 };
 
 }  // namespace duet

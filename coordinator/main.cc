@@ -16,6 +16,8 @@
 #include "base/signals.h"
 #include "coordinator/learner_server.h"
 #include "learner/recipe.h"
+#include "metrics/catalogue.h"
+#include "metrics/metrics_server.h"
 #include "rpc/rpc_util.h"
 
 // Recipe keys: each flag, when given, overrides the recipe's value (defaults shown are the
@@ -51,6 +53,10 @@ DEFINE_string(tls_key, "", "PEM server key");
 DEFINE_string(tls_client_ca, "", "PEM CA for client certificates (enables mutual TLS)");
 DEFINE_bool(resume, false, "continue from the run folder's latest checkpoint");
 DEFINE_int32(threads, 1, "intra-op threads for LibTorch");
+DEFINE_string(metrics_address, "", "HOST:PORT to serve Prometheus /metrics on (docs/metrics.md; empty: off)");
+DEFINE_string(health_address, "", "HOST:PORT of a plaintext grpc.health.v1 server for probes (empty: off)");
+DEFINE_int32(worker_liveness_seconds, 60,
+             "metrics: a worker counts as live while it polls or called within this many seconds");
 DEFINE_int32(max_rpc_threads, duet::LearnerOptions().max_rpc_threads,
              "at most this many gRPC handler threads (long-polls hold one each); calls past it get "
              "RESOURCE_EXHAUSTED and workers back off (0: unbounded)");
@@ -69,7 +75,7 @@ int main(int argc, char** argv) {
           {{"recipe", {"config", "model", "data", "out", "steps", "algorithm", "directions", "k", "lr", "kl_coef",
                        "frozen_scorer", "seed", "sync_every", "collective"}},
            {"worker pools", {"rollout_workers", "scorer_workers"}},
-           {"serving", {"address", "port_file", "store_host", "store_port", "threads", "max_rpc_threads", "resume"}},
+           {"serving", {"address", "port_file", "store_host", "store_port", "threads", "max_rpc_threads", "resume", "metrics_address", "health_address", "worker_liveness_seconds"}},
            {"security", {"auth_token_file", "auth_token", "allow_insecure_no_auth", "tls_cert", "tls_key",
                          "tls_client_ca"}}})) {
     return 0;
@@ -137,6 +143,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.auth_token = token;
+  options.metrics_registry = std::make_shared<prometheus::Registry>();
+  duet::metrics::RegisterProcessMetrics(*options.metrics_registry, "learner");
+  options.health_address = FLAGS_health_address;
+  options.worker_liveness = absl::Seconds(std::max(1, FLAGS_worker_liveness_seconds));
   options.on_step = [&recipe](const duet::StepReport& r) {
     std::fprintf(stderr,
                  "step %ld/%ld  r_gen %.3f  r_und %.3f  kl %.4f  loss %.4f  %.1f samples/s  v%ld  dlogp %.1e\n",
@@ -145,9 +155,24 @@ int main(int argc, char** argv) {
                  r.samples / std::max(1e-9, r.rollout_seconds + r.score_seconds + r.update_seconds),
                  static_cast<long>(r.policy_version), r.logprob_max_diff);
   };
+  // Declared after `server`: stops serving (and running the hook) before it goes away.
+  std::unique_ptr<duet::metrics::MetricsServer> metrics_server;
+  if (!FLAGS_metrics_address.empty()) {
+    auto m = duet::metrics::MetricsServer::Start(FLAGS_metrics_address, options.metrics_registry);
+    if (!m.ok()) {
+      std::fprintf(stderr, "duet-learner: %s\n", m.status().ToString().c_str());
+      return 1;
+    }
+    metrics_server = std::move(*m);
+    LOG(INFO) << "metrics on port " << metrics_server->port();
+  }
   {
     absl::MutexLock lock(&mu);
     server = std::make_unique<duet::LearnerServer>(options);
+  }
+  if (metrics_server) {
+    duet::LearnerServer* s = server.get();
+    metrics_server->AddRefreshHook([s] { s->RefreshMetrics(); });
   }
   auto port = server->Start();
   if (!port.ok()) {

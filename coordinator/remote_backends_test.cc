@@ -172,7 +172,7 @@ class RemoteBackendsTest : public ::testing::Test {
   }
 
   FakeClock clock_;
-  WorkQueue queue_{"run", /*max_ranked_workers=*/0, &clock_};
+  WorkQueue queue_{"run", &clock_};
   std::atomic<int64_t> served_version_{5};
   std::function<int64_t()> served_ = [this] { return served_version_.load(); };
   std::vector<std::thread> threads_;

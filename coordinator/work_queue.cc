@@ -2,17 +2,138 @@
 
 #include <algorithm>
 
+#include <glog/logging.h>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 
 namespace duet {
+namespace {
 
-WorkQueue::WorkQueue(std::string run_id, int32_t max_ranked_workers, Clock* clock, int32_t max_workers)
-    : run_id_(std::move(run_id)), clock_(clock), max_ranked_workers_(max_ranked_workers), max_workers_(max_workers) {}
+// How often waiting Await and AwaitWorkers calls look for silent workers.
+constexpr absl::Duration kExpirySlice = absl::Seconds(1);
+
+}  // namespace
+
+WorkQueue::WorkQueue(std::string run_id, Clock* clock, int32_t max_workers, absl::Duration lease)
+    : run_id_(std::move(run_id)), clock_(clock), max_workers_(max_workers), lease_(lease) {}
+
+void WorkQueue::TouchLocked(const std::string& worker_id) {
+  auto it = workers_.find(worker_id);
+  if (it != workers_.end()) it->second.last_seen = clock_->Now();
+}
+
+void WorkQueue::RemoveWorkerLocked(std::map<std::string, WorkerRecord>::iterator it, bool lost) {
+  const std::string id = it->first;
+  const v1::Role role = it->second.role;
+  workers_.erase(it);
+  polling_.erase(id);
+  ++membership_version_;
+  if (lost) {
+    ++counters_.workers_lost;
+    lost_.insert(id);
+  } else {
+    ++counters_.workers_left;
+  }
+  auto fail = [&](const v1::WorkItem& item) {
+    v1::CompleteWorkRequest r;
+    r.set_worker_id(id);
+    r.set_item_id(item.item_id());
+    r.mutable_error()->set_code(static_cast<int>(absl::StatusCode::kUnavailable));
+    r.mutable_error()->set_message(absl::StrCat("worker '", id, lost ? "' was lost (silent for longer than its lease)"
+                                                                     : "' left the run"));
+    results_[item.item_id()] = std::move(r);
+  };
+  // Items addressed to it cannot go to anyone else: they fail. Queued role items stay.
+  for (auto p = pending_.begin(); p != pending_.end();) {
+    if (p->worker_id == id) {
+      fail(p->item);
+      p = pending_.erase(p);
+    } else {
+      ++p;
+    }
+  }
+  // Items it held: role items go back to the front of the queue, addressed ones fail.
+  for (auto f = in_flight_.begin(); f != in_flight_.end();) {
+    if (f->second.worker_id != id) {
+      ++f;
+      continue;
+    }
+    if (f->second.item.has_sync()) {
+      fail(f->second.item);
+    } else {
+      pending_.push_front(Pending{role, "", std::move(f->second.item)});
+      ++counters_.items_reissued;
+    }
+    f = in_flight_.erase(f);
+  }
+}
+
+void WorkQueue::ExpireLocked() {
+  if (lease_ <= absl::ZeroDuration()) return;
+  const absl::Time now = clock_->Now();
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    auto next = std::next(it);
+    // A worker with a Pull waiting is in contact even while it waits.
+    if (now - it->second.last_seen > lease_ && polling_.count(it->first) == 0) {
+      LOG(WARNING) << "worker " << it->first << " lost: silent for "
+                   << absl::FormatDuration(now - it->second.last_seen);
+      RemoveWorkerLocked(it, /*lost=*/true);
+    }
+    it = next;
+  }
+}
+
+std::vector<std::string> WorkQueue::ExpireSilentWorkers() {
+  absl::MutexLock lock(&mu_);
+  const std::set<std::string> before = lost_;
+  ExpireLocked();
+  std::vector<std::string> out;
+  for (const auto& id : lost_) {
+    if (before.count(id) == 0) out.push_back(id);
+  }
+  return out;
+}
+
+absl::Status WorkQueue::Heartbeat(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  if (workers_.count(worker_id) == 0) {
+    return absl::NotFoundError(absl::StrCat("unknown worker '", worker_id, "': register again"));
+  }
+  TouchLocked(worker_id);
+  return absl::OkStatus();
+}
+
+absl::Status WorkQueue::Deregister(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return absl::NotFoundError(absl::StrCat("unknown worker '", worker_id, "'"));
+  RemoveWorkerLocked(it, /*lost=*/false);
+  return absl::OkStatus();
+}
+
+void WorkQueue::SetRanks(const std::map<std::string, int32_t>& ranks) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, w] : workers_) {
+    auto r = ranks.find(id);
+    w.rank = r == ranks.end() ? -1 : r->second;
+  }
+}
+
+WorkQueue::Counters WorkQueue::counters() const {
+  absl::MutexLock lock(&mu_);
+  return counters_;
+}
+
+int64_t WorkQueue::membership_version() const {
+  absl::MutexLock lock(&mu_);
+  return membership_version_;
+}
 
 absl::StatusOr<WorkerRecord> WorkQueue::Register(v1::Role role, const std::string& name, int32_t capacity) {
   absl::MutexLock lock(&mu_);
+  ExpireLocked();  // seats of silent workers are free again
   if (static_cast<int64_t>(workers_.size()) >= max_workers_) {
     return absl::ResourceExhaustedError(
         absl::StrCat("the run has its ", max_workers_, " workers; retry when one has left"));
@@ -33,8 +154,10 @@ absl::StatusOr<WorkerRecord> WorkQueue::Register(v1::Role role, const std::strin
   std::string id = base;
   for (int n = 2; workers_.count(id) > 0; ++n) id = absl::StrCat(base, "-", n);
   w.id = id;
-  if (next_rank_ <= max_ranked_workers_) w.rank = next_rank_++;
+  w.last_seen = clock_->Now();
   workers_[w.id] = w;
+  ++membership_version_;
+  if (metrics_) metrics_->OnRegister(w.id, role);
   return w;
 }
 
@@ -60,7 +183,13 @@ absl::Status WorkQueue::AwaitWorkers(v1::Role role, int count, absl::Duration ti
     for (const auto& [id, w] : workers_) n += w.role == role ? 1 : 0;
     return n >= count;
   };
-  if (!clock_->AwaitWithDeadline(&mu_, absl::Condition(&ready), clock_->Now() + timeout)) {
+  const absl::Time deadline = clock_->Now() + timeout;
+  bool finished = false;
+  while (!(finished = ready()) && clock_->Now() < deadline) {
+    clock_->AwaitWithDeadline(&mu_, absl::Condition(&ready), std::min(deadline, clock_->Now() + kExpirySlice));
+    ExpireLocked();
+  }
+  if (!finished) {
     return absl::DeadlineExceededError(absl::StrCat("waited ", absl::FormatDuration(timeout), " for ",
                                                     count, " ", v1::Role_Name(role), " workers"));
   }
@@ -72,6 +201,7 @@ std::string WorkQueue::Submit(v1::Role role, v1::WorkItem item, const std::strin
   absl::MutexLock lock(&mu_);
   const std::string id = absl::StrCat(run_id_, "-", next_item_++);
   item.set_item_id(id);
+  if (metrics_) metrics_->OnSubmit(id, role, item.has_sync());
   pending_.push_back(Pending{role, worker_id, std::move(item)});
   return id;
 }
@@ -79,8 +209,12 @@ std::string WorkQueue::Submit(v1::Role role, v1::WorkItem item, const std::strin
 absl::StatusOr<std::optional<v1::WorkItem>> WorkQueue::Pull(const std::string& worker_id,
                                                             absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
+  TouchLocked(worker_id);
+  ExpireLocked();
   auto it = workers_.find(worker_id);
-  if (it == workers_.end()) return absl::NotFoundError(absl::StrCat("unknown worker '", worker_id, "'"));
+  if (it == workers_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown worker '", worker_id, "': register again"));
+  }
   if (polling_.count(worker_id) > 0) {
     return absl::ResourceExhaustedError(
         absl::StrCat("worker '", worker_id, "' already has a PullWork waiting: one at a time"));
@@ -103,9 +237,17 @@ absl::StatusOr<std::optional<v1::WorkItem>> WorkQueue::Pull(const std::string& w
     return false;
   };
   polling_.insert(worker_id);
+  if (metrics_) metrics_->OnPullBegin(worker_id);
+  const absl::Time pull_start = clock_->Now();
   clock_->AwaitWithDeadline(&mu_, absl::Condition(&available), clock_->Now() + timeout);
   polling_.erase(worker_id);
+  TouchLocked(worker_id);
+  if (workers_.count(worker_id) == 0 && !closed_) {  // deregistered while it waited
+    if (metrics_) metrics_->OnPullEnd(worker_id, clock_->Now() - pull_start, "");
+    return absl::NotFoundError(absl::StrCat("worker '", worker_id, "' left the run"));
+  }
   if (closed_) {
+    if (metrics_) metrics_->OnPullEnd(worker_id, clock_->Now() - pull_start, "");
     told_shutdown_.insert(worker_id);
     return absl::CancelledError("run is shutting down");
   }
@@ -118,7 +260,11 @@ absl::StatusOr<std::optional<v1::WorkItem>> WorkQueue::Pull(const std::string& w
     }
     if (pick == pending_.end() && match(*p)) pick = p;
   }
-  if (pick == pending_.end()) return std::optional<v1::WorkItem>();
+  if (pick == pending_.end()) {
+    if (metrics_) metrics_->OnPullEnd(worker_id, clock_->Now() - pull_start, "");
+    return std::optional<v1::WorkItem>();
+  }
+  if (metrics_) metrics_->OnPullEnd(worker_id, clock_->Now() - pull_start, pick->item.item_id());
   v1::WorkItem item = std::move(pick->item);
   pending_.erase(pick);
   in_flight_[item.item_id()] = InFlight{worker_id, item};
@@ -127,8 +273,16 @@ absl::StatusOr<std::optional<v1::WorkItem>> WorkQueue::Pull(const std::string& w
 
 absl::Status WorkQueue::Complete(const v1::CompleteWorkRequest& result, const ResultCheck& check) {
   absl::MutexLock lock(&mu_);
+  TouchLocked(result.worker_id());
+  ExpireLocked();
+  if (workers_.count(result.worker_id()) == 0) {
+    if (lost_.count(result.worker_id()) > 0) ++counters_.late_results_refused;
+    return absl::NotFoundError(absl::StrCat("unknown worker '", result.worker_id(),
+                                            "' (lost or never registered): its items went to others; register again"));
+  }
   auto it = in_flight_.find(result.item_id());
   if (it == in_flight_.end()) {
+    if (metrics_) metrics_->OnComplete(result, absl::NotFoundError("not in flight"));
     return absl::NotFoundError(absl::StrCat("item '", result.item_id(), "' is not in flight (unknown or done)"));
   }
   if (it->second.worker_id != result.worker_id()) {
@@ -146,6 +300,7 @@ absl::Status WorkQueue::Complete(const v1::CompleteWorkRequest& result, const Re
   }
   in_flight_.erase(it);
   results_[result.item_id()] = result;
+  if (metrics_) metrics_->OnComplete(result, absl::OkStatus());
   return absl::OkStatus();
 }
 
@@ -159,7 +314,14 @@ absl::StatusOr<std::vector<v1::CompleteWorkRequest>> WorkQueue::Await(
     }
     return true;
   };
-  if (!clock_->AwaitWithDeadline(&mu_, absl::Condition(&done), clock_->Now() + timeout)) {
+  // Waits in slices, declaring silent workers lost in between (their items go to others).
+  const absl::Time deadline = clock_->Now() + timeout;
+  bool finished = false;
+  while (!(finished = done()) && clock_->Now() < deadline) {
+    clock_->AwaitWithDeadline(&mu_, absl::Condition(&done), std::min(deadline, clock_->Now() + kExpirySlice));
+    ExpireLocked();
+  }
+  if (!finished) {
     int missing = 0;
     for (const auto& id : item_ids) missing += results_.count(id) == 0 ? 1 : 0;
     // Nobody waits for these items any more: drop them wherever they are, so that a late
@@ -169,6 +331,7 @@ absl::StatusOr<std::vector<v1::CompleteWorkRequest>> WorkQueue::Await(
                                   [&](const Pending& p) { return abandoned.count(p.item.item_id()) > 0; }),
                    pending_.end());
     for (const auto& id : item_ids) {
+      if (metrics_) metrics_->OnDrop(id);
       in_flight_.erase(id);
       results_.erase(id);
     }

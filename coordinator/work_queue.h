@@ -6,7 +6,16 @@
 // pull; the training thread submits items and awaits their results.
 //
 // Completing an item twice counts once: the first result is kept, later ones are
-// refused. (Leases and re-dispatch after a worker dies build on this.)
+// refused.
+//
+// Liveness (leases): a worker is alive while it calls in (Register, Pull, Complete,
+// Heartbeat) at least once per `lease`. One silent for longer is lost: it leaves the
+// registry (its id is unknown from then on, NotFound, so it must register again), each
+// item it held goes back to the front of the queue for another worker of its role
+// (re-issued: items carry their own seeds, so the result is the same), and each item
+// addressed to it (a weight sync) completes with an UNAVAILABLE error result. A late
+// result from a lost worker is refused and counted. A graceful leave (Deregister) does
+// the same at once.
 //
 // Thread-safety: thread-safe. Every method may be called from any thread; Pull and
 // Await block without holding the mutex.
@@ -25,6 +34,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "base/clock.h"
+#include "coordinator/queue_metrics.h"
 #include "duet/v1/coordinator.pb.h"
 
 namespace duet {
@@ -38,17 +48,38 @@ struct WorkerRecord {
   int64_t confirmed_version = 0;
   uint64_t confirmed_checksum = 0;
   int64_t items_completed = 0;
+  absl::Time last_seen;  // last call in; the lease runs from here
 };
 
 class WorkQueue {
  public:
-  // `max_ranked_workers` workers (in registration order) get c10d ranks 1..N; at most
-  // `max_workers` may register. Timeouts are measured on `clock` (not owned; outlives the
-  // queue).
-  WorkQueue(std::string run_id, int32_t max_ranked_workers, Clock* clock = RealClock(),
-            int32_t max_workers = kDefaultMaxWorkers);
+  // At most `max_workers` may register. Timeouts and leases are measured on `clock` (not
+  // owned; outlives the queue). `lease`: see above; zero: workers never expire.
+  WorkQueue(std::string run_id, Clock* clock = RealClock(),
+            int32_t max_workers = kDefaultMaxWorkers, absl::Duration lease = absl::ZeroDuration());
 
   static constexpr int32_t kDefaultMaxWorkers = 1024;
+
+  // Renews `worker_id`'s lease (a worker calls it while it computes a long item).
+  // NotFound when the worker is unknown (never registered, or lost).
+  absl::Status Heartbeat(const std::string& worker_id);
+  // A graceful leave: the worker is removed at once, as if lost. NotFound when unknown.
+  absl::Status Deregister(const std::string& worker_id);
+  // Declares every worker silent for longer than the lease lost (see above) and returns
+  // their ids. Pull, Complete, Await and AwaitWorkers also do it as they go.
+  std::vector<std::string> ExpireSilentWorkers();
+  // The c10d ranks of the current broadcast epoch: listed workers get theirs, the others -1.
+  void SetRanks(const std::map<std::string, int32_t>& ranks);
+
+  struct Counters {
+    int64_t workers_lost = 0;          // by lease expiry
+    int64_t workers_left = 0;          // by Deregister
+    int64_t items_reissued = 0;        // taken back from a lost worker and queued again
+    int64_t late_results_refused = 0;  // results from workers that were lost
+  };
+  Counters counters() const;
+  // Changes whenever a worker joins or leaves (registers, is lost, deregisters).
+  int64_t membership_version() const;
 
   // Adds a worker. Its id is `name` when that is 1..64 characters of [A-Za-z0-9._:-] (with
   // "-2", "-3", ... when taken), else "rollout-N" / "scorer-N". ResourceExhausted when
@@ -98,7 +129,18 @@ class WorkQueue {
   bool AwaitShutdownNoticed(absl::Duration timeout);
   bool closed() const;
 
+  // Reports the queue's events to `metrics` (not owned; outlives the queue; null: none).
+  // REQUIRES: called before any other method, from the thread that made the queue.
+  void SetMetrics(QueueMetrics* metrics) { metrics_ = metrics; }
+
  private:
+  // Removes `it` from the registry and returns its items (see above). `lost`: by expiry.
+  void RemoveWorkerLocked(std::map<std::string, WorkerRecord>::iterator it, bool lost)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExpireLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Renews the lease of a known worker.
+  void TouchLocked(const std::string& worker_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   struct Pending {
     v1::Role role;
     std::string worker_id;  // empty: any worker of the role
@@ -107,8 +149,8 @@ class WorkQueue {
 
   const std::string run_id_;
   Clock* const clock_;
-  const int32_t max_ranked_workers_;
   const int32_t max_workers_;
+  const absl::Duration lease_;
   mutable absl::Mutex mu_;  // guards everything below; waiters use mu_'s conditions
   std::map<std::string, WorkerRecord> workers_ ABSL_GUARDED_BY(mu_);
   std::deque<Pending> pending_ ABSL_GUARDED_BY(mu_);
@@ -119,11 +161,14 @@ class WorkQueue {
   std::map<std::string, InFlight> in_flight_ ABSL_GUARDED_BY(mu_);  // by item id
   std::map<std::string, v1::CompleteWorkRequest> results_ ABSL_GUARDED_BY(mu_);
   int64_t next_item_ ABSL_GUARDED_BY(mu_) = 0;
-  int32_t next_rank_ ABSL_GUARDED_BY(mu_) = 1;
+  Counters counters_ ABSL_GUARDED_BY(mu_);
+  int64_t membership_version_ ABSL_GUARDED_BY(mu_) = 0;
+  std::set<std::string> lost_ ABSL_GUARDED_BY(mu_);  // ids of lost workers (late results)
   std::map<v1::Role, int> next_worker_index_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::set<std::string> told_shutdown_ ABSL_GUARDED_BY(mu_);  // workers that pulled after Close
   std::set<std::string> polling_ ABSL_GUARDED_BY(mu_);        // workers with a Pull waiting
+  QueueMetrics* metrics_ = nullptr;  // set once before use (SetMetrics)
 };
 
 }  // namespace duet

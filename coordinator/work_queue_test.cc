@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -40,7 +41,7 @@ v1::CompleteWorkRequest ScoreResult(const std::string& worker_id,
 class WorkQueueTest : public ::testing::Test {
  protected:
   FakeClock clock_;
-  WorkQueue queue_{"run7", /*max_ranked_workers=*/2, &clock_};
+  WorkQueue queue_{"run7", &clock_};
 };
 
 // Defect 12 of the hardening issue: a process named rollout-0 registered as rollout-1.
@@ -56,7 +57,7 @@ TEST_F(WorkQueueTest, IdsFollowTheWorkersNames) {
 
 TEST(WorkQueueLimitsTest, RegistrationsPastTheLimitAreResourceExhausted) {
   FakeClock clock;
-  WorkQueue queue("run", /*max_ranked_workers=*/0, &clock, /*max_workers=*/3);
+  WorkQueue queue("run", &clock, /*max_workers=*/3);
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(queue.Register(v1::ROLE_ROLLOUT, "", 1).ok());
   for (int i = 0; i < 100; ++i) {
     EXPECT_EQ(queue.Register(v1::ROLE_SCORER, "", 1).status().code(), absl::StatusCode::kResourceExhausted);
@@ -90,10 +91,13 @@ TEST_F(WorkQueueTest, RegisterGivesIdsAndRanks) {
   EXPECT_EQ(r0.id, "rollout-0");
   EXPECT_EQ(r1.id, "rollout-1");
   EXPECT_EQ(s0.id, "scorer-0");
-  // Ranks 1..max_ranked_workers in registration order, then no seat.
-  EXPECT_EQ(r0.rank, 1);
-  EXPECT_EQ(s0.rank, 2);
-  EXPECT_EQ(r1.rank, -1);
+  // No collective seat until the learner forms a broadcast epoch (SetRanks).
+  EXPECT_EQ(r0.rank, -1);
+  EXPECT_EQ(s0.rank, -1);
+  queue_.SetRanks({{r1.id, 1}, {s0.id, 2}});
+  std::map<std::string, int32_t> ranks;
+  for (const auto& w : queue_.Workers()) ranks[w.id] = w.rank;
+  EXPECT_EQ(ranks, (std::map<std::string, int32_t>{{"rollout-0", -1}, {"rollout-1", 1}, {"scorer-0", 2}}));
   EXPECT_EQ(r0.role, v1::ROLE_ROLLOUT);
   EXPECT_EQ(r0.name, "");
   EXPECT_EQ(r0.capacity, 16);
@@ -436,6 +440,98 @@ TEST_F(WorkQueueTest, AwaitShutdownNoticedTimesOut) {
   clock_.Advance(absl::Seconds(3));
   waiter.join();
   EXPECT_FALSE(noticed);
+}
+
+// ---- Liveness: leases, lost workers, re-issued items, late results. ----
+
+class WorkQueueLeaseTest : public ::testing::Test {
+ protected:
+  FakeClock clock_;
+  WorkQueue queue_{"run8", &clock_, WorkQueue::kDefaultMaxWorkers, /*lease=*/absl::Seconds(10)};
+};
+
+TEST_F(WorkQueueLeaseTest, ASilentWorkersItemGoesToAnotherWorkerAndItsLateResultIsRefused) {
+  const std::string dead = queue_.Register(v1::ROLE_SCORER, "dead", 1)->id;
+  const std::string id = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
+  ASSERT_EQ((*queue_.Pull(dead, kNoWait))->item_id(), id);
+  const std::string alive = queue_.Register(v1::ROLE_SCORER, "alive", 1)->id;
+  clock_.Advance(absl::Seconds(6));
+  ASSERT_TRUE(queue_.Heartbeat(alive).ok());
+  clock_.Advance(absl::Seconds(6));  // dead: 12 s silent; alive: 6 s
+  EXPECT_EQ(queue_.ExpireSilentWorkers(), std::vector<std::string>{dead});
+  EXPECT_EQ(queue_.CountWorkers(v1::ROLE_SCORER), 1);
+  // The item is re-issued, whole and with its id, to the live worker.
+  auto again = queue_.Pull(alive, kNoWait);
+  ASSERT_TRUE(again.ok() && again->has_value()) << again.status();
+  EXPECT_EQ((*again)->item_id(), id);
+  // The lost worker's late result is refused and counted; its other calls say "register again".
+  EXPECT_EQ(queue_.Complete(ScoreResult(dead, id, 9.0)).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(queue_.Heartbeat(dead).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(queue_.Pull(dead, kNoWait).status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(queue_.Complete(ScoreResult(alive, id, 1.0)).ok());
+  auto results = queue_.Await({id}, kNoWait);
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_EQ((*results)[0].score().rewards(0), 1.0);  // applied once, from the live worker
+  const WorkQueue::Counters c = queue_.counters();
+  EXPECT_EQ(c.workers_lost, 1);
+  EXPECT_EQ(c.items_reissued, 1);
+  EXPECT_EQ(c.late_results_refused, 1);
+}
+
+TEST_F(WorkQueueLeaseTest, AnAwaitReissuesTheItemsOfAWorkerThatDiesWhileItWaits) {
+  const std::string dead = queue_.Register(v1::ROLE_ROLLOUT, "dead", 1)->id;
+  const std::string id = queue_.Submit(v1::ROLE_ROLLOUT, ScoreItem(0));
+  ASSERT_TRUE(queue_.Pull(dead, kNoWait)->has_value());
+  absl::StatusOr<std::vector<v1::CompleteWorkRequest>> awaited;
+  std::thread waiter([&] { awaited = queue_.Await({id}, absl::Hours(1)); });
+  const std::string spare = queue_.Register(v1::ROLE_ROLLOUT, "spare", 1)->id;
+  WaitForWaiters(clock_, 1);
+  for (int i = 0; i < 12; ++i) {  // the Await wakes each second and expires the silent worker
+    ASSERT_TRUE(queue_.Heartbeat(spare).ok());
+    clock_.Advance(absl::Seconds(1));
+    WaitForWaiters(clock_, 1);
+  }
+  auto pulled = queue_.Pull(spare, kNoWait);
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  ASSERT_TRUE(pulled->has_value()) << "nothing re-issued";
+  ASSERT_TRUE(queue_.Complete(ScoreResult(spare, id, 4.0)).ok());
+  waiter.join();
+  ASSERT_TRUE(awaited.ok()) << awaited.status();
+  EXPECT_EQ((*awaited)[0].worker_id(), spare);
+}
+
+TEST_F(WorkQueueLeaseTest, SyncsAddressedToALostOrLeavingWorkerCompleteWithUnavailable) {
+  const std::string a = queue_.Register(v1::ROLE_ROLLOUT, "a", 1)->id;
+  const std::string b = queue_.Register(v1::ROLE_ROLLOUT, "b", 1)->id;
+  v1::WorkItem sync;
+  sync.mutable_sync()->set_version(2);
+  const std::string to_a = queue_.Submit(v1::ROLE_ROLLOUT, sync, a);
+  const std::string to_b = queue_.Submit(v1::ROLE_ROLLOUT, sync, b);
+  ASSERT_TRUE(queue_.Pull(a, kNoWait)->has_value());  // a holds its sync, b never pulls
+  const int64_t members = queue_.membership_version();
+  ASSERT_TRUE(queue_.Deregister(a).ok());
+  clock_.Advance(absl::Seconds(11));
+  EXPECT_EQ(queue_.ExpireSilentWorkers(), std::vector<std::string>{b});
+  EXPECT_GT(queue_.membership_version(), members);
+  auto results = queue_.Await({to_a, to_b}, kNoWait);
+  ASSERT_TRUE(results.ok()) << results.status();
+  for (const auto& r : *results) {
+    ASSERT_TRUE(r.has_error());
+    EXPECT_EQ(r.error().code(), static_cast<int>(absl::StatusCode::kUnavailable));
+  }
+  EXPECT_EQ(queue_.counters().workers_left, 1);
+  EXPECT_EQ(queue_.counters().workers_lost, 1);
+}
+
+TEST_F(WorkQueueLeaseTest, ARegistrationThatNeverCallsAgainExpiresAndFreesItsSeat) {
+  WorkQueue small("run9", &clock_, /*max_workers=*/1, /*lease=*/absl::Seconds(10));
+  ASSERT_TRUE(small.Register(v1::ROLE_ROLLOUT, "squatter", 1).ok());
+  EXPECT_EQ(small.Register(v1::ROLE_ROLLOUT, "real", 1).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  clock_.Advance(absl::Seconds(11));
+  auto real = small.Register(v1::ROLE_ROLLOUT, "real", 1);
+  ASSERT_TRUE(real.ok()) << real.status();
+  EXPECT_EQ(real->id, "real");
 }
 
 }  // namespace

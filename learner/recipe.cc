@@ -58,6 +58,7 @@ absl::Status Recipe::Validate() const {
   if (sync_every < 1) return bad("sync_every must be >= 1");
   if (bucket_mb < 1 || bucket_mb > 1024) return bad("bucket_mb must be in [1, 1024]");
   if (checkpoint_every < 1) return bad("checkpoint_every must be >= 1");
+  if (lease_seconds < 1 || lease_seconds > 3600) return bad("lease_seconds must be in [1, 3600]");
   if (rollout_workers < 0 || scorer_workers < 0 || rollout_workers > 256 || scorer_workers > 256) {
     return bad("workers counts must be in [0, 256]");
   }
@@ -128,7 +129,7 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text) {
   DUET_RETURN_IF_ERROR(CheckKeys(root, "",
                                  {"model", "data", "out", "steps", "algorithm", "directions", "generation_inputs",
                                   "understanding_inputs", "k", "lr", "grpo", "simpo", "sampling", "sync_every",
-                                  "bucket_mb", "checkpoint_every", "frozen_scorer", "self_reward", "seed", "workers",
+                                  "bucket_mb", "checkpoint_every", "lease_seconds", "frozen_scorer", "self_reward", "seed", "workers",
                                   "collective", "grad_clip", "micro_batch"}));
   DUET_RETURN_IF_ERROR(Read(root, "model", &r.model));
   DUET_RETURN_IF_ERROR(Read(root, "data", &r.data));
@@ -172,6 +173,7 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text) {
   DUET_RETURN_IF_ERROR(Read(root, "sync_every", &r.sync_every));
   DUET_RETURN_IF_ERROR(Read(root, "bucket_mb", &r.bucket_mb));
   DUET_RETURN_IF_ERROR(Read(root, "checkpoint_every", &r.checkpoint_every));
+  DUET_RETURN_IF_ERROR(Read(root, "lease_seconds", &r.lease_seconds));
   DUET_RETURN_IF_ERROR(Read(root, "frozen_scorer", &r.frozen_scorer));
   if (root["self_reward"]) {
     const YAML::Node s = root["self_reward"];
@@ -230,6 +232,7 @@ std::string RecipeToYaml(const Recipe& r) {
   e << YAML::Key << "sync_every" << YAML::Value << r.sync_every;
   e << YAML::Key << "bucket_mb" << YAML::Value << r.bucket_mb;
   e << YAML::Key << "checkpoint_every" << YAML::Value << r.checkpoint_every;
+  e << YAML::Key << "lease_seconds" << YAML::Value << r.lease_seconds;
   e << YAML::Key << "frozen_scorer" << YAML::Value << r.frozen_scorer;
   e << YAML::Key << "self_reward" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "image"
     << YAML::Value << std::string(RewardKindName(r.self_reward.image)) << YAML::Key << "caption" << YAML::Value

@@ -25,6 +25,7 @@
 //   sync_every: 1                # broadcast weights every N updates
 //   bucket_mb: 32
 //   checkpoint_every: 25
+//   lease_seconds: 30            # a worker silent this long is lost; its items go to others
 //   frozen_scorer: false
 //   self_reward: {image: likelihood, caption: joint}   # kinds: model/reward_kind.h
 //   seed: 1
@@ -61,6 +62,7 @@ struct Recipe {
   int64_t sync_every = 1;
   int64_t bucket_mb = 32;
   int64_t checkpoint_every = 25;
+  int64_t lease_seconds = 30;
   bool frozen_scorer = false;
   // The scorers' reward kind per direction. The image reward stays the likelihood (the
   // other kinds measured no clearer ranking of generated images); the caption reward is

@@ -47,6 +47,7 @@ void ExpectRecipeEq(const Recipe& a, const Recipe& b) {
   EXPECT_EQ(a.sync_every, b.sync_every);
   EXPECT_EQ(a.bucket_mb, b.bucket_mb);
   EXPECT_EQ(a.checkpoint_every, b.checkpoint_every);
+  EXPECT_EQ(a.lease_seconds, b.lease_seconds);
   EXPECT_EQ(a.frozen_scorer, b.frozen_scorer);
   EXPECT_EQ(a.self_reward.image, b.self_reward.image);
   EXPECT_EQ(a.self_reward.caption, b.self_reward.caption);
@@ -136,6 +137,7 @@ sampling: {temperature: 0.7, top_k: 20, top_p: 0.9, cfg_scale: 2.0}
 sync_every: 3
 bucket_mb: 8
 checkpoint_every: 5
+lease_seconds: 7
 frozen_scorer: true
 self_reward: {image: pmi, caption: pmi_worst}
 seed: 42
@@ -169,6 +171,7 @@ collective: none
   EXPECT_EQ(r->sync_every, 3);
   EXPECT_EQ(r->bucket_mb, 8);
   EXPECT_EQ(r->checkpoint_every, 5);
+  EXPECT_EQ(r->lease_seconds, 7);
   EXPECT_TRUE(r->frozen_scorer);
   EXPECT_EQ(r->self_reward.image, RewardKind::kPmi);
   EXPECT_EQ(r->self_reward.caption, RewardKind::kPmiWorst);

@@ -53,7 +53,7 @@ class BackpressureTest : public ::testing::Test {
     model_ = std::make_unique<Transformer>(Model());
     SerializedWeights w = SerializeParameters(model_->parameters());
     snapshot_.Set(0, w.checksum, std::move(w.bytes));
-    queue_ = std::make_unique<WorkQueue>("bp", /*max_ranked_workers=*/0, RealClock(), kMaxWorkers);
+    queue_ = std::make_unique<WorkQueue>("bp", RealClock(), kMaxWorkers);
     RequestLimits limits;
     limits.layout = Layout();
     limits.max_sequence_tokens = 32;

@@ -36,7 +36,7 @@ class ServiceTest : public ::testing::Test {
   void SetUp() override {
     layout_ = Layout();
     model_ = std::make_unique<Transformer>(Model(1));
-    queue_ = std::make_unique<WorkQueue>("test", /*max_ranked_workers=*/0);
+    queue_ = std::make_unique<WorkQueue>("test");
     PublishWeights(0);
     RequestLimits limits;
     limits.layout = layout_;

@@ -19,6 +19,7 @@ DEFINE_int32(capacity, 256, "rows decoded or scored per batch");
 DEFINE_int32(threads, 1, "intra-op threads for LibTorch");
 DEFINE_string(health_address, "127.0.0.1:0", "where to serve grpc.health.v1 (empty: off)");
 DEFINE_string(name, "", "worker name in logs and status (default host:pid)");
+DEFINE_string(metrics_address, "", "HOST:PORT to serve Prometheus /metrics on (docs/metrics.md; empty: off)");
 DEFINE_string(collective_address, "",
               "address this worker's Gloo transport listens on (default: 127.0.0.1 when the learner's "
               "store is on loopback, else the address of this host's name)");
@@ -31,7 +32,7 @@ int WorkerBinaryMain(int argc, char** argv, v1::Role role, const char* usage, Ha
                         {"security", {"auth_token_file", "auth_token", "tls_ca", "tls_cert", "tls_key",
                                       "tls_server_name"}},
                         {"model and compute", {"model", "capacity", "threads", "collective_address"}},
-                        {"operations", {"health_address"}}})) {
+                        {"operations", {"health_address", "metrics_address"}}})) {
     return 0;
   }
   gflags::SetUsageMessage(usage);
@@ -51,6 +52,7 @@ int WorkerBinaryMain(int argc, char** argv, v1::Role role, const char* usage, Ha
   options.threads = FLAGS_threads;
   options.health_address = FLAGS_health_address;
   options.name = FLAGS_name;
+  options.metrics_address = FLAGS_metrics_address;
   options.collective_address = FLAGS_collective_address;
   return WorkerMain(role, options, std::move(make_handler));
 }

@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
+#include <deque>
 #include <thread>
 
 #include <glog/logging.h>
@@ -11,7 +14,10 @@
 #include "absl/strings/strip.h"
 #include "base/file_util.h"
 #include "base/signals.h"
+#include "metrics/catalogue.h"
+#include "metrics/metrics_server.h"
 #include "rpc/health_server.h"
+#include "rpc/rpc_metrics.h"
 #include "rpc/rpc_util.h"
 
 namespace duet {
@@ -34,6 +40,119 @@ class WorkerStatusService final : public v1::Worker::Service {
  private:
   const WorkerRuntime* runtime_;
   v1::Role role_;
+};
+
+// The worker's metrics (docs/metrics.md): process, RPCs it makes, weights it receives,
+// items it finishes and the role's own (rollout: samples, tokens, batches, policy lag;
+// scorer: pairs, batches). A "batch" is one item: the role decodes or scores an item's
+// rows in batches of --capacity, and items are sized to fit one. Recording reads the
+// item and its result only.
+class WorkerTelemetry {
+ public:
+  WorkerTelemetry(v1::Role role, int64_t weight_bytes)
+      : rollout_role_(role == v1::ROLE_ROLLOUT),
+        weight_bytes_(weight_bytes),
+        registry_(std::make_shared<prometheus::Registry>()),
+        rpc_(*registry_, metrics::RpcMetrics::Side::kClient,
+             {"Register", "PullWork", "CompleteWork", "FetchWeights", "Heartbeat", "Deregister"}),
+        worker_(*registry_),
+        weights_(*registry_) {
+    metrics::RegisterProcessMetrics(*registry_, rollout_role_ ? "rollout" : "scorer");
+    if (rollout_role_) {
+      rollout_ = std::make_unique<metrics::RolloutMetrics>(*registry_);
+    } else {
+      scorer_ = std::make_unique<metrics::ScorerMetrics>(*registry_);
+    }
+  }
+
+  const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
+  metrics::RpcMetrics* rpc() { return &rpc_; }
+
+  // Every finished client call (the channel's observer).
+  void OnCall(std::string_view method, int code, double seconds) {
+    if (method == "PullWork") worker_.idle_seconds->Increment(seconds);
+    if (method == "FetchWeights") {
+      weights_.BootstrapFetches(code).Increment();
+      if (code == 0) weights_.bootstrap_bytes->Increment(static_cast<double>(weight_bytes_));
+    }
+  }
+
+  // Every finished item (WorkerOptions::on_item).
+  void OnItem(const v1::WorkItem& item, const v1::CompleteWorkRequest& result, const absl::Status& handled,
+              double seconds, int64_t version) {
+    worker_.Items(static_cast<int>(handled.code())).Increment();
+    {
+      absl::MutexLock lock(&mu_);
+      busy_.push_back({std::chrono::steady_clock::now(), seconds});
+    }
+    weights_.version->Set(static_cast<double>(version));
+    if (item.has_sync()) {
+      weights_.broadcasts->Increment();
+      if (!handled.ok()) {
+        weights_.BroadcastFailures(static_cast<int>(handled.code())).Increment();
+        return;
+      }
+      weights_.broadcast_seconds->Observe(seconds);
+      weights_.broadcast_size_bytes->Observe(static_cast<double>(weight_bytes_));
+      return;
+    }
+    if (!handled.ok()) return;
+    if (item.has_rollout() && rollout_) {
+      const bool gen = item.rollout().task() == v1::TASK_GENERATION;
+      int64_t samples = 0, tokens = 0;
+      for (const auto& g : result.rollout().groups()) {
+        for (const auto& s : g.samples()) {
+          ++samples;
+          tokens += s.output().ids_size();
+        }
+      }
+      const int64_t rows = item.rollout().inputs_size() * item.rollout().k() * (item.rollout().use_cfg() ? 2 : 1);
+      rollout_->samples.Get(gen).Increment(static_cast<double>(samples));
+      rollout_->tokens.Get(gen).Increment(static_cast<double>(tokens));
+      rollout_->batch_seconds.Get(gen).Observe(seconds);
+      rollout_->batch_rows.Get(gen).Observe(static_cast<double>(rows));
+      rollout_->policy_lag->Observe(static_cast<double>(std::max<int64_t>(0, item.policy_version() - version)));
+    }
+    if (item.has_score() && scorer_) {
+      int64_t pairs[2] = {0, 0};  // generation, understanding
+      for (const auto& q : item.score().queries()) ++pairs[q.task() == v1::TASK_GENERATION ? 0 : 1];
+      for (bool gen : {true, false}) {
+        const int64_t n = pairs[gen ? 0 : 1];
+        if (n == 0) continue;
+        scorer_->pairs.Get(gen).Increment(static_cast<double>(n));
+        scorer_->batch_seconds.Get(gen).Observe(seconds);
+        scorer_->batch_rows.Get(gen).Observe(static_cast<double>(n));
+      }
+    }
+  }
+
+  // At each scrape: the fraction of the last 60 s spent on items.
+  void Refresh() {
+    const auto now = std::chrono::steady_clock::now();
+    const double window = 60;
+    double busy = 0;
+    absl::MutexLock lock(&mu_);
+    while (!busy_.empty() && std::chrono::duration<double>(now - busy_.front().first).count() > window) {
+      busy_.pop_front();
+    }
+    for (const auto& [end, seconds] : busy_) {
+      const double age = std::chrono::duration<double>(now - end).count();
+      busy += std::min(seconds, window - age);
+    }
+    worker_.busy_ratio->Set(std::clamp(busy / window, 0.0, 1.0));
+  }
+
+ private:
+  const bool rollout_role_;
+  const int64_t weight_bytes_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  metrics::RpcMetrics rpc_;
+  metrics::WorkerMetrics worker_;
+  metrics::WeightsMetrics weights_;
+  std::unique_ptr<metrics::RolloutMetrics> rollout_;
+  std::unique_ptr<metrics::ScorerMetrics> scorer_;
+  absl::Mutex mu_;  // guards busy_ (Run() thread adds, scrapes read)
+  std::deque<std::pair<std::chrono::steady_clock::time_point, double>> busy_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -70,7 +189,22 @@ int WorkerMain(v1::Role role, const WorkerMainOptions& flags, HandlerFactory mak
     LOG(ERROR) << creds.status();
     return 1;
   }
-  auto channel = MakeChannel(flags.learner, *creds, flags.tls_server_name);
+  int64_t weight_bytes = 0;
+  for (const torch::Tensor& p : model->parameters()) weight_bytes += p.numel() * p.element_size();
+  WorkerTelemetry telemetry(role, weight_bytes);
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  if (!flags.metrics_address.empty()) {
+    auto m = metrics::MetricsServer::Start(flags.metrics_address, telemetry.registry());
+    if (!m.ok()) {
+      LOG(ERROR) << m.status();
+      return 1;
+    }
+    metrics_server = std::move(*m);
+    metrics_server->AddRefreshHook([&telemetry] { telemetry.Refresh(); });
+    LOG(INFO) << "metrics on port " << metrics_server->port();
+  }
+  auto channel = MakeMeteredChannel(flags.learner, *creds, flags.tls_server_name, telemetry.rpc(),
+                                    [&telemetry](std::string_view m, int code, double s) { telemetry.OnCall(m, code, s); });
   WorkerOptions options;
   options.role = role;
   options.capacity = flags.capacity;
@@ -79,6 +213,10 @@ int WorkerMain(v1::Role role, const WorkerMainOptions& flags, HandlerFactory mak
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   options.name = flags.name.empty() ? absl::StrCat(host, ":", getpid()) : flags.name;
+  options.on_item = [&telemetry](const v1::WorkItem& item, const v1::CompleteWorkRequest& result,
+                                 const absl::Status& handled, double seconds, int64_t version) {
+    telemetry.OnItem(item, result, handled, seconds, version);
+  };
   {
     absl::MutexLock lock(&mu);
     runtime = std::make_unique<WorkerRuntime>(v1::Coordinator::NewStub(channel), std::move(*model), options,

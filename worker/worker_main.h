@@ -33,6 +33,7 @@ struct WorkerMainOptions {
   int32_t threads = 1;          // LibTorch intra-op threads
   std::string health_address = "127.0.0.1:0";  // empty: no health server
   std::string name;             // default host:pid
+  std::string metrics_address;  // HOST:PORT of /metrics (docs/metrics.md); empty: off
   std::string collective_address;  // Gloo listen address; empty: see WorkerOptions
 };
 

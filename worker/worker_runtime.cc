@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <thread>
 
 #include <glog/logging.h>
@@ -89,23 +90,12 @@ absl::Status WorkerRuntime::Register() {
     public_worker_id_ = worker_id_;
   }
   frozen_ = resp.frozen_scorer() && options_.role == v1::ROLE_SCORER;
-  LOG(INFO) << "registered as " << worker_id_ << " (rank " << resp.rank() << " of "
-            << resp.world_size() << ", run " << resp.run_id() << ")";
-  if (resp.rank() > 0) {
-    CollectiveOptions c;
-    c.backend = resp.collective_backend();
-    c.store_host = resp.store_host();
-    c.store_port = resp.store_port();
-    c.rank = resp.rank();
-    c.world_size = resp.world_size();
-    if (!resp.store_prefix().empty()) c.group_prefix = resp.store_prefix();
-    c.device_hostname = options_.collective_address;
-    c.timeout = options_.collective_timeout;
-    DUET_ASSIGN_OR_RETURN(collective_, CreateCollective(c));
-    // Broadcast weights count only with the keyed checksum of this run's secret.
-    receiver_ = std::make_unique<WeightReceiver>(
-        collective_.get(), /*root=*/0, WeightMacKey::Derive(options_.auth_token, resp.store_prefix()));
-  }
+  LOG(INFO) << "registered as " << worker_id_ << " (run " << resp.run_id() << ")";
+  // A collective seat comes with the next weight sync's broadcast epoch.
+  LeaveCollective();
+  store_host_ = resp.store_host();
+  store_port_ = resp.store_port();
+  collective_backend_ = resp.collective_backend();
   if (resp.policy_version() > 0 && !frozen_) {
     // Training is under way: catch up over gRPC before taking work.
     int64_t v = 0;
@@ -130,6 +120,7 @@ absl::Status WorkerRuntime::FetchWeightsOverGrpc(int64_t* version, uint64_t* che
   DUET_RETURN_IF_ERROR(added);
   DUET_ASSIGN_OR_RETURN(torch::Tensor flat, assembler.Finish(version, checksum));
   absl::MutexLock lock(&mu_);
+  if (frozen_) return absl::OkStatus();  // verified, but a frozen scorer keeps its weights
   DUET_RETURN_IF_ERROR(UnflattenInto(flat, model_.parameters()));
   version_ = *version;
   checksum_ = *checksum;
@@ -137,11 +128,39 @@ absl::Status WorkerRuntime::FetchWeightsOverGrpc(int64_t* version, uint64_t* che
   return absl::OkStatus();
 }
 
+void WorkerRuntime::LeaveCollective() {
+  receiver_.reset();
+  collective_.reset();
+  epoch_ = -1;
+}
+
+absl::Status WorkerRuntime::JoinEpoch(const v1::WeightSync& sync) {
+  if (sync.epoch() == epoch_ && receiver_ != nullptr) return absl::OkStatus();
+  LeaveCollective();
+  CollectiveOptions c;
+  c.backend = collective_backend_;
+  c.store_host = store_host_;
+  c.store_port = store_port_;
+  c.rank = sync.rank();
+  c.world_size = sync.world_size();
+  c.group_prefix = sync.store_prefix();
+  c.device_hostname = options_.collective_address;
+  c.timeout = options_.collective_timeout;
+  DUET_ASSIGN_OR_RETURN(collective_, CreateCollective(c));
+  // Broadcast weights count only with the keyed checksum of this run's secret and epoch.
+  receiver_ = std::make_unique<WeightReceiver>(collective_.get(), /*root=*/0,
+                                               WeightMacKey::Derive(options_.auth_token, sync.store_prefix()));
+  epoch_ = sync.epoch();
+  LOG(INFO) << worker_id_ << ": joined broadcast epoch " << epoch_ << " as rank " << c.rank << " of "
+            << c.world_size;
+  return absl::OkStatus();
+}
+
 absl::Status WorkerRuntime::HandleSync(const v1::WorkItem& item, v1::CompleteWorkRequest* result) {
   const v1::WeightSync& sync = item.sync();
   int64_t version = 0;
   uint64_t checksum = 0;
-  if (sync.fetch_over_grpc() || receiver_ == nullptr) {
+  if (sync.fetch_over_grpc()) {
     DUET_RETURN_IF_ERROR(FetchWeightsOverGrpc(&version, &checksum));
   } else {
     std::vector<torch::Tensor> shape_like;
@@ -149,7 +168,16 @@ absl::Status WorkerRuntime::HandleSync(const v1::WorkItem& item, v1::CompleteWor
       absl::ReaderMutexLock lock(&mu_);
       shape_like = model_.parameters();
     }
-    DUET_ASSIGN_OR_RETURN(version, receiver_->Receive(shape_like, &staging_));
+    // A failed rendezvous or broadcast ends this epoch for us: the learner falls back to
+    // the gRPC stream and re-forms the group at the next sync.
+    absl::Status joined = JoinEpoch(sync);
+    absl::StatusOr<int64_t> received = joined.ok() ? receiver_->Receive(shape_like, &staging_)
+                                                   : absl::StatusOr<int64_t>(joined);
+    if (!received.ok()) {
+      LeaveCollective();
+      return received.status();
+    }
+    version = *received;
     checksum = receiver_->checksum();
     if (version != sync.version() || checksum != sync.checksum()) {
       return absl::DataLossError(absl::StrCat("broadcast delivered v", version, " checksum ", checksum,
@@ -189,6 +217,7 @@ absl::Status WorkerRuntime::SendResult(const v1::CompleteWorkRequest& result) {
 absl::Status WorkerRuntime::Run() {
   DUET_RETURN_IF_ERROR(Register());
   int refused_pulls = 0;  // consecutive PullWork refusals, for the backoff
+  int unreachable = 0;    // consecutive calls that found no learner
   while (!stop_.load()) {
     v1::PullWorkRequest req;
     req.set_worker_id(worker_id_);
@@ -203,10 +232,19 @@ absl::Status WorkerRuntime::Run() {
       continue;
     }
     refused_pulls = 0;
-    if (absl::IsUnavailable(s)) {
+    if (absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s)) {
       // The learner is gone or restarting; it says shutdown when the run ends normally.
-      LOG(WARNING) << worker_id_ << ": learner unavailable: " << s;
-      options_.clock->SleepFor(absl::Seconds(1));
+      LOG_EVERY_N(WARNING, 10) << worker_id_ << ": learner unavailable: " << s;
+      options_.clock->SleepFor(BackoffDelay(unreachable++, absl::Milliseconds(200), absl::Seconds(2),
+                                            absl::ZeroDuration(), absl::Uniform(jitter_, 0.5, 1.0)));
+      continue;
+    }
+    unreachable = 0;
+    if (absl::IsNotFound(s)) {
+      // The learner does not know us: we were lost (silent past the lease) or the learner
+      // restarted. Register again, as a new worker with the current weights.
+      LOG(WARNING) << worker_id_ << ": " << s.message() << "; registering again";
+      DUET_RETURN_IF_ERROR(Register());
       continue;
     }
     DUET_RETURN_IF_ERROR(s);
@@ -220,6 +258,10 @@ absl::Status WorkerRuntime::Run() {
     result.set_worker_id(worker_id_);
     result.set_item_id(item.item_id());
     absl::Status handled;
+    const auto item_start = std::chrono::steady_clock::now();
+    // Renew the lease while computing, so that a long item does not look like a death.
+    absl::Notification done;
+    std::thread heartbeat([this, &done] { HeartbeatUntil(&done); });
     if (item.has_sync()) {
       handled = HandleSync(item, &result);
       result.set_policy_version(version());
@@ -239,19 +281,50 @@ absl::Status WorkerRuntime::Run() {
         }
       }
     }
+    done.Notify();
+    heartbeat.join();
     if (!handled.ok()) {
       LOG(WARNING) << worker_id_ << ": item " << item.item_id() << " failed: " << handled;
       result.mutable_error()->set_code(static_cast<int>(handled.code()));
       result.mutable_error()->set_message(std::string(handled.message()));
     }
-    DUET_RETURN_IF_ERROR(SendResult(result));
-    // A broken collective cannot be used again: leave, and let the operator restart us.
-    if (!handled.ok() && item.has_sync() && !absl::IsDataLoss(handled) &&
-        !absl::IsInvalidArgument(handled)) {
-      return handled;
+    if (options_.on_item) {
+      options_.on_item(item, result, handled,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - item_start).count(), version());
     }
+    const absl::Status sent = SendResult(result);
+    if (absl::IsNotFound(sent)) {
+      // Refused: the item is no longer ours (we were lost and it went to another worker,
+      // or nobody waits for it any more). Pulling again tells which: NOT_FOUND there
+      // means we must register again.
+      LOG(WARNING) << worker_id_ << ": result for " << item.item_id() << " refused: " << sent.message();
+      continue;
+    }
+    if (absl::IsUnavailable(sent) || absl::IsDeadlineExceeded(sent)) {
+      LOG(WARNING) << worker_id_ << ": result for " << item.item_id() << " not delivered: " << sent;
+      continue;  // the learner is gone; it re-issues the item when it comes back
+    }
+    DUET_RETURN_IF_ERROR(sent);
   }
+  // Stopped (SIGTERM): the current item is finished and delivered; free our seat now.
+  v1::DeregisterRequest leave;
+  leave.set_worker_id(worker_id_);
+  v1::DeregisterResponse left;
+  auto ctx = MakeClientContext(options_.auth_token, absl::Seconds(5));
+  const absl::Status s = FromGrpcStatus(stub_->Deregister(ctx.get(), leave, &left));
+  LOG(INFO) << worker_id_ << (s.ok() ? ": deregistered" : ": could not deregister: ") << (s.ok() ? "" : s.ToString());
   return absl::OkStatus();
+}
+
+void WorkerRuntime::HeartbeatUntil(absl::Notification* done) {
+  while (!done->WaitForNotificationWithTimeout(options_.heartbeat_every)) {
+    v1::HeartbeatRequest req;
+    req.set_worker_id(worker_id_);
+    v1::HeartbeatResponse resp;
+    auto ctx = MakeClientContext(options_.auth_token, options_.rpc_timeout);
+    const absl::Status s = FromGrpcStatus(stub_->Heartbeat(ctx.get(), req, &resp));
+    if (!s.ok()) VLOG(1) << worker_id_ << ": heartbeat: " << s;
+  }
 }
 
 }  // namespace duet

@@ -18,6 +18,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/random/random.h"
+#include "absl/synchronization/notification.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -36,7 +37,10 @@ struct WorkerOptions {
   int32_t capacity = 256;
   std::string auth_token;
   absl::Duration rpc_timeout = absl::Seconds(30);
-  absl::Duration collective_timeout = absl::Minutes(10);
+  absl::Duration collective_timeout = absl::Seconds(60);
+  // While it computes an item, the worker renews its lease this often (the learner's
+  // lease_seconds is 30 by default).
+  absl::Duration heartbeat_every = absl::Seconds(5);
   int32_t pull_wait_ms = 2000;
   // Address this worker's Gloo transport listens on; empty: 127.0.0.1 when the learner's
   // store is on loopback, else the address of this host's name.
@@ -52,6 +56,11 @@ struct WorkerOptions {
   int complete_attempts = 20;
   // Waits between retries are measured on this clock (not owned; never null).
   Clock* clock = RealClock();
+  // Metrics: told of every item this worker finished (its result, the handler's status,
+  // the seconds it took, the version it now holds), on the Run() thread. May be empty.
+  std::function<void(const v1::WorkItem& item, const v1::CompleteWorkRequest& result, const absl::Status& handled,
+                     double seconds, int64_t version)>
+      on_item;
 };
 
 // The role's computation: turns a rollout or score item into a result (fills `result`'s
@@ -84,6 +93,11 @@ class WorkerRuntime {
   absl::Status HandleSync(const v1::WorkItem& item, v1::CompleteWorkRequest* result);
   absl::Status FetchWeightsOverGrpc(int64_t* version, uint64_t* checksum);
   absl::Status SendResult(const v1::CompleteWorkRequest& result);
+  // Joins the broadcast epoch `sync` names (leaving the old group) unless already in it.
+  absl::Status JoinEpoch(const v1::WeightSync& sync);
+  void LeaveCollective();
+  // Renews the lease every `options_.heartbeat_every` until `done` is notified.
+  void HeartbeatUntil(absl::Notification* done);
   // Sleeps before retry `attempt` of a refused call (see WorkerOptions::backoff_*).
   void BackOff(int attempt, const grpc::ClientContext& refused);
 
@@ -96,6 +110,10 @@ class WorkerRuntime {
   bool frozen_ = false;  // a frozen scorer verifies broadcasts but keeps its weights
   std::unique_ptr<Collective> collective_;
   std::unique_ptr<WeightReceiver> receiver_;
+  int64_t epoch_ = -1;  // the broadcast epoch collective_ belongs to
+  std::string store_host_;  // from the registration: where the learner's store is
+  int32_t store_port_ = 0;
+  std::string collective_backend_;
   torch::Tensor staging_;  // received weights, verified before they are applied
 
   mutable absl::Mutex mu_;  // readers compute with the model; the writer swaps weights
