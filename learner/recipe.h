@@ -64,13 +64,15 @@ struct Recipe {
   int64_t checkpoint_every = 25;
   int64_t lease_seconds = 30;
   bool frozen_scorer = false;
-  // The scorers' reward kind per direction. The image reward stays the likelihood (the
-  // other kinds measured no clearer ranking of generated images); the caption reward is
-  // `joint`, the only kind measured above 85% pairwise agreement with the oracle on the
-  // base model (docs/results.md). Reaches the scorer processes of `duet local` as their
-  // --image_reward/--caption_reward flags; a duet-learner started by hand does not send
-  // it to its workers, so their flags must match the recipe.
-  SelfRewardKinds self_reward{/*image=*/RewardKind::kLikelihood, /*caption=*/RewardKind::kJoint};
+  // The scorers' reward kind per direction. The image reward stays the likelihood (joint
+  // ranks generated images a little better, but one RL run with it was not clearly
+  // better, and changing it would change the default run's weights); the caption reward
+  // is `joint`, the only kind measured above 85% pairwise agreement with the oracle on
+  // the base model (docs/results.md). Reaches the scorer processes of `duet local` as
+  // their --image_reward/--caption_reward flags (whose defaults are these); a
+  // duet-learner started by hand does not send it to its workers, so for another recipe
+  // their flags must match it.
+  SelfRewardKinds self_reward = kDefaultSelfRewardKinds;
   int32_t rollout_workers = 2;
   int32_t scorer_workers = 1;
   std::string collective = "gloo";

@@ -89,6 +89,12 @@ struct SelfRewardKinds {
   bool operator==(const SelfRewardKinds& o) const { return image == o.image && caption == o.caption; }
 };
 
+// The default recipe's kinds (learner/recipe.h), and duet-scorer's flag defaults, so that
+// a scorer started by hand for a default recipe scores as `duet local`'s scorers do.
+// The caption reward is joint (measured: docs/results.md); the image reward stays the
+// likelihood, which keeps the default (generation-only) run's weights as they were.
+inline constexpr SelfRewardKinds kDefaultSelfRewardKinds{RewardKind::kLikelihood, RewardKind::kJoint};
+
 }  // namespace duet
 
 #endif  // DUET_MODEL_REWARD_KIND_H_

@@ -20,11 +20,11 @@ bool ValidRewardKind(const char* flag, const std::string& value) {
 
 }  // namespace
 
-// Defaults: SelfRewardKinds(), the likelihood in both directions. `duet local` passes the
-// recipe's self_reward; a scorer started by hand must be given the recipe's kinds.
-DEFINE_string(image_reward, std::string(duet::RewardKindName(duet::SelfRewardKinds().image)),
+// Defaults: the default recipe's kinds. `duet local` passes the recipe's self_reward; a
+// scorer started by hand for another recipe must be given its kinds.
+DEFINE_string(image_reward, std::string(duet::RewardKindName(duet::kDefaultSelfRewardKinds.image)),
               "reward kind of generated images: likelihood, pmi, pmi_worst or joint (recipe self_reward.image)");
-DEFINE_string(caption_reward, std::string(duet::RewardKindName(duet::SelfRewardKinds().caption)),
+DEFINE_string(caption_reward, std::string(duet::RewardKindName(duet::kDefaultSelfRewardKinds.caption)),
               "reward kind of sampled captions: likelihood, pmi, pmi_worst or joint (recipe self_reward.caption)");
 DEFINE_validator(image_reward, &ValidRewardKind);
 DEFINE_validator(caption_reward, &ValidRewardKind);
