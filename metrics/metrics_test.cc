@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -17,7 +18,8 @@ namespace {
 
 std::string Text(Registry& r) { return prometheus::TextSerializer().Serialize(r.Collect()); }
 
-std::string HttpGet(int port, const std::string& path) {
+// Sends `request` as is and returns everything the server answers before it closes.
+std::string HttpRaw(int port, const std::string& request) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -27,13 +29,16 @@ std::string HttpGet(int port, const std::string& path) {
     close(fd);
     return "";
   }
-  const std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  (void)!write(fd, req.data(), req.size());
+  (void)!write(fd, request.data(), request.size());
   std::string out;
   char buf[4096];
   for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) out.append(buf, n);
   close(fd);
   return out;
+}
+
+std::string HttpGet(int port, const std::string& path) {
+  return HttpRaw(port, "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
 }
 
 TEST(CodeNameTest, SpellsGrpcCodes) {
@@ -105,9 +110,67 @@ TEST(MetricsServerTest, ServesRegistryAfterRunningHooks) {
   EXPECT_NE(body.find("duet_worker_busy_ratio 0.25"), std::string::npos) << body;
 }
 
+TEST(MetricsServerTest, AnswersOnlyGetOfMetricsAndClosesEachConnection) {
+  auto registry = std::make_shared<Registry>();
+  RegisterProcessMetrics(*registry, "scorer");
+  auto server = MetricsServer::Start("127.0.0.1:0", registry);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  const std::string ok =
+      HttpRaw(port, "GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n");
+  EXPECT_EQ(ok.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << ok;
+  EXPECT_NE(ok.find("Content-Type: text/plain; version=0.0.4"), std::string::npos) << ok;
+  EXPECT_NE(ok.find("Connection: close"), std::string::npos) << ok;
+  const size_t body_at = ok.find("\r\n\r\n") + 4;
+  EXPECT_NE(ok.find("Content-Length: " + std::to_string(ok.size() - body_at) + "\r\n"),
+            std::string::npos)
+      << ok;
+  const std::string head = HttpRaw(port, "HEAD /metrics HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(head.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << head;
+  EXPECT_EQ(head.find("duet_build_info"), std::string::npos) << head;
+  EXPECT_EQ(HttpGet(port, "/").rfind("HTTP/1.1 404 ", 0), 0u);
+  EXPECT_EQ(HttpGet(port, "/metricsx").rfind("HTTP/1.1 404 ", 0), 0u);
+  EXPECT_EQ(HttpRaw(port, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+                .rfind("HTTP/1.1 405 ", 0),
+            0u);
+  EXPECT_EQ(HttpRaw(port, "garbage\r\n\r\n").rfind("HTTP/1.1 400 ", 0), 0u);
+  EXPECT_EQ(
+      HttpRaw(port, "GET /metrics HTTP/1.1\r\nX: " + std::string(20000, 'a') + "\r\n\r\n")
+          .rfind("HTTP/1.1 431 ", 0),
+      0u);
+  // A client that connects and says nothing does not stop the others being served.
+  const int idle = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(connect(idle, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  EXPECT_EQ(HttpGet(port, "/metrics").rfind("HTTP/1.1 200 OK", 0), 0u);
+  close(idle);
+}
+
+TEST(MetricsServerTest, StopsWhileAClientHoldsAConnection) {
+  auto registry = std::make_shared<Registry>();
+  auto server = MetricsServer::Start("127.0.0.1:0", registry);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int idle = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((*server)->port());
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(connect(idle, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  (void)!write(idle, "GET /met", 8);  // half a request: the server waits for the rest
+  const auto t0 = std::chrono::steady_clock::now();
+  server->reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(4));
+  close(idle);
+}
+
 TEST(MetricsServerTest, RefusesBadAndTakenAddresses) {
   auto registry = std::make_shared<Registry>();
   EXPECT_EQ(MetricsServer::Start("", registry).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MetricsServer::Start("127.0.0.1", registry).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MetricsServer::Start("127.0.0.1:99999", registry).status().code(), absl::StatusCode::kInvalidArgument);
   auto first = MetricsServer::Start("127.0.0.1:0", registry);
   ASSERT_TRUE(first.ok());
   auto second = MetricsServer::Start("127.0.0.1:" + std::to_string((*first)->port()), registry);
