@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
 #include "coordinator/remote_backends.h"
@@ -24,6 +25,31 @@
 #include "weights/weight_sync.h"
 
 namespace duet {
+namespace {
+
+// Keeps the lines of the metrics log whose "step" is at most `last_step` (all of them
+// when the log does not exist yet).
+absl::Status TruncateMetricsLog(const std::string& path, int64_t last_step) {
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (absl::IsNotFound(text.status())) return absl::OkStatus();
+  DUET_RETURN_IF_ERROR(text.status());
+  std::string kept;
+  int dropped = 0;
+  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_discarded() && j.contains("step") && j["step"].is_number_integer() &&
+        j["step"].get<int64_t>() > last_step) {
+      ++dropped;
+      continue;
+    }
+    absl::StrAppend(&kept, line, "\n");
+  }
+  if (dropped == 0) return absl::OkStatus();
+  LOG(INFO) << "dropped " << dropped << " lines of " << path << " past step " << last_step << " (re-run after resume)";
+  return WriteFileAtomically(path, kept);
+}
+
+}  // namespace
 
 LearnerServer::LearnerServer(LearnerOptions options)
     : options_(std::move(options)),
@@ -302,7 +328,11 @@ absl::Status LearnerServer::Run() {
   RlLoop loop(updater_.get(), &rollout, &scorer, prompts_, images_, r.LoopRecipe(), start_version);
   telemetry_->RecordStart(r.steps, start, start_version, r.LoopRecipe().max_lag);
   telemetry_->UpdatePools(r.rollout_workers, r.scorer_workers);
-  std::ofstream metrics(JoinPath(r.out, "metrics.jsonl"), std::ios::app);
+  const std::string metrics_path = JoinPath(r.out, "metrics.jsonl");
+  // A resumed run repeats the steps after its checkpoint: their old lines go, so that
+  // every step appears once.
+  DUET_RETURN_IF_ERROR(TruncateMetricsLog(metrics_path, start));
+  std::ofstream metrics(metrics_path, std::ios::app);
   int64_t step = start;
   bool dirty = false;
   for (; step < r.steps && !stop_.load(); ++step) {

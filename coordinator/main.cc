@@ -45,6 +45,8 @@ DEFINE_string(store_host, "127.0.0.1",
               "data-plane address: workers reach the c10d store and the learner's Gloo transport here, "
               "and Gloo listens only on it");
 DEFINE_int32(store_port, 0, "c10d TCPStore port (0: any free port)");
+DEFINE_int32(collective_timeout_s, 60,
+             "bound on one c10d rendezvous or broadcast; past it the sync falls back to the gRPC stream");
 DEFINE_string(auth_token, "", "shared token every RPC must carry (or --auth_token_file / $DUET_AUTH_TOKEN)");
 DEFINE_string(auth_token_file, "", "file holding the shared token");
 DEFINE_bool(allow_insecure_no_auth, false, "run without a token (only on a trusted network)");
@@ -75,7 +77,7 @@ int main(int argc, char** argv) {
           {{"recipe", {"config", "model", "data", "out", "steps", "algorithm", "directions", "k", "lr", "kl_coef",
                        "frozen_scorer", "seed", "sync_every", "collective"}},
            {"worker pools", {"rollout_workers", "scorer_workers"}},
-           {"serving", {"address", "port_file", "store_host", "store_port", "threads", "max_rpc_threads", "resume", "metrics_address", "health_address", "worker_liveness_seconds"}},
+           {"serving", {"address", "port_file", "store_host", "store_port", "collective_timeout_s", "threads", "max_rpc_threads", "resume", "metrics_address", "health_address", "worker_liveness_seconds"}},
            {"security", {"auth_token_file", "auth_token", "allow_insecure_no_auth", "tls_cert", "tls_key",
                          "tls_client_ca"}}})) {
     return 0;
@@ -129,6 +131,7 @@ int main(int argc, char** argv) {
   options.store_host = FLAGS_store_host;
   options.store_port = FLAGS_store_port;
   options.resume = FLAGS_resume;
+  options.collective_timeout = absl::Seconds(std::max(1, FLAGS_collective_timeout_s));
   options.max_rpc_threads = FLAGS_max_rpc_threads;
   options.tls = {FLAGS_tls_cert, FLAGS_tls_key, FLAGS_tls_client_ca, ""};
   auto resolved = duet::ResolveAuthToken(FLAGS_auth_token, FLAGS_auth_token_file);

@@ -20,6 +20,7 @@ DEFINE_int32(threads, 1, "intra-op threads for LibTorch");
 DEFINE_string(health_address, "127.0.0.1:0", "where to serve grpc.health.v1 (empty: off)");
 DEFINE_string(name, "", "worker name in logs and status (default host:pid)");
 DEFINE_string(metrics_address, "", "HOST:PORT to serve Prometheus /metrics on (docs/metrics.md; empty: off)");
+DEFINE_int32(collective_timeout_s, 60, "bound on one c10d rendezvous or weight receive");
 DEFINE_string(collective_address, "",
               "address this worker's Gloo transport listens on (default: 127.0.0.1 when the learner's "
               "store is on loopback, else the address of this host's name)");
@@ -31,7 +32,7 @@ int WorkerBinaryMain(int argc, char** argv, v1::Role role, const char* usage, Ha
                        {{"learner", {"learner", "name"}},
                         {"security", {"auth_token_file", "auth_token", "tls_ca", "tls_cert", "tls_key",
                                       "tls_server_name"}},
-                        {"model and compute", {"model", "capacity", "threads", "collective_address"}},
+                        {"model and compute", {"model", "capacity", "threads", "collective_address", "collective_timeout_s"}},
                         {"operations", {"health_address", "metrics_address"}}})) {
     return 0;
   }
@@ -54,6 +55,7 @@ int WorkerBinaryMain(int argc, char** argv, v1::Role role, const char* usage, Ha
   options.name = FLAGS_name;
   options.metrics_address = FLAGS_metrics_address;
   options.collective_address = FLAGS_collective_address;
+  options.collective_timeout_s = FLAGS_collective_timeout_s;
   return WorkerMain(role, options, std::move(make_handler));
 }
 

@@ -210,6 +210,7 @@ int WorkerMain(v1::Role role, const WorkerMainOptions& flags, HandlerFactory mak
   options.capacity = flags.capacity;
   options.auth_token = *token;
   options.collective_address = flags.collective_address;
+  options.collective_timeout = absl::Seconds(std::max(1, flags.collective_timeout_s));
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   options.name = flags.name.empty() ? absl::StrCat(host, ":", getpid()) : flags.name;

@@ -35,6 +35,7 @@ struct WorkerMainOptions {
   std::string name;             // default host:pid
   std::string metrics_address;  // HOST:PORT of /metrics (docs/metrics.md); empty: off
   std::string collective_address;  // Gloo listen address; empty: see WorkerOptions
+  int32_t collective_timeout_s = 60;
 };
 
 // Runs the worker until it is stopped (SIGTERM/SIGINT) or fails. REQUIRES: logging and

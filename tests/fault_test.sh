@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Fault tests of the elastic service with the real binaries on loopback, started by hand
+# as an operator (or Kubernetes) would: a learner, two rollout workers, one scorer.
+#   reference   an uninterrupted run: its final weights checksum;
+#   kill-worker kill -9 a rollout worker mid-run, start a replacement: every step runs,
+#               each once; the lost worker's item is re-issued;
+#   stop-worker SIGSTOP a rollout worker for longer than its lease, then SIGCONT: the run
+#               goes on without it, and it registers again by itself;
+#   kill-learner kill -9 the learner mid-run, restart it with --resume on the same port:
+#               the workers reconnect by themselves and the run finishes; metrics.jsonl
+#               has every step once.
+# In synchronous mode the final checksum of each faulty run equals the reference's.
+# Usage: tests/fault_test.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+BIN="$1"
+TMP="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+"$BIN/tools/duet" world make-data --out="$TMP/data" --sft_pairs=256 --rl_prompts=32 --rl_images=32 \
+  --eval_per_category=4 --codebook_size=64 > /dev/null
+"$BIN/tools/duet" pretrain --data="$TMP/data" --out="$TMP/base" --steps=10 --batch_size=16 \
+  --checkpoint_every=10 2> /dev/null > /dev/null
+echo "fault-token" > "$TMP/token"
+STEPS=12
+cat > "$TMP/recipe.yaml" <<YAML
+steps: $STEPS
+directions: joint
+generation_inputs: 4
+understanding_inputs: 2
+k: 2
+checkpoint_every: 1
+lease_seconds: 3
+workers: {rollout: 1, scorer: 1}
+YAML
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# start_learner RUN PORT [flags...]: the learner in the background; LEARNER is its pid.
+start_learner() {
+  local run="$1" port="$2"; shift 2
+  "$BIN/coordinator/duet-learner" --config="$TMP/recipe.yaml" --model="$TMP/base/model" --data="$TMP/data" \
+    --out="$run" --address="127.0.0.1:$port" --auth_token_file="$TMP/token" --collective_timeout_s=10 "$@" \
+    >> "$run.learner.log" 2>&1 &
+  LEARNER=$!
+  PIDS+=("$LEARNER")
+}
+# start_worker RUN PORT ROLE NAME: a worker in the background; WORKER is its pid.
+start_worker() {
+  local run="$1" port="$2" role="$3" name="$4"
+  "$BIN/$role/duet-$role" --learner="127.0.0.1:$port" --model="$TMP/base/model" --auth_token_file="$TMP/token" \
+    --name="$name" --collective_timeout_s=10 >> "$run.$name.log" 2>&1 &
+  WORKER=$!
+  PIDS+=("$WORKER")
+}
+# wait_steps RUN N: until metrics.jsonl has N lines (at most 120 s).
+wait_steps() {
+  for _ in $(seq 1200); do
+    [[ -f "$1/metrics.jsonl" && $(wc -l < "$1/metrics.jsonl") -ge $2 ]] && return 0
+    sleep 0.1
+  done
+  echo "$1: fewer than $2 steps after 120 s"; tail -n 30 "$1".*.log; exit 1
+}
+# finish RUN: waits for the learner (exit 0) and checks the run: every step once, final
+# state; CHECKSUM is its final weights checksum.
+finish() {
+  local run="$1" rc=0
+  wait "$LEARNER" || rc=$?
+  [[ $rc -eq 0 ]] || { tail -n 40 "$run".*.log; echo "$run: learner exited with $rc"; exit 1; }
+  python3 - "$run" "$STEPS" <<'PY'
+import json, os, sys
+run, steps = sys.argv[1], int(sys.argv[2])
+state = json.load(open(os.path.join(run, "final_state.json")))
+assert state["step"] == steps and state["policy_version"] == steps, state
+lines = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl"))]
+assert [l["step"] for l in lines] == list(range(1, steps + 1)), [l["step"] for l in lines]
+for w in state["workers"]:
+    assert w["checksum"] == state["checksum"], (w, state["checksum"])
+print(state["checksum"])
+PY
+  CHECKSUM=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["checksum"])' "$run/final_state.json")
+}
+run_workers() {  # RUN PORT: rollout-0, rollout-1, scorer-0
+  start_worker "$1" "$2" rollout rollout-0; R0=$WORKER
+  start_worker "$1" "$2" rollout rollout-1; R1=$WORKER
+  start_worker "$1" "$2" scorer scorer-0; S0=$WORKER
+}
+
+# reference
+PORT=$(free_port); RUN="$TMP/reference"
+start_learner "$RUN" "$PORT"; run_workers "$RUN" "$PORT"
+finish "$RUN" > /dev/null; REFERENCE=$CHECKSUM
+echo "reference: $STEPS steps, checksum $REFERENCE"
+
+# kill-worker
+PORT=$(free_port); RUN="$TMP/kill-worker"
+start_learner "$RUN" "$PORT"; run_workers "$RUN" "$PORT"
+wait_steps "$RUN" 2
+kill -9 "$R1"
+start_worker "$RUN" "$PORT" rollout rollout-2
+finish "$RUN" > /dev/null; KILLED=$CHECKSUM
+grep -q "worker rollout-1 lost" "$RUN.learner.log" || { tail -n 30 "$RUN.learner.log"; echo "no loss recorded"; exit 1; }
+echo "kill-worker: checksum $KILLED"
+
+# stop-worker
+PORT=$(free_port); RUN="$TMP/stop-worker"
+start_learner "$RUN" "$PORT"; run_workers "$RUN" "$PORT"
+wait_steps "$RUN" 2
+kill -STOP "$R1"
+# The learner goes on without it once its lease (3 s) runs out ...
+for _ in $(seq 300); do grep -q "worker rollout-1 lost" "$RUN.learner.log" && break; sleep 0.1; done
+N=$(wc -l < "$RUN/metrics.jsonl")
+wait_steps "$RUN" $((N + 1))
+# ... and after SIGCONT it registers again by itself while the run goes on.
+kill -CONT "$R1"
+for _ in $(seq 300); do grep -q "registering again" "$RUN.rollout-1.log" && break; sleep 0.1; done
+finish "$RUN" > /dev/null; STOPPED=$CHECKSUM
+grep -q "worker rollout-1 lost" "$RUN.learner.log" || { tail -n 30 "$RUN.learner.log"; echo "no loss recorded"; exit 1; }
+grep -q "registering again" "$RUN.rollout-1.log" || { tail -n 20 "$RUN.rollout-1.log"; echo "rollout-1 did not come back"; exit 1; }
+echo "stop-worker: checksum $STOPPED"
+
+# kill-learner
+PORT=$(free_port); RUN="$TMP/kill-learner"
+start_learner "$RUN" "$PORT"; run_workers "$RUN" "$PORT"
+wait_steps "$RUN" 3
+kill -9 "$LEARNER"; wait "$LEARNER" 2>/dev/null || true
+start_learner "$RUN" "$PORT" --resume
+finish "$RUN" > /dev/null; RESUMED=$CHECKSUM
+grep -q "resumed from" "$RUN.learner.log" || { echo "no resume"; exit 1; }
+grep -q "registering again" "$RUN.rollout-0.log" || { tail -n 20 "$RUN.rollout-0.log"; echo "rollout-0 did not re-register"; exit 1; }
+echo "kill-learner: checksum $RESUMED"
+
+for c in "$KILLED" "$STOPPED" "$RESUMED"; do
+  [[ "$c" == "$REFERENCE" ]] || { echo "final weights differ from the uninterrupted run: $c vs $REFERENCE"; exit 1; }
+done
+echo "fault tests ok: every faulty run ends on the reference checksum $REFERENCE"
