@@ -4,8 +4,11 @@
 #   reference   an uninterrupted run: its final weights checksum;
 #   kill-worker kill -9 a rollout worker mid-run, start a replacement: every step runs,
 #               each once; the lost worker's item is re-issued;
+#               then SIGTERM another: it finishes its item, deregisters and exits 0;
 #   stop-worker SIGSTOP a rollout worker for longer than its lease, then SIGCONT: the run
 #               goes on without it, and it registers again by itself;
+#   scale       the rollout pool goes 1 -> 4 -> 1 during the run; the broadcast group
+#               re-forms for each membership;
 #   kill-learner kill -9 the learner mid-run, restart it with --resume on the same port:
 #               the workers reconnect by themselves and the run finishes; metrics.jsonl
 #               has every step once.
@@ -101,6 +104,12 @@ start_learner "$RUN" "$PORT"; run_workers "$RUN" "$PORT"
 wait_steps "$RUN" 2
 kill -9 "$R1"
 start_worker "$RUN" "$PORT" rollout rollout-2
+# A graceful leave: SIGTERM finishes the current item, deregisters and exits 0.
+wait_steps "$RUN" 6
+kill -TERM "$R0"
+rc=0; wait "$R0" || rc=$?
+[[ $rc -eq 0 ]] || { tail -n 20 "$RUN.rollout-0.log"; echo "rollout-0 exited with $rc after SIGTERM"; exit 1; }
+grep -q "rollout-0: deregistered" "$RUN.rollout-0.log" || { tail -n 20 "$RUN.rollout-0.log"; echo "no deregistration"; exit 1; }
 finish "$RUN" > /dev/null; KILLED=$CHECKSUM
 grep -q "worker rollout-1 lost" "$RUN.learner.log" || { tail -n 30 "$RUN.learner.log"; echo "no loss recorded"; exit 1; }
 echo "kill-worker: checksum $KILLED"
@@ -122,6 +131,23 @@ grep -q "worker rollout-1 lost" "$RUN.learner.log" || { tail -n 30 "$RUN.learner
 grep -q "registering again" "$RUN.rollout-1.log" || { tail -n 20 "$RUN.rollout-1.log"; echo "rollout-1 did not come back"; exit 1; }
 echo "stop-worker: checksum $STOPPED"
 
+# scale: the rollout pool goes 1 -> 4 -> 1 while the run goes on (as `kubectl scale`
+# would: processes started, then SIGTERM).
+PORT=$(free_port); RUN="$TMP/scale"
+start_learner "$RUN" "$PORT"
+start_worker "$RUN" "$PORT" rollout rollout-0
+start_worker "$RUN" "$PORT" scorer scorer-0
+wait_steps "$RUN" 2
+EXTRA=()
+for i in 1 2 3; do start_worker "$RUN" "$PORT" rollout "rollout-$i"; EXTRA+=("$WORKER"); done
+wait_steps "$RUN" 7
+for p in "${EXTRA[@]}"; do kill -TERM "$p"; done
+for p in "${EXTRA[@]}"; do wait "$p"; done
+finish "$RUN" > /dev/null; SCALED=$CHECKSUM
+EPOCHS=$(grep -c "broadcast epoch .* formed" "$RUN.learner.log")
+[[ $EPOCHS -ge 3 ]] || { grep "epoch" "$RUN.learner.log"; echo "expected epochs to re-form as the pool scaled"; exit 1; }
+echo "scale: checksum $SCALED over $EPOCHS broadcast epochs"
+
 # kill-learner
 PORT=$(free_port); RUN="$TMP/kill-learner"
 start_learner "$RUN" "$PORT"; run_workers "$RUN" "$PORT"
@@ -133,7 +159,7 @@ grep -q "resumed from" "$RUN.learner.log" || { echo "no resume"; exit 1; }
 grep -q "registering again" "$RUN.rollout-0.log" || { tail -n 20 "$RUN.rollout-0.log"; echo "rollout-0 did not re-register"; exit 1; }
 echo "kill-learner: checksum $RESUMED"
 
-for c in "$KILLED" "$STOPPED" "$RESUMED"; do
+for c in "$KILLED" "$STOPPED" "$SCALED" "$RESUMED"; do
   [[ "$c" == "$REFERENCE" ]] || { echo "final weights differ from the uninterrupted run: $c vs $REFERENCE"; exit 1; }
 done
 echo "fault tests ok: every faulty run ends on the reference checksum $REFERENCE"
