@@ -15,14 +15,14 @@ std::shared_ptr<prometheus::Registry> OrNew(std::shared_ptr<prometheus::Registry
 }  // namespace
 
 LearnerTelemetry::LearnerTelemetry(std::shared_ptr<prometheus::Registry> registry, Clock* clock,
-                                   absl::Duration worker_liveness)
+                                   absl::Duration /*worker_liveness*/)
     : registry_(OrNew(std::move(registry))),
       learner_(*registry_),
       coordinator_(*registry_),
       weights_(*registry_),
       rpc_(*registry_, metrics::RpcMetrics::Side::kServer,
            {"Register", "PullWork", "CompleteWork", "FetchWeights", "GetRunStatus"}),
-      queue_(&coordinator_, clock, worker_liveness) {}
+      queue_(&coordinator_, clock) {}
 
 void LearnerTelemetry::RecordStart(int64_t target_steps, int64_t start_step, int64_t start_version,
                                    int64_t lag_bound) {

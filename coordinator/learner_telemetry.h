@@ -28,6 +28,7 @@ namespace duet {
 class LearnerTelemetry {
  public:
   // `registry` null: a private registry (metrics recorded, never served).
+  // `worker_liveness` is ignored: live workers are the work queue's lease registry now.
   LearnerTelemetry(std::shared_ptr<prometheus::Registry> registry, Clock* clock, absl::Duration worker_liveness);
 
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }

@@ -15,9 +15,8 @@ bool Transient(int code) {
 
 }  // namespace
 
-QueueMetrics::QueueMetrics(metrics::CoordinatorMetrics* metrics, Clock* clock, absl::Duration liveness,
-                           absl::Duration window)
-    : metrics_(metrics), clock_(clock), liveness_(liveness), window_(window) {
+QueueMetrics::QueueMetrics(metrics::CoordinatorMetrics* metrics, Clock* clock, absl::Duration window)
+    : metrics_(metrics), clock_(clock), window_(window) {
   absl::MutexLock lock(&mu_);
   last_ = clock_->Now();
   snapshots_.push_back(Snapshot{last_, {0, 0}, {0, 0}, {0, 0}, {0, 0}});
@@ -36,14 +35,9 @@ void QueueMetrics::AdvanceLocked(absl::Time now) {
   }
 }
 
-int QueueMetrics::LiveLocked(int role, absl::Time now) const {
+int QueueMetrics::LiveLocked(int role) const {
   int n = 0;
-  for (const auto& [id, r] : worker_role_) {
-    if (r != role) continue;
-    auto it = last_contact_.find(id);
-    const bool recent = it != last_contact_.end() && now - it->second <= liveness_;
-    n += (recent || polling_.count(id) > 0) ? 1 : 0;
-  }
+  for (const auto& [id, r] : worker_role_) n += r == role ? 1 : 0;
   return n;
 }
 
@@ -52,12 +46,8 @@ void QueueMetrics::SetGaugesLocked(absl::Time now) {
     const RoleState& s = roles_[r];
     metrics_->items_queued.Get(r == 0).Set(s.queued);
     metrics_->items_leased.Get(r == 0).Set(s.leased);
-    metrics_->live_workers.Get(r == 0).Set(LiveLocked(r, now));
+    metrics_->live_workers.Get(r == 0).Set(LiveLocked(r));
   }
-}
-
-void QueueMetrics::ContactLocked(const std::string& worker_id, absl::Time now) {
-  if (worker_role_.count(worker_id) > 0) last_contact_[worker_id] = now;
 }
 
 void QueueMetrics::OnRegister(const std::string& worker_id, v1::Role role) {
@@ -65,7 +55,6 @@ void QueueMetrics::OnRegister(const std::string& worker_id, v1::Role role) {
   const absl::Time now = clock_->Now();
   AdvanceLocked(now);
   worker_role_[worker_id] = RoleIndex(role);
-  ContactLocked(worker_id, now);
   metrics_->registrations.Get(role == v1::ROLE_ROLLOUT).Increment();
   SetGaugesLocked(now);
 }
@@ -91,7 +80,6 @@ void QueueMetrics::OnPullBegin(const std::string& worker_id) {
   auto w = worker_role_.find(worker_id);
   if (w == worker_role_.end()) return;
   if (polling_.insert(worker_id).second) ++roles_[w->second].polling;
-  ContactLocked(worker_id, now);
   SetGaugesLocked(now);
 }
 
@@ -102,7 +90,6 @@ void QueueMetrics::OnPullEnd(const std::string& worker_id, absl::Duration waited
   auto w = worker_role_.find(worker_id);
   if (w == worker_role_.end()) return;
   if (polling_.erase(worker_id) > 0) --roles_[w->second].polling;
-  ContactLocked(worker_id, now);
   metrics_->worker_wait_seconds.Get(w->second == 0).Observe(absl::ToDoubleSeconds(waited));
   auto it = items_.find(leased_item_id);
   if (it != items_.end() && !it->second.leased) {
@@ -115,6 +102,7 @@ void QueueMetrics::OnPullEnd(const std::string& worker_id, absl::Duration waited
     ++s.leased;
     item.leased = true;
     item.leased_at = now;
+    item.worker_id = worker_id;
   }
   SetGaugesLocked(now);
 }
@@ -123,7 +111,6 @@ void QueueMetrics::OnComplete(const v1::CompleteWorkRequest& result, const absl:
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   AdvanceLocked(now);
-  ContactLocked(result.worker_id(), now);
   auto w = worker_role_.find(result.worker_id());
   if (absl::IsNotFound(outcome)) {
     // A result for an item not in flight: a duplicate (or a late result of a dropped item).
@@ -172,6 +159,41 @@ void QueueMetrics::OnDrop(const std::string& item_id) {
   SetGaugesLocked(now);
 }
 
+void QueueMetrics::OnWorkerGone(const std::string& worker_id, bool lost) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  AdvanceLocked(now);
+  auto w = worker_role_.find(worker_id);
+  if (w == worker_role_.end()) return;
+  const int role = w->second;
+  worker_role_.erase(w);
+  if (polling_.erase(worker_id) > 0) --roles_[role].polling;
+  if (lost) {
+    lost_role_[worker_id] = role;
+    metrics_->lost_workers.Get(role == 0).Increment();
+  } else {
+    metrics_->left_workers.Get(role == 0).Increment();
+  }
+  for (auto& [id, item] : items_) {
+    if (!item.leased || item.worker_id != worker_id) continue;
+    RoleState& s = roles_[item.role];
+    --s.leased;
+    ++s.queued;
+    item.leased = false;
+    item.queued_at = now;
+    item.worker_id.clear();
+    metrics_->items_reissued.Get(item.role == 0).Increment();
+    if (lost) metrics_->lease_expirations.Get(item.role == 0).Increment();
+  }
+  SetGaugesLocked(now);
+}
+
+void QueueMetrics::OnLateResult(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = lost_role_.find(worker_id);
+  if (it != lost_role_.end()) metrics_->late_results_refused.Get(it->second == 0).Increment();
+}
+
 void QueueMetrics::Refresh() {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
@@ -218,7 +240,7 @@ void QueueMetrics::UpdatePools(int recipe_rollout, int recipe_scorer) {
     metrics_->pool_items_waiting.Get(rollout).Set(open > 0 ? wait / open : 0);
     metrics_->pool_idle_workers.Get(rollout).Set(open > 0 ? idle / open : 0);
     metrics_->pool_desired_workers.Get(rollout).Set(DesiredWorkers(
-        open, wait, idle, LiveLocked(r, now), max_open, rollout ? recipe_rollout : recipe_scorer));
+        open, wait, idle, LiveLocked(r), max_open, rollout ? recipe_rollout : recipe_scorer));
   }
   snapshots_.push_back(current);
   // Keep what the next window can start from.

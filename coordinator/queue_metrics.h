@@ -11,9 +11,10 @@
 // the live-worker gauges advance at every event and at Refresh(), which the metrics
 // server runs at each scrape, so they move while the training thread waits.
 //
-// Until leases exist (the elastic issue), a worker is "live" while it has a PullWork
-// waiting or made any call within `liveness`; draining, lost workers and lease
-// expirations stay 0.
+// Live workers are the work queue's lease registry: a worker counts from OnRegister until
+// OnWorkerGone (lease expired: lost; Deregister: left). The items a gone worker held are
+// queued again (re-issued; for a lost worker each is also a lease expiration). Draining
+// stays 0 (workers leave at once).
 //
 // Thread-safety: thread-safe (its own mutex; it never calls out, so WorkQueue may call
 // it under the queue's mutex).
@@ -36,8 +37,7 @@ namespace duet {
 class QueueMetrics {
  public:
   // `metrics` and `clock` outlive this object.
-  QueueMetrics(metrics::CoordinatorMetrics* metrics, Clock* clock, absl::Duration liveness = absl::Seconds(60),
-               absl::Duration window = absl::Seconds(120));
+  QueueMetrics(metrics::CoordinatorMetrics* metrics, Clock* clock, absl::Duration window = absl::Seconds(120));
 
   void OnRegister(const std::string& worker_id, v1::Role role);
   void OnSubmit(const std::string& item_id, v1::Role role, bool sync);
@@ -48,6 +48,11 @@ class QueueMetrics {
   void OnComplete(const v1::CompleteWorkRequest& result, const absl::Status& outcome);
   // The item left the queue without a result (an abandoned Await).
   void OnDrop(const std::string& item_id);
+  // The worker left the registry: `lost` (its lease expired) or by Deregister. Role items
+  // it held go back to the queue.
+  void OnWorkerGone(const std::string& worker_id, bool lost);
+  // A result from a worker that was lost, refused.
+  void OnLateResult(const std::string& worker_id);
 
   // Advances the time-integrated counters to now and sets the live-worker gauges.
   void Refresh();
@@ -82,22 +87,21 @@ class QueueMetrics {
     bool leased = false;
     absl::Time queued_at;
     absl::Time leased_at;
+    std::string worker_id;  // the holder while leased
   };
 
   void AdvanceLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetGaugesLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ContactLocked(const std::string& worker_id, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  int LiveLocked(int role, absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int LiveLocked(int role) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   metrics::CoordinatorMetrics* const metrics_;
   Clock* const clock_;
-  const absl::Duration liveness_;
   const absl::Duration window_;
   mutable absl::Mutex mu_;  // guards everything below
   absl::Time last_ ABSL_GUARDED_BY(mu_);
   RoleState roles_[2] ABSL_GUARDED_BY(mu_);
-  std::map<std::string, int> worker_role_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, absl::Time> last_contact_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int> worker_role_ ABSL_GUARDED_BY(mu_);  // the registry: id -> role
+  std::map<std::string, int> lost_role_ ABSL_GUARDED_BY(mu_);    // lost workers' roles (late results)
   std::set<std::string> polling_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Item> items_ ABSL_GUARDED_BY(mu_);  // rollout and score items in the queue
   std::deque<Snapshot> snapshots_ ABSL_GUARDED_BY(mu_);      // one per UpdatePools, oldest first

@@ -1,5 +1,7 @@
 #include "coordinator/queue_metrics.h"
 
+#include "coordinator/work_queue.h"
+
 #include <gtest/gtest.h>
 
 
@@ -22,7 +24,7 @@ TEST(DesiredWorkersTest, FollowsTheFormula) {
 // The events as WorkQueue reports them (work_queue.cc), on a fake clock.
 class QueueMetricsTest : public ::testing::Test {
  protected:
-  QueueMetricsTest() : metrics_(registry_), qm_(&metrics_, &clock_, /*liveness=*/absl::Seconds(10)) {}
+  QueueMetricsTest() : metrics_(registry_), qm_(&metrics_, &clock_) {}
   void Lease(const std::string& worker, const std::string& item) {
     qm_.OnPullBegin(worker);
     qm_.OnPullEnd(worker, absl::ZeroDuration(), item);
@@ -70,10 +72,61 @@ TEST_F(QueueMetricsTest, CountsItemsWaitsAndLiveWorkers) {
   qm_.OnComplete(Result("r0", "i1"), absl::NotFoundError("not in flight"));
   EXPECT_EQ(metrics_.duplicate_completions.rollout->Value(), 1);
   EXPECT_EQ(metrics_.items_completed.rollout->Value(), 1);
-  // Silent for longer than the liveness: no longer live.
-  clock_.Advance(absl::Seconds(11));
+  // Live is the registry: silence alone changes nothing until the queue drops the worker.
+  clock_.Advance(absl::Seconds(600));
   qm_.Refresh();
+  EXPECT_EQ(metrics_.live_workers.rollout->Value(), 1);
+  qm_.OnWorkerGone("r0", /*lost=*/false);
   EXPECT_EQ(metrics_.live_workers.rollout->Value(), 0);
+  EXPECT_EQ(metrics_.left_workers.rollout->Value(), 1);
+  EXPECT_EQ(metrics_.lost_workers.rollout->Value(), 0);
+}
+
+// The real WorkQueue reporting here: the lease registry's counters and the metrics agree.
+TEST_F(QueueMetricsTest, LostWorkersItemsAndLateResultsMatchTheQueuesCounters) {
+  WorkQueue queue("run", &clock_, /*max_workers=*/8, /*lease=*/absl::Seconds(3));
+  queue.SetMetrics(&qm_);
+  auto r0 = queue.Register(v1::ROLE_ROLLOUT, "r0", 1);
+  auto r1 = queue.Register(v1::ROLE_ROLLOUT, "r1", 1);
+  auto s0 = queue.Register(v1::ROLE_SCORER, "s0", 1);
+  ASSERT_TRUE(r0.ok() && r1.ok() && s0.ok());
+  EXPECT_EQ(metrics_.live_workers.rollout->Value(), 2);
+  EXPECT_EQ(metrics_.live_workers.scorer->Value(), 1);
+  const std::string id = queue.Submit(v1::ROLE_ROLLOUT, v1::WorkItem());
+  auto item = queue.Pull(r0->id, absl::ZeroDuration());
+  ASSERT_TRUE(item.ok() && item->has_value());
+  EXPECT_EQ(metrics_.items_leased.rollout->Value(), 1);
+  // r0 goes silent with the item; r1 and s0 keep calling in.
+  clock_.Advance(absl::Seconds(2));
+  ASSERT_TRUE(queue.Heartbeat(r1->id).ok());
+  ASSERT_TRUE(queue.Heartbeat(s0->id).ok());
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_EQ(queue.ExpireSilentWorkers(), std::vector<std::string>{r0->id});
+  ASSERT_TRUE(queue.Deregister(s0->id).ok());
+  EXPECT_EQ(metrics_.live_workers.rollout->Value(), 1);
+  EXPECT_EQ(metrics_.live_workers.scorer->Value(), 0);
+  EXPECT_EQ(metrics_.items_leased.rollout->Value(), 0);
+  EXPECT_EQ(metrics_.items_queued.rollout->Value(), 1);
+  // r0's late result is refused; r1 gets the item again and completes it.
+  EXPECT_TRUE(absl::IsNotFound(queue.Complete(Result(r0->id, id))));
+  auto again = queue.Pull(r1->id, absl::ZeroDuration());
+  ASSERT_TRUE(again.ok() && again->has_value());
+  ASSERT_TRUE(queue.Complete(Result(r1->id, id)).ok());
+  const WorkQueue::Counters c = queue.counters();
+  EXPECT_EQ(c.workers_lost, 1);
+  EXPECT_EQ(c.workers_left, 1);
+  EXPECT_EQ(c.items_reissued, 1);
+  EXPECT_EQ(c.late_results_refused, 1);
+  EXPECT_EQ(metrics_.lost_workers.rollout->Value() + metrics_.lost_workers.scorer->Value(), c.workers_lost);
+  EXPECT_EQ(metrics_.left_workers.scorer->Value(), c.workers_left);
+  EXPECT_EQ(metrics_.items_reissued.rollout->Value(), c.items_reissued);
+  EXPECT_EQ(metrics_.lease_expirations.rollout->Value(), 1);
+  EXPECT_EQ(metrics_.late_results_refused.rollout->Value(), c.late_results_refused);
+  EXPECT_EQ(metrics_.items_completed.rollout->Value(), 1);
+  EXPECT_EQ(metrics_.items_queued.rollout->Value(), 0);
+  EXPECT_EQ(metrics_.items_leased.rollout->Value(), 0);
+  // The re-issued item waited from its re-queue (t=4 s) to its second lease (t=4 s).
+  EXPECT_EQ(metrics_.item_wait_seconds.rollout->Collect().histogram.sample_count, 2u);
 }
 
 TEST_F(QueueMetricsTest, IdleWorkerSecondsCountOnlyWhileWorkIsOpen) {

@@ -36,6 +36,7 @@ void WorkQueue::RemoveWorkerLocked(std::map<std::string, WorkerRecord>::iterator
   } else {
     ++counters_.workers_left;
   }
+  if (metrics_) metrics_->OnWorkerGone(id, lost);
   auto fail = [&](const v1::WorkItem& item) {
     v1::CompleteWorkRequest r;
     r.set_worker_id(id);
@@ -276,7 +277,10 @@ absl::Status WorkQueue::Complete(const v1::CompleteWorkRequest& result, const Re
   TouchLocked(result.worker_id());
   ExpireLocked();
   if (workers_.count(result.worker_id()) == 0) {
-    if (lost_.count(result.worker_id()) > 0) ++counters_.late_results_refused;
+    if (lost_.count(result.worker_id()) > 0) {
+      ++counters_.late_results_refused;
+      if (metrics_) metrics_->OnLateResult(result.worker_id());
+    }
     return absl::NotFoundError(absl::StrCat("unknown worker '", result.worker_id(),
                                             "' (lost or never registered): its items went to others; register again"));
   }

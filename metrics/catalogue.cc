@@ -152,12 +152,15 @@ LearnerMetrics::LearnerMetrics(Registry& r) {
 }
 
 CoordinatorMetrics::CoordinatorMetrics(Registry& r) {
-  live_workers = Roles(GaugeFamily(r, "duet_coordinator_live_workers", "Registered workers in contact."));
+  live_workers = Roles(GaugeFamily(r, "duet_coordinator_live_workers", "Workers in the lease registry."));
   draining_workers =
       Roles(GaugeFamily(r, "duet_coordinator_draining_workers", "Workers told to leave that still hold items."));
   lost_workers =
       Roles(CounterFamily(r, "duet_coordinator_lost_workers_total", "Workers dropped because their lease expired."));
+  left_workers = Roles(CounterFamily(r, "duet_coordinator_left_workers_total", "Workers that left the run (Deregister)."));
   registrations = Roles(CounterFamily(r, "duet_coordinator_registrations_total", "Accepted registrations."));
+  late_results_refused = Roles(CounterFamily(r, "duet_coordinator_late_results_refused_total",
+                                             "Results from lost workers, refused (their items went to others)."));
   items_queued = Roles(GaugeFamily(r, "duet_coordinator_items_queued", "Items waiting for a worker."));
   items_leased = Roles(GaugeFamily(r, "duet_coordinator_items_leased", "Items held by a worker."));
   items_enqueued = Roles(CounterFamily(r, "duet_coordinator_items_enqueued_total", "Items created."));

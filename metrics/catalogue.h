@@ -114,7 +114,7 @@ struct LearnerMetrics {
 struct CoordinatorMetrics {
   explicit CoordinatorMetrics(Registry& registry);
   ByRole<Gauge> live_workers, draining_workers;
-  ByRole<Counter> lost_workers, registrations;
+  ByRole<Counter> lost_workers, left_workers, registrations, late_results_refused;
   ByRole<Gauge> items_queued, items_leased;
   ByRole<Counter> items_enqueued, items_completed, items_reissued, lease_expirations, duplicate_completions;
   ByRole<Histogram> item_wait_seconds, item_service_seconds, worker_wait_seconds;
