@@ -65,6 +65,7 @@ absl::Status Recipe::Validate() const {
   if (collective != "gloo" && collective != "nccl" && collective != "none") {
     return bad("collective must be gloo, nccl or none");
   }
+  if (absl::Status s = ValidateRewardMix(reward); !s.ok()) return bad("reward." + std::string(s.message()));
   return absl::OkStatus();
 }
 
@@ -129,7 +130,7 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text) {
   DUET_RETURN_IF_ERROR(CheckKeys(root, "",
                                  {"model", "data", "out", "steps", "algorithm", "directions", "generation_inputs",
                                   "understanding_inputs", "k", "lr", "grpo", "simpo", "sampling", "sync_every",
-                                  "bucket_mb", "checkpoint_every", "lease_seconds", "frozen_scorer", "self_reward", "seed", "workers",
+                                  "bucket_mb", "checkpoint_every", "lease_seconds", "frozen_scorer", "self_reward", "reward", "seed", "workers",
                                   "collective", "grad_clip", "micro_batch"}));
   DUET_RETURN_IF_ERROR(Read(root, "model", &r.model));
   DUET_RETURN_IF_ERROR(Read(root, "data", &r.data));
@@ -188,6 +189,16 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text) {
       *kind = *k;
     }
   }
+  if (root["reward"]) {
+    const YAML::Node m = root["reward"];
+    DUET_RETURN_IF_ERROR(
+        CheckKeys(m, "reward", {"self", "external", "external_address", "timeout_ms", "auth_token_file"}));
+    DUET_RETURN_IF_ERROR(Read(m, "self", &r.reward.self));
+    DUET_RETURN_IF_ERROR(Read(m, "external", &r.reward.external));
+    DUET_RETURN_IF_ERROR(Read(m, "external_address", &r.reward.external_address));
+    DUET_RETURN_IF_ERROR(Read(m, "timeout_ms", &r.reward.timeout_ms));
+    DUET_RETURN_IF_ERROR(Read(m, "auth_token_file", &r.reward.auth_token_file));
+  }
   DUET_RETURN_IF_ERROR(Read(root, "seed", &r.rl.seed));
   DUET_RETURN_IF_ERROR(Read(root, "collective", &r.collective));
   if (root["workers"]) {
@@ -237,6 +248,13 @@ std::string RecipeToYaml(const Recipe& r) {
   e << YAML::Key << "self_reward" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "image"
     << YAML::Value << std::string(RewardKindName(r.self_reward.image)) << YAML::Key << "caption" << YAML::Value
     << std::string(RewardKindName(r.self_reward.caption)) << YAML::EndMap;
+  if (!(r.reward == RewardMix())) {
+    e << YAML::Key << "reward" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "self" << YAML::Value
+      << r.reward.self << YAML::Key << "external" << YAML::Value << r.reward.external << YAML::Key
+      << "external_address" << YAML::Value << r.reward.external_address << YAML::Key << "timeout_ms"
+      << YAML::Value << r.reward.timeout_ms << YAML::Key << "auth_token_file" << YAML::Value
+      << r.reward.auth_token_file << YAML::EndMap;
+  }
   e << YAML::Key << "seed" << YAML::Value << r.rl.seed;
   e << YAML::Key << "collective" << YAML::Value << r.collective;
   e << YAML::Key << "workers" << YAML::Value << YAML::BeginMap << YAML::Key << "rollout" << YAML::Value

@@ -28,6 +28,7 @@
 //   lease_seconds: 30            # a worker silent this long is lost; its items go to others
 //   frozen_scorer: false
 //   self_reward: {image: likelihood, caption: joint}   # kinds: model/reward_kind.h
+//   reward: {self: 1.0, external: 0.0, external_address: "", timeout_ms: 30000, auth_token_file: ""}
 //   seed: 1
 //   workers: {rollout: 2, scorer: 1}
 //   collective: gloo             # gloo (CPU), nccl (CUDA builds) or none (gRPC stream)
@@ -73,6 +74,14 @@ struct Recipe {
   // duet-learner started by hand does not send it to its workers, so for another recipe
   // their flags must match it.
   SelfRewardKinds self_reward = kDefaultSelfRewardKinds;
+  // Where the scorers' rewards come from (model/reward_kind.h RewardMix): the weighted
+  // sum of the self-reward and an external duet.v1.Reward service's score (e.g. `duet
+  // reward-server`, the Shapes oracle). Default: the self-reward alone. Reaches the
+  // scorer processes of `duet local` as their --self_reward_weight and
+  // --external_reward_* flags; `duet rl` computes the same mix in its own process.
+  // RecipeToYaml writes the key only when it is not the default (so the default
+  // recipe's YAML, and default.yaml, stay as they were).
+  RewardMix reward;
   int32_t rollout_workers = 2;
   int32_t scorer_workers = 1;
   std::string collective = "gloo";

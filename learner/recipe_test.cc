@@ -51,6 +51,7 @@ void ExpectRecipeEq(const Recipe& a, const Recipe& b) {
   EXPECT_EQ(a.frozen_scorer, b.frozen_scorer);
   EXPECT_EQ(a.self_reward.image, b.self_reward.image);
   EXPECT_EQ(a.self_reward.caption, b.self_reward.caption);
+  EXPECT_TRUE(a.reward == b.reward);
   EXPECT_EQ(a.rollout_workers, b.rollout_workers);
   EXPECT_EQ(a.scorer_workers, b.scorer_workers);
   EXPECT_EQ(a.collective, b.collective);
@@ -456,6 +457,50 @@ TEST(RecipeTest, LoopRecipeMaxLagIsSyncEveryMinusOne) {
   for (int64_t sync_every : {1, 2, 5}) {
     r.sync_every = sync_every;
     EXPECT_EQ(r.LoopRecipe().max_lag, sync_every - 1) << sync_every;
+  }
+}
+
+}  // namespace
+}  // namespace duet
+
+namespace duet {
+namespace {
+
+TEST(RecipeRewardTest, DefaultIsTheSelfRewardAloneAndIsNotWritten) {
+  EXPECT_TRUE(Recipe{}.reward.IsSelfOnly());
+  EXPECT_EQ(RecipeToYaml(Recipe{}).find("\nreward:"), std::string::npos);
+  EXPECT_NE(RecipeToYaml(Recipe{}).find("self_reward:"), std::string::npos);
+}
+
+TEST(RecipeRewardTest, ParsesTheMixAndRoundTrips) {
+  absl::StatusOr<Recipe> r = ParseRecipe(
+      "reward: {self: 0.5, external: 2.0, external_address: \"127.0.0.1:7000\", timeout_ms: 1500, "
+      "auth_token_file: /tmp/judge_token}\n");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->reward.self, 0.5);
+  EXPECT_EQ(r->reward.external, 2.0);
+  EXPECT_EQ(r->reward.external_address, "127.0.0.1:7000");
+  EXPECT_EQ(r->reward.timeout_ms, 1500);
+  EXPECT_EQ(r->reward.auth_token_file, "/tmp/judge_token");
+  EXPECT_FALSE(r->reward.IsSelfOnly());
+  absl::StatusOr<Recipe> again = ParseRecipe(RecipeToYaml(*r));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->reward == r->reward);
+}
+
+TEST(RecipeRewardTest, BadMixesAreInvalidArgumentNamingTheField) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"reward: {external: 1.0}\n", "reward.external_address"},
+      {"reward: {self: 0.0}\n", "both weights are 0"},
+      {"reward: {self: .nan}\n", "finite"},
+      {"reward: {external: 1.0, external_address: \"h:1\", timeout_ms: 0}\n", "reward.timeout_ms"},
+      {"reward: {weight: 1.0}\n", "weight"},
+  };
+  for (const auto& [yaml, needle] : cases) {
+    absl::StatusOr<Recipe> r = ParseRecipe(yaml);
+    ASSERT_FALSE(r.ok()) << yaml;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << yaml;
+    EXPECT_NE(r.status().message().find(needle), std::string::npos) << yaml << ": " << r.status();
   }
 }
 

@@ -19,9 +19,12 @@
 // Thread-safety: constants and pure functions.
 
 #include <array>
+#include <cmath>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 
@@ -94,6 +97,43 @@ struct SelfRewardKinds {
 // The caption reward is joint (measured: docs/results.md); the image reward stays the
 // likelihood, which keeps the default (generation-only) run's weights as they were.
 inline constexpr SelfRewardKinds kDefaultSelfRewardKinds{RewardKind::kLikelihood, RewardKind::kJoint};
+
+// Where a scorer's reward comes from (recipe key `reward`): a weighted sum of the
+// self-reward (of the kinds above) and the score of an external reward service
+// (proto/duet/v1/reward.proto) at `external_address`. The default is the self-reward
+// alone, computed exactly as without this option. A term whose weight is 0 is not
+// computed (an external weight of 0 never calls the service).
+struct RewardMix {
+  double self = 1.0;
+  double external = 0.0;
+  std::string external_address;   // HOST:PORT of the duet.v1.Reward service
+  int64_t timeout_ms = 30000;     // deadline of each call to it
+  std::string auth_token_file;    // the service's shared token; empty: none sent
+
+  // The self-reward alone, weight 1: the default.
+  bool IsSelfOnly() const { return self == 1.0 && external == 0.0; }
+  bool operator==(const RewardMix& o) const {
+    return self == o.self && external == o.external && external_address == o.external_address &&
+           timeout_ms == o.timeout_ms && auth_token_file == o.auth_token_file;
+  }
+};
+
+// InvalidArgument naming the field ("self", "external", "external_address",
+// "timeout_ms") when the weights are not finite, both are 0, an external weight has no
+// address, or timeout_ms is outside [1, 600000].
+inline absl::Status ValidateRewardMix(const RewardMix& m) {
+  if (!std::isfinite(m.self) || !std::isfinite(m.external)) {
+    return absl::InvalidArgumentError("self, external: weights must be finite");
+  }
+  if (m.self == 0.0 && m.external == 0.0) return absl::InvalidArgumentError("self, external: both weights are 0");
+  if (m.external != 0.0 && m.external_address.empty()) {
+    return absl::InvalidArgumentError("external_address: required when the external weight is not 0");
+  }
+  if (m.timeout_ms < 1 || m.timeout_ms > 600000) {
+    return absl::InvalidArgumentError(absl::StrCat("timeout_ms: must be in [1, 600000], got ", m.timeout_ms));
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace duet
 

@@ -2,17 +2,47 @@
 #define DUET_SCORER_HANDLER_H_
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "duet/v1/coordinator.pb.h"
 #include "model/reward_kind.h"
+#include "model/task.h"
 #include "model/token_layout.h"
 #include "model/transformer.h"
+#include "rpc/reward_service.h"
 
 namespace duet {
 
+// Where a scorer's rewards come from (the recipe's `reward` key, model/reward_kind.h):
+// reward = self_weight * self-reward (of `kinds`) + external_weight * the external
+// service's score. A term of weight 0 is not computed; with the defaults the reward is
+// the self-reward itself, bit for bit.
+struct ScorerRewards {
+  SelfRewardKinds kinds = kDefaultSelfRewardKinds;
+  double self_weight = 1.0;
+  double external_weight = 0.0;
+  // The external reward service. REQUIRED (non-null) when external_weight != 0; not
+  // owned; must outlive the calls.
+  const RewardClient* external = nullptr;
+};
+
+// The rewards of `queries`, in order. Any failure of the external service fails the
+// whole batch with its error (UNAVAILABLE naming the address when it cannot be reached):
+// a reward is never made up. FailedPrecondition when external_weight != 0 and no client
+// is given.
+absl::StatusOr<std::vector<double>> ComputeScorerRewards(const Transformer& model, const TokenLayout& layout,
+                                                         const std::vector<RewardQuery>& queries,
+                                                         int64_t max_batch, const ScorerRewards& rewards);
+
 // The scorer worker's WorkHandler: validates item.score() (InvalidArgument naming the
-// field), computes one self-reward of `kinds` per query, fills result->score().
+// field), computes one reward per query (ComputeScorerRewards), fills result->score().
+absl::Status HandleScoreItem(const Transformer& model, const TokenLayout& layout, int64_t max_batch,
+                             const v1::WorkItem& item, v1::CompleteWorkRequest* result,
+                             const ScorerRewards& rewards);
+
+// The self-reward of `kinds` alone.
 absl::Status HandleScoreItem(const Transformer& model, const TokenLayout& layout, int64_t max_batch,
                              const v1::WorkItem& item, v1::CompleteWorkRequest* result,
                              const SelfRewardKinds& kinds = SelfRewardKinds());

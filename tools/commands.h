@@ -32,6 +32,8 @@ int RunDumpLogits();
 int RunRl();
 int RunRewardAgreement();
 int RunLocal();
+// `duet reward-server`: the Shapes oracle as a duet.v1.Reward service (tools/reward_server.cc).
+int RunRewardServer();
 
 }  // namespace duet
 

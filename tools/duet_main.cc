@@ -6,6 +6,7 @@
 //   duet eval --model=DIR --data=DIR          ShapesEval: table, JSON report, gallery
 //   duet sample --model=DIR --prompt=TEXT --out=PNG | --image=PNG
 //   duet dev dump-logits --out_dir=DIR [--model=DIR]   parity-test helper (see tests/)
+//   duet reward-server --model=DIR --port=N --auth_token_file=F   the oracle as a reward service
 
 #include <cstdio>
 #include <string>
@@ -30,6 +31,7 @@ constexpr char kUsage[] =
     "  sample            one prompt to a PNG, or one PNG to a caption\n"
     "  dev dump-logits   write a model (--model, else a fixed random one) and its logits (parity test)\n"
     "  dev reward-agreement  how well self-rewards rank samples, by the oracle\n"
+    "  reward-server     the Shapes oracle as a duet.v1.Reward service (an external reward)\n"
     "run `duet <command> --help` for the flags";
 
 // The subcommands: their words, what runs them, and the flags `duet <command> --help` shows.
@@ -72,6 +74,9 @@ std::vector<Command> Commands() {
         process}},
       {"dev dump-logits", duet::RunDumpLogits,
        {{"input (default: a fixed random model of --seed)", {"model"}}, {"output", {"out_dir"}}, process}},
+      {"reward-server", duet::RunRewardServer,
+       {{"service", {"model", "host", "port", "port_file", "max_concurrent_calls"}},
+        {"security", {"auth_token_file", "allow_insecure_no_auth", "tls_cert", "tls_key", "tls_client_ca"}}}},
       {"dev reward-agreement", duet::RunRewardAgreement,
        {{"input", {"model", "data"}},
         {"agreement", {"agreement_inputs", "k", "cfg_scale", "temperature", "reward_kinds", "agreement_seeds",

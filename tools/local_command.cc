@@ -142,6 +142,16 @@ absl::Status RunLocalImpl() {
       // The recipe's reward kinds reach the scorers as flags (the learner does not send them).
       args.push_back(absl::StrCat("--image_reward=", std::string(RewardKindName(recipe.self_reward.image))));
       args.push_back(absl::StrCat("--caption_reward=", std::string(RewardKindName(recipe.self_reward.caption))));
+      // So does the recipe's reward mix; the default (the self-reward alone) adds nothing.
+      if (!recipe.reward.IsSelfOnly()) {
+        args.push_back(absl::StrCat("--self_reward_weight=", recipe.reward.self));
+        args.push_back(absl::StrCat("--external_reward_weight=", recipe.reward.external));
+        args.push_back("--external_reward_address=" + recipe.reward.external_address);
+        args.push_back(absl::StrCat("--external_reward_timeout_ms=", recipe.reward.timeout_ms));
+        if (!recipe.reward.auth_token_file.empty()) {
+          args.push_back("--external_reward_auth_token_file=" + recipe.reward.auth_token_file);
+        }
+      }
     }
     DUET_ASSIGN_OR_RETURN(pid_t pid, Spawn(args, JoinPath(logs, name + ".log")));
     absl::MutexLock lock(&mu);

@@ -20,6 +20,9 @@
 #include "learner/rl_loop.h"
 #include "learner/step_record.h"
 #include "rollout/sampler.h"
+#include "rpc/reward_service.h"
+#include "rpc/rpc_util.h"
+#include "scorer/handler.h"
 #include "scorer/self_reward.h"
 #include "tools/commands.h"
 #include "tools/progress.h"
@@ -58,6 +61,26 @@ DEFINE_bool(frozen_scorer, duet::Recipe().frozen_scorer,
 DEFINE_int64(eval_every, 0, "rl: evaluate every N steps (0 = before and after only)");
 
 namespace duet {
+namespace {
+
+// The score backend of `duet rl` for a reward mix (scorer/handler.h ComputeScorerRewards).
+class MixedRewardScorer : public ScoreBackend {
+ public:
+  MixedRewardScorer(const Transformer* model, TokenLayout layout, ScorerRewards rewards)
+      : model_(model), layout_(layout), rewards_(rewards) {}
+  absl::StatusOr<std::vector<double>> Score(const std::vector<RewardQuery>& queries,
+                                            int64_t /*policy_version*/) override {
+    return ComputeScorerRewards(*model_, layout_, queries, /*max_batch=*/256, rewards_);
+  }
+
+ private:
+  const Transformer* model_;
+  TokenLayout layout_;
+  ScorerRewards rewards_;
+};
+
+}  // namespace
+
 namespace {
 
 bool Given(const char* flag) { return !gflags::GetCommandLineFlagInfoOrDie(flag).is_default; }
@@ -113,7 +136,29 @@ absl::Status RunRlImpl() {
   DUET_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(out, "recipe.yaml"), RecipeToYaml(r)));
   PolicyUpdater updater(&bundle.model, &reference, layout, r.optimizer);
   InProcessRollout rollout(&bundle.model, layout);
-  InProcessScorer scorer(r.frozen_scorer ? &reference : &bundle.model, layout, r.self_reward);
+  InProcessScorer self_scorer(r.frozen_scorer ? &reference : &bundle.model, layout, r.self_reward);
+  // A recipe's reward mix other than the self-reward alone: the same computation as
+  // duet-scorer's (scorer/handler.h), with its own client of the reward service.
+  std::unique_ptr<RewardClient> external;
+  std::unique_ptr<MixedRewardScorer> mixed;
+  if (!r.reward.IsSelfOnly()) {
+    ScorerRewards rewards;
+    rewards.kinds = r.self_reward;
+    rewards.self_weight = r.reward.self;
+    rewards.external_weight = r.reward.external;
+    if (r.reward.external != 0.0) {
+      RewardClient::Options o;
+      o.address = r.reward.external_address;
+      o.timeout = absl::Milliseconds(r.reward.timeout_ms);
+      if (!r.reward.auth_token_file.empty()) {
+        DUET_ASSIGN_OR_RETURN(o.auth_token, ResolveAuthToken(/*token_flag=*/"", r.reward.auth_token_file));
+      }
+      DUET_ASSIGN_OR_RETURN(external, RewardClient::Create(o));
+      rewards.external = external.get();
+    }
+    mixed = std::make_unique<MixedRewardScorer>(r.frozen_scorer ? &reference : &bundle.model, layout, rewards);
+  }
+  ScoreBackend& scorer = mixed ? static_cast<ScoreBackend&>(*mixed) : self_scorer;
   RlRecipe loop_recipe = r.LoopRecipe();
   loop_recipe.max_lag = 0;  // one process: the rollouts always use the current weights
   RlLoop loop(&updater, &rollout, &scorer, prompts, images, loop_recipe);
