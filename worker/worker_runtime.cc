@@ -91,6 +91,7 @@ absl::Status WorkerRuntime::Register() {
   }
   frozen_ = resp.frozen_scorer() && options_.role == v1::ROLE_SCORER;
   LOG(INFO) << "registered as " << worker_id_ << " (run " << resp.run_id() << ")";
+  registered_at_ = absl::Now();
   // A collective seat comes with the next weight sync's broadcast epoch.
   LeaveCollective();
   store_host_ = resp.store_host();
@@ -218,6 +219,7 @@ absl::Status WorkerRuntime::Run() {
   DUET_RETURN_IF_ERROR(Register());
   int refused_pulls = 0;  // consecutive PullWork refusals, for the backoff
   int unreachable = 0;    // consecutive calls that found no learner
+  bool got_first_item = false;
   while (!stop_.load()) {
     v1::PullWorkRequest req;
     req.set_worker_id(worker_id_);
@@ -253,6 +255,11 @@ absl::Status WorkerRuntime::Run() {
       return absl::OkStatus();
     }
     if (!resp.has_item()) continue;
+    if (!got_first_item) {  // operators (and bench/run_elastic_bench.sh) time joins by it
+      got_first_item = true;
+      LOG(INFO) << worker_id_ << ": first item " << resp.item().item_id() << " "
+                << absl::FormatDuration(absl::Now() - registered_at_) << " after registering";
+    }
     const v1::WorkItem& item = resp.item();
     v1::CompleteWorkRequest result;
     result.set_worker_id(worker_id_);

@@ -111,6 +111,7 @@ class WorkerRuntime {
   std::unique_ptr<Collective> collective_;
   std::unique_ptr<WeightReceiver> receiver_;
   int64_t epoch_ = -1;  // the broadcast epoch collective_ belongs to
+  absl::Time registered_at_;  // of the current registration
   std::string store_host_;  // from the registration: where the learner's store is
   int32_t store_port_ = 0;
   std::string collective_backend_;
