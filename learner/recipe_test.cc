@@ -488,6 +488,20 @@ TEST(RecipeRewardTest, ParsesTheMixAndRoundTrips) {
   EXPECT_TRUE(again->reward == r->reward);
 }
 
+TEST(RecipeRewardTest, TheOracleRewardRecipeIsTheDefaultWithTheOracleAsTheReward) {
+  const char* source_dir = std::getenv("DUET_SOURCE_DIR");
+  ASSERT_NE(source_dir, nullptr) << "DUET_SOURCE_DIR is not set (ctest sets it)";
+  absl::StatusOr<Recipe> r = LoadRecipe(std::string(source_dir) + "/configs/recipes/oracle_reward.yaml");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->reward.self, 0.0);
+  EXPECT_EQ(r->reward.external, 1.0);
+  EXPECT_EQ(r->reward.external_address, "127.0.0.1:50070");
+  Recipe expected;
+  expected.out = "out/run-oracle";
+  expected.reward = r->reward;
+  ExpectRecipeEq(*r, expected);
+}
+
 TEST(RecipeRewardTest, BadMixesAreInvalidArgumentNamingTheField) {
   const std::pair<const char*, const char*> cases[] = {
       {"reward: {external: 1.0}\n", "reward.external_address"},
