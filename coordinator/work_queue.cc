@@ -86,6 +86,16 @@ void WorkQueue::ExpireLocked() {
   }
 }
 
+bool WorkQueue::AwaitExpiringLocked(const absl::Condition& condition, absl::Duration timeout) {
+  const absl::Time deadline = clock_->Now() + timeout;
+  for (;;) {
+    if (condition.Eval()) return true;
+    if (clock_->Now() >= deadline) return false;
+    clock_->AwaitWithDeadline(&mu_, condition, std::min(deadline, clock_->Now() + kExpirySlice));
+    ExpireLocked();
+  }
+}
+
 std::vector<std::string> WorkQueue::ExpireSilentWorkers() {
   absl::MutexLock lock(&mu_);
   const std::set<std::string> before = lost_;
@@ -184,13 +194,7 @@ absl::Status WorkQueue::AwaitWorkers(v1::Role role, int count, absl::Duration ti
     for (const auto& [id, w] : workers_) n += w.role == role ? 1 : 0;
     return n >= count;
   };
-  const absl::Time deadline = clock_->Now() + timeout;
-  bool finished = false;
-  while (!(finished = ready()) && clock_->Now() < deadline) {
-    clock_->AwaitWithDeadline(&mu_, absl::Condition(&ready), std::min(deadline, clock_->Now() + kExpirySlice));
-    ExpireLocked();
-  }
-  if (!finished) {
+  if (!AwaitExpiringLocked(absl::Condition(&ready), timeout)) {
     return absl::DeadlineExceededError(absl::StrCat("waited ", absl::FormatDuration(timeout), " for ",
                                                     count, " ", v1::Role_Name(role), " workers"));
   }
@@ -318,14 +322,7 @@ absl::StatusOr<std::vector<v1::CompleteWorkRequest>> WorkQueue::Await(
     }
     return true;
   };
-  // Waits in slices, declaring silent workers lost in between (their items go to others).
-  const absl::Time deadline = clock_->Now() + timeout;
-  bool finished = false;
-  while (!(finished = done()) && clock_->Now() < deadline) {
-    clock_->AwaitWithDeadline(&mu_, absl::Condition(&done), std::min(deadline, clock_->Now() + kExpirySlice));
-    ExpireLocked();
-  }
-  if (!finished) {
+  if (!AwaitExpiringLocked(absl::Condition(&done), timeout)) {
     int missing = 0;
     for (const auto& id : item_ids) missing += results_.count(id) == 0 ? 1 : 0;
     // Nobody waits for these items any more: drop them wherever they are, so that a late

@@ -138,6 +138,10 @@ class WorkQueue {
   void RemoveWorkerLocked(std::map<std::string, WorkerRecord>::iterator it, bool lost)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits until `condition` holds (true) or `timeout` passed (false), waking every second
+  // to declare silent workers lost (their items go to others meanwhile).
+  bool AwaitExpiringLocked(const absl::Condition& condition, absl::Duration timeout)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Renews the lease of a known worker.
   void TouchLocked(const std::string& worker_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -264,9 +264,11 @@ TEST_F(WeightSyncTest, ConsecutiveVersionsReuseStaging) {
 // What an outsider on the data plane (or a lying sender) can put on the wire through
 // the raw Collective, following the wire format: a header, the buckets, a trailer.
 // `tag_key`: sign the broadcast with this key (an outsider's guess); else unkeyed.
+// `checksum_xor` changes the announced checksum before signing, `tamper_xor` after (a bit
+// flipped on the wire).
 void SendRaw(Collective& collective, const std::vector<torch::Tensor>& params,
              int64_t version, uint64_t checksum_xor,
-             const std::optional<WeightMacKey>& tag_key = std::nullopt) {
+             const std::optional<WeightMacKey>& tag_key = std::nullopt, uint64_t tamper_xor = 0) {
   constexpr int64_t kBucket = 300;
   const torch::Tensor flat = FlattenParameters(params);
   torch::Tensor header = torch::zeros({kWeightSyncHeaderSize}, torch::kInt64);
@@ -287,7 +289,7 @@ void SendRaw(Collective& collective, const std::vector<torch::Tensor>& params,
   const uint64_t checksum = WeightChecksum(flat) ^ checksum_xor;
   torch::Tensor trailer = torch::zeros({kWeightSyncTrailerSize}, torch::kInt64);
   int64_t* t = trailer.data_ptr<int64_t>();
-  t[kTrailerChecksum] = static_cast<int64_t>(checksum);
+  t[kTrailerChecksum] = static_cast<int64_t>(checksum ^ tamper_xor);
   if (tag_key) {
     WeightMac mac(*tag_key, nonce);
     mac.Update(header.data_ptr(), kWeightSyncHeaderSize * sizeof(int64_t));
@@ -396,35 +398,7 @@ TEST_F(WeightSyncTest, KeyedReceiverRefusesATamperedChecksumWithTheRightKey) {
   RunRanks(kWorld, [&](int rank) {
     if (rank == 0) {
       // Signed over the true checksum, then the announced one is changed.
-      constexpr int64_t kBucket = 300;
-      const torch::Tensor flat = FlattenParameters(sent);
-      torch::Tensor header = torch::zeros({kWeightSyncHeaderSize}, torch::kInt64);
-      int64_t* h = header.data_ptr<int64_t>();
-      h[kHeaderMagic] = kWeightSyncMagic;
-      h[kHeaderVersion] = 3;
-      h[kHeaderTotalNumel] = flat.numel();
-      h[kHeaderBucketNumel] = kBucket;
-      h[kHeaderNumParams] = static_cast<int64_t>(sent.size());
-      h[kHeaderKeyed] = 1;
-      const WeightMacNonce nonce = NewWeightMacNonce();
-      std::memcpy(h + kHeaderNonce, nonce.data(), nonce.size());
-      EXPECT_TRUE(group[0]->Broadcast(header, 0).ok());
-      for (int64_t done = 0; done < flat.numel(); done += kBucket) {
-        torch::Tensor chunk = flat.narrow(0, done, std::min(kBucket, flat.numel() - done)).clone();
-        EXPECT_TRUE(group[0]->Broadcast(chunk, 0).ok());
-      }
-      uint64_t checksum = WeightChecksum(flat);
-      WeightMac mac(run_key, nonce);
-      mac.Update(header.data_ptr(), kWeightSyncHeaderSize * sizeof(int64_t));
-      mac.Update(flat.data_ptr(), flat.numel() * sizeof(float));
-      mac.Update(&checksum, sizeof(checksum));
-      const WeightMacTag tag = mac.Final();
-      torch::Tensor trailer = torch::zeros({kWeightSyncTrailerSize}, torch::kInt64);
-      int64_t* t = trailer.data_ptr<int64_t>();
-      t[kTrailerChecksum] = static_cast<int64_t>(checksum ^ 4);
-      std::memcpy(t + kTrailerTag, tag.data(), tag.size());
-      t[kTrailerMagic] = kWeightSyncTrailerMagic;
-      EXPECT_TRUE(group[0]->Broadcast(trailer, 0).ok());
+      SendRaw(*group[0], sent, /*version=*/3, /*checksum_xor=*/0, run_key, /*tamper_xor=*/4);
       return;
     }
     WeightReceiver receiver(group[1].get(), /*root=*/0, run_key);
