@@ -27,6 +27,8 @@ DEFINE_int32(threads, 1, "intra-op threads for LibTorch (0 = all cores)");
 DEFINE_uint64(seed, 1, "random seed");
 DEFINE_string(out, "", "output folder (make-data, pretrain) or PNG file (sample)");
 DEFINE_string(data, "out/data", "data folder written by `duet world make-data`");
+DEFINE_int32(hard_per_category, 200,
+             "world make-hard-split: images per category (position, mixed) of the hard understanding split");
 DEFINE_string(model, "out/base/model", "model folder (config.json, model.safetensors, ...)");
 
 // world make-data.
@@ -151,6 +153,17 @@ int RunMakeData() {
   absl::Status s = world::MakeData(o);
   if (!s.ok()) return Fail("world make-data", s);
   std::printf("wrote the Shapes world data to %s\n", FLAGS_out.c_str());
+  return 0;
+}
+
+int RunMakeHardSplit() {
+  SetLibTorchThreads();
+  world::HardSplitOptions o;
+  o.per_category = FLAGS_hard_per_category;
+  o.seed = FLAGS_seed;
+  absl::Status s = world::MakeHardUnderstandingSplit(FLAGS_data, o);
+  if (!s.ok()) return Fail("world make-hard-split", s);
+  std::printf("wrote the hard understanding split to %s/%s\n", FLAGS_data.c_str(), world::kEvalUndHardFile);
   return 0;
 }
 

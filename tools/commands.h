@@ -25,6 +25,8 @@ EvalOptions EvalOptionsFromFlags(const std::string& data_dir);
 int RunCommand(const char* name, const std::function<absl::Status()>& body);
 
 int RunMakeData();
+// `duet world make-hard-split`: adds the hard understanding split to an existing data folder.
+int RunMakeHardSplit();
 int RunPretrain();
 int RunEval();
 int RunSample();

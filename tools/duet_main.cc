@@ -24,6 +24,7 @@ constexpr char kUsage[] =
     "usage: duet <command> [flags]\n"
     "commands:\n"
     "  world make-data   write the Shapes world data sets and image tokenizer\n"
+    "  world make-hard-split  add the hard understanding split to a data folder made earlier\n"
     "  pretrain          supervised pretraining of the base model (resumable)\n"
     "  eval              ShapesEval of a model on the held-out sets\n"
     "  local             the RL run on one machine: learner + worker processes, report\n"
@@ -51,6 +52,8 @@ std::vector<Command> Commands() {
        {{"output", {"out"}},
         {"data sets", {"sft_pairs", "rl_prompts", "rl_images", "eval_per_category", "mixed_fraction", "codebook_size"}},
         process}},
+      {"world make-hard-split", duet::RunMakeHardSplit,
+       {{"data set", {"data", "hard_per_category", "seed"}}}},
       {"pretrain", duet::RunPretrain,
        {{"input and output", {"data", "out"}},
         {"training", {"preset", "steps", "batch_size", "lr", "understanding_fraction", "caption_dropout",

@@ -1,7 +1,8 @@
 #ifndef DUET_TOOLS_SHAPES_EVAL_H_
 #define DUET_TOOLS_SHAPES_EVAL_H_
 
-// ShapesEval of a model on the held-out sets (eval_gen.jsonl, eval_und.jsonl): samples
+// ShapesEval of a model on the held-out sets (eval_gen.jsonl, eval_und.jsonl, and the hard
+// understanding split eval_und_hard.jsonl where the data folder has it): samples
 // one image per generation prompt and one caption per understanding image, scores them
 // with the oracle, and writes report.json and gallery.png. Evaluation only: training code
 // never links this (or the oracle).
@@ -48,6 +49,12 @@ struct EvalResult {
   double generation_accuracy = 0;
   double understanding_accuracy = 0;
   std::vector<double> generation_per_seed, understanding_per_seed;
+  // The hard understanding split (world/dataset.h kEvalUndHardFile), when the data folder
+  // has one: its accuracy over position and mixed images (mean over seeds) and per seed.
+  // The table and report.json ("understanding_hard") show it beside the standard split.
+  bool has_hard_split = false;
+  double hard_understanding_accuracy = 0;
+  std::vector<double> hard_understanding_per_seed;
   std::string table;        // terminal table (with several seeds, also their spread)
   std::string report_json;  // the JSON report
   std::string report_path;

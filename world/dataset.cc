@@ -257,6 +257,40 @@ absl::Status WriteJsonl(const std::string& path, const std::vector<json>& record
   return WriteFileAtomically(path, out);
 }
 
+// The hard understanding split (dataset.h) under `root`, rejecting images whose hash is
+// in `avoid` (and duplicates within the split). Returns the number of records.
+absl::StatusOr<size_t> WriteHardSplit(const std::string& root, const HardSplitOptions& o,
+                                      std::unordered_set<size_t> avoid) {
+  if (o.per_category < 1 || o.per_category > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hard split: per_category must be in [1, 1000], got ", o.per_category));
+  }
+  DUET_RETURN_IF_ERROR(ValidateWorldConfig(o.world));
+  DUET_RETURN_IF_ERROR(MakeDirs(JoinPath(root, "images/eval_hard")));
+  std::mt19937_64 rng(o.seed ^ kHardSplitSeedSalt);
+  std::vector<json> records;
+  std::vector<PendingImage> images;
+  for (Category category : kHardSplitCategories) {
+    for (int i = 0; i < o.per_category; ++i) {
+      Scene scene;
+      Image image;
+      do {
+        scene = SampleScene(category, rng, o.world);
+        image = Render(scene, o.world, rng());
+      } while (!avoid.insert(HashImage(image)).second);
+      DUET_ASSIGN_OR_RETURN(Caption caption, CanonicalCaption(scene));
+      const std::string path = ImagePath("eval_hard", static_cast<int>(images.size()));
+      records.push_back({{"image", path},
+                         {"caption", FormatCaption(caption)},
+                         {"category", std::string(CategoryName(category))}});
+      images.push_back({path, std::move(image)});
+    }
+  }
+  DUET_RETURN_IF_ERROR(WriteImages(root, images));
+  DUET_RETURN_IF_ERROR(WriteJsonl(JoinPath(root, kEvalUndHardFile), records));
+  return records.size();
+}
+
 json PromptRecordJson(const Caption& caption) {
   return {{"prompt", FormatCaption(caption)},
           {"category", std::string(CategoryName(caption.category))}};
@@ -403,6 +437,14 @@ absl::Status MakeData(const MakeDataOptions& o) {
   DUET_RETURN_IF_ERROR(WriteJsonl(JoinPath(root, kRlGenPromptsFile), rl_prompts));
   DUET_RETURN_IF_ERROR(WriteJsonl(JoinPath(root, kEvalGenFile), eval_gen));
   DUET_RETURN_IF_ERROR(WriteJsonl(JoinPath(root, kEvalUndFile), eval_und));
+  // The hard understanding split: its own random stream, so the files above do not
+  // depend on it; its images avoid every training and standard-eval image.
+  HardSplitOptions hard;
+  hard.seed = o.seed;
+  hard.world = o.world;
+  std::unordered_set<size_t> avoid = std::move(train_hashes);
+  for (const PendingImage& e : eval_images) avoid.insert(HashImage(e.image));
+  DUET_ASSIGN_OR_RETURN(const size_t eval_und_hard, WriteHardSplit(root, hard, std::move(avoid)));
   DUET_RETURN_IF_ERROR(SyncFolder(root));
 
   const WorldConfig& w = o.world;
@@ -427,6 +469,7 @@ absl::Status MakeData(const MakeDataOptions& o) {
         {"rl_und_images", rl_images.size()},
         {"eval_gen", eval_gen.size()},
         {"eval_und", eval_und.size()},
+        {"eval_und_hard", eval_und_hard},
         {"eval_per_category", o.eval_per_category}}},
       {"files",
        {{"codebook", kCodebookFile},
@@ -434,10 +477,31 @@ absl::Status MakeData(const MakeDataOptions& o) {
         {"rl_gen_prompts", kRlGenPromptsFile},
         {"rl_und_images", kRlUndImagesFile},
         {"eval_gen", kEvalGenFile},
-        {"eval_und", kEvalUndFile}}},
+        {"eval_und", kEvalUndFile},
+        {"eval_und_hard", kEvalUndHardFile}}},
       {"held_out_prompt_categories", json::array({"two_objects", "position"})},
   };
   return WriteFileAtomically(JoinPath(root, kManifestFile), manifest.dump(2) + "\n");
+}
+
+absl::Status MakeHardUnderstandingSplit(const std::string& data_dir, const HardSplitOptions& options) {
+  DUET_RETURN_IF_ERROR(ValidateWorldConfig(options.world));
+  const int px = options.world.image_px();
+  std::unordered_set<size_t> avoid;
+  auto add = [&](const std::string& png) -> absl::Status {
+    DUET_ASSIGN_OR_RETURN(Image image, ReadPng(png, px, px));
+    avoid.insert(HashImage(image));
+    return absl::OkStatus();
+  };
+  DUET_ASSIGN_OR_RETURN(std::vector<PairRecord> sft, ReadPairs(JoinPath(data_dir, kSftFile)));
+  for (const PairRecord& r : sft) DUET_RETURN_IF_ERROR(add(r.image));
+  DUET_ASSIGN_OR_RETURN(std::vector<ImageRecord> rl, ReadImages(JoinPath(data_dir, kRlUndImagesFile)));
+  for (const ImageRecord& r : rl) DUET_RETURN_IF_ERROR(add(r.image));
+  DUET_ASSIGN_OR_RETURN(std::vector<PairRecord> eval, ReadPairs(JoinPath(data_dir, kEvalUndFile)));
+  for (const PairRecord& r : eval) DUET_RETURN_IF_ERROR(add(r.image));
+  DUET_ASSIGN_OR_RETURN(const size_t written, WriteHardSplit(data_dir, options, std::move(avoid)));
+  (void)written;
+  return SyncFolder(data_dir);
 }
 
 }  // namespace duet::world

@@ -17,6 +17,7 @@
 //
 // Thread-safety: free functions with no shared state.
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -36,6 +37,7 @@ inline constexpr char kRlUndImagesFile[] = "rl_und_images.jsonl";
 inline constexpr char kEvalGenFile[] = "eval_gen.jsonl";
 inline constexpr char kEvalUndFile[] = "eval_und.jsonl";
 inline constexpr char kManifestFile[] = "manifest.json";
+inline constexpr char kEvalUndHardFile[] = "eval_und_hard.jsonl";
 
 struct PairRecord {
   std::string image;    // path of the PNG, resolved against the JSONL file's folder
@@ -92,6 +94,8 @@ struct MakeDataOptions {
 //   eval_gen.jsonl                  eval_per_category prompts per category
 //   eval_und.jsonl + images/eval/*.png      eval_per_category pairs per category, with
 //                                   the canonical caption as "caption"
+//   eval_und_hard.jsonl + images/eval_hard/*.png   the hard understanding split (see
+//                                   MakeHardUnderstandingSplit; seed options.seed)
 //   manifest.json                   counts (with sft_mixed_pairs), mixed_fraction, seed,
 //                                   world config, file names (written last: its
 //                                   presence marks a complete folder)
@@ -105,6 +109,34 @@ struct MakeDataOptions {
 // invalid world config, a codebook_size outside [2, 512] (the image token range), or
 // eval_per_category > 276 (half the two_objects strings must remain for RL).
 absl::Status MakeData(const MakeDataOptions& options);
+
+// The hard held-out understanding split, eval_und_hard.jsonl + images/eval_hard/*.png,
+// reported by ShapesEval beside the standard split (eval_und.jsonl, unchanged). The
+// standard split is near its ceiling on the base model (single and counting 100%), so
+// it has little room to show an understanding gain; this one holds only the scenes the
+// base model reads least well, in equal numbers:
+//   position: two different objects sharing a row or a column (the caption must name
+//             the relation and order the objects right);
+//   mixed:    three objects, not all equal (a pair plus another kind, or three kinds);
+//             a training-only category of the standard evaluation.
+// Each record holds the image, its canonical caption and its category. No image is
+// pixel-identical to an SFT, RL or standard-eval image of the folder. Defined (this
+// seed, these categories, these counts) before any RL'd model was evaluated on it.
+inline constexpr std::array<Category, 2> kHardSplitCategories = {Category::kPosition, Category::kMixed};
+struct HardSplitOptions {
+  int per_category = 200;
+  // The split's own random stream (mixed with the folder's seed), so that the other
+  // files of MakeData do not change.
+  uint64_t seed = 1;
+  WorldConfig world;
+};
+inline constexpr uint64_t kHardSplitSeedSalt = 0x48415244ULL;  // "HARD"
+
+// Writes the hard split into the existing data folder `data_dir` (made by MakeData),
+// avoiding every image that sft.jsonl, rl_und_images.jsonl and eval_und.jsonl list.
+// MakeData writes it too. InvalidArgument for per_category outside [1, 1000]; errors of
+// reading the folder's images.
+absl::Status MakeHardUnderstandingSplit(const std::string& data_dir, const HardSplitOptions& options);
 
 }  // namespace duet::world
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <filesystem>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -42,6 +44,54 @@ class DatasetTest : public ::testing::Test {
   const testing::ScratchDir scratch_{"dataset_test"};
   const std::string dir_ = scratch_.path();
 };
+
+// The hard understanding split: position and mixed scenes only, canonical captions,
+// no image shared with the training or standard-eval images, and the same split whether
+// MakeData writes it or MakeHardUnderstandingSplit adds it to an existing folder.
+TEST_F(DatasetTest, HardSplitHoldsOnlyHardScenesAndNoTrainingImage) {
+  const std::string out = dir_ + "/data";
+  ASSERT_TRUE(MakeData(TinyOptions(out)).ok());
+  std::set<std::vector<uint8_t>> other_pixels;
+  for (const char* file : {kSftFile, kEvalUndFile}) {
+    absl::StatusOr<std::vector<PairRecord>> pairs = ReadPairs(JoinPath(out, file));
+    ASSERT_TRUE(pairs.ok()) << pairs.status();
+    for (const PairRecord& r : *pairs) other_pixels.insert(ReadPng(r.image, 24, 24)->rgb);
+  }
+  absl::StatusOr<std::vector<ImageRecord>> rl = ReadImages(JoinPath(out, kRlUndImagesFile));
+  ASSERT_TRUE(rl.ok());
+  for (const ImageRecord& r : *rl) other_pixels.insert(ReadPng(r.image, 24, 24)->rgb);
+
+  absl::StatusOr<std::vector<PairRecord>> hard = ReadPairs(JoinPath(out, kEvalUndHardFile));
+  ASSERT_TRUE(hard.ok()) << hard.status();
+  ASSERT_EQ(hard->size(), 400u);
+  std::map<Category, int> per_category;
+  std::set<std::vector<uint8_t>> hard_pixels;
+  for (const PairRecord& r : *hard) {
+    ++per_category[r.category];
+    EXPECT_TRUE(r.category == Category::kPosition || r.category == Category::kMixed) << r.caption;
+    EXPECT_EQ(r.parsed.NumObjects(), r.category == Category::kMixed ? 3 : 2) << r.caption;
+    absl::StatusOr<Image> image = ReadPng(r.image, 24, 24);
+    ASSERT_TRUE(image.ok()) << image.status();
+    EXPECT_EQ(other_pixels.count(image->rgb), 0u) << r.image;
+    EXPECT_TRUE(hard_pixels.insert(image->rgb).second) << "duplicate " << r.image;
+  }
+  EXPECT_EQ(per_category[Category::kPosition], 200);
+  EXPECT_EQ(per_category[Category::kMixed], 200);
+
+  // Added to the folder afterwards (same seed): the same records and pixels.
+  absl::StatusOr<std::string> made = ReadFileToString(JoinPath(out, kEvalUndHardFile));
+  const std::vector<uint8_t> first_pixels = ReadPng((*hard)[0].image, 24, 24)->rgb;
+  std::filesystem::remove_all(JoinPath(out, "images/eval_hard"));
+  std::filesystem::remove(JoinPath(out, kEvalUndHardFile));
+  HardSplitOptions o;
+  o.seed = TinyOptions(out).seed;
+  ASSERT_TRUE(MakeHardUnderstandingSplit(out, o).ok());
+  EXPECT_EQ(*ReadFileToString(JoinPath(out, kEvalUndHardFile)), *made);
+  EXPECT_EQ(ReadPng((*hard)[0].image, 24, 24)->rgb, first_pixels);
+
+  o.per_category = 0;
+  EXPECT_EQ(MakeHardUnderstandingSplit(out, o).code(), absl::StatusCode::kInvalidArgument);
+}
 
 TEST_F(DatasetTest, MakeDataWritesEverythingReadable) {
   const std::string out = dir_ + "/data";
