@@ -103,6 +103,7 @@ absl::StatusOr<int> LearnerServer::Start() {
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  AllowClientKeepalive(&builder);
   if (options_.max_rpc_threads > 0) {
     grpc::ResourceQuota quota("duet-learner");
     quota.SetMaxThreads(options_.max_rpc_threads);

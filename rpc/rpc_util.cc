@@ -154,7 +154,20 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
   if (!tls_server_name.empty()) args.SetSslTargetNameOverride(tls_server_name);
+  // Keepalive: a connection to a learner that vanished (a node lost, a network cut, no
+  // RST) fails within ~30 s instead of hanging a long-poll until its deadline; the worker
+  // then reconnects. The server side admits these pings (AllowClientKeepalive).
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   return grpc::CreateCustomChannel(target, creds, args);
+}
+
+void AllowClientKeepalive(grpc::ServerBuilder* builder) {
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder->AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder->AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
 }
 
 }  // namespace duet

@@ -87,11 +87,16 @@ ConnectionProblem DiagnoseConnection(const absl::Status& status);
 std::unique_ptr<grpc::ClientContext> MakeClientContext(const std::string& token,
                                                        absl::Duration timeout);
 
-// A channel to `target` with Duet's message size limits; a non-empty `tls_server_name` is
-// the name verified in the server's certificate instead of the target's host.
+// A channel to `target` with Duet's message size limits and keepalive pings (20 s, 10 s
+// timeout, also between calls); a non-empty `tls_server_name` is the name verified in the
+// server's certificate instead of the target's host.
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
                                            std::shared_ptr<grpc::ChannelCredentials> creds,
                                            const std::string& tls_server_name = "");
+
+// Lets a server accept MakeChannel's keepalive pings (without it, gRPC answers frequent
+// pings with GOAWAY "too_many_pings").
+void AllowClientKeepalive(grpc::ServerBuilder* builder);
 
 }  // namespace duet
 
