@@ -51,7 +51,10 @@ SignalWatcher::SignalWatcher(std::function<void(int)> on_signal) : on_signal_(st
     sigaction(SIGTERM, &action, &old_term_);
     sigaction(SIGINT, &action, &old_int_);
   }
-  thread_ = std::thread([this] {
+  thread_ = std::thread([this, set] {
+    // The one thread that surely takes the signals: every thread started after the mask
+    // above blocks them, and a process whose threads all block them never sees them.
+    pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
     while (read_fd_ >= 0) {
       unsigned char byte = kStopByte;
       const ssize_t n = read(read_fd_, &byte, 1);
