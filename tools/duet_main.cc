@@ -66,7 +66,7 @@ std::vector<Command> Commands() {
         process}},
       {"local", duet::RunLocal,
        {{"run", {"recipe", "model", "data", "out", "resume", "local_steps", "rl_seed"}},
-        {"processes", {"rollout_workers", "scorer_workers", "bin_dir"}},
+        {"processes", {"rollout_workers", "scorer_workers", "bin_dir", "metrics_base_port"}},
         eval,
         process}},
       {"rl", duet::RunRl,

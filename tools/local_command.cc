@@ -54,6 +54,9 @@ DEFINE_int64(local_steps, -1, "local: override the recipe's steps (-1: keep)");
 DEFINE_int64(rl_seed, -1, "local: override the recipe's seed (-1: keep)");
 DEFINE_bool(resume, false, "local: continue the run in --out from its last checkpoint");
 DEFINE_string(bin_dir, "", "local: folder of duet-learner/duet-rollout/duet-scorer (default: next to duet)");
+DEFINE_int32(metrics_base_port, 0,
+             "local: serve /metrics on 127.0.0.1: the learner on this port, worker i on port + 1 + i, and "
+             "write <out>/prometheus_targets.json (Prometheus file_sd); 0: off");
 
 namespace duet {
 namespace {
@@ -108,6 +111,20 @@ absl::Status RunLocalImpl() {
                                            "--address=127.0.0.1:0", "--port_file=" + port_file,
                                            "--auth_token_file=" + token_file};
   if (FLAGS_resume) learner_args.push_back("--resume");
+  if (FLAGS_metrics_base_port > 0) {
+    const int base = FLAGS_metrics_base_port;
+    learner_args.push_back(absl::StrCat("--metrics_address=127.0.0.1:", base));
+    // One file_sd target group per role (deploy/prometheus/prometheus.yml reads the format).
+    nlohmann::json groups = nlohmann::json::array();
+    groups.push_back({{"targets", {absl::StrCat("127.0.0.1:", base)}}, {"labels", {{"job", "duet-learner"}}}});
+    nlohmann::json rollouts = nlohmann::json::array(), scorers = nlohmann::json::array();
+    for (int i = 0; i < recipe.rollout_workers + recipe.scorer_workers; ++i) {
+      (i < recipe.rollout_workers ? rollouts : scorers).push_back(absl::StrCat("127.0.0.1:", base + 1 + i));
+    }
+    groups.push_back({{"targets", rollouts}, {"labels", {{"job", "duet-rollout"}}}});
+    groups.push_back({{"targets", scorers}, {"labels", {{"job", "duet-scorer"}}}});
+    DUET_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(out, "prometheus_targets.json"), groups.dump(2) + "\n"));
+  }
   const auto t0 = std::chrono::steady_clock::now();
   DUET_ASSIGN_OR_RETURN(pid_t learner, Spawn(learner_args, ""));
   std::vector<pid_t> workers;
@@ -138,6 +155,9 @@ absl::Status RunLocalImpl() {
     std::vector<std::string> args = {
         FindBinary(FLAGS_bin_dir, rollout ? "duet-rollout" : "duet-scorer", rollout ? "rollout" : "scorer"),
         "--learner=" + target, "--model=" + recipe.model, "--auth_token_file=" + token_file, "--name=" + name};
+    if (FLAGS_metrics_base_port > 0) {
+      args.push_back(absl::StrCat("--metrics_address=127.0.0.1:", FLAGS_metrics_base_port + 1 + i));
+    }
     if (!rollout) {
       // The recipe's reward kinds reach the scorers as flags (the learner does not send them).
       args.push_back(absl::StrCat("--image_reward=", std::string(RewardKindName(recipe.self_reward.image))));
