@@ -101,8 +101,22 @@ RewardClient::RewardClient(Options options, std::shared_ptr<grpc::Channel> chann
 absl::StatusOr<std::vector<double>> RewardClient::Score(const std::vector<RewardQuery>& queries) const {
   auto fail = [this](const absl::Status& s) {
     std::string message = absl::StrCat("reward service at ", options_.address, ": ", s.message());
-    const ConnectionProblem problem = DiagnoseConnection(s);
-    if (problem.kind != ConnectionProblem::kNone) absl::StrAppend(&message, " (", problem.hint, ")");
+    // DiagnoseConnection's hints name the learner's flags; the reward service's own words.
+    switch (DiagnoseConnection(s).kind) {
+      case ConnectionProblem::kRefused:
+        absl::StrAppend(&message, " (nothing listens there: is the reward service up, and is "
+                                  "reward.external_address right?)");
+        break;
+      case ConnectionProblem::kUnresolved:
+        absl::StrAppend(&message, " (the host name does not resolve: check reward.external_address)");
+        break;
+      case ConnectionProblem::kTls:
+      case ConnectionProblem::kClosed:
+        absl::StrAppend(&message, " (TLS: the service and --external_reward_tls_ca must agree)");
+        break;
+      case ConnectionProblem::kNone:
+        break;
+    }
     return absl::Status(s.code(), message);
   };
   std::vector<double> out;

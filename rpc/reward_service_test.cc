@@ -173,6 +173,8 @@ TEST_F(RewardServiceTest, UnreachableServiceIsUnavailableNamingTheAddress) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kUnavailable) << s.status();
   EXPECT_NE(s.status().message().find("reward service at " + address_ + ": "), std::string::npos) << s.status();
+  EXPECT_NE(s.status().message().find("is the reward service up"), std::string::npos) << s.status();
+  EXPECT_EQ(s.status().message().find("--learner"), std::string::npos) << s.status();
 }
 
 TEST(RewardQueriesFromProtoTest, AcceptsAValidRequestUnchanged) {
