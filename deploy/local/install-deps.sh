@@ -18,8 +18,9 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # Independent PyTorch reference (parity test) and the Python decode-loop baseline.
   python3 python3-torch python3-numpy
-  # Loopback throughput baseline for the broadcast benchmark; Prometheus for metric tests.
-  iperf3 prometheus
+  # Loopback throughput baseline for the broadcast benchmark; Prometheus for metric tests
+  # (tests/metrics_live_test.sh also needs curl and PyYAML; Alertmanager comes by command).
+  iperf3 prometheus curl python3-yaml
   # Certificates for the TLS tests.
   openssl
 )
@@ -29,10 +30,11 @@ PACKAGES=(
 # Google's repository) and the Debian package would conflict with it.
 # Deployment checks (tests/deploy_manifests_test.sh): node and npm run the schema
 # validators, kubectl renders the kustomizations, amtool checks the Alertmanager config,
-# and ShellCheck lints the Slurm scripts.
+# and ShellCheck lints the Slurm scripts; prometheus-alertmanager receives the alerts of
+# tests/metrics_live_test.sh.
 COMMANDS=(
   node:nodejs npm:npm kubectl:kubernetes-client amtool:prometheus-alertmanager
-  shellcheck:shellcheck
+  prometheus-alertmanager:prometheus-alertmanager shellcheck:shellcheck
 )
 
 missing=()
