@@ -95,6 +95,15 @@ run() {  # $1: on|off, $2: run index
       "query=sum(sum_over_time(up{instance=~\"127.0.0.1:($base|$((base + 1))|$((base + 2))|$((base + 3)))\"}[10m]))" |
       python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(int(float(r[0]["value"][1])) if r else 0)')"
     echo "$scrapes" > "$out.scrapes"
+    # The server-side cost bound: how long each scrape took (Prometheus's own measure).
+    curl -sf "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode \
+      "query=max(max_over_time(scrape_duration_seconds{instance=~\"127.0.0.1:($base|$((base + 1))|$((base + 2))|$((base + 3)))\"}[10m])) * 1000" |
+      python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print("%.2f" % float(r[0]["value"][1]) if r else "nan")' \
+      > "$out.scrape_ms"
+    curl -sf "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode \
+      "query=avg(avg_over_time(scrape_duration_seconds{instance=~\"127.0.0.1:($base|$((base + 1))|$((base + 2))|$((base + 3)))\"}[10m])) * 1000" |
+      python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print("%.2f" % float(r[0]["value"][1]) if r else "nan")' \
+      >> "$out.scrape_ms"
   fi
   echo "$1 $out" >> "$TMP/runs.txt"
 }
@@ -109,7 +118,8 @@ runs = [l.split() for l in open(sys.argv[1])]
 steps = int(sys.argv[2])
 side = {"on": [], "off": []}
 checksums = set()
-print("%-4s %-7s %12s %8s" % ("run", "metrics", "mean step s", "scrapes"))
+print("%-4s %-7s %12s %8s %16s" % ("run", "metrics", "mean step s", "scrapes", "scrape ms avg/max"))
+scrape_ms = []
 for k, (mode, out) in enumerate(runs):
     recs = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
     assert len(recs) == steps, (out, len(recs))
@@ -117,12 +127,19 @@ for k, (mode, out) in enumerate(runs):
     side[mode].append(statistics.mean(t))
     checksums.add(recs[-1]["checksum"])
     scrapes = open(out + ".scrapes").read().strip() if mode == "on" else "-"
-    print("%-4d %-7s %12.4f %8s" % (k, mode, statistics.mean(t), scrapes))
+    ms = "-"
+    if mode == "on":
+        mx, avg = [float(x) for x in open(out + ".scrape_ms").read().split()]
+        scrape_ms.append(avg)
+        ms = "%.2f/%.2f" % (avg, mx)
+    print("%-4d %-7s %12.4f %8s %16s" % (k, mode, statistics.mean(t), scrapes, ms))
 assert len(checksums) == 1, "final weights differ between runs: %s" % checksums
 on, off = statistics.mean(side["on"]), statistics.mean(side["off"])
 print("mean step time: metrics off %.4f s, on %.4f s (%d runs each, %d steps, first left out)"
       % (off, on, len(side["on"]), steps))
 print("overhead: %+.2f%% (goal < 1%%); run-to-run spread of the off runs: %.2f%%"
       % (100 * (on - off) / off, 100 * (max(side["off"]) - min(side["off"])) / off))
+print("scrape: %.2f ms on average per scrape of one process (wall time, request to last byte), "
+      "once a second: at most %.2f%% of one core per process" % (statistics.mean(scrape_ms), statistics.mean(scrape_ms) / 10))
 print("final weights checksum identical in every run: %d" % checksums.pop())
 PY
