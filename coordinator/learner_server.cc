@@ -53,7 +53,7 @@ absl::Status TruncateMetricsLog(const std::string& path, int64_t last_step) {
 
 LearnerServer::LearnerServer(LearnerOptions options)
     : options_(std::move(options)),
-      telemetry_(std::make_unique<LearnerTelemetry>(options_.metrics_registry, RealClock(), options_.worker_liveness)) {}
+      telemetry_(std::make_unique<LearnerTelemetry>(options_.metrics_registry, RealClock())) {}
 
 LearnerServer::~LearnerServer() { Shutdown(); }
 

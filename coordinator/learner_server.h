@@ -51,9 +51,6 @@ struct LearnerOptions {
   std::function<void(const StepReport&)> on_step;
   // Metrics (docs/metrics.md) are recorded here; null: a private registry, not served.
   std::shared_ptr<prometheus::Registry> metrics_registry;
-  // A worker counts as live in duet_coordinator_live_workers while it waits in PullWork
-  // or called within this long (until leases exist).
-  absl::Duration worker_liveness = absl::Seconds(60);
   // Plaintext grpc.health.v1 on its own port, for probes ("" : none).
   std::string health_address;
 };

@@ -14,8 +14,7 @@ std::shared_ptr<prometheus::Registry> OrNew(std::shared_ptr<prometheus::Registry
 
 }  // namespace
 
-LearnerTelemetry::LearnerTelemetry(std::shared_ptr<prometheus::Registry> registry, Clock* clock,
-                                   absl::Duration /*worker_liveness*/)
+LearnerTelemetry::LearnerTelemetry(std::shared_ptr<prometheus::Registry> registry, Clock* clock)
     : registry_(OrNew(std::move(registry))),
       learner_(*registry_),
       coordinator_(*registry_),

@@ -28,8 +28,8 @@ namespace duet {
 class LearnerTelemetry {
  public:
   // `registry` null: a private registry (metrics recorded, never served).
-  // `worker_liveness` is ignored: live workers are the work queue's lease registry now.
-  LearnerTelemetry(std::shared_ptr<prometheus::Registry> registry, Clock* clock, absl::Duration worker_liveness);
+  // Live workers are the work queue's lease registry (WorkQueue).
+  LearnerTelemetry(std::shared_ptr<prometheus::Registry> registry, Clock* clock);
 
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
   QueueMetrics* queue() { return &queue_; }

@@ -57,8 +57,6 @@ DEFINE_bool(resume, false, "continue from the run folder's latest checkpoint");
 DEFINE_int32(threads, 1, "intra-op threads for LibTorch");
 DEFINE_string(metrics_address, "", "HOST:PORT to serve Prometheus /metrics on (docs/metrics.md; empty: off)");
 DEFINE_string(health_address, "", "HOST:PORT of a plaintext grpc.health.v1 server for probes (empty: off)");
-DEFINE_int32(worker_liveness_seconds, 60,
-             "metrics: a worker counts as live while it polls or called within this many seconds");
 DEFINE_int32(max_rpc_threads, duet::LearnerOptions().max_rpc_threads,
              "at most this many gRPC handler threads (long-polls hold one each); calls past it get "
              "RESOURCE_EXHAUSTED and workers back off (0: unbounded)");
@@ -77,7 +75,7 @@ int main(int argc, char** argv) {
           {{"recipe", {"config", "model", "data", "out", "steps", "algorithm", "directions", "k", "lr", "kl_coef",
                        "frozen_scorer", "seed", "sync_every", "collective"}},
            {"worker pools", {"rollout_workers", "scorer_workers"}},
-           {"serving", {"address", "port_file", "store_host", "store_port", "collective_timeout_s", "threads", "max_rpc_threads", "resume", "metrics_address", "health_address", "worker_liveness_seconds"}},
+           {"serving", {"address", "port_file", "store_host", "store_port", "collective_timeout_s", "threads", "max_rpc_threads", "resume", "metrics_address", "health_address"}},
            {"security", {"auth_token_file", "auth_token", "allow_insecure_no_auth", "tls_cert", "tls_key",
                          "tls_client_ca"}}})) {
     return 0;
@@ -149,7 +147,6 @@ int main(int argc, char** argv) {
   options.metrics_registry = std::make_shared<prometheus::Registry>();
   duet::metrics::RegisterProcessMetrics(*options.metrics_registry, "learner");
   options.health_address = FLAGS_health_address;
-  options.worker_liveness = absl::Seconds(std::max(1, FLAGS_worker_liveness_seconds));
   options.on_step = [&recipe](const duet::StepReport& r) {
     std::fprintf(stderr,
                  "step %ld/%ld  r_gen %.3f  r_und %.3f  kl %.4f  loss %.4f  %.1f samples/s  v%ld  dlogp %.1e\n",
