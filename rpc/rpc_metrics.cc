@@ -16,18 +16,16 @@ double SecondsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-class ServerMetricsInterceptor : public Interceptor {
+// Times one call from its interceptor's creation and records it, once, with its code.
+class CallRecorder {
  public:
-  ServerMetricsInterceptor(std::string_view method, metrics::RpcMetrics* metrics, const RpcObserver* observer)
+  CallRecorder(std::string_view method, metrics::RpcMetrics* metrics, const RpcObserver* observer)
       : method_(method), metrics_(metrics), observer_(observer), start_(std::chrono::steady_clock::now()) {}
-  void Intercept(InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
-      const int code = static_cast<int>(methods->GetSendStatus().error_code());
-      const double seconds = SecondsSince(start_);
-      metrics_->Record(method_, code, seconds);
-      if (*observer_) (*observer_)(method_, code, seconds);
-    }
-    methods->Proceed();
+  void Record(grpc::StatusCode status) {
+    const int code = static_cast<int>(status);
+    const double seconds = SecondsSince(start_);
+    metrics_->Record(method_, code, seconds);
+    if (*observer_) (*observer_)(method_, code, seconds);
   }
 
  private:
@@ -35,6 +33,21 @@ class ServerMetricsInterceptor : public Interceptor {
   metrics::RpcMetrics* metrics_;
   const RpcObserver* observer_;
   std::chrono::steady_clock::time_point start_;
+};
+
+class ServerMetricsInterceptor : public Interceptor {
+ public:
+  ServerMetricsInterceptor(std::string_view method, metrics::RpcMetrics* metrics, const RpcObserver* observer)
+      : call_(method, metrics, observer) {}
+  void Intercept(InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+      call_.Record(methods->GetSendStatus().error_code());
+    }
+    methods->Proceed();
+  }
+
+ private:
+  CallRecorder call_;
 };
 
 class ServerFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
@@ -55,22 +68,16 @@ class ServerFactory : public grpc::experimental::ServerInterceptorFactoryInterfa
 class ClientMetricsInterceptor : public Interceptor {
  public:
   ClientMetricsInterceptor(std::string_view method, metrics::RpcMetrics* metrics, const RpcObserver* observer)
-      : method_(method), metrics_(metrics), observer_(observer), start_(std::chrono::steady_clock::now()) {}
+      : call_(method, metrics, observer) {}
   void Intercept(InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_STATUS)) {
-      const int code = static_cast<int>(methods->GetRecvStatus()->error_code());
-      const double seconds = SecondsSince(start_);
-      metrics_->Record(method_, code, seconds);
-      if (*observer_) (*observer_)(method_, code, seconds);
+      call_.Record(methods->GetRecvStatus()->error_code());
     }
     methods->Proceed();
   }
 
  private:
-  std::string method_;
-  metrics::RpcMetrics* metrics_;
-  const RpcObserver* observer_;
-  std::chrono::steady_clock::time_point start_;
+  CallRecorder call_;
 };
 
 class ClientFactory : public grpc::experimental::ClientInterceptorFactoryInterface {
