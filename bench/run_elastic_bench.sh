@@ -10,6 +10,7 @@
 #                       reconnect by themselves).
 # Usage: bench/run_elastic_bench.sh [BUILD_DIR] [REPS]   (DUET_KEEP=DIR keeps the logs there)
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../tests/tiny_world.sh"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$(cd "${1:-$ROOT/build}" && pwd)"
 REPS="${2:-3}"
@@ -20,10 +21,7 @@ cleanup() {
   if [[ -n "${DUET_KEEP:-}" ]]; then rm -rf "$DUET_KEEP"; mv "$TMP" "$DUET_KEEP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
-"$BIN/tools/duet" world make-data --out="$TMP/data" --sft_pairs=256 --rl_prompts=32 --rl_images=32 \
-  --eval_per_category=4 --codebook_size=64 > /dev/null
-"$BIN/tools/duet" pretrain --data="$TMP/data" --out="$TMP/base" --steps=10 --batch_size=16 \
-  --checkpoint_every=10 > /dev/null 2>&1
+make_tiny_world "$BIN/tools/duet" "$TMP"
 echo "elastic-token" > "$TMP/token"
 cat > "$TMP/recipe.yaml" <<YAML
 steps: 1000
@@ -36,7 +34,6 @@ lease_seconds: 3
 workers: {rollout: 1, scorer: 1}
 YAML
 now() { date +%s.%N; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 start_learner() {  # RUN PORT [flags]
   local run="$1" port="$2"; shift 2
   "$BIN/coordinator/duet-learner" --config="$TMP/recipe.yaml" --model="$TMP/base/model" --data="$TMP/data" \
@@ -66,7 +63,7 @@ PY
 
 DEATH=(); JOIN=(); RESTART=()
 for rep in $(seq "$REPS"); do
-  PORT=$(free_port); RUN="$TMP/run$rep"
+  PORT=$(free_ports 1); RUN="$TMP/run$rep"
   start_learner "$RUN" "$PORT"
   start_worker "$RUN" "$PORT" rollout rollout-0; R0=$WORKER
   start_worker "$RUN" "$PORT" rollout rollout-1; R1=$WORKER

@@ -10,6 +10,7 @@
 # Usage: bench/run_metrics_overhead_bench.sh [BUILD_DIR [PAIRS [STEPS]]]
 #   defaults: build, 3 pairs, 40 steps per run.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../tests/tiny_world.sh"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 BUILD_DIR="${1:-${DUET_BUILD_DIR:-build}}"
@@ -27,28 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port_block() {  # $1 consecutive free loopback ports; prints the first
-  python3 - "$1" <<'PY'
-import random, socket, sys
-n = int(sys.argv[1])
-for _ in range(200):
-    base = random.randint(20000, 60000 - n)
-    socks = []
-    try:
-        for p in range(base, base + n):
-            s = socket.socket(); s.bind(("127.0.0.1", p)); socks.append(s)
-        print(base); break
-    except OSError:
-        pass
-    finally:
-        for s in socks: s.close()
-PY
-}
-
-"$DUET" world make-data --out="$TMP/data" --sft_pairs=256 --rl_prompts=32 --rl_images=32 \
-  --eval_per_category=4 --codebook_size=64 > /dev/null
-"$DUET" pretrain --data="$TMP/data" --out="$TMP/base" --steps=10 --batch_size=16 \
-  --checkpoint_every=10 > /dev/null 2>&1
+make_tiny_world "$DUET" "$TMP"
 cat > "$TMP/recipe.yaml" <<YAML
 steps: $STEPS
 directions: joint
@@ -59,7 +39,7 @@ checkpoint_every: $STEPS
 YAML
 
 # Prometheus for the "on" runs: 1 s scrapes of whatever targets file is in place.
-PROM_PORT="$(free_port_block 1)"
+PROM_PORT="$(free_ports 1)"
 mkdir -p "$TMP/targets"
 cat > "$TMP/prometheus.yml" <<YAML
 global: {scrape_interval: 1s}
@@ -75,7 +55,7 @@ run() {  # $1: on|off, $2: run index
   local out="$TMP/run-$2-$1" extra=() copier="" base=0
   rm -f "$TMP/targets/run.json"
   if [[ "$1" == on ]]; then
-    base="$(free_port_block 4)"
+    base="$(free_ports 4)"
     extra=(--metrics_base_port="$base")
     # Scraped from the moment the processes start: the file is written before they are.
     ( for _ in $(seq 300); do

@@ -15,6 +15,7 @@
 # In synchronous mode the final checksum of each faulty run equals the reference's.
 # Usage: tests/fault_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/tiny_world.sh"
 BIN="$1"
 TMP="$(mktemp -d)"
 PIDS=()
@@ -23,10 +24,7 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
-"$BIN/tools/duet" world make-data --out="$TMP/data" --sft_pairs=256 --rl_prompts=32 --rl_images=32 \
-  --eval_per_category=4 --codebook_size=64 > /dev/null
-"$BIN/tools/duet" pretrain --data="$TMP/data" --out="$TMP/base" --steps=10 --batch_size=16 \
-  --checkpoint_every=10 2> /dev/null > /dev/null
+make_tiny_world "$BIN/tools/duet" "$TMP"
 echo "fault-token" > "$TMP/token"
 STEPS=12
 cat > "$TMP/recipe.yaml" <<YAML
@@ -40,7 +38,6 @@ lease_seconds: 3
 workers: {rollout: 1, scorer: 1}
 YAML
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # start_learner RUN PORT [flags...]: the learner in the background; LEARNER is its pid.
 start_learner() {
@@ -93,13 +90,13 @@ run_workers() {  # RUN PORT: rollout-0, rollout-1, scorer-0
 }
 
 # reference
-PORT=$(free_port); RUN="$TMP/reference"
+PORT=$(free_ports 1); RUN="$TMP/reference"
 start_learner "$RUN" "$PORT"; run_workers "$RUN" "$PORT"
 finish "$RUN" > /dev/null; REFERENCE=$CHECKSUM
 echo "reference: $STEPS steps, checksum $REFERENCE"
 
 # kill-worker
-PORT=$(free_port); RUN="$TMP/kill-worker"
+PORT=$(free_ports 1); RUN="$TMP/kill-worker"
 start_learner "$RUN" "$PORT"; run_workers "$RUN" "$PORT"
 wait_steps "$RUN" 2
 kill -9 "$R1"
@@ -115,7 +112,7 @@ grep -q "worker rollout-1 lost" "$RUN.learner.log" || { tail -n 30 "$RUN.learner
 echo "kill-worker: checksum $KILLED"
 
 # stop-worker
-PORT=$(free_port); RUN="$TMP/stop-worker"
+PORT=$(free_ports 1); RUN="$TMP/stop-worker"
 start_learner "$RUN" "$PORT"; run_workers "$RUN" "$PORT"
 wait_steps "$RUN" 2
 kill -STOP "$R1"
@@ -133,7 +130,7 @@ echo "stop-worker: checksum $STOPPED"
 
 # scale: the rollout pool goes 1 -> 4 -> 1 while the run goes on (as `kubectl scale`
 # would: processes started, then SIGTERM).
-PORT=$(free_port); RUN="$TMP/scale"
+PORT=$(free_ports 1); RUN="$TMP/scale"
 start_learner "$RUN" "$PORT"
 start_worker "$RUN" "$PORT" rollout rollout-0
 start_worker "$RUN" "$PORT" scorer scorer-0
@@ -149,7 +146,7 @@ EPOCHS=$(grep -c "broadcast epoch .* formed" "$RUN.learner.log")
 echo "scale: checksum $SCALED over $EPOCHS broadcast epochs"
 
 # kill-learner
-PORT=$(free_port); RUN="$TMP/kill-learner"
+PORT=$(free_ports 1); RUN="$TMP/kill-learner"
 start_learner "$RUN" "$PORT"; run_workers "$RUN" "$PORT"
 wait_steps "$RUN" 3
 kill -9 "$LEARNER"; wait "$LEARNER" 2>/dev/null || true

@@ -4,15 +4,13 @@
 # Checks: 3 steps run; every worker ends on the learner's policy version and checksum;
 # a checkpoint is written; --resume continues at the next step.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/tiny_world.sh"
 BIN="$1"      # build dir
 SRC="$2"      # source dir
 DUET="$BIN/tools/duet"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
-"$DUET" world make-data --out="$TMP/data" --sft_pairs=256 --rl_prompts=32 --rl_images=32 \
-  --eval_per_category=4 --codebook_size=64 > /dev/null
-"$DUET" pretrain --data="$TMP/data" --out="$TMP/base" --steps=10 --batch_size=16 \
-  --checkpoint_every=10 2> /dev/null > /dev/null
+make_tiny_world "$DUET" "$TMP"
 cat > "$TMP/recipe.yaml" <<YAML
 steps: 3
 directions: joint

@@ -17,6 +17,7 @@
 #      DuetNoLiveRolloutWorkers fires and reaches the webhook.
 # Usage: metrics_live_test.sh BUILD_DIR SOURCE_DIR. KEEP_TMP=1 keeps the work folder.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/tiny_world.sh"
 BIN="$1"; SRC="$2"
 DUET="$BIN/tools/duet"
 TMP="$(mktemp -d)"
@@ -38,28 +39,7 @@ for tool in prometheus prometheus-alertmanager curl; do
   command -v "$tool" >/dev/null || { echo "$tool not installed (deploy/local/install-deps.sh)"; exit 1; }
 done
 
-free_ports() {  # $1: how many consecutive free loopback ports; prints the first
-  python3 - "$1" <<'PY'
-import random, socket, sys
-n = int(sys.argv[1])
-for _ in range(200):
-    base = random.randint(20000, 60000 - n)
-    socks = []
-    try:
-        for p in range(base, base + n):
-            s = socket.socket(); s.bind(("127.0.0.1", p)); socks.append(s)
-        print(base); break
-    except OSError:
-        pass
-    finally:
-        for s in socks: s.close()
-PY
-}
-
-"$DUET" world make-data --out="$TMP/data" --sft_pairs=256 --rl_prompts=32 --rl_images=32 \
-  --eval_per_category=4 --codebook_size=64 > /dev/null
-"$DUET" pretrain --data="$TMP/data" --out="$TMP/base" --steps=10 --batch_size=16 \
-  --checkpoint_every=10 2> /dev/null > /dev/null
+make_tiny_world "$DUET" "$TMP"
 # Long enough to outlast the checks (the test stops it); a lost worker is found in 3 s.
 cat > "$TMP/recipe.yaml" <<YAML
 steps: 2000
