@@ -35,8 +35,11 @@ understanding_inputs: 2
 k: 2
 checkpoint_every: 1
 lease_seconds: 3
-workers: {rollout: 1, scorer: 1}
+workers: {rollout: 2, scorer: 1}
 YAML
+# The runs with two rollout workers wait for both (the recipe's minimums), so that every
+# worker the test kills or stops is in the run by then; the scale run starts with one.
+sed 's/workers: {rollout: 2, scorer: 1}/workers: {rollout: 1, scorer: 1}/' "$TMP/recipe.yaml" > "$TMP/one-rollout.yaml"
 
 
 # start_learner RUN PORT [flags...]: the learner in the background; LEARNER is its pid.
@@ -82,6 +85,14 @@ for w in state["workers"]:
 print(state["checksum"])
 PY
   CHECKSUM=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["checksum"])' "$run/final_state.json")
+}
+# wait_registered RUN NAME...: until each named worker has registered (at most 60 s).
+wait_registered() {
+  local run="$1"; shift
+  for name in "$@"; do
+    for _ in $(seq 600); do grep -q "registered as $name" "$run.$name.log" 2>/dev/null && break; sleep 0.1; done
+    grep -q "registered as $name" "$run.$name.log" || { tail -n 20 "$run.$name.log"; echo "$name never registered"; exit 1; }
+  done
 }
 run_workers() {  # RUN PORT: rollout-0, rollout-1, scorer-0
   start_worker "$1" "$2" rollout rollout-0; R0=$WORKER
@@ -131,12 +142,13 @@ echo "stop-worker: checksum $STOPPED"
 # scale: the rollout pool goes 1 -> 4 -> 1 while the run goes on (as `kubectl scale`
 # would: processes started, then SIGTERM).
 PORT=$(free_ports 1); RUN="$TMP/scale"
-start_learner "$RUN" "$PORT"
+start_learner "$RUN" "$PORT" --config="$TMP/one-rollout.yaml"
 start_worker "$RUN" "$PORT" rollout rollout-0
 start_worker "$RUN" "$PORT" scorer scorer-0
 wait_steps "$RUN" 2
 EXTRA=()
 for i in 1 2 3; do start_worker "$RUN" "$PORT" rollout "rollout-$i"; EXTRA+=("$WORKER"); done
+wait_registered "$RUN" rollout-1 rollout-2 rollout-3
 wait_steps "$RUN" 7
 for p in "${EXTRA[@]}"; do kill -TERM "$p"; done
 for p in "${EXTRA[@]}"; do wait "$p"; done
@@ -148,12 +160,17 @@ echo "scale: checksum $SCALED over $EPOCHS broadcast epochs"
 # kill-learner
 PORT=$(free_ports 1); RUN="$TMP/kill-learner"
 start_learner "$RUN" "$PORT"; run_workers "$RUN" "$PORT"
+# Every worker must know the first learner, or there is nothing to reconnect.
+wait_registered "$RUN" rollout-0 rollout-1 scorer-0
 wait_steps "$RUN" 3
 kill -9 "$LEARNER"; wait "$LEARNER" 2>/dev/null || true
+[[ ! -f "$RUN/final_state.json" ]] || { echo "the run finished before the learner was killed"; exit 1; }
 start_learner "$RUN" "$PORT" --resume
 finish "$RUN" > /dev/null; RESUMED=$CHECKSUM
 grep -q "resumed from" "$RUN.learner.log" || { echo "no resume"; exit 1; }
-grep -q "registering again" "$RUN.rollout-0.log" || { tail -n 20 "$RUN.rollout-0.log"; echo "rollout-0 did not re-register"; exit 1; }
+for name in rollout-0 rollout-1 scorer-0; do
+  grep -q "registering again" "$RUN.$name.log" || { tail -n 20 "$RUN.$name.log"; echo "$name did not re-register"; exit 1; }
+done
 echo "kill-learner: checksum $RESUMED"
 
 for c in "$KILLED" "$STOPPED" "$SCALED" "$RESUMED"; do
