@@ -56,6 +56,10 @@ absl::Status Recipe::Validate() const {
   if (optimizer.simpo.beta <= 0) return bad("simpo.beta must be positive");
   DUET_RETURN_IF_ERROR(rl.image_sampling.Validate());
   if (sync_every < 1) return bad("sync_every must be >= 1");
+  if (max_lag < 0 || max_lag > kMaxLag) return bad(absl::StrCat("max_lag must be in [0, ", kMaxLag, "]"));
+  if (max_lag > 0 && sync_every != 1) {
+    return bad("max_lag > 0 (asynchronous mode) requires sync_every: 1");
+  }
   if (bucket_mb < 1 || bucket_mb > 1024) return bad("bucket_mb must be in [1, 1024]");
   if (checkpoint_every < 1) return bad("checkpoint_every must be >= 1");
   if (lease_seconds < 1 || lease_seconds > 3600) return bad("lease_seconds must be in [1, 3600]");
@@ -73,7 +77,13 @@ RlRecipe Recipe::LoopRecipe() const {
   RlRecipe out = rl;
   if (directions == "generation") out.understanding_inputs = 0;
   if (directions == "understanding") out.generation_inputs = 0;
-  out.max_lag = sync_every - 1;
+  if (max_lag > 0) {
+    out.max_lag = max_lag;
+    out.collect_ahead = max_lag;
+  } else {
+    out.max_lag = sync_every - 1;
+    out.collect_ahead = 0;
+  }
   return out;
 }
 
@@ -112,6 +122,7 @@ absl::Status ApplyOverrides(const RecipeOverrides& o, Recipe* r) {
   }
   if (o.seed) r->rl.seed = *o.seed;
   if (o.sync_every) r->sync_every = *o.sync_every;
+  if (o.max_lag) r->max_lag = *o.max_lag;
   if (o.rollout_workers) r->rollout_workers = *o.rollout_workers;
   if (o.scorer_workers) r->scorer_workers = *o.scorer_workers;
   if (o.collective) r->collective = *o.collective;
@@ -130,7 +141,7 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text) {
   DUET_RETURN_IF_ERROR(CheckKeys(root, "",
                                  {"model", "data", "out", "steps", "algorithm", "directions", "generation_inputs",
                                   "understanding_inputs", "k", "lr", "grpo", "simpo", "sampling", "sync_every",
-                                  "bucket_mb", "checkpoint_every", "lease_seconds", "frozen_scorer", "self_reward", "reward", "seed", "workers",
+                                  "max_lag", "bucket_mb", "checkpoint_every", "lease_seconds", "frozen_scorer", "self_reward", "reward", "seed", "workers",
                                   "collective", "grad_clip", "micro_batch"}));
   DUET_RETURN_IF_ERROR(Read(root, "model", &r.model));
   DUET_RETURN_IF_ERROR(Read(root, "data", &r.data));
@@ -172,6 +183,7 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text) {
   }
   r.rl.caption_sampling = r.rl.image_sampling;
   DUET_RETURN_IF_ERROR(Read(root, "sync_every", &r.sync_every));
+  DUET_RETURN_IF_ERROR(Read(root, "max_lag", &r.max_lag));
   DUET_RETURN_IF_ERROR(Read(root, "bucket_mb", &r.bucket_mb));
   DUET_RETURN_IF_ERROR(Read(root, "checkpoint_every", &r.checkpoint_every));
   DUET_RETURN_IF_ERROR(Read(root, "lease_seconds", &r.lease_seconds));
@@ -241,6 +253,7 @@ std::string RecipeToYaml(const Recipe& r) {
     << YAML::Key << "top_p" << YAML::Value << r.rl.image_sampling.top_p << YAML::Key << "cfg_scale"
     << YAML::Value << r.rl.cfg_scale.value_or(0.0) << YAML::EndMap;
   e << YAML::Key << "sync_every" << YAML::Value << r.sync_every;
+  e << YAML::Key << "max_lag" << YAML::Value << r.max_lag;
   e << YAML::Key << "bucket_mb" << YAML::Value << r.bucket_mb;
   e << YAML::Key << "checkpoint_every" << YAML::Value << r.checkpoint_every;
   e << YAML::Key << "lease_seconds" << YAML::Value << r.lease_seconds;

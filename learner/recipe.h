@@ -23,6 +23,7 @@
 //   simpo: {beta: 2.0, gamma: 1.0}
 //   sampling: {temperature: 1.0, top_k: 0, top_p: 1.0, cfg_scale: 1.5}
 //   sync_every: 1                # broadcast weights every N updates
+//   max_lag: 0                   # 0: synchronous; N: asynchronous, N steps collected ahead
 //   bucket_mb: 32
 //   checkpoint_every: 25
 //   lease_seconds: 30            # a worker silent this long is lost; its items go to others
@@ -61,6 +62,13 @@ struct Recipe {
   RlRecipe rl;  // its defaults: 16 prompts, 8 images, k 8, cfg 1.5, seed 1
   RlOptimizerOptions optimizer = DefaultRecipeOptimizer();
   int64_t sync_every = 1;
+  // 0: synchronous mode, deterministic: each step collects (rollout, scoring), then
+  // trains, then the weights go out. N in [1, kMaxLag]: asynchronous mode: the rollouts
+  // and scoring of the next N steps run while a step trains, and a sample more than N
+  // versions older than the policy is dropped (counted, never trained on). Requires
+  // sync_every 1.
+  int64_t max_lag = 0;
+  static constexpr int64_t kMaxLag = 16;  // each step collected ahead holds a thread and its items
   int64_t bucket_mb = 32;
   int64_t checkpoint_every = 25;
   int64_t lease_seconds = 30;
@@ -89,8 +97,9 @@ struct Recipe {
   // InvalidArgument naming the field.
   absl::Status Validate() const;
 
-  // What the RL loop runs: `rl` with the inputs of the directions not trained set to 0 and
-  // max_lag = sync_every - 1.
+  // What the RL loop runs: `rl` with the inputs of the directions not trained set to 0;
+  // synchronous (max_lag 0): lag bound sync_every - 1, nothing collected ahead;
+  // asynchronous: lag bound max_lag and max_lag steps collected ahead.
   RlRecipe LoopRecipe() const;
 };
 
@@ -109,6 +118,7 @@ struct RecipeOverrides {
   std::optional<std::string> image_reward, caption_reward;  // RewardKindName()s
   std::optional<uint64_t> seed;
   std::optional<int64_t> sync_every;
+  std::optional<int64_t> max_lag;
   std::optional<int32_t> rollout_workers, scorer_workers;
   std::optional<std::string> collective;
 };

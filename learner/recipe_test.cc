@@ -35,6 +35,8 @@ void ExpectRecipeEq(const Recipe& a, const Recipe& b) {
   EXPECT_EQ(a.rl.consistency_samples, b.rl.consistency_samples);
   EXPECT_EQ(a.rl.seed, b.rl.seed);
   EXPECT_EQ(a.rl.max_lag, b.rl.max_lag);
+  EXPECT_EQ(a.rl.collect_ahead, b.rl.collect_ahead);
+  EXPECT_EQ(a.max_lag, b.max_lag);
   EXPECT_EQ(a.optimizer.algorithm, b.optimizer.algorithm);
   EXPECT_EQ(a.optimizer.grpo.clip_eps, b.optimizer.grpo.clip_eps);
   EXPECT_EQ(a.optimizer.grpo.kl_coef, b.optimizer.grpo.kl_coef);
@@ -230,6 +232,10 @@ TEST(RecipeTest, BadValuesAreRejectedByName) {
   ExpectRejected("sampling: {top_p: 0}\n", "top_p");
   ExpectRejected("sampling: {temperature: -1}\n", "temperature");
   ExpectRejected("sync_every: 0\n", "sync_every");
+  ExpectRejected("max_lag: -1\n", "max_lag");
+  ExpectRejected("max_lag: 17\n", "max_lag");
+  ExpectRejected("max_lag: 1.5\n", "max_lag");
+  ExpectRejected("max_lag: 2\nsync_every: 2\n", "sync_every: 1");
   ExpectRejected("bucket_mb: 0\n", "bucket_mb");
   ExpectRejected("checkpoint_every: 0\n", "checkpoint_every");
   ExpectRejected("workers: {scorer: -1}\n", "workers");
@@ -457,7 +463,31 @@ TEST(RecipeTest, LoopRecipeMaxLagIsSyncEveryMinusOne) {
   for (int64_t sync_every : {1, 2, 5}) {
     r.sync_every = sync_every;
     EXPECT_EQ(r.LoopRecipe().max_lag, sync_every - 1) << sync_every;
+    EXPECT_EQ(r.LoopRecipe().collect_ahead, 0) << "synchronous: nothing collected ahead";
   }
+}
+
+TEST(RecipeTest, MaxLagIsSynchronousByDefaultAndAsynchronousAboveZero) {
+  EXPECT_EQ(Recipe{}.max_lag, 0);
+  absl::StatusOr<Recipe> r = ParseRecipe("max_lag: 3\n");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->max_lag, 3);
+  const RlRecipe loop = r->LoopRecipe();
+  EXPECT_EQ(loop.max_lag, 3);
+  EXPECT_EQ(loop.collect_ahead, 3);
+  // Written and read back.
+  absl::StatusOr<Recipe> back = ParseRecipe(RecipeToYaml(*r));
+  ASSERT_TRUE(back.ok()) << back.status();
+  ExpectRecipeEq(*back, *r);
+  EXPECT_NE(RecipeToYaml(Recipe{}).find("max_lag: 0"), std::string::npos);
+
+  Recipe o;
+  RecipeOverrides over;
+  over.max_lag = 2;
+  ASSERT_TRUE(ApplyOverrides(over, &o).ok());
+  EXPECT_EQ(o.max_lag, 2);
+  over.max_lag = -1;
+  EXPECT_EQ(ApplyOverrides(over, &o).code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

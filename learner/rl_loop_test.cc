@@ -4,12 +4,17 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "learner/policy_update.h"
 #include "model/test_models.h"
 
@@ -20,15 +25,19 @@ using Rows = std::vector<std::vector<int64_t>>;
 
 // Samples with valid tokens (image codes for generation, text ids + <eos> for
 // understanding) and the policy's own teacher-forced log-probs, so the loop's
-// consistency check sees ~0. Records every request.
+// consistency check sees ~0. Records every request. Thread-safe (the asynchronous loop
+// calls it from its collection threads); set the public knobs before the loop runs.
 class FakeRollout : public RolloutBackend {
  public:
   FakeRollout(const Transformer* model, TokenLayout layout)
       : model_(model), layout_(layout) {}
 
   absl::StatusOr<std::vector<Group>> Sample(const RolloutRequest& request) override {
+    if (before_sample) before_sample(request);  // may block (outside the lock)
+    absl::MutexLock lock(&mu);
     requests.push_back(request);
     if (!error.ok()) return error;
+    if (error_for && !error_for(request).ok()) return error_for(request);
     std::vector<Group> groups;
     for (size_t i = 0; i < request.inputs.size(); ++i) {
       Group g;
@@ -49,7 +58,7 @@ class FakeRollout : public RolloutBackend {
             s.output.push_back(layout_.text_begin + rng() % words);
           s.output.push_back(layout_.eos);
         }
-        s.policy_version = stamp.value_or(request.policy_version);
+        s.policy_version = stamp_fn ? stamp_fn(request) : stamp.value_or(request.policy_version);
         g.samples.push_back(std::move(s));
       }
       groups.push_back(std::move(g));
@@ -60,11 +69,15 @@ class FakeRollout : public RolloutBackend {
     return groups;
   }
 
-  std::vector<RolloutRequest> requests;
-  std::vector<std::vector<Group>> produced;  // per call
+  absl::Mutex mu;  // guards the records below against the collection threads
+  std::vector<RolloutRequest> requests ABSL_GUARDED_BY(mu);
+  std::vector<std::vector<Group>> produced ABSL_GUARDED_BY(mu);  // per call
   std::optional<int64_t> stamp;              // stamp samples with this version instead
+  std::function<int64_t(const RolloutRequest&)> stamp_fn;  // or with this (first)
   absl::Status error;                        // returned instead of samples when not OK
+  std::function<absl::Status(const RolloutRequest&)> error_for;  // per request
   std::function<void(std::vector<Group>&)> corrupt;  // edits the samples before returning
+  std::function<void(const RolloutRequest&)> before_sample;  // called first, unlocked
 
  private:
   void FillLogprobs(std::vector<Group>& groups) const {
@@ -103,6 +116,7 @@ class FakeScorer : public ScoreBackend {
 
   absl::StatusOr<std::vector<double>> Score(const std::vector<RewardQuery>& queries,
                                             int64_t policy_version) override {
+    absl::MutexLock lock(&mu);
     calls.push_back({queries, policy_version});
     if (!error.ok()) return error;
     std::vector<double> rewards;
@@ -116,7 +130,8 @@ class FakeScorer : public ScoreBackend {
     std::vector<RewardQuery> queries;
     int64_t policy_version;
   };
-  std::vector<Call> calls;
+  absl::Mutex mu;  // guards `calls` against the collection threads
+  std::vector<Call> calls ABSL_GUARDED_BY(mu);
   int count_delta = 0;  // return this many rewards more (or fewer) than queries
   absl::Status error;
 };
@@ -150,15 +165,19 @@ RlOptimizerOptions TestOptimizer() {
 }
 
 // One loop with its own model and fake backends. Not movable: the loop and the updater
-// hold pointers to the members.
+// hold pointers to the members. The fake rollout computes its log-probs with the policy
+// itself, or (asynchronous tests, where it runs while the policy trains) with a frozen
+// copy of the initial weights, like a worker holding its own weights.
 struct Harness {
   explicit Harness(RlRecipe recipe, int64_t start_version = 0, Rows prompts = Prompts(),
                    Rows images = Images())
       : layout(testing::TinyTestLayout()),
         policy(
             Transformer::Create(testing::TinyTestConfig(layout.vocab_size()), 7).value()),
+        behaviour(
+            Transformer::Create(testing::TinyTestConfig(layout.vocab_size()), 7).value()),
         updater(&policy, nullptr, layout, TestOptimizer()),
-        rollout(&policy, layout),
+        rollout(recipe.collect_ahead > 0 ? &behaviour : &policy, layout),
         loop(&updater, &rollout, &scorer, std::move(prompts), std::move(images), recipe,
              start_version) {}
   Harness(const Harness&) = delete;
@@ -166,6 +185,7 @@ struct Harness {
 
   TokenLayout layout;
   Transformer policy;
+  Transformer behaviour;
   PolicyUpdater updater;
   FakeRollout rollout;
   FakeScorer scorer;
@@ -344,22 +364,64 @@ TEST(RlLoopTest, VersionIncrementsByOnePerStepAndRequestsCarryIt) {
   EXPECT_EQ(h.loop.version(), 8);
 }
 
-TEST(RlLoopTest, StaleOrFutureSamplesFailTheStepAndChangeNothing) {
+TEST(RlLoopTest, FutureSamplesFailTheStepAndChangeNothing) {
   Harness h(TestRecipe(), /*start_version=*/3);
   const TensorMap before = h.policy.StateDict();
-  for (int64_t stamp : {2, 0, 4}) {
-    h.rollout.stamp = stamp;
-    absl::StatusOr<StepReport> report = h.loop.RunStep(0);
-    EXPECT_EQ(report.status().code(), absl::StatusCode::kFailedPrecondition)
-        << "stamp " << stamp << ": " << report.status();
-    EXPECT_EQ(h.loop.version(), 3);
-    EXPECT_TRUE(SameWeights(before, h.policy.StateDict())) << "stamp " << stamp;
-    EXPECT_EQ(h.updater.optimizer().step(), 0);
-  }
-  h.rollout.stamp.reset();
+  h.rollout.stamp = 4;
   absl::StatusOr<StepReport> report = h.loop.RunStep(0);
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kFailedPrecondition) << report.status();
+  EXPECT_EQ(h.loop.version(), 3);
+  EXPECT_TRUE(SameWeights(before, h.policy.StateDict()));
+  EXPECT_EQ(h.updater.optimizer().step(), 0);
+  h.rollout.stamp.reset();
+  report = h.loop.RunStep(0);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->policy_version, 4);
+}
+
+// Groups older than the lag bound are dropped and counted per direction, never trained on.
+TEST(RlLoopTest, StaleGroupsAreDroppedAndCountedNeverTrainedOn) {
+  for (int64_t stamp : {2, 0}) {
+    SCOPED_TRACE(stamp);
+    Harness h(TestRecipe(), /*start_version=*/3);  // max_lag 0
+    const TensorMap before = h.policy.StateDict();
+    h.rollout.stamp = stamp;
+    absl::StatusOr<StepReport> report = h.loop.RunStep(0);
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_EQ(report->samples_dropped_stale, 20);
+    EXPECT_EQ(report->generation_stats.samples_dropped_stale, 12);
+    EXPECT_EQ(report->understanding_stats.samples_dropped_stale, 8);
+    EXPECT_EQ(report->samples, 0);
+    EXPECT_EQ(report->update.samples, 0);
+    EXPECT_EQ(report->max_sample_lag, 0);  // of the samples trained on: none
+    EXPECT_EQ(report->logprob_samples_checked, 0);
+    // Nothing trained: no optimizer step, the weights as they were; the version advances.
+    EXPECT_TRUE(SameWeights(before, h.policy.StateDict()));
+    EXPECT_EQ(h.updater.optimizer().step(), 0);
+    EXPECT_EQ(report->policy_version, 4);
+  }
+}
+
+TEST(RlLoopTest, OnlyTheStaleDirectionIsDropped) {
+  RlRecipe recipe = TestRecipe();
+  recipe.max_lag = 1;
+  Harness h(recipe, /*start_version=*/3);
+  h.rollout.stamp_fn = [](const RolloutRequest& r) {
+    return r.task == Task::kGeneration ? r.policy_version - 2 : r.policy_version;
+  };
+  const TensorMap before = h.policy.StateDict();
+  absl::StatusOr<StepReport> report = h.loop.RunStep(0);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->generation_stats.samples_dropped_stale, 12);
+  EXPECT_EQ(report->understanding_stats.samples_dropped_stale, 0);
+  EXPECT_EQ(report->samples_dropped_stale, 12);
+  EXPECT_EQ(report->generation_stats.samples, 0);
+  EXPECT_EQ(report->understanding_stats.samples, 8);
+  EXPECT_EQ(report->samples, 8);
+  EXPECT_EQ(report->update.samples, 8);
+  EXPECT_EQ(report->generation_reward, 0.0);
+  EXPECT_FALSE(SameWeights(before, h.policy.StateDict()));
+  EXPECT_EQ(h.updater.optimizer().step(), 1);
 }
 
 TEST(RlLoopTest, SamplesWithinMaxLagAreAccepted) {
@@ -370,11 +432,50 @@ TEST(RlLoopTest, SamplesWithinMaxLagAreAccepted) {
   absl::StatusOr<StepReport> report = h.loop.RunStep(0);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->policy_version, 4);
-  // Now two behind.
+  EXPECT_EQ(report->samples_dropped_stale, 0);
+  EXPECT_EQ(report->max_sample_lag, 1);
+  EXPECT_EQ(report->update.samples, 20);
+  // Now two behind: dropped.
   report = h.loop.RunStep(1);
-  EXPECT_EQ(report.status().code(), absl::StatusCode::kFailedPrecondition)
-      << report.status();
-  EXPECT_EQ(h.loop.version(), 4);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->samples_dropped_stale, 20);
+  EXPECT_EQ(report->update.samples, 0);
+  EXPECT_EQ(h.updater.optimizer().step(), 1);
+}
+
+// The consistency check compares log-probs of the same weights only: samples of an older
+// (accepted) version are skipped, whatever their log-probs.
+TEST(RlLoopTest, ConsistencyCheckSkipsSamplesOfOlderVersions) {
+  RlRecipe recipe = TestRecipe();
+  recipe.max_lag = 1;
+  for (bool generation_is_old : {true, false}) {
+    SCOPED_TRACE(generation_is_old);
+    Harness h(recipe, /*start_version=*/3);
+    h.rollout.stamp_fn = [generation_is_old](const RolloutRequest& r) {
+      return r.task == Task::kGeneration && generation_is_old ? r.policy_version - 1 : r.policy_version;
+    };
+    // Behaviour log-probs of the generation samples far from the policy's.
+    h.rollout.corrupt = [](std::vector<Group>& groups) {
+      for (Group& g : groups) {
+        if (g.task != Task::kGeneration) continue;
+        for (Sample& s : g.samples) {
+          for (float& lp : s.policy_logprobs) lp -= 1.0f;
+        }
+      }
+    };
+    absl::StatusOr<StepReport> report = h.loop.RunStep(0);
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_EQ(report->update.samples, 20);  // both versions trained on
+    if (generation_is_old) {
+      EXPECT_EQ(report->logprob_samples_checked, 8);  // the understanding samples
+      EXPECT_LT(report->logprob_max_diff, 1e-4);
+      EXPECT_EQ(report->max_sample_lag, 1);
+    } else {  // the same samples at the current version: the check sees the difference
+      EXPECT_EQ(report->logprob_samples_checked, 20);
+      EXPECT_GT(report->logprob_max_diff, 0.5);
+      EXPECT_EQ(report->max_sample_lag, 0);
+    }
+  }
 }
 
 TEST(RlLoopTest, WrongNumberOfRewardsIsAnError) {
@@ -484,6 +585,166 @@ TEST(RlLoopTest, EveryPromptIsVisitedOncePerEpoch) {
     std::sort(all.begin(), all.end());
     EXPECT_EQ(seen, all) << "step " << step;
   }
+}
+
+// ---- Asynchronous mode --------------------------------------------------------------------
+
+RlRecipe AsyncRecipe(int64_t ahead) {
+  RlRecipe r = TestRecipe();
+  r.collect_ahead = ahead;
+  r.max_lag = ahead;
+  return r;
+}
+
+// The step a request belongs to (RlLoop seeds requests by step and direction).
+int64_t StepOf(const RlRecipe& recipe, const RolloutRequest& r) {
+  return static_cast<int64_t>((r.seed - recipe.seed * 1000003ULL - (r.task == Task::kGeneration ? 0 : 1)) / 2);
+}
+
+TEST(RlLoopAsyncTest, CollectsAheadAtTheVersionOfTheMoment) {
+  const RlRecipe recipe = AsyncRecipe(2);
+  Harness h(recipe);
+  constexpr int64_t kSteps = 5;
+  std::vector<std::vector<int64_t>> in_flight;
+  for (int64_t step = 0; step < kSteps; ++step) {
+    absl::StatusOr<StepReport> report = h.loop.RunStep(step, /*end_step=*/kSteps);
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_EQ(report->policy_version, step + 1);
+    // Step s was requested before step s - 2 trained: at version max(0, s - 2).
+    EXPECT_EQ(report->max_sample_lag, std::min<int64_t>(step, 2)) << step;
+    EXPECT_EQ(report->samples_dropped_stale, 0);
+    EXPECT_EQ(report->update.samples, 20);
+    in_flight.push_back(h.loop.CollectionsInFlight());
+  }
+  // Never more than collect_ahead steps ahead, never past end_step.
+  const std::vector<std::vector<int64_t>> expected = {{1, 2}, {2, 3}, {3, 4}, {4}, {}};
+  EXPECT_EQ(in_flight, expected);
+  absl::MutexLock lock(&h.rollout.mu);
+  ASSERT_EQ(h.rollout.requests.size(), 2u * kSteps);  // each step collected once
+  for (const RolloutRequest& r : h.rollout.requests) {
+    const int64_t step = StepOf(recipe, r);
+    EXPECT_EQ(r.policy_version, std::max<int64_t>(0, step - 2)) << "step " << step;
+  }
+}
+
+// The point of the mode: step s trains while the rollout of step s + 1 is still running.
+TEST(RlLoopAsyncTest, TrainsWhileTheNextStepIsStillRollingOut) {
+  const RlRecipe recipe = AsyncRecipe(1);
+  Harness h(recipe);
+  absl::Notification release;
+  std::atomic<bool> step1_started{false};
+  std::atomic<bool> step1_timed_out{false};
+  h.rollout.before_sample = [&](const RolloutRequest& r) {
+    if (StepOf(recipe, r) != 1 || r.task != Task::kGeneration) return;
+    step1_started = true;
+    // Bounded, so that a loop that waits for step 1 before training step 0 fails the
+    // test instead of hanging it.
+    if (!release.WaitForNotificationWithTimeout(absl::Seconds(20))) step1_timed_out = true;
+  };
+  absl::StatusOr<StepReport> report = h.loop.RunStep(0, /*end_step=*/2);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_FALSE(step1_timed_out.load()) << "step 0 waited for step 1's rollout";
+  EXPECT_EQ(h.loop.version(), 1);
+  EXPECT_EQ(h.loop.CollectionsInFlight(), std::vector<int64_t>{1});
+  release.Notify();
+  report = h.loop.RunStep(1, /*end_step=*/2);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(step1_started.load());
+  EXPECT_EQ(report->max_sample_lag, 1);  // requested at version 0, trained at 1
+  EXPECT_EQ(h.loop.version(), 2);
+}
+
+// Asynchronous mode changes when a step's data is collected, not what is collected.
+TEST(RlLoopAsyncTest, SameDataAsSynchronousMode) {
+  const RlRecipe async = AsyncRecipe(2);
+  Harness a(TestRecipe()), b(async);
+  for (int64_t step = 0; step < 4; ++step) {
+    ASSERT_TRUE(a.loop.RunStep(step).ok());
+    ASSERT_TRUE(b.loop.RunStep(step, /*end_step=*/4).ok());
+  }
+  absl::MutexLock la(&a.rollout.mu), lb(&b.rollout.mu);
+  ASSERT_EQ(a.rollout.requests.size(), 8u);
+  ASSERT_EQ(b.rollout.requests.size(), 8u);
+  std::map<std::pair<int64_t, Task>, RolloutRequest> by_step;
+  for (const RolloutRequest& r : b.rollout.requests) by_step[{StepOf(async, r), r.task}] = r;
+  for (const RolloutRequest& r : a.rollout.requests) {
+    const int64_t step = StepOf(TestRecipe(), r);
+    SCOPED_TRACE(step);
+    RolloutRequest other = by_step.at({step, r.task});
+    EXPECT_EQ(other.policy_version, std::max<int64_t>(0, step - 2));
+    other.policy_version = r.policy_version;  // the one thing that differs
+    ExpectSameRequest(other, r);
+  }
+}
+
+// Given the versions its samples come from (here: the version requested), an
+// asynchronous run is reproducible: the concurrency does not reorder the data.
+TEST(RlLoopAsyncTest, RunsWithTheSameSeedEndOnTheSameWeights) {
+  Harness a(AsyncRecipe(2)), b(AsyncRecipe(2)), sync(TestRecipe());
+  for (int64_t step = 0; step < 4; ++step) {
+    ASSERT_TRUE(a.loop.RunStep(step, /*end_step=*/4).ok());
+    ASSERT_TRUE(b.loop.RunStep(step, /*end_step=*/4).ok());
+    ASSERT_TRUE(sync.loop.RunStep(step).ok());
+  }
+  EXPECT_TRUE(SameWeights(a.policy.StateDict(), b.policy.StateDict()));
+  // Not the synchronous run's: its samples come from the current weights.
+  EXPECT_FALSE(SameWeights(a.policy.StateDict(), sync.policy.StateDict()));
+}
+
+TEST(RlLoopAsyncTest, StaleSamplesOfACollectionAheadAreDropped) {
+  // A backend whose samples come from one version before the request's (a worker whose
+  // weights lag the learner's): with one step collected ahead they lag by 2 from step 2 on.
+  Harness h(AsyncRecipe(1));
+  h.rollout.stamp_fn = [](const RolloutRequest& r) { return std::max<int64_t>(0, r.policy_version - 1); };
+  absl::StatusOr<StepReport> report = h.loop.RunStep(0, /*end_step=*/3);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->samples_dropped_stale, 0);
+  report = h.loop.RunStep(1, /*end_step=*/3);  // requested at 0, stamped 0, trained at 1
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->samples_dropped_stale, 0);
+  EXPECT_EQ(report->max_sample_lag, 1);
+  report = h.loop.RunStep(2, /*end_step=*/3);  // requested at 1, stamped 0, trained at 2
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->samples_dropped_stale, 20);
+  EXPECT_EQ(report->update.samples, 0);
+  EXPECT_EQ(h.loop.version(), 3);
+  EXPECT_EQ(h.updater.optimizer().step(), 2);
+}
+
+// A collection that fails fails its own step, when that step trains; a retry collects the
+// step again.
+TEST(RlLoopAsyncTest, AFailedCollectionFailsItsStepAndIsCollectedAgainOnRetry) {
+  const RlRecipe recipe = AsyncRecipe(2);
+  Harness h(recipe);
+  std::atomic<bool> fail{true};
+  h.rollout.error_for = [&](const RolloutRequest& r) {
+    return StepOf(recipe, r) == 2 && fail.load() ? absl::UnavailableError("worker gone") : absl::OkStatus();
+  };
+  ASSERT_TRUE(h.loop.RunStep(0, /*end_step=*/4).ok());
+  ASSERT_TRUE(h.loop.RunStep(1, /*end_step=*/4).ok());
+  EXPECT_EQ(h.loop.RunStep(2, /*end_step=*/4).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(h.loop.version(), 2);
+  EXPECT_EQ(h.loop.CollectionsInFlight(), std::vector<int64_t>{3});
+  fail = false;
+  absl::StatusOr<StepReport> report = h.loop.RunStep(2, /*end_step=*/4);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->max_sample_lag, 0);  // collected again at the current version
+  ASSERT_TRUE(h.loop.RunStep(3, /*end_step=*/4).ok());
+  EXPECT_EQ(h.loop.version(), 4);
+}
+
+// Collections still in flight when the loop goes away are abandoned, not waited for
+// beyond their backend calls; a resumed loop collects those steps again.
+TEST(RlLoopAsyncTest, DestroyingTheLoopAbandonsCollectionsInFlight) {
+  const RlRecipe recipe = AsyncRecipe(3);
+  auto h = std::make_unique<Harness>(recipe);
+  ASSERT_TRUE(h->loop.RunStep(0).ok());
+  EXPECT_EQ(h->loop.CollectionsInFlight(), (std::vector<int64_t>{1, 2, 3}));
+  h.reset();  // joins them
+  Harness resumed(recipe, /*start_version=*/1);
+  absl::StatusOr<StepReport> report = resumed.loop.RunStep(1, /*end_step=*/2);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->max_sample_lag, 0);
 }
 
 }  // namespace

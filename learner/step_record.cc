@@ -19,7 +19,11 @@ StepRecord StepRecord::FromReport(const StepReport& r) {
   s.rollout_s = r.rollout_seconds;
   s.score_s = r.score_seconds;
   s.update_s = r.update_seconds;
+  s.wait_s = r.collect_wait_seconds;
   s.samples = r.samples;
+  s.max_sample_lag = r.max_sample_lag;
+  s.samples_dropped_stale = r.samples_dropped_stale;
+  s.logprob_samples_checked = r.logprob_samples_checked;
   return s;
 }
 
@@ -36,7 +40,11 @@ nlohmann::json StepRecordToJson(const StepRecord& r) {
                       {"score_s", r.score_s},
                       {"update_s", r.update_s},
                       {"sync_s", r.sync_s},
-                      {"samples", r.samples}};
+                      {"wait_s", r.wait_s},
+                      {"samples", r.samples},
+                      {"max_sample_lag", r.max_sample_lag},
+                      {"samples_dropped_stale", r.samples_dropped_stale},
+                      {"logprob_samples_checked", r.logprob_samples_checked}};
   if (r.checksum) j["checksum"] = *r.checksum;
   if (r.eval_generation) j["eval_generation"] = *r.eval_generation;
   if (r.eval_understanding) j["eval_understanding"] = *r.eval_understanding;
@@ -60,6 +68,11 @@ absl::StatusOr<StepRecord> StepRecordFromJson(const nlohmann::json& j) {
     r.update_s = j.at("update_s").get<double>();
     r.sync_s = j.at("sync_s").get<double>();
     r.samples = j.at("samples").get<int64_t>();
+    // Added with the asynchronous mode: older logs lack them.
+    r.wait_s = j.value("wait_s", 0.0);
+    r.max_sample_lag = j.value("max_sample_lag", int64_t{0});
+    r.samples_dropped_stale = j.value("samples_dropped_stale", int64_t{0});
+    r.logprob_samples_checked = j.value("logprob_samples_checked", int64_t{0});
     if (j.contains("checksum")) r.checksum = j.at("checksum").get<uint64_t>();
     if (j.contains("eval_generation")) r.eval_generation = j.at("eval_generation").get<double>();
     if (j.contains("eval_understanding")) r.eval_understanding = j.at("eval_understanding").get<double>();

@@ -32,7 +32,13 @@ struct StepRecord {
   double score_s = 0;
   double update_s = 0;
   double sync_s = 0;  // weight broadcast (duet-learner)
+  double wait_s = 0;  // waiting for the step's collection (asynchronous mode: the part not hidden)
   int64_t samples = 0;
+  // Largest (policy version - sample's version) among the samples trained on, and the
+  // samples dropped as older than the lag bound (absent in older logs: read as 0).
+  int64_t max_sample_lag = 0;
+  int64_t samples_dropped_stale = 0;
+  int64_t logprob_samples_checked = 0;  // the samples logprob_max_diff covers
   std::optional<uint64_t> checksum;            // published weights (duet-learner)
   std::optional<double> eval_generation;       // ShapesEval mid-run (duet rl --eval_every)
   std::optional<double> eval_understanding;

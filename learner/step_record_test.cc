@@ -25,7 +25,11 @@ StepRecord FullRecord() {
   r.score_s = 0.25;
   r.update_s = 0.75;
   r.sync_s = 0.125;
+  r.wait_s = 0.0625;
   r.samples = 192;
+  r.max_sample_lag = 2;
+  r.samples_dropped_stale = 16;
+  r.logprob_samples_checked = 4;
   r.checksum = std::numeric_limits<uint64_t>::max() - 7;  // above INT64_MAX
   r.eval_generation = 0.625;
   r.eval_understanding = 0.875;
@@ -45,7 +49,11 @@ void ExpectRecordEq(const StepRecord& a, const StepRecord& b) {
   EXPECT_EQ(a.score_s, b.score_s);
   EXPECT_EQ(a.update_s, b.update_s);
   EXPECT_EQ(a.sync_s, b.sync_s);
+  EXPECT_EQ(a.wait_s, b.wait_s);
   EXPECT_EQ(a.samples, b.samples);
+  EXPECT_EQ(a.max_sample_lag, b.max_sample_lag);
+  EXPECT_EQ(a.samples_dropped_stale, b.samples_dropped_stale);
+  EXPECT_EQ(a.logprob_samples_checked, b.logprob_samples_checked);
   EXPECT_EQ(a.checksum, b.checksum);
   EXPECT_EQ(a.eval_generation, b.eval_generation);
   EXPECT_EQ(a.eval_understanding, b.eval_understanding);
@@ -97,6 +105,24 @@ TEST(StepRecordTest, MissingRequiredKeyIsInvalidArgument) {
   }
 }
 
+// Lines written before the asynchronous mode lack its keys: they read as 0.
+TEST(StepRecordTest, AsyncKeysAreOptionalAndReadAsZero) {
+  nlohmann::json j = StepRecordToJson(FullRecord());
+  for (const char* key : {"wait_s", "max_sample_lag", "samples_dropped_stale", "logprob_samples_checked"}) {
+    ASSERT_TRUE(j.contains(key)) << key;
+    j.erase(std::string(key));
+  }
+  absl::StatusOr<StepRecord> r = StepRecordFromJson(j);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->wait_s, 0);
+  EXPECT_EQ(r->max_sample_lag, 0);
+  EXPECT_EQ(r->samples_dropped_stale, 0);
+  EXPECT_EQ(r->logprob_samples_checked, 0);
+  j = StepRecordToJson(FullRecord());
+  j["samples_dropped_stale"] = "many";
+  EXPECT_EQ(StepRecordFromJson(j).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(StepRecordTest, WrongTypesAndNonObjectsAreInvalidArgument) {
   nlohmann::json j = StepRecordToJson(FullRecord());
   j["kl"] = "small";
@@ -124,6 +150,10 @@ TEST(StepRecordTest, FromReportCountsStepsFromOne) {
   report.score_seconds = 2;
   report.update_seconds = 1;
   report.samples = 64;
+  report.collect_wait_seconds = 0.5;
+  report.max_sample_lag = 1;
+  report.samples_dropped_stale = 8;
+  report.logprob_samples_checked = 3;
   const StepRecord r = StepRecord::FromReport(report);
   EXPECT_EQ(r.step, 5);
   EXPECT_EQ(r.policy_version, 9);
@@ -137,6 +167,10 @@ TEST(StepRecordTest, FromReportCountsStepsFromOne) {
   EXPECT_EQ(r.score_s, 2);
   EXPECT_EQ(r.update_s, 1);
   EXPECT_EQ(r.samples, 64);
+  EXPECT_EQ(r.wait_s, 0.5);
+  EXPECT_EQ(r.max_sample_lag, 1);
+  EXPECT_EQ(r.samples_dropped_stale, 8);
+  EXPECT_EQ(r.logprob_samples_checked, 3);
   EXPECT_FALSE(r.checksum.has_value());
 }
 
