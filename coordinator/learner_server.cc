@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -326,8 +327,16 @@ absl::Status LearnerServer::Run() {
   auto served = [this] { return snapshot_.version(); };
   RemoteRollout rollout(queue_.get(), served, dispatch);
   RemoteScorer scorer(queue_.get(), served, dispatch);
-  RlLoop loop(updater_.get(), &rollout, &scorer, prompts_, images_, r.LoopRecipe(), start_version);
-  telemetry_->RecordStart(r.steps, start, start_version, r.LoopRecipe().max_lag);
+  const RlRecipe loop_recipe = r.LoopRecipe();
+  RlLoop loop(updater_.get(), &rollout, &scorer, prompts_, images_, loop_recipe, start_version);
+  // Destroyed before `loop`: however Run() returns, the work queue closes first, so that
+  // the collections still in flight (asynchronous mode) end and the loop can join them.
+  absl::Cleanup shutdown_first = [this] { Shutdown(); };
+  telemetry_->RecordStart(r.steps, start, start_version, loop_recipe.max_lag);
+  if (loop_recipe.collect_ahead > 0) {
+    LOG(INFO) << "asynchronous mode: collecting " << loop_recipe.collect_ahead
+              << " steps ahead, samples at most " << loop_recipe.max_lag << " versions old";
+  }
   telemetry_->UpdatePools(r.rollout_workers, r.scorer_workers);
   const std::string metrics_path = JoinPath(r.out, "metrics.jsonl");
   // A resumed run repeats the steps after its checkpoint: their old lines go, so that
@@ -338,7 +347,13 @@ absl::Status LearnerServer::Run() {
   bool dirty = false;
   for (; step < r.steps && !stop_.load(); ++step) {
     const auto step_t0 = std::chrono::steady_clock::now();
-    DUET_ASSIGN_OR_RETURN(StepReport report, loop.RunStep(step));
+    // Asynchronous mode: this also dispatches the collections of the next max_lag steps,
+    // at the version the workers were just sent.
+    DUET_ASSIGN_OR_RETURN(StepReport report, loop.RunStep(step, /*end_step=*/r.steps));
+    if (report.samples_dropped_stale > 0) {
+      LOG(WARNING) << "step " << step + 1 << ": dropped " << report.samples_dropped_stale
+                   << " samples older than v" << loop.version() - 1 - loop_recipe.max_lag;
+    }
     double sync_seconds = 0;
     if (loop.version() % r.sync_every == 0) {
       const auto t0 = std::chrono::steady_clock::now();
@@ -384,7 +399,12 @@ void LearnerServer::Shutdown() {
   if (queue_ && !queue_->closed()) {
     queue_->Close();
     // Let workers' long-polls return the shutdown notice before the server goes away.
-    if (server_) queue_->AwaitShutdownNoticed(absl::Milliseconds(500));
+    if (server_) {
+      queue_->AwaitShutdownNoticed(busy ? absl::Seconds(options_.recipe.lease_seconds) : absl::Milliseconds(500));
+    }
+    // Items still held (asynchronous mode: collections abandoned at a stop or an error): a
+    // worker computing one hears the notice only when it pulls next, after that item.
+    const bool busy = queue_->items_held() > 0;
   }
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(3));

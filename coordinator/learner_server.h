@@ -10,6 +10,15 @@
 // the collective, trains, and ends the run (workers are told to shut down). Stop() (from
 // a signal) makes Run() finish its current step, write a checkpoint and return OK.
 //
+// Each step: RlLoop::RunStep (collect, train), then the weight sync. In asynchronous mode
+// (recipe max_lag > 0) RunStep also dispatches the collections of the next max_lag steps,
+// after the sync of the version they are requested at; those items keep the workers busy
+// while the learner trains and syncs. A sync waits for each worker's current item (a
+// worker takes its sync item next), so a rollout in flight finishes with the weights it
+// started with; the collective timeout must exceed one item's duration. Collections in
+// flight at a stop are abandoned (not checkpointed): a resumed run collects those steps
+// again, at the resumed version.
+//
 // Thread-safety: Start/Run from one thread; Stop from any thread.
 
 #include <atomic>

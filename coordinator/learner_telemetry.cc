@@ -46,6 +46,7 @@ void LearnerTelemetry::RecordStep(const StepReport& r, double lr, double sync_se
     learner_.samples.Get(gen).Increment(static_cast<double>(d.samples));
     learner_.tokens.Get(gen).Increment(static_cast<double>(d.tokens));
     learner_.groups.Get(gen).Increment(static_cast<double>(d.groups));
+    learner_.stale_samples_dropped.Get(gen).Increment(static_cast<double>(d.samples_dropped_stale));
     learner_.reward_mean.Get(gen).Set(gen ? r.generation_reward : r.understanding_reward);
     learner_.reward_std.Get(gen).Set(d.reward_std);
     learner_.reward_group_std.Get(gen).Set(d.reward_group_std);

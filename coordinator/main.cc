@@ -36,6 +36,8 @@ DEFINE_bool(frozen_scorer, duet::Recipe().frozen_scorer, "recipe.frozen_scorer: 
 DEFINE_uint64(seed, duet::Recipe().rl.seed, "recipe.seed");
 DEFINE_int64(sync_every, duet::Recipe().sync_every, "recipe.sync_every: broadcast weights every N updates");
 DEFINE_int32(rollout_workers, duet::Recipe().rollout_workers, "recipe.workers.rollout: rollout workers to wait for");
+DEFINE_int64(max_lag, duet::Recipe().max_lag,
+             "recipe.max_lag: 0 synchronous; N > 0 asynchronous (the next N steps collected while one trains)");
 DEFINE_int32(scorer_workers, duet::Recipe().scorer_workers, "recipe.workers.scorer: scorer workers to wait for");
 DEFINE_string(collective, duet::Recipe().collective, "recipe.collective: gloo, nccl or none (gRPC weight stream only)");
 // The process.
@@ -73,7 +75,7 @@ int main(int argc, char** argv) {
   if (duet::PrintHelpIfAsked(
           argc, argv, kUsage,
           {{"recipe", {"config", "model", "data", "out", "steps", "algorithm", "directions", "k", "lr", "kl_coef",
-                       "frozen_scorer", "seed", "sync_every", "collective"}},
+                       "frozen_scorer", "seed", "sync_every", "max_lag", "collective"}},
            {"worker pools", {"rollout_workers", "scorer_workers"}},
            {"serving", {"address", "port_file", "store_host", "store_port", "collective_timeout_s", "threads", "max_rpc_threads", "resume", "metrics_address", "health_address"}},
            {"security", {"auth_token_file", "auth_token", "allow_insecure_no_auth", "tls_cert", "tls_key",
@@ -124,6 +126,7 @@ int main(int argc, char** argv) {
   }
 
   duet::LearnerOptions options;
+  if (Set("max_lag")) o.max_lag = FLAGS_max_lag;
   options.recipe = recipe;
   options.address = FLAGS_address;
   options.store_host = FLAGS_store_host;
@@ -149,14 +152,22 @@ int main(int argc, char** argv) {
   options.health_address = FLAGS_health_address;
   options.on_step = [&recipe](const duet::StepReport& r) {
     std::fprintf(stderr,
-                 "step %ld/%ld  r_gen %.3f  r_und %.3f  kl %.4f  loss %.4f  %.1f samples/s  v%ld  dlogp %.1e\n",
+                 "step %ld/%ld  r_gen %.3f  r_und %.3f  kl %.4f  loss %.4f  %.1f samples/s  v%ld  dlogp %s%s\n",
                  static_cast<long>(r.step + 1), static_cast<long>(recipe.steps), r.generation_reward,
-                 r.understanding_reward, r.update.loss.kl, r.update.loss.loss,
-                 r.samples / std::max(1e-9, r.rollout_seconds + r.score_seconds + r.update_seconds),
-                 static_cast<long>(r.policy_version), r.logprob_max_diff);
+                 r.understanding_reward, r.update.loss.kl, r.update.loss.loss, r.samples / std::max(1e-9, busy),
+                 static_cast<long>(r.policy_version),
+                 // No sample of the current version (asynchronous mode): nothing to compare.
+                 r.logprob_samples_checked > 0 ? absl::StrFormat("%.1e", r.logprob_max_diff).c_str() : "n/a",
+                 r.samples_dropped_stale > 0 || r.max_sample_lag > 0
+                     ? absl::StrFormat("  lag %d  stale %d", r.max_sample_lag, r.samples_dropped_stale).c_str()
+                     : "");
   };
   // Declared after `server`: stops serving (and running the hook) before it goes away.
   std::unique_ptr<duet::metrics::MetricsServer> metrics_server;
+    // Samples per second of the step's own phases; in asynchronous mode the collection
+    // overlapped earlier steps, so only the wait for it counts.
+    const double busy = (recipe.max_lag > 0 ? r.collect_wait_seconds : r.rollout_seconds + r.score_seconds) +
+                        r.update_seconds;
   if (!FLAGS_metrics_address.empty()) {
     auto m = duet::metrics::MetricsServer::Start(FLAGS_metrics_address, options.metrics_registry);
     if (!m.ok()) {

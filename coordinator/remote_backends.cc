@@ -80,7 +80,7 @@ absl::StatusOr<std::vector<Group>> RemoteRollout::Sample(const RolloutRequest& r
     part.inputs.assign(request.inputs.begin() + b, request.inputs.begin() + e);
     part.input_offset = request.input_offset + static_cast<int64_t>(b);
     v1::WorkItem item;
-    item.set_policy_version(served_version_());
+    item.set_policy_version(std::min(request.policy_version, served_version_()));
     ToProto(part, item.mutable_rollout());
     items.push_back(std::move(item));
     parts.push_back(std::move(part));
@@ -99,7 +99,7 @@ absl::StatusOr<std::vector<Group>> RemoteRollout::Sample(const RolloutRequest& r
 }
 
 absl::StatusOr<std::vector<double>> RemoteScorer::Score(const std::vector<RewardQuery>& queries,
-                                                        int64_t /*policy_version*/) {
+                                                        int64_t policy_version) {
   DUET_RETURN_IF_ERROR(queue_->AwaitWorkers(v1::ROLE_SCORER, 1, options_.worker_wait));
   const int workers = queue_->CountWorkers(v1::ROLE_SCORER);
   auto ranges = Split(queries.size(), workers, options_.min_rows_per_item);
@@ -107,7 +107,7 @@ absl::StatusOr<std::vector<double>> RemoteScorer::Score(const std::vector<Reward
   std::vector<size_t> sizes;
   for (auto [b, e] : ranges) {
     v1::WorkItem item;
-    item.set_policy_version(served_version_());
+    item.set_policy_version(std::min(policy_version, served_version_()));
     ToProto(std::vector<RewardQuery>(queries.begin() + b, queries.begin() + e), item.mutable_score());
     items.push_back(std::move(item));
     sizes.push_back(e - b);

@@ -7,10 +7,16 @@
 // in order. Splitting does not change results: samples are seeded by their index in the
 // whole request.
 //
-// Each item carries the policy version of the weights the workers were last sent (the
-// weight snapshot's: `served_version`); a worker that holds another version refuses it.
+// Each item carries the policy version the workers are expected to hold at least: the
+// request's (the learner's version when the RlLoop asked) or, when older, the version of
+// the weights the workers were last sent (the weight snapshot's: `served_version`, behind
+// the learner's with sync_every > 1). A worker that holds an older version refuses the
+// item; one that holds a newer one (asynchronous mode: a sync reached it while the item
+// waited) computes with what it holds, and its result says which version that was.
 //
-// Thread-safety: thread-compatible (the training thread calls them).
+// Thread-safety: thread-safe: Sample and Score may run on several threads at once (the
+// RlLoop's collections in asynchronous mode); the WorkQueue is thread-safe and nothing
+// else here changes after construction.
 
 #include <cstdint>
 #include <functional>

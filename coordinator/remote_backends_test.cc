@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -263,6 +264,44 @@ TEST_F(RemoteBackendsTest, ItemsCarryTheServedVersionAndSamplesTheReportedOne) {
   ASSERT_EQ(seen.size(), 2u);
   EXPECT_EQ(seen[0].item.policy_version(), 4);
   EXPECT_EQ(seen[1].item.policy_version(), 6);
+}
+
+// Asynchronous mode: a collection requested at version 3 whose items are made after the
+// learner published a newer version asks for 3, not for weights a worker may not hold
+// yet; concurrent calls (collections of several steps) each get their own results.
+TEST_F(RemoteBackendsTest, ItemsNeverAskForANewerVersionThanTheRequest) {
+  StartWorkers(v1::ROLE_ROLLOUT, 2, RolloutHandler());
+  StartWorkers(v1::ROLE_SCORER, 1, ScoreHandler());
+  RemoteRollout rollout(&queue_, served_, Options(/*min_rows_per_item=*/1));
+  RemoteScorer scorer(&queue_, served_, Options(/*min_rows_per_item=*/1));
+  served_version_ = 6;
+  std::vector<absl::StatusOr<std::vector<Group>>> groups(3, absl::UnknownError("not run"));
+  std::vector<std::thread> calls;
+  for (int v = 3; v <= 5; ++v) {
+    calls.emplace_back([&, v] {
+      RolloutRequest r = CaptionRequest(4, /*k=*/2);
+      r.policy_version = v;
+      r.seed = 100 + v;
+      groups[v - 3] = rollout.Sample(r);
+    });
+  }
+  for (auto& t : calls) t.join();
+  for (int v = 3; v <= 5; ++v) {
+    ASSERT_TRUE(groups[v - 3].ok()) << groups[v - 3].status();
+    for (const Group& g : *groups[v - 3]) {
+      for (const Sample& s : g.samples) EXPECT_EQ(s.policy_version, v);  // what the worker said
+    }
+  }
+  ASSERT_TRUE(scorer.Score(Queries(4), /*policy_version=*/2).ok());
+  std::map<uint64_t, int64_t> version_by_seed;
+  for (const Seen& s : SeenItems()) {
+    if (s.item.has_score()) {
+      EXPECT_EQ(s.item.policy_version(), 2);
+    } else {
+      version_by_seed[s.item.rollout().seed()] = s.item.policy_version();
+    }
+  }
+  EXPECT_EQ(version_by_seed, (std::map<uint64_t, int64_t>{{103, 3}, {104, 4}, {105, 5}}));
 }
 
 TEST_F(RemoteBackendsTest, RolloutWorkerErrorComesBackWithItsCode) {

@@ -179,6 +179,7 @@ TEST_F(ServiceTest, AWorkerRefusesAnItemForAPolicyVersionItDoesNotHold) {
   RolloutRequest req;
   req.inputs = {{8, 9}};
   req.k = 2;
+  req.policy_version = 1;
   auto groups = rollout.Sample(req);
   EXPECT_EQ(groups.status().code(), absl::StatusCode::kFailedPrecondition) << groups.status();
   RemoteScorer scorer(queue_.get(), [] { return int64_t{1}; }, DispatchOptions{});

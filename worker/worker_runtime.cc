@@ -97,8 +97,9 @@ absl::Status WorkerRuntime::Register() {
   store_host_ = resp.store_host();
   store_port_ = resp.store_port();
   collective_backend_ = resp.collective_backend();
-  if (resp.policy_version() > 0 && !frozen_) {
-    // Training is under way: catch up over gRPC before taking work.
+  if ((resp.policy_version() > 0 || resp.policy_version() != version()) && !frozen_) {
+    // Training is under way (or a restarted learner is back at another version than the
+    // weights we hold): catch up over gRPC before taking work.
     int64_t v = 0;
     uint64_t sum = 0;
     DUET_RETURN_IF_ERROR(FetchWeightsOverGrpc(&v, &sum));
@@ -275,8 +276,10 @@ absl::Status WorkerRuntime::Run() {
     } else {
       absl::ReaderMutexLock lock(&mu_);
       result.set_policy_version(version_);
-      if (!frozen_ && item.policy_version() != version_) {
-        // The learner expects weights this worker does not hold (a missed sync).
+      if (!frozen_ && item.policy_version() > version_) {
+        // The learner expects weights this worker does not hold yet (a missed sync). An
+        // older item (asynchronous mode: a sync arrived while it waited) is computed with
+        // the weights held, and the result says which version that is.
         handled = absl::FailedPreconditionError(absl::StrCat("item ", item.item_id(), " expects policy version ",
                                                              item.policy_version(), ", this worker holds ",
                                                              version_));

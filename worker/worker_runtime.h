@@ -78,9 +78,12 @@ class WorkerRuntime {
 
   // Registers, joins the collective, then serves work until the learner says the run is
   // over (OK), RequestStop() is called (OK), or an unrecoverable error happens. An item
-  // whose policy_version is not the version this worker holds is answered with a
+  // whose policy_version is newer than the version this worker holds is answered with a
   // FAILED_PRECONDITION error result, never computed (a frozen scorer keeps the base
-  // weights on purpose and is exempt).
+  // weights on purpose and is exempt). An older one is computed with the weights held
+  // (asynchronous mode: a weight sync reached the worker while the item waited; in
+  // synchronous mode items always ask for exactly the version held), and the result's
+  // policy_version says which version produced it.
   absl::Status Run();
   void RequestStop() { stop_.store(true); }
 
