@@ -23,6 +23,9 @@ PACKAGES=(
   iperf3 prometheus curl python3-yaml
   # Certificates for the TLS tests.
   openssl
+  # A single-node Slurm for tests/slurm_test.sh: it starts its own munged, slurmctld and
+  # slurmd with a private configuration and needs none of the packages' services.
+  slurmctld slurmd slurm-client munge
 )
 
 # Tools found by their command: the package is installed only when the command is
