@@ -134,10 +134,11 @@ absl::StatusOr<UpdateStats> PolicyUpdater::UpdateGrpo(const std::vector<Group>& 
     std::vector<double> rewards;
     for (const Sample& s : g.samples) rewards.push_back(s.reward);
     std::vector<double> adv = GroupAdvantages(rewards);
+    const double weight = g.task == Task::kUnderstanding ? options_.grpo.understanding_weight : 1.0;
     for (size_t i = 0; i < g.samples.size(); ++i) {
       rows.push_back(MakeTrainingRow(layout_, g.task, g.input, g.samples[i].output));
       samples.push_back(&g.samples[i]);
-      advantages.push_back(adv[i]);
+      advantages.push_back(adv[i] * weight);
     }
   }
   UpdateStats stats;

@@ -53,6 +53,7 @@ absl::Status Recipe::Validate() const {
   }
   if (!(optimizer.lr > 0)) return bad("lr must be positive");
   if (optimizer.grpo.clip_eps <= 0 || optimizer.grpo.kl_coef < 0) return bad("grpo.clip_eps > 0 and grpo.kl_coef >= 0 required");
+  if (!(optimizer.grpo.understanding_weight >= 0)) return bad("grpo.understanding_weight >= 0 required");
   if (optimizer.simpo.beta <= 0) return bad("simpo.beta must be positive");
   DUET_RETURN_IF_ERROR(rl.image_sampling.Validate());
   if (sync_every < 1) return bad("sync_every must be >= 1");
@@ -162,9 +163,10 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text) {
   DUET_RETURN_IF_ERROR(Read(root, "grad_clip", &r.optimizer.grad_clip));
   DUET_RETURN_IF_ERROR(Read(root, "micro_batch", &r.optimizer.micro_batch));
   if (root["grpo"]) {
-    DUET_RETURN_IF_ERROR(CheckKeys(root["grpo"], "grpo", {"clip_eps", "kl_coef"}));
+    DUET_RETURN_IF_ERROR(CheckKeys(root["grpo"], "grpo", {"clip_eps", "kl_coef", "understanding_weight"}));
     DUET_RETURN_IF_ERROR(Read(root["grpo"], "clip_eps", &r.optimizer.grpo.clip_eps));
     DUET_RETURN_IF_ERROR(Read(root["grpo"], "kl_coef", &r.optimizer.grpo.kl_coef));
+    DUET_RETURN_IF_ERROR(Read(root["grpo"], "understanding_weight", &r.optimizer.grpo.understanding_weight));
   }
   if (root["simpo"]) {
     DUET_RETURN_IF_ERROR(CheckKeys(root["simpo"], "simpo", {"beta", "gamma"}));
@@ -245,7 +247,8 @@ std::string RecipeToYaml(const Recipe& r) {
   e << YAML::Key << "grad_clip" << YAML::Value << r.optimizer.grad_clip;
   e << YAML::Key << "micro_batch" << YAML::Value << r.optimizer.micro_batch;
   e << YAML::Key << "grpo" << YAML::Value << YAML::BeginMap << YAML::Key << "clip_eps" << YAML::Value
-    << r.optimizer.grpo.clip_eps << YAML::Key << "kl_coef" << YAML::Value << r.optimizer.grpo.kl_coef << YAML::EndMap;
+    << r.optimizer.grpo.clip_eps << YAML::Key << "kl_coef" << YAML::Value << r.optimizer.grpo.kl_coef << YAML::Key << "understanding_weight" << YAML::Value
+    << r.optimizer.grpo.understanding_weight << YAML::EndMap;
   e << YAML::Key << "simpo" << YAML::Value << YAML::BeginMap << YAML::Key << "beta" << YAML::Value
     << r.optimizer.simpo.beta << YAML::Key << "gamma" << YAML::Value << r.optimizer.simpo.gamma << YAML::EndMap;
   e << YAML::Key << "sampling" << YAML::Value << YAML::BeginMap << YAML::Key << "temperature" << YAML::Value

@@ -19,7 +19,7 @@
 //   lr: 1.0e-4
 //   grad_clip: 1.0
 //   micro_batch: 64
-//   grpo: {clip_eps: 0.2, kl_coef: 0.1}
+//   grpo: {clip_eps: 0.2, kl_coef: 0.1, understanding_weight: 1.0}  # weight: of caption advantages
 //   simpo: {beta: 2.0, gamma: 1.0}
 //   sampling: {temperature: 1.0, top_k: 0, top_p: 1.0, cfg_scale: 1.5}
 //   sync_every: 1                # broadcast weights every N updates

@@ -40,6 +40,7 @@ void ExpectRecipeEq(const Recipe& a, const Recipe& b) {
   EXPECT_EQ(a.optimizer.algorithm, b.optimizer.algorithm);
   EXPECT_EQ(a.optimizer.grpo.clip_eps, b.optimizer.grpo.clip_eps);
   EXPECT_EQ(a.optimizer.grpo.kl_coef, b.optimizer.grpo.kl_coef);
+  EXPECT_EQ(a.optimizer.grpo.understanding_weight, b.optimizer.grpo.understanding_weight);
   EXPECT_EQ(a.optimizer.simpo.beta, b.optimizer.simpo.beta);
   EXPECT_EQ(a.optimizer.simpo.gamma, b.optimizer.simpo.gamma);
   EXPECT_EQ(a.optimizer.lr, b.optimizer.lr);
@@ -134,7 +135,7 @@ k: 4
 lr: 3.0e-5
 grad_clip: 0.5
 micro_batch: 16
-grpo: {clip_eps: 0.3, kl_coef: 0.05}
+grpo: {clip_eps: 0.3, kl_coef: 0.05, understanding_weight: 4.0}
 simpo: {beta: 1.5, gamma: 0.25}
 sampling: {temperature: 0.7, top_k: 20, top_p: 0.9, cfg_scale: 2.0}
 sync_every: 3
@@ -162,6 +163,7 @@ collective: none
   EXPECT_EQ(r->optimizer.micro_batch, 16);
   EXPECT_EQ(r->optimizer.grpo.clip_eps, 0.3);
   EXPECT_EQ(r->optimizer.grpo.kl_coef, 0.05);
+  EXPECT_EQ(r->optimizer.grpo.understanding_weight, 4.0);
   EXPECT_EQ(r->optimizer.simpo.beta, 1.5);
   EXPECT_EQ(r->optimizer.simpo.gamma, 0.25);
   EXPECT_EQ(r->rl.image_sampling.temperature, 0.7);
@@ -243,6 +245,8 @@ TEST(RecipeTest, BadValuesAreRejectedByName) {
   ExpectRejected("self_reward: {caption: clip}\n", "self_reward.caption");
   ExpectRejected("self_reward: {image: 3}\n", "self_reward.image");
   ExpectRejected("generation_inputs: 0\nunderstanding_inputs: 0\n", "inputs");
+  ExpectRejected("grpo: {understanding_weight: -1.0}\n", "understanding_weight");
+  ExpectRejected("grpo: {understanding_weight: .nan}\n", "understanding_weight");
 }
 
 // The direction(s) a recipe trains must get inputs: otherwise every step of the loop

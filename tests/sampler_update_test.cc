@@ -123,5 +123,46 @@ TEST_F(PolicyUpdateTest, SamplesFromAnotherPolicyVersionAreRefusedAndNothingChan
   EXPECT_TRUE(updater.Update(*groups, /*policy_version=*/5, /*max_lag=*/2).ok());
 }
 
+// grpo.understanding_weight scales the caption samples' advantages only: at 0 a GRPO step
+// on caption groups changes nothing (the policy equals the reference, so the KL term has
+// no gradient), at 1 it moves the better caption up, and image groups are unaffected.
+TEST_F(PolicyUpdateTest, UnderstandingWeightScalesOnlyTheCaptionAdvantages) {
+  RolloutRequest req;
+  req.task = Task::kUnderstanding;
+  req.inputs = {{32, 33, 34, 35}};
+  req.k = 2;
+  auto captions = SampleGroups(*policy_, layout_, req, 0);
+  ASSERT_TRUE(captions.ok());
+  Group& g = (*captions)[0];
+  ASSERT_NE(g.samples[0].output, g.samples[1].output);
+  g.samples[0].reward = 1.0;
+  g.samples[1].reward = -1.0;
+  const double good0 = SampleLogprob(g, g.samples[0]);
+  RlOptimizerOptions o;
+  o.lr = 1e-2;
+  o.grpo.understanding_weight = 0.0;
+  const torch::Tensor before = policy_->parameters()[0].clone();
+  {
+    PolicyUpdater updater(policy_.get(), reference_.get(), layout_, o);
+    ASSERT_TRUE(updater.Update(*captions, 0).ok());
+  }
+  EXPECT_TRUE(torch::equal(before, policy_->parameters()[0]));
+  // Image groups train at any understanding weight.
+  req.task = Task::kGeneration;
+  req.inputs = {{8, 9}};
+  auto images = SampleGroups(*policy_, layout_, req, 0);
+  ASSERT_TRUE(images.ok());
+  (*images)[0].samples[0].reward = 1.0;
+  {
+    PolicyUpdater updater(policy_.get(), reference_.get(), layout_, o);
+    ASSERT_TRUE(updater.Update(*images, 0).ok());
+  }
+  EXPECT_FALSE(torch::equal(before, policy_->parameters()[0]));
+  o.grpo.understanding_weight = 1.0;
+  PolicyUpdater updater(policy_.get(), reference_.get(), layout_, o);
+  ASSERT_TRUE(updater.Update(*captions, 0).ok());
+  EXPECT_GT(SampleLogprob(g, g.samples[0]), good0);
+}
+
 }  // namespace
 }  // namespace duet
