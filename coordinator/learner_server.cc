@@ -19,6 +19,7 @@
 #include "base/status_macros.h"
 #include "coordinator/remote_backends.h"
 #include "learner/checkpoint.h"
+#include "learner/ledger.h"
 #include "learner/rl_data.h"
 #include "learner/step_record.h"
 #include "rpc/health_server.h"
@@ -343,6 +344,7 @@ absl::Status LearnerServer::Run() {
   // every step appears once.
   DUET_RETURN_IF_ERROR(TruncateMetricsLog(metrics_path, start));
   std::ofstream metrics(metrics_path, std::ios::app);
+  DUET_ASSIGN_OR_RETURN(LedgerWriter ledger, LedgerWriter::Open(JoinPath(r.out, "ledger.jsonl"), start));
   int64_t step = start;
   bool dirty = false;
   for (; step < r.steps && !stop_.load(); ++step) {
@@ -366,6 +368,7 @@ absl::Status LearnerServer::Run() {
     record.sync_s = sync_seconds;
     record.checksum = snapshot_.checksum();
     metrics << StepRecordToJson(record).dump() << "\n" << std::flush;
+    DUET_RETURN_IF_ERROR(ledger.Append(step + 1, report.trained));
     if (options_.on_step) options_.on_step(report);
     telemetry_->RecordStep(report, r.optimizer.lr, sync_seconds,
                            std::chrono::duration<double>(std::chrono::steady_clock::now() - step_t0).count());
@@ -397,14 +400,14 @@ absl::Status LearnerServer::Run() {
 
 void LearnerServer::Shutdown() {
   if (queue_ && !queue_->closed()) {
+    // Items still held (asynchronous mode: collections abandoned at a stop or an error): a
+    // worker computing one hears the notice only when it pulls next, after that item.
+    const bool busy = queue_->items_held() > 0;
     queue_->Close();
     // Let workers' long-polls return the shutdown notice before the server goes away.
     if (server_) {
       queue_->AwaitShutdownNoticed(busy ? absl::Seconds(options_.recipe.lease_seconds) : absl::Milliseconds(500));
     }
-    // Items still held (asynchronous mode: collections abandoned at a stop or an error): a
-    // worker computing one hears the notice only when it pulls next, after that item.
-    const bool busy = queue_->items_held() > 0;
   }
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(3));

@@ -93,7 +93,10 @@ absl::StatusOr<std::vector<Group>> RemoteRollout::Sample(const RolloutRequest& r
     }
     DUET_ASSIGN_OR_RETURN(std::vector<Group> groups,
                           FromProto(results[i].rollout(), parts[i], results[i].policy_version()));
-    for (auto& g : groups) out.push_back(std::move(g));
+    for (auto& g : groups) {
+      g.item_id = results[i].item_id();
+      out.push_back(std::move(g));
+    }
   }
   return out;
 }

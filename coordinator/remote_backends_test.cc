@@ -215,6 +215,10 @@ TEST_F(RemoteBackendsTest, RolloutIsSplitAcrossWorkersAndGatheredInOrder) {
     EXPECT_EQ(item.rollout().seed(), 99u);
     EXPECT_TRUE(item.rollout().use_cfg());
     EXPECT_EQ(item.rollout().cfg_scale(), 1.5);
+    // Each group names the item that sampled it (the learner's ledger records it).
+    for (int64_t i = 4 * static_cast<int64_t>(p); i < 4 * static_cast<int64_t>(p) + 4; ++i) {
+      EXPECT_EQ((*groups)[i].item_id, item.item_id()) << i;
+    }
   }
 }
 

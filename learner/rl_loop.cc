@@ -70,7 +70,8 @@ RlLoop::RlLoop(PolicyUpdater* updater, RolloutBackend* rollout, ScoreBackend* sc
       version_(start_version) {}
 
 std::vector<std::vector<int64_t>> RlLoop::Pick(const std::vector<std::vector<int64_t>>& pool,
-                                               int64_t n, int64_t step, uint64_t salt) const {
+                                               int64_t n, int64_t step, uint64_t salt,
+                                               std::vector<int64_t>* indices) const {
   // Epoch e visits the pool in a permutation seeded by (seed, salt, e).
   std::vector<std::vector<int64_t>> out;
   if (pool.empty()) return out;
@@ -83,6 +84,7 @@ std::vector<std::vector<int64_t>> RlLoop::Pick(const std::vector<std::vector<int
     std::mt19937_64 rng(recipe_.seed * 0x9E3779B97F4A7C15ULL + salt * 7919 + epoch);
     std::shuffle(perm.begin(), perm.end(), rng);
     out.push_back(pool[perm[pos % size]]);
+    if (indices != nullptr) indices->push_back(perm[pos % size]);
   }
   return out;
 }
@@ -111,7 +113,8 @@ absl::StatusOr<RlLoop::Collected> RlLoop::Collect(int64_t step, int64_t version,
     if (n <= 0) continue;
     RolloutRequest req;
     req.task = task;
-    req.inputs = Pick(gen ? prompts_ : images_, n, step, gen ? 1 : 2);
+    std::vector<int64_t> picked;
+    req.inputs = Pick(gen ? prompts_ : images_, n, step, gen ? 1 : 2, &picked);
     if (req.inputs.empty()) {
       return absl::FailedPreconditionError(absl::StrCat("no ", std::string(TaskName(task)), " inputs to train on"));
     }
@@ -121,6 +124,7 @@ absl::StatusOr<RlLoop::Collected> RlLoop::Collect(int64_t step, int64_t version,
     req.seed = recipe_.seed * 1000003ULL + static_cast<uint64_t>(step) * 2 + (gen ? 0 : 1);
     req.policy_version = version;
     DUET_ASSIGN_OR_RETURN(std::vector<Group> g, rollout_->Sample(req));
+    for (size_t i = 0; i < g.size() && i < picked.size(); ++i) g[i].input_index = picked[i];
     for (auto& x : g) groups.push_back(std::move(x));
   }
   out.rollout_seconds = Seconds(t0);
@@ -227,6 +231,9 @@ absl::StatusOr<StepReport> RlLoop::Train(int64_t step, Collected collected, doub
   report.generation_stats.samples_dropped_stale = dropped[0];
   report.understanding_stats.samples_dropped_stale = dropped[1];
   report.samples_dropped_stale = dropped[0] + dropped[1];
+  for (const Group& g : groups) {
+    report.trained.push_back({g.task, g.input_index, g.item_id, static_cast<int64_t>(g.samples.size())});
+  }
   for (const Group& g : groups) {
     for (const Sample& s : g.samples) {
       report.max_sample_lag = std::max(report.max_sample_lag, version_ - s.policy_version);

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "learner/ledger.h"
 #include "learner/policy_update.h"
 #include "model/generation.h"
 #include "model/task.h"
@@ -97,6 +98,7 @@ struct StepReport {
   DirectionStats understanding_stats;
   int64_t max_sample_lag = 0;  // largest (version - sample's version) among the trained samples
   int64_t samples_dropped_stale = 0;  // both directions
+  std::vector<TrainedGroup> trained;  // the groups trained on, for the ledger
 };
 
 class RlLoop {
@@ -158,8 +160,10 @@ class RlLoop {
   absl::StatusOr<Collected> Collect(int64_t step, int64_t version, const std::atomic<bool>* stop) const;
   // Filters `collected` (stale groups out), checks consistency and updates.
   absl::StatusOr<StepReport> Train(int64_t step, Collected collected, double wait_seconds);
+  // `n` inputs of `pool` for `step`; their indices in `pool` go to `indices` when given.
   std::vector<std::vector<int64_t>> Pick(const std::vector<std::vector<int64_t>>& pool, int64_t n,
-                                         int64_t step, uint64_t salt) const;
+                                         int64_t step, uint64_t salt,
+                                         std::vector<int64_t>* indices = nullptr) const;
 
   PolicyUpdater* updater_;
   RolloutBackend* rollout_;

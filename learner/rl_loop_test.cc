@@ -587,6 +587,36 @@ TEST(RlLoopTest, EveryPromptIsVisitedOncePerEpoch) {
   }
 }
 
+// The report names each group it trained on by its input's index in the data, for the
+// learner's ledger; a dropped (stale) group is not among them.
+TEST(RlLoopTest, TheReportNamesTheGroupsTrainedOnByTheirInputIndex) {
+  Harness h(TestRecipe());
+  absl::StatusOr<StepReport> report = h.loop.RunStep(0);
+  ASSERT_TRUE(report.ok()) << report.status();
+  std::vector<RolloutRequest> requests;
+  {
+    absl::MutexLock lock(&h.rollout.mu);
+    requests = h.rollout.requests;
+  }
+  ASSERT_EQ(requests.size(), 2u);
+  ASSERT_EQ(report->trained.size(), 5u);  // 3 prompts + 2 images
+  for (size_t i = 0; i < report->trained.size(); ++i) {
+    const TrainedGroup& g = report->trained[i];
+    const bool gen = i < 3;
+    EXPECT_EQ(g.task, gen ? Task::kGeneration : Task::kUnderstanding);
+    EXPECT_EQ(g.samples, 4);
+    const Rows pool = gen ? Prompts() : Images();
+    ASSERT_GE(g.input, 0);
+    ASSERT_LT(g.input, static_cast<int64_t>(pool.size()));
+    EXPECT_EQ(pool[g.input], requests[gen ? 0 : 1].inputs[gen ? i : i - 3]) << i;
+  }
+  Harness stale(TestRecipe(), /*start_version=*/3);
+  stale.rollout.stamp = 0;
+  report = stale.loop.RunStep(0);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->trained.empty());
+}
+
 // ---- Asynchronous mode --------------------------------------------------------------------
 
 RlRecipe AsyncRecipe(int64_t ahead) {

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -34,6 +35,11 @@ struct Group {
   Task task = Task::kGeneration;
   std::vector<int64_t> input;  // caption ids, or image ids
   std::vector<Sample> samples;
+  // Where it came from, for the learner's ledger (learner/ledger.h): the input's index in
+  // the RL data of its direction (-1: not known) and the rollout work item that sampled
+  // it ("" in process).
+  int64_t input_index = -1;
+  std::string item_id;
 };
 
 // A rollout work item: K samples for each input.
