@@ -3,6 +3,7 @@
 // weights to every worker. Thin: flags and recipe, then LearnerServer.
 
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include <gflags/gflags.h>
@@ -35,9 +36,9 @@ DEFINE_double(kl_coef, duet::Recipe().optimizer.grpo.kl_coef, "recipe.grpo.kl_co
 DEFINE_bool(frozen_scorer, duet::Recipe().frozen_scorer, "recipe.frozen_scorer: score with the base weights (ablation)");
 DEFINE_uint64(seed, duet::Recipe().rl.seed, "recipe.seed");
 DEFINE_int64(sync_every, duet::Recipe().sync_every, "recipe.sync_every: broadcast weights every N updates");
-DEFINE_int32(rollout_workers, duet::Recipe().rollout_workers, "recipe.workers.rollout: rollout workers to wait for");
 DEFINE_int64(max_lag, duet::Recipe().max_lag,
              "recipe.max_lag: 0 synchronous; N > 0 asynchronous (the next N steps collected while one trains)");
+DEFINE_int32(rollout_workers, duet::Recipe().rollout_workers, "recipe.workers.rollout: rollout workers to wait for");
 DEFINE_int32(scorer_workers, duet::Recipe().scorer_workers, "recipe.workers.scorer: scorer workers to wait for");
 DEFINE_string(collective, duet::Recipe().collective, "recipe.collective: gloo, nccl or none (gRPC weight stream only)");
 // The process.
@@ -87,10 +88,18 @@ int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, /*remove_flags=*/true);
   google::InitGoogleLogging(argv[0]);
   std::unique_ptr<duet::LearnerServer> server;
-  absl::Mutex mu;  // guards `server` against the signal thread
+  absl::Mutex mu;  // guards `server` and `signals_seen` against the signal thread
+  int signals_seen = 0;
+  // The first SIGTERM/SIGINT finishes the step and checkpoints; a second one, while the
+  // learner is still at it (stuck waiting for workers that never come, say), aborts now.
   duet::SignalWatcher signals([&](int signo) {
-    LOG(INFO) << "signal " << signo << ": finishing the step, writing a checkpoint";
     absl::MutexLock lock(&mu);
+    if (++signals_seen > 1) {
+      std::fprintf(stderr, "duet-learner: second signal %d while stopping: aborting now, without finishing the step "
+                           "or checkpointing (the last checkpoint stands)\n", signo);
+      std::_Exit(128 + signo);
+    }
+    LOG(INFO) << "signal " << signo << ": finishing the step, writing a checkpoint (a second signal aborts)";
     if (server) server->Stop();
   });
   at::set_num_threads(std::max(1, FLAGS_threads));
@@ -117,6 +126,7 @@ int main(int argc, char** argv) {
   if (Set("frozen_scorer")) o.frozen_scorer = FLAGS_frozen_scorer;
   if (Set("seed")) o.seed = FLAGS_seed;
   if (Set("sync_every")) o.sync_every = FLAGS_sync_every;
+  if (Set("max_lag")) o.max_lag = FLAGS_max_lag;
   if (Set("rollout_workers")) o.rollout_workers = FLAGS_rollout_workers;
   if (Set("scorer_workers")) o.scorer_workers = FLAGS_scorer_workers;
   if (Set("collective")) o.collective = FLAGS_collective;
@@ -126,7 +136,6 @@ int main(int argc, char** argv) {
   }
 
   duet::LearnerOptions options;
-  if (Set("max_lag")) o.max_lag = FLAGS_max_lag;
   options.recipe = recipe;
   options.address = FLAGS_address;
   options.store_host = FLAGS_store_host;
@@ -151,6 +160,10 @@ int main(int argc, char** argv) {
   duet::metrics::RegisterProcessMetrics(*options.metrics_registry, "learner");
   options.health_address = FLAGS_health_address;
   options.on_step = [&recipe](const duet::StepReport& r) {
+    // Samples per second of the step's own phases; in asynchronous mode the collection
+    // overlapped earlier steps, so only the wait for it counts.
+    const double busy = (recipe.max_lag > 0 ? r.collect_wait_seconds : r.rollout_seconds + r.score_seconds) +
+                        r.update_seconds;
     std::fprintf(stderr,
                  "step %ld/%ld  r_gen %.3f  r_und %.3f  kl %.4f  loss %.4f  %.1f samples/s  v%ld  dlogp %s%s\n",
                  static_cast<long>(r.step + 1), static_cast<long>(recipe.steps), r.generation_reward,
@@ -164,10 +177,6 @@ int main(int argc, char** argv) {
   };
   // Declared after `server`: stops serving (and running the hook) before it goes away.
   std::unique_ptr<duet::metrics::MetricsServer> metrics_server;
-    // Samples per second of the step's own phases; in asynchronous mode the collection
-    // overlapped earlier steps, so only the wait for it counts.
-    const double busy = (recipe.max_lag > 0 ? r.collect_wait_seconds : r.rollout_seconds + r.score_seconds) +
-                        r.update_seconds;
   if (!FLAGS_metrics_address.empty()) {
     auto m = duet::metrics::MetricsServer::Start(FLAGS_metrics_address, options.metrics_registry);
     if (!m.ok()) {
@@ -180,6 +189,7 @@ int main(int argc, char** argv) {
   {
     absl::MutexLock lock(&mu);
     server = std::make_unique<duet::LearnerServer>(options);
+    if (signals_seen > 0) server->Stop();  // a signal came while starting up
   }
   if (metrics_server) {
     duet::LearnerServer* s = server.get();
