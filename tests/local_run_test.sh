@@ -147,3 +147,120 @@ rc=0; wait "$LEARNER" || rc=$?
 [[ $rc -eq 0 ]] || { cat "$TMP/tls-learner.log"; echo "learner waiting for workers exited with $rc"; exit 1; }
 grep -q '"stopped_before_pools_formed": true' "$TMP/tls/final_state.json" || { echo "no final state"; exit 1; }
 echo "sigterm while waiting ok"
+
+# A second SIGTERM aborts a learner that cannot finish its step: every worker is killed
+# (kill -9; the lease, 60 s, keeps the learner waiting for them), so the first SIGTERM's
+# "finish the step, checkpoint" cannot happen; the second ends it at once, exit 128+15,
+# saying why; the last checkpoint stands and no final state is written.
+sed -e 's/checkpoint_every: 1000/checkpoint_every: 1/' -e 's/^workers:.*/&\nlease_seconds: 60/' "$TMP/long.yaml" > "$TMP/stuck.yaml"
+rm -f "$TMP/port"
+"$BIN/coordinator/duet-learner" --config="$TMP/stuck.yaml" --model="$TMP/base/model" --data="$TMP/data" \
+  --out="$TMP/stuck" --address=127.0.0.1:0 --port_file="$TMP/port" --auth_token_file="$TMP/token" \
+  > "$TMP/stuck-learner.log" 2>&1 &
+LEARNER=$!
+for _ in $(seq 600); do [[ -s "$TMP/port" ]] && break; sleep 0.1; done
+TARGET="127.0.0.1:$(cat "$TMP/port")"
+"$BIN/rollout/duet-rollout" --learner="$TARGET" --model="$TMP/base/model" --auth_token_file="$TMP/token" \
+  --name=rollout-0 > "$TMP/stuck-rollout.log" 2>&1 &
+ROLLOUT=$!
+"$BIN/scorer/duet-scorer" --learner="$TARGET" --model="$TMP/base/model" --auth_token_file="$TMP/token" \
+  --name=scorer-0 > "$TMP/stuck-scorer.log" 2>&1 &
+SCORER=$!
+for _ in $(seq 1200); do
+  [[ -f "$TMP/stuck/metrics.jsonl" && $(wc -l < "$TMP/stuck/metrics.jsonl") -ge 1 ]] && break
+  sleep 0.1
+done
+kill -9 "$ROLLOUT" "$SCORER"; wait "$ROLLOUT" "$SCORER" 2>/dev/null || true
+kill -TERM "$LEARNER"
+for _ in $(seq 300); do grep -q "finishing the step" "$TMP/stuck-learner.log" && break; sleep 0.1; done
+grep -q "finishing the step" "$TMP/stuck-learner.log" || { cat "$TMP/stuck-learner.log"; echo "no first signal"; exit 1; }
+kill -0 "$LEARNER" 2>/dev/null || { cat "$TMP/stuck-learner.log"; echo "the learner ended without its workers"; exit 1; }
+kill -TERM "$LEARNER"
+for _ in $(seq 100); do kill -0 "$LEARNER" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$LEARNER" 2>/dev/null && { kill -9 "$LEARNER"; cat "$TMP/stuck-learner.log"; echo "a second SIGTERM did not abort the learner"; exit 1; }
+rc=0; wait "$LEARNER" || rc=$?
+[[ $rc -eq 143 ]] || { cat "$TMP/stuck-learner.log"; echo "the aborted learner exited with $rc, want 143"; exit 1; }
+grep -q "second signal 15 while stopping: aborting now" "$TMP/stuck-learner.log" || { cat "$TMP/stuck-learner.log"; echo "no reason given"; exit 1; }
+[[ ! -f "$TMP/stuck/final_state.json" ]] || { echo "an aborted learner wrote a final state"; exit 1; }
+/usr/bin/python3 - "$TMP/stuck" <<'PY'
+import json, os, sys
+run = sys.argv[1]
+steps = len(open(os.path.join(run, "metrics.jsonl")).readlines())
+assert open(os.path.join(run, "checkpoints", "LATEST")).read().strip() == "step-%08d" % steps, steps
+print("second sigterm ok: a learner stuck without workers aborted at once (exit 143); checkpoint of step %d stands" % steps)
+PY
+
+# duet pool: the operator scales a running duet local job as `kubectl scale` would. The
+# rollout pool goes 1 -> 3 (one of them killed with -9 and replaced by duet local) -> 1
+# while the run goes on; bad requests are refused. Stopped by SIGTERM at step N, the run
+# ends on the checksum of an unscaled N-step run of the same recipe.
+cat > "$TMP/pool.yaml" <<YAML
+steps: 1000
+directions: joint
+generation_inputs: 4
+understanding_inputs: 2
+k: 2
+checkpoint_every: 1
+lease_seconds: 3
+workers: {rollout: 1, scorer: 1}
+YAML
+POOL_LOCAL=("$DUET" local --recipe="$TMP/pool.yaml" --model="$TMP/base/model" --data="$TMP/data" --limit=2)
+"${POOL_LOCAL[@]}" --out="$TMP/pool" > "$TMP/pool.log" 2>&1 &
+LOCAL=$!
+stop_local() {  # on failure: SIGTERM twice (the learner aborts, duet local stops its workers), then -9
+  local kids; kids=$(ps -o pid= --ppid "$LOCAL" 2>/dev/null || true)
+  kill -TERM "$LOCAL" 2>/dev/null || return 0
+  kill -TERM "$LOCAL" 2>/dev/null || true
+  for _ in $(seq 150); do kill -0 "$LOCAL" 2>/dev/null || break; sleep 0.1; done
+  # shellcheck disable=SC2086
+  kill -9 "$LOCAL" $kids 2>/dev/null || true
+}
+trap 'stop_local; rm -rf "$TMP"' EXIT
+wait_for() {  # FILE PATTERN WHAT
+  for _ in $(seq 1200); do grep -q -- "$2" "$1" 2>/dev/null && return 0; kill -0 "$LOCAL" 2>/dev/null || break; sleep 0.1; done
+  grep -q -- "$2" "$1" 2>/dev/null || { tail -n 40 "$TMP/pool.log"; echo "FAIL: $3"; exit 1; }
+}
+wait_for "$TMP/pool.log" "^step 1/" "the pooled run did not train"
+refused() {  # WHAT EXPECTED-TEXT ARGS...: duet pool fails, saying EXPECTED-TEXT
+  local what="$1" expect="$2"; shift 2
+  local rc=0
+  "$DUET" pool "$@" > "$TMP/pool-cmd.log" 2>&1 || rc=$?
+  [[ $rc -ne 0 ]] && grep -q -- "$expect" "$TMP/pool-cmd.log" || { cat "$TMP/pool-cmd.log"; echo "FAIL: duet pool $what (exit $rc)"; exit 1; }
+}
+refused "with no rollout workers" "a run needs between 1 and 64 rollout workers" --out="$TMP/pool" --rollout=0
+refused "with negative scorers" "a run needs between 1 and 64 scorer workers" --out="$TMP/pool" --scorer=-2
+refused "on a folder with no job" "no running duet local in" --out="$TMP/nothing" --rollout=2
+"$DUET" pool --out="$TMP/pool" --rollout=3 > "$TMP/pool-cmd.log" 2>&1 || { cat "$TMP/pool-cmd.log"; exit 1; }
+grep -q "desired: rollout 3, scorer 1 (was rollout 1, scorer 1)" "$TMP/pool-cmd.log" || { cat "$TMP/pool-cmd.log"; exit 1; }
+for name in rollout-1 rollout-2; do wait_for "$TMP/pool/logs/$name.log" "registered as $name" "$name did not join"; done
+# A worker that dies is replaced (a ReplicaSet keeps its count): rollout-1 by rollout-3.
+kill -9 "$(python3 -c 'import json,sys; print([w["pid"] for w in json.load(open(sys.argv[1]))["workers"] if w["name"] == "rollout-1"][0])' "$TMP/pool/pool_status.json")"
+wait_for "$TMP/pool.log" "rollout-1 (pid [0-9]*) was killed by signal 9, unexpectedly; a replacement keeps rollout at 3" "no replacement"
+wait_for "$TMP/pool/logs/rollout-3.log" "registered as rollout-3" "rollout-3 did not join"
+wait_for "$TMP/pool.log" "broadcast epoch [0-9]* formed: 5 ranks" "no broadcast epoch with 3 rollout workers"
+"$DUET" pool --out="$TMP/pool" --rollout=1 > "$TMP/pool-cmd.log" 2>&1 || { cat "$TMP/pool-cmd.log"; exit 1; }
+for name in rollout-3 rollout-2; do  # the newest leave first
+  wait_for "$TMP/pool.log" "$name (pid [0-9]*) exited with 0 after leaving the pool" "$name did not leave"
+  grep -q "$name: deregistered" "$TMP/pool/logs/$name.log" || { tail "$TMP/pool/logs/$name.log"; echo "FAIL: $name did not deregister"; exit 1; }
+done
+"$DUET" pool --out="$TMP/pool" > "$TMP/pool-cmd.log" 2>&1
+grep -q "running: rollout 1, scorer 1" "$TMP/pool-cmd.log" || { cat "$TMP/pool-cmd.log"; echo "FAIL: pool not back to 1"; exit 1; }
+N=$(wc -l < "$TMP/pool/metrics.jsonl")
+wait_for "$TMP/pool.log" "^step $((N + 1))/" "no step after scaling down"
+kill -TERM "$LOCAL"
+rc=0; wait "$LOCAL" || rc=$?
+[[ $rc -eq 0 ]] || { tail -n 40 "$TMP/pool.log"; echo "FAIL: the pooled duet local exited with $rc"; exit 1; }
+[[ ! -f "$TMP/pool/pool_status.json" ]] || { echo "FAIL: pool_status.json outlived the run"; exit 1; }
+N=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["step"])' "$TMP/pool/final_state.json")
+"${POOL_LOCAL[@]}" --out="$TMP/unscaled" --local_steps="$N" > "$TMP/unscaled.log" 2>&1 || { tail -n 40 "$TMP/unscaled.log"; exit 1; }
+/usr/bin/python3 - "$TMP/pool" "$TMP/unscaled" <<'PY'
+import collections, json, os, sys
+scaled, unscaled = (json.load(open(os.path.join(r, "final_state.json"))) for r in sys.argv[1:3])
+n = scaled["step"]
+assert unscaled["step"] == n and scaled["checksum"] == unscaled["checksum"], (scaled, unscaled)
+assert sorted(w["name"] for w in scaled["workers"]) == ["rollout-0", "scorer-0"], scaled["workers"]
+ledgers = [collections.Counter((e["step"], e["direction"], e["input"]) for e in map(json.loads, open(os.path.join(r, "ledger.jsonl"))))
+           for r in sys.argv[1:3]]
+assert ledgers[0] == ledgers[1] and set(ledgers[0].values()) == {1} and len(ledgers[0]) == 6 * n, ledgers
+print("duet pool ok: rollout 1 -> 3 (one killed and replaced) -> 1 over %d steps; checksum %d as the unscaled run's" % (n, scaled["checksum"]))
+PY

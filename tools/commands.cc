@@ -25,7 +25,7 @@
 // pretraining with --threads=2 on a 2-core machine; see docs/benchmarks.md).
 DEFINE_int32(threads, 1, "intra-op threads for LibTorch (0 = all cores)");
 DEFINE_uint64(seed, 1, "random seed");
-DEFINE_string(out, "", "output folder (make-data, pretrain) or PNG file (sample)");
+DEFINE_string(out, "", "output folder (make-data, pretrain, local), PNG file (sample), or a running duet local's folder (pool)");
 DEFINE_string(data, "out/data", "data folder written by `duet world make-data`");
 DEFINE_int32(hard_per_category, 200,
              "world make-hard-split: images per category (position, mixed) of the hard understanding split");

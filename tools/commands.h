@@ -34,6 +34,8 @@ int RunDumpLogits();
 int RunRl();
 int RunRewardAgreement();
 int RunLocal();
+// `duet pool`: scales the worker pools of a running duet local job (tools/pool_command.cc).
+int RunPool();
 // `duet reward-server`: the Shapes oracle as a duet.v1.Reward service (tools/reward_server.cc).
 int RunRewardServer();
 

@@ -7,6 +7,7 @@
 //   duet sample --model=DIR --prompt=TEXT --out=PNG | --image=PNG
 //   duet dev dump-logits --out_dir=DIR [--model=DIR]   parity-test helper (see tests/)
 //   duet reward-server --model=DIR --port=N --auth_token_file=F   the oracle as a reward service
+//   duet pool --out=RUN [--rollout=N] [--scorer=N]   scale a running duet local job
 
 #include <cstdio>
 #include <string>
@@ -28,6 +29,7 @@ constexpr char kUsage[] =
     "  pretrain          supervised pretraining of the base model (resumable)\n"
     "  eval              ShapesEval of a model on the held-out sets\n"
     "  local             the RL run on one machine: learner + worker processes, report\n"
+    "  pool              scale the worker pools of a running `duet local` job\n"
     "  rl                dual self-reward RL in one process (library-level loop)\n"
     "  sample            one prompt to a PNG, or one PNG to a caption\n"
     "  dev dump-logits   write a model (--model, else a fixed random one) and its logits (parity test)\n"
@@ -69,6 +71,7 @@ std::vector<Command> Commands() {
         {"processes", {"rollout_workers", "scorer_workers", "bin_dir", "metrics_base_port"}},
         eval,
         process}},
+      {"pool", duet::RunPool, {{"job", {"out"}}, {"desired workers (omit to keep; only print)", {"rollout", "scorer"}}}},
       {"rl", duet::RunRl,
        {{"run", {"recipe", "model", "data", "out", "rl_steps", "eval_every"}},
         {"recipe overrides", {"algorithm", "gen_inputs", "und_inputs", "k", "rl_lr", "kl_coef", "clip_eps",

@@ -6,8 +6,13 @@
 //   <out>/report/before/, after/   report.json and gallery.png of each evaluation
 //   <out>/report/rewards.png       self-reward curves per direction
 //   <out>/metrics.jsonl            one line per step (from the learner)
+//   <out>/ledger.jsonl             one line per prompt group trained on (from the learner)
+//   <out>/pool.json                the desired worker counts; `duet pool` changes them
+//   <out>/pool_status.json         the running pools, while the run goes on
+// duet local is the pools' controller: about every 250 ms it starts or stops worker
+// processes to match pool.json and replaces a worker that died (tools/worker_pool.h).
 // Ctrl-C / SIGTERM stops the learner at the end of its step (it checkpoints), then the
-// workers; `--resume` continues the run.
+// workers; a second one aborts the learner at once. `--resume` continues the run.
 
 #include <fcntl.h>
 #include <signal.h>
@@ -16,6 +21,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <cstdio>
@@ -41,6 +47,7 @@
 #include "tools/plot.h"
 #include "tools/process.h"
 #include "tools/shapes_eval.h"
+#include "tools/worker_pool.h"
 #include "world/bundle.h"
 
 DECLARE_string(model);
@@ -55,11 +62,74 @@ DEFINE_int64(rl_seed, -1, "local: override the recipe's seed (-1: keep)");
 DEFINE_bool(resume, false, "local: continue the run in --out from its last checkpoint");
 DEFINE_string(bin_dir, "", "local: folder of duet-learner/duet-rollout/duet-scorer (default: next to duet)");
 DEFINE_int32(metrics_base_port, 0,
-             "local: serve /metrics on 127.0.0.1: the learner on this port, worker i on port + 1 + i, and "
-             "write <out>/prometheus_targets.json (Prometheus file_sd); 0: off");
+             "local: serve /metrics on 127.0.0.1: the learner on this port, the i-th worker started (from 0, "
+             "replacements and `duet pool` additions included) on port + 1 + i, and write "
+             "<out>/prometheus_targets.json (Prometheus file_sd); 0: off");
 
 namespace duet {
 namespace {
+
+// Starts the role binaries of a duet local run, each logging to <logs>/<name>.log.
+class LocalLauncher : public WorkerLauncher {
+ public:
+  LocalLauncher(const Recipe& recipe, std::string target, std::string token_file, std::string logs)
+      : recipe_(recipe), target_(std::move(target)), token_file_(std::move(token_file)), logs_(std::move(logs)) {}
+
+  absl::StatusOr<pid_t> Start(PoolRole role, const std::string& name, int slot) override {
+    const bool rollout = role == PoolRole::kRollout;
+    std::vector<std::string> args = {
+        FindBinary(FLAGS_bin_dir, rollout ? "duet-rollout" : "duet-scorer", rollout ? "rollout" : "scorer"),
+        "--learner=" + target_, "--model=" + recipe_.model, "--auth_token_file=" + token_file_, "--name=" + name};
+    if (FLAGS_metrics_base_port > 0) {
+      args.push_back(absl::StrCat("--metrics_address=127.0.0.1:", FLAGS_metrics_base_port + 1 + slot));
+    }
+    if (!rollout) {
+      // The recipe's reward kinds reach the scorers as flags (the learner does not send them).
+      args.push_back(absl::StrCat("--image_reward=", std::string(RewardKindName(recipe_.self_reward.image))));
+      args.push_back(absl::StrCat("--caption_reward=", std::string(RewardKindName(recipe_.self_reward.caption))));
+      // So does the recipe's reward mix; the default (the self-reward alone) adds nothing.
+      if (!recipe_.reward.IsSelfOnly()) {
+        args.push_back(absl::StrCat("--self_reward_weight=", recipe_.reward.self));
+        args.push_back(absl::StrCat("--external_reward_weight=", recipe_.reward.external));
+        args.push_back("--external_reward_address=" + recipe_.reward.external_address);
+        args.push_back(absl::StrCat("--external_reward_timeout_ms=", recipe_.reward.timeout_ms));
+        if (!recipe_.reward.auth_token_file.empty()) {
+          args.push_back("--external_reward_auth_token_file=" + recipe_.reward.auth_token_file);
+        }
+      }
+    }
+    return Spawn(args, JoinPath(logs_, name + ".log"));
+  }
+  void Signal(pid_t pid, int signo) override { kill(pid, signo); }
+  std::optional<int> Poll(pid_t pid) override {
+    int status = 0;
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return status;
+    if (r < 0 && errno == ECHILD) return 0;  // not ours any more (reaped elsewhere)
+    return std::nullopt;
+  }
+
+ private:
+  const Recipe& recipe_;
+  const std::string target_;
+  const std::string token_file_;
+  const std::string logs_;
+};
+
+// <out>/prometheus_targets.json (Prometheus file_sd, the format deploy/prometheus/
+// prometheus.yml reads): the learner on `base`, each worker on base + 1 + its slot; one
+// target group per role, rewritten as the pools change.
+absl::Status WritePrometheusTargets(const std::string& out, int base, const WorkerPool& pool) {
+  nlohmann::json groups = nlohmann::json::array();
+  groups.push_back({{"targets", {absl::StrCat("127.0.0.1:", base)}}, {"labels", {{"job", "duet-learner"}}}});
+  nlohmann::json rollouts = nlohmann::json::array(), scorers = nlohmann::json::array();
+  for (const PoolMember& m : pool.members()) {
+    (m.role == PoolRole::kRollout ? rollouts : scorers).push_back(absl::StrCat("127.0.0.1:", base + 1 + m.slot));
+  }
+  groups.push_back({{"targets", rollouts}, {"labels", {{"job", "duet-rollout"}}}});
+  groups.push_back({{"targets", scorers}, {"labels", {{"job", "duet-scorer"}}}});
+  return WriteFileAtomically(JoinPath(out, "prometheus_targets.json"), groups.dump(2) + "\n");
+}
 
 absl::Status RunLocalImpl() {
   DUET_ASSIGN_OR_RETURN(Recipe recipe, LoadRecipe(FLAGS_recipe));
@@ -77,11 +147,13 @@ absl::Status RunLocalImpl() {
   const std::string out = recipe.out;
   if (!FLAGS_resume) {
     // A fresh run: drop what an earlier run left in the folder.
-    for (const char* stale : {"checkpoints", "metrics.jsonl", "final_state.json", "model", "report"}) {
+    for (const char* stale : {"checkpoints", "metrics.jsonl", "ledger.jsonl", "model", "report"}) {
       std::error_code ec;
       std::filesystem::remove_all(JoinPath(out, stale), ec);
     }
   }
+  // Written again when this run ends; the pool controller reads it as "the run is over".
+  std::remove(JoinPath(out, "final_state.json").c_str());
   if (recipe.rollout_workers < 1 || recipe.scorer_workers < 1) {
     return absl::InvalidArgumentError("local: need at least one rollout and one scorer worker");
   }
@@ -91,6 +163,9 @@ absl::Status RunLocalImpl() {
   DUET_RETURN_IF_ERROR(MakeDirs(logs));
   const std::string recipe_path = JoinPath(out, "recipe.local.yaml");
   DUET_RETURN_IF_ERROR(WriteFileAtomically(recipe_path, RecipeToYaml(recipe)));
+  // The desired pools, until `duet pool` changes them.
+  const PoolCounts initial{recipe.rollout_workers, recipe.scorer_workers};
+  DUET_RETURN_IF_ERROR(WritePoolFile(JoinPath(out, "pool.json"), initial));
 
   // A fresh shared token for this run, readable by the owner only.
   std::random_device rd;
@@ -112,27 +187,19 @@ absl::Status RunLocalImpl() {
                                            "--auth_token_file=" + token_file};
   if (FLAGS_resume) learner_args.push_back("--resume");
   if (FLAGS_metrics_base_port > 0) {
-    const int base = FLAGS_metrics_base_port;
-    learner_args.push_back(absl::StrCat("--metrics_address=127.0.0.1:", base));
-    // One file_sd target group per role (deploy/prometheus/prometheus.yml reads the format).
-    nlohmann::json groups = nlohmann::json::array();
-    groups.push_back({{"targets", {absl::StrCat("127.0.0.1:", base)}}, {"labels", {{"job", "duet-learner"}}}});
-    nlohmann::json rollouts = nlohmann::json::array(), scorers = nlohmann::json::array();
-    for (int i = 0; i < recipe.rollout_workers + recipe.scorer_workers; ++i) {
-      (i < recipe.rollout_workers ? rollouts : scorers).push_back(absl::StrCat("127.0.0.1:", base + 1 + i));
-    }
-    groups.push_back({{"targets", rollouts}, {"labels", {{"job", "duet-rollout"}}}});
-    groups.push_back({{"targets", scorers}, {"labels", {{"job", "duet-scorer"}}}});
-    DUET_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(out, "prometheus_targets.json"), groups.dump(2) + "\n"));
+    learner_args.push_back(absl::StrCat("--metrics_address=127.0.0.1:", FLAGS_metrics_base_port));
   }
   const auto t0 = std::chrono::steady_clock::now();
   DUET_ASSIGN_OR_RETURN(pid_t learner, Spawn(learner_args, ""));
-  std::vector<pid_t> workers;
-  absl::Mutex mu;  // guards `stopping` and the pids the signal thread signals
+  absl::Mutex mu;  // guards `stopping` against the signal thread
   bool stopping = false;
+  // Each signal goes on to the learner: the first makes it finish its step and
+  // checkpoint, a second aborts it (coordinator/main.cc). The workers leave on its
+  // shutdown notice.
   SignalWatcher signals([&](int) {
     absl::MutexLock lock(&mu);
-    if (!stopping) std::fprintf(stderr, "stopping: the learner checkpoints after its step\n");
+    std::fprintf(stderr, stopping ? "stopping now: the learner aborts without finishing its step\n"
+                                  : "stopping: the learner checkpoints after its step (again to abort)\n");
     stopping = true;
     kill(learner, SIGTERM);
   });
@@ -149,51 +216,66 @@ absl::Status RunLocalImpl() {
   }
   if (port.empty()) return absl::DeadlineExceededError("the learner did not start serving within 2 minutes");
   const std::string target = "127.0.0.1:" + port;
-  for (int i = 0; i < recipe.rollout_workers + recipe.scorer_workers; ++i) {
-    const bool rollout = i < recipe.rollout_workers;
-    const std::string name = rollout ? absl::StrCat("rollout-", i) : absl::StrCat("scorer-", i - recipe.rollout_workers);
-    std::vector<std::string> args = {
-        FindBinary(FLAGS_bin_dir, rollout ? "duet-rollout" : "duet-scorer", rollout ? "rollout" : "scorer"),
-        "--learner=" + target, "--model=" + recipe.model, "--auth_token_file=" + token_file, "--name=" + name};
-    if (FLAGS_metrics_base_port > 0) {
-      args.push_back(absl::StrCat("--metrics_address=127.0.0.1:", FLAGS_metrics_base_port + 1 + i));
+  LocalLauncher launcher(recipe, target, token_file, logs);
+  WorkerPool pool(&launcher, RealClock(), [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
+  // The controller loop: keep the pools at pool.json's counts until the learner ends.
+  const std::string pool_path = JoinPath(out, "pool.json");
+  const std::string pool_status_path = JoinPath(out, "pool_status.json");
+  const std::string final_state = JoinPath(out, "final_state.json");
+  PoolCounts desired = initial;
+  std::string last_status;
+  std::string last_pool_error;
+  int status = 0;
+  for (;;) {
+    const bool learner_ended = waitpid(learner, &status, WNOHANG) == learner;
+    if (absl::StatusOr<PoolCounts> asked = ReadPoolFile(pool_path); asked.ok()) {
+      if (*asked != desired) {
+        std::fprintf(stderr, "pool: desired rollout %d -> %d, scorer %d -> %d (%s)\n", desired.rollout, asked->rollout,
+                     desired.scorer, asked->scorer, pool_path.c_str());
+        desired = *asked;
+      }
+      last_pool_error.clear();
+    } else if (std::string e = asked.status().ToString(); e != last_pool_error) {
+      std::fprintf(stderr, "pool: keeping rollout %d, scorer %d: %s\n", desired.rollout, desired.scorer, e.c_str());
+      last_pool_error = e;
     }
-    if (!rollout) {
-      // The recipe's reward kinds reach the scorers as flags (the learner does not send them).
-      args.push_back(absl::StrCat("--image_reward=", std::string(RewardKindName(recipe.self_reward.image))));
-      args.push_back(absl::StrCat("--caption_reward=", std::string(RewardKindName(recipe.self_reward.caption))));
-      // So does the recipe's reward mix; the default (the self-reward alone) adds nothing.
-      if (!recipe.reward.IsSelfOnly()) {
-        args.push_back(absl::StrCat("--self_reward_weight=", recipe.reward.self));
-        args.push_back(absl::StrCat("--external_reward_weight=", recipe.reward.external));
-        args.push_back("--external_reward_address=" + recipe.reward.external_address);
-        args.push_back(absl::StrCat("--external_reward_timeout_ms=", recipe.reward.timeout_ms));
-        if (!recipe.reward.auth_token_file.empty()) {
-          args.push_back("--external_reward_auth_token_file=" + recipe.reward.auth_token_file);
-        }
+    bool stop_requested = false;
+    {
+      absl::MutexLock lock(&mu);
+      stop_requested = stopping;
+    }
+    // The run is over once the learner ended, stopping, or wrote its final state (the
+    // workers leave on its shutdown notice then: they are not replaced).
+    const bool run_over = learner_ended || stop_requested || access(final_state.c_str(), F_OK) == 0;
+    absl::StatusOr<bool> changed = pool.Reconcile(desired, run_over);
+    if (!changed.ok()) std::fprintf(stderr, "pool: %s\n", changed.status().ToString().c_str());
+    if (FLAGS_metrics_base_port > 0 && changed.ok() && *changed) {
+      if (absl::Status s = WritePrometheusTargets(out, FLAGS_metrics_base_port, pool); !s.ok()) {
+        std::fprintf(stderr, "pool: %s\n", s.ToString().c_str());
       }
     }
-    DUET_ASSIGN_OR_RETURN(pid_t pid, Spawn(args, JoinPath(logs, name + ".log")));
-    absl::MutexLock lock(&mu);
-    workers.push_back(pid);
+    const std::string now = PoolStatusJson(getpid(), desired, pool);
+    if (now != last_status && !learner_ended) {
+      if (absl::Status s = WriteFileAtomically(pool_status_path, now); !s.ok()) {
+        std::fprintf(stderr, "pool: %s\n", s.ToString().c_str());
+      }
+      last_status = now;
+    }
+    if (learner_ended) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
-  int status = 0;
-  waitpid(learner, &status, 0);
+  std::remove(pool_status_path.c_str());
   const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // Workers leave on the learner's shutdown notice; give them a moment, then insist.
-  for (pid_t w : workers) {
-    int ws = 0;
-    bool done = false;
-    for (int i = 0; i < 100 && !done; ++i) {
-      done = waitpid(w, &ws, WNOHANG) == w;
-      if (!done) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    if (!done) {
-      kill(w, SIGTERM);
-      waitpid(w, &ws, 0);
+  const bool learner_ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (learner_ok) {
+    for (int i = 0; i < 100 && !pool.members().empty(); ++i) {
+      (void)pool.Reconcile(desired, /*run_over=*/true);
+      if (!pool.members().empty()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+  pool.StopAll(absl::Seconds(10));
+  if (!learner_ok) {
     return absl::InternalError(absl::StrCat("the learner failed (status ", status, "); worker logs in ", logs));
   }
 

@@ -42,6 +42,9 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args, const std::str
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_UNBLOCK, &all, nullptr);  // the parent blocks them for its watcher
+    // A process group of its own: a terminal's Ctrl-C reaches duet local alone, which
+    // passes it on once (a second signal would abort the learner).
+    setpgid(0, 0);
     if (!log_path.empty()) {
       const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       if (fd >= 0) {

@@ -21,8 +21,9 @@ namespace duet {
 std::string FindBinary(const std::string& bin_dir, const std::string& name, const std::string& folder);
 
 // fork/exec of `args` (args[0] is the program) with stdout and stderr appended to
-// `log_path` (empty: inherited) and every signal unblocked in the child. Returns its pid;
-// Internal when fork fails.
+// `log_path` (empty: inherited), every signal unblocked and a process group of its own
+// (signals from the terminal go to the caller only). Returns its pid; Internal when fork
+// fails.
 absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args, const std::string& log_path);
 
 }  // namespace duet
