@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Fault tests of the elastic service with the real binaries on loopback, started by hand
 # as an operator (or Kubernetes) would: a learner, two rollout workers, one scorer.
-#   reference   an uninterrupted run: its final weights checksum;
-#   kill-worker kill -9 a rollout worker mid-run, start a replacement: every step runs,
-#               each once; the lost worker's item is re-issued;
+#   reference   an uninterrupted run: its final weights checksum and its ledger (the
+#               prompt groups each step trained on);
+#   kill-worker kill -9 a rollout worker and the scorer at random moments (seeded:
+#               FAULT_SEED, printed) mid-run, start replacements: every step runs, each
+#               once; the lost workers' items are re-issued;
 #               then SIGTERM another: it finishes its item, deregisters and exits 0;
 #   stop-worker SIGSTOP a rollout worker for longer than its lease, then SIGCONT: the run
 #               goes on without it, and it registers again by itself;
@@ -12,7 +14,13 @@
 #   kill-learner kill -9 the learner mid-run, restart it with --resume on the same port:
 #               the workers reconnect by themselves and the run finishes; metrics.jsonl
 #               has every step once.
-# In synchronous mode the final checksum of each faulty run equals the reference's.
+#   stop-broadcast  from kill-learner's checkpoint, a resumed learner (collective timeout
+#               3 s) whose first act is a weight broadcast, with a rollout worker SIGSTOPped
+#               while a member: the broadcast epoch fails within the timeout, the gRPC
+#               stream serves the others, the next epoch forms without it, training goes
+#               on; after SIGCONT it registers again and joins a later epoch.
+# In synchronous mode the final checksum of each faulty run equals the reference's, and
+# its ledger.jsonl has every (step, direction, input) group of the reference exactly once.
 # Usage: tests/fault_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/tiny_world.sh"
@@ -51,11 +59,11 @@ start_learner() {
   LEARNER=$!
   PIDS+=("$LEARNER")
 }
-# start_worker RUN PORT ROLE NAME: a worker in the background; WORKER is its pid.
+# start_worker RUN PORT ROLE NAME [flags...]: a worker in the background; WORKER is its pid.
 start_worker() {
-  local run="$1" port="$2" role="$3" name="$4"
+  local run="$1" port="$2" role="$3" name="$4"; shift 4
   "$BIN/$role/duet-$role" --learner="127.0.0.1:$port" --model="$TMP/base/model" --auth_token_file="$TMP/token" \
-    --name="$name" --collective_timeout_s=10 >> "$run.$name.log" 2>&1 &
+    --name="$name" --collective_timeout_s=10 "$@" >> "$run.$name.log" 2>&1 &
   WORKER=$!
   PIDS+=("$WORKER")
 }
@@ -68,20 +76,36 @@ wait_steps() {
   echo "$1: fewer than $2 steps after 120 s"; tail -n 30 "$1".*.log; exit 1
 }
 # finish RUN: waits for the learner (exit 0) and checks the run: every step once, final
-# state; CHECKSUM is its final weights checksum.
+# state, the ledger (every group of the reference's once); CHECKSUM is its final weights
+# checksum.
 finish() {
   local run="$1" rc=0
   wait "$LEARNER" || rc=$?
   [[ $rc -eq 0 ]] || { tail -n 40 "$run".*.log; echo "$run: learner exited with $rc"; exit 1; }
-  python3 - "$run" "$STEPS" <<'PY'
-import json, os, sys
-run, steps = sys.argv[1], int(sys.argv[2])
+  python3 - "$run" "$STEPS" "$TMP/reference/ledger.jsonl" <<'PY'
+import collections, json, os, sys
+run, steps, reference = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 state = json.load(open(os.path.join(run, "final_state.json")))
 assert state["step"] == steps and state["policy_version"] == steps, state
 lines = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl"))]
 assert [l["step"] for l in lines] == list(range(1, steps + 1)), [l["step"] for l in lines]
 for w in state["workers"]:
     assert w["checksum"] == state["checksum"], (w, state["checksum"])
+# The ledger: each prompt group trained exactly once, K samples each, from a work item;
+# 4 prompts and 2 images a step (the recipe); the same groups as the uninterrupted run.
+def groups(path):
+    entries = [json.loads(l) for l in open(path)]
+    for e in entries:
+        assert e["samples"] == 2 and e["item"] and e["input"] >= 0, (path, e)
+    return collections.Counter((e["step"], e["direction"], e["input"]) for e in entries)
+trained = groups(os.path.join(run, "ledger.jsonl"))
+twice = [g for g, n in trained.items() if n > 1]
+assert not twice, "%s: groups trained more than once: %s" % (run, twice)
+per_step = collections.Counter((s, d) for s, d, _ in trained)
+assert per_step == {(s, d): n for s in range(1, steps + 1) for d, n in (("generation", 4), ("understanding", 2))}, per_step
+if os.path.abspath(run) != os.path.dirname(os.path.abspath(reference)):
+    expected = groups(reference)
+    assert trained == expected, "%s: missing %s, unexpected %s" % (run, expected - trained, trained - expected)
 print(state["checksum"])
 PY
   CHECKSUM=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["checksum"])' "$run/final_state.json")
@@ -106,21 +130,34 @@ start_learner "$RUN" "$PORT"; run_workers "$RUN" "$PORT"
 finish "$RUN" > /dev/null; REFERENCE=$CHECKSUM
 echo "reference: $STEPS steps, checksum $REFERENCE"
 
-# kill-worker
+# kill-worker: kill -9 rollout-1 and scorer-0 at seeded random moments, each a step from
+# 1..4 and then 0..9 ticks of 100 ms, and start a replacement for each at once.
+SEED=${FAULT_SEED:-$RANDOM}
+RANDOM=$SEED
+KILLS=("rollout $((RANDOM % 4 + 1)) $((RANDOM % 10))" "scorer $((RANDOM % 4 + 1)) $((RANDOM % 10))")
 PORT=$(free_ports 1); RUN="$TMP/kill-worker"
 start_learner "$RUN" "$PORT"; run_workers "$RUN" "$PORT"
-wait_steps "$RUN" 2
-kill -9 "$R1"
-start_worker "$RUN" "$PORT" rollout rollout-2
+kill_at() {  # ROLE STEP TICKS: kill -9 the role's worker then, start its replacement
+  local role="$1" step="$2" ticks="$3"
+  wait_steps "$RUN" "$step"; sleep "$(printf '0.%d' "$ticks")"
+  [[ ! -f "$RUN/final_state.json" ]] || { echo "the run finished before the kill"; exit 1; }
+  if [[ $role == rollout ]]; then kill -9 "$R1"; start_worker "$RUN" "$PORT" rollout rollout-2
+  else kill -9 "$S0"; start_worker "$RUN" "$PORT" scorer scorer-1; fi
+}
+# The earlier moment first.
+mapfile -t KILLS < <(printf '%s\n' "${KILLS[@]}" | sort -k2,2n -k3,3n)
+for k in "${KILLS[@]}"; do kill_at $k; done
 # A graceful leave: SIGTERM finishes the current item, deregisters and exits 0.
-wait_steps "$RUN" 6
+wait_steps "$RUN" 8
 kill -TERM "$R0"
 rc=0; wait "$R0" || rc=$?
 [[ $rc -eq 0 ]] || { tail -n 20 "$RUN.rollout-0.log"; echo "rollout-0 exited with $rc after SIGTERM"; exit 1; }
 grep -q "rollout-0: deregistered" "$RUN.rollout-0.log" || { tail -n 20 "$RUN.rollout-0.log"; echo "no deregistration"; exit 1; }
 finish "$RUN" > /dev/null; KILLED=$CHECKSUM
-grep -q "worker rollout-1 lost" "$RUN.learner.log" || { tail -n 30 "$RUN.learner.log"; echo "no loss recorded"; exit 1; }
-echo "kill-worker: checksum $KILLED"
+for name in rollout-1 scorer-0; do
+  grep -q "worker $name lost" "$RUN.learner.log" || { tail -n 30 "$RUN.learner.log"; echo "no loss of $name recorded"; exit 1; }
+done
+echo "kill-worker (FAULT_SEED=$SEED: kill -9 at [step ticks] ${KILLS[*]}): checksum $KILLED, ledger: every group once"
 
 # stop-worker
 PORT=$(free_ports 1); RUN="$TMP/stop-worker"
@@ -165,6 +202,7 @@ wait_registered "$RUN" rollout-0 rollout-1 scorer-0
 wait_steps "$RUN" 3
 kill -9 "$LEARNER"; wait "$LEARNER" 2>/dev/null || true
 [[ ! -f "$RUN/final_state.json" ]] || { echo "the run finished before the learner was killed"; exit 1; }
+cp -r "$RUN" "$TMP/stop-broadcast"  # stop-broadcast resumes from the same checkpoint
 start_learner "$RUN" "$PORT" --resume
 finish "$RUN" > /dev/null; RESUMED=$CHECKSUM
 grep -q "resumed from" "$RUN.learner.log" || { echo "no resume"; exit 1; }
@@ -173,7 +211,57 @@ for name in rollout-0 rollout-1 scorer-0; do
 done
 echo "kill-learner: checksum $RESUMED"
 
-for c in "$KILLED" "$STOPPED" "$SCALED" "$RESUMED"; do
+# stop-broadcast: the resumed learner's first act is a weight broadcast to every worker
+# registered, in a new epoch. rollout-1 registers (the weights come with that broadcast),
+# then is stopped before the pools are complete (scorer-0 completes them), so it is a member that never
+# joins. The lease (8 s) keeps it a member until the broadcast; the collective timeout is
+# 3 s for the learner and the workers.
+PORT=$(free_ports 1); RUN="$TMP/stop-broadcast"
+sed 's/lease_seconds: 3/lease_seconds: 8/' "$TMP/recipe.yaml" > "$TMP/lease8.yaml"
+start_learner "$RUN" "$PORT" --config="$TMP/lease8.yaml" --collective_timeout_s=3 --resume
+start_worker "$RUN" "$PORT" rollout rollout-0 --collective_timeout_s=3; R0=$WORKER
+start_worker "$RUN" "$PORT" rollout rollout-1 --collective_timeout_s=3; R1=$WORKER
+wait_log() {  # FILE PATTERN WHAT: until FILE has a line matching PATTERN (at most 120 s)
+  for _ in $(seq 1200); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  tail -n 30 "$1"; echo "$3"; exit 1
+}
+wait_log "$RUN.rollout-1.log" "registered as rollout-1" "rollout-1 did not register"
+kill -STOP "$R1"; STOPPED_AT=$(date +%H:%M:%S.%N)
+start_worker "$RUN" "$PORT" scorer scorer-0 --collective_timeout_s=3
+wait_log "$RUN.learner.log" "broadcast epoch 1 failed" "the broadcast with a stopped member did not fail"
+wait_log "$RUN.learner.log" "worker rollout-1 lost" "the stopped worker was never lost"
+wait_log "$RUN.learner.log" "broadcast epoch 2 formed: 3 ranks" "no epoch formed without the stopped worker"
+# From here the run needs rollout-1: rollout-0 leaves, and the run waits for a rollout
+# worker until rollout-1, continued, registers again.
+kill -TERM "$R0"
+rc=0; wait "$R0" || rc=$?
+[[ $rc -eq 0 ]] || { tail -n 20 "$RUN.rollout-0.log"; echo "rollout-0 exited with $rc after SIGTERM"; exit 1; }
+kill -CONT "$R1"
+finish "$RUN" > /dev/null; BROADCAST_STOPPED=$CHECKSUM
+grep -q "registering again" "$RUN.rollout-1.log" || { tail -n 20 "$RUN.rollout-1.log"; echo "rollout-1 did not register again"; exit 1; }
+REJOINED=$(grep -o "joined broadcast epoch [0-9]*" "$RUN.rollout-1.log" | awk '$4 > 2 {print $4}' | tail -n 1)
+[[ -n "$REJOINED" ]] || { tail -n 20 "$RUN.rollout-1.log"; echo "rollout-1 joined no later epoch"; exit 1; }
+python3 - "$RUN/final_state.json" <<'PY'
+import json, sys
+state = json.load(open(sys.argv[1]))
+assert "rollout-1" in [w["name"] for w in state["workers"]], state["workers"]
+PY
+TIMES=$(python3 - "$RUN.learner.log" "$RUN.scorer-0.log" "$STOPPED_AT" <<'PY'
+import re, sys
+from datetime import datetime
+def when(path, pattern):  # the glog time of the first line matching pattern
+    for line in open(path):
+        if re.search(pattern, line):
+            return datetime.strptime(line.split()[1], "%H:%M:%S.%f")
+pools = when(sys.argv[2], "registered as")
+stopped = datetime.strptime(sys.argv[3][:15], "%H:%M:%S.%f")
+print("%.1f s after the pools formed (%.1f s after the stop; timeout 3 s, lease 8 s)" %
+      ((when(sys.argv[1], "broadcast epoch 1 failed") - pools).total_seconds(), (pools - stopped).total_seconds()))
+PY
+)
+echo "stop-broadcast: epoch 1 failed $TIMES; epoch 2 without rollout-1; it rejoined at epoch $REJOINED; checksum $BROADCAST_STOPPED"
+
+for c in "$KILLED" "$STOPPED" "$SCALED" "$RESUMED" "$BROADCAST_STOPPED"; do
   [[ "$c" == "$REFERENCE" ]] || { echo "final weights differ from the uninterrupted run: $c vs $REFERENCE"; exit 1; }
 done
 echo "fault tests ok: every faulty run ends on the reference checksum $REFERENCE"
