@@ -13,10 +13,9 @@
 #      alive (those that cannot are listed in NO_DATA_QUERIES);
 #   3. every alert rule loads and evaluates without error, none is pending or firing, and
 #      the webhook has received nothing;
-#   4. every rollout worker of the run hangs (SIGSTOP; the recipe's lease is 3 s):
-#      DuetNoLiveRolloutWorkers fires and reaches the webhook. (A worker killed outright
-#      is replaced by duet local within a second, as a ReplicaSet would: the pool never
-#      empties.)
+#   4. every rollout worker of the run is killed (kill -9; the recipe's lease is 3 s):
+#      DuetNoLiveRolloutWorkers fires and reaches the webhook. duet local, which would
+#      replace them within a second as a ReplicaSet does, is stopped (SIGSTOP) first.
 # Usage: metrics_live_test.sh BUILD_DIR SOURCE_DIR. KEEP_TMP=1 keeps the work folder.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/tiny_world.sh"
@@ -27,7 +26,7 @@ PIDS=()
 RUN=""
 cleanup() {
   # duet local stops its processes on SIGTERM; past 20 s they are killed.
-  if [[ -n "$RUN" ]] && kill -TERM "$RUN" 2>/dev/null; then
+  if [[ -n "$RUN" ]] && kill -CONT "$RUN" 2>/dev/null && kill -TERM "$RUN" 2>/dev/null; then
     for _ in $(seq 100); do kill -0 "$RUN" 2>/dev/null || break; sleep 0.2; done
     # shellcheck disable=SC2046
     kill -9 $(ps -o pid= --ppid "$RUN") "$RUN" 2>/dev/null || true
@@ -203,10 +202,12 @@ assert not sent, "the webhook received alerts from a healthy run: %s" % sent
 print("rules ok: %d alerts evaluate, none pending or fired in the healthy run" % len(alerts))
 PY
 alive
-# 4. The fault: every rollout worker of the run hangs (duet local would replace dead ones).
+# 4. The fault: every rollout worker of the run dies, and nothing replaces them (duet
+# local, their controller, is stopped first).
 mapfile -t ROLLOUTS < <(ps -o pid=,comm= --ppid "$RUN" | awk '$2 == "duet-rollout" {print $1}')
 (( ${#ROLLOUTS[@]} == 2 )) || { ps -o pid=,comm= --ppid "$RUN"; echo "want 2 rollout workers"; exit 1; }
-kill -STOP "${ROLLOUTS[@]}"
+kill -STOP "$RUN"
+kill -9 "${ROLLOUTS[@]}"
 T_KILL="$(date +%s.%N)"
 for _ in $(seq 120); do
   grep -q '"alertname":"DuetNoLiveRolloutWorkers"' "$TMP/hook.jsonl" && break
@@ -221,7 +222,7 @@ p, a = hits[0]
 assert p["status"] == "firing" and a["status"] == "firing", p
 assert a["labels"]["severity"] == "critical" and a["labels"]["job"] == "duet-learner", a
 assert a["annotations"]["runbook_url"].endswith("#duetnoliverolloutworkers"), a
-print("fault ok: DuetNoLiveRolloutWorkers reached the webhook %.1f s after the stop (lease 3 s, for 1 s)"
+print("fault ok: DuetNoLiveRolloutWorkers reached the webhook %.1f s after the kill (lease 3 s, for 1 s)"
       % (time.time() - float(sys.argv[1])))
 PY
 # The run cannot finish its step without rollout workers, and the learner finishes the
