@@ -214,11 +214,11 @@ echo "kill-learner: checksum $RESUMED"
 # stop-broadcast: the resumed learner's first act is a weight broadcast to every worker
 # registered, in a new epoch. rollout-1 registers (the weights come with that broadcast),
 # then is stopped before the pools are complete (scorer-0 completes them), so it is a member that never
-# joins. The lease (8 s) keeps it a member until the broadcast; the collective timeout is
+# joins. The lease (10 s) keeps it a member until the broadcast; the collective timeout is
 # 3 s for the learner and the workers.
 PORT=$(free_ports 1); RUN="$TMP/stop-broadcast"
-sed 's/lease_seconds: 3/lease_seconds: 8/' "$TMP/recipe.yaml" > "$TMP/lease8.yaml"
-start_learner "$RUN" "$PORT" --config="$TMP/lease8.yaml" --collective_timeout_s=3 --resume
+sed 's/lease_seconds: 3/lease_seconds: 10/' "$TMP/recipe.yaml" > "$TMP/lease10.yaml"
+start_learner "$RUN" "$PORT" --config="$TMP/lease10.yaml" --collective_timeout_s=3 --resume
 start_worker "$RUN" "$PORT" rollout rollout-0 --collective_timeout_s=3; R0=$WORKER
 start_worker "$RUN" "$PORT" rollout rollout-1 --collective_timeout_s=3; R1=$WORKER
 wait_log() {  # FILE PATTERN WHAT: until FILE has a line matching PATTERN (at most 120 s)
@@ -228,6 +228,12 @@ wait_log() {  # FILE PATTERN WHAT: until FILE has a line matching PATTERN (at mo
 wait_log "$RUN.rollout-1.log" "registered as rollout-1" "rollout-1 did not register"
 kill -STOP "$R1"; STOPPED_AT=$(date +%H:%M:%S.%N)
 start_worker "$RUN" "$PORT" scorer scorer-0 --collective_timeout_s=3
+for _ in $(seq 1200); do
+  grep -q "broadcast epoch 1 failed" "$RUN.learner.log" && break
+  # Lost before the broadcast: scorer-0 took longer than the lease to register.
+  grep -q "worker rollout-1 lost" "$RUN.learner.log" && { tail -n 30 "$RUN.learner.log" "$RUN.scorer-0.log"; echo "rollout-1 was lost before the broadcast"; exit 1; }
+  sleep 0.1
+done
 wait_log "$RUN.learner.log" "broadcast epoch 1 failed" "the broadcast with a stopped member did not fail"
 wait_log "$RUN.learner.log" "worker rollout-1 lost" "the stopped worker was never lost"
 wait_log "$RUN.learner.log" "broadcast epoch 2 formed: 3 ranks" "no epoch formed without the stopped worker"
@@ -255,7 +261,7 @@ def when(path, pattern):  # the glog time of the first line matching pattern
             return datetime.strptime(line.split()[1], "%H:%M:%S.%f")
 pools = when(sys.argv[2], "registered as")
 stopped = datetime.strptime(sys.argv[3][:15], "%H:%M:%S.%f")
-print("%.1f s after the pools formed (%.1f s after the stop; timeout 3 s, lease 8 s)" %
+print("%.1f s after the pools formed (%.1f s after the stop; timeout 3 s, lease 10 s)" %
       ((when(sys.argv[1], "broadcast epoch 1 failed") - pools).total_seconds(), (pools - stopped).total_seconds()))
 PY
 )
