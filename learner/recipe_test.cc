@@ -522,6 +522,21 @@ TEST(RecipeRewardTest, ParsesTheMixAndRoundTrips) {
   EXPECT_TRUE(again->reward == r->reward);
 }
 
+// configs/recipes/joint.yaml is the default recipe with both directions trained and the
+// base model as the judge: nothing else may differ, or docs/results.md's comparison with
+// the default would compare more than it says.
+TEST(RecipeTest, TheJointRecipeIsTheDefaultWithBothDirectionsAndAFrozenJudge) {
+  const char* source_dir = std::getenv("DUET_SOURCE_DIR");
+  ASSERT_NE(source_dir, nullptr) << "DUET_SOURCE_DIR is not set (ctest sets it)";
+  absl::StatusOr<Recipe> r = LoadRecipe(std::string(source_dir) + "/configs/recipes/joint.yaml");
+  ASSERT_TRUE(r.ok()) << r.status();
+  Recipe expected;
+  expected.out = "out/run-joint";
+  expected.directions = "joint";
+  expected.frozen_scorer = true;
+  ExpectRecipeEq(*r, expected);
+}
+
 TEST(RecipeRewardTest, TheOracleRewardRecipeIsTheDefaultWithTheOracleAsTheReward) {
   const char* source_dir = std::getenv("DUET_SOURCE_DIR");
   ASSERT_NE(source_dir, nullptr) << "DUET_SOURCE_DIR is not set (ctest sets it)";
