@@ -47,6 +47,7 @@ grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, const v1::Re
   resp->set_frozen_scorer(rendezvous_.frozen_scorer);
   resp->set_run_id(rendezvous_.run_id);
   resp->set_store_prefix(rendezvous_.store_prefix);
+  resp->set_lease_ms(absl::ToInt64Milliseconds(queue_->lease()));
   return grpc::Status::OK;
 }
 

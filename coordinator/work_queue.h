@@ -60,6 +60,9 @@ class WorkQueue {
 
   static constexpr int32_t kDefaultMaxWorkers = 1024;
 
+  // The lease given at construction (zero: workers never expire). Thread-safe (constant).
+  absl::Duration lease() const { return lease_; }
+
   // Renews `worker_id`'s lease (a worker calls it while it computes a long item).
   // NotFound when the worker is unknown (never registered, or lost).
   absl::Status Heartbeat(const std::string& worker_id);

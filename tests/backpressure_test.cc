@@ -53,7 +53,7 @@ class BackpressureTest : public ::testing::Test {
     model_ = std::make_unique<Transformer>(Model());
     SerializedWeights w = SerializeParameters(model_->parameters());
     snapshot_.Set(0, w.checksum, std::move(w.bytes));
-    queue_ = std::make_unique<WorkQueue>("bp", RealClock(), kMaxWorkers);
+    queue_ = std::make_unique<WorkQueue>("bp", RealClock(), kMaxWorkers, lease_);
     RequestLimits limits;
     limits.layout = Layout();
     limits.max_sequence_tokens = 32;
@@ -106,6 +106,7 @@ class BackpressureTest : public ::testing::Test {
     return stub_->PullWork(ctx, req, resp);
   }
 
+  absl::Duration lease_ = absl::ZeroDuration();  // the queue's; zero: workers never expire
   std::unique_ptr<Transformer> model_;
   WeightSnapshot snapshot_;
   std::unique_ptr<WorkQueue> queue_;
@@ -198,6 +199,44 @@ TEST_F(BackpressureTest, PastTheThreadLimitCallsAreRefusedAndAWorkerBacksOffUnti
   ASSERT_TRUE(results.ok()) << results.status();
   EXPECT_EQ((*results)[0].score().rewards(0), -1.5);
   EXPECT_TRUE(run.ok()) << "the worker gave up under load: " << run;
+}
+
+// A learner whose lease is shorter than the worker's default heartbeat interval (5 s):
+// the worker learns the lease at registration and heartbeats inside it, so an item that
+// takes longer than the lease is not taken for a death (it was: the worker was lost,
+// its result refused and the item re-issued, over and over).
+class ShortLeaseTest : public BackpressureTest {
+ protected:
+  ShortLeaseTest() { lease_ = absl::Milliseconds(600); }
+};
+
+TEST_F(ShortLeaseTest, AWorkerComputingLongerThanTheLeaseIsNotLost) {
+  WorkerOptions options;
+  options.role = v1::ROLE_SCORER;
+  options.name = "slow-scorer";
+  options.auth_token = kToken;
+  options.pull_wait_ms = 200;
+  ASSERT_GT(options.heartbeat_every, lease_);
+  WorkerRuntime worker(v1::Coordinator::NewStub(channel_), Model(), options,
+                       [](const Transformer&, int64_t, const v1::WorkItem& item,
+                          v1::CompleteWorkRequest* result) {
+                         absl::SleepFor(absl::Milliseconds(1800));  // 3 leases
+                         for (int i = 0; i < item.score().queries_size(); ++i) {
+                           result->mutable_score()->add_rewards(-0.5);
+                         }
+                         return absl::OkStatus();
+                       });
+  absl::Status run = absl::UnknownError("not run");
+  std::thread worker_thread([&] { run = worker.Run(); });
+  const std::string item = queue_->Submit(v1::ROLE_SCORER, ScoreItem());
+  auto results = queue_->Await({item}, absl::Seconds(10));
+  const int64_t lost = queue_->counters().workers_lost;
+  queue_->Close();
+  worker_thread.join();
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_EQ((*results)[0].score().rewards(0), -0.5);
+  EXPECT_EQ(lost, 0) << "a live worker was declared lost while computing";
+  EXPECT_TRUE(run.ok()) << run;
 }
 
 TEST(BackoffDelayTest, GrowsExponentiallyUnderTheCapAndRespectsTheHint) {

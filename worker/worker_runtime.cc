@@ -94,6 +94,9 @@ absl::Status WorkerRuntime::Register() {
   registered_at_ = absl::Now();
   // A collective seat comes with the next weight sync's broadcast epoch.
   LeaveCollective();
+  // Heartbeat well inside the learner's lease, or a long item looks like a death.
+  heartbeat_every_ = options_.heartbeat_every;
+  if (resp.lease_ms() > 0) heartbeat_every_ = std::min(heartbeat_every_, absl::Milliseconds(resp.lease_ms()) / 3);
   store_host_ = resp.store_host();
   store_port_ = resp.store_port();
   collective_backend_ = resp.collective_backend();
@@ -327,7 +330,7 @@ absl::Status WorkerRuntime::Run() {
 }
 
 void WorkerRuntime::HeartbeatUntil(absl::Notification* done) {
-  while (!done->WaitForNotificationWithTimeout(options_.heartbeat_every)) {
+  while (!done->WaitForNotificationWithTimeout(heartbeat_every_)) {
     v1::HeartbeatRequest req;
     req.set_worker_id(worker_id_);
     v1::HeartbeatResponse resp;

@@ -40,6 +40,8 @@ struct WorkerOptions {
   absl::Duration collective_timeout = absl::Seconds(60);
   // While it computes an item, the worker renews its lease this often (the learner's
   // lease_seconds is 30 by default).
+  // At most: a learner whose lease is shorter than 3 heartbeats (RegisterResponse.lease_ms)
+  // gets one every lease / 3.
   absl::Duration heartbeat_every = absl::Seconds(5);
   int32_t pull_wait_ms = 2000;
   // Address this worker's Gloo transport listens on; empty: 127.0.0.1 when the learner's
@@ -115,6 +117,10 @@ class WorkerRuntime {
   std::unique_ptr<WeightReceiver> receiver_;
   int64_t epoch_ = -1;  // the broadcast epoch collective_ belongs to
   absl::Time registered_at_;  // of the current registration
+  // options_.heartbeat_every, shortened to the learner's lease / 3 at registration. Written
+  // by Register on the Run thread, read by an item's heartbeat thread, which Run joins
+  // before it can register again: never at once.
+  absl::Duration heartbeat_every_ = absl::Seconds(5);
   std::string store_host_;  // from the registration: where the learner's store is
   int32_t store_port_ = 0;
   std::string collective_backend_;
