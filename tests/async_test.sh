@@ -25,40 +25,14 @@ make_tiny_world "$BIN/tools/duet" "$TMP"
 echo "async-token" > "$TMP/token"
 STEPS=6
 MAX_LAG=2
-cat > "$TMP/recipe.yaml" <<YAML
-steps: $STEPS
-directions: joint
-generation_inputs: 4
-understanding_inputs: 2
-k: 2
-checkpoint_every: 1
-lease_seconds: 5
-max_lag: $MAX_LAG
-workers: {rollout: 2, scorer: 1}
-YAML
+tiny_recipe "$TMP/recipe.yaml" "$STEPS" 5 "max_lag: $MAX_LAG"
 
-start_learner() {  # RUN PORT [flags...]; LEARNER is its pid
-  local run="$1" port="$2"; shift 2
-  "$BIN/coordinator/duet-learner" --config="$TMP/recipe.yaml" --model="$TMP/base/model" --data="$TMP/data" \
-    --out="$run" --address="127.0.0.1:$port" --auth_token_file="$TMP/token" --collective_timeout_s=10 "$@" \
-    >> "$run.learner.log" 2>&1 &
-  LEARNER=$!; PIDS+=("$LEARNER")
-}
 start_workers() {  # RUN PORT; WORKERS are their pids
   WORKERS=()
   for name in rollout-0 rollout-1 scorer-0; do
-    local role=${name%-*}
-    "$BIN/$role/duet-$role" --learner="127.0.0.1:$2" --model="$TMP/base/model" --auth_token_file="$TMP/token" \
-      --name="$name" --collective_timeout_s=10 >> "$1.$name.log" 2>&1 &
-    WORKERS+=($!); PIDS+=($!)
+    start_worker "$1" "$2" "${name%-*}" "$name"
+    WORKERS+=("$WORKER")
   done
-}
-wait_steps() {  # RUN N: until metrics.jsonl has N lines (at most 60 s)
-  for _ in $(seq 600); do
-    [[ -f "$1/metrics.jsonl" && $(wc -l < "$1/metrics.jsonl") -ge $2 ]] && return 0
-    sleep 0.1
-  done
-  echo "$1: fewer than $2 steps after 60 s"; tail -n 30 "$1".*.log; exit 1
 }
 # check RUN: the learner exited 0 (waited for), and the run's records hold.
 check() {

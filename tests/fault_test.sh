@@ -35,46 +35,12 @@ trap cleanup EXIT
 make_tiny_world "$BIN/tools/duet" "$TMP"
 echo "fault-token" > "$TMP/token"
 STEPS=12
-cat > "$TMP/recipe.yaml" <<YAML
-steps: $STEPS
-directions: joint
-generation_inputs: 4
-understanding_inputs: 2
-k: 2
-checkpoint_every: 1
-lease_seconds: 3
-workers: {rollout: 2, scorer: 1}
-YAML
+tiny_recipe "$TMP/recipe.yaml" "$STEPS" 3
 # The runs with two rollout workers wait for both (the recipe's minimums), so that every
 # worker the test kills or stops is in the run by then; the scale run starts with one.
 sed 's/workers: {rollout: 2, scorer: 1}/workers: {rollout: 1, scorer: 1}/' "$TMP/recipe.yaml" > "$TMP/one-rollout.yaml"
 
 
-# start_learner RUN PORT [flags...]: the learner in the background; LEARNER is its pid.
-start_learner() {
-  local run="$1" port="$2"; shift 2
-  "$BIN/coordinator/duet-learner" --config="$TMP/recipe.yaml" --model="$TMP/base/model" --data="$TMP/data" \
-    --out="$run" --address="127.0.0.1:$port" --auth_token_file="$TMP/token" --collective_timeout_s=10 "$@" \
-    >> "$run.learner.log" 2>&1 &
-  LEARNER=$!
-  PIDS+=("$LEARNER")
-}
-# start_worker RUN PORT ROLE NAME [flags...]: a worker in the background; WORKER is its pid.
-start_worker() {
-  local run="$1" port="$2" role="$3" name="$4"; shift 4
-  "$BIN/$role/duet-$role" --learner="127.0.0.1:$port" --model="$TMP/base/model" --auth_token_file="$TMP/token" \
-    --name="$name" --collective_timeout_s=10 "$@" >> "$run.$name.log" 2>&1 &
-  WORKER=$!
-  PIDS+=("$WORKER")
-}
-# wait_steps RUN N: until metrics.jsonl has N lines (at most 120 s).
-wait_steps() {
-  for _ in $(seq 1200); do
-    [[ -f "$1/metrics.jsonl" && $(wc -l < "$1/metrics.jsonl") -ge $2 ]] && return 0
-    sleep 0.1
-  done
-  echo "$1: fewer than $2 steps after 120 s"; tail -n 30 "$1".*.log; exit 1
-}
 # finish RUN: waits for the learner (exit 0) and checks the run: every step once, final
 # state, the ledger (every group of the reference's once); CHECKSUM is its final weights
 # checksum.

@@ -122,16 +122,7 @@ DAEMONS+=("$!")
 # The tiny world while the daemons start.
 make_tiny_world "$BIN/tools/duet" "$TMP"
 STEPS=10
-cat > "$TMP/recipe.yaml" <<YAML
-steps: $STEPS
-directions: joint
-generation_inputs: 4
-understanding_inputs: 2
-k: 2
-checkpoint_every: 1
-lease_seconds: 3
-workers: {rollout: 2, scorer: 1}
-YAML
+tiny_recipe "$TMP/recipe.yaml" "$STEPS" 3
 
 for _ in $(seq 300); do
   [[ "$(sinfo --noheader --nodes="$NODE" --format=%T 2>/dev/null)" == idle ]] && break
@@ -220,11 +211,13 @@ grep -q "signal 15: finishing the step" "$TMP/job-$JOB.out" || fail "stop: the l
 [[ $(grep -c "worker exiting cleanly" "$TMP/job-$JOB.out") -eq 3 ]] || { tail -n 30 "$TMP/job-$JOB.out"; fail "stop: not every worker left cleanly"; }
 echo "stop: job $JOB COMPLETED, stopped and checkpointed at step $STOPPED of $STEPS"
 
-# resume: the same folder, and a rollout worker added by workers.sbatch mid-run.
-JOB=$(sbatch --parsable --output="$TMP/job-%j.out" "$SRC/deploy/slurm/duet.sbatch")
-wait_steps $((STOPPED + 1))
+# resume: the same folder, and a rollout worker added by workers.sbatch. The resumed
+# learner waits for it (3 rollout workers: the job's 2 and the added one); without that a
+# fast machine finished the few steps left before the added worker's job started.
+JOB=$(DUET_MIN_ROLLOUT_WORKERS=3 sbatch --parsable --output="$TMP/job-%j.out" "$SRC/deploy/slurm/duet.sbatch")
 WJOB=$(DUET_JOB="$JOB" DUET_METRICS_PORT=$((PORTS + 6)) \
   sbatch --parsable --output="$TMP/job-%j.out" "$SRC/deploy/slurm/workers.sbatch")
+wait_steps $((STOPPED + 1))
 finished "$JOB"
 finished "$WJOB"
 grep -q "resumed from .*step-$(printf %08d "$STOPPED")" "$TMP/job-$JOB.out" || fail "resume: the learner did not resume from step $STOPPED"

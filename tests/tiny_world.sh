@@ -2,6 +2,7 @@
 #   make_tiny_world DUET DIR   writes DIR/data (a small Shapes world) and DIR/base/model
 #                              (10 pretraining steps): seconds, enough for the service to run
 #   free_ports N               prints the first of N consecutive free loopback ports
+#   tiny_recipe, start_learner, start_worker, wait_steps: see below
 
 make_tiny_world() {
   local duet="$1" dir="$2"
@@ -27,4 +28,49 @@ for _ in range(200):
     finally:
         for s in socks: s.close()
 PY
+}
+
+# tiny_recipe FILE STEPS LEASE [YAML LINE...]: the script tests' joint recipe (4 prompts and
+# 2 images a step, K 2, a checkpoint every step, lease_seconds LEASE, the extra lines, and
+# at least 2 rollout workers and 1 scorer before the first step).
+tiny_recipe() {
+  local file="$1" steps="$2" lease="$3"; shift 3
+  {
+    printf 'steps: %s\ndirections: joint\ngeneration_inputs: 4\nunderstanding_inputs: 2\nk: 2\n' "$steps"
+    printf 'checkpoint_every: 1\nlease_seconds: %s\n' "$lease"
+    local line
+    for line in "$@"; do echo "$line"; done
+    echo 'workers: {rollout: 2, scorer: 1}'
+  } > "$file"
+}
+
+# The real learner and workers on loopback, for the scripts that start them by hand. They
+# need BIN (the build folder), TMP (with base/model, data, token and recipe.yaml) and a
+# PIDS array (every process started is appended, for the script's cleanup).
+# start_learner RUN PORT [flags...]: the learner in the background, logging to RUN.learner.log;
+# LEARNER is its pid.
+start_learner() {
+  local run="$1" port="$2"; shift 2
+  "$BIN/coordinator/duet-learner" --config="$TMP/recipe.yaml" --model="$TMP/base/model" --data="$TMP/data" \
+    --out="$run" --address="127.0.0.1:$port" --auth_token_file="$TMP/token" --collective_timeout_s=10 "$@" \
+    >> "$run.learner.log" 2>&1 &
+  LEARNER=$!
+  PIDS+=("$LEARNER")
+}
+# start_worker RUN PORT ROLE NAME [flags...]: a worker in the background, logging to
+# RUN.NAME.log; WORKER is its pid.
+start_worker() {
+  local run="$1" port="$2" role="$3" name="$4"; shift 4
+  "$BIN/$role/duet-$role" --learner="127.0.0.1:$port" --model="$TMP/base/model" --auth_token_file="$TMP/token" \
+    --name="$name" --collective_timeout_s=10 "$@" >> "$run.$name.log" 2>&1 &
+  WORKER=$!
+  PIDS+=("$WORKER")
+}
+# wait_steps RUN N: until RUN/metrics.jsonl has N lines (at most 120 s, then the logs and exit 1).
+wait_steps() {
+  for _ in $(seq 1200); do
+    [[ -f "$1/metrics.jsonl" && $(wc -l < "$1/metrics.jsonl") -ge $2 ]] && return 0
+    sleep 0.1
+  done
+  echo "$1: fewer than $2 steps after 120 s"; tail -n 30 "$1".*.log; exit 1
 }
