@@ -36,9 +36,9 @@ bool FiniteWeight(const char* flag, double value) {
 // Defaults: the default recipe's kinds. `duet local` passes the recipe's self_reward; a
 // scorer started by hand for another recipe must be given its kinds.
 DEFINE_string(image_reward, std::string(duet::RewardKindName(duet::kDefaultSelfRewardKinds.image)),
-              "reward kind of generated images: likelihood, pmi, pmi_worst or joint (recipe self_reward.image)");
+              "reward kind of generated images: likelihood, pmi, pmi_worst, joint or contrast (recipe self_reward.image)");
 DEFINE_string(caption_reward, std::string(duet::RewardKindName(duet::kDefaultSelfRewardKinds.caption)),
-              "reward kind of sampled captions: likelihood, pmi, pmi_worst or joint (recipe self_reward.caption)");
+              "reward kind of sampled captions: likelihood, pmi, pmi_worst, joint or contrast (recipe self_reward.caption)");
 DEFINE_validator(image_reward, &ValidRewardKind);
 DEFINE_validator(caption_reward, &ValidRewardKind);
 // The recipe's `reward` key (model/reward_kind.h RewardMix): the reward is
@@ -102,5 +102,8 @@ int main(int argc, char** argv) {
           if (!setup.ok()) return setup;
           return duet::HandleScoreItem(model, layout, max_batch, item, result, rewards);
         };
-      });
+      },
+      {{"reward", {"image_reward", "caption_reward", "self_reward_weight", "external_reward_weight",
+                   "external_reward_address", "external_reward_timeout_ms", "external_reward_auth_token_file",
+                   "external_reward_tls_ca"}}});
 }

@@ -1,9 +1,12 @@
 #include "scorer/self_reward.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "world/caption.h"
+#include "world/text_tokenizer.h"
 
 namespace duet {
 
@@ -69,6 +72,25 @@ absl::StatusOr<std::pair<std::vector<int64_t>, std::pair<int64_t, int64_t>>> For
   return std::make_pair(seq, std::make_pair(begin, static_cast<int64_t>(seq.size())));
 }
 
+std::vector<RewardQuery> CaptionVariants(const TokenLayout& layout, const RewardQuery& q) {
+  if (layout.text_end - layout.text_begin < world::TextTokenizer::kNumWords) return {};
+  const world::TextTokenizer tokenizer(layout);
+  const std::vector<int64_t> caption = q.task == Task::kGeneration ? q.input : StripEos(layout, q.output);
+  absl::StatusOr<std::string> text = tokenizer.Decode(caption);
+  if (!text.ok()) return {};
+  absl::StatusOr<world::Caption> parsed = world::ParseCaption(*text);
+  if (!parsed.ok()) return {};  // outside the grammar: no variants, the reward is kJoint's
+  std::vector<RewardQuery> out;
+  for (const world::Caption& variant : world::RelationVariants(*parsed)) {
+    absl::StatusOr<std::vector<int64_t>> ids = tokenizer.Encode(world::FormatCaption(variant));
+    if (!ids.ok()) return {};  // every word of a formatted caption is in the vocabulary
+    RewardQuery v = q;
+    (q.task == Task::kGeneration ? v.input : v.output) = *std::move(ids);
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<PairScores>> ScoreReversedPairs(const Transformer& model,
                                                            const TokenLayout& layout,
                                                            const std::vector<RewardQuery>& queries,
@@ -111,6 +133,32 @@ absl::StatusOr<std::vector<PairScores>> ScoreReversedPairs(const Transformer& mo
       }
     }
   }
+  // The caption variants' reversed passes: query i's variants, in order, after i-1's.
+  std::vector<std::pair<size_t, RewardQuery>> variants;
+  for (size_t i = 0; i < queries.size(); ++i) {
+    if (!extra[i].variants) continue;
+    for (RewardQuery& v : CaptionVariants(layout, queries[i])) variants.emplace_back(i, std::move(v));
+  }
+  for (size_t begin = 0; begin < variants.size(); begin += chunk) {
+    const size_t end = std::min(variants.size(), begin + chunk);
+    TokenRows seqs;
+    std::vector<std::pair<int64_t, int64_t>> spans;
+    for (size_t r = begin; r < end; ++r) {
+      auto rs = ReversedSequence(layout, variants[r].second);
+      if (!rs.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("query ", variants[r].first, " (relation variant): ", rs.status().message()));
+      }
+      seqs.push_back(std::move(rs->first));
+      spans.push_back(rs->second);
+    }
+    DUET_ASSIGN_OR_RETURN(std::vector<SpanScore> scores, ScoreSpans(model, layout, seqs, spans));
+    for (size_t r = begin; r < end; ++r) {
+      double sum = 0;
+      for (float v : scores[r - begin].token_logprobs) sum += v;
+      out[variants[r].first].variant_sums.push_back(sum);
+    }
+  }
   return out;
 }
 
@@ -123,6 +171,17 @@ double CombineReward(RewardKind kind, const PairScores& s) {
   if (kind == RewardKind::kJoint) {
     for (float v : s.forward) sum += v;
     return sum / static_cast<double>(n);
+  }
+  if (kind == RewardKind::kContrast) {
+    const double conditional = sum;
+    for (float v : s.forward) sum += v;
+    // log p(pair) - log sum over the caption and its variants, stably.
+    double top = conditional;
+    for (double v : s.variant_sums) top = std::max(top, v);
+    double mass = std::exp(conditional - top);
+    for (double v : s.variant_sums) mass += std::exp(v - top);
+    const double log_posterior = conditional - (top + std::log(mass));
+    return (sum + log_posterior) / static_cast<double>(n);
   }
   std::vector<double> pmi(n);
   for (size_t t = 0; t < n; ++t) pmi[t] = static_cast<double>(s.conditional[t]) - s.null[t];

@@ -54,21 +54,31 @@ absl::StatusOr<std::pair<std::vector<int64_t>, std::pair<int64_t, int64_t>>> For
 struct ExtraPasses {
   bool null = false;
   bool forward = false;
+  bool variants = false;  // the reversed pass of each of CaptionVariants(query)
 };
 
 // The extra passes `kind` needs.
-inline ExtraPasses PassesFor(RewardKind kind) { return {NeedsNullPass(kind), NeedsForwardPass(kind)}; }
+inline ExtraPasses PassesFor(RewardKind kind) {
+  return {NeedsNullPass(kind), NeedsForwardPass(kind), NeedsVariantPasses(kind)};
+}
+
+// `q` with its caption (the prompt of a generated image, or the sampled caption) replaced
+// by each of its relation variants (world::RelationVariants), in that order; empty when the
+// caption has none or is not a caption of the grammar. Reads the caption's words only.
+std::vector<RewardQuery> CaptionVariants(const TokenLayout& layout, const RewardQuery& q);
 
 // The per-token log-likelihoods of one query.
 struct PairScores {
   std::vector<float> conditional;  // cond_t over the reversed span
   std::vector<float> null;         // null_t; empty when the null pass was not run
   std::vector<float> forward;      // fwd_u over the forward span; empty when not run
+  // sum_t cond_t of each CaptionVariants(query), in order; empty when not run or none.
+  std::vector<double> variant_sums;
 };
 
 // Scores every query's reversed span (in chunks of at most `max_batch` rows, one pass per
-// chunk) and, where extra[i] asks, query i's null and forward spans, each kind of pass in
-// chunks of its own (so the reversed pass's batches never depend on the extra passes).
+// chunk) and, where extra[i] asks, query i's null and forward spans and its caption
+// variants' reversed spans, each kind of pass in chunks of its own (so the reversed pass's batches never depend on the extra passes).
 // InvalidArgument naming the query when one is malformed, or when extra.size() differs
 // from queries.size().
 absl::StatusOr<std::vector<PairScores>> ScoreReversedPairs(const Transformer& model,

@@ -1,8 +1,11 @@
 #include "scorer/self_reward.h"
 
+#include <cmath>
+
 #include <gtest/gtest.h>
 
 #include "model/test_models.h"
+#include "world/text_tokenizer.h"
 
 namespace duet {
 namespace {
@@ -105,6 +108,21 @@ TEST(CombineRewardTest, EachKindFromThePerTokenScores) {
   EXPECT_DOUBLE_EQ(CombineReward(RewardKind::kJoint, s), (-15.0 - 2.0) / 5);
 }
 
+TEST(CombineRewardTest, ContrastAddsTheLogPosteriorOfTheCaptionAmongItsVariants) {
+  PairScores s;
+  s.conditional = {-1.0f, -2.0f, -3.0f, -4.0f, -5.0f};  // sum -15
+  s.forward = {-0.5f, -1.5f};
+  const double joint = (-15.0 - 2.0) / 5;
+  EXPECT_DOUBLE_EQ(CombineReward(RewardKind::kContrast, s), joint);  // no variants: joint
+  s.variant_sums = {-15.0, -15.0 - std::log(3.0)};
+  // p(caption) : p(v1) : p(v2) = 1 : 1 : 1/3, so the caption's posterior is 3/7.
+  EXPECT_NEAR(CombineReward(RewardKind::kContrast, s), joint + std::log(3.0 / 7.0) / 5, 1e-12);
+  s.variant_sums = {-1015.0, -2015.0};  // variants far less likely: posterior ~1, no overflow
+  EXPECT_NEAR(CombineReward(RewardKind::kContrast, s), joint, 1e-12);
+  s.variant_sums = {-5.0};  // a variant e^10 times as likely
+  EXPECT_NEAR(CombineReward(RewardKind::kContrast, s), joint + (-10.0 - std::log1p(std::exp(-10.0))) / 5, 1e-12);
+}
+
 TEST(RewardKindTest, NamesRoundTripAndUnknownNamesAreRefused) {
   for (RewardKind k : kAllRewardKinds) EXPECT_EQ(*ParseRewardKind(RewardKindName(k)), k);
   auto bad = ParseRewardKind("clip");
@@ -139,6 +157,59 @@ TEST(ComputeSelfRewardsTest, KindsPickTheirPassesPerDirection) {
     EXPECT_NEAR((*pmi)[i], c.mean_logprob - n.mean_logprob, 1e-5);
     EXPECT_NEAR((*joint)[i], (c.sum_logprob + f.sum_logprob) / c.count, 1e-5);
     EXPECT_LT((*joint)[i], (*plain)[i]);  // the forward log-likelihood is negative
+  }
+}
+
+TEST(CaptionVariantsTest, OnlyTwoObjectCaptionsOfTheGrammarHaveRelationVariants) {
+  TokenLayout l = Layout();
+  l.max_caption_tokens = 12;
+  const world::TextTokenizer tok(l);
+  const std::vector<int64_t> image = {40, 41, 42, 43};
+  const std::vector<int64_t> above = *tok.Encode("a red circle above a blue square");
+  std::vector<int64_t> caption = above;
+  caption.push_back(l.eos);
+  const std::vector<RewardQuery> variants = CaptionVariants(l, {Task::kUnderstanding, image, caption});
+  ASSERT_EQ(variants.size(), 3u);
+  EXPECT_EQ(*tok.Decode(variants[0].output), "a red circle left of a blue square");
+  EXPECT_EQ(*tok.Decode(variants[2].output), "a red circle below a blue square");
+  EXPECT_EQ(variants[0].input, image);
+  // A prompt's variants replace the prompt, and keep the generated image.
+  const std::vector<RewardQuery> prompts = CaptionVariants(l, {Task::kGeneration, above, image});
+  ASSERT_EQ(prompts.size(), 3u);
+  EXPECT_EQ(*tok.Decode(prompts[0].input), "a red circle left of a blue square");
+  EXPECT_EQ(prompts[0].output, image);
+  EXPECT_TRUE(CaptionVariants(l, {Task::kUnderstanding, image, *tok.Encode("two red circles")}).empty());
+  EXPECT_TRUE(CaptionVariants(l, {Task::kUnderstanding, image, *tok.Encode("a red circle and a blue square")}).empty());
+  EXPECT_TRUE(CaptionVariants(l, {Task::kUnderstanding, image, *tok.Encode("above above red")}).empty());
+  EXPECT_TRUE(CaptionVariants(l, {Task::kUnderstanding, image, {}}).empty());
+}
+
+TEST(ComputeSelfRewardsTest, ContrastScoresEachVariantWithTheSameModel) {
+  TokenLayout l = Layout();
+  l.max_caption_tokens = 12;
+  const world::TextTokenizer tok(l);
+  Transformer m = *Transformer::Create(testing::TinyTestConfig(l.vocab_size(), /*kv_heads=*/4), 5);
+  const std::vector<int64_t> image = {40, 41, 42, 43};
+  const std::vector<RewardQuery> qs = {
+      {Task::kUnderstanding, image, *tok.Encode("a red circle below a blue square")},
+      {Task::kUnderstanding, image, *tok.Encode("a red circle")},
+      {Task::kGeneration, *tok.Encode("a green cross left of a red circle"), image}};
+  const SelfRewardKinds contrast{RewardKind::kContrast, RewardKind::kContrast};
+  auto r = ComputeSelfRewards(m, l, qs, /*max_batch=*/3, contrast);
+  auto joint = ComputeSelfRewards(m, l, qs, /*max_batch=*/3, SelfRewardKinds{RewardKind::kJoint, RewardKind::kJoint});
+  ASSERT_TRUE(r.ok() && joint.ok()) << r.status();
+  EXPECT_EQ((*r)[1], (*joint)[1]);  // no variants
+  for (size_t i : {size_t{0}, size_t{2}}) {
+    auto score = [&](const RewardQuery& q) {
+      const auto rev = *ReversedSequence(l, q);
+      return ScoreSpans(m, l, {rev.first}, {rev.second})->at(0);
+    };
+    const SpanScore own = score(qs[i]);
+    double mass = std::exp(own.sum_logprob);
+    for (const RewardQuery& v : CaptionVariants(l, qs[i])) mass += std::exp(score(v).sum_logprob);
+    const double expected = (*joint)[i] + (own.sum_logprob - std::log(mass)) / own.count;
+    EXPECT_NEAR((*r)[i], expected, 1e-4) << i;
+    EXPECT_LT((*r)[i], (*joint)[i]);  // a posterior below 1
   }
 }
 

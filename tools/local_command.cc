@@ -4,7 +4,7 @@
 // writes a report folder:
 //   <out>/report/summary.md        before/after ShapesEval tables, timings
 //   <out>/report/before/, after/   report.json and gallery.png of each evaluation
-//   <out>/report/rewards.png       self-reward curves per direction
+//   <out>/report/rewards_<direction>.png  self-reward curve of each trained direction
 //   <out>/metrics.jsonl            one line per step (from the learner)
 //   <out>/ledger.jsonl             one line per prompt group trained on (from the learner)
 //   <out>/pool.json                the desired worker counts; `duet pool` changes them
@@ -26,6 +26,7 @@
 #include <filesystem>
 #include <cstdio>
 #include <fstream>
+#include <numeric>
 #include <random>
 #include <thread>
 
@@ -284,31 +285,57 @@ absl::Status RunLocalImpl() {
   DUET_ASSIGN_OR_RETURN(EvalResult after, RunShapesEval(trained, eval));
   std::fprintf(stderr, "ShapesEval after RL:\n%s\n", after.table.c_str());
 
-  // Reward curves from the learner's metrics.
+  // Reward curves from the learner's metrics: one plot per trained direction, each on its
+  // own scale (an image's reward and a caption's differ several-fold), the steps with
+  // their 10-step running mean. A direction the recipe does not train reports 0 every
+  // step: it gets no plot.
   std::vector<double> gen, und;
   DUET_ASSIGN_OR_RETURN(std::vector<StepRecord> records, ReadStepRecords(JoinPath(out, "metrics.jsonl")));
   for (const StepRecord& r : records) {
     gen.push_back(r.generation_reward);
     und.push_back(r.understanding_reward);
   }
-  // A direction the recipe does not train reports 0 every step: leave it off the plot.
-  std::vector<Series> curves;
-  for (Series s : {Series{"generation", {230, 150, 40}, gen}, Series{"understanding", {80, 160, 240}, und}}) {
-    if (std::any_of(s.values.begin(), s.values.end(), [](double v) { return v != 0; })) curves.push_back(s);
+  std::string reward_lines, plots;
+  for (const Series& s : {Series{"generation", {230, 150, 40}, gen}, Series{"understanding", {80, 160, 240}, und}}) {
+    if (std::none_of(s.values.begin(), s.values.end(), [](double v) { return v != 0; })) continue;
+    constexpr size_t kWindow = 10;
+    std::vector<double> running;
+    double window_sum = 0;
+    for (size_t i = 0; i < s.values.size(); ++i) {
+      window_sum += s.values[i] - (i >= kWindow ? s.values[i - kWindow] : 0.0);
+      running.push_back(window_sum / static_cast<double>(std::min(i + 1, kWindow)));
+    }
+    const world::Rgb dim{static_cast<uint8_t>(s.color.r / 2), static_cast<uint8_t>(s.color.g / 2),
+                         static_cast<uint8_t>(s.color.b / 2)};
+    const std::string file = absl::StrCat("rewards_", s.name, ".png");
+    DUET_RETURN_IF_ERROR(WriteLinePlot(JoinPath(report, file), absl::StrCat(s.name, " self-reward per step"),
+                                       {Series{"per step", dim, s.values}, Series{"10-step mean", s.color, running}}));
+    const size_t n = std::min(kWindow, s.values.size());
+    auto mean = [](auto begin, auto end) { return std::accumulate(begin, end, 0.0) / std::max<double>(1, end - begin); };
+    absl::StrAppendFormat(&reward_lines, "%s self-reward (mean of the first and of the last %d steps): %.3f -> %.3f\n",
+                          s.name, static_cast<int>(n), mean(s.values.begin(), s.values.begin() + n),
+                          mean(s.values.end() - n, s.values.end()));
+    absl::StrAppend(&plots, plots.empty() ? "" : ", ", file);
   }
-  DUET_RETURN_IF_ERROR(WriteLinePlot(JoinPath(report, "rewards.png"), "mean self-reward per step", curves));
+  std::string hard;
+  if (before.has_hard_split && after.has_hard_split) {
+    hard = absl::StrFormat(", hard split %.1f%% -> %.1f%%", 100 * before.hard_understanding_accuracy,
+                           100 * after.hard_understanding_accuracy);
+  }
   std::string md = absl::StrFormat(
-      "# duet local\n\nrecipe: `%s` (%d steps, %d rollout + %d scorer workers)\n\n"
+      "# duet local\n\nrecipe: `%s` (%d steps, directions %s, %d rollout + %d scorer workers)\n\n"
       "training wall time: %.0f s\n\n## ShapesEval before RL\n```\n%s```\n\n## ShapesEval after RL\n```\n%s```\n\n"
-      "generation %.1f%% -> %.1f%%, understanding %.1f%% -> %.1f%%\n\n"
-      "galleries: before/gallery.png, after/gallery.png; reward curves: rewards.png\n",
-      recipe_path, static_cast<int>(recipe.steps), recipe.rollout_workers, recipe.scorer_workers, train_seconds,
-      before.table.c_str(), after.table.c_str(), 100 * before.generation_accuracy, 100 * after.generation_accuracy,
-      100 * before.understanding_accuracy, 100 * after.understanding_accuracy);
+      "generation %.1f%% -> %.1f%%, understanding %.1f%% -> %.1f%%%s\n\n%s\n"
+      "galleries: before/gallery.png, after/gallery.png; reward curves: %s\n",
+      recipe_path, static_cast<int>(recipe.steps), recipe.directions, recipe.rollout_workers, recipe.scorer_workers,
+      train_seconds, before.table.c_str(), after.table.c_str(), 100 * before.generation_accuracy,
+      100 * after.generation_accuracy, 100 * before.understanding_accuracy, 100 * after.understanding_accuracy, hard,
+      reward_lines, plots.empty() ? "none (no reward recorded)" : plots);
   DUET_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(report, "summary.md"), md));
-  std::printf("generation %.1f%% -> %.1f%%, understanding %.1f%% -> %.1f%%\nreport: %s/summary.md\n",
+  std::printf("generation %.1f%% -> %.1f%%, understanding %.1f%% -> %.1f%%%s\n%sreport: %s/summary.md\n",
               100 * before.generation_accuracy, 100 * after.generation_accuracy,
-              100 * before.understanding_accuracy, 100 * after.understanding_accuracy, report.c_str());
+              100 * before.understanding_accuracy, 100 * after.understanding_accuracy, hard.c_str(),
+              reward_lines.c_str(), report.c_str());
   return absl::OkStatus();
 }
 

@@ -37,8 +37,8 @@ DECLARE_double(cfg_scale);
 DECLARE_double(temperature);
 DECLARE_int64(k);
 DEFINE_int32(agreement_inputs, 100, "reward-agreement: inputs per direction");
-DEFINE_string(reward_kinds, "likelihood,pmi,pmi_worst,joint",
-              "reward-agreement: self-reward kinds to compare (comma-separated: likelihood, pmi, pmi_worst, joint)");
+DEFINE_string(reward_kinds, "likelihood,pmi,pmi_worst,joint,contrast",
+              "reward-agreement: self-reward kinds to compare (comma-separated: likelihood, pmi, pmi_worst, joint, contrast)");
 DEFINE_int32(agreement_seeds, 1, "reward-agreement: sampling seeds (seed..seed+N-1); figures are means over them");
 DEFINE_string(agreement_json, "", "reward-agreement: also write every figure, per seed and summarized, here");
 
@@ -114,6 +114,7 @@ absl::StatusOr<Figures> MeasureSeed(const world::ModelBundle& b, const std::vect
   for (RewardKind k : kinds) {
     passes.null |= NeedsNullPass(k);
     passes.forward |= NeedsForwardPass(k);
+    passes.variants |= NeedsVariantPasses(k);
   }
   const size_t n = static_cast<size_t>(FLAGS_agreement_inputs);
 

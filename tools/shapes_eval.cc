@@ -33,13 +33,14 @@ std::vector<Record> LimitPerCategory(std::vector<Record> records, int64_t limit)
 }
 
 // Understanding over `images` under `seed`: adds the verdicts to `report`, and gallery
-// tiles (when `tiles` is set) while they are fewer than options.gallery_tiles. Item i's
-// caption is sampled under seed * 1000003 + seed_offset + i.
+// tiles (when `tiles` is set; GalleryPicker). Item i's caption is sampled under
+// seed * 1000003 + seed_offset + i.
 absl::Status EvaluateUnderstanding(const world::ModelBundle& bundle, const EvalOptions& o,
                                    const std::vector<world::ImageRecord>& images, uint64_t seed,
                                    uint64_t seed_offset, eval::ShapesEvalReport* report,
                                    std::vector<eval::GalleryTile>* tiles) {
   const int64_t bs = std::max<int64_t>(1, o.batch_size);
+  GalleryPicker gallery(o.gallery_tiles);
   for (size_t begin = 0; begin < images.size(); begin += bs) {
     const size_t end = std::min(images.size(), begin + static_cast<size_t>(bs));
     TokenRows inputs;
@@ -65,7 +66,7 @@ absl::Status EvaluateUnderstanding(const world::ModelBundle& bundle, const EvalO
       }
       eval::UnderstandingVerdict v = eval::ScoreUnderstanding(truth.scene, text);
       report->Add(eval::Direction::kUnderstanding, images[i].category, v.correct);
-      if (tiles != nullptr && static_cast<int>(tiles->size()) < o.gallery_tiles) {
+      if (tiles != nullptr && gallery.Take(images[i].category)) {
         tiles->push_back({image, text, v.correct ? "ok" : v.reason, v.correct});
       }
     }
@@ -75,7 +76,7 @@ absl::Status EvaluateUnderstanding(const world::ModelBundle& bundle, const EvalO
 }
 
 // One evaluation of every item under `seed`: adds the verdicts to `report`, and gallery
-// tiles while they are fewer than options.gallery_tiles.
+// tiles (GalleryPicker).
 absl::Status EvaluateSeed(const world::ModelBundle& bundle, const EvalOptions& o,
                           const std::vector<world::PromptRecord>& prompts,
                           const std::vector<world::ImageRecord>& images, uint64_t seed,
@@ -87,6 +88,7 @@ absl::Status EvaluateSeed(const world::ModelBundle& bundle, const EvalOptions& o
   const int64_t bs = std::max<int64_t>(1, o.batch_size);
 
   // Generation: one image per prompt.
+  GalleryPicker gallery(o.gallery_tiles);
   for (size_t begin = 0; begin < prompts.size(); begin += bs) {
     const size_t end = std::min(prompts.size(), begin + static_cast<size_t>(bs));
     TokenRows captions;
@@ -102,7 +104,7 @@ absl::Status EvaluateSeed(const world::ModelBundle& bundle, const EvalOptions& o
       DUET_ASSIGN_OR_RETURN(world::Image image, bundle.DecodeImage(out.tokens[i - begin]));
       eval::GenerationVerdict v = eval::ScoreGeneration(prompts[i].parsed, image, bundle.world);
       report.Add(eval::Direction::kGeneration, prompts[i].category, v.correct);
-      if (static_cast<int>(gen_tiles.size()) < o.gallery_tiles) {
+      if (gallery.Take(prompts[i].category)) {
         gen_tiles.push_back({image, prompts[i].prompt, v.correct ? "ok" : v.reason, v.correct});
       }
     }

@@ -7,6 +7,7 @@
 // with the oracle, and writes report.json and gallery.png. Evaluation only: training code
 // never links this (or the oracle).
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -14,8 +15,23 @@
 #include "absl/status/statusor.h"
 #include "model/generation.h"
 #include "world/bundle.h"
+#include "world/caption.h"
 
 namespace duet {
+
+// Which evaluation items a gallery shows: the first `tiles` / kNumCategories items of each
+// category, in the order they are offered (the held-out files list their items category
+// by category, so the gallery shows every category, not only the first).
+class GalleryPicker {
+ public:
+  explicit GalleryPicker(int tiles) : per_category_(tiles / world::kNumCategories) {}
+  // Whether the next item, of `category`, gets a tile.
+  bool Take(world::Category category) { return seen_[static_cast<int>(category)]++ < per_category_; }
+
+ private:
+  int per_category_;
+  std::array<int, world::kNumCategoryValues> seen_{};
+};
 
 inline SamplingParams GreedySampling() {
   SamplingParams p;
@@ -40,8 +56,9 @@ struct EvalOptions {
   int64_t batch_size = 64;
   // Where report.json and gallery.png go (created). Empty: nothing is written.
   std::string report_dir;
-  // Tiles per direction in the gallery.
-  int gallery_tiles = 24;
+  // Tiles per direction in the gallery, spread evenly over the evaluated categories (the
+  // first gallery_tiles / 4 items of each, in file order; with 8 columns, one row each).
+  int gallery_tiles = 32;
 };
 
 struct EvalResult {

@@ -27,15 +27,15 @@ DEFINE_string(collective_address, "",
 
 namespace duet {
 
-int WorkerBinaryMain(int argc, char** argv, v1::Role role, const char* usage, HandlerFactory make_handler) {
-  if (PrintHelpIfAsked(argc, argv, usage,
-                       {{"learner", {"learner", "name"}},
-                        {"security", {"auth_token_file", "auth_token", "tls_ca", "tls_cert", "tls_key",
-                                      "tls_server_name"}},
-                        {"model and compute", {"model", "capacity", "threads", "collective_address", "collective_timeout_s"}},
-                        {"operations", {"health_address", "metrics_address"}}})) {
-    return 0;
-  }
+int WorkerBinaryMain(int argc, char** argv, v1::Role role, const char* usage, HandlerFactory make_handler,
+                     const std::vector<FlagGroup>& role_flags) {
+  std::vector<FlagGroup> groups = {
+      {"learner", {"learner", "name"}},
+      {"security", {"auth_token_file", "auth_token", "tls_ca", "tls_cert", "tls_key", "tls_server_name"}},
+      {"model and compute", {"model", "capacity", "threads", "collective_address", "collective_timeout_s"}},
+      {"operations", {"health_address", "metrics_address"}}};
+  groups.insert(groups.end(), role_flags.begin(), role_flags.end());
+  if (PrintHelpIfAsked(argc, argv, usage, groups)) return 0;
   gflags::SetUsageMessage(usage);
   FLAGS_logtostderr = true;
   gflags::ParseCommandLineFlags(&argc, &argv, /*remove_flags=*/true);

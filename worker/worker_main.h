@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
+#include "base/flag_help.h"
 #include "model/token_layout.h"
 #include "worker/worker_runtime.h"
 
@@ -43,9 +45,10 @@ struct WorkerMainOptions {
 int WorkerMain(v1::Role role, const WorkerMainOptions& options, HandlerFactory make_handler);
 
 // main() of a role binary: parses the flags (defined in worker_flags.cc, which each role
-// binary compiles in), initialises logging, then WorkerMain.
+// binary compiles in), initialises logging, then WorkerMain. --help lists the shared
+// flags, then `role_flags` (the flags the role's main.cc defines).
 int WorkerBinaryMain(int argc, char** argv, v1::Role role, const char* usage,
-                     HandlerFactory make_handler);
+                     HandlerFactory make_handler, const std::vector<FlagGroup>& role_flags = {});
 
 }  // namespace duet
 

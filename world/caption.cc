@@ -107,6 +107,18 @@ std::string DescriptionText(const Description& d) {
   return absl::StrCat(ToAbsl(ColorName(d.color)), " ", ToAbsl(ShapeName(d.shape)));
 }
 
+std::vector<Caption> RelationVariants(const Caption& caption) {
+  std::vector<Caption> out;
+  if (caption.category != Category::kPosition) return out;
+  for (Relation r : kAllRelations) {
+    if (r == caption.relation) continue;
+    Caption v = caption;
+    v.relation = r;
+    out.push_back(v);
+  }
+  return out;
+}
+
 std::string FormatCaption(const Caption& c) {
   auto plural = [](const Description& d) {
     return absl::StrCat(ToAbsl(ColorName(d.color)), " ", ToAbsl(ShapePlural(d.shape)));

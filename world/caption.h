@@ -129,6 +129,14 @@ absl::StatusOr<Caption> ParseCaption(std::string_view text);
 // samplers or CanonicalCaption); then ParseCaption(FormatCaption(c)) == c.
 std::string FormatCaption(const Caption& caption);
 
+// The captions that relate the same two objects otherwise: for a position caption, the
+// three with the same descriptions `a` and `b` in the same order and each other relation,
+// in kAllRelations order ("A left of B", "A right of B", "A above B", "A below B", less
+// the caption's own); empty for every other category. (The contrast self-reward,
+// model/reward_kind.h, asks how much more likely the image is under the caption than
+// under these.) REQUIRES: `caption` valid.
+std::vector<Caption> RelationVariants(const Caption& caption);
+
 // True if `scene` is exactly what `caption` says:
 //   single:      exactly one object, of that color and shape;
 //   counting:    exactly `count` objects, all of that color and shape;

@@ -105,6 +105,21 @@ TEST(CaptionTest, ExistingFormsKeepTheirCategory) {
   }
 }
 
+TEST(CaptionTest, RelationVariantsChangeOnlyThePositionCaptionsRelation) {
+  auto texts = [](const std::vector<Caption>& cs) {
+    std::vector<std::string> out;
+    for (const Caption& c : cs) out.push_back(FormatCaption(c));
+    return out;
+  };
+  EXPECT_THAT(texts(RelationVariants(*ParseCaption("a red circle above a blue square"))),
+              ::testing::ElementsAre("a red circle left of a blue square", "a red circle right of a blue square",
+                                     "a red circle below a blue square"));
+  for (const char* other : {"a red circle", "two blue squares", "a green cross and a red circle",
+                            "a red circle and two blue squares"}) {
+    EXPECT_TRUE(RelationVariants(*ParseCaption(other)).empty()) << other;
+  }
+}
+
 TEST(CaptionTest, ParsesMixedFields) {
   absl::StatusOr<Caption> c = ParseCaption("a red cross and two yellow squares");
   ASSERT_TRUE(c.ok()) << c.status();
