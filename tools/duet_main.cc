@@ -86,6 +86,7 @@ std::vector<Command> Commands() {
       {"dev reward-agreement", duet::RunRewardAgreement,
        {{"input", {"model", "data"}},
         {"agreement", {"agreement_inputs", "k", "cfg_scale", "temperature", "reward_kinds", "agreement_seeds",
+                       "agreement_images",
                        "agreement_json"}},
         process}},
   };

@@ -8,6 +8,7 @@
 // --agreement_seeds=N the sampling is repeated under seeds seed..seed+N-1 and each
 // figure is the mean, the sample standard deviation and the 95% interval of the mean.
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -40,13 +41,19 @@ DEFINE_int32(agreement_inputs, 100, "reward-agreement: inputs per direction");
 DEFINE_string(reward_kinds, "likelihood,pmi,pmi_worst,joint,contrast",
               "reward-agreement: self-reward kinds to compare (comma-separated: likelihood, pmi, pmi_worst, joint, contrast)");
 DEFINE_int32(agreement_seeds, 1, "reward-agreement: sampling seeds (seed..seed+N-1); figures are means over them");
+DEFINE_string(agreement_images, "eval_und.jsonl",
+              "reward-agreement: the understanding direction's images, a file in --data "
+              "(eval_und_hard.jsonl: the hard split's position and mixed scenes)");
 DEFINE_string(agreement_json, "", "reward-agreement: also write every figure, per seed and summarized, here");
 
 namespace duet {
 namespace {
 
+// Mixed appears only with --agreement_images=eval_und_hard.jsonl (categories with no
+// groups under any seed are left out of the table).
 constexpr world::Category kCategories[] = {world::Category::kSingle, world::Category::kCounting,
-                                           world::Category::kTwoObjects, world::Category::kPosition};
+                                           world::Category::kTwoObjects, world::Category::kPosition,
+                                           world::Category::kMixed};
 
 // One direction's sampled groups under one seed: the oracle's verdicts, each group's
 // category and each sample's reversed-pair scores.
@@ -192,7 +199,7 @@ absl::Status Run() {
   if (FLAGS_agreement_seeds < 1) return absl::InvalidArgumentError("--agreement_seeds must be >= 1");
   DUET_ASSIGN_OR_RETURN(world::ModelBundle b, world::LoadBundle(FLAGS_model));
   DUET_ASSIGN_OR_RETURN(auto prompts, world::ReadPrompts(JoinPath(FLAGS_data, "eval_gen.jsonl")));
-  DUET_ASSIGN_OR_RETURN(auto images, world::ReadImages(JoinPath(FLAGS_data, "eval_und.jsonl")));
+  DUET_ASSIGN_OR_RETURN(auto images, world::ReadImages(JoinPath(FLAGS_data, FLAGS_agreement_images)));
   std::vector<world::Image> pixels;
   const int px = b.world.image_px();
   for (const world::ImageRecord& r : images) {
@@ -222,6 +229,11 @@ absl::Status Run() {
       for (world::Category c : kCategories) order.emplace_back(world::CategoryName(c));
       order.push_back("overall");
       for (const std::string& category : order) {
+        if (std::all_of(per_seed.begin(), per_seed.end(), [&](const Figures& f) {
+              return f.at(direction).at(kind).at(category).groups == 0;
+            })) {
+          continue;
+        }
         std::vector<double> random, best, pairwise, pairs;
         for (const Figures& f : per_seed) {
           const Agreement& a = f.at(direction).at(kind).at(category);
