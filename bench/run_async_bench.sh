@@ -37,6 +37,7 @@ echo "async-bench-token" > "$TMP/token"
 cat > "$TMP/recipe.yaml" <<YAML
 steps: $STEPS
 directions: generation
+frozen_scorer: false
 generation_inputs: 16
 k: 8
 checkpoint_every: 1000

@@ -26,6 +26,7 @@ echo "elastic-token" > "$TMP/token"
 cat > "$TMP/recipe.yaml" <<YAML
 steps: 1000
 directions: joint
+frozen_scorer: false
 generation_inputs: 8
 understanding_inputs: 4
 k: 4

@@ -32,6 +32,7 @@ make_tiny_world "$DUET" "$TMP"
 cat > "$TMP/recipe.yaml" <<YAML
 steps: $STEPS
 directions: joint
+frozen_scorer: false
 generation_inputs: 4
 understanding_inputs: 2
 k: 2

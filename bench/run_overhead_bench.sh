@@ -18,6 +18,7 @@ trap 'rm -rf "$TMP"' EXIT
 cat > "$TMP/recipe.yaml" <<YAML
 steps: $STEPS
 directions: joint
+frozen_scorer: false
 generation_inputs: 16
 understanding_inputs: 8
 k: 8

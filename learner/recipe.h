@@ -12,7 +12,7 @@
 //   out: out/run                 # checkpoints/, model/, metrics.jsonl
 //   steps: 150
 //   algorithm: grpo              # or simpo
-//   directions: generation       # joint, generation or understanding
+//   directions: joint            # joint, generation or understanding
 //   generation_inputs: 16        # prompts per step (joint/generation)
 //   understanding_inputs: 8      # images per step (joint/understanding)
 //   k: 8
@@ -27,8 +27,8 @@
 //   bucket_mb: 32
 //   checkpoint_every: 25
 //   lease_seconds: 30            # a worker silent this long is lost; its items go to others
-//   frozen_scorer: false
-//   self_reward: {image: likelihood, caption: joint}   # kinds: model/reward_kind.h
+//   frozen_scorer: true          # the judge: the base weights (true) or the policy's
+//   self_reward: {image: likelihood, caption: contrast}   # kinds: model/reward_kind.h
 //   reward: {self: 1.0, external: 0.0, external_address: "", timeout_ms: 30000, auth_token_file: ""}
 //   seed: 1
 //   workers: {rollout: 2, scorer: 1}
@@ -58,7 +58,7 @@ struct Recipe {
   std::string data = "out/data";
   std::string out = "out/run";
   int64_t steps = 150;
-  std::string directions = "generation";
+  std::string directions = "joint";
   RlRecipe rl;  // its defaults: 16 prompts, 8 images, k 8, cfg 1.5, seed 1
   RlOptimizerOptions optimizer = DefaultRecipeOptimizer();
   int64_t sync_every = 1;
@@ -72,15 +72,14 @@ struct Recipe {
   int64_t bucket_mb = 32;
   int64_t checkpoint_every = 25;
   int64_t lease_seconds = 30;
-  bool frozen_scorer = false;
+  bool frozen_scorer = true;
   // The scorers' reward kind per direction. The image reward stays the likelihood (joint
   // ranks generated images a little better, but one RL run with it was not clearly
-  // better, and changing it would change the default run's weights); the caption reward
-  // is `joint`, the only kind measured above 85% pairwise agreement with the oracle on
-  // the base model (docs/results.md). Reaches the scorer processes of `duet local` as
-  // their --image_reward/--caption_reward flags (whose defaults are these); a
-  // duet-learner started by hand does not send it to its workers, so for another recipe
-  // their flags must match it.
+  // better); the caption reward is `contrast`, the best measured (93.3% pairwise agreement
+  // with the oracle on the base model; docs/results.md). Reaches the scorer processes of
+  // `duet local` as their --image_reward/--caption_reward flags (whose defaults are
+  // these); a duet-learner started by hand does not send it to its workers, so for
+  // another recipe their flags must match it.
   SelfRewardKinds self_reward = kDefaultSelfRewardKinds;
   // Where the scorers' rewards come from (model/reward_kind.h RewardMix): the weighted
   // sum of the self-reward and an external duet.v1.Reward service's score (e.g. `duet

@@ -78,7 +78,9 @@ TEST(RecipeTest, EmptyTextGivesTheBuiltInDefaults) {
   // The documented defaults of recipe.h.
   const Recipe d;
   EXPECT_EQ(d.steps, 150);
-  EXPECT_EQ(d.directions, "generation");
+  EXPECT_EQ(d.directions, "joint");
+  EXPECT_TRUE(d.frozen_scorer);
+  EXPECT_EQ(d.self_reward.caption, RewardKind::kContrast);
   EXPECT_EQ(d.rl.generation_inputs, 16);
   EXPECT_EQ(d.rl.understanding_inputs, 8);
   EXPECT_EQ(d.rl.k, 8);
@@ -252,7 +254,7 @@ TEST(RecipeTest, BadValuesAreRejectedByName) {
 // The direction(s) a recipe trains must get inputs: otherwise every step of the loop
 // requests nothing, scores nothing and still counts an update.
 TEST(RecipeTest, ATrainedDirectionWithoutInputsIsRejected) {
-  ExpectRejected("generation_inputs: 0\n", "inputs");  // directions: generation (default)
+  ExpectRejected("directions: generation\ngeneration_inputs: 0\n", "inputs");
   ExpectRejected("directions: understanding\nunderstanding_inputs: 0\n", "inputs");
   Recipe r;
   r.directions = "generation";
@@ -373,7 +375,7 @@ TEST(RecipeTest, OverridesSetOnlyTheGivenFields) {
   more.simpo_beta = 3.0;
   more.simpo_gamma = 0.5;
   more.cfg_scale = 3.0;
-  more.frozen_scorer = true;
+  more.frozen_scorer = false;
   more.scorer_workers = 7;
   more.collective = "none";
   more.image_reward = "joint";
@@ -390,7 +392,7 @@ TEST(RecipeTest, OverridesSetOnlyTheGivenFields) {
   expected.optimizer.simpo.beta = 3.0;
   expected.optimizer.simpo.gamma = 0.5;
   expected.rl.cfg_scale = 3.0;
-  expected.frozen_scorer = true;
+  expected.frozen_scorer = false;
   expected.scorer_workers = 7;
   expected.collective = "none";
   expected.self_reward.image = RewardKind::kJoint;
@@ -522,22 +524,23 @@ TEST(RecipeRewardTest, ParsesTheMixAndRoundTrips) {
   EXPECT_TRUE(again->reward == r->reward);
 }
 
-// configs/recipes/joint.yaml is the default recipe with both directions trained and the
-// base model as the judge: nothing else may differ, or docs/results.md's comparison with
-// the default would compare more than it says.
-TEST(RecipeTest, TheJointRecipeIsTheDefaultWithBothDirectionsAndAFrozenJudge) {
+// configs/recipes/generation_only.yaml is the default recipe with only the drawing
+// direction trained and the policy as its own judge (the default before joint training):
+// nothing else may differ, or docs/results.md's comparison with the default would compare
+// more than it says, and its regression checksum would guard something else.
+TEST(RecipeTest, TheGenerationOnlyRecipeIsTheDefaultWithOneDirectionAndTheCurrentJudge) {
   const char* source_dir = std::getenv("DUET_SOURCE_DIR");
   ASSERT_NE(source_dir, nullptr) << "DUET_SOURCE_DIR is not set (ctest sets it)";
-  absl::StatusOr<Recipe> r = LoadRecipe(std::string(source_dir) + "/configs/recipes/joint.yaml");
+  absl::StatusOr<Recipe> r = LoadRecipe(std::string(source_dir) + "/configs/recipes/generation_only.yaml");
   ASSERT_TRUE(r.ok()) << r.status();
   Recipe expected;
-  expected.out = "out/run-joint";
-  expected.directions = "joint";
-  expected.frozen_scorer = true;
+  expected.out = "out/run-generation";
+  expected.directions = "generation";
+  expected.frozen_scorer = false;
   ExpectRecipeEq(*r, expected);
 }
 
-TEST(RecipeRewardTest, TheOracleRewardRecipeIsTheDefaultWithTheOracleAsTheReward) {
+TEST(RecipeRewardTest, TheOracleRewardRecipeIsGenerationOnlyWithTheOracleAsTheReward) {
   const char* source_dir = std::getenv("DUET_SOURCE_DIR");
   ASSERT_NE(source_dir, nullptr) << "DUET_SOURCE_DIR is not set (ctest sets it)";
   absl::StatusOr<Recipe> r = LoadRecipe(std::string(source_dir) + "/configs/recipes/oracle_reward.yaml");
@@ -545,8 +548,10 @@ TEST(RecipeRewardTest, TheOracleRewardRecipeIsTheDefaultWithTheOracleAsTheReward
   EXPECT_EQ(r->reward.self, 0.0);
   EXPECT_EQ(r->reward.external, 1.0);
   EXPECT_EQ(r->reward.external_address, "127.0.0.1:50070");
-  Recipe expected;
+  Recipe expected;  // generation_only.yaml's
   expected.out = "out/run-oracle";
+  expected.directions = "generation";
+  expected.frozen_scorer = false;
   expected.reward = r->reward;
   ExpectRecipeEq(*r, expected);
 }

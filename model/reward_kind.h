@@ -110,9 +110,9 @@ struct SelfRewardKinds {
 
 // The default recipe's kinds (learner/recipe.h), and duet-scorer's flag defaults, so that
 // a scorer started by hand for a default recipe scores as `duet local`'s scorers do.
-// The caption reward is joint (measured: docs/results.md); the image reward stays the
-// likelihood, which keeps the default (generation-only) run's weights as they were.
-inline constexpr SelfRewardKinds kDefaultSelfRewardKinds{RewardKind::kLikelihood, RewardKind::kJoint};
+// The caption reward is contrast, the image reward the likelihood (measured:
+// docs/results.md).
+inline constexpr SelfRewardKinds kDefaultSelfRewardKinds{RewardKind::kLikelihood, RewardKind::kContrast};
 
 // Where a scorer's reward comes from (recipe key `reward`): a weighted sum of the
 // self-reward (of the kinds above) and the score of an external reward service

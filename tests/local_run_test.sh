@@ -14,6 +14,7 @@ make_tiny_world "$DUET" "$TMP"
 cat > "$TMP/recipe.yaml" <<YAML
 steps: 3
 directions: joint
+frozen_scorer: false
 generation_inputs: 4
 understanding_inputs: 2
 k: 2
@@ -76,6 +77,7 @@ echo "sigterm-token" > "$TMP/token"
 cat > "$TMP/long.yaml" <<YAML
 steps: 1000
 directions: joint
+frozen_scorer: false
 generation_inputs: 4
 understanding_inputs: 2
 k: 2
@@ -196,6 +198,7 @@ PY
 cat > "$TMP/pool.yaml" <<YAML
 steps: 1000
 directions: joint
+frozen_scorer: false
 generation_inputs: 4
 understanding_inputs: 2
 k: 2

@@ -46,6 +46,7 @@ cat > "$TMP/recipe.yaml" <<YAML
 steps: 2000
 lease_seconds: 3
 directions: joint
+frozen_scorer: false
 generation_inputs: 4
 understanding_inputs: 2
 k: 2

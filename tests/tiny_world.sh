@@ -30,13 +30,14 @@ for _ in range(200):
 PY
 }
 
-# tiny_recipe FILE STEPS LEASE [YAML LINE...]: the script tests' joint recipe (4 prompts and
+# tiny_recipe FILE STEPS LEASE [YAML LINE...]: the script tests' joint recipe (the scorer on the
+# policy's weights, so that every worker's checksum can be checked; 4 prompts and
 # 2 images a step, K 2, a checkpoint every step, lease_seconds LEASE, the extra lines, and
 # at least 2 rollout workers and 1 scorer before the first step).
 tiny_recipe() {
   local file="$1" steps="$2" lease="$3"; shift 3
   {
-    printf 'steps: %s\ndirections: joint\ngeneration_inputs: 4\nunderstanding_inputs: 2\nk: 2\n' "$steps"
+    printf 'steps: %s\ndirections: joint\nfrozen_scorer: false\ngeneration_inputs: 4\nunderstanding_inputs: 2\nk: 2\n' "$steps"
     printf 'checkpoint_every: 1\nlease_seconds: %s\n' "$lease"
     local line
     for line in "$@"; do echo "$line"; done
