@@ -2,9 +2,10 @@
 # Duet's main job on one machine: installs dependencies if missing, builds, makes the
 # Shapes world data (once), pretrains the tiny base model (once; an interrupted run
 # resumes), then runs dual self-reward RL with `duet local`: a learner, 2 rollout and
-# 1 scorer processes on loopback, the default recipe (150 GRPO steps), ShapesEval before
-# and after, and a report folder. About 8 minutes on 2 cores from a built tree
-# (data 5 s, pretraining ~4 min, RL ~3 min, evaluations ~20 s).
+# 1 scorer processes on loopback, the default recipe (150 GRPO steps training both
+# directions, judged by the frozen base model), ShapesEval before and after, and a report
+# folder whose summary.md gives both directions. About 11 minutes on 2 cores from a built
+# tree (data 5 s, pretraining ~4 min, RL ~6.5 min, evaluations ~30 s).
 #   DUET_OUT     output root (default out): data/, base/model, run/report/summary.md
 #   DUET_RECIPE  RL recipe (default configs/recipes/default.yaml; configs/recipes/quick.yaml
 #                is a 10-step first look)
