@@ -30,8 +30,9 @@ for _ in range(200):
 PY
 }
 
-# tiny_recipe FILE STEPS LEASE [YAML LINE...]: the script tests' joint recipe (the scorer on the
-# policy's weights, so that every worker's checksum can be checked; 4 prompts and
+# tiny_recipe FILE STEPS LEASE [YAML LINE...]: the script tests' joint recipe (the scorer
+# judging with the policy's weights, frozen_scorer: false, as when these tests were written,
+# so that it swaps every broadcast in as the rollout workers do; 4 prompts and
 # 2 images a step, K 2, a checkpoint every step, lease_seconds LEASE, the extra lines, and
 # at least 2 rollout workers and 1 scorer before the first step).
 tiny_recipe() {
