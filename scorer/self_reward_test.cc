@@ -160,7 +160,7 @@ TEST(ComputeSelfRewardsTest, KindsPickTheirPassesPerDirection) {
   }
 }
 
-TEST(CaptionVariantsTest, OnlyTwoObjectCaptionsOfTheGrammarHaveRelationVariants) {
+TEST(CaptionVariantsTest, OnlyPositionCaptionsOfTheGrammarHaveRelationVariants) {
   TokenLayout l = Layout();
   l.max_caption_tokens = 12;
   const world::TextTokenizer tok(l);
