@@ -102,12 +102,24 @@ absl::StatusOr<std::vector<PairScores>> ScoreReversedPairs(const Transformer& mo
   }
   const size_t chunk = static_cast<size_t>(std::max<int64_t>(1, max_batch));
   std::vector<PairScores> out(queries.size());
-  enum Pass { kReversed, kNull, kForward };
-  for (Pass pass : {kReversed, kNull, kForward}) {
-    std::vector<size_t> rows;
-    for (size_t i = 0; i < queries.size(); ++i) {
-      if (pass == kReversed || (pass == kNull && extra[i].null) || (pass == kForward && extra[i].forward)) {
-        rows.push_back(i);
+  // The relation variants of the queries that ask for them: query i's, in order, after
+  // i-1's. Scored by the reversed pass, as the queries themselves are.
+  std::vector<std::pair<size_t, RewardQuery>> variants;
+  for (size_t i = 0; i < queries.size(); ++i) {
+    if (!extra[i].variants) continue;
+    for (RewardQuery& v : CaptionVariants(layout, queries[i])) variants.emplace_back(i, std::move(v));
+  }
+  enum Pass { kReversed, kNull, kForward, kVariants };
+  for (Pass pass : {kReversed, kNull, kForward, kVariants}) {
+    // Each row of this pass: the index of the query it belongs to, and what it scores.
+    std::vector<std::pair<size_t, const RewardQuery*>> rows;
+    if (pass == kVariants) {
+      for (const auto& [i, v] : variants) rows.emplace_back(i, &v);
+    } else {
+      for (size_t i = 0; i < queries.size(); ++i) {
+        if (pass == kReversed || (pass == kNull && extra[i].null) || (pass == kForward && extra[i].forward)) {
+          rows.emplace_back(i, &queries[i]);
+        }
       }
     }
     for (size_t begin = 0; begin < rows.size(); begin += chunk) {
@@ -115,48 +127,30 @@ absl::StatusOr<std::vector<PairScores>> ScoreReversedPairs(const Transformer& mo
       TokenRows seqs;
       std::vector<std::pair<int64_t, int64_t>> spans;
       for (size_t r = begin; r < end; ++r) {
-        const RewardQuery& q = queries[rows[r]];
-        auto rs = pass == kReversed ? ReversedSequence(layout, q)
-                  : pass == kNull   ? NullSequence(layout, q)
-                                    : ForwardSequence(layout, q);
+        const RewardQuery& q = *rows[r].second;
+        auto rs = pass == kNull      ? NullSequence(layout, q)
+                  : pass == kForward ? ForwardSequence(layout, q)
+                                     : ReversedSequence(layout, q);
         if (!rs.ok()) {
-          return absl::InvalidArgumentError(absl::StrCat("query ", rows[r], ": ", rs.status().message()));
+          return absl::InvalidArgumentError(absl::StrCat("query ", rows[r].first,
+                                                         pass == kVariants ? " (relation variant)" : "", ": ",
+                                                         rs.status().message()));
         }
         seqs.push_back(std::move(rs->first));
         spans.push_back(rs->second);
       }
       DUET_ASSIGN_OR_RETURN(std::vector<SpanScore> scores, ScoreSpans(model, layout, seqs, spans));
       for (size_t r = begin; r < end; ++r) {
-        PairScores& p = out[rows[r]];
-        std::vector<float>& dst = pass == kReversed ? p.conditional : pass == kNull ? p.null : p.forward;
-        dst = std::move(scores[r - begin].token_logprobs);
+        PairScores& p = out[rows[r].first];
+        std::vector<float>& logprobs = scores[r - begin].token_logprobs;
+        if (pass == kVariants) {
+          double sum = 0;
+          for (float v : logprobs) sum += v;
+          p.variant_sums.push_back(sum);
+        } else {
+          (pass == kReversed ? p.conditional : pass == kNull ? p.null : p.forward) = std::move(logprobs);
+        }
       }
-    }
-  }
-  // The caption variants' reversed passes: query i's variants, in order, after i-1's.
-  std::vector<std::pair<size_t, RewardQuery>> variants;
-  for (size_t i = 0; i < queries.size(); ++i) {
-    if (!extra[i].variants) continue;
-    for (RewardQuery& v : CaptionVariants(layout, queries[i])) variants.emplace_back(i, std::move(v));
-  }
-  for (size_t begin = 0; begin < variants.size(); begin += chunk) {
-    const size_t end = std::min(variants.size(), begin + chunk);
-    TokenRows seqs;
-    std::vector<std::pair<int64_t, int64_t>> spans;
-    for (size_t r = begin; r < end; ++r) {
-      auto rs = ReversedSequence(layout, variants[r].second);
-      if (!rs.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("query ", variants[r].first, " (relation variant): ", rs.status().message()));
-      }
-      seqs.push_back(std::move(rs->first));
-      spans.push_back(rs->second);
-    }
-    DUET_ASSIGN_OR_RETURN(std::vector<SpanScore> scores, ScoreSpans(model, layout, seqs, spans));
-    for (size_t r = begin; r < end; ++r) {
-      double sum = 0;
-      for (float v : scores[r - begin].token_logprobs) sum += v;
-      out[variants[r].first].variant_sums.push_back(sum);
     }
   }
   return out;
