@@ -47,6 +47,15 @@ v1::WorkItem ScoreItem() {
   return item;
 }
 
+// A scorer's handler that takes `delay`, then gives every query of its item `reward`.
+WorkHandler FixedRewardScorer(float reward, absl::Duration delay = absl::ZeroDuration()) {
+  return [reward, delay](const Transformer&, int64_t, const v1::WorkItem& item, v1::CompleteWorkRequest* result) {
+    absl::SleepFor(delay);
+    for (int i = 0; i < item.score().queries_size(); ++i) result->mutable_score()->add_rewards(reward);
+    return absl::OkStatus();
+  };
+}
+
 class BackpressureTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -178,14 +187,7 @@ TEST_F(BackpressureTest, PastTheThreadLimitCallsAreRefusedAndAWorkerBacksOffUnti
   options.pull_wait_ms = 200;
   options.backoff_base = absl::Milliseconds(50);
   options.backoff_cap = absl::Milliseconds(500);
-  WorkerRuntime worker(v1::Coordinator::NewStub(channel_), Model(), options,
-                       [](const Transformer&, int64_t, const v1::WorkItem& item,
-                          v1::CompleteWorkRequest* result) {
-                         for (int i = 0; i < item.score().queries_size(); ++i) {
-                           result->mutable_score()->add_rewards(-1.5);
-                         }
-                         return absl::OkStatus();
-                       });
+  WorkerRuntime worker(v1::Coordinator::NewStub(channel_), Model(), options, FixedRewardScorer(-1.5f));
   absl::Status run = absl::UnknownError("not run");
   std::thread worker_thread([&] { run = worker.Run(); });
   const std::string item = queue_->Submit(v1::ROLE_SCORER, ScoreItem());
@@ -218,14 +220,7 @@ TEST_F(ShortLeaseTest, AWorkerComputingLongerThanTheLeaseIsNotLost) {
   options.pull_wait_ms = 200;
   ASSERT_GT(options.heartbeat_every, lease_);
   WorkerRuntime worker(v1::Coordinator::NewStub(channel_), Model(), options,
-                       [](const Transformer&, int64_t, const v1::WorkItem& item,
-                          v1::CompleteWorkRequest* result) {
-                         absl::SleepFor(absl::Milliseconds(1800));  // 3 leases
-                         for (int i = 0; i < item.score().queries_size(); ++i) {
-                           result->mutable_score()->add_rewards(-0.5);
-                         }
-                         return absl::OkStatus();
-                       });
+                       FixedRewardScorer(-0.5f, absl::Milliseconds(1800)));  // 3 leases
   absl::Status run = absl::UnknownError("not run");
   std::thread worker_thread([&] { run = worker.Run(); });
   const std::string item = queue_->Submit(v1::ROLE_SCORER, ScoreItem());
