@@ -33,6 +33,7 @@ bool FakeClock::AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& condit
   {
     absl::MutexLock lock(&waiters_mu_);
     ++waiters_[mu];
+    ++waits_begun_;
   }
   struct Args {
     const absl::Condition* condition;
@@ -67,6 +68,11 @@ int FakeClock::waiters() const {
   int n = 0;
   for (const auto& [mu, count] : waiters_) n += count;
   return n;
+}
+
+int64_t FakeClock::waits_begun() const {
+  absl::MutexLock lock(&waiters_mu_);
+  return waits_begun_;
 }
 
 }  // namespace duet

@@ -52,11 +52,15 @@ class FakeClock final : public Clock {
   // How many callers are inside AwaitWithDeadline now (tests wait for a waiter to block
   // before they advance the clock).
   int waiters() const;
+  // How many AwaitWithDeadline calls have begun so far (a waiter that an Advance woke and
+  // that waits again has begun one more: tests tell "waiting again" from "not yet woken").
+  int64_t waits_begun() const;
 
  private:
   std::atomic<int64_t> now_ns_;                // read inside waiters' conditions
   mutable absl::Mutex waiters_mu_;             // guards waiters_
   std::map<absl::Mutex*, int> waiters_ ABSL_GUARDED_BY(waiters_mu_);  // mutex -> waiting count
+  int64_t waits_begun_ ABSL_GUARDED_BY(waiters_mu_) = 0;
 };
 
 }  // namespace duet

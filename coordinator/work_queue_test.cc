@@ -339,7 +339,12 @@ TEST_F(WorkQueueTest, AwaitTimesOutWithDeadlineExceeded) {
     done = true;
   });
   WaitForWaiters(clock_, 1);
+  const int64_t begun = clock_.waits_begun();
   clock_.Advance(absl::Seconds(4));
+  // Advance wakes the waiter to re-check its deadline (Await waits in expiry slices): it
+  // waits again, or returns, which would be the defect. Checking waiters() at once raced
+  // with it leaving the old wait.
+  while (clock_.waits_begun() == begun && !done.load()) std::this_thread::yield();
   EXPECT_FALSE(done.load()) << "returned before the timeout";
   EXPECT_EQ(clock_.waiters(), 1);
   clock_.Advance(absl::Seconds(2));
