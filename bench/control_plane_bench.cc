@@ -84,7 +84,7 @@ int Main() {
   // Phase 1: registrations.
   std::mutex mu;
   std::map<std::string, int> register_codes;
-  std::vector<std::string> ids;
+  std::vector<std::string> ids, sessions;
   std::atomic<int> next{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < FLAGS_register_threads; ++t) {
@@ -99,7 +99,10 @@ int Main() {
         const grpc::Status s = stub->Register(ctx.get(), req, &resp);
         std::lock_guard<std::mutex> lock(mu);
         ++register_codes[CodeName(s)];
-        if (s.ok()) ids.push_back(resp.worker_id());
+        if (s.ok()) {
+          ids.push_back(resp.worker_id());
+          sessions.push_back(resp.session());
+        }
       }
     });
   }
@@ -119,6 +122,7 @@ int Main() {
   for (int i = 0; i < polls; ++i) {
     v1::PullWorkRequest req;
     req.set_worker_id(ids[i]);
+    req.set_session(sessions[i]);
     req.set_wait_ms(FLAGS_poll_wait_ms);
     calls[i].ctx = MakeClientContext(FLAGS_auth_token, absl::Milliseconds(FLAGS_poll_wait_ms + 30000));
     calls[i].reader = stub->AsyncPullWork(calls[i].ctx.get(), req, &cq);

@@ -134,7 +134,7 @@ int Main(const char* self) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   };
   Latencies lat;
-  std::vector<std::string> ids(FLAGS_workers);
+  std::vector<std::string> ids(FLAGS_workers), sessions(FLAGS_workers);
   std::atomic<int> refused{0};
   {
     std::vector<std::thread> threads;
@@ -152,6 +152,7 @@ int Main(const char* self) {
           const double ms = ms_since(t0);
           if (!s.ok()) ++refused;
           ids[i] = resp.worker_id();
+          sessions[i] = resp.session();
           std::lock_guard<std::mutex> lock(lat.mu);
           lat.register_ms.push_back(ms);
         }
@@ -171,6 +172,7 @@ int Main(const char* self) {
         for (int i = t; i < FLAGS_workers && !stop.load(); i += FLAGS_client_threads) {
           v1::PullWorkRequest req;
           req.set_worker_id(ids[i]);
+          req.set_session(sessions[i]);
           req.set_wait_ms(0);
           v1::PullWorkResponse resp;
           auto ctx = MakeClientContext(kToken, absl::Seconds(30));
@@ -181,6 +183,7 @@ int Main(const char* self) {
           if (!s.ok() || !resp.has_item()) continue;
           v1::CompleteWorkRequest result;
           result.set_worker_id(ids[i]);
+          result.set_session(sessions[i]);
           result.set_item_id(resp.item().item_id());
           result.mutable_score()->add_rewards(-1.0);
           v1::CompleteWorkResponse ack;

@@ -48,6 +48,9 @@ grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, const v1::Re
   resp->set_run_id(rendezvous_.run_id);
   resp->set_store_prefix(rendezvous_.store_prefix);
   resp->set_lease_ms(absl::ToInt64Milliseconds(queue_->lease()));
+  resp->set_session(w.session);
+  ToProto(rendezvous_.rewards, resp->mutable_rewards());
+  resp->set_rendezvous_over_grpc(rendezvous_.rendezvous_over_grpc);
   return grpc::Status::OK;
 }
 
@@ -57,7 +60,24 @@ grpc::Status CoordinatorService::PullWork(grpc::ServerContext* ctx, const v1::Pu
   if (req->wait_ms() < 0 || req->wait_ms() > 10000) {
     return ToGrpcStatus(absl::InvalidArgumentError("wait_ms: must be in [0, 10000]"));
   }
-  auto item = queue_->Pull(req->worker_id(), absl::Milliseconds(req->wait_ms()));
+  if (auto s = queue_->Authenticate(req->worker_id(), req->session()); !s.ok()) return ToGrpcStatus(s);
+  absl::Duration wait = absl::Milliseconds(req->wait_ms());
+  bool over_bound = false;
+  if (limits_.max_waiting_polls > 0 && wait > absl::ZeroDuration() &&
+      waiting_polls_.fetch_add(1) >= limits_.max_waiting_polls) {
+    waiting_polls_.fetch_sub(1);
+    over_bound = true;
+    wait = absl::ZeroDuration();  // take what is there, never hold a thread
+  }
+  const bool counted = limits_.max_waiting_polls > 0 && !over_bound && req->wait_ms() > 0;
+  auto item = queue_->Pull(req->worker_id(), wait);
+  if (counted) waiting_polls_.fetch_sub(1);
+  if (over_bound && item.ok() && !item->has_value()) {
+    return ToGrpcStatusWithRetryHint(
+        absl::ResourceExhaustedError(absl::StrCat(limits_.max_waiting_polls,
+                                                  " workers are waiting for work already; retry later")),
+        ctx, absl::Milliseconds(500));
+  }
   if (absl::IsCancelled(item.status())) {
     resp->set_shutdown(true);
     return grpc::Status::OK;
@@ -112,6 +132,12 @@ absl::Status CoordinatorService::ValidateResult(const v1::CompleteWorkRequest& r
       return absl::OkStatus();
     case v1::CompleteWorkRequest::kError:
       if (req.error().message().size() > 4096) return absl::InvalidArgumentError("error.message: over 4096 bytes");
+      // A worker reports why it could not do an item with a real status code: OK is not
+      // an error, and an unknown number would reach the step's error as UNKNOWN.
+      if (req.error().code() < 1 || req.error().code() > 16) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("error.code: ", req.error().code(), " is not an absl/gRPC status code in [1, 16]"));
+      }
       return absl::OkStatus();
     default:
       return absl::InvalidArgumentError("result: one of rollout, score, sync or error is required");
@@ -121,6 +147,19 @@ absl::Status CoordinatorService::ValidateResult(const v1::CompleteWorkRequest& r
 absl::Status CoordinatorService::ValidateResultForItem(const v1::WorkItem& item,
                                                        const v1::CompleteWorkRequest& req) const {
   if (req.has_error()) return absl::OkStatus();  // the worker could not do it: any item
+  // The version that produced it: never newer than the weights the learner has sent out
+  // (the RL loop refuses such a sample and would stop the run), and for rollout and
+  // score items never older than the item asked for (a frozen scorer keeps the base
+  // weights and reports version 0 on purpose).
+  const int64_t published = weights_->version();
+  const bool frozen_score = item.has_score() && rendezvous_.frozen_scorer;
+  const int64_t oldest = item.has_sync() || frozen_score ? 0 : item.policy_version();
+  if (req.policy_version() < oldest || req.policy_version() > published) {
+    return absl::InvalidArgumentError(absl::StrCat("policy_version: ", req.policy_version(), " outside [", oldest,
+                                                   ", ", published, "] (the item asked for v",
+                                                   item.policy_version(), ", the learner has published v",
+                                                   published, ")"));
+  }
   const TokenLayout& layout = limits_.layout;
   if (item.has_rollout()) {
     if (!req.has_rollout()) return absl::InvalidArgumentError("result: a rollout item needs a rollout result");
@@ -192,6 +231,12 @@ grpc::Status CoordinatorService::CompleteWork(grpc::ServerContext* ctx,
                                               v1::CompleteWorkResponse* resp) {
   if (auto s = CheckToken(*ctx, auth_token_); !s.ok()) return ToGrpcStatus(s);
   if (auto s = ValidateResult(*req); !s.ok()) return ToGrpcStatus(s);
+  // An unknown worker (lost, quarantined: its items went to others) is NOT_FOUND; a
+  // duplicate or late result of a known worker is acknowledged below.
+  if (auto s = queue_->Authenticate(req->worker_id(), req->session()); !s.ok()) {
+    if (absl::IsNotFound(s)) queue_->NoteLateResult(req->worker_id());
+    return ToGrpcStatus(s);
+  }
   const absl::Status done = queue_->Complete(
       *req, [this](const v1::WorkItem& item, const v1::CompleteWorkRequest& result) {
         return ValidateResultForItem(item, result);
@@ -219,13 +264,64 @@ grpc::Status CoordinatorService::FetchWeights(grpc::ServerContext* ctx,
 grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req,
                                            v1::HeartbeatResponse*) {
   if (auto s = CheckToken(*ctx, auth_token_); !s.ok()) return ToGrpcStatus(s);
+  if (auto s = queue_->Authenticate(req->worker_id(), req->session()); !s.ok()) return ToGrpcStatus(s);
   return ToGrpcStatus(queue_->Heartbeat(req->worker_id()));
 }
 
 grpc::Status CoordinatorService::Deregister(grpc::ServerContext* ctx, const v1::DeregisterRequest* req,
                                             v1::DeregisterResponse*) {
   if (auto s = CheckToken(*ctx, auth_token_); !s.ok()) return ToGrpcStatus(s);
+  if (auto s = queue_->Authenticate(req->worker_id(), req->session()); !s.ok()) return ToGrpcStatus(s);
   return ToGrpcStatus(queue_->Deregister(req->worker_id()));
+}
+
+grpc::Status CoordinatorService::Rendezvous(grpc::ServerContext* ctx, const v1::RendezvousRequest* req,
+                                            v1::RendezvousResponse* resp) {
+  if (auto s = CheckToken(*ctx, auth_token_); !s.ok()) return ToGrpcStatus(s);
+  if (auto s = queue_->Authenticate(req->worker_id(), req->session()); !s.ok()) return ToGrpcStatus(s);
+  if (rendezvous_store_ == nullptr) {
+    return ToGrpcStatus(absl::FailedPreconditionError("this learner broadcasts no weights (collective: none)"));
+  }
+  switch (req->op_case()) {
+    case v1::RendezvousRequest::kSet:
+      return ToGrpcStatus(rendezvous_store_->Set(req->set().key(), req->set().value()));
+    case v1::RendezvousRequest::kGet: {
+      absl::StatusOr<std::string> v = rendezvous_store_->Get(req->get());
+      if (!v.ok()) return ToGrpcStatus(v.status());
+      resp->set_value(std::move(*v));
+      return grpc::Status::OK;
+    }
+    case v1::RendezvousRequest::kAdd: {
+      absl::StatusOr<int64_t> v = rendezvous_store_->Add(req->add().key(), req->add().delta());
+      if (!v.ok()) return ToGrpcStatus(v.status());
+      resp->set_number(*v);
+      return grpc::Status::OK;
+    }
+    case v1::RendezvousRequest::kDeleteKey: {
+      absl::StatusOr<bool> v = rendezvous_store_->Delete(req->delete_key());
+      if (!v.ok()) return ToGrpcStatus(v.status());
+      resp->set_yes(*v);
+      return grpc::Status::OK;
+    }
+    case v1::RendezvousRequest::kCheck: {
+      if (req->check().keys_size() > 1024) {
+        return ToGrpcStatus(absl::InvalidArgumentError("check.keys: at most 1024"));
+      }
+      absl::StatusOr<bool> v = rendezvous_store_->Check({req->check().keys().begin(), req->check().keys().end()});
+      if (!v.ok()) return ToGrpcStatus(v.status());
+      resp->set_yes(*v);
+      return grpc::Status::OK;
+    }
+    case v1::RendezvousRequest::kNumKeys: {
+      absl::StatusOr<int64_t> v = rendezvous_store_->NumKeys();
+      if (!v.ok()) return ToGrpcStatus(v.status());
+      resp->set_number(*v);
+      return grpc::Status::OK;
+    }
+    default:
+      return ToGrpcStatus(
+          absl::InvalidArgumentError("op: one of set, get, add, delete_key, check or num_keys is required"));
+  }
 }
 
 grpc::Status CoordinatorService::GetRunStatus(grpc::ServerContext* ctx, const v1::GetRunStatusRequest*,

@@ -8,6 +8,7 @@
 //
 // Thread-safety: thread-safe (the state it touches is).
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -17,6 +18,8 @@
 #include "coordinator/work_queue.h"
 #include "duet/v1/coordinator.grpc.pb.h"
 #include "model/token_layout.h"
+#include "rpc/proto_convert.h"
+#include "weights/rendezvous_store.h"
 #include "weights/weight_stream.h"
 
 namespace duet {
@@ -30,6 +33,8 @@ struct RendezvousInfo {
   std::string backend = "gloo";
   bool frozen_scorer = false;
   std::string store_prefix = "duet";  // the group's c10d key prefix (random per run)
+  RunRewards rewards;                 // what scorers compute (the recipe's)
+  bool rendezvous_over_grpc = false;  // epochs meet through Coordinator.Rendezvous
 };
 
 // Limits requests are validated against.
@@ -37,6 +42,12 @@ struct RequestLimits {
   TokenLayout layout;                // token ids results must respect
   int64_t max_sequence_tokens = 64;  // the model's context: a whole training row
   int64_t max_rows = 4096;
+  // At most this many PullWork calls wait at once (0: no bound). Each waiting long-poll
+  // holds one of the server's handler threads; past the bound a PullWork is answered at
+  // once (an item when one is queued for the caller, else RESOURCE_EXHAUSTED with a retry
+  // hint), so that Heartbeat, CompleteWork, Deregister and GetRunStatus always find a
+  // thread. duet-learner sets it below --max_rpc_threads.
+  int32_t max_waiting_polls = 0;
 };
 
 class CoordinatorService final : public v1::Coordinator::Service {
@@ -61,6 +72,15 @@ class CoordinatorService final : public v1::Coordinator::Service {
   grpc::Status Deregister(grpc::ServerContext* ctx, const v1::DeregisterRequest* req,
                           v1::DeregisterResponse* resp) override;
 
+  // Serves `store` (not owned; outlives the service) as Coordinator.Rendezvous; without
+  // one the call is FAILED_PRECONDITION. REQUIRES: called before the server starts.
+  void SetRendezvousStore(RendezvousStore* store) { rendezvous_store_ = store; }
+  grpc::Status Rendezvous(grpc::ServerContext* ctx, const v1::RendezvousRequest* req,
+                          v1::RendezvousResponse* resp) override;
+
+  // PullWork calls waiting now (for tests and metrics).
+  int waiting_polls() const { return waiting_polls_.load(); }
+
  private:
   // What a result must be on its own: token ids in the vocabulary, finite values.
   absl::Status ValidateResult(const v1::CompleteWorkRequest& req) const;
@@ -76,6 +96,8 @@ class CoordinatorService final : public v1::Coordinator::Service {
   const std::string auth_token_;
   const RequestLimits limits_;
   std::function<void(v1::RunStatus*)> status_fn_;
+  std::atomic<int> waiting_polls_{0};  // PullWork calls inside the queue's wait
+  RendezvousStore* rendezvous_store_ = nullptr;  // set once before serving
 };
 
 }  // namespace duet

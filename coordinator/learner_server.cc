@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <optional>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <glog/logging.h>
@@ -12,6 +14,7 @@
 #include <torch/torch.h>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -72,23 +75,30 @@ absl::StatusOr<int> LearnerServer::Start() {
   queue_ = std::make_unique<WorkQueue>(run_id_, RealClock(), WorkQueue::kDefaultMaxWorkers,
                                        absl::Seconds(r.lease_seconds));
   queue_->SetMetrics(telemetry_->queue());
+  queue_->SetFaultPolicy({r.faults.quarantine_after, absl::Seconds(r.faults.quarantine_cooldown_seconds)});
   RendezvousInfo rv;
   rv.run_id = run_id_;
   rv.store_host = options_.store_host;
+  rv.rendezvous_over_grpc = true;
   rv.world_size = 0;  // seats come with each broadcast epoch (WeightSync)
   rv.backend = r.collective;
   rv.frozen_scorer = r.frozen_scorer;
-  if (r.collective != "none") {
-    DUET_ASSIGN_OR_RETURN(store_, StoreServer::Start(options_.store_port, absl::Minutes(10)));
-    rv.store_port = store_->port();
-  }
+  rv.rewards = {r.self_reward, r.reward};
+  if (r.collective != "none") rendezvous_ = std::make_shared<RendezvousStore>();
   DUET_RETURN_IF_ERROR(PublishSnapshot(/*version=*/0));
   RequestLimits limits;
   limits.layout = bundle_->layout;
   limits.max_sequence_tokens = bundle_->model.config().max_position_embeddings;
+  // Long-polls may hold at most three quarters of the handler threads (at least 16 stay
+  // for the control calls), so a flood of idle workers never starves heartbeats and results.
+  if (options_.max_rpc_threads > 0) {
+    limits.max_waiting_polls =
+        std::max(1, options_.max_rpc_threads - std::max(16, options_.max_rpc_threads / 4));
+  }
   service_ = std::make_unique<CoordinatorService>(
       queue_.get(), &snapshot_, rv, options_.auth_token, limits,
       [this](v1::RunStatus* s) { s->set_step(step_.load()); });
+  service_->SetRendezvousStore(rendezvous_.get());
   DUET_ASSIGN_OR_RETURN(auto creds, MakeServerCredentials(options_.tls));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -120,7 +130,7 @@ absl::StatusOr<int> LearnerServer::Start() {
     LOG(INFO) << "grpc.health.v1 (plaintext) on port " << health_port_;
   }
   LOG(INFO) << "learner " << run_id_ << " serving on port " << port
-            << (store_ ? absl::StrCat(", c10d store on port ", store_->port()) : "");
+            << (rendezvous_ ? ", broadcast rendezvous over the same channel" : "");
   return port;
 }
 
@@ -148,21 +158,63 @@ absl::Status LearnerServer::AwaitPools() {
 void LearnerServer::FormEpoch(const std::vector<WorkerRecord>& workers) {
   collective_.reset();
   ++epoch_;
+  if (!epoch_prefix_.empty()) rendezvous_->ClosePrefix(epoch_prefix_);
   epoch_prefix_ = NewStorePrefix();
+  rendezvous_->OpenPrefix(epoch_prefix_);
   epoch_membership_ = queue_->membership_version();
   epoch_ranks_.clear();
   for (const WorkerRecord& w : workers) epoch_ranks_[w.id] = static_cast<int32_t>(epoch_ranks_.size()) + 1;
   queue_->SetRanks(epoch_ranks_);
 }
 
+void LearnerServer::NoteAbsentMembers() {
+  // Gloo's rendezvous writes one key per rank under the group's prefix, named by the rank
+  // ("<prefix>/<device>/<rank>"): the ranks with a key joined.
+  std::set<int32_t> joined;
+  for (const std::string& key : rendezvous_->KeysUnder(epoch_prefix_)) {
+    const size_t slash = key.rfind('/');
+    int32_t rank = 0;
+    if (slash != std::string::npos && absl::SimpleAtoi(key.substr(slash + 1), &rank)) joined.insert(rank);
+  }
+  if (joined.empty()) return;  // nobody joined (the learner's own rank failed): no one to blame
+  for (const auto& [id, rank] : epoch_ranks_) {
+    if (joined.count(rank) > 0) {
+      absent_.erase(id);
+      continue;
+    }
+    Absent& a = absent_[id];
+    ++a.misses;
+    a.until_sync = syncs_ + 1 + (int64_t{1} << std::min(a.misses, 6));
+    LOG(WARNING) << "worker " << id << " (rank " << rank << ") never joined broadcast epoch " << epoch_
+                 << ": it gets weights over gRPC until sync " << a.until_sync << " (" << a.misses << " misses)";
+  }
+}
+
 absl::Status LearnerServer::SyncWorkers(int64_t version) {
   DUET_RETURN_IF_ERROR(PublishSnapshot(version));
   const uint64_t sum = snapshot_.checksum();
   queue_->ExpireSilentWorkers();
-  const std::vector<WorkerRecord> workers = queue_->Workers();
-  const bool broadcast = store_ != nullptr && !workers.empty();
-  const bool new_epoch = broadcast && (!collective_ || epoch_membership_ != queue_->membership_version());
-  if (new_epoch) FormEpoch(workers);
+  // Syncs go only to workers that have pulled work since registering: a registration
+  // that never pulls (it may be a squatter, or still starting) would otherwise hold every
+  // member in the rendezvous and the sync until their timeouts. Such a worker catches up
+  // over gRPC when its first item asks for a newer version than it holds
+  // (worker/worker_runtime.h).
+  std::vector<WorkerRecord> workers;
+  for (const WorkerRecord& w : queue_->Workers()) {
+    if (w.pulled) workers.push_back(w);
+  }
+  ++syncs_;
+  std::vector<WorkerRecord> members;
+  for (const WorkerRecord& w : workers) {
+    auto a = absent_.find(w.id);
+    if (a == absent_.end() || a->second.until_sync <= syncs_) members.push_back(w);
+  }
+  const bool broadcast = rendezvous_ != nullptr && !members.empty();
+  bool same_members = members.size() == epoch_ranks_.size();
+  for (const WorkerRecord& w : members) same_members = same_members && epoch_ranks_.count(w.id) > 0;
+  const bool new_epoch =
+      broadcast && (!collective_ || epoch_membership_ != queue_->membership_version() || !same_members);
+  if (new_epoch) FormEpoch(members);
   auto submit = [&](const WorkerRecord& w, bool over_grpc) {
     v1::WorkItem item;
     item.set_policy_version(version);
@@ -179,17 +231,26 @@ absl::Status LearnerServer::SyncWorkers(int64_t version) {
     return queue_->Submit(w.role, std::move(item), w.id);
   };
   std::vector<std::string> ids;
-  for (const WorkerRecord& w : workers) ids.push_back(submit(w, /*over_grpc=*/!broadcast));
+  for (const WorkerRecord& w : workers) {
+    ids.push_back(submit(w, /*over_grpc=*/!broadcast || epoch_ranks_.count(w.id) == 0));
+  }
   if (broadcast) {
     absl::Status c10d = absl::OkStatus();
     if (new_epoch) {
       CollectiveOptions c;
       c.backend = options_.recipe.collective;
-      c.store_host = "127.0.0.1";
+      c.rendezvous = rendezvous_;
+      // Leases keep running while the learner waits in the rendezvous: a member lost
+      // meanwhile (silent past its lease, or gone) ends this epoch at once instead of at
+      // the collective timeout.
+      c.abandon = [this, membership = epoch_membership_] {
+        queue_->ExpireSilentWorkers();
+        return queue_->membership_version() != membership;
+      };
+      c.store_host = options_.store_host;
       // The learner's Gloo transport listens only on the address the operator gave for
       // the data plane (the one workers are told to reach), not on every interface.
       c.device_hostname = options_.store_host;
-      c.store_port = store_->port();
       c.rank = 0;
       c.world_size = static_cast<int>(epoch_ranks_.size()) + 1;
       c.group_prefix = epoch_prefix_;
@@ -214,6 +275,7 @@ absl::Status LearnerServer::SyncWorkers(int64_t version) {
       // A member died, stalled or left: this epoch is over. The workers' own c10d calls
       // fail too (their sync results say so) and they get the weights over gRPC below.
       LOG(WARNING) << "broadcast epoch " << epoch_ << " failed: " << c10d << "; falling back to the gRPC stream";
+      if (new_epoch) NoteAbsentMembers();
       collective_.reset();
       epoch_membership_ = -1;
     }
@@ -238,28 +300,36 @@ absl::Status LearnerServer::SyncWorkers(int64_t version) {
     }
     return false;
   };
-  DUET_ASSIGN_OR_RETURN(auto results, queue_->Await(ids, options_.collective_timeout + absl::Minutes(2)));
-  std::vector<WorkerRecord> retry;
-  for (const auto& res : results) {
-    if (!still_live(res.worker_id())) continue;
-    if (broadcast && res.has_error()) {  // the c10d path failed for it: the stream is the fallback
-      LOG(WARNING) << "weight sync on " << res.worker_id() << " failed over c10d: " << res.error().message();
-      for (const WorkerRecord& w : workers) {
-        if (w.id == res.worker_id()) retry.push_back(w);
-      }
-      continue;
+  // One worker never fails the step: one that did not take or confirm its sync in time,
+  // or cannot take the weights even over gRPC, is dropped from the run (as if lost: it
+  // registers again and fetches the weights then).
+  const absl::Duration grace = absl::Seconds(options_.recipe.faults.sync_grace_seconds);
+  auto settle = [&](const WorkerRecord& w, const std::optional<v1::CompleteWorkRequest>& res, bool may_retry,
+                    std::vector<WorkerRecord>* retry) {
+    if (!still_live(w.id)) return;
+    if (!res.has_value()) {
+      (void)queue_->Evict(w.id, absl::StrCat("did not take or confirm weight sync v", version, " in time"));
+      return;
     }
-    DUET_RETURN_IF_ERROR(confirmed(res));
-  }
+    if (res->has_error() && may_retry) {  // the c10d path failed for it: the stream is the fallback
+      LOG(WARNING) << "weight sync on " << w.id << " failed over c10d: " << res->error().message();
+      retry->push_back(w);
+      return;
+    }
+    if (absl::Status s = confirmed(*res); !s.ok()) {
+      (void)queue_->Evict(w.id, absl::StrCat("weight sync v", version, ": ", s.message()));
+    }
+  };
+  DUET_ASSIGN_OR_RETURN(auto results, queue_->AwaitWithin(ids, options_.collective_timeout + grace));
+  std::vector<WorkerRecord> retry;
+  for (size_t i = 0; i < results.size(); ++i) settle(workers[i], results[i], /*may_retry=*/broadcast, &retry);
   if (retry.empty()) return absl::OkStatus();
   collective_.reset();
   epoch_membership_ = -1;  // the next sync re-forms the group
   std::vector<std::string> again;
   for (const WorkerRecord& w : retry) again.push_back(submit(w, /*over_grpc=*/true));
-  DUET_ASSIGN_OR_RETURN(auto second, queue_->Await(again, absl::Minutes(2)));
-  for (const auto& res : second) {
-    if (still_live(res.worker_id())) DUET_RETURN_IF_ERROR(confirmed(res));
-  }
+  DUET_ASSIGN_OR_RETURN(auto second, queue_->AwaitWithin(again, grace));
+  for (size_t i = 0; i < second.size(); ++i) settle(retry[i], second[i], /*may_retry=*/false, nullptr);
   return absl::OkStatus();
 }
 
@@ -310,6 +380,12 @@ absl::Status LearnerServer::Run() {
     }
   }
   step_ = start;
+  const RlRecipe loop_recipe = r.LoopRecipe();
+  // The target and the pools the recipe asks for are published before the wait for the
+  // workers: a learner waiting for its pools says how many it needs (the autoscaling
+  // signal, docs/metrics.md), not 0.
+  telemetry_->RecordStart(r.steps, start, start_version, loop_recipe.max_lag);
+  telemetry_->UpdatePools(r.rollout_workers, r.scorer_workers);
   DUET_RETURN_IF_ERROR(AwaitPools());
   if (stop_.load() && step_ == start) {
     // Stopped while waiting for the workers: nothing trained, nothing to sync.
@@ -325,15 +401,16 @@ absl::Status LearnerServer::Run() {
   if (start_version > 0) DUET_RETURN_IF_ERROR(SyncWorkersMetered(start_version));
 
   DispatchOptions dispatch;
+  dispatch.poison_workers = r.faults.poison_workers;
+  dispatch.item_deadline_base = absl::Seconds(r.faults.item_deadline_seconds);
+  dispatch.item_deadline_per_row = absl::Seconds(r.faults.item_deadline_per_row_seconds);
   auto served = [this] { return snapshot_.version(); };
   RemoteRollout rollout(queue_.get(), served, dispatch);
   RemoteScorer scorer(queue_.get(), served, dispatch);
-  const RlRecipe loop_recipe = r.LoopRecipe();
   RlLoop loop(updater_.get(), &rollout, &scorer, prompts_, images_, loop_recipe, start_version);
   // Destroyed before `loop`: however Run() returns, the work queue closes first, so that
   // the collections still in flight (asynchronous mode) end and the loop can join them.
   absl::Cleanup shutdown_first = [this] { Shutdown(); };
-  telemetry_->RecordStart(r.steps, start, start_version, loop_recipe.max_lag);
   if (loop_recipe.collect_ahead > 0) {
     LOG(INFO) << "asynchronous mode: collecting " << loop_recipe.collect_ahead
               << " steps ahead, samples at most " << loop_recipe.max_lag << " versions old";
@@ -382,14 +459,17 @@ absl::Status LearnerServer::Run() {
   if (loop.version() % r.sync_every != 0) DUET_RETURN_IF_ERROR(SyncWorkersMetered(loop.version()));
   DUET_RETURN_IF_ERROR(world::SaveBundle(JoinPath(r.out, "model"), *bundle_));
   // Where every process ended: the learner's version and checksum, and what each worker
-  // confirmed at the last sync (tests and operators compare them).
+  // confirmed at the last sync (tests and operators compare them). A frozen judge (a
+  // scorer under frozen_scorer) verifies and confirms every sync but keeps computing with
+  // the base weights: its entry says so ("weights": "base"), the others' "policy".
   nlohmann::json final_state = {{"step", step}, {"policy_version", loop.version()},
                                 {"checksum", snapshot_.checksum()}, {"workers", nlohmann::json::array()}};
   for (const WorkerRecord& w : queue_->Workers()) {
     final_state["workers"].push_back({{"id", w.id}, {"name", w.name}, {"rank", w.rank},
                                       {"policy_version", w.confirmed_version},
                                       {"checksum", w.confirmed_checksum},
-                                      {"items_completed", w.items_completed}});
+                                      {"items_completed", w.items_completed},
+                                      {"weights", r.frozen_scorer && w.role == v1::ROLE_SCORER ? "base" : "policy"}});
   }
   DUET_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(r.out, "final_state.json"), final_state.dump(2)));
   LOG(INFO) << (stop_.load() ? "stopped" : "finished") << " at step " << step << ", policy version "
@@ -418,7 +498,6 @@ void LearnerServer::Shutdown() {
     health_server_.reset();
   }
   collective_.reset();
-  store_.reset();
 }
 
 }  // namespace duet

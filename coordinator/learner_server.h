@@ -44,8 +44,10 @@ namespace duet {
 struct LearnerOptions {
   Recipe recipe;
   std::string address = "127.0.0.1:0";  // gRPC listen address
-  std::string store_host = "127.0.0.1";   // address workers reach the TCPStore at
-  int store_port = 0;
+  // The learner's data-plane address: its Gloo transport listens there only. (The ranks
+  // meet through the learner's rendezvous store, reached over the gRPC service: no store
+  // port of its own.)
+  std::string store_host = "127.0.0.1";
   std::string auth_token;                 // empty: auth disabled
   TransportSecurity tls;
   bool resume = false;
@@ -95,6 +97,9 @@ class LearnerServer {
   absl::Status SyncWorkers(int64_t version);
   // Starts a new broadcast epoch over `workers`: ranks 1..N, a fresh store prefix.
   void FormEpoch(const std::vector<WorkerRecord>& workers);
+  // After the current epoch's rendezvous failed: the members whose rank key never reached
+  // the rendezvous store are absent (see absent_); the others' misses are forgotten.
+  void NoteAbsentMembers();
   absl::Status PublishSnapshot(int64_t version);
   absl::Status Checkpoint(int64_t step, int64_t version);
   // SyncWorkers and Checkpoint, timed and counted in the metrics.
@@ -112,7 +117,9 @@ class LearnerServer {
   WeightSnapshot snapshot_;
   std::unique_ptr<CoordinatorService> service_;
   std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<StoreServer> store_;
+  // The broadcast epochs' rendezvous (null: collective none). Workers reach it through
+  // service_ (Coordinator.Rendezvous), the learner's rank in process.
+  std::shared_ptr<RendezvousStore> rendezvous_;
   std::unique_ptr<Collective> collective_;
   std::unique_ptr<PolicyUpdater> updater_;
   AdamW* optimizer_ = nullptr;  // updater_'s
@@ -124,6 +131,15 @@ class LearnerServer {
   int64_t epoch_membership_ = -1;
   std::string epoch_prefix_;
   std::map<std::string, int32_t> epoch_ranks_;
+  // Members that did not join a failed epoch's rendezvous (their rank's key never
+  // appeared) get their syncs over gRPC for a while, doubling with each miss: one worker
+  // that never joins costs a failed epoch at sync 1, 3, 7, 15, ..., not at every sync.
+  struct Absent {
+    int misses = 0;
+    int64_t until_sync = 0;  // left out of the epochs of syncs before this one
+  };
+  std::map<std::string, Absent> absent_;
+  int64_t syncs_ = 0;  // SyncWorkers calls so far
   std::unique_ptr<LearnerTelemetry> telemetry_;  // made in the constructor, before the queue
   std::unique_ptr<grpc::Server> health_server_;
   int health_port_ = 0;

@@ -45,9 +45,8 @@ DEFINE_string(collective, duet::Recipe().collective, "recipe.collective: gloo, n
 DEFINE_string(address, "127.0.0.1:50051", "gRPC listen address (port 0: any free port, see --port_file)");
 DEFINE_string(port_file, "", "write the bound gRPC port to this file once serving");
 DEFINE_string(store_host, "127.0.0.1",
-              "data-plane address: workers reach the c10d store and the learner's Gloo transport here, "
-              "and Gloo listens only on it");
-DEFINE_int32(store_port, 0, "c10d TCPStore port (0: any free port)");
+              "data-plane address: workers reach the learner's Gloo transport here, and Gloo listens only "
+              "on it (the ranks meet over the gRPC channel: no store port of its own)");
 DEFINE_int32(collective_timeout_s, 60,
              "bound on one c10d rendezvous or broadcast; past it the sync falls back to the gRPC stream");
 DEFINE_string(auth_token, "", "shared token every RPC must carry (or --auth_token_file / $DUET_AUTH_TOKEN)");
@@ -78,7 +77,7 @@ int main(int argc, char** argv) {
           {{"recipe", {"config", "model", "data", "out", "steps", "algorithm", "directions", "k", "lr", "kl_coef",
                        "frozen_scorer", "seed", "sync_every", "max_lag", "collective"}},
            {"worker pools", {"rollout_workers", "scorer_workers"}},
-           {"serving", {"address", "port_file", "store_host", "store_port", "collective_timeout_s", "threads", "max_rpc_threads", "resume", "metrics_address", "health_address"}},
+           {"serving", {"address", "port_file", "store_host", "collective_timeout_s", "threads", "max_rpc_threads", "resume", "metrics_address", "health_address"}},
            {"security", {"auth_token_file", "auth_token", "allow_insecure_no_auth", "tls_cert", "tls_key",
                          "tls_client_ca"}}})) {
     return 0;
@@ -139,7 +138,6 @@ int main(int argc, char** argv) {
   options.recipe = recipe;
   options.address = FLAGS_address;
   options.store_host = FLAGS_store_host;
-  options.store_port = FLAGS_store_port;
   options.resume = FLAGS_resume;
   options.collective_timeout = absl::Seconds(std::max(1, FLAGS_collective_timeout_s));
   options.max_rpc_threads = FLAGS_max_rpc_threads;

@@ -8,8 +8,9 @@ namespace {
 
 int RoleIndex(v1::Role role) { return role == v1::ROLE_ROLLOUT ? 0 : 1; }
 bool Transient(int code) {
-  // What DispatchItems (remote_backends.cc) re-issues: UNAVAILABLE, DEADLINE_EXCEEDED,
-  // RESOURCE_EXHAUSTED.
+  // A worker's passing trouble (IsTransientWorkerError): UNAVAILABLE, DEADLINE_EXCEEDED,
+  // RESOURCE_EXHAUSTED, counted as re-issued; other codes count as failed items.
+  // DispatchItems (remote_backends.cc) re-issues both until the item is poisoned.
   return code == 14 || code == 4 || code == 8;
 }
 
@@ -192,6 +193,27 @@ void QueueMetrics::OnLateResult(const std::string& worker_id) {
   absl::MutexLock lock(&mu_);
   auto it = lost_role_.find(worker_id);
   if (it != lost_role_.end()) metrics_->late_results_refused.Get(it->second == 0).Increment();
+}
+
+void QueueMetrics::OnWorkerError(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = worker_role_.find(worker_id);
+  if (it != worker_role_.end()) metrics_->worker_errors.Get(it->second == 0).Increment();
+}
+
+void QueueMetrics::OnQuarantine(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = worker_role_.find(worker_id);
+  if (it != worker_role_.end()) metrics_->quarantined_workers.Get(it->second == 0).Increment();
+}
+
+void QueueMetrics::OnItemTimeout(const std::string& item_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = items_.find(item_id);
+    if (it != items_.end()) metrics_->items_timed_out.Get(it->second.role == 0).Increment();
+  }
+  OnDrop(item_id);
 }
 
 void QueueMetrics::Refresh() {

@@ -53,6 +53,12 @@ class QueueMetrics {
   void OnWorkerGone(const std::string& worker_id, bool lost);
   // A result from a worker that was lost, refused.
   void OnLateResult(const std::string& worker_id);
+  // An error result or a missed deadline was charged to the worker.
+  void OnWorkerError(const std::string& worker_id);
+  // The worker is quarantined (OnWorkerGone(lost) follows).
+  void OnQuarantine(const std::string& worker_id);
+  // The leased item was taken back at its deadline (it completes with an error result).
+  void OnItemTimeout(const std::string& item_id);
 
   // Advances the time-integrated counters to now and sets the live-worker gauges.
   void Refresh();

@@ -1,10 +1,12 @@
 #include "coordinator/remote_backends.h"
 
 #include <algorithm>
+#include <set>
 
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "rpc/proto_convert.h"
 
@@ -35,33 +37,66 @@ bool IsTransientWorkerError(absl::StatusCode code) {
          code == absl::StatusCode::kResourceExhausted;
 }
 
+absl::Duration ItemDeadline(const DispatchOptions& options, int64_t rows) {
+  return options.item_deadline_base + options.item_deadline_per_row * rows;
+}
+
+namespace {
+
+int64_t ItemRows(const v1::WorkItem& item) {
+  if (item.has_rollout()) return static_cast<int64_t>(item.rollout().inputs_size()) * item.rollout().k();
+  if (item.has_score()) return item.score().queries_size();
+  return 0;
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<v1::CompleteWorkRequest>> DispatchItems(WorkQueue* queue, v1::Role role,
                                                                    std::vector<v1::WorkItem> items,
                                                                    const DispatchOptions& options) {
+  struct Failures {
+    std::set<std::string> workers;    // that failed the item
+    std::vector<std::string> errors;  // each try's, for the step's error
+    int tries = 0;
+  };
   std::vector<v1::CompleteWorkRequest> out(items.size());
-  std::vector<int> tries(items.size(), 0);
+  std::vector<Failures> failed(items.size());
   std::vector<size_t> open(items.size());
   for (size_t i = 0; i < items.size(); ++i) open[i] = i;
   while (!open.empty()) {
     std::vector<std::string> ids;
-    for (size_t i : open) ids.push_back(queue->Submit(role, items[i]));
+    for (size_t i : open) {
+      SubmitOptions submit;
+      submit.deadline = ItemDeadline(options, ItemRows(items[i]));
+      submit.avoid = failed[i].workers;
+      ids.push_back(queue->Submit(role, items[i], std::move(submit)));
+    }
     DUET_ASSIGN_OR_RETURN(auto results, queue->Await(ids, options.item_timeout));
     std::vector<size_t> again;
     for (size_t k = 0; k < open.size(); ++k) {
       v1::CompleteWorkRequest& r = results[k];
       const size_t i = open[k];
-      if (r.has_error()) {
-        const auto code = static_cast<absl::StatusCode>(r.error().code());
-        if (IsTransientWorkerError(code) && tries[i] < options.max_retries) {
-          ++tries[i];
-          LOG(WARNING) << "re-issuing item " << ids[k] << " (try " << tries[i] << " of " << options.max_retries
-                       << ") after a transient error: " << ErrorFrom(r);
-          again.push_back(i);
-          continue;
-        }
-        return ErrorFrom(r);
+      if (!r.has_error()) {
+        out[i] = std::move(r);
+        continue;
       }
-      out[i] = std::move(r);
+      Failures& f = failed[i];
+      const absl::Status error = ErrorFrom(r);
+      ++f.tries;
+      f.workers.insert(r.worker_id());
+      f.errors.push_back(error.ToString());
+      const bool poisoned = static_cast<int>(f.workers.size()) >= options.poison_workers ||
+                            (f.tries > options.max_retries && queue->AllWorkersIn(role, f.workers));
+      if (poisoned) {
+        return absl::Status(error.code(),
+                            absl::StrCat("work item ", i, " of ", items.size(), " failed ", f.tries, " times on ",
+                                         f.workers.size(), " worker(s) (", absl::StrJoin(f.workers, ", "),
+                                         "): ", absl::StrJoin(f.errors, "; ")));
+      }
+      LOG(WARNING) << "re-issuing item " << ids[k] << " (failed " << f.tries << " times, on "
+                   << absl::StrJoin(f.workers, ", ") << ") after "
+                   << (IsTransientWorkerError(error.code()) ? "a transient" : "an") << " error: " << error;
+      again.push_back(i);
     }
     open = std::move(again);
   }

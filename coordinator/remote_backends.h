@@ -32,19 +32,35 @@ struct DispatchOptions {
   absl::Duration item_timeout = absl::Minutes(10);
   absl::Duration worker_wait = absl::Minutes(2);  // for the first worker of a role
   int64_t min_rows_per_item = 8;
-  // How often one item is re-issued after a transient worker error.
+  // Tries of one item, in all, before it fails the step when every worker of the role
+  // has failed it (a pool of one keeps today's bound: the first try and 3 re-issues).
   int max_retries = 3;
+  // An item that failed on this many distinct workers is poisoned: it fails the step.
+  int poison_workers = 3;
+  // Each rollout or score item is taken back from its worker (and re-issued to another)
+  // this long after it was pulled: base + per_row * its rows (inputs * k, or queries).
+  // Zero base and per-row: no deadline.
+  absl::Duration item_deadline_base = absl::Seconds(60);
+  absl::Duration item_deadline_per_row = absl::Seconds(1);
 };
 
-// True for the worker error codes that re-issue an item: UNAVAILABLE,
+// The deadline of an item of `rows` rows under `options` (zero: none).
+absl::Duration ItemDeadline(const DispatchOptions& options, int64_t rows);
+
+// True for the worker error codes that are a worker's passing trouble: UNAVAILABLE,
 // DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED (a worker going away, slow or out of memory).
-// Every other code fails the step with the worker's message.
+// The dispatch treats every code alike (below); this names them in logs.
 bool IsTransientWorkerError(absl::StatusCode code);
 
-// Queues `items` for workers of `role` and returns their results in order. An item whose
-// worker reports a transient error is queued again, up to options.max_retries times; a
-// permanent error, or a transient one past the retries, fails with the worker's code and
-// message. DeadlineExceeded when results do not come within options.item_timeout.
+// Queues `items` for workers of `role` and returns their results in order. An error
+// result (any code, or a missed item deadline) is charged to the worker that made it
+// (WorkQueue quarantines a worker whose errors repeat) and its item is queued again for
+// another worker of the role (one that failed it gets it only when no other is
+// registered). The step fails, naming the item and each worker's error, only when the
+// item is poisoned: it failed on options.poison_workers distinct workers, or it failed
+// more than options.max_retries times and every registered worker of the role has failed
+// it. So one broken or hostile worker cannot end a run that has a healthy one.
+// DeadlineExceeded when results do not come within options.item_timeout.
 absl::StatusOr<std::vector<v1::CompleteWorkRequest>> DispatchItems(WorkQueue* queue, v1::Role role,
                                                                    std::vector<v1::WorkItem> items,
                                                                    const DispatchOptions& options);

@@ -347,12 +347,73 @@ TEST_F(RemoteBackendsTest, ATransientErrorThenASuccessGivesTheResult) {
   EXPECT_EQ(calls.load(), 2);
 }
 
-TEST_F(RemoteBackendsTest, PermanentErrorsAreNotReissued) {
+// Issue 17, finding 3: a permanent code is no longer the end of the run on its own: it
+// follows the same bound as a transient one (here: the only worker, so max_retries).
+TEST_F(RemoteBackendsTest, PermanentErrorsOfTheOnlyWorkerFailTheStepAfterTheRetries) {
   StartWorkers(v1::ROLE_SCORER, 1, ErrorHandler(absl::StatusCode::kInvalidArgument, "bad pair"));
   RemoteScorer scorer(&queue_, served_, Options(/*min_rows_per_item=*/100));
   EXPECT_EQ(scorer.Score(Queries(2), 0).status().code(), absl::StatusCode::kInvalidArgument);
   absl::MutexLock lock(&mu_);
-  EXPECT_EQ(seen_.size(), 1u);
+  EXPECT_EQ(seen_.size(), 4u);  // the first try and max_retries (3) more
+}
+
+// Issue 17, findings 2 and 3: a worker that answers every item with an error (transient
+// or not) is quarantined, its items go to the healthy worker, and every step succeeds.
+TEST_F(RemoteBackendsTest, OneWorkerFailingEveryItemDoesNotEndTheRun) {
+  for (const absl::StatusCode code : {absl::StatusCode::kUnavailable, absl::StatusCode::kInternal}) {
+    SCOPED_TRACE(absl::StatusCodeToString(code));
+    FakeClock clock;
+    WorkQueue queue("run", &clock);
+    std::vector<std::thread> threads;
+    std::atomic<int> bad_items{0};
+    auto start = [&](const std::string& name, Handler handler) {
+      const std::string id = queue.Register(v1::ROLE_ROLLOUT, name, 8)->id;
+      threads.emplace_back([&queue, id, handler] {
+        for (;;) {
+          auto item = queue.Pull(id, absl::Hours(1));
+          if (!item.ok()) return;  // closed, or quarantined
+          if (!item->has_value()) continue;
+          v1::CompleteWorkRequest r = handler(**item);
+          r.set_worker_id(id);
+          r.set_item_id((*item)->item_id());
+          EXPECT_TRUE(queue.Complete(r).ok());
+        }
+      });
+    };
+    Handler error = ErrorHandler(code, "broken worker");
+    start("bad", [&bad_items, error](const v1::WorkItem& item) {
+      ++bad_items;
+      return error(item);
+    });
+    start("good", RolloutHandler());
+    RemoteRollout rollout(&queue, served_, Options(/*min_rows_per_item=*/1));
+    // Which worker pulls which item is up to the threads: step until the broken one has
+    // had its three items (a bound keeps a scheduler that starves it from hanging here).
+    for (int step = 0; step < 200 && queue.counters().workers_quarantined == 0; ++step) {
+      RolloutRequest request = CaptionRequest(4, /*k=*/2);
+      request.input_offset = step * 4;
+      absl::StatusOr<std::vector<Group>> groups = rollout.Sample(request);
+      ASSERT_TRUE(groups.ok()) << groups.status();
+      ASSERT_EQ(groups->size(), 4u);
+      for (size_t i = 0; i < 4; ++i) EXPECT_EQ(groups->at(i).samples[1].output, FakeImage(step * 4 + i, 1));
+    }
+    EXPECT_EQ(queue.counters().workers_quarantined, 1);
+    EXPECT_LE(bad_items.load(), 3);  // quarantined at its third error
+    queue.Close();
+    for (auto& t : threads) t.join();
+  }
+}
+
+// An item that fails on poison_workers distinct workers fails the step, naming each.
+TEST_F(RemoteBackendsTest, AnItemThatFailsOnThreeWorkersIsPoisonedAndNamesThem) {
+  StartWorkers(v1::ROLE_SCORER, 3, ErrorHandler(absl::StatusCode::kInternal, "cannot score this pair"));
+  RemoteScorer scorer(&queue_, served_, Options(/*min_rows_per_item=*/100));
+  const absl::Status s = scorer.Score(Queries(2), 0).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal) << s;
+  for (const char* id : {"fake", "fake-2", "fake-3"}) EXPECT_NE(s.message().find(id), absl::string_view::npos) << s;
+  EXPECT_NE(s.message().find("3 worker(s)"), absl::string_view::npos) << s;
+  absl::MutexLock lock(&mu_);
+  EXPECT_EQ(seen_.size(), 3u);  // one try each: no worker got it twice
 }
 
 TEST_F(RemoteBackendsTest, MalformedRolloutResultsAreErrors) {

@@ -1,6 +1,7 @@
 #include "coordinator/work_queue.h"
 
 #include <algorithm>
+#include <random>
 
 #include <glog/logging.h>
 
@@ -13,6 +14,22 @@ namespace {
 
 // How often waiting Await and AwaitWorkers calls look for silent workers.
 constexpr absl::Duration kExpirySlice = absl::Seconds(1);
+
+// 128 random bits from the OS (std::random_device reads /dev/urandom), as hex.
+std::string NewSession() {
+  std::random_device os;
+  std::string out;
+  for (int i = 0; i < 4; ++i) absl::StrAppend(&out, absl::Hex(os(), absl::kZeroPad8));
+  return out;
+}
+
+// Compares in time independent of where the strings differ.
+bool SameSecret(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
 
 }  // namespace
 
@@ -37,7 +54,7 @@ void WorkQueue::RemoveWorkerLocked(std::map<std::string, WorkerRecord>::iterator
     ++counters_.workers_left;
   }
   if (metrics_) metrics_->OnWorkerGone(id, lost);
-  auto fail = [&](const v1::WorkItem& item) {
+  auto fail = [&](const v1::WorkItem& item) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     v1::CompleteWorkRequest r;
     r.set_worker_id(id);
     r.set_item_id(item.item_id());
@@ -64,14 +81,62 @@ void WorkQueue::RemoveWorkerLocked(std::map<std::string, WorkerRecord>::iterator
     if (f->second.item.has_sync()) {
       fail(f->second.item);
     } else {
-      pending_.push_front(Pending{role, "", std::move(f->second.item)});
+      pending_.push_front(Pending{role, "", std::move(f->second.item), f->second.deadline_span,
+                                  std::move(f->second.avoid)});
       ++counters_.items_reissued;
     }
     f = in_flight_.erase(f);
   }
 }
 
+void WorkQueue::ChargeErrorLocked(std::map<std::string, WorkerRecord>::iterator it, const std::string& why) {
+  WorkerRecord& w = it->second;
+  ++w.errors;
+  ++w.consecutive_errors;
+  ++counters_.errors_charged;
+  if (metrics_) metrics_->OnWorkerError(w.id);
+  LOG(WARNING) << "worker " << w.id << ": error " << w.consecutive_errors << " in a row charged: " << why;
+  if (fault_policy_.quarantine_after <= 0 || w.consecutive_errors < fault_policy_.quarantine_after) return;
+  bool other = false;
+  for (const auto& [id, o] : workers_) other = other || (id != w.id && o.role == w.role);
+  if (!other) return;  // the only worker of its role: the items' own bounds decide
+  const std::string key = w.name.empty() ? w.id : w.name;
+  quarantined_[key] = clock_->Now() + fault_policy_.cooldown;
+  ++counters_.workers_quarantined;
+  LOG(WARNING) << "worker " << w.id << " quarantined for " << absl::FormatDuration(fault_policy_.cooldown)
+               << " after " << w.consecutive_errors << " errors in a row (last: " << why
+               << "); its items go to others";
+  if (metrics_) metrics_->OnQuarantine(w.id);
+  RemoveWorkerLocked(it, /*lost=*/true);
+}
+
+void WorkQueue::ExpireItemsLocked() {
+  const absl::Time now = clock_->Now();
+  std::vector<std::string> expired;
+  for (const auto& [item_id, f] : in_flight_) {
+    if (f.deadline <= now) expired.push_back(item_id);
+  }
+  for (const std::string& item_id : expired) {
+    auto f = in_flight_.find(item_id);
+    const std::string holder = f->second.worker_id;
+    v1::CompleteWorkRequest r;
+    r.set_worker_id(holder);
+    r.set_item_id(item_id);
+    r.mutable_error()->set_code(static_cast<int>(absl::StatusCode::kDeadlineExceeded));
+    const std::string why = absl::StrCat("worker '", holder, "' held item ", item_id, " past its deadline (",
+                                         absl::FormatDuration(f->second.deadline_span), ")");
+    r.mutable_error()->set_message(why);
+    in_flight_.erase(f);
+    ++counters_.items_timed_out;
+    if (metrics_) metrics_->OnItemTimeout(item_id);
+    results_[item_id] = std::move(r);
+    auto w = workers_.find(holder);
+    if (w != workers_.end()) ChargeErrorLocked(w, why);
+  }
+}
+
 void WorkQueue::ExpireLocked() {
+  ExpireItemsLocked();
   if (lease_ <= absl::ZeroDuration()) return;
   const absl::Time now = clock_->Now();
   for (auto it = workers_.begin(); it != workers_.end();) {
@@ -96,6 +161,40 @@ bool WorkQueue::AwaitExpiringLocked(const absl::Condition& condition, absl::Dura
   }
 }
 
+void WorkQueue::SetFaultPolicy(const FaultPolicy& policy) {
+  absl::MutexLock lock(&mu_);
+  fault_policy_ = policy;
+}
+
+absl::Status WorkQueue::Authenticate(const std::string& worker_id, const std::string& session) const {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown worker '", worker_id,
+                                            "' (lost, quarantined or never registered): register again"));
+  }
+  if (!SameSecret(it->second.session, session)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("session: not the one registered for worker '", worker_id, "'"));
+  }
+  return absl::OkStatus();
+}
+
+void WorkQueue::NoteLateResult(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  if (workers_.count(worker_id) > 0 || lost_.count(worker_id) == 0) return;
+  ++counters_.late_results_refused;
+  if (metrics_) metrics_->OnLateResult(worker_id);
+}
+
+bool WorkQueue::AllWorkersIn(v1::Role role, const std::set<std::string>& workers) const {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, w] : workers_) {
+    if (w.role == role && workers.count(id) == 0) return false;
+  }
+  return true;
+}
+
 std::vector<std::string> WorkQueue::ExpireSilentWorkers() {
   absl::MutexLock lock(&mu_);
   const std::set<std::string> before = lost_;
@@ -113,6 +212,7 @@ absl::Status WorkQueue::Heartbeat(const std::string& worker_id) {
     return absl::NotFoundError(absl::StrCat("unknown worker '", worker_id, "': register again"));
   }
   TouchLocked(worker_id);
+  ExpireLocked();  // heartbeats go on while the learner is busy elsewhere: so do the leases
   return absl::OkStatus();
 }
 
@@ -149,6 +249,15 @@ absl::StatusOr<WorkerRecord> WorkQueue::Register(v1::Role role, const std::strin
     return absl::ResourceExhaustedError(
         absl::StrCat("the run has its ", max_workers_, " workers; retry when one has left"));
   }
+  const absl::Time now = clock_->Now();
+  for (auto q = quarantined_.begin(); q != quarantined_.end();) {
+    q = q->second <= now ? quarantined_.erase(q) : std::next(q);
+  }
+  if (auto q = quarantined_.find(name); !name.empty() && q != quarantined_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat("worker '", name, "' is quarantined for another ",
+                                                      absl::FormatDuration(q->second - now),
+                                                      " after repeated errors (see the learner's log)"));
+  }
   WorkerRecord w;
   w.role = role;
   w.name = name;
@@ -165,7 +274,8 @@ absl::StatusOr<WorkerRecord> WorkQueue::Register(v1::Role role, const std::strin
   std::string id = base;
   for (int n = 2; workers_.count(id) > 0; ++n) id = absl::StrCat(base, "-", n);
   w.id = id;
-  w.last_seen = clock_->Now();
+  w.last_seen = now;
+  w.session = NewSession();
   workers_[w.id] = w;
   ++membership_version_;
   if (metrics_) metrics_->OnRegister(w.id, role);
@@ -203,12 +313,29 @@ absl::Status WorkQueue::AwaitWorkers(v1::Role role, int count, absl::Duration ti
 }
 
 std::string WorkQueue::Submit(v1::Role role, v1::WorkItem item, const std::string& worker_id) {
+  SubmitOptions options;
+  options.worker_id = worker_id;
+  return Submit(role, std::move(item), std::move(options));
+}
+
+std::string WorkQueue::Submit(v1::Role role, v1::WorkItem item, SubmitOptions options) {
   absl::MutexLock lock(&mu_);
   const std::string id = absl::StrCat(run_id_, "-", next_item_++);
   item.set_item_id(id);
   if (metrics_) metrics_->OnSubmit(id, role, item.has_sync());
-  pending_.push_back(Pending{role, worker_id, std::move(item)});
+  pending_.push_back(
+      Pending{role, std::move(options.worker_id), std::move(item), options.deadline, std::move(options.avoid)});
   return id;
+}
+
+bool WorkQueue::MayTakeLocked(const Pending& p, const std::string& worker_id, v1::Role role) const {
+  if (!p.worker_id.empty()) return p.worker_id == worker_id;
+  if (p.role != role) return false;
+  if (p.avoid.count(worker_id) == 0) return true;
+  for (const auto& [id, w] : workers_) {
+    if (w.role == role && p.avoid.count(id) == 0) return false;  // someone else can try it
+  }
+  return true;
 }
 
 absl::StatusOr<std::optional<v1::WorkItem>> WorkQueue::Pull(const std::string& worker_id,
@@ -231,16 +358,14 @@ absl::StatusOr<std::optional<v1::WorkItem>> WorkQueue::Pull(const std::string& w
     }
   }
   const v1::Role role = it->second.role;
-  auto match = [&](const Pending& p) {
-    return p.worker_id.empty() ? p.role == role : p.worker_id == worker_id;
-  };
   auto available = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (closed_) return true;
     for (const Pending& p : pending_) {
-      if (match(p)) return true;
+      if (MayTakeLocked(p, worker_id, role)) return true;
     }
     return false;
   };
+  it->second.pulled = true;
   polling_.insert(worker_id);
   if (metrics_) metrics_->OnPullBegin(worker_id);
   const absl::Time pull_start = clock_->Now();
@@ -263,7 +388,7 @@ absl::StatusOr<std::optional<v1::WorkItem>> WorkQueue::Pull(const std::string& w
       pick = p;
       break;
     }
-    if (pick == pending_.end() && match(*p)) pick = p;
+    if (pick == pending_.end() && MayTakeLocked(*p, worker_id, role)) pick = p;
   }
   if (pick == pending_.end()) {
     if (metrics_) metrics_->OnPullEnd(worker_id, clock_->Now() - pull_start, "");
@@ -271,8 +396,10 @@ absl::StatusOr<std::optional<v1::WorkItem>> WorkQueue::Pull(const std::string& w
   }
   if (metrics_) metrics_->OnPullEnd(worker_id, clock_->Now() - pull_start, pick->item.item_id());
   v1::WorkItem item = std::move(pick->item);
+  const absl::Duration span = pick->deadline;
+  const absl::Time deadline = span > absl::ZeroDuration() ? clock_->Now() + span : absl::InfiniteFuture();
+  in_flight_[item.item_id()] = InFlight{worker_id, item, role, deadline, span, std::move(pick->avoid)};
   pending_.erase(pick);
-  in_flight_[item.item_id()] = InFlight{worker_id, item};
   return std::optional<v1::WorkItem>(std::move(item));
 }
 
@@ -298,17 +425,25 @@ absl::Status WorkQueue::Complete(const v1::CompleteWorkRequest& result, const Re
         absl::StrCat("item '", result.item_id(), "' is held by another worker than '", result.worker_id(), "'"));
   }
   if (check) DUET_RETURN_IF_ERROR(check(it->second.item, result));
+  const bool work_item = !it->second.item.has_sync();
   auto w = workers_.find(result.worker_id());
-  if (w != workers_.end()) {
-    ++w->second.items_completed;
-    if (result.has_sync()) {
-      w->second.confirmed_version = result.sync().version();
-      w->second.confirmed_checksum = result.sync().checksum();
-    }
+  ++w->second.items_completed;
+  if (result.has_sync()) {
+    w->second.confirmed_version = result.sync().version();
+    w->second.confirmed_checksum = result.sync().checksum();
   }
   in_flight_.erase(it);
   results_[result.item_id()] = result;
   if (metrics_) metrics_->OnComplete(result, absl::OkStatus());
+  // Rollout and score errors count against the worker; a failed weight sync does not (an
+  // epoch fails for all its members when one of them fails it).
+  if (work_item && result.has_error()) {
+    ChargeErrorLocked(w, absl::StrCat("item ", result.item_id(), ": ",
+                                      absl::StatusCodeToString(static_cast<absl::StatusCode>(result.error().code())),
+                                      ": ", result.error().message()));
+  } else if (work_item) {
+    w->second.consecutive_errors = 0;
+  }
   return absl::OkStatus();
 }
 
@@ -347,6 +482,45 @@ absl::StatusOr<std::vector<v1::CompleteWorkRequest>> WorkQueue::Await(
     results_.erase(id);
   }
   return out;
+}
+
+absl::StatusOr<std::vector<std::optional<v1::CompleteWorkRequest>>> WorkQueue::AwaitWithin(
+    const std::vector<std::string>& item_ids, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (closed_) return true;
+    for (const auto& id : item_ids) {
+      if (results_.count(id) == 0) return false;
+    }
+    return true;
+  };
+  AwaitExpiringLocked(absl::Condition(&done), timeout);
+  if (closed_) return absl::CancelledError("run is shutting down");
+  std::vector<std::optional<v1::CompleteWorkRequest>> out;
+  for (const auto& id : item_ids) {
+    auto r = results_.find(id);
+    if (r != results_.end()) {
+      out.emplace_back(std::move(r->second));
+      results_.erase(r);
+      continue;
+    }
+    out.emplace_back(std::nullopt);
+    pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
+                                  [&](const Pending& p) { return p.item.item_id() == id; }),
+                   pending_.end());
+    in_flight_.erase(id);
+    if (metrics_) metrics_->OnDrop(id);
+  }
+  return out;
+}
+
+absl::Status WorkQueue::Evict(const std::string& worker_id, const std::string& why) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return absl::NotFoundError(absl::StrCat("unknown worker '", worker_id, "'"));
+  LOG(WARNING) << "worker " << worker_id << " dropped from the run: " << why;
+  RemoveWorkerLocked(it, /*lost=*/true);
+  return absl::OkStatus();
 }
 
 int64_t WorkQueue::items_held() const {

@@ -17,6 +17,23 @@
 // result from a lost worker is refused and counted. A graceful leave (Deregister) does
 // the same at once.
 //
+// Sessions: Register gives each worker a random session secret; the coordinator checks it
+// (Authenticate) before any call in that worker's name, so the run token alone does not
+// let one worker heartbeat, pull, complete or deregister for another.
+//
+// Item deadlines: an item submitted with a deadline that is still in flight when the
+// deadline passes is taken back whatever the heartbeats say: it completes with a
+// DEADLINE_EXCEEDED error result in its holder's name (charged to the holder, see below),
+// and the holder's late result is refused (NotFound).
+//
+// Quarantine: every error result (and every missed item deadline) is charged to the worker
+// that made it. A worker whose consecutive errors reach FaultPolicy::quarantine_after is
+// quarantined while another worker of its role is registered: it leaves the registry as
+// if lost (its items go to others, its late results are refused) and a Register under the
+// same name is refused (FailedPrecondition) for FaultPolicy::cooldown. A success resets the
+// count. Items submitted with `avoid` workers (those that failed them) go to any other
+// worker of the role first; an avoided worker gets one only when it is the only one left.
+//
 // Thread-safety: thread-safe. Every method may be called from any thread; Pull and
 // Await block without holding the mutex.
 
@@ -49,6 +66,24 @@ struct WorkerRecord {
   uint64_t confirmed_checksum = 0;
   int64_t items_completed = 0;
   absl::Time last_seen;  // last call in; the lease runs from here
+  std::string session;   // the secret calls in this worker's name carry
+  int64_t errors = 0;              // error results and missed deadlines charged to it
+  int32_t consecutive_errors = 0;  // since its last accepted result (quarantine)
+  bool pulled = false;  // has called PullWork since registering (a broadcast epoch needs it)
+};
+
+// How the queue deals with workers that fail (see the class comment).
+struct FaultPolicy {
+  int32_t quarantine_after = 3;  // consecutive errors; <= 0: never quarantine
+  absl::Duration cooldown = absl::Seconds(60);
+};
+
+// How Submit queues an item.
+struct SubmitOptions {
+  std::string worker_id;  // empty: any worker of the role; else only this one
+  // Zero: none. Else the item is taken back this long after a worker pulled it.
+  absl::Duration deadline = absl::ZeroDuration();
+  std::set<std::string> avoid;  // workers that get it only when no other one is there
 };
 
 class WorkQueue {
@@ -62,6 +97,18 @@ class WorkQueue {
 
   // The lease given at construction (zero: workers never expire). Thread-safe (constant).
   absl::Duration lease() const { return lease_; }
+
+  // Sets the quarantine rules. REQUIRES: called before any worker registers.
+  void SetFaultPolicy(const FaultPolicy& policy);
+
+  // OK when `session` is the one Register gave `worker_id`. NotFound when the worker is
+  // unknown (never registered, lost, quarantined or gone); PermissionDenied when the
+  // session does not match. Changes nothing (not even the lease).
+  absl::Status Authenticate(const std::string& worker_id, const std::string& session) const;
+
+  // Counts a result refused because `worker_id` is unknown, when it was lost (or
+  // quarantined): its late result.
+  void NoteLateResult(const std::string& worker_id);
 
   // Renews `worker_id`'s lease (a worker calls it while it computes a long item).
   // NotFound when the worker is unknown (never registered, or lost).
@@ -79,14 +126,18 @@ class WorkQueue {
     int64_t workers_left = 0;          // by Deregister
     int64_t items_reissued = 0;        // taken back from a lost worker and queued again
     int64_t late_results_refused = 0;  // results from workers that were lost
+    int64_t workers_quarantined = 0;
+    int64_t items_timed_out = 0;       // taken back at their deadline
+    int64_t errors_charged = 0;        // error results and missed deadlines
   };
   Counters counters() const;
   // Changes whenever a worker joins or leaves (registers, is lost, deregisters).
   int64_t membership_version() const;
 
   // Adds a worker. Its id is `name` when that is 1..64 characters of [A-Za-z0-9._:-] (with
-  // "-2", "-3", ... when taken), else "rollout-N" / "scorer-N". ResourceExhausted when
-  // `max_workers` are registered already.
+  // "-2", "-3", ... when taken), else "rollout-N" / "scorer-N"; its session is fresh
+  // random. ResourceExhausted when `max_workers` are registered already;
+  // FailedPrecondition while `name` is quarantined.
   absl::StatusOr<WorkerRecord> Register(v1::Role role, const std::string& name, int32_t capacity);
   std::vector<WorkerRecord> Workers() const;
   int CountWorkers(v1::Role role) const;
@@ -97,6 +148,11 @@ class WorkQueue {
   // Queues `item` (its item_id is assigned and returned) for any worker of `role`, or
   // only for `worker_id` when it is not empty.
   std::string Submit(v1::Role role, v1::WorkItem item, const std::string& worker_id = "");
+  // The same, with a deadline and workers to avoid (see the class comment).
+  std::string Submit(v1::Role role, v1::WorkItem item, SubmitOptions options);
+  // True when every registered worker of `role` is in `workers` (none is left to try an
+  // item those failed).
+  bool AllWorkersIn(v1::Role role, const std::set<std::string>& workers) const;
 
   // The next item for `worker_id`, waiting up to `timeout`; nullopt when none arrived.
   // NotFound for an unknown worker; Cancelled after Close(). Backpressure, so that one
@@ -111,7 +167,8 @@ class WorkQueue {
       std::function<absl::Status(const v1::WorkItem& item, const v1::CompleteWorkRequest& result)>;
 
   // Records the result of an item in flight. Nothing changes unless it returns OK:
-  //   NotFound: the item is unknown, or was completed already (a duplicate);
+  //   NotFound: the item is unknown, was completed already (a duplicate) or was taken
+  //   back at its deadline;
   //   PermissionDenied: another worker than result.worker_id() holds the item;
   //   what `check` (when set) returns: the item stays in flight for a correct result.
   absl::Status Complete(const v1::CompleteWorkRequest& result, const ResultCheck& check = nullptr);
@@ -121,6 +178,15 @@ class WorkQueue {
   // is NotFound. Cancelled after Close().
   absl::StatusOr<std::vector<v1::CompleteWorkRequest>> Await(const std::vector<std::string>& item_ids,
                                                              absl::Duration timeout);
+
+  // Like Await, but past `timeout` returns what is in (nullopt for the others, which are
+  // dropped as by Await's timeout) instead of failing. Cancelled after Close().
+  absl::StatusOr<std::vector<std::optional<v1::CompleteWorkRequest>>> AwaitWithin(
+      const std::vector<std::string>& item_ids, absl::Duration timeout);
+
+  // Drops `worker_id` from the run as if lost (its items go to others, its late results
+  // are refused; it registers again), logging `why`. NotFound when unknown.
+  absl::Status Evict(const std::string& worker_id, const std::string& why);
 
   // Items queued, in flight and done-but-not-awaited (what the queue holds).
   int64_t items_held() const;
@@ -147,12 +213,23 @@ class WorkQueue {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Renews the lease of a known worker.
   void TouchLocked(const std::string& worker_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Charges an error to `it` and quarantines it when the policy says so (then `it` is
+  // erased). `why` is for the log.
+  void ChargeErrorLocked(std::map<std::string, WorkerRecord>::iterator it, const std::string& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes back the items in flight past their deadline (see the class comment).
+  void ExpireItemsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   struct Pending {
     v1::Role role;
     std::string worker_id;  // empty: any worker of the role
     v1::WorkItem item;
+    absl::Duration deadline = absl::ZeroDuration();  // from the pull; zero: none
+    std::set<std::string> avoid;
   };
+  // True when `worker_id` (of `role`) may take `p` now.
+  bool MayTakeLocked(const Pending& p, const std::string& worker_id, v1::Role role) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string run_id_;
   Clock* const clock_;
@@ -164,6 +241,10 @@ class WorkQueue {
   struct InFlight {
     std::string worker_id;
     v1::WorkItem item;
+    v1::Role role = v1::ROLE_UNSPECIFIED;
+    absl::Time deadline = absl::InfiniteFuture();
+    absl::Duration deadline_span = absl::ZeroDuration();  // re-issued items keep it
+    std::set<std::string> avoid;
   };
   std::map<std::string, InFlight> in_flight_ ABSL_GUARDED_BY(mu_);  // by item id
   std::map<std::string, v1::CompleteWorkRequest> results_ ABSL_GUARDED_BY(mu_);
@@ -175,6 +256,9 @@ class WorkQueue {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::set<std::string> told_shutdown_ ABSL_GUARDED_BY(mu_);  // workers that pulled after Close
   std::set<std::string> polling_ ABSL_GUARDED_BY(mu_);        // workers with a Pull waiting
+  FaultPolicy fault_policy_ ABSL_GUARDED_BY(mu_);
+  // Quarantined worker names and when each may register again.
+  std::map<std::string, absl::Time> quarantined_ ABSL_GUARDED_BY(mu_);
   QueueMetrics* metrics_ = nullptr;  // set once before use (SetMetrics)
 };
 

@@ -539,5 +539,112 @@ TEST_F(WorkQueueLeaseTest, ARegistrationThatNeverCallsAgainExpiresAndFreesItsSea
   EXPECT_EQ(real->id, "real");
 }
 
+// Issue 17, finding 4 and 8: the run token alone no longer lets a caller act in another
+// worker's name; every registration gets its own random session.
+TEST_F(WorkQueueTest, OnlyTheRegisteredSessionAuthenticatesAWorker) {
+  const WorkerRecord a = *queue_.Register(v1::ROLE_ROLLOUT, "a", 1);
+  const WorkerRecord b = *queue_.Register(v1::ROLE_ROLLOUT, "b", 1);
+  EXPECT_EQ(a.session.size(), 32u);
+  EXPECT_NE(a.session, b.session);
+  EXPECT_TRUE(queue_.Authenticate(a.id, a.session).ok());
+  EXPECT_EQ(queue_.Authenticate(a.id, b.session).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(queue_.Authenticate(a.id, "").code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(queue_.Authenticate("nobody", a.session).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(queue_.Deregister(a.id).ok());
+  EXPECT_EQ(queue_.Authenticate(a.id, a.session).code(), absl::StatusCode::kNotFound);
+}
+
+// Issue 17, finding 4: an item held past its deadline comes back (as a DEADLINE_EXCEEDED
+// error in its holder's name, charged to it) whatever the heartbeats say, and the
+// holder's late result is refused.
+TEST_F(WorkQueueTest, AnItemHeldPastItsDeadlineIsTakenBackAndItsLateResultRefused) {
+  const std::string w = queue_.Register(v1::ROLE_SCORER, "slow", 1)->id;
+  SubmitOptions options;
+  options.deadline = absl::Seconds(10);
+  const std::string id = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0), options);
+  ASSERT_EQ((*queue_.Pull(w, kNoWait))->item_id(), id);
+  clock_.Advance(absl::Seconds(9));
+  ASSERT_TRUE(queue_.Heartbeat(w).ok());
+  EXPECT_TRUE(queue_.ExpireSilentWorkers().empty());
+  EXPECT_EQ(queue_.counters().items_timed_out, 0);
+  clock_.Advance(absl::Seconds(2));
+  ASSERT_TRUE(queue_.Heartbeat(w).ok());  // heartbeats do not extend an item's deadline
+  queue_.ExpireSilentWorkers();
+  EXPECT_EQ(queue_.counters().items_timed_out, 1);
+  EXPECT_EQ(queue_.counters().errors_charged, 1);
+  auto results = queue_.Await({id}, kNoWait);
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_TRUE((*results)[0].has_error());
+  EXPECT_EQ((*results)[0].error().code(), static_cast<int>(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_EQ((*results)[0].worker_id(), w);
+  EXPECT_EQ(queue_.Complete(ScoreResult(w, id, 1.0)).code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(queue_.Authenticate(w, queue_.Workers()[0].session).ok());  // one miss: still a member
+}
+
+// Issue 17, findings 2 and 3: errors are charged to the worker that makes them; one that
+// keeps failing is quarantined while another serves its role, and may not register
+// under its name until the cool-down has passed.
+TEST_F(WorkQueueTest, AWorkerThatKeepsFailingIsQuarantinedWhileAnotherServesItsRole) {
+  queue_.SetFaultPolicy({/*quarantine_after=*/3, /*cooldown=*/absl::Seconds(60)});
+  const std::string bad = queue_.Register(v1::ROLE_SCORER, "bad", 1)->id;
+  const std::string good = queue_.Register(v1::ROLE_SCORER, "good", 1)->id;
+  auto fail_one = [&](const std::string& worker) {
+    const std::string id = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0), worker);
+    ASSERT_EQ((*queue_.Pull(worker, kNoWait))->item_id(), id);
+    v1::CompleteWorkRequest r;
+    r.set_worker_id(worker);
+    r.set_item_id(id);
+    r.mutable_error()->set_code(static_cast<int>(absl::StatusCode::kInternal));
+    r.mutable_error()->set_message("poisoned host");
+    ASSERT_TRUE(queue_.Complete(r).ok());
+  };
+  fail_one(bad);
+  fail_one(bad);
+  // A success in between resets the count.
+  const std::string ok_id = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0), bad);
+  ASSERT_TRUE(queue_.Pull(bad, kNoWait)->has_value());
+  ASSERT_TRUE(queue_.Complete(ScoreResult(bad, ok_id, 1.0)).ok());
+  fail_one(bad);
+  fail_one(bad);
+  EXPECT_EQ(queue_.counters().workers_quarantined, 0);
+  fail_one(bad);
+  EXPECT_EQ(queue_.counters().workers_quarantined, 1);
+  EXPECT_EQ(queue_.counters().errors_charged, 5);
+  EXPECT_EQ(queue_.CountWorkers(v1::ROLE_SCORER), 1);
+  EXPECT_EQ(queue_.Pull(bad, kNoWait).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(queue_.Register(v1::ROLE_SCORER, "bad", 1).status().code(), absl::StatusCode::kFailedPrecondition);
+  clock_.Advance(absl::Seconds(61));
+  EXPECT_TRUE(queue_.Register(v1::ROLE_SCORER, "bad", 1).ok());
+  // The only worker of its role is never quarantined: the items' own bounds decide.
+  const std::string alone = queue_.Register(v1::ROLE_ROLLOUT, "alone", 1)->id;
+  for (int i = 0; i < 5; ++i) {
+    const std::string id = queue_.Submit(v1::ROLE_ROLLOUT, ScoreItem(0), alone);
+    ASSERT_TRUE(queue_.Pull(alone, kNoWait)->has_value());
+    v1::CompleteWorkRequest r;
+    r.set_worker_id(alone);
+    r.set_item_id(id);
+    r.mutable_error()->set_code(static_cast<int>(absl::StatusCode::kUnavailable));
+    ASSERT_TRUE(queue_.Complete(r).ok());
+  }
+  EXPECT_EQ(queue_.counters().workers_quarantined, 1);
+  EXPECT_EQ(queue_.CountWorkers(v1::ROLE_ROLLOUT), 1);
+  (void)good;
+}
+
+TEST_F(WorkQueueTest, AnAvoidedWorkerGetsTheItemOnlyWhenNoOtherWorkerOfTheRoleIsThere) {
+  const std::string a = queue_.Register(v1::ROLE_SCORER, "a", 1)->id;
+  const std::string b = queue_.Register(v1::ROLE_SCORER, "b", 1)->id;
+  SubmitOptions options;
+  options.avoid = {a};
+  const std::string id = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0), options);
+  EXPECT_FALSE(queue_.Pull(a, kNoWait)->has_value());
+  EXPECT_TRUE(queue_.AllWorkersIn(v1::ROLE_SCORER, {a, b}));
+  EXPECT_FALSE(queue_.AllWorkersIn(v1::ROLE_SCORER, {a}));
+  ASSERT_TRUE(queue_.Deregister(b).ok());
+  auto pulled = queue_.Pull(a, kNoWait);
+  ASSERT_TRUE(pulled.ok() && pulled->has_value());
+  EXPECT_EQ((*pulled)->item_id(), id);
+}
+
 }  // namespace
 }  // namespace duet

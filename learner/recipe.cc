@@ -64,6 +64,20 @@ absl::Status Recipe::Validate() const {
   if (bucket_mb < 1 || bucket_mb > 1024) return bad("bucket_mb must be in [1, 1024]");
   if (checkpoint_every < 1) return bad("checkpoint_every must be >= 1");
   if (lease_seconds < 1 || lease_seconds > 3600) return bad("lease_seconds must be in [1, 3600]");
+  if (!(faults.item_deadline_seconds >= 1 && faults.item_deadline_seconds <= 86400) ||
+      !(faults.item_deadline_per_row_seconds >= 0 && faults.item_deadline_per_row_seconds <= 3600)) {
+    return bad("faults.item_deadline_seconds must be in [1, 86400] and item_deadline_per_row_seconds in [0, 3600]");
+  }
+  if (faults.quarantine_after < 0 || faults.quarantine_after > 1000) {
+    return bad("faults.quarantine_after must be in [0, 1000] (0: never)");
+  }
+  if (!(faults.quarantine_cooldown_seconds >= 0 && faults.quarantine_cooldown_seconds <= 86400)) {
+    return bad("faults.quarantine_cooldown_seconds must be in [0, 86400]");
+  }
+  if (faults.poison_workers < 1 || faults.poison_workers > 64) return bad("faults.poison_workers must be in [1, 64]");
+  if (!(faults.sync_grace_seconds >= 1 && faults.sync_grace_seconds <= 86400)) {
+    return bad("faults.sync_grace_seconds must be in [1, 86400]");
+  }
   if (rollout_workers < 0 || scorer_workers < 0 || rollout_workers > 256 || scorer_workers > 256) {
     return bad("workers counts must be in [0, 256]");
   }
@@ -142,7 +156,7 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text) {
   DUET_RETURN_IF_ERROR(CheckKeys(root, "",
                                  {"model", "data", "out", "steps", "algorithm", "directions", "generation_inputs",
                                   "understanding_inputs", "k", "lr", "grpo", "simpo", "sampling", "sync_every",
-                                  "max_lag", "bucket_mb", "checkpoint_every", "lease_seconds", "frozen_scorer", "self_reward", "reward", "seed", "workers",
+                                  "max_lag", "bucket_mb", "checkpoint_every", "lease_seconds", "faults", "frozen_scorer", "self_reward", "reward", "seed", "workers",
                                   "collective", "grad_clip", "micro_batch"}));
   DUET_RETURN_IF_ERROR(Read(root, "model", &r.model));
   DUET_RETURN_IF_ERROR(Read(root, "data", &r.data));
@@ -189,6 +203,18 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text) {
   DUET_RETURN_IF_ERROR(Read(root, "bucket_mb", &r.bucket_mb));
   DUET_RETURN_IF_ERROR(Read(root, "checkpoint_every", &r.checkpoint_every));
   DUET_RETURN_IF_ERROR(Read(root, "lease_seconds", &r.lease_seconds));
+  if (root["faults"]) {
+    const YAML::Node f = root["faults"];
+    DUET_RETURN_IF_ERROR(CheckKeys(f, "faults",
+                                   {"item_deadline_seconds", "item_deadline_per_row_seconds", "quarantine_after",
+                                    "quarantine_cooldown_seconds", "poison_workers", "sync_grace_seconds"}));
+    DUET_RETURN_IF_ERROR(Read(f, "item_deadline_seconds", &r.faults.item_deadline_seconds));
+    DUET_RETURN_IF_ERROR(Read(f, "item_deadline_per_row_seconds", &r.faults.item_deadline_per_row_seconds));
+    DUET_RETURN_IF_ERROR(Read(f, "quarantine_after", &r.faults.quarantine_after));
+    DUET_RETURN_IF_ERROR(Read(f, "quarantine_cooldown_seconds", &r.faults.quarantine_cooldown_seconds));
+    DUET_RETURN_IF_ERROR(Read(f, "poison_workers", &r.faults.poison_workers));
+    DUET_RETURN_IF_ERROR(Read(f, "sync_grace_seconds", &r.faults.sync_grace_seconds));
+  }
   DUET_RETURN_IF_ERROR(Read(root, "frozen_scorer", &r.frozen_scorer));
   if (root["self_reward"]) {
     const YAML::Node s = root["self_reward"];
@@ -270,6 +296,15 @@ std::string RecipeToYaml(const Recipe& r) {
       << "external_address" << YAML::Value << r.reward.external_address << YAML::Key << "timeout_ms"
       << YAML::Value << r.reward.timeout_ms << YAML::Key << "auth_token_file" << YAML::Value
       << r.reward.auth_token_file << YAML::EndMap;
+  }
+  if (!(r.faults == FaultRecipe())) {
+    e << YAML::Key << "faults" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "item_deadline_seconds"
+      << YAML::Value << r.faults.item_deadline_seconds << YAML::Key << "item_deadline_per_row_seconds" << YAML::Value
+      << r.faults.item_deadline_per_row_seconds << YAML::Key << "quarantine_after" << YAML::Value
+      << r.faults.quarantine_after << YAML::Key << "quarantine_cooldown_seconds" << YAML::Value
+      << r.faults.quarantine_cooldown_seconds << YAML::Key << "poison_workers" << YAML::Value
+      << r.faults.poison_workers << YAML::Key << "sync_grace_seconds" << YAML::Value
+      << r.faults.sync_grace_seconds << YAML::EndMap;
   }
   e << YAML::Key << "seed" << YAML::Value << r.rl.seed;
   e << YAML::Key << "collective" << YAML::Value << r.collective;

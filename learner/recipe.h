@@ -27,6 +27,9 @@
 //   bucket_mb: 32
 //   checkpoint_every: 25
 //   lease_seconds: 30            # a worker silent this long is lost; its items go to others
+//   faults: {item_deadline_seconds: 60, item_deadline_per_row_seconds: 1.0,
+//            quarantine_after: 3, quarantine_cooldown_seconds: 60, poison_workers: 3,
+//            sync_grace_seconds: 120}
 //   frozen_scorer: true          # the judge: the base weights (true) or the policy's
 //   self_reward: {image: likelihood, caption: contrast}   # kinds: model/reward_kind.h
 //   reward: {self: 1.0, external: 0.0, external_address: "", timeout_ms: 30000, auth_token_file: ""}
@@ -53,6 +56,32 @@ inline RlOptimizerOptions DefaultRecipeOptimizer() {
   return o;
 }
 
+// How the learner deals with workers that fail or stall (coordinator/work_queue.h and
+// remote_backends.h): each rollout or score item is taken back from its worker
+// item_deadline_seconds + item_deadline_per_row_seconds * rows after it was pulled
+// (rows: inputs * k, or queries; the default is ~60x the items' measured time on the
+// tiny model on 2 CPU cores, ~1-2 s); a worker whose errors (and missed deadlines) reach
+// quarantine_after in a row is quarantined for quarantine_cooldown_seconds while another
+// worker serves its role; an item that failed on poison_workers distinct workers fails
+// the run; a worker that has not taken and confirmed a weight sync sync_grace_seconds
+// after the broadcast's own timeout (--collective_timeout_s) is dropped from the run (it
+// registers again) instead of failing the step. RecipeToYaml writes the key only when it
+// is not the default.
+struct FaultRecipe {
+  double item_deadline_seconds = 60;
+  double item_deadline_per_row_seconds = 1.0;
+  int32_t quarantine_after = 3;
+  double quarantine_cooldown_seconds = 60;
+  int32_t poison_workers = 3;
+  double sync_grace_seconds = 120;
+  bool operator==(const FaultRecipe& o) const {
+    return item_deadline_seconds == o.item_deadline_seconds &&
+           item_deadline_per_row_seconds == o.item_deadline_per_row_seconds &&
+           quarantine_after == o.quarantine_after && quarantine_cooldown_seconds == o.quarantine_cooldown_seconds &&
+           poison_workers == o.poison_workers && sync_grace_seconds == o.sync_grace_seconds;
+  }
+};
+
 struct Recipe {
   std::string model = "out/base/model";
   std::string data = "out/data";
@@ -72,20 +101,19 @@ struct Recipe {
   int64_t bucket_mb = 32;
   int64_t checkpoint_every = 25;
   int64_t lease_seconds = 30;
+  FaultRecipe faults;
   bool frozen_scorer = true;
   // The scorers' reward kind per direction. The image reward stays the likelihood (joint
   // ranks generated images a little better, but one RL run with it was not clearly
   // better); the caption reward is `contrast`, the best measured (93.3% pairwise agreement
-  // with the oracle on the base model; docs/results.md). Reaches the scorer processes of
-  // `duet local` as their --image_reward/--caption_reward flags (whose defaults are
-  // these); a duet-learner started by hand does not send it to its workers, so for
-  // another recipe their flags must match it.
+  // with the oracle on the base model; docs/results.md). The learner sends it to every
+  // scorer at registration (RegisterResponse.rewards), however the scorer was started.
   SelfRewardKinds self_reward = kDefaultSelfRewardKinds;
   // Where the scorers' rewards come from (model/reward_kind.h RewardMix): the weighted
   // sum of the self-reward and an external duet.v1.Reward service's score (e.g. `duet
-  // reward-server`, the Shapes oracle). Default: the self-reward alone. Reaches the
-  // scorer processes of `duet local` as their --self_reward_weight and
-  // --external_reward_* flags; `duet rl` computes the same mix in its own process.
+  // reward-server`, the Shapes oracle). Default: the self-reward alone. Sent to the
+  // scorers with self_reward (auth_token_file is a path on the scorer's host: the token
+  // itself never travels); `duet rl` computes the same mix in its own process.
   // RecipeToYaml writes the key only when it is not the default (so the default
   // recipe's YAML, and default.yaml, stay as they were).
   RewardMix reward;

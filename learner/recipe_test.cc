@@ -508,6 +508,30 @@ TEST(RecipeRewardTest, DefaultIsTheSelfRewardAloneAndIsNotWritten) {
   EXPECT_NE(RecipeToYaml(Recipe{}).find("self_reward:"), std::string::npos);
 }
 
+TEST(RecipeFaultsTest, DefaultIsNotWrittenAndAnotherPolicyParsesAndRoundTrips) {
+  EXPECT_EQ(RecipeToYaml(Recipe{}).find("faults"), std::string::npos);
+  absl::StatusOr<Recipe> r = ParseRecipe(
+      "faults: {item_deadline_seconds: 5, item_deadline_per_row_seconds: 0.25, quarantine_after: 2, "
+      "quarantine_cooldown_seconds: 30, poison_workers: 4, sync_grace_seconds: 7}\n");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->faults.item_deadline_seconds, 5);
+  EXPECT_EQ(r->faults.item_deadline_per_row_seconds, 0.25);
+  EXPECT_EQ(r->faults.quarantine_after, 2);
+  EXPECT_EQ(r->faults.quarantine_cooldown_seconds, 30);
+  EXPECT_EQ(r->faults.poison_workers, 4);
+  EXPECT_EQ(r->faults.sync_grace_seconds, 7);
+  absl::StatusOr<Recipe> again = ParseRecipe(RecipeToYaml(*r));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->faults == r->faults);
+  for (const char* bad : {"faults: {item_deadline_seconds: 0}", "faults: {poison_workers: 0}",
+                          "faults: {quarantine_after: -1}", "faults: {item_deadline_per_row_seconds: .nan}",
+                          "faults: {deadline: 3}"}) {
+    absl::StatusOr<Recipe> refused = ParseRecipe(bad);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(refused.status().message().find("faults"), absl::string_view::npos) << refused.status();
+  }
+}
+
 TEST(RecipeRewardTest, ParsesTheMixAndRoundTrips) {
   absl::StatusOr<Recipe> r = ParseRecipe(
       "reward: {self: 0.5, external: 2.0, external_address: \"127.0.0.1:7000\", timeout_ms: 1500, "

@@ -69,7 +69,17 @@ class FakeRollout : public RolloutBackend {
     return groups;
   }
 
-  absl::Mutex mu;  // guards the records below against the collection threads
+  // Copies of the records, for the test's checks once the loop is done.
+  std::vector<RolloutRequest> Requests() const {
+    absl::MutexLock lock(&mu);
+    return requests;
+  }
+  std::vector<std::vector<Group>> Produced() const {
+    absl::MutexLock lock(&mu);
+    return produced;
+  }
+
+  mutable absl::Mutex mu;  // guards the records below against the collection threads
   std::vector<RolloutRequest> requests ABSL_GUARDED_BY(mu);
   std::vector<std::vector<Group>> produced ABSL_GUARDED_BY(mu);  // per call
   std::optional<int64_t> stamp;              // stamp samples with this version instead
@@ -130,7 +140,13 @@ class FakeScorer : public ScoreBackend {
     std::vector<RewardQuery> queries;
     int64_t policy_version;
   };
-  absl::Mutex mu;  // guards `calls` against the collection threads
+  // A copy of the calls, for the test's checks once the loop is done.
+  std::vector<Call> Calls() const {
+    absl::MutexLock lock(&mu);
+    return calls;
+  }
+
+  mutable absl::Mutex mu;  // guards `calls` against the collection threads
   std::vector<Call> calls ABSL_GUARDED_BY(mu);
   int count_delta = 0;  // return this many rewards more (or fewer) than queries
   absl::Status error;
@@ -251,8 +267,8 @@ TEST(RlLoopTest, RequestsFollowTheRecipe) {
   absl::StatusOr<StepReport> report = h.loop.RunStep(0);
   ASSERT_TRUE(report.ok()) << report.status();
 
-  ASSERT_EQ(h.rollout.requests.size(), 2u);
-  const RolloutRequest& gen = h.rollout.requests[0];
+  ASSERT_EQ(h.rollout.Requests().size(), 2u);
+  const RolloutRequest gen = h.rollout.Requests()[0];
   EXPECT_EQ(gen.task, Task::kGeneration);
   ASSERT_EQ(gen.inputs.size(), 3u);
   for (const auto& in : gen.inputs) EXPECT_TRUE(Contains(Prompts(), in));
@@ -262,7 +278,7 @@ TEST(RlLoopTest, RequestsFollowTheRecipe) {
   EXPECT_EQ(gen.input_offset, 0);
   EXPECT_EQ(gen.policy_version, 0);
 
-  const RolloutRequest& und = h.rollout.requests[1];
+  const RolloutRequest und = h.rollout.Requests()[1];
   EXPECT_EQ(und.task, Task::kUnderstanding);
   ASSERT_EQ(und.inputs.size(), 2u);
   for (const auto& in : und.inputs) EXPECT_TRUE(Contains(Images(), in));
@@ -274,13 +290,13 @@ TEST(RlLoopTest, RequestsFollowTheRecipe) {
   EXPECT_NE(gen.seed, und.seed);
 
   // Every (input, sample) pair goes to the scorer once, in order, at the same version.
-  ASSERT_EQ(h.scorer.calls.size(), 1u);
-  EXPECT_EQ(h.scorer.calls[0].policy_version, 0);
-  const auto& queries = h.scorer.calls[0].queries;
+  ASSERT_EQ(h.scorer.Calls().size(), 1u);
+  EXPECT_EQ(h.scorer.Calls()[0].policy_version, 0);
+  const auto queries = h.scorer.Calls()[0].queries;
   ASSERT_EQ(queries.size(), 20u);
   size_t q = 0;
   double gen_sum = 0, und_sum = 0;
-  for (const auto& groups : h.rollout.produced) {
+  for (const auto& groups : h.rollout.Produced()) {
     for (const Group& g : groups) {
       for (const auto& s : g.samples) {
         ASSERT_LT(q, queries.size());
@@ -319,8 +335,8 @@ TEST(RlLoopTest, GenerationOnlyRecipeNeedsNoImages) {
   Harness h(recipe, /*start_version=*/0, Prompts(), /*images=*/{});
   absl::StatusOr<StepReport> report = h.loop.RunStep(0);
   ASSERT_TRUE(report.ok()) << report.status();
-  ASSERT_EQ(h.rollout.requests.size(), 1u);
-  EXPECT_EQ(h.rollout.requests[0].task, Task::kGeneration);
+  ASSERT_EQ(h.rollout.Requests().size(), 1u);
+  EXPECT_EQ(h.rollout.Requests()[0].task, Task::kGeneration);
   EXPECT_EQ(report->samples, 12);
   EXPECT_EQ(report->understanding_reward, 0.0);
 }
@@ -331,8 +347,8 @@ TEST(RlLoopTest, UnderstandingOnlyRecipeRequestsOnlyCaptions) {
   Harness h(recipe, /*start_version=*/0, /*prompts=*/{}, Images());
   absl::StatusOr<StepReport> report = h.loop.RunStep(0);
   ASSERT_TRUE(report.ok()) << report.status();
-  ASSERT_EQ(h.rollout.requests.size(), 1u);
-  EXPECT_EQ(h.rollout.requests[0].task, Task::kUnderstanding);
+  ASSERT_EQ(h.rollout.Requests().size(), 1u);
+  EXPECT_EQ(h.rollout.Requests()[0].task, Task::kUnderstanding);
   EXPECT_EQ(report->samples, 8);
 }
 
@@ -349,17 +365,17 @@ TEST(RlLoopTest, VersionIncrementsByOnePerStepAndRequestsCarryIt) {
   EXPECT_EQ(h.loop.version(), 5);
   for (int64_t step = 0; step < 3; ++step) {
     const int64_t v = h.loop.version();
-    const size_t first_request = h.rollout.requests.size();
+    const size_t first_request = h.rollout.Requests().size();
     absl::StatusOr<StepReport> report = h.loop.RunStep(step);
     ASSERT_TRUE(report.ok()) << report.status();
     EXPECT_EQ(report->step, step);
     EXPECT_EQ(report->policy_version, v + 1);
     EXPECT_EQ(h.loop.version(), v + 1);
-    ASSERT_EQ(h.rollout.requests.size(), first_request + 2);
-    for (size_t i = first_request; i < h.rollout.requests.size(); ++i) {
-      EXPECT_EQ(h.rollout.requests[i].policy_version, v) << "step " << step;
+    ASSERT_EQ(h.rollout.Requests().size(), first_request + 2);
+    for (size_t i = first_request; i < h.rollout.Requests().size(); ++i) {
+      EXPECT_EQ(h.rollout.Requests()[i].policy_version, v) << "step " << step;
     }
-    EXPECT_EQ(h.scorer.calls.back().policy_version, v);
+    EXPECT_EQ(h.scorer.Calls().back().policy_version, v);
   }
   EXPECT_EQ(h.loop.version(), 8);
 }
@@ -536,21 +552,21 @@ TEST(RlLoopTest, SameSeedSameRequests) {
     ASSERT_TRUE(a.loop.RunStep(step).ok());
     ASSERT_TRUE(b.loop.RunStep(step).ok());
   }
-  ASSERT_EQ(a.rollout.requests.size(), 6u);
-  ASSERT_EQ(b.rollout.requests.size(), 6u);
-  for (size_t i = 0; i < a.rollout.requests.size(); ++i) {
+  ASSERT_EQ(a.rollout.Requests().size(), 6u);
+  ASSERT_EQ(b.rollout.Requests().size(), 6u);
+  for (size_t i = 0; i < a.rollout.Requests().size(); ++i) {
     SCOPED_TRACE(i);
-    ExpectSameRequest(a.rollout.requests[i], b.rollout.requests[i]);
+    ExpectSameRequest(a.rollout.Requests()[i], b.rollout.Requests()[i]);
   }
   // Different steps ask for different samples.
-  EXPECT_NE(a.rollout.requests[0].seed, a.rollout.requests[2].seed);
+  EXPECT_NE(a.rollout.Requests()[0].seed, a.rollout.Requests()[2].seed);
 
   // A resumed loop sees the same data at the same step.
   Harness resumed(TestRecipe(), /*start_version=*/2);
   ASSERT_TRUE(resumed.loop.RunStep(2).ok());
-  ASSERT_EQ(resumed.rollout.requests.size(), 2u);
-  ExpectSameRequest(resumed.rollout.requests[0], a.rollout.requests[4]);
-  ExpectSameRequest(resumed.rollout.requests[1], a.rollout.requests[5]);
+  ASSERT_EQ(resumed.rollout.Requests().size(), 2u);
+  ExpectSameRequest(resumed.rollout.Requests()[0], a.rollout.Requests()[4]);
+  ExpectSameRequest(resumed.rollout.Requests()[1], a.rollout.Requests()[5]);
 }
 
 TEST(RlLoopTest, DifferentSeedDifferentRequests) {
@@ -562,10 +578,11 @@ TEST(RlLoopTest, DifferentSeedDifferentRequests) {
     ASSERT_TRUE(a.loop.RunStep(step).ok());
     ASSERT_TRUE(b.loop.RunStep(step).ok());
   }
-  for (size_t i = 0; i < a.rollout.requests.size(); ++i) {
-    EXPECT_NE(a.rollout.requests[i].seed, b.rollout.requests[i].seed) << i;
-    for (const auto& in : a.rollout.requests[i].inputs) a_inputs.push_back(in);
-    for (const auto& in : b.rollout.requests[i].inputs) b_inputs.push_back(in);
+  for (size_t i = 0; i < a.rollout.Requests().size(); ++i) {
+    const RolloutRequest ra = a.rollout.Requests()[i], rb = b.rollout.Requests()[i];
+    EXPECT_NE(ra.seed, rb.seed) << i;
+    for (const auto& in : ra.inputs) a_inputs.push_back(in);
+    for (const auto& in : rb.inputs) b_inputs.push_back(in);
   }
   EXPECT_NE(a_inputs, b_inputs);
 }
@@ -579,7 +596,7 @@ TEST(RlLoopTest, EveryPromptIsVisitedOncePerEpoch) {
   Harness h(recipe);
   for (int64_t step = 0; step < 2; ++step) {
     ASSERT_TRUE(h.loop.RunStep(step).ok());
-    Rows seen = h.rollout.requests.back().inputs;
+    Rows seen = h.rollout.Requests().back().inputs;
     Rows all = Prompts();
     std::sort(seen.begin(), seen.end());
     std::sort(all.begin(), all.end());
@@ -593,11 +610,7 @@ TEST(RlLoopTest, TheReportNamesTheGroupsTrainedOnByTheirInputIndex) {
   Harness h(TestRecipe());
   absl::StatusOr<StepReport> report = h.loop.RunStep(0);
   ASSERT_TRUE(report.ok()) << report.status();
-  std::vector<RolloutRequest> requests;
-  {
-    absl::MutexLock lock(&h.rollout.mu);
-    requests = h.rollout.requests;
-  }
+  const std::vector<RolloutRequest> requests = h.rollout.Requests();
   ASSERT_EQ(requests.size(), 2u);
   ASSERT_EQ(report->trained.size(), 5u);  // 3 prompts + 2 images
   for (size_t i = 0; i < report->trained.size(); ++i) {
@@ -649,9 +662,8 @@ TEST(RlLoopAsyncTest, CollectsAheadAtTheVersionOfTheMoment) {
   // Never more than collect_ahead steps ahead, never past end_step.
   const std::vector<std::vector<int64_t>> expected = {{1, 2}, {2, 3}, {3, 4}, {4}, {}};
   EXPECT_EQ(in_flight, expected);
-  absl::MutexLock lock(&h.rollout.mu);
-  ASSERT_EQ(h.rollout.requests.size(), 2u * kSteps);  // each step collected once
-  for (const RolloutRequest& r : h.rollout.requests) {
+  ASSERT_EQ(h.rollout.Requests().size(), 2u * kSteps);  // each step collected once
+  for (const RolloutRequest& r : h.rollout.Requests()) {
     const int64_t step = StepOf(recipe, r);
     EXPECT_EQ(r.policy_version, std::max<int64_t>(0, step - 2)) << "step " << step;
   }
@@ -692,12 +704,11 @@ TEST(RlLoopAsyncTest, SameDataAsSynchronousMode) {
     ASSERT_TRUE(a.loop.RunStep(step).ok());
     ASSERT_TRUE(b.loop.RunStep(step, /*end_step=*/4).ok());
   }
-  absl::MutexLock la(&a.rollout.mu), lb(&b.rollout.mu);
-  ASSERT_EQ(a.rollout.requests.size(), 8u);
-  ASSERT_EQ(b.rollout.requests.size(), 8u);
+  ASSERT_EQ(a.rollout.Requests().size(), 8u);
+  ASSERT_EQ(b.rollout.Requests().size(), 8u);
   std::map<std::pair<int64_t, Task>, RolloutRequest> by_step;
-  for (const RolloutRequest& r : b.rollout.requests) by_step[{StepOf(async, r), r.task}] = r;
-  for (const RolloutRequest& r : a.rollout.requests) {
+  for (const RolloutRequest& r : b.rollout.Requests()) by_step[{StepOf(async, r), r.task}] = r;
+  for (const RolloutRequest& r : a.rollout.Requests()) {
     const int64_t step = StepOf(TestRecipe(), r);
     SCOPED_TRACE(step);
     RolloutRequest other = by_step.at({step, r.task});

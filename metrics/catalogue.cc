@@ -161,6 +161,12 @@ CoordinatorMetrics::CoordinatorMetrics(Registry& r) {
   registrations = Roles(CounterFamily(r, "duet_coordinator_registrations_total", "Accepted registrations."));
   late_results_refused = Roles(CounterFamily(r, "duet_coordinator_late_results_refused_total",
                                              "Results from lost workers, refused (their items went to others)."));
+  worker_errors = Roles(CounterFamily(r, "duet_coordinator_worker_errors_total",
+                                      "Error results and missed item deadlines, charged to the worker that made them."));
+  quarantined_workers = Roles(CounterFamily(r, "duet_coordinator_quarantined_workers_total",
+                                            "Workers quarantined after repeated errors (each also counts as lost)."));
+  items_timed_out = Roles(CounterFamily(r, "duet_coordinator_items_timed_out_total",
+                                        "Items taken back from their worker at their deadline and issued again."));
   items_queued = Roles(GaugeFamily(r, "duet_coordinator_items_queued", "Items waiting for a worker."));
   items_leased = Roles(GaugeFamily(r, "duet_coordinator_items_leased", "Items held by a worker."));
   items_enqueued = Roles(CounterFamily(r, "duet_coordinator_items_enqueued_total", "Items created."));

@@ -115,6 +115,9 @@ struct CoordinatorMetrics {
   explicit CoordinatorMetrics(Registry& registry);
   ByRole<Gauge> live_workers, draining_workers;
   ByRole<Counter> lost_workers, left_workers, registrations, late_results_refused;
+  // Fault handling (coordinator/work_queue.h): errors charged to workers, workers
+  // quarantined for them (each also counts as lost), items taken back at their deadline.
+  ByRole<Counter> worker_errors, quarantined_workers, items_timed_out;
   ByRole<Gauge> items_queued, items_leased;
   ByRole<Counter> items_enqueued, items_completed, items_reissued, lease_expirations, duplicate_completions;
   ByRole<Histogram> item_wait_seconds, item_service_seconds, worker_wait_seconds;

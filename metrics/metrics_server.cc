@@ -32,7 +32,7 @@ namespace {
 
 constexpr size_t kMaxHeadBytes = 8192;
 constexpr size_t kMaxConnections = 32;
-constexpr auto kClientTimeout = std::chrono::seconds(5);
+constexpr absl::Duration kClientTimeout = absl::Seconds(5);
 
 void CloseFd(int& fd) {
   if (fd >= 0) close(fd);
@@ -70,7 +70,8 @@ std::string Response(int code, const char* reason, const std::string& content_ty
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
-    const std::string& address, std::shared_ptr<prometheus::Registry> registry) {
+    const std::string& address, std::shared_ptr<prometheus::Registry> registry,
+    Clock* clock) {
   std::string host;
   int port = 0;
   if (absl::Status s = SplitHostPort(address, &host, &port); !s.ok()) return s;
@@ -88,6 +89,7 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   }
   std::unique_ptr<MetricsServer> server(new MetricsServer());
   server->registry_ = std::move(registry);
+  server->clock_ = clock;
   std::string error = "no address";
   for (addrinfo* ai = found; ai != nullptr && server->listen_fd_ < 0; ai = ai->ai_next) {
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
@@ -167,7 +169,7 @@ struct Connection {
   std::string in;
   std::string out;
   size_t sent = 0;
-  std::chrono::steady_clock::time_point deadline;
+  absl::Time deadline;
 };
 
 }  // namespace
@@ -177,8 +179,9 @@ void MetricsServer::Serve() {
   std::vector<pollfd> fds;
   char buf[4096];
   while (!stop_.load()) {
-    const auto now = std::chrono::steady_clock::now();
-    // Drop the clients past their deadline; wake for the next deadline.
+    // Drop the clients past their deadline; wake for the next deadline. The clock is read
+    // here, after the previous poll returned, never before a poll that may block.
+    const absl::Time now = clock_->Now();
     int timeout_ms = -1;
     for (auto it = conns.begin(); it != conns.end();) {
       if (it->deadline <= now) {
@@ -186,10 +189,7 @@ void MetricsServer::Serve() {
         it = conns.erase(it);
         continue;
       }
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(it->deadline - now)
-              .count() +
-          1;
+      const int64_t left = absl::ToInt64Milliseconds(it->deadline - now) + 1;
       if (timeout_ms < 0 || left < timeout_ms) timeout_ms = static_cast<int>(left);
       ++it;
     }
@@ -247,9 +247,12 @@ void MetricsServer::Serve() {
     if ((fds[1].revents & POLLIN) != 0) {
       const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       // On EAGAIN, ECONNABORTED or EMFILE: try again at the next poll.
-      if (fd >= 0)
+      // The deadline counts from now, not from before the poll: an idle server's poll
+      // blocks for as long as the scrape interval.
+      if (fd >= 0) {
         conns.push_back(
-            {fd, Connection::State::kReading, {}, {}, 0, now + kClientTimeout});
+            {fd, Connection::State::kReading, {}, {}, 0, clock_->Now() + kClientTimeout});
+      }
     }
   }
   for (Connection& c : conns) CloseFd(c.fd);

@@ -15,8 +15,9 @@
 // request per connection, then closes it (`Connection: close`):
 // GET (or HEAD) /metrics is 200, any other path 404, any other method 405, a request
 // head over 8 KiB 431, a malformed one 400. A client that sends no complete head within
-// 5 s of connecting is dropped. Nothing served changes any state but the refresh hooks'
-// gauges.
+// 5 s of connecting is dropped (5 s of the injected clock, read after the poll that saw
+// the connection, so that the idle time before a scrape never counts against it). Nothing
+// served changes any state but the refresh hooks' gauges.
 //
 // Thread-safety: thread-safe. Hooks run on the server's thread, one scrape at a time.
 
@@ -32,6 +33,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "base/clock.h"
 
 namespace duet::metrics {
 
@@ -39,9 +42,11 @@ class MetricsServer {
  public:
   // Serves `registry` on `address` ("HOST:PORT", HOST a name or numeric address, IPv6 in
   // brackets; port 0: any free port). Unavailable when the address cannot be bound,
-  // InvalidArgument when it is malformed or empty.
+  // InvalidArgument when it is malformed or empty. `clock` times the clients' deadlines.
+  // REQUIRES: `clock` is not null and outlives the server.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
-      const std::string& address, std::shared_ptr<prometheus::Registry> registry);
+      const std::string& address, std::shared_ptr<prometheus::Registry> registry,
+      Clock* clock = RealClock());
   // Stops serving (open connections are closed) and joins the thread.
   ~MetricsServer();
 
@@ -66,6 +71,7 @@ class MetricsServer {
   std::string Answer(const std::string& head);
 
   std::shared_ptr<prometheus::Registry> registry_;
+  Clock* clock_ = nullptr;  // not owned
   int listen_fd_ = -1;
   // The destructor writes a byte to wake_write_fd_; Serve() polls wake_read_fd_ with the
   // listening socket and each connection, so that shutdown never waits on a client.

@@ -6,10 +6,14 @@
 #include <atomic>
 #include <chrono>
 #include <string>
+#include <utility>
 
 #include <gtest/gtest.h>
 #include <prometheus/text_serializer.h>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "base/clock.h"
 #include "metrics/catalogue.h"
 #include "metrics/metrics_server.h"
 
@@ -164,6 +168,56 @@ TEST(MetricsServerTest, StopsWhileAClientHoldsAConnection) {
   server->reset();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(4));
   close(idle);
+}
+
+// A FakeClock that counts its reads, so that a test can wait until the server has read the
+// time and gone idle in poll() before it moves the time on.
+class ReadCountingClock final : public Clock {
+ public:
+  absl::Time Now() const override {
+    absl::MutexLock lock(&mu_);
+    ++reads_;
+    return fake_.Now();
+  }
+  void SleepFor(absl::Duration duration) override { fake_.SleepFor(duration); }
+  bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& condition,
+                         absl::Time deadline) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return fake_.AwaitWithDeadline(mu, condition, deadline);
+  }
+  void Advance(absl::Duration duration) { fake_.Advance(duration); }
+  // Returns once Now() has been called at least `n` times.
+  void AwaitReads(int n) const {
+    std::pair<const int*, int> args(&reads_, n);
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](std::pair<const int*, int>* a) { return *a->first >= a->second; }, &args));
+  }
+
+ private:
+  FakeClock fake_;
+  mutable absl::Mutex mu_;  // guards reads_
+  mutable int reads_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Prometheus scrapes every 15 s (deploy/prometheus/prometheus.yml), so the server is idle
+// far longer than its 5 s client timeout between two scrapes. A scrape after any idle time
+// is answered: the client's deadline counts from its accept, not from the time the server
+// read before it went idle (that stale deadline closed every scrape unanswered).
+TEST(MetricsServerTest, AnswersAScrapeAfterIdlingLongerThanTheScrapeInterval) {
+  auto registry = std::make_shared<Registry>();
+  RegisterProcessMetrics(*registry, "learner");
+  ReadCountingClock clock;
+  auto server = MetricsServer::Start("127.0.0.1:0", registry, &clock);
+  ASSERT_TRUE(server.ok()) << server.status();
+  // The server has read the time once and waits in poll() for a client.
+  clock.AwaitReads(1);
+  for (int scrape = 0; scrape < 3; ++scrape) {
+    clock.Advance(absl::Seconds(60));  // longer than the longest shipped scrape interval
+    const std::string body = HttpGet((*server)->port(), "/metrics");
+    EXPECT_EQ(body.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << "scrape " << scrape << ": " << body;
+    EXPECT_NE(body.find(R"(duet_build_info{revision=")"), std::string::npos)
+        << "scrape " << scrape << ": " << body;
+  }
 }
 
 TEST(MetricsServerTest, RefusesBadAndTakenAddresses) {

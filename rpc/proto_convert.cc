@@ -6,6 +6,36 @@
 #include "base/status_macros.h"
 
 namespace duet {
+
+void ToProto(const RunRewards& rewards, v1::RewardConfig* out) {
+  out->set_image_reward(std::string(RewardKindName(rewards.kinds.image)));
+  out->set_caption_reward(std::string(RewardKindName(rewards.kinds.caption)));
+  out->set_self_weight(rewards.mix.self);
+  out->set_external_weight(rewards.mix.external);
+  out->set_external_address(rewards.mix.external_address);
+  out->set_external_timeout_ms(rewards.mix.timeout_ms);
+  out->set_external_auth_token_file(rewards.mix.auth_token_file);
+}
+
+absl::StatusOr<RunRewards> FromProto(const v1::RewardConfig& config) {
+  RunRewards out;
+  absl::StatusOr<RewardKind> image = ParseRewardKind(config.image_reward());
+  if (!image.ok()) return absl::InvalidArgumentError(absl::StrCat("rewards.image_reward: ", image.status().message()));
+  absl::StatusOr<RewardKind> caption = ParseRewardKind(config.caption_reward());
+  if (!caption.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("rewards.caption_reward: ", caption.status().message()));
+  }
+  out.kinds = {*image, *caption};
+  out.mix.self = config.self_weight();
+  out.mix.external = config.external_weight();
+  out.mix.external_address = config.external_address();
+  out.mix.timeout_ms = config.external_timeout_ms();
+  out.mix.auth_token_file = config.external_auth_token_file();
+  if (absl::Status s = ValidateRewardMix(out.mix); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("rewards: ", s.message()));
+  }
+  return out;
+}
 namespace {
 
 std::vector<int64_t> Ids(const v1::TokenSeq& seq) { return {seq.ids().begin(), seq.ids().end()}; }

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "duet/v1/coordinator.pb.h"
+#include "model/reward_kind.h"
 #include "model/task.h"
 #include "model/token_layout.h"
 
@@ -28,6 +29,17 @@ absl::StatusOr<std::vector<Group>> FromProto(const v1::RolloutResult& result, co
 
 void ToProto(const std::vector<RewardQuery>& queries, v1::ScoreWork* out);
 absl::StatusOr<std::vector<RewardQuery>> FromProto(const v1::ScoreWork& work, const TokenLayout& layout);
+
+// A run's reward settings (the recipe's self_reward and reward keys), as the learner
+// sends them to its scorers at registration.
+struct RunRewards {
+  SelfRewardKinds kinds = kDefaultSelfRewardKinds;
+  RewardMix mix;
+};
+void ToProto(const RunRewards& rewards, v1::RewardConfig* out);
+// InvalidArgument naming the field: an unknown kind, or a mix ValidateRewardMix refuses
+// (an empty message too: a learner that sends none cannot be followed).
+absl::StatusOr<RunRewards> FromProto(const v1::RewardConfig& config);
 
 }  // namespace duet
 

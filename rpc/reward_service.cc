@@ -42,7 +42,22 @@ absl::StatusOr<std::vector<RewardQuery>> RewardQueriesFromProto(const v1::ScoreR
   // The same per-query checks as a scorer's work item (rpc/proto_convert.h).
   v1::ScoreWork work;
   *work.mutable_queries() = request.queries();
-  return FromProto(work, layout);
+  absl::StatusOr<std::vector<RewardQuery>> queries = FromProto(work, layout);
+  if (!queries.ok()) return queries;
+  // A caption is text ids with at most one <eos>, at its end: an <eos> anywhere else is
+  // no caption the grammar (or a model) produces.
+  for (size_t i = 0; i < queries->size(); ++i) {
+    const RewardQuery& q = (*queries)[i];
+    const bool generation = q.task == Task::kGeneration;
+    const std::vector<int64_t>& caption = generation ? q.input : q.output;
+    for (size_t j = 0; j + 1 < caption.size(); ++j) {
+      if (caption[j] == layout.eos) {
+        return absl::InvalidArgumentError(absl::StrCat("queries[", i, "].", generation ? "input" : "output",
+                                                       ": a caption may hold <eos> only once, at its end"));
+      }
+    }
+  }
+  return queries;
 }
 
 RewardService::RewardService(TokenLayout layout, std::string auth_token, RewardFunction score,

@@ -177,6 +177,35 @@ TEST_F(RewardServiceTest, UnreachableServiceIsUnavailableNamingTheAddress) {
   EXPECT_EQ(s.status().message().find("--learner"), std::string::npos) << s.status();
 }
 
+// Issue 17, finding 11: <eos> first, or twice, in a caption was accepted.
+TEST(RewardQueriesFromProtoTest, ACaptionHoldsEosOnlyOnceAtItsEnd) {
+  const TokenLayout layout = Layout();
+  auto request = [&](std::vector<int64_t> caption) {
+    v1::ScoreRequest r;
+    v1::ScoreQuery* q = r.add_queries();
+    q->set_task(v1::TASK_UNDERSTANDING);
+    for (int i = 0; i < layout.image_tokens; ++i) q->mutable_input()->add_ids(layout.image_begin + i);
+    for (int64_t id : caption) q->mutable_output()->add_ids(id);
+    return r;
+  };
+  EXPECT_TRUE(RewardQueriesFromProto(request({8, 9, layout.eos}), layout).ok());
+  EXPECT_TRUE(RewardQueriesFromProto(request({8, 9}), layout).ok());
+  for (const std::vector<int64_t>& bad : {std::vector<int64_t>{layout.eos, 8, 9},
+                                          std::vector<int64_t>{8, layout.eos, layout.eos},
+                                          std::vector<int64_t>{8, layout.eos, 9}}) {
+    absl::StatusOr<std::vector<RewardQuery>> r = RewardQueriesFromProto(request(bad), layout);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad[0] << " " << bad[1];
+    EXPECT_NE(r.status().message().find("queries[0].output"), absl::string_view::npos) << r.status();
+  }
+  // The prompt of a generation query is a caption too.
+  v1::ScoreRequest gen;
+  v1::ScoreQuery* q = gen.add_queries();
+  q->set_task(v1::TASK_GENERATION);
+  for (int64_t id : {int64_t{8}, layout.eos, int64_t{9}}) q->mutable_input()->add_ids(id);
+  for (int i = 0; i < layout.image_tokens; ++i) q->mutable_output()->add_ids(layout.image_begin + i);
+  EXPECT_EQ(RewardQueriesFromProto(gen, layout).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(RewardQueriesFromProtoTest, AcceptsAValidRequestUnchanged) {
   v1::ScoreRequest request;
   v1::ScoreQuery* q = request.add_queries();

@@ -147,6 +147,17 @@ ConnectionProblem DiagnoseConnection(const absl::Status& status) {
   return {};
 }
 
+ConnectionProblem DiagnoseConnection(const absl::Status& status, const TransportSecurity& security) {
+  ConnectionProblem p = DiagnoseConnection(status);
+  const bool tls_without_cert = !security.ca_file.empty() && security.cert_file.empty();
+  if (tls_without_cert && (p.kind == ConnectionProblem::kClosed || p.kind == ConnectionProblem::kTls)) {
+    p.hint =
+        "the learner ended the TLS handshake: it may require a client certificate (mutual TLS): give "
+        "--tls_cert and --tls_key (signed by the CA the learner's --tls_client_ca names)";
+  }
+  return p;
+}
+
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
                                            std::shared_ptr<grpc::ChannelCredentials> creds,
                                            const std::string& tls_server_name) {

@@ -26,6 +26,26 @@ TEST(DiagnoseConnectionTest, NamesTheLikelyCause) {
             ConnectionProblem::kUnresolved);
 }
 
+// Issue 17, finding 11: a worker with --tls_ca but no client certificate, refused by a
+// mutual-TLS learner, was told to give --tls_ca.
+TEST(DiagnoseConnectionTest, ATlsClientWithoutACertificateIsToldAboutMutualTls) {
+  const absl::Status closed = absl::UnavailableError(
+      "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:4: Socket closed");
+  TransportSecurity tls_only;
+  tls_only.ca_file = "ca.pem";
+  const ConnectionProblem p = DiagnoseConnection(closed, tls_only);
+  EXPECT_EQ(p.kind, ConnectionProblem::kClosed);
+  EXPECT_NE(p.hint.find("client certificate"), std::string::npos) << p.hint;
+  EXPECT_NE(p.hint.find("--tls_cert"), std::string::npos) << p.hint;
+  EXPECT_EQ(p.hint.find("give --tls_ca"), std::string::npos) << p.hint;
+  // A plaintext client still hears about --tls_ca; one with a certificate keeps the TLS hint.
+  EXPECT_NE(DiagnoseConnection(closed, TransportSecurity()).hint.find("--tls_ca"), std::string::npos);
+  TransportSecurity mutual = tls_only;
+  mutual.cert_file = "cert.pem";
+  mutual.key_file = "key.pem";
+  EXPECT_EQ(DiagnoseConnection(closed, mutual).hint.find("client certificate"), std::string::npos);
+}
+
 TEST(DiagnoseConnectionTest, StaysQuietAboutOtherErrors) {
   EXPECT_EQ(DiagnoseConnection(absl::OkStatus()).kind, ConnectionProblem::kNone);
   EXPECT_EQ(DiagnoseConnection(absl::UnauthenticatedError("bad token")).kind, ConnectionProblem::kNone);

@@ -3,9 +3,32 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "rpc/proto_convert.h"
+#include "rpc/rpc_util.h"
 #include "scorer/self_reward.h"
 
 namespace duet {
+
+absl::StatusOr<ScorerRewardSetup> MakeScorerRewards(const SelfRewardKinds& kinds, const RewardMix& mix,
+                                                    const std::string& auth_token_file,
+                                                    const std::string& tls_ca_file) {
+  DUET_RETURN_IF_ERROR(ValidateRewardMix(mix));
+  ScorerRewardSetup out;
+  out.rewards.kinds = kinds;
+  out.rewards.self_weight = mix.self;
+  out.rewards.external_weight = mix.external;
+  if (mix.external == 0.0) return out;
+  RewardClient::Options o;
+  o.address = mix.external_address;
+  o.timeout = absl::Milliseconds(mix.timeout_ms);
+  o.security.ca_file = tls_ca_file;
+  if (!auth_token_file.empty()) {
+    DUET_ASSIGN_OR_RETURN(o.auth_token, ResolveAuthToken(/*token_flag=*/"", auth_token_file));
+  }
+  DUET_ASSIGN_OR_RETURN(std::unique_ptr<RewardClient> client, RewardClient::Create(o));
+  out.client = std::move(client);
+  out.rewards.external = out.client.get();
+  return out;
+}
 
 absl::StatusOr<std::vector<double>> ComputeScorerRewards(const Transformer& model, const TokenLayout& layout,
                                                          const std::vector<RewardQuery>& queries,

@@ -2,6 +2,8 @@
 #define DUET_SCORER_HANDLER_H_
 
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -27,6 +29,22 @@ struct ScorerRewards {
   // owned; must outlive the calls.
   const RewardClient* external = nullptr;
 };
+
+// A scorer's reward wiring for a run's reward settings (the recipe's self_reward and
+// reward keys): the rewards to compute, and the client of the external reward service
+// when its weight is not 0. The one place the wiring is written: duet-scorer builds it
+// from what the learner sends at registration, `duet rl` from its recipe.
+struct ScorerRewardSetup {
+  ScorerRewards rewards;
+  std::shared_ptr<RewardClient> client;  // rewards.external points to it; null: not called
+};
+// The service's token comes from `auth_token_file` (a file on this side, never the
+// learner's token; empty: none sent); `tls_ca_file` (empty: plaintext) enables TLS to it.
+// InvalidArgument for a mix ValidateRewardMix refuses; the token file's or the client's
+// error otherwise.
+absl::StatusOr<ScorerRewardSetup> MakeScorerRewards(const SelfRewardKinds& kinds, const RewardMix& mix,
+                                                    const std::string& auth_token_file,
+                                                    const std::string& tls_ca_file);
 
 // The rewards of `queries`, in order. Any failure of the external service fails the
 // whole batch with its error (UNAVAILABLE naming the address when it cannot be reached):

@@ -5,6 +5,7 @@
 // the load is gone, instead of exiting.
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -15,6 +16,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "absl/synchronization/mutex.h"
 #include "coordinator/coordinator_service.h"
 #include "coordinator/work_queue.h"
 #include "model/test_models.h"
@@ -66,6 +68,7 @@ class BackpressureTest : public ::testing::Test {
     RequestLimits limits;
     limits.layout = Layout();
     limits.max_sequence_tokens = 32;
+    limits.max_waiting_polls = max_waiting_polls_;
     RendezvousInfo rendezvous;
     rendezvous.run_id = "bp";
     service_ = std::make_unique<CoordinatorService>(queue_.get(), &snapshot_, rendezvous, kToken,
@@ -96,6 +99,8 @@ class BackpressureTest : public ::testing::Test {
     ctx->AddMetadata(kAuthMetadataKey, std::string("Bearer ") + kToken);
     grpc::Status s = stub_->Register(ctx, req, &resp);
     *id = resp.worker_id();
+    absl::MutexLock lock(&sessions_mu_);
+    sessions_[resp.worker_id()] = resp.session();
     return s;
   }
 
@@ -110,12 +115,19 @@ class BackpressureTest : public ::testing::Test {
                     v1::PullWorkResponse* resp) {
     v1::PullWorkRequest req;
     req.set_worker_id(id);
+    {
+      absl::MutexLock lock(&sessions_mu_);
+      req.set_session(sessions_[id]);
+    }
     req.set_wait_ms(wait_ms);
     ctx->AddMetadata(kAuthMetadataKey, std::string("Bearer ") + kToken);
     return stub_->PullWork(ctx, req, resp);
   }
 
   absl::Duration lease_ = absl::ZeroDuration();  // the queue's; zero: workers never expire
+  int32_t max_waiting_polls_ = 0;                 // the service's bound; 0: none
+  absl::Mutex sessions_mu_;  // guards sessions_: tests register and pull from several threads
+  std::map<std::string, std::string> sessions_ ABSL_GUARDED_BY(sessions_mu_);  // worker id -> session
   std::unique_ptr<Transformer> model_;
   WeightSnapshot snapshot_;
   std::unique_ptr<WorkQueue> queue_;
@@ -201,6 +213,78 @@ TEST_F(BackpressureTest, PastTheThreadLimitCallsAreRefusedAndAWorkerBacksOffUnti
   ASSERT_TRUE(results.ok()) << results.status();
   EXPECT_EQ((*results)[0].score().rewards(0), -1.5);
   EXPECT_TRUE(run.ok()) << "the worker gave up under load: " << run;
+}
+
+// Issue 17, finding 6: long-polls may hold only their share of the handler threads, so
+// that while more idle workers wait than the server has threads, every control call
+// (GetRunStatus, Heartbeat, CompleteWork) is still answered. Without the bound the
+// waiting polls held all 4 threads and these calls were RESOURCE_EXHAUSTED.
+class PollBoundTest : public BackpressureTest {
+ protected:
+  PollBoundTest() { max_waiting_polls_ = 2; }
+};
+
+TEST_F(PollBoundTest, ControlCallsAreAnsweredWhileLongPollsFloodTheServer) {
+  constexpr int kPollers = 12;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kPollers; ++i) ids.push_back(RegisterOk(v1::ROLE_ROLLOUT));
+  const std::string scorer = RegisterOk(v1::ROLE_SCORER);
+  const std::string item = queue_->Submit(v1::ROLE_SCORER, ScoreItem());
+  {
+    grpc::ClientContext ctx;
+    v1::PullWorkResponse resp;
+    ASSERT_TRUE(Pull(scorer, 0, &ctx, &resp).ok());
+    ASSERT_EQ(resp.item().item_id(), item);
+  }
+  std::atomic<int> refused{0}, waited{0};
+  std::vector<std::thread> pollers;
+  for (int i = 0; i < kPollers; ++i) {
+    pollers.emplace_back([&, i] {
+      grpc::ClientContext ctx;
+      v1::PullWorkResponse resp;
+      const grpc::Status s = Pull(ids[i], 3000, &ctx, &resp);
+      if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+        ++refused;
+        EXPECT_FALSE(Trailer(ctx, "duet-retry-after-ms").empty());
+      }
+      if (s.ok()) ++waited;
+    });
+  }
+  // Two polls hold their threads; the other ten were answered at once.
+  while (service_->waiting_polls() < 2 || refused.load() < kPollers - 2) std::this_thread::yield();
+  std::string session;
+  {
+    absl::MutexLock lock(&sessions_mu_);
+    session = sessions_[scorer];
+  }
+  for (int i = 0; i < 5; ++i) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata(kAuthMetadataKey, std::string("Bearer ") + kToken);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    v1::RunStatus status;
+    EXPECT_TRUE(stub_->GetRunStatus(&ctx, v1::GetRunStatusRequest(), &status).ok());
+    grpc::ClientContext beat_ctx;
+    beat_ctx.AddMetadata(kAuthMetadataKey, std::string("Bearer ") + kToken);
+    v1::HeartbeatRequest beat;
+    beat.set_worker_id(scorer);
+    beat.set_session(session);
+    v1::HeartbeatResponse beat_resp;
+    EXPECT_TRUE(stub_->Heartbeat(&beat_ctx, beat, &beat_resp).ok());
+  }
+  grpc::ClientContext done_ctx;
+  done_ctx.AddMetadata(kAuthMetadataKey, std::string("Bearer ") + kToken);
+  v1::CompleteWorkRequest done;
+  done.set_worker_id(scorer);
+  done.set_session(session);
+  done.set_item_id(item);
+  done.mutable_score()->add_rewards(-2.0);
+  v1::CompleteWorkResponse ack;
+  EXPECT_TRUE(stub_->CompleteWork(&done_ctx, done, &ack).ok());
+  EXPECT_TRUE(ack.accepted());
+  EXPECT_EQ(service_->waiting_polls(), 2);  // the polls were still waiting all along
+  for (auto& t : pollers) t.join();
+  EXPECT_EQ(refused.load(), kPollers - 2);
+  EXPECT_EQ(waited.load(), 2);
 }
 
 // A learner whose lease is shorter than the worker's default heartbeat interval (5 s):

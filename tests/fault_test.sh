@@ -48,32 +48,7 @@ finish() {
   local run="$1" rc=0
   wait "$LEARNER" || rc=$?
   [[ $rc -eq 0 ]] || { tail -n 40 "$run".*.log; echo "$run: learner exited with $rc"; exit 1; }
-  python3 - "$run" "$STEPS" "$TMP/reference/ledger.jsonl" <<'PY'
-import collections, json, os, sys
-run, steps, reference = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-state = json.load(open(os.path.join(run, "final_state.json")))
-assert state["step"] == steps and state["policy_version"] == steps, state
-lines = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl"))]
-assert [l["step"] for l in lines] == list(range(1, steps + 1)), [l["step"] for l in lines]
-for w in state["workers"]:
-    assert w["checksum"] == state["checksum"], (w, state["checksum"])
-# The ledger: each prompt group trained exactly once, K samples each, from a work item;
-# 4 prompts and 2 images a step (the recipe); the same groups as the uninterrupted run.
-def groups(path):
-    entries = [json.loads(l) for l in open(path)]
-    for e in entries:
-        assert e["samples"] == 2 and e["item"] and e["input"] >= 0, (path, e)
-    return collections.Counter((e["step"], e["direction"], e["input"]) for e in entries)
-trained = groups(os.path.join(run, "ledger.jsonl"))
-twice = [g for g, n in trained.items() if n > 1]
-assert not twice, "%s: groups trained more than once: %s" % (run, twice)
-per_step = collections.Counter((s, d) for s, d, _ in trained)
-assert per_step == {(s, d): n for s in range(1, steps + 1) for d, n in (("generation", 4), ("understanding", 2))}, per_step
-if os.path.abspath(run) != os.path.dirname(os.path.abspath(reference)):
-    expected = groups(reference)
-    assert trained == expected, "%s: missing %s, unexpected %s" % (run, expected - trained, trained - expected)
-print(state["checksum"])
-PY
+  check_ledger "$run" "$STEPS" "$TMP/reference/ledger.jsonl"
   CHECKSUM=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["checksum"])' "$run/final_state.json")
 }
 # wait_registered RUN NAME...: until each named worker has registered (at most 60 s).
@@ -178,9 +153,9 @@ done
 echo "kill-learner: checksum $RESUMED"
 
 # stop-broadcast: the resumed learner's first act is a weight broadcast to every worker
-# registered, in a new epoch. rollout-1 registers (the weights come with that broadcast),
-# then is stopped before the pools are complete (scorer-0 completes them), so it is a member that never
-# joins. The lease (10 s) keeps it a member until the broadcast; the collective timeout is
+# registered that has pulled work, in a new epoch. rollout-1 registers and pulls (a bare
+# registration is no member: issue 17), then is stopped before the pools are complete
+# (scorer-0 completes them), so it is a member that never joins. The lease (10 s) keeps it a member until the broadcast; the collective timeout is
 # 3 s for the learner and the workers.
 PORT=$(free_ports 1); RUN="$TMP/stop-broadcast"
 sed 's/lease_seconds: 3/lease_seconds: 10/' "$TMP/recipe.yaml" > "$TMP/lease10.yaml"
@@ -191,7 +166,7 @@ wait_log() {  # FILE PATTERN WHAT: until FILE has a line matching PATTERN (at mo
   for _ in $(seq 1200); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
   tail -n 30 "$1"; echo "$3"; exit 1
 }
-wait_log "$RUN.rollout-1.log" "registered as rollout-1" "rollout-1 did not register"
+wait_log "$RUN.rollout-1.log" "rollout-1: first PullWork answered" "rollout-1 did not register and pull"
 kill -STOP "$R1"; STOPPED_AT=$(date +%H:%M:%S.%N)
 start_worker "$RUN" "$PORT" scorer scorer-0 --collective_timeout_s=3
 for _ in $(seq 1200); do

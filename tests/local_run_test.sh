@@ -2,7 +2,11 @@
 # Multi-process test of the RL service: real duet-learner, duet-rollout and duet-scorer
 # processes on loopback (gRPC + one Gloo group), started by `duet local` on a tiny world.
 # Checks: 3 steps run; every worker ends on the learner's policy version and checksum;
-# a checkpoint is written; --resume continues at the next step.
+# a checkpoint is written; a rerun on the finished run's folder that fails (a typo in
+# --model or --data) or is refused (neither --resume nor --overwrite) changes none of its
+# files; --resume continues at the next step; a second duet local on a running job's folder
+# is refused, naming the holder; Ctrl-C stops the run with exit 130, no "after"
+# evaluation, and the command that resumes it.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/tiny_world.sh"
 BIN="$1"      # build dir
@@ -42,6 +46,25 @@ assert open(os.path.join(run, "checkpoints", "LATEST")).read().strip() == "step-
 assert os.path.exists(os.path.join(run, "report", "summary.md"))
 print("first run ok: %d steps, %d workers on v%d checksum %d" % (steps, len(state["workers"]), state["policy_version"], state["checksum"]))
 PY
+# A finished run is never lost to a rerun: every file of it is the same after each of these.
+snapshot() { (cd "$TMP/run" && find . -type f -print0 | sort -z | xargs -0 sha256sum); }
+snapshot > "$TMP/run.sha256"
+[[ "$(cat "$TMP/run/.lock")" =~ ^[0-9]+$ ]] || { echo "FAIL: .lock does not name the run's pid"; exit 1; }
+rerun_fails() {  # WHAT EXPECTED-TEXT ARGS...: run_local ARGS fails, saying EXPECTED-TEXT, and changes nothing
+  local what="$1" expect="$2"; shift 2
+  local rc=0
+  run_local "$@" > "$TMP/rerun.log" 2>&1 || rc=$?
+  [[ $rc -eq 1 ]] && grep -q -- "$expect" "$TMP/rerun.log" ||
+    { cat "$TMP/rerun.log"; echo "FAIL: a rerun $what: exit $rc, want 1 saying: $expect"; exit 1; }
+  snapshot | diff "$TMP/run.sha256" - || { echo "FAIL: a rerun $what changed the finished run's files"; exit 1; }
+}
+rerun_fails "with a typo in --model" "NOT_FOUND" --model="$TMP/base/modle"
+rerun_fails "with a typo in --model, --overwrite" "NOT_FOUND" --model="$TMP/base/modle" --overwrite
+rerun_fails "with a typo in --data, --overwrite" "NOT_FOUND" --data="$TMP/dta" --overwrite
+rerun_fails "without --resume or --overwrite" \
+  "FAILED_PRECONDITION: $TMP/run holds a run (final_state.json): continue it with --resume, or start afresh with --overwrite"
+rerun_fails "with both --resume and --overwrite" "INVALID_ARGUMENT" --resume --overwrite
+echo "rerun ok: failed and refused reruns left every file of the finished run as it was"
 # ShapesEval over 3 evaluation seeds: the pooled counts, and each seed's figure with spread.
 "$DUET" eval --model="$TMP/base/model" --data="$TMP/data" --limit=2 --eval_seeds=3 --seed=5 \
   --report_dir="$TMP/eval3" > "$TMP/eval3.log" 2>&1 || { cat "$TMP/eval3.log"; exit 1; }
@@ -232,6 +255,19 @@ refused() {  # WHAT EXPECTED-TEXT ARGS...: duet pool fails, saying EXPECTED-TEXT
 refused "with no rollout workers" "a run needs between 1 and 64 rollout workers" --out="$TMP/pool" --rollout=0
 refused "with negative scorers" "a run needs between 1 and 64 scorer workers" --out="$TMP/pool" --scorer=-2
 refused "on a folder with no job" "no running duet local in" --out="$TMP/nothing" --rollout=2
+refused "on a finished run" "no running duet local in $TMP/run (no process holds" --out="$TMP/run" --rollout=2
+# A second duet local on the running job's folder is refused at once, naming the holder;
+# even --overwrite does not let it in.
+for flags in "" --overwrite --resume; do
+  rc=0
+  # shellcheck disable=SC2086
+  "${POOL_LOCAL[@]}" --out="$TMP/pool" $flags > "$TMP/second-local.log" 2>&1 || rc=$?
+  [[ $rc -eq 1 ]] && grep -q "FAILED_PRECONDITION: $TMP/pool is in use by another duet local (pid $LOCAL," "$TMP/second-local.log" ||
+    { cat "$TMP/second-local.log"; echo "FAIL: a second duet local $flags on a running job: exit $rc"; exit 1; }
+done
+[[ "$(cat "$TMP/pool/.lock")" == "$LOCAL" ]] || { echo "FAIL: $TMP/pool/.lock does not hold pid $LOCAL"; exit 1; }
+kill -0 "$LOCAL" || { tail -n 40 "$TMP/pool.log"; echo "FAIL: the running job ended"; exit 1; }
+echo "second duet local ok: refused, naming pid $LOCAL"
 "$DUET" pool --out="$TMP/pool" --rollout=3 > "$TMP/pool-cmd.log" 2>&1 || { cat "$TMP/pool-cmd.log"; exit 1; }
 grep -q "desired: rollout 3, scorer 1 (was rollout 1, scorer 1)" "$TMP/pool-cmd.log" || { cat "$TMP/pool-cmd.log"; exit 1; }
 for name in rollout-1 rollout-2; do wait_for "$TMP/pool/logs/$name.log" "registered as $name" "$name did not join"; done
@@ -249,9 +285,17 @@ done
 grep -q "running: rollout 1, scorer 1" "$TMP/pool-cmd.log" || { cat "$TMP/pool-cmd.log"; echo "FAIL: pool not back to 1"; exit 1; }
 N=$(wc -l < "$TMP/pool/metrics.jsonl")
 wait_for "$TMP/pool.log" "^step $((N + 1))/" "no step after scaling down"
-kill -TERM "$LOCAL"
+# Ctrl-C: the learner finishes its step and checkpoints; duet local exits 130, runs no
+# "after" evaluation of the partial model, and prints the command that resumes the run.
+kill -INT "$LOCAL"
 rc=0; wait "$LOCAL" || rc=$?
-[[ $rc -eq 0 ]] || { tail -n 40 "$TMP/pool.log"; echo "FAIL: the pooled duet local exited with $rc"; exit 1; }
+[[ $rc -eq 130 ]] || { tail -n 40 "$TMP/pool.log"; echo "FAIL: the pooled duet local exited with $rc after Ctrl-C, want 130"; exit 1; }
+grep -q "duet local: stopped by signal 2 at step [0-9]* of 1000; no \"after\" evaluation" "$TMP/pool.log" ||
+  { tail -n 20 "$TMP/pool.log"; echo "FAIL: no stop message"; exit 1; }
+grep -A1 "Continue the run with:" "$TMP/pool.log" | grep -q -- "--out=$TMP/pool --resume$" ||
+  { tail -n 20 "$TMP/pool.log"; echo "FAIL: no resume command"; exit 1; }
+[[ ! -e "$TMP/pool/report/after" && ! -e "$TMP/pool/report/summary.md" ]] || { echo "FAIL: a stopped run was evaluated"; exit 1; }
+if grep -q "ShapesEval after RL" "$TMP/pool.log"; then echo "FAIL: a stopped run was evaluated"; exit 1; fi
 [[ ! -f "$TMP/pool/pool_status.json" ]] || { echo "FAIL: pool_status.json outlived the run"; exit 1; }
 N=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["step"])' "$TMP/pool/final_state.json")
 "${POOL_LOCAL[@]}" --out="$TMP/unscaled" --local_steps="$N" > "$TMP/unscaled.log" 2>&1 || { tail -n 40 "$TMP/unscaled.log"; exit 1; }

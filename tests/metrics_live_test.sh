@@ -79,10 +79,15 @@ prometheus-alertmanager --config.file="$TMP/alertmanager.yml" --storage.path="$T
 PIDS+=($!)
 
 # Prometheus: the shipped config with 1 s scrapes and evaluations, the rules with short
-# `for:`, the run's targets, and the Alertmanager above.
+# `for:`, the run's targets, and the Alertmanager above. DuetLearnerAbsent keeps its
+# shipped `for:` (2m): the run's targets are added only once its pools are up (below), and
+# until then no learner target exists; tests/metrics_shipped_test.sh runs every rule as
+# shipped.
 PROM_PORT="$(free_ports 1)"
 mkdir -p "$TMP/targets"
-sed -E 's/^(\s+)for: .*/\1for: 1s/' "$SRC/deploy/prometheus/rules/duet.rules.yml" > "$TMP/rules.yml"
+sed -E '/- alert: DuetLearnerAbsent$/,/^\s+for:/!s/^(\s+)for: .*/\1for: 1s/' \
+  "$SRC/deploy/prometheus/rules/duet.rules.yml" > "$TMP/rules.yml"
+grep -A3 'alert: DuetLearnerAbsent$' "$TMP/rules.yml" | grep -q 'for: 2m' || { echo "DuetLearnerAbsent: no for: 2m"; exit 1; }
 python3 - "$SRC/deploy/prometheus/prometheus.yml" "$TMP" "$AM_PORT" > "$TMP/prometheus.yml" <<'PY'
 import sys, yaml
 cfg = yaml.safe_load(open(sys.argv[1])); tmp = sys.argv[2]

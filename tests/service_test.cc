@@ -2,6 +2,7 @@
 // rollout and scorer workers (WorkerRuntime) in threads, driven through the same remote
 // backends the learner uses.
 
+#include <map>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -17,6 +18,9 @@
 #include "rpc/rpc_util.h"
 #include "scorer/handler.h"
 #include "scorer/self_reward.h"
+#include "weights/collective.h"
+#include "weights/grpc_rendezvous.h"
+#include "weights/rendezvous_store.h"
 #include "weights/weight_sync.h"
 #include "worker/worker_runtime.h"
 
@@ -46,6 +50,7 @@ class ServiceTest : public ::testing::Test {
     rendezvous.store_prefix = "duet-0123456789abcdef";
     service_ = std::make_unique<CoordinatorService>(queue_.get(), &snapshot_, rendezvous, kToken,
                                                     limits, nullptr);
+    service_->SetRendezvousStore(&rendezvous_);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(service_.get());
@@ -84,6 +89,12 @@ class ServiceTest : public ::testing::Test {
     return w;
   }
 
+  static v1::WorkItem item_for_score() {
+    v1::WorkItem item;
+    item.mutable_score()->add_queries()->set_task(v1::TASK_GENERATION);
+    return item;
+  }
+
   std::unique_ptr<grpc::ClientContext> Context(const std::string& token) {
     return MakeClientContext(token, absl::Seconds(10));
   }
@@ -95,6 +106,7 @@ class ServiceTest : public ::testing::Test {
     reg.set_capacity(8);
     v1::RegisterResponse resp;
     EXPECT_TRUE(stub->Register(Context(kToken).get(), reg, &resp).ok());
+    sessions_[resp.worker_id()] = resp.session();
     return resp.worker_id();
   }
 
@@ -102,6 +114,7 @@ class ServiceTest : public ::testing::Test {
   v1::WorkItem PullRaw(v1::Coordinator::Stub* stub, const std::string& worker_id) {
     v1::PullWorkRequest pull;
     pull.set_worker_id(worker_id);
+    pull.set_session(sessions_[worker_id]);
     pull.set_wait_ms(1000);
     v1::PullWorkResponse pulled;
     EXPECT_TRUE(stub->PullWork(Context(kToken).get(), pull, &pulled).ok());
@@ -111,6 +124,7 @@ class ServiceTest : public ::testing::Test {
   TokenLayout layout_;
   std::unique_ptr<Transformer> model_;
   std::unique_ptr<WorkQueue> queue_;
+  RendezvousStore rendezvous_;
   WeightSnapshot snapshot_;
   std::unique_ptr<CoordinatorService> service_;
   std::unique_ptr<grpc::Server> server_;
@@ -118,6 +132,7 @@ class ServiceTest : public ::testing::Test {
   std::shared_ptr<grpc::Channel> channel_;
   std::vector<std::unique_ptr<WorkerRuntime>> workers_;
   std::vector<std::thread> threads_;
+  std::map<std::string, std::string> sessions_;  // of the workers played by hand
 };
 
 TEST_F(ServiceTest, RolloutRoundTripMatchesLocalSampling) {
@@ -206,6 +221,7 @@ TEST_F(ServiceTest, ResultsAreCheckedAgainstTheItemBeforeAnythingChanges) {
   auto good = [&] {
     v1::CompleteWorkRequest r;
     r.set_worker_id(worker);
+    r.set_session(sessions_[worker]);
     r.set_item_id(id);
     for (int g = 0; g < 2; ++g) {
       auto* group = r.mutable_rollout()->add_groups();
@@ -266,6 +282,7 @@ TEST_F(ServiceTest, ResultsAreCheckedAgainstTheItemBeforeAnythingChanges) {
   }
   v1::CompleteWorkRequest stolen = good();
   stolen.set_worker_id(other);
+  stolen.set_session(sessions_[other]);
   EXPECT_EQ(stub->CompleteWork(Context(kToken).get(), stolen, &ack).error_code(), grpc::StatusCode::PERMISSION_DENIED);
   ASSERT_TRUE(stub->CompleteWork(Context(kToken).get(), good(), &ack).ok());
   EXPECT_TRUE(ack.accepted());
@@ -286,6 +303,7 @@ TEST_F(ServiceTest, ASyncResultMustConfirmWhatTheLearnerSent) {
   ASSERT_EQ(PullRaw(stub.get(), worker).item_id(), id);
   v1::CompleteWorkRequest r;
   r.set_worker_id(worker);
+  r.set_session(sessions_[worker]);
   r.set_item_id(id);
   r.mutable_sync()->set_version(3);
   r.mutable_sync()->set_checksum(778);
@@ -360,6 +378,7 @@ TEST_F(ServiceTest, CompletingAnItemTwiceCountsOnce) {
   ASSERT_EQ(PullRaw(stub.get(), worker).item_id(), id);
   v1::CompleteWorkRequest done;
   done.set_worker_id(worker);
+  done.set_session(sessions_[worker]);
   done.set_item_id(id);
   done.mutable_score()->add_rewards(-1.5);
   v1::CompleteWorkResponse ack;
@@ -392,6 +411,166 @@ TEST_F(ServiceTest, WorkersFetchNewWeightsOverTheStreamAndVerifyThem) {
   EXPECT_EQ((*results)[0].sync().checksum(), snapshot_.checksum());
   EXPECT_EQ(w->version(), 1);
   EXPECT_EQ(w->checksum(), WeightChecksum(model_->parameters()));
+}
+
+// Issue 17, finding 1: a correct rollout result whose policy_version is newer than the
+// learner has published (which the RL loop would refuse, ending the run) or older than
+// the item asked for is INVALID_ARGUMENT, and the item stays open for a correct result.
+TEST_F(ServiceTest, AResultFromAVersionTheItemCannotHaveIsRefused) {
+  auto stub = v1::Coordinator::NewStub(channel_);
+  PublishWeights(2);
+  const std::string worker = RegisterRaw(stub.get(), v1::ROLE_SCORER);
+  v1::WorkItem item;
+  item.set_policy_version(1);
+  item.mutable_score()->add_queries()->set_task(v1::TASK_GENERATION);
+  const std::string id = queue_->Submit(v1::ROLE_SCORER, item);
+  ASSERT_EQ(PullRaw(stub.get(), worker).item_id(), id);
+  v1::CompleteWorkRequest r;
+  r.set_worker_id(worker);
+  r.set_session(sessions_[worker]);
+  r.set_item_id(id);
+  r.mutable_score()->add_rewards(-1.0);
+  v1::CompleteWorkResponse ack;
+  for (const int64_t version : {int64_t{3}, int64_t{102}, int64_t{1} << 62, int64_t{0}, int64_t{-1}}) {
+    r.set_policy_version(version);
+    const grpc::Status s = stub->CompleteWork(Context(kToken).get(), r, &ack);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << version << ": " << s.error_message();
+    EXPECT_NE(s.error_message().find("policy_version"), std::string::npos) << s.error_message();
+  }
+  r.set_policy_version(2);  // newer than the item (a sync reached the worker): fine
+  ASSERT_TRUE(stub->CompleteWork(Context(kToken).get(), r, &ack).ok());
+  EXPECT_TRUE(ack.accepted());
+}
+
+// Issue 17, findings 4 and 8: with the run token but without a worker's session, a caller
+// can neither keep that worker alive, nor pull or complete in its name, nor make it leave.
+TEST_F(ServiceTest, CallsInAWorkersNameNeedItsSession) {
+  auto stub = v1::Coordinator::NewStub(channel_);
+  const std::string worker = RegisterRaw(stub.get(), v1::ROLE_SCORER);
+  const std::string intruder = RegisterRaw(stub.get(), v1::ROLE_SCORER);
+  for (const std::string& session : {std::string(), sessions_[intruder], std::string(32, '0')}) {
+    v1::HeartbeatRequest beat;
+    beat.set_worker_id(worker);
+    beat.set_session(session);
+    v1::HeartbeatResponse beat_resp;
+    EXPECT_EQ(stub->Heartbeat(Context(kToken).get(), beat, &beat_resp).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+    v1::DeregisterRequest leave;
+    leave.set_worker_id(worker);
+    leave.set_session(session);
+    v1::DeregisterResponse left;
+    EXPECT_EQ(stub->Deregister(Context(kToken).get(), leave, &left).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    v1::PullWorkRequest pull;
+    pull.set_worker_id(worker);
+    pull.set_session(session);
+    v1::PullWorkResponse pulled;
+    EXPECT_EQ(stub->PullWork(Context(kToken).get(), pull, &pulled).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  EXPECT_EQ(queue_->CountWorkers(v1::ROLE_SCORER), 2);  // nothing changed
+  const std::string id = queue_->Submit(v1::ROLE_SCORER, item_for_score());
+  ASSERT_EQ(PullRaw(stub.get(), worker).item_id(), id);
+  v1::CompleteWorkRequest r;
+  r.set_worker_id(worker);
+  r.set_session(sessions_[intruder]);
+  r.set_item_id(id);
+  r.mutable_score()->add_rewards(-1.0);
+  v1::CompleteWorkResponse ack;
+  EXPECT_EQ(stub->CompleteWork(Context(kToken).get(), r, &ack).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  // The worker itself still can.
+  v1::HeartbeatRequest beat;
+  beat.set_worker_id(worker);
+  beat.set_session(sessions_[worker]);
+  v1::HeartbeatResponse beat_resp;
+  EXPECT_TRUE(stub->Heartbeat(Context(kToken).get(), beat, &beat_resp).ok());
+  r.set_session(sessions_[worker]);
+  ASSERT_TRUE(stub->CompleteWork(Context(kToken).get(), r, &ack).ok());
+  EXPECT_TRUE(ack.accepted());
+}
+
+// Issue 17, finding 9: a result from a worker the learner no longer knows (lost, gone or
+// quarantined) is NOT_FOUND, as design.md says; a duplicate of a known worker stays
+// acknowledged with accepted = false. An error code outside the status codes is refused.
+TEST_F(ServiceTest, AResultFromAWorkerThatLeftIsNotFoundAndErrorCodesMustBeStatusCodes) {
+  auto stub = v1::Coordinator::NewStub(channel_);
+  const std::string worker = RegisterRaw(stub.get(), v1::ROLE_SCORER);
+  const std::string id = queue_->Submit(v1::ROLE_SCORER, item_for_score());
+  ASSERT_EQ(PullRaw(stub.get(), worker).item_id(), id);
+  v1::CompleteWorkRequest r;
+  r.set_worker_id(worker);
+  r.set_session(sessions_[worker]);
+  r.set_item_id(id);
+  v1::CompleteWorkResponse ack;
+  for (const int code : {0, 17, 99, -3}) {
+    r.mutable_error()->set_code(code);
+    EXPECT_EQ(stub->CompleteWork(Context(kToken).get(), r, &ack).error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << code;
+  }
+  r.mutable_score()->add_rewards(-1.0);
+  v1::DeregisterRequest leave;
+  leave.set_worker_id(worker);
+  leave.set_session(sessions_[worker]);
+  v1::DeregisterResponse left;
+  ASSERT_TRUE(stub->Deregister(Context(kToken).get(), leave, &left).ok());
+  EXPECT_EQ(stub->CompleteWork(Context(kToken).get(), r, &ack).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// Issue 17, finding 7: the ranks meet through the learner's store over the authenticated
+// gRPC service (there is no store port for an outsider to hold): a call needs the run
+// token and a registered worker's session, keys go only under the open epoch's prefix,
+// and a Gloo group of the learner's rank (in process) and two workers (over gRPC) forms
+// through it and broadcasts.
+TEST_F(ServiceTest, TheRendezvousIsBehindTheTokenAndASessionAndAGroupMeetsThroughIt) {
+  auto stub = v1::Coordinator::NewStub(channel_);
+  const std::string a = RegisterRaw(stub.get(), v1::ROLE_ROLLOUT);
+  const std::string b = RegisterRaw(stub.get(), v1::ROLE_SCORER);
+  rendezvous_.OpenPrefix("epoch-7");
+  v1::RendezvousRequest set;
+  set.set_worker_id(a);
+  set.set_session(sessions_[a]);
+  set.mutable_set()->set_key("epoch-7/x");
+  set.mutable_set()->set_value("v");
+  v1::RendezvousResponse resp;
+  EXPECT_EQ(stub->Rendezvous(Context("").get(), set, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  set.set_session(sessions_[b]);
+  EXPECT_EQ(stub->Rendezvous(Context(kToken).get(), set, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  set.set_session(sessions_[a]);
+  set.mutable_set()->set_key("elsewhere/x");
+  EXPECT_EQ(stub->Rendezvous(Context(kToken).get(), set, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  set.mutable_set()->set_key("epoch-7/x");
+  set.mutable_set()->set_value(std::string(RendezvousStore::kMaxValueBytes + 1, 'v'));
+  EXPECT_EQ(stub->Rendezvous(Context(kToken).get(), set, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(*rendezvous_.NumKeys(), 0);  // nothing refused was kept
+
+  std::shared_ptr<RendezvousStore> local(&rendezvous_, [](RendezvousStore*) {});  // the learner's own rank
+  std::shared_ptr<v1::Coordinator::StubInterface> shared_stub = v1::Coordinator::NewStub(channel_);
+  std::vector<std::shared_ptr<RendezvousClient>> clients = {
+      local, std::make_shared<GrpcRendezvousClient>(shared_stub, kToken, a, sessions_[a], absl::Seconds(10)),
+      std::make_shared<GrpcRendezvousClient>(shared_stub, kToken, b, sessions_[b], absl::Seconds(10))};
+  std::vector<absl::Status> results(3);
+  std::vector<torch::Tensor> got(3);
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < 3; ++r) {
+    ranks.emplace_back([&, r] {
+      CollectiveOptions c;
+      c.rendezvous = clients[r];
+      c.rank = r;
+      c.world_size = 3;
+      c.group_prefix = "epoch-7";
+      c.timeout = absl::Seconds(20);
+      absl::StatusOr<std::unique_ptr<Collective>> group = CreateCollective(c);
+      if (!group.ok()) {
+        results[r] = group.status();
+        return;
+      }
+      got[r] = r == 0 ? torch::full({4}, 2.5f) : torch::zeros({4});
+      results[r] = (*group)->Broadcast(got[r], /*root=*/0);
+    });
+  }
+  for (auto& t : ranks) t.join();
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_TRUE(results[r].ok()) << r << ": " << results[r];
+    EXPECT_TRUE(torch::equal(got[r], torch::full({4}, 2.5f))) << r;
+  }
 }
 
 }  // namespace

@@ -131,10 +131,10 @@ done
 [[ "$(sinfo --noheader --nodes="$NODE" --format=%T 2>/dev/null)" == idle ]] || { logs; sinfo; fail "node $NODE not idle after 30 s"; }
 
 # The scripts' settings: the build tree, the tiny world, free ports (the learner's gRPC
-# and store ports are picked by the learner: 0).
+# port is picked by the learner: 0).
 PORTS=$(free_ports 8)
 export DUET_BIN="$BIN" DUET_RECIPE="$TMP/recipe.yaml" DUET_MODEL="$TMP/base/model" DUET_DATA="$TMP/data" \
-  DUET_OUT="$TMP/out" DUET_PORT=0 DUET_STORE_PORT=0 DUET_METRICS_PORT="$PORTS" DUET_WORKER_GRACE=10
+  DUET_OUT="$TMP/out" DUET_PORT=0 DUET_METRICS_PORT="$PORTS" DUET_WORKER_GRACE=10
 RUN="$TMP/out/run"
 cd "$TMP"  # the submit folder: nothing is read relative to it
 

@@ -2,7 +2,7 @@
 #   make_tiny_world DUET DIR   writes DIR/data (a small Shapes world) and DIR/base/model
 #                              (10 pretraining steps): seconds, enough for the service to run
 #   free_ports N               prints the first of N consecutive free loopback ports
-#   tiny_recipe, start_learner, start_worker, wait_steps: see below
+#   tiny_recipe, start_learner, start_worker, wait_steps, check_ledger: see below
 
 make_tiny_world() {
   local duet="$1" dir="$2"
@@ -75,4 +75,38 @@ wait_steps() {
     sleep 0.1
   done
   echo "$1: fewer than $2 steps after 120 s"; tail -n 30 "$1".*.log; exit 1
+}
+# check_ledger RUN STEPS REFERENCE_LEDGER: the run ended at STEPS (final_state.json, every
+# worker that did work on the learner's checksum), metrics.jsonl has every step once, and ledger.jsonl
+# every prompt group of a tiny_recipe step (4 prompts, 2 images, K 2) exactly once: the
+# reference's groups when RUN is not the reference itself. Prints the final checksum.
+check_ledger() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import collections, json, os, sys
+run, steps, reference = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+state = json.load(open(os.path.join(run, "final_state.json")))
+assert state["step"] == steps and state["policy_version"] == steps, state
+lines = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl"))]
+assert [l["step"] for l in lines] == list(range(1, steps + 1)), [l["step"] for l in lines]
+# Every worker that did work ends on the learner's weights (one registered that never
+# pulled is sent no sync: issue 17).
+for w in state["workers"]:
+    assert w["items_completed"] == 0 or w["checksum"] == state["checksum"], (w, state["checksum"])
+# The ledger: each prompt group trained exactly once, K samples each, from a work item;
+# 4 prompts and 2 images a step (the recipe); the same groups as the uninterrupted run.
+def groups(path):
+    entries = [json.loads(l) for l in open(path)]
+    for e in entries:
+        assert e["samples"] == 2 and e["item"] and e["input"] >= 0, (path, e)
+    return collections.Counter((e["step"], e["direction"], e["input"]) for e in entries)
+trained = groups(os.path.join(run, "ledger.jsonl"))
+twice = [g for g, n in trained.items() if n > 1]
+assert not twice, "%s: groups trained more than once: %s" % (run, twice)
+per_step = collections.Counter((s, d) for s, d, _ in trained)
+assert per_step == {(s, d): n for s in range(1, steps + 1) for d, n in (("generation", 4), ("understanding", 2))}, per_step
+if os.path.abspath(run) != os.path.dirname(os.path.abspath(reference)):
+    expected = groups(reference)
+    assert trained == expected, "%s: missing %s, unexpected %s" % (run, expected - trained, trained - expected)
+print(state["checksum"])
+PY
 }

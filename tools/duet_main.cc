@@ -67,7 +67,7 @@ std::vector<Command> Commands() {
         {"sampling", {"cfg_scale", "temperature", "top_k", "top_p", "caption_temperature"}},
         process}},
       {"local", duet::RunLocal,
-       {{"run", {"recipe", "model", "data", "out", "resume", "local_steps", "rl_seed"}},
+       {{"run", {"recipe", "model", "data", "out", "resume", "overwrite", "local_steps", "rl_seed"}},
         {"processes", {"rollout_workers", "scorer_workers", "bin_dir", "metrics_base_port"}},
         eval,
         process}},

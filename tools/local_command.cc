@@ -12,7 +12,13 @@
 // duet local is the pools' controller: about every 250 ms it starts or stops worker
 // processes to match pool.json and replaces a worker that died (tools/worker_pool.h).
 // Ctrl-C / SIGTERM stops the learner at the end of its step (it checkpoints), then the
-// workers; a second one aborts the learner at once. `--resume` continues the run.
+// workers; a second one aborts the learner at once. A stopped run skips the "after"
+// evaluation, says how to resume and exits 128 + the signal (130 for Ctrl-C); `--resume`
+// continues it.
+// The run folder is never lost by mistake: the recipe, the model and the data are checked
+// before --out is touched; a folder that holds a run is refused unless --resume or
+// --overwrite; and a job holds <out>/.lock for its life (tools/run_folder.h), so that a
+// second duet local on the same folder is refused, naming the holder.
 
 #include <fcntl.h>
 #include <signal.h>
@@ -35,6 +41,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
@@ -43,13 +50,16 @@
 #include "base/signals.h"
 #include "base/status_macros.h"
 #include "learner/recipe.h"
+#include "learner/rl_data.h"
 #include "learner/step_record.h"
 #include "tools/commands.h"
 #include "tools/plot.h"
 #include "tools/process.h"
+#include "tools/run_folder.h"
 #include "tools/shapes_eval.h"
 #include "tools/worker_pool.h"
 #include "world/bundle.h"
+#include "world/dataset.h"
 
 DECLARE_string(model);
 DECLARE_string(data);
@@ -61,6 +71,9 @@ DEFINE_int32(scorer_workers, duet::Recipe().scorer_workers, "local: scorer worke
 DEFINE_int64(local_steps, -1, "local: override the recipe's steps (-1: keep)");
 DEFINE_int64(rl_seed, -1, "local: override the recipe's seed (-1: keep)");
 DEFINE_bool(resume, false, "local: continue the run in --out from its last checkpoint");
+DEFINE_bool(overwrite, false,
+            "local: start afresh in an --out that holds a run, deleting its checkpoints, model, "
+            "metrics.jsonl, ledger.jsonl and report (without it or --resume, such an --out is refused)");
 DEFINE_string(bin_dir, "", "local: folder of duet-learner/duet-rollout/duet-scorer (default: next to duet)");
 DEFINE_int32(metrics_base_port, 0,
              "local: serve /metrics on 127.0.0.1: the learner on this port, the i-th worker started (from 0, "
@@ -84,21 +97,8 @@ class LocalLauncher : public WorkerLauncher {
     if (FLAGS_metrics_base_port > 0) {
       args.push_back(absl::StrCat("--metrics_address=127.0.0.1:", FLAGS_metrics_base_port + 1 + slot));
     }
-    if (!rollout) {
-      // The recipe's reward kinds reach the scorers as flags (the learner does not send them).
-      args.push_back(absl::StrCat("--image_reward=", std::string(RewardKindName(recipe_.self_reward.image))));
-      args.push_back(absl::StrCat("--caption_reward=", std::string(RewardKindName(recipe_.self_reward.caption))));
-      // So does the recipe's reward mix; the default (the self-reward alone) adds nothing.
-      if (!recipe_.reward.IsSelfOnly()) {
-        args.push_back(absl::StrCat("--self_reward_weight=", recipe_.reward.self));
-        args.push_back(absl::StrCat("--external_reward_weight=", recipe_.reward.external));
-        args.push_back("--external_reward_address=" + recipe_.reward.external_address);
-        args.push_back(absl::StrCat("--external_reward_timeout_ms=", recipe_.reward.timeout_ms));
-        if (!recipe_.reward.auth_token_file.empty()) {
-          args.push_back("--external_reward_auth_token_file=" + recipe_.reward.auth_token_file);
-        }
-      }
-    }
+    // Nothing of the recipe: the learner sends the scorers its rewards at registration,
+    // so a worker's command line is the same here, on Kubernetes and under Slurm.
     return Spawn(args, JoinPath(logs_, name + ".log"));
   }
   void Signal(pid_t pid, int signo) override { kill(pid, signo); }
@@ -132,7 +132,22 @@ absl::Status WritePrometheusTargets(const std::string& out, int base, const Work
   return WriteFileAtomically(JoinPath(out, "prometheus_targets.json"), groups.dump(2) + "\n");
 }
 
-absl::Status RunLocalImpl() {
+// The command line to continue a stopped run: this one, with --resume instead of
+// --overwrite.
+std::string ResumeCommand() {
+  std::string command;
+  for (const std::string& arg : gflags::GetArgvs()) {
+    if (absl::StartsWith(arg, "--overwrite") || absl::StartsWith(arg, "--resume")) continue;
+    absl::StrAppend(&command, command.empty() ? "" : " ", arg);
+  }
+  return absl::StrCat(command, " --resume");
+}
+
+// `*stopped_by`: the signal that stopped the run (0: none).
+absl::Status RunLocalImpl(int* stopped_by) {
+  if (FLAGS_resume && FLAGS_overwrite) {
+    return absl::InvalidArgumentError("--resume continues the run in --out, --overwrite deletes it: give one");
+  }
   DUET_ASSIGN_OR_RETURN(Recipe recipe, LoadRecipe(FLAGS_recipe));
   // Flags given on the command line override the recipe.
   auto given = [](const char* flag) { return !gflags::GetCommandLineFlagInfoOrDie(flag).is_default; };
@@ -146,6 +161,26 @@ absl::Status RunLocalImpl() {
   if (given("scorer_workers")) overrides.scorer_workers = FLAGS_scorer_workers;
   DUET_RETURN_IF_ERROR(ApplyOverrides(overrides, &recipe));
   const std::string out = recipe.out;
+  if (recipe.rollout_workers < 1 || recipe.scorer_workers < 1) {
+    return absl::InvalidArgumentError("local: need at least one rollout and one scorer worker");
+  }
+  // Everything the run reads is checked before --out is touched: a typo fails here, with
+  // the old run intact.
+  DUET_ASSIGN_OR_RETURN(world::ModelBundle base, world::LoadBundle(recipe.model));
+  {
+    std::vector<std::vector<int64_t>> prompts, images;
+    DUET_RETURN_IF_ERROR(LoadRlInputs(base, recipe.data, &prompts, &images));
+    DUET_RETURN_IF_ERROR(world::ReadPrompts(JoinPath(recipe.data, "eval_gen.jsonl")).status());
+    DUET_RETURN_IF_ERROR(world::ReadImages(JoinPath(recipe.data, "eval_und.jsonl")).status());
+  }
+  // The folder is this job's until it ends; only then is what it holds looked at.
+  DUET_RETURN_IF_ERROR(MakeDirs(out));
+  DUET_ASSIGN_OR_RETURN(RunFolderLock folder_lock, RunFolderLock::Acquire(out));
+  if (const std::string found = RunFolderResult(out); !found.empty() && !FLAGS_resume && !FLAGS_overwrite) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        out, " holds a run (", found, "): continue it with --resume, or start afresh with --overwrite (deletes it)"));
+  }
+  DUET_RETURN_IF_ERROR(folder_lock.WritePid());
   if (!FLAGS_resume) {
     // A fresh run: drop what an earlier run left in the folder.
     for (const char* stale : {"checkpoints", "metrics.jsonl", "ledger.jsonl", "model", "report"}) {
@@ -155,9 +190,6 @@ absl::Status RunLocalImpl() {
   }
   // Written again when this run ends; the pool controller reads it as "the run is over".
   std::remove(JoinPath(out, "final_state.json").c_str());
-  if (recipe.rollout_workers < 1 || recipe.scorer_workers < 1) {
-    return absl::InvalidArgumentError("local: need at least one rollout and one scorer worker");
-  }
   const std::string report = JoinPath(out, "report");
   const std::string logs = JoinPath(out, "logs");
   DUET_RETURN_IF_ERROR(MakeDirs(report));
@@ -176,7 +208,6 @@ absl::Status RunLocalImpl() {
   chmod(token_file.c_str(), 0600);
 
   EvalOptions eval = EvalOptionsFromFlags(recipe.data);
-  DUET_ASSIGN_OR_RETURN(world::ModelBundle base, world::LoadBundle(recipe.model));
   eval.report_dir = JoinPath(report, "before");
   DUET_ASSIGN_OR_RETURN(EvalResult before, RunShapesEval(base, eval));
   std::fprintf(stderr, "ShapesEval before RL:\n%s\n", before.table.c_str());
@@ -197,11 +228,12 @@ absl::Status RunLocalImpl() {
   // Each signal goes on to the learner: the first makes it finish its step and
   // checkpoint, a second aborts it (coordinator/main.cc). The workers leave on its
   // shutdown notice.
-  SignalWatcher signals([&](int) {
+  SignalWatcher signals([&](int signo) {
     absl::MutexLock lock(&mu);
     std::fprintf(stderr, stopping ? "stopping now: the learner aborts without finishing its step\n"
                                   : "stopping: the learner checkpoints after its step (again to abort)\n");
     stopping = true;
+    if (*stopped_by == 0) *stopped_by = signo;
     kill(learner, SIGTERM);
   });
   // Wait for the learner to serve.
@@ -276,6 +308,25 @@ absl::Status RunLocalImpl() {
     }
   }
   pool.StopAll(absl::Seconds(10));
+  bool stopped = false;
+  {
+    absl::MutexLock lock(&mu);
+    stopped = stopping;
+  }
+  if (stopped) {
+    // A stopped run is not a result: no "after" evaluation of its partial model.
+    std::string at = "its last checkpoint";
+    if (auto state = ReadFileToString(final_state); state.ok()) {
+      const nlohmann::json j = nlohmann::json::parse(*state, nullptr, false);
+      if (j.is_object() && j.contains("step")) {
+        at = absl::StrCat("step ", j["step"].get<int64_t>(), " of ", recipe.steps);
+      }
+    }
+    std::fprintf(stderr,
+                 "duet local: stopped by signal %d at %s; no \"after\" evaluation. Continue the run with:\n  %s\n",
+                 *stopped_by, at.c_str(), ResumeCommand().c_str());
+    return absl::OkStatus();
+  }
   if (!learner_ok) {
     return absl::InternalError(absl::StrCat("the learner failed (status ", status, "); worker logs in ", logs));
   }
@@ -341,6 +392,12 @@ absl::Status RunLocalImpl() {
 
 }  // namespace
 
-int RunLocal() { return RunCommand("local", RunLocalImpl); }
+int RunLocal() {
+  int stopped_by = 0;
+  const int rc = RunCommand("local", [&stopped_by] { return RunLocalImpl(&stopped_by); });
+  // Stopped by a signal: exit as the shell reports a process killed by it (130 for Ctrl-C),
+  // so that scripts do not take the partial run for a finished one.
+  return stopped_by > 0 ? 128 + stopped_by : rc;
+}
 
 }  // namespace duet

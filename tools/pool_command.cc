@@ -2,7 +2,8 @@
 // `duet local` job, as `kubectl scale` does a Deployment: rewrites <RUN>/pool.json (the
 // desired counts) atomically and prints the desired and running counts; duet local starts
 // or stops worker processes within about a second (tools/worker_pool.h). Without
-// --rollout/--scorer it only prints.
+// --rollout/--scorer it only prints. A folder that no duet local holds (<RUN>/.lock,
+// tools/run_folder.h) is refused: there is no job to scale.
 
 #include <signal.h>
 
@@ -16,6 +17,7 @@
 #include "base/file_util.h"
 #include "base/status_macros.h"
 #include "tools/commands.h"
+#include "tools/run_folder.h"
 #include "tools/worker_pool.h"
 
 DECLARE_string(out);
@@ -31,6 +33,11 @@ std::string Counts(const PoolCounts& c) { return absl::StrFormat("rollout %d, sc
 absl::Status RunPoolImpl() {
   if (FLAGS_out.empty()) return absl::InvalidArgumentError("give --out=RUN, the folder of a running duet local");
   auto given = [](const char* flag) { return !gflags::GetCommandLineFlagInfoOrDie(flag).is_default; };
+  DUET_ASSIGN_OR_RETURN(const pid_t holder, RunFolderHolder(FLAGS_out));
+  if (holder == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("no running duet local in ", FLAGS_out, " (no process holds ", JoinPath(FLAGS_out, ".lock"), ")"));
+  }
   const std::string status_path = JoinPath(FLAGS_out, "pool_status.json");
   absl::StatusOr<PoolStatus> status = ReadPoolStatus(status_path);
   if (absl::IsNotFound(status.status())) {

@@ -139,24 +139,13 @@ absl::Status RunRlImpl() {
   InProcessScorer self_scorer(r.frozen_scorer ? &reference : &bundle.model, layout, r.self_reward);
   // A recipe's reward mix other than the self-reward alone: the same computation as
   // duet-scorer's (scorer/handler.h), with its own client of the reward service.
-  std::unique_ptr<RewardClient> external;
   std::unique_ptr<MixedRewardScorer> mixed;
+  ScorerRewardSetup setup;  // owns the reward service's client
   if (!r.reward.IsSelfOnly()) {
-    ScorerRewards rewards;
-    rewards.kinds = r.self_reward;
-    rewards.self_weight = r.reward.self;
-    rewards.external_weight = r.reward.external;
-    if (r.reward.external != 0.0) {
-      RewardClient::Options o;
-      o.address = r.reward.external_address;
-      o.timeout = absl::Milliseconds(r.reward.timeout_ms);
-      if (!r.reward.auth_token_file.empty()) {
-        DUET_ASSIGN_OR_RETURN(o.auth_token, ResolveAuthToken(/*token_flag=*/"", r.reward.auth_token_file));
-      }
-      DUET_ASSIGN_OR_RETURN(external, RewardClient::Create(o));
-      rewards.external = external.get();
-    }
-    mixed = std::make_unique<MixedRewardScorer>(r.frozen_scorer ? &reference : &bundle.model, layout, rewards);
+    DUET_ASSIGN_OR_RETURN(setup, MakeScorerRewards(r.self_reward, r.reward, r.reward.auth_token_file,
+                                                   /*tls_ca_file=*/""));
+    mixed = std::make_unique<MixedRewardScorer>(r.frozen_scorer ? &reference : &bundle.model, layout,
+                                                setup.rewards);
   }
   ScoreBackend& scorer = mixed ? static_cast<ScoreBackend&>(*mixed) : self_scorer;
   RlRecipe loop_recipe = r.LoopRecipe();

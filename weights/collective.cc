@@ -3,6 +3,7 @@
 #include <chrono>
 #include <exception>
 #include <random>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -75,6 +76,74 @@ bool IsLoopback(const std::string& host) {
   return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
 }
 
+// c10d's store interface over a RendezvousClient, for Gloo's rendezvous. c10d expects a
+// store to throw, and a get or wait to block until the key is there: this one polls
+// (2 ms doubling to 50 ms) until its timeout, so a remote client never makes the server
+// hold a waiting call.
+class ClientStore final : public c10d::Store {
+ public:
+  ClientStore(std::shared_ptr<RendezvousClient> client, std::chrono::milliseconds timeout,
+              std::function<bool()> abandon)
+      : c10d::Store(timeout), client_(std::move(client)), abandon_(std::move(abandon)) {}
+
+  void set(const std::string& key, const std::vector<uint8_t>& value) override {
+    Check(client_->Set(key, std::string(value.begin(), value.end())), "set", key);
+  }
+  std::vector<uint8_t> get(const std::string& key) override {
+    WaitFor({key}, timeout_);
+    absl::StatusOr<std::string> v = client_->Get(key);
+    Check(v.status(), "get", key);
+    return std::vector<uint8_t>(v->begin(), v->end());
+  }
+  int64_t add(const std::string& key, int64_t value) override {
+    absl::StatusOr<int64_t> v = client_->Add(key, value);
+    Check(v.status(), "add", key);
+    return *v;
+  }
+  bool deleteKey(const std::string& key) override {
+    absl::StatusOr<bool> v = client_->Delete(key);
+    Check(v.status(), "delete", key);
+    return *v;
+  }
+  bool check(const std::vector<std::string>& keys) override {
+    absl::StatusOr<bool> v = client_->Check(keys);
+    Check(v.status(), "check", keys.empty() ? "" : keys[0]);
+    return *v;
+  }
+  int64_t getNumKeys() override {
+    absl::StatusOr<int64_t> v = client_->NumKeys();
+    Check(v.status(), "count", "");
+    return *v;
+  }
+  void wait(const std::vector<std::string>& keys) override { WaitFor(keys, timeout_); }
+  void wait(const std::vector<std::string>& keys, const std::chrono::milliseconds& timeout) override {
+    WaitFor(keys, timeout);
+  }
+
+ private:
+  static void Check(const absl::Status& s, const char* op, const std::string& key) {
+    TORCH_CHECK(s.ok(), "rendezvous store ", op, " '", key, "': ", s.ToString());
+  }
+  void WaitFor(const std::vector<std::string>& keys, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    auto pause = std::chrono::milliseconds(2);
+    for (;;) {
+      absl::StatusOr<bool> there = client_->Check(keys);
+      Check(there.status(), "wait", keys.empty() ? "" : keys[0]);
+      if (*there) return;
+      TORCH_CHECK(!abandon_ || !abandon_(), "rendezvous abandoned (connection to a member lost) while waiting for '",
+                  keys.empty() ? "" : keys[0], "'");
+      TORCH_CHECK(std::chrono::steady_clock::now() < deadline, "rendezvous store: timed out after ",
+                  timeout.count(), " ms waiting for '", keys.empty() ? "" : keys[0], "'");
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(50));
+    }
+  }
+
+  const std::shared_ptr<RendezvousClient> client_;
+  const std::function<bool()> abandon_;
+};
+
 absl::Status ValidateOptions(const CollectiveOptions& options) {
   if (options.world_size < 1) {
     return absl::InvalidArgumentError(
@@ -89,7 +158,7 @@ absl::Status ValidateOptions(const CollectiveOptions& options) {
         absl::StrCat("store_port ", options.store_port, " outside [0, 65535]"));
   }
   const bool hosts = options.host_store && options.rank == 0;
-  if (options.store_port == 0 && !hosts) {
+  if (options.store_port == 0 && !hosts && options.rendezvous == nullptr) {
     return absl::InvalidArgumentError(
         "store_port 0 is only valid on rank 0 with host_store: other ranks need the real "
         "port");
@@ -225,30 +294,37 @@ absl::StatusOr<std::unique_ptr<Collective>> CreateCollective(
   const bool hosts = options.host_store && options.rank == 0;
   const std::chrono::milliseconds timeout = ToMillis(options.timeout);
 
-  // Store: host it (rank 0) or connect to it.
+  // Store: the given rendezvous, or a TCPStore hosted here (rank 0) or connected to.
+  c10::intrusive_ptr<c10d::Store> base_store;
   c10::intrusive_ptr<c10d::TCPStore> tcp_store;
-  try {
-    c10d::TCPStoreOptions opts;
-    opts.port = static_cast<std::uint16_t>(options.store_port);
-    opts.isServer = hosts;
-    opts.numWorkers = c10::nullopt;
-    opts.waitWorkers = false;
-    opts.timeout = StoreTimeout(options.timeout);
-    tcp_store = c10::make_intrusive<c10d::TCPStore>(options.store_host, opts);
-  } catch (const std::exception& e) {
-    return StatusFromException(
-        e,
-        hosts ? absl::StrCat("hosting a TCPStore on port ", options.store_port)
-              : absl::StrCat("connecting to the TCPStore at ", options.store_host, ":",
-                             options.store_port),
-        absl::StatusCode::kUnavailable);
+  if (options.rendezvous != nullptr) {
+    base_store =
+        c10::make_intrusive<ClientStore>(options.rendezvous, StoreTimeout(options.timeout), options.abandon);
+  } else {
+    try {
+      c10d::TCPStoreOptions opts;
+      opts.port = static_cast<std::uint16_t>(options.store_port);
+      opts.isServer = hosts;
+      opts.numWorkers = c10::nullopt;
+      opts.waitWorkers = false;
+      opts.timeout = StoreTimeout(options.timeout);
+      tcp_store = c10::make_intrusive<c10d::TCPStore>(options.store_host, opts);
+    } catch (const std::exception& e) {
+      return StatusFromException(
+          e,
+          hosts ? absl::StrCat("hosting a TCPStore on port ", options.store_port)
+                : absl::StrCat("connecting to the TCPStore at ", options.store_host, ":",
+                               options.store_port),
+          absl::StatusCode::kUnavailable);
+    }
   }
-  if (hosts) {
+  if (hosts && tcp_store) {
     VLOG(1) << "rank 0 hosts the TCPStore on port " << tcp_store->getPort();
     if (options.on_store_ready) options.on_store_ready(tcp_store->getPort());
   }
+  if (tcp_store) base_store = tcp_store;
   c10::intrusive_ptr<c10d::Store> store =
-      c10::make_intrusive<c10d::PrefixStore>(options.group_prefix, tcp_store);
+      c10::make_intrusive<c10d::PrefixStore>(options.group_prefix, base_store);
 
   // Group: the constructor is the rendezvous; it blocks until every rank joined.
   c10::intrusive_ptr<c10d::ProcessGroup> group;

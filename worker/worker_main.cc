@@ -210,6 +210,7 @@ int WorkerMain(v1::Role role, const WorkerMainOptions& flags, HandlerFactory mak
   options.capacity = flags.capacity;
   options.auth_token = *token;
   options.collective_address = flags.collective_address;
+  options.security = sec;
   options.collective_timeout = absl::Seconds(std::max(1, flags.collective_timeout_s));
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
@@ -218,10 +219,12 @@ int WorkerMain(v1::Role role, const WorkerMainOptions& flags, HandlerFactory mak
                                  const absl::Status& handled, double seconds, int64_t version) {
     telemetry.OnItem(item, result, handled, seconds, version);
   };
+  RoleHandlers handlers = make_handler(*layout, flags.capacity);
+  options.on_register = std::move(handlers.on_register);
   {
     absl::MutexLock lock(&mu);
     runtime = std::make_unique<WorkerRuntime>(v1::Coordinator::NewStub(channel), std::move(*model), options,
-                                              make_handler(*layout, flags.capacity));
+                                              std::move(handlers.handler));
     if (stop_requested) runtime->RequestStop();
   }
   WorkerStatusService status_service(runtime.get(), role);

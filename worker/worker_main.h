@@ -17,9 +17,20 @@
 
 namespace duet {
 
-// Builds the role's handler once the model folder's layout is known; `max_batch` is the
+// What a role plugs into the runtime: its item handler, and optionally what it does with
+// each registration's run settings (WorkerOptions::on_register; the scorer takes its
+// rewards from there).
+struct RoleHandlers {
+  RoleHandlers(WorkHandler h) : handler(std::move(h)) {}  // NOLINT: a handler alone
+  RoleHandlers(WorkHandler h, std::function<absl::Status(const v1::RegisterResponse&)> r)
+      : handler(std::move(h)), on_register(std::move(r)) {}
+  WorkHandler handler;
+  std::function<absl::Status(const v1::RegisterResponse&)> on_register;
+};
+
+// Builds the role's handlers once the model folder's layout is known; `max_batch` is the
 // --capacity flag.
-using HandlerFactory = std::function<WorkHandler(const TokenLayout& layout, int64_t max_batch)>;
+using HandlerFactory = std::function<RoleHandlers(const TokenLayout& layout, int64_t max_batch)>;
 
 // What a worker process is told on its command line (duet-rollout --help).
 struct WorkerMainOptions {

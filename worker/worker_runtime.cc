@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "rpc/rpc_util.h"
+#include "weights/grpc_rendezvous.h"
 #include "weights/weight_stream.h"
 
 namespace duet {
@@ -63,7 +64,7 @@ absl::Status WorkerRuntime::Register() {
     }
     // The learner may still be starting: only Unavailable is worth waiting for.
     if (!absl::IsUnavailable(last) && !absl::IsDeadlineExceeded(last) && !absl::IsUnknown(last)) return last;
-    const ConnectionProblem problem = DiagnoseConnection(last);
+    const ConnectionProblem problem = DiagnoseConnection(last, options_.security);
     same_problem = problem.kind == previous ? same_problem + 1 : 1;
     previous = problem.kind;
     // A TLS mismatch or a server that hangs up does not fix itself: say so within seconds.
@@ -80,16 +81,19 @@ absl::Status WorkerRuntime::Register() {
     options_.clock->SleepFor(absl::Milliseconds(500));
   }
   if (!last.ok()) {
-    const ConnectionProblem problem = DiagnoseConnection(last);
+    const ConnectionProblem problem = DiagnoseConnection(last, options_.security);
     return absl::Status(last.code(), absl::StrCat("cannot register with the learner: ", last.message(),
                                                   problem.hint.empty() ? "" : "; " + problem.hint));
   }
   worker_id_ = resp.worker_id();
+  session_ = resp.session();
+  polled_ = false;
   {
     absl::MutexLock lock(&mu_);
     public_worker_id_ = worker_id_;
   }
   frozen_ = resp.frozen_scorer() && options_.role == v1::ROLE_SCORER;
+  if (options_.on_register) DUET_RETURN_IF_ERROR(options_.on_register(resp));
   LOG(INFO) << "registered as " << worker_id_ << " (run " << resp.run_id() << ")";
   registered_at_ = absl::Now();
   // A collective seat comes with the next weight sync's broadcast epoch.
@@ -98,6 +102,7 @@ absl::Status WorkerRuntime::Register() {
   heartbeat_every_ = options_.heartbeat_every;
   if (resp.lease_ms() > 0) heartbeat_every_ = std::min(heartbeat_every_, absl::Milliseconds(resp.lease_ms()) / 3);
   store_host_ = resp.store_host();
+  rendezvous_over_grpc_ = resp.rendezvous_over_grpc();
   store_port_ = resp.store_port();
   collective_backend_ = resp.collective_backend();
   if ((resp.policy_version() > 0 || resp.policy_version() != version()) && !frozen_) {
@@ -149,6 +154,10 @@ absl::Status WorkerRuntime::JoinEpoch(const v1::WeightSync& sync) {
   c.rank = sync.rank();
   c.world_size = sync.world_size();
   c.group_prefix = sync.store_prefix();
+  if (rendezvous_over_grpc_) {  // the learner's store, behind the token and our session
+    c.rendezvous = std::make_shared<GrpcRendezvousClient>(stub_, options_.auth_token, worker_id_, session_,
+                                                          options_.rpc_timeout);
+  }
   c.device_hostname = options_.collective_address;
   c.timeout = options_.collective_timeout;
   DUET_ASSIGN_OR_RETURN(collective_, CreateCollective(c));
@@ -227,6 +236,7 @@ absl::Status WorkerRuntime::Run() {
   while (!stop_.load()) {
     v1::PullWorkRequest req;
     req.set_worker_id(worker_id_);
+    req.set_session(session_);
     req.set_wait_ms(options_.pull_wait_ms);
     v1::PullWorkResponse resp;
     auto ctx = MakeClientContext(options_.auth_token,
@@ -254,6 +264,10 @@ absl::Status WorkerRuntime::Run() {
       continue;
     }
     DUET_RETURN_IF_ERROR(s);
+    if (!polled_) {  // the learner now counts us for its broadcast epochs
+      polled_ = true;
+      LOG(INFO) << worker_id_ << ": first PullWork answered";
+    }
     if (resp.shutdown()) {
       LOG(INFO) << worker_id_ << ": the learner ended the run";
       return absl::OkStatus();
@@ -267,6 +281,7 @@ absl::Status WorkerRuntime::Run() {
     const v1::WorkItem& item = resp.item();
     v1::CompleteWorkRequest result;
     result.set_worker_id(worker_id_);
+    result.set_session(session_);
     result.set_item_id(item.item_id());
     absl::Status handled;
     const auto item_start = std::chrono::steady_clock::now();
@@ -277,6 +292,15 @@ absl::Status WorkerRuntime::Run() {
       handled = HandleSync(item, &result);
       result.set_policy_version(version());
     } else {
+      if (!frozen_ && item.policy_version() > version()) {
+        // We hold older weights than the item asks for (we registered before the learner
+        // moved on and got no sync yet): catch up over gRPC first.
+        int64_t v = 0;
+        uint64_t sum = 0;
+        if (absl::Status caught = FetchWeightsOverGrpc(&v, &sum); !caught.ok()) {
+          LOG(WARNING) << worker_id_ << ": could not catch up to v" << item.policy_version() << ": " << caught;
+        }
+      }
       absl::ReaderMutexLock lock(&mu_);
       result.set_policy_version(version_);
       if (!frozen_ && item.policy_version() > version_) {
@@ -322,6 +346,7 @@ absl::Status WorkerRuntime::Run() {
   // Stopped (SIGTERM): the current item is finished and delivered; free our seat now.
   v1::DeregisterRequest leave;
   leave.set_worker_id(worker_id_);
+  leave.set_session(session_);
   v1::DeregisterResponse left;
   auto ctx = MakeClientContext(options_.auth_token, absl::Seconds(5));
   const absl::Status s = FromGrpcStatus(stub_->Deregister(ctx.get(), leave, &left));
@@ -333,6 +358,7 @@ void WorkerRuntime::HeartbeatUntil(absl::Notification* done) {
   while (!done->WaitForNotificationWithTimeout(heartbeat_every_)) {
     v1::HeartbeatRequest req;
     req.set_worker_id(worker_id_);
+    req.set_session(session_);
     v1::HeartbeatResponse resp;
     auto ctx = MakeClientContext(options_.auth_token, options_.rpc_timeout);
     const absl::Status s = FromGrpcStatus(stub_->Heartbeat(ctx.get(), req, &resp));

@@ -26,6 +26,7 @@
 #include "duet/v1/coordinator.grpc.pb.h"
 #include "model/token_layout.h"
 #include "model/transformer.h"
+#include "rpc/rpc_util.h"
 #include "weights/collective.h"
 #include "weights/weight_sync.h"
 
@@ -56,8 +57,14 @@ struct WorkerOptions {
   absl::Duration backoff_base = absl::Milliseconds(100);
   absl::Duration backoff_cap = absl::Seconds(5);
   int complete_attempts = 20;
+  // The channel's TLS settings, for diagnosing a refused connection (rpc_util.h).
+  TransportSecurity security;
   // Waits between retries are measured on this clock (not owned; never null).
   Clock* clock = RealClock();
+  // Told of every accepted registration (the run's settings, e.g. the scorer's rewards),
+  // on the Run() thread, before any item of that registration is handled. An error fails
+  // Run(). May be empty.
+  std::function<absl::Status(const v1::RegisterResponse&)> on_register;
   // Metrics: told of every item this worker finished (its result, the handler's status,
   // the seconds it took, the version it now holds), on the Run() thread. May be empty.
   std::function<void(const v1::WorkItem& item, const v1::CompleteWorkRequest& result, const absl::Status& handled,
@@ -79,10 +86,12 @@ class WorkerRuntime {
   ~WorkerRuntime();
 
   // Registers, joins the collective, then serves work until the learner says the run is
-  // over (OK), RequestStop() is called (OK), or an unrecoverable error happens. An item
-  // whose policy_version is newer than the version this worker holds is answered with a
-  // FAILED_PRECONDITION error result, never computed (a frozen scorer keeps the base
-  // weights on purpose and is exempt). An older one is computed with the weights held
+  // over (OK), RequestStop() is called (OK), or an unrecoverable error happens. For an
+  // item whose policy_version is newer than the version this worker holds, it first
+  // fetches the current weights over gRPC (the learner sends syncs only to workers that
+  // have pulled, so a worker that registered before a sync catches up so); still behind,
+  // the item is answered with a FAILED_PRECONDITION error result, never computed (a
+  // frozen scorer keeps the base weights on purpose and is exempt). An older one is computed with the weights held
   // (asynchronous mode: a weight sync reached the worker while the item waited; in
   // synchronous mode items always ask for exactly the version held), and the result's
   // policy_version says which version produced it.
@@ -112,6 +121,8 @@ class WorkerRuntime {
   std::atomic<bool> stop_{false};
   absl::BitGen jitter_;    // the Run() thread's
   std::string worker_id_;  // the Run() thread's copy
+  std::string session_;    // from the registration; every call in our name carries it
+  bool polled_ = false;    // a PullWork of this registration was answered
   bool frozen_ = false;  // a frozen scorer verifies broadcasts but keeps its weights
   std::unique_ptr<Collective> collective_;
   std::unique_ptr<WeightReceiver> receiver_;
@@ -123,6 +134,7 @@ class WorkerRuntime {
   absl::Duration heartbeat_every_ = absl::Seconds(5);
   std::string store_host_;  // from the registration: where the learner's store is
   int32_t store_port_ = 0;
+  bool rendezvous_over_grpc_ = false;  // epochs meet through Coordinator.Rendezvous
   std::string collective_backend_;
   torch::Tensor staging_;  // received weights, verified before they are applied
 

@@ -38,6 +38,8 @@ PACKAGES=(
 COMMANDS=(
   node:nodejs npm:npm kubectl:kubernetes-client amtool:prometheus-alertmanager
   prometheus-alertmanager:prometheus-alertmanager shellcheck:shellcheck
+  # clang 14 checks the lock annotations (tests/thread_safety_check.sh) and the format.
+  clang++:clang clang-format:clang-format
 )
 
 missing=()

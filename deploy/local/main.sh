@@ -24,4 +24,6 @@ if [[ ! -f "$OUT/base/model/model.safetensors" ]]; then
   "$DUET" pretrain --data="$OUT/data" --out="$OUT/base"
 fi
 "$DUET" eval --model="$OUT/base/model" --data="$OUT/data" --report_dir="$OUT/base/eval"
-"$DUET" local --recipe="$RECIPE" --model="$OUT/base/model" --data="$OUT/data" --out="$OUT/run"
+# --overwrite: a rerun repeats the RL run in out/run (duet local refuses a folder that holds
+# a run without it); the data and the base model are reused.
+"$DUET" local --recipe="$RECIPE" --model="$OUT/base/model" --data="$OUT/data" --out="$OUT/run" --overwrite
