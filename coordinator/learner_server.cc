@@ -236,6 +236,7 @@ absl::Status LearnerServer::SyncWorkers(int64_t version) {
   }
   if (broadcast) {
     absl::Status c10d = absl::OkStatus();
+    bool rendezvous_timed_out = false;
     if (new_epoch) {
       CollectiveOptions c;
       c.backend = options_.recipe.collective;
@@ -243,9 +244,11 @@ absl::Status LearnerServer::SyncWorkers(int64_t version) {
       // Leases keep running while the learner waits in the rendezvous: a member lost
       // meanwhile (silent past its lease, or gone) ends this epoch at once instead of at
       // the collective timeout.
-      c.abandon = [this, membership = epoch_membership_] {
+      std::set<std::string> members;
+      for (const auto& [id, rank] : epoch_ranks_) members.insert(id);
+      c.abandon = [this, members] {
         queue_->ExpireSilentWorkers();
-        return queue_->membership_version() != membership;
+        return !queue_->AllRegistered(members);
       };
       c.store_host = options_.store_host;
       // The learner's Gloo transport listens only on the address the operator gave for
@@ -264,6 +267,9 @@ absl::Status LearnerServer::SyncWorkers(int64_t version) {
                   << ") in " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s";
       } else {
         c10d = formed.status();
+        // Only a rendezvous that ran out of time says who never came; one abandoned for a
+        // lost member may have ended before the others had time to join.
+        rendezvous_timed_out = absl::IsDeadlineExceeded(c10d);
       }
     }
     if (c10d.ok() && collective_) {
@@ -275,7 +281,7 @@ absl::Status LearnerServer::SyncWorkers(int64_t version) {
       // A member died, stalled or left: this epoch is over. The workers' own c10d calls
       // fail too (their sync results say so) and they get the weights over gRPC below.
       LOG(WARNING) << "broadcast epoch " << epoch_ << " failed: " << c10d << "; falling back to the gRPC stream";
-      if (new_epoch) NoteAbsentMembers();
+      if (rendezvous_timed_out) NoteAbsentMembers();
       collective_.reset();
       epoch_membership_ = -1;
     }

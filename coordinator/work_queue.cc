@@ -187,6 +187,14 @@ void WorkQueue::NoteLateResult(const std::string& worker_id) {
   if (metrics_) metrics_->OnLateResult(worker_id);
 }
 
+bool WorkQueue::AllRegistered(const std::set<std::string>& workers) const {
+  absl::MutexLock lock(&mu_);
+  for (const std::string& id : workers) {
+    if (workers_.count(id) == 0) return false;
+  }
+  return true;
+}
+
 bool WorkQueue::AllWorkersIn(v1::Role role, const std::set<std::string>& workers) const {
   absl::MutexLock lock(&mu_);
   for (const auto& [id, w] : workers_) {
@@ -447,46 +455,8 @@ absl::Status WorkQueue::Complete(const v1::CompleteWorkRequest& result, const Re
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<v1::CompleteWorkRequest>> WorkQueue::Await(
+std::vector<std::optional<v1::CompleteWorkRequest>> WorkQueue::WaitAndTakeLocked(
     const std::vector<std::string>& item_ids, absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
-  auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (closed_) return true;
-    for (const auto& id : item_ids) {
-      if (results_.count(id) == 0) return false;
-    }
-    return true;
-  };
-  if (!AwaitExpiringLocked(absl::Condition(&done), timeout)) {
-    int missing = 0;
-    for (const auto& id : item_ids) missing += results_.count(id) == 0 ? 1 : 0;
-    // Nobody waits for these items any more: drop them wherever they are, so that a late
-    // result is refused (NotFound) instead of being kept forever.
-    const std::set<std::string> abandoned(item_ids.begin(), item_ids.end());
-    pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
-                                  [&](const Pending& p) { return abandoned.count(p.item.item_id()) > 0; }),
-                   pending_.end());
-    for (const auto& id : item_ids) {
-      if (metrics_) metrics_->OnDrop(id);
-      in_flight_.erase(id);
-      results_.erase(id);
-    }
-    return absl::DeadlineExceededError(absl::StrCat(missing, " of ", item_ids.size(),
-                                                    " work items unfinished after ",
-                                                    absl::FormatDuration(timeout)));
-  }
-  if (closed_) return absl::CancelledError("run is shutting down");
-  std::vector<v1::CompleteWorkRequest> out;
-  for (const auto& id : item_ids) {
-    out.push_back(std::move(results_[id]));
-    results_.erase(id);
-  }
-  return out;
-}
-
-absl::StatusOr<std::vector<std::optional<v1::CompleteWorkRequest>>> WorkQueue::AwaitWithin(
-    const std::vector<std::string>& item_ids, absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
   auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (closed_) return true;
     for (const auto& id : item_ids) {
@@ -495,7 +465,6 @@ absl::StatusOr<std::vector<std::optional<v1::CompleteWorkRequest>>> WorkQueue::A
     return true;
   };
   AwaitExpiringLocked(absl::Condition(&done), timeout);
-  if (closed_) return absl::CancelledError("run is shutting down");
   std::vector<std::optional<v1::CompleteWorkRequest>> out;
   for (const auto& id : item_ids) {
     auto r = results_.find(id);
@@ -505,6 +474,9 @@ absl::StatusOr<std::vector<std::optional<v1::CompleteWorkRequest>>> WorkQueue::A
       continue;
     }
     out.emplace_back(std::nullopt);
+    if (closed_) continue;
+    // Nobody waits for this item any more: drop it wherever it is, so that a late result
+    // is refused (NotFound) instead of being kept forever.
     pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
                                   [&](const Pending& p) { return p.item.item_id() == id; }),
                    pending_.end());
@@ -512,6 +484,30 @@ absl::StatusOr<std::vector<std::optional<v1::CompleteWorkRequest>>> WorkQueue::A
     if (metrics_) metrics_->OnDrop(id);
   }
   return out;
+}
+
+absl::StatusOr<std::vector<v1::CompleteWorkRequest>> WorkQueue::Await(
+    const std::vector<std::string>& item_ids, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::optional<v1::CompleteWorkRequest>> got = WaitAndTakeLocked(item_ids, timeout);
+  if (closed_) return absl::CancelledError("run is shutting down");
+  const int64_t missing = std::count(got.begin(), got.end(), std::nullopt);
+  if (missing > 0) {
+    return absl::DeadlineExceededError(absl::StrCat(missing, " of ", item_ids.size(),
+                                                    " work items unfinished after ",
+                                                    absl::FormatDuration(timeout)));
+  }
+  std::vector<v1::CompleteWorkRequest> out;
+  for (auto& r : got) out.push_back(std::move(*r));
+  return out;
+}
+
+absl::StatusOr<std::vector<std::optional<v1::CompleteWorkRequest>>> WorkQueue::AwaitWithin(
+    const std::vector<std::string>& item_ids, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::optional<v1::CompleteWorkRequest>> got = WaitAndTakeLocked(item_ids, timeout);
+  if (closed_) return absl::CancelledError("run is shutting down");
+  return got;
 }
 
 absl::Status WorkQueue::Evict(const std::string& worker_id, const std::string& why) {

@@ -150,6 +150,8 @@ class WorkQueue {
   std::string Submit(v1::Role role, v1::WorkItem item, const std::string& worker_id = "");
   // The same, with a deadline and workers to avoid (see the class comment).
   std::string Submit(v1::Role role, v1::WorkItem item, SubmitOptions options);
+  // True when every one of `workers` is registered.
+  bool AllRegistered(const std::set<std::string>& workers) const;
   // True when every registered worker of `role` is in `workers` (none is left to try an
   // item those failed).
   bool AllWorkersIn(v1::Role role, const std::set<std::string>& workers) const;
@@ -216,6 +218,12 @@ class WorkQueue {
   // Charges an error to `it` and quarantines it when the policy says so (then `it` is
   // erased). `why` is for the log.
   void ChargeErrorLocked(std::map<std::string, WorkerRecord>::iterator it, const std::string& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits until every item of `item_ids` has a result (or Close(), or `timeout`), then
+  // takes the results that are in; the other items are dropped wherever they are (unless
+  // closed), so that a late result is refused.
+  std::vector<std::optional<v1::CompleteWorkRequest>> WaitAndTakeLocked(const std::vector<std::string>& item_ids,
+                                                                       absl::Duration timeout)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes back the items in flight past their deadline (see the class comment).
   void ExpireItemsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

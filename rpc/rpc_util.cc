@@ -150,7 +150,7 @@ ConnectionProblem DiagnoseConnection(const absl::Status& status) {
 ConnectionProblem DiagnoseConnection(const absl::Status& status, const TransportSecurity& security) {
   ConnectionProblem p = DiagnoseConnection(status);
   const bool tls_without_cert = !security.ca_file.empty() && security.cert_file.empty();
-  if (tls_without_cert && (p.kind == ConnectionProblem::kClosed || p.kind == ConnectionProblem::kTls)) {
+  if (tls_without_cert && p.kind == ConnectionProblem::kClosed) {
     p.hint =
         "the learner ended the TLS handshake: it may require a client certificate (mutual TLS): give "
         "--tls_cert and --tls_key (signed by the CA the learner's --tls_client_ca names)";

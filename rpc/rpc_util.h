@@ -82,8 +82,8 @@ struct ConnectionProblem {
   std::string hint;
 };
 ConnectionProblem DiagnoseConnection(const absl::Status& status);
-// The same, knowing the caller's own transport settings: a closed connection or failed
-// handshake of a TLS client without a client certificate names that (a mutual-TLS server
+// The same, knowing the caller's own transport settings: a connection that a server
+// closes on a TLS client without a client certificate names that (a mutual-TLS server
 // requires one) instead of asking for --tls_ca it already has.
 ConnectionProblem DiagnoseConnection(const absl::Status& status, const TransportSecurity& security);
 

@@ -21,7 +21,7 @@
 #               on; after SIGCONT it registers again and joins a later epoch.
 # In synchronous mode the final checksum of each faulty run equals the reference's, and
 # its ledger.jsonl has every (step, direction, input) group of the reference exactly once.
-# Usage: tests/fault_test.sh BUILD_DIR SOURCE_DIR
+# Usage: tests/fault_test.sh BUILD_DIR SOURCE_DIR. KEEP_TMP=1 keeps the work folder.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/tiny_world.sh"
 BIN="$1"
@@ -29,7 +29,7 @@ TMP="$(mktemp -d)"
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$TMP"
+  if [[ -n "${KEEP_TMP:-}" ]]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 make_tiny_world "$BIN/tools/duet" "$TMP"

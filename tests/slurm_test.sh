@@ -122,7 +122,9 @@ DAEMONS+=("$!")
 # The tiny world while the daemons start.
 make_tiny_world "$BIN/tools/duet" "$TMP"
 STEPS=10
-tiny_recipe "$TMP/recipe.yaml" "$STEPS" 3
+# Reward kinds other than the defaults: the scorer step of duet.sbatch passes no reward
+# flag, so it computes these only because the learner sends them (issue 15).
+tiny_recipe "$TMP/recipe.yaml" "$STEPS" 3 'self_reward: {image: pmi, caption: joint}'
 
 for _ in $(seq 300); do
   [[ "$(sinfo --noheader --nodes="$NODE" --format=%T 2>/dev/null)" == idle ]] && break
@@ -208,6 +210,7 @@ STOPPED=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["step
 ((STOPPED >= 1 && STOPPED < STEPS)) || fail "stop: the run ended at step $STOPPED, not mid-run"
 check_run "$STOPPED" || { tail -n 40 "$TMP/job-$JOB.out"; fail "stop: run state"; }
 grep -q "signal 15: finishing the step" "$TMP/job-$JOB.out" || fail "stop: the learner did not get SIGTERM"
+grep -q "the run's rewards: image pmi, caption joint" "$TMP/job-$JOB.out" || fail "the scorer did not take the recipe's rewards"
 [[ $(grep -c "worker exiting cleanly" "$TMP/job-$JOB.out") -eq 3 ]] || { tail -n 30 "$TMP/job-$JOB.out"; fail "stop: not every worker left cleanly"; }
 echo "stop: job $JOB COMPLETED, stopped and checkpointed at step $STOPPED of $STEPS"
 
