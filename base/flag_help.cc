@@ -1,5 +1,7 @@
 #include "base/flag_help.h"
 
+#include <set>
+
 #include <string_view>
 
 #include <gflags/gflags.h>
@@ -34,6 +36,19 @@ bool PrintHelpIfAsked(int argc, char** argv, const std::string& usage,
     }
   }
   return false;
+}
+
+std::vector<std::string> FlagsOutsideGroups(const std::vector<FlagGroup>& groups, const std::string& own_dir) {
+  std::set<std::string> allowed;
+  for (const FlagGroup& g : groups) allowed.insert(g.flags.begin(), g.flags.end());
+  std::vector<gflags::CommandLineFlagInfo> all;
+  gflags::GetAllFlags(&all);
+  std::vector<std::string> out;
+  for (const gflags::CommandLineFlagInfo& f : all) {
+    if (f.is_default || f.filename.find(own_dir) == std::string::npos) continue;
+    if (allowed.count(f.name) == 0) out.push_back(f.name);
+  }
+  return out;
 }
 
 }  // namespace duet

@@ -30,6 +30,11 @@ void PrintFlagHelp(const std::string& usage, const std::vector<FlagGroup>& group
 bool PrintHelpIfAsked(int argc, char** argv, const std::string& usage,
                       const std::vector<FlagGroup>& groups);
 
+// After parsing: the flags given on the command line that are defined in a source file
+// whose path contains `own_dir` (the program's own flags, not a library's such as glog's)
+// but are in none of `groups`: flags of another command, which this one would ignore.
+std::vector<std::string> FlagsOutsideGroups(const std::vector<FlagGroup>& groups, const std::string& own_dir);
+
 }  // namespace duet
 
 #endif  // DUET_BASE_FLAG_HELP_H_

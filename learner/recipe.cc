@@ -4,6 +4,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
@@ -252,6 +253,12 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text) {
 
 absl::StatusOr<Recipe> LoadRecipe(const std::string& path) {
   DUET_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  // An empty file is a mistake (a truncated copy, a wrong path), not a wish for the
+  // built-in 150-step default.
+  if (absl::StripAsciiWhitespace(text).empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": the recipe file is empty (configs/recipes/default.yaml spells out every key)"));
+  }
   auto r = ParseRecipe(text);
   if (!r.ok()) return absl::Status(r.status().code(), absl::StrCat(path, ": ", r.status().message()));
   return r;

@@ -156,6 +156,8 @@ absl::Status ApplyOverrides(const RecipeOverrides& overrides, Recipe* recipe);
 // Parses YAML text on top of the defaults. InvalidArgument naming an unknown key, a
 // mistyped value or a YAML syntax error (with its line).
 absl::StatusOr<Recipe> ParseRecipe(const std::string& yaml_text);
+// LoadRecipe: NotFound for a missing file; InvalidArgument for an empty one (only
+// whitespace or nothing), besides ParseRecipe's errors.
 absl::StatusOr<Recipe> LoadRecipe(const std::string& path);
 // The recipe as YAML (what a run records next to its checkpoints).
 std::string RecipeToYaml(const Recipe& recipe);

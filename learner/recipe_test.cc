@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <string>
 
 namespace duet {
@@ -114,6 +115,20 @@ TEST(RecipeTest, DefaultRecipeFileSpellsOutEveryKey) {
     const std::string key = kv.first.as<std::string>();
     EXPECT_TRUE(file[key].IsDefined())
         << "default.yaml does not spell out '" << key << "'";
+  }
+}
+
+// Issue 15, point 5: an empty recipe file silently became the 150-step default.
+TEST(RecipeTest, LoadRecipeOfAnEmptyFileIsInvalidArgument) {
+  const std::string path = ::testing::TempDir() + "/empty_recipe.yaml";
+  for (const char* text : {"", "\n  \n"}) {
+    {
+      std::ofstream f(path);
+      f << text;
+    }
+    absl::StatusOr<Recipe> r = LoadRecipe(path);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+    EXPECT_NE(r.status().message().find("empty"), absl::string_view::npos) << r.status();
   }
 }
 

@@ -114,6 +114,18 @@ int main(int argc, char** argv) {
     gflags::SetUsageMessage(kUsage);
     FLAGS_logtostderr = true;
     gflags::ParseCommandLineFlags(&rest_argc, &rest_argv, /*remove_flags=*/true);
+    // What this command would silently ignore is refused: a stray word ("lr=1e-3") or a
+    // flag of another command (`duet local --steps=3`).
+    if (rest_argc > 1) {
+      std::fprintf(stderr, "duet %s: unexpected argument '%s' (flags are --name=value; duet %s --help lists them)\n",
+                   c.words.c_str(), rest_argv[1], c.words.c_str());
+      return 2;
+    }
+    for (const std::string& flag : duet::FlagsOutsideGroups(c.flags, "/tools/")) {
+      std::fprintf(stderr, "duet %s: --%s is not a flag of this command (duet %s --help lists them)\n",
+                   c.words.c_str(), flag.c_str(), c.words.c_str());
+      return 2;
+    }
     google::InitGoogleLogging(argv[0]);
     return c.run();
   }
