@@ -61,18 +61,18 @@ grpc::Status CoordinatorService::PullWork(grpc::ServerContext* ctx, const v1::Pu
     return ToGrpcStatus(absl::InvalidArgumentError("wait_ms: must be in [0, 10000]"));
   }
   if (auto s = queue_->Authenticate(req->worker_id(), req->session()); !s.ok()) return ToGrpcStatus(s);
+  // A seat among the waiting polls, or none: past the bound the call takes what is there
+  // and never holds a thread.
   absl::Duration wait = absl::Milliseconds(req->wait_ms());
-  bool over_bound = false;
-  if (limits_.max_waiting_polls > 0 && wait > absl::ZeroDuration() &&
-      waiting_polls_.fetch_add(1) >= limits_.max_waiting_polls) {
+  const bool bounded = limits_.max_waiting_polls > 0 && wait > absl::ZeroDuration();
+  const bool seated = bounded && waiting_polls_.fetch_add(1) < limits_.max_waiting_polls;
+  if (bounded && !seated) {
     waiting_polls_.fetch_sub(1);
-    over_bound = true;
-    wait = absl::ZeroDuration();  // take what is there, never hold a thread
+    wait = absl::ZeroDuration();
   }
-  const bool counted = limits_.max_waiting_polls > 0 && !over_bound && req->wait_ms() > 0;
   auto item = queue_->Pull(req->worker_id(), wait);
-  if (counted) waiting_polls_.fetch_sub(1);
-  if (over_bound && item.ok() && !item->has_value()) {
+  if (seated) waiting_polls_.fetch_sub(1);
+  if (bounded && !seated && item.ok() && !item->has_value()) {
     return ToGrpcStatusWithRetryHint(
         absl::ResourceExhaustedError(absl::StrCat(limits_.max_waiting_polls,
                                                   " workers are waiting for work already; retry later")),

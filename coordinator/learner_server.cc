@@ -244,11 +244,11 @@ absl::Status LearnerServer::SyncWorkers(int64_t version) {
       // Leases keep running while the learner waits in the rendezvous: a member lost
       // meanwhile (silent past its lease, or gone) ends this epoch at once instead of at
       // the collective timeout.
-      std::set<std::string> members;
-      for (const auto& [id, rank] : epoch_ranks_) members.insert(id);
-      c.abandon = [this, members] {
+      std::set<std::string> member_ids;
+      for (const auto& [id, rank] : epoch_ranks_) member_ids.insert(id);
+      c.abandon = [this, member_ids] {
         queue_->ExpireSilentWorkers();
-        return !queue_->AllRegistered(members);
+        return !queue_->AllRegistered(member_ids);
       };
       c.store_host = options_.store_host;
       // The learner's Gloo transport listens only on the address the operator gave for

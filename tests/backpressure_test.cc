@@ -245,7 +245,11 @@ TEST_F(PollBoundTest, ControlCallsAreAnsweredWhileLongPollsFloodTheServer) {
       const grpc::Status s = Pull(ids[i], 3000, &ctx, &resp);
       if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
         ++refused;
-        EXPECT_FALSE(Trailer(ctx, "duet-retry-after-ms").empty());
+        // Refused by the bound (with its retry hint), or, while 12 calls arrive at once at
+        // 4 threads, by gRPC's own thread quota before the handler ran.
+        EXPECT_TRUE(!Trailer(ctx, "duet-retry-after-ms").empty() ||
+                    s.error_message().find("Threadpool") != std::string::npos)
+            << s.error_message();
       }
       if (s.ok()) ++waited;
     });

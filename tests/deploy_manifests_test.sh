@@ -7,6 +7,13 @@
 #     node) and type-checks against their interfaces (tsc: no unknown fields); the
 #     PrometheusRule carries the rules file; the recipe ConfigMap is configs/recipes/default.yaml;
 #     container args are flags of the real programs (their --help) or listed as proposed;
+#     no deprecated kustomize field (and no warning from kustomize); the policy the schemas
+#     cannot see (check.mjs k8s-policy: selectors match their templates, every secret,
+#     configMap and claim exists or is a documented out-of-band secret that is not rendered,
+#     every container can read what it mounts under its uid/gid/fsGroup and the modes, pod
+#     security, declared probe/NetworkPolicy/Service/PodMonitor ports, a PodDisruptionBudget
+#     per workload), and k8s-policy-selftest: each of those defects, planted into a copy of
+#     the tls render, makes the check fail naming it, and the shipped render passes;
 #   - Grafana: the dashboard type-checks against @grafana/schema's Dashboard, every query
 #     names only catalogued series (docs/metrics.md), every alert links to a panel and its
 #     runbook section (docs/operations.md) names that panel;
@@ -57,17 +64,33 @@ cmp "$SRC/configs/recipes/default.yaml" "$SRC/deploy/k8s/base/recipe.yaml" ||
 run_check rules-sync "$P/rules/duet.rules.yml" "$SRC/deploy/k8s/base/prometheusrule.yaml" || fail "rules-sync"
 
 step "kubectl kustomize ($(kubectl version --client 2>/dev/null | head -1))"
+# The kustomizations use `resources` and `patches`, which kubectl's embedded kustomize
+# reads from kubectl 1.21 on (v4); Debian bookworm's kubernetes-client (1.20) cannot.
+minor="$(kubectl version --client -o json 2>/dev/null | sed -nE 's/.*"minor": *"([0-9]+).*/\1/p')"
+mapfile -t kustomizations < <(find "$SRC/deploy/k8s" -name kustomization.yaml | sort)
+run_check kustomize-fields "${kustomizations[@]}" || fail "deprecated kustomize fields"
+OLD_KUBECTL=""
+if [[ -z "$minor" || "$minor" -lt 21 ]]; then
+  # A machine with only Debian's kubectl (1.20) cannot render them: say so loudly and check
+  # the rest (the Kubernetes checks below need kubectl 1.21 or later).
+  OLD_KUBECTL=1
+  echo "WARNING: kubectl 1.${minor:-?} renders no current kustomization (resources/patches): the rendered" \
+    "Kubernetes checks are SKIPPED; install kubectl 1.21 or later to run them" >&2
+fi
+if [[ -z "$OLD_KUBECTL" ]]; then
 rendered=()
 for dir in overlays/cpu overlays/gpu overlays/autoscale overlays/tls prometheus-adapter; do
   out="$TMP/$(echo "$dir" | tr / -).yaml"
   if kubectl kustomize "$SRC/deploy/k8s/$dir" > "$out" 2> "$TMP/err"; then
     rendered+=("$out")
+    if grep -i 'warning' "$TMP/err" >&2; then fail "kubectl kustomize $dir warns"; fi
   else
     cat "$TMP/err" >&2; fail "kubectl kustomize $dir"
   fi
 done
 kinds() { grep -E '^kind: ' "$1" | sort | uniq -c | awk '{print $3 "=" $1}' | tr '\n' ' '; }
-expect_kinds="ConfigMap=1 Deployment=2 Namespace=1 NetworkPolicy=2 PersistentVolumeClaim=1 PodMonitor=1 PrometheusRule=1 Secret=1 Service=3 StatefulSet=1 "
+# No Secret: duet-auth (and duet-tls) are created out of band (docs/operations.md).
+expect_kinds="ConfigMap=1 Deployment=2 Namespace=1 NetworkPolicy=2 PersistentVolumeClaim=1 PodDisruptionBudget=3 PodMonitor=1 PrometheusRule=1 Service=3 StatefulSet=1 "
 for o in cpu gpu; do
   [[ "$(kinds "$TMP/overlays-$o.yaml")" == "$expect_kinds" ]] || fail "overlay $o renders $(kinds "$TMP/overlays-$o.yaml")"
 done
@@ -80,6 +103,12 @@ grep -q -- '--tls_cert=' "$TMP/overlays-tls.yaml" || fail "tls overlay: learner 
 grep -q 'namespace: duet' "$TMP/overlays-cpu.yaml" || fail "cpu overlay: no namespace"
 if grep -q -- '--tls_' "$TMP/overlays-cpu.yaml"; then fail "cpu overlay has TLS flags"; fi
 grep -q -- '- --resume' "$TMP/overlays-cpu.yaml" || fail "learner does not --resume"
+if grep -qE -- '--store_port|29500' "$TMP"/overlays-*.yaml; then fail "a c10d store port is back (the rendezvous runs over the gRPC port)"; fi
+
+step "Kubernetes policy: references, readability of mounts, pod security, ports, disruption budgets"
+k8s_renders=("$TMP"/overlays-{cpu,gpu,autoscale,tls}.yaml)
+run_check k8s-policy "$SRC/docs/operations.md" "${k8s_renders[@]}" || fail "k8s-policy"
+run_check k8s-policy-selftest "$SRC/docs/operations.md" "$TMP/overlays-tls.yaml" || fail "k8s-policy-selftest"
 
 step "Kubernetes objects against the schemas"
 run_check k8s "$GEN/k8s.ts" "${rendered[@]}" || fail "Kubernetes schema validation"
@@ -110,6 +139,15 @@ rm -f "$GEN/neg/a.ts"
 tsc_out="$("$CHECK/node_modules/typescript/bin/tsc" -p "$GEN/neg/tsconfig.json" 2>&1 || true)"
 grep -q "b.ts.*readOnlyRootFilesytem" <<< "$tsc_out" || fail "tsc accepted an unknown container field"
 grep -q "c.ts.*gridPoz" <<< "$tsc_out" || fail "tsc accepted an unknown panel field"
+# A kustomization with a deprecated field (planted into a copy of deploy/k8s): kustomize-fields
+# names it, and kustomize warns (kubectl 1.27 on: kustomize v5).
+cp -r "$SRC/deploy/k8s" "$TMP/k8s-old"
+printf 'namespace: duet\nbases:\n  - ../../base\nresources:\n  - namespace.yaml\n' > "$TMP/k8s-old/overlays/cpu/kustomization.yaml"
+if ((${minor:-0} >= 27)); then
+  kubectl kustomize "$TMP/k8s-old/overlays/cpu" > /dev/null 2> "$TMP/err" || true
+  grep -qi 'warning.*bases' "$TMP/err" || fail "kubectl kustomize did not warn of a planted bases: field"
+fi
+if run_check kustomize-fields "$TMP/k8s-old/overlays/cpu/kustomization.yaml" > /dev/null 2>&1; then fail "kustomize-fields accepted bases:"; fi
 sed 's/duet_learner_kl/duet_learner_kl_typo/' "$P/rules/duet.rules.yml" > "$TMP/neg-rules.yml"
 if run_check promql "$SRC/docs/metrics.md" "$TMP/neg-rules.yml" >/dev/null 2>&1; then fail "promql check accepted an uncatalogued series"; fi
 
@@ -124,6 +162,7 @@ done
 [[ "$(wc -l < "$help")" -gt 20 ]] || fail "too few flags read from --help"
 run_check flags "$help" "$CHECK/proposed_flags.txt" "$TMP/overlays-cpu.yaml" "$TMP/overlays-gpu.yaml" \
   "$TMP/overlays-tls.yaml" || fail "container args"
+fi  # OLD_KUBECTL
 
 step "Slurm scripts and shell: bash -n, shellcheck"
 for f in "$SRC"/deploy/slurm/*.sbatch "$SRC/tests/deploy_manifests_test.sh"; do
