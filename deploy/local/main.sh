@@ -4,8 +4,8 @@
 # resumes), then runs dual self-reward RL with `duet local`: a learner, 2 rollout and
 # 1 scorer processes on loopback, the default recipe (150 GRPO steps training both
 # directions, judged by the frozen base model), ShapesEval before and after, and a report
-# folder whose summary.md gives both directions. About 11 minutes on 2 cores from a built
-# tree (data 5 s, pretraining ~4 min, RL ~7 min, evaluations ~30 s).
+# folder whose summary.md gives both directions. About 20 minutes from a built tree on a
+# 2-core AMD EPYC machine (data 5 s, pretraining 7 min 48 s, RL 766 s, evaluations ~1 min).
 #   DUET_OUT     output root (default out): data/, base/model, run/report/summary.md
 #   DUET_RECIPE  RL recipe (default configs/recipes/default.yaml; configs/recipes/quick.yaml
 #                is a 10-step first look)
