@@ -16,7 +16,8 @@
 #     the tls render, makes the check fail naming it, and the shipped render passes;
 #   - Grafana: the dashboard type-checks against @grafana/schema's Dashboard, every query
 #     names only catalogued series (docs/metrics.md), every alert links to a panel and its
-#     runbook section (docs/operations.md) names that panel;
+#     runbook section (docs/operations.md) names that panel (the run selectors and the units
+#     of every query: tests/dashboard_scope_test.sh);
 #   - Slurm scripts and this script: bash -n and shellcheck; the Dockerfile's stages.
 # npm packages are pinned by deploy/check/package-lock.json and installed with `npm ci`
 # into deploy/check/node_modules (ignored by git) when the lock file changed; everything
@@ -38,10 +39,14 @@ for c in node npm kubectl promtool amtool shellcheck sha256sum; do need "$c"; do
 step "npm ci (deploy/check, pinned by package-lock.json)"
 stamp="$CHECK/node_modules/.duet-lock.sha256"
 want="$(sha256sum "$CHECK/package-lock.json" | cut -d' ' -f1)"
+# The lock keeps this test and dashboard_scope_test from installing at once.
+exec 9> "${TMPDIR:-/tmp}/duet-deploy-check-npm.lock"
+flock 9
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   (cd "$CHECK" && npm ci --no-audit --no-fund --loglevel=error)
   echo "$want" > "$stamp"
 fi
+flock -u 9
 run_check() { node "$CHECK/check.mjs" "$@"; }
 GEN="$CHECK/node_modules/.duet-gen"
 rm -rf "$GEN" && mkdir -p "$GEN"

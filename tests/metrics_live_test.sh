@@ -9,8 +9,10 @@
 # whose webhook is a receiver run here (python3 http.server, records every POST).
 #   1. every catalogued series is present (those a healthy run cannot have are listed in
 #      NO_DATA_SERIES, with the reason);
-#   2. every dashboard query of deploy/grafana/duet.json returns data while the run is
-#      alive (those that cannot are listed in NO_DATA_QUERIES);
+#   2. every dashboard query of deploy/grafana/duet.json, its template variables (namespace,
+#      run, job) resolved from this Prometheus as Grafana resolves them, returns data while
+#      the run is alive (those that cannot are listed in NO_DATA_QUERIES), and none returns
+#      data for another run's name;
 #   3. every alert rule loads and evaluates without error, none is pending or firing, and
 #      the webhook has received nothing;
 #   4. every rollout worker of the run is killed (kill -9; the recipe's lease is 3 s):
@@ -172,24 +174,63 @@ assert value('sum(duet_rpc_server_handled_total{method="PullWork",code="OK"})') 
 assert value('sum(duet_rpc_client_handled_total{method="CompleteWork",code="OK"})') > 0
 assert value('duet_learner_checkpoint_step') >= 4
 print("catalogue ok: %d series names, %d without data by design" % (len(names), len(NO_DATA_SERIES)))
-# 2. The dashboard.
+# 2. The dashboard, scoped to this run as Grafana scopes it: each template variable's
+# label_values(series, label) is asked of Prometheus's label API (the variables before it
+# substituted), a variable with All and several values becomes Grafana's regex of them (or
+# its allValue), and every $variable of every query is replaced by its value.
+SEL = 'namespace=~"$namespace", run="$run", job=~"$job"'
 NO_DATA_QUERIES = {
     # Error ratios: only non-OK codes other than CANCELLED make a series; a healthy run has none.
-    'sum by (job, method) (rate(duet_rpc_server_handled_total{code!~"OK|CANCELLED"}[5m])) / sum by (job, method) (rate(duet_rpc_server_handled_total[5m]))',
-    'sum by (job, method) (rate(duet_rpc_client_handled_total{code!~"OK|CANCELLED"}[5m])) / sum by (job, method) (rate(duet_rpc_client_handled_total[5m]))',
+    'sum by (job, method) (rate(duet_rpc_server_handled_total{code!~"OK|CANCELLED", %s}[5m])) / sum by (job, method) (rate(duet_rpc_server_handled_total{%s}[5m]))' % (SEL, SEL),
+    'sum by (job, method) (rate(duet_rpc_client_handled_total{code!~"OK|CANCELLED", %s}[5m])) / sum by (job, method) (rate(duet_rpc_client_handled_total{%s}[5m]))' % (SEL, SEL),
     # Item failures by code: no item fails in a healthy run.
-    'sum by (role, code) (rate(duet_coordinator_items_failed_total[5m])) * 60',
-    'sum by (job, code) (rate(duet_worker_items_total{code!="OK"}[5m])) * 60',
+    'sum by (role, code) (rate(duet_coordinator_items_failed_total{%s}[5m])) * 60' % SEL,
+    'sum by (job, code) (rate(duet_worker_items_total{code!="OK", %s}[5m])) * 60' % SEL,
 }
 dash = json.load(open(os.path.join(src, "deploy/grafana/duet.json")))
+def substitute(q, values):
+    for name, v in values.items():
+        q = q.replace("${%s}" % name, v).replace("$" + name, v)
+    return q
+def label_values(q):
+    m = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", q)
+    assert m, q
+    url = "%s/api/v1/label/%s/values?%s" % (prom, m.group(2), urllib.parse.urlencode(
+        {"match[]": m.group(1), "start": float(t) - 600, "end": t}))
+    with urllib.request.urlopen(url) as r:
+        return json.load(r)["data"]
+values = {}
+for v in dash["templating"]["list"]:
+    if v["type"] != "query": continue
+    q = v["query"] if isinstance(v["query"], str) else v["query"]["query"]
+    found = label_values(substitute(q, values))
+    if v.get("includeAll"):
+        # Grafana's escaping of regex characters in a Prometheus query (a backslash, doubled).
+        esc = lambda x: re.sub(r"[\\^$*+?.()|\[\]{}]", lambda m: "\\\\" + m.group(0), x)
+        values[v["name"]] = v.get("allValue") or "(" + "|".join(esc(x) for x in found) + ")"
+    else:
+        assert len(found) == 1, "variable %s: want one value in this Prometheus, got %s" % (v["name"], found)
+        values[v["name"]] = found[0]
+    print("variable %s = %s (values: %s)" % (v["name"], values[v["name"]], found))
+# The run's targets were copied as targets/run.json: prometheus.yml names the run `run`;
+# outside Kubernetes no series has a namespace (its All, .*, matches the missing label).
+assert values["run"] == "run" and values["namespace"] == ".*", values
+assert sorted(label_values('label_values(duet_build_info{run="run"}, job)')) == ["duet-learner", "duet-rollout", "duet-scorer"]
+assert not query('up{job=~"duet-.*", run=""}'), "targets without a run label"
 def panels(ps):
     for p in ps:
         yield p; yield from panels(p.get("panels", []))
 exprs = [(p["id"], p["title"], tg["expr"]) for p in panels(dash["panels"]) for tg in p.get("targets", []) if tg.get("expr")]
-empty = [(i, title, e) for i, title, e in exprs if e not in NO_DATA_QUERIES and not query(e)]
+unresolved = [e for _, _, e in exprs if "$" in substitute(e, values)]
+assert not unresolved, "queries with variables the dashboard does not define: %s" % unresolved
+empty = [(i, title, e) for i, title, e in exprs if e not in NO_DATA_QUERIES and not query(substitute(e, values))]
 assert not empty, "dashboard queries without data: %s" % empty
 stale = [e for e in NO_DATA_QUERIES if e not in [x[2] for x in exprs]]
 assert not stale, "NO_DATA_QUERIES lists queries the dashboard no longer has: %s" % stale
+# Scoped to another run, the queries are empty: runs in one Prometheus do not add up.
+other = dict(values, run="another-run")
+leaked = [(i, e) for i, _, e in exprs if query(substitute(e, other))]
+assert not leaked, "queries that return data for a run Prometheus does not have: %s" % leaked
 print("dashboard ok: %d queries, %d without data by design" % (len(exprs), len(NO_DATA_QUERIES)))
 PY
 # 3. The rules: loaded, evaluated without error, none pending or firing, nothing sent.

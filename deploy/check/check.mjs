@@ -2,6 +2,8 @@
 //   node check.mjs catalogue  <docs/metrics.md>                        print the metric names
 //   node check.mjs k8s        <out.ts> <rendered.yaml>...              validate every object; write a TS file for tsc
 //   node check.mjs dashboard  <out.ts> <duet.json> <metrics.md> <rules.yml> <operations.md>
+//   node check.mjs dashboard-scope <duet.json> <metrics.md>          every query carries the run selectors, every panel its series' unit
+//   node check.mjs dashboard-scope-selftest <duet.json> <metrics.md> plants each defect, expects dashboard-scope to name it
 //   node check.mjs promql     <metrics.md> <file>...                  every duet_ series in rules/adapter config is catalogued
 //   node check.mjs rules-sync <rules.yml> <prometheusrule.yaml> [--write]
 //   node check.mjs flags      <help.txt> <proposed.txt> <rendered.yaml>...   container args are real flags
@@ -164,6 +166,447 @@ export const dashboard: Json<Dashboard> = ${JSON.stringify(dash, null, 1)};\n`);
     for (const word of ['Meaning', 'Do']) if (!sec[1].includes(`**${word}`)) fail(`${opsMd}: section ${r.alert} lacks **${word}**`);
   }
   console.log(`dashboard: ${all.length} panels, ${usedMetrics.size} series`);
+}
+
+// ---- the dashboard is scoped to one run, and every panel shows its series' unit ---------------
+// docs/metrics.md, "## Units": unit -> its Grafana unit, its rate's unit and that one's Grafana unit.
+function unitTable(file) {
+  const text = fs.readFileSync(file, 'utf8');
+  const start = text.indexOf('## Units');
+  if (start < 0) throw new Error(`${file}: no "## Units" section`);
+  const end = text.indexOf('\n## ', start + 5);
+  const grafana = new Map();   // unit (or rate unit) -> Grafana unit
+  const rateOf = new Map();    // unit -> unit of its rate()
+  const listed = new Set();
+  const cell = (c) => { const m = c.trim().match(/^`([^`]+)`$/); return m ? m[1] : null; };
+  for (const line of text.slice(start, end < 0 ? undefined : end).split('\n')) {
+    if (!line.startsWith('| `')) continue;
+    const [u, g, r, rg] = line.split('|').slice(1, 5).map(cell);
+    if (!u) continue;
+    if (listed.has(u)) fail(`${file}: unit ${u} listed twice under ## Units`);
+    listed.add(u);
+    if (grafana.has(u) && grafana.get(u) !== g) fail(`${file}: ${u} has two Grafana units`);
+    grafana.set(u, g);
+    if (r) {
+      rateOf.set(u, r);
+      if (!rg) fail(`${file}: unit ${u}: its rate ${r} has no Grafana unit`);
+      else if (grafana.has(r) && grafana.get(r) !== rg) fail(`${file}: ${r} has two Grafana units`);
+      else grafana.set(r, rg);
+    }
+  }
+  if (grafana.size < 10) fail(`${file}: only ${grafana.size} units parsed from ## Units`);
+  return { grafana, rateOf };
+}
+
+// docs/metrics.md catalogue rows: name -> { type, unit } (duet_ series and Prometheus's `up`).
+function catalogueRows(file) {
+  const text = fs.readFileSync(file, 'utf8');
+  const start = text.indexOf('## Catalogue');
+  const end = text.indexOf('\n## ', start + 5);
+  const rows = new Map();
+  for (const line of text.slice(start, end < 0 ? undefined : end).split('\n')) {
+    const m = line.match(/^\|\s*`(duet_[a-z0-9_]+|up)`\s*\|\s*(counter|gauge|histogram)[^|]*\|\s*([^|]*?)\s*\|/);
+    if (m) rows.set(m[1], { type: m[2], unit: m[3] });
+  }
+  return rows;
+}
+
+// A small PromQL parser: enough of the language for the dashboard (selectors, ranges,
+// functions, aggregations with by/without, binary operators with bool/on/ignoring/group_*).
+const AGGREGATORS = new Set(['sum', 'min', 'max', 'avg', 'count', 'group', 'stddev', 'stdvar', 'topk', 'bottomk', 'quantile', 'count_values']);
+const BINARY_PREC = { or: 1, and: 2, unless: 2, '==': 3, '!=': 3, '>': 3, '<': 3, '>=': 3, '<=': 3, '+': 4, '-': 4, '*': 5, '/': 5, '%': 5, '^': 6 };
+function tokenize(expr) {
+  const toks = [];
+  let i = 0;
+  while (i < expr.length) {
+    const c = expr[i];
+    if (/\s/.test(c)) { i++; continue; }
+    let m;
+    const rest = expr.slice(i);
+    if (c === '[') {   // a range or subquery: kept raw
+      const j = expr.indexOf(']', i);
+      if (j < 0) throw new Error(`unclosed [ at ${i}`);
+      toks.push({ t: 'range', v: expr.slice(i + 1, j).trim() }); i = j + 1; continue;
+    }
+    if (c === '"' || c === "'" || c === '`') {
+      let j = i + 1, v = '';
+      while (j < expr.length && expr[j] !== c) { if (expr[j] === '\\' && c !== '`') j++; v += expr[j++]; }
+      if (j >= expr.length) throw new Error(`unclosed string at ${i}`);
+      toks.push({ t: 'str', v }); i = j + 1; continue;
+    }
+    if ((m = rest.match(/^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?/))) { toks.push({ t: 'num', v: Number(m[0]) }); i += m[0].length; continue; }
+    if ((m = rest.match(/^[a-zA-Z_:][a-zA-Z0-9_:]*/))) { toks.push({ t: 'id', v: m[0] }); i += m[0].length; continue; }
+    if ((m = rest.match(/^(==|!=|>=|<=|=~|!~|[-+*/%^<>=(){},])/))) { toks.push({ t: 'op', v: m[0] }); i += m[0].length; continue; }
+    throw new Error(`unexpected ${JSON.stringify(c)} at ${i}`);
+  }
+  return toks;
+}
+function parsePromql(expr) {
+  const toks = tokenize(expr);
+  let k = 0;
+  const peek = () => toks[k];
+  const isOp = (v) => peek()?.t === 'op' && peek().v === v;
+  const isId = (v) => peek()?.t === 'id' && peek().v === v;
+  const expect = (v) => { if (!isOp(v)) throw new Error(`expected ${v} at token ${k} (${JSON.stringify(peek()?.v)})`); k++; };
+  const labelList = () => { expect('('); const ls = []; while (!isOp(')')) { ls.push(toks[k++].v); if (isOp(',')) k++; } expect(')'); return ls; };
+  const args = () => { expect('('); const a = []; while (!isOp(')')) { a.push(parse(0)); if (isOp(',')) k++; else break; } expect(')'); return a; };
+  function selector(name) {
+    const matchers = [];
+    let braces = false;
+    if (isOp('{')) {
+      braces = true; k++;
+      while (!isOp('}')) {
+        const label = toks[k++];
+        const op = toks[k++];
+        const val = toks[k++];
+        if (label?.t !== 'id' || op?.t !== 'op' || !['=', '!=', '=~', '!~'].includes(op.v) || val?.t !== 'str') throw new Error(`bad label matcher in ${name}{...}`);
+        matchers.push({ label: label.v, op: op.v, value: val.v });
+        if (isOp(',')) k++; else if (!isOp('}')) throw new Error(`expected , or } in ${name}{...}`);
+      }
+      k++;
+    }
+    const node = { type: 'sel', name, matchers, braces };
+    if (peek()?.t === 'range') node.range = toks[k++].v;
+    if (isId('offset')) { k++; k++; }
+    return node;
+  }
+  function primary() {
+    const tk = toks[k];
+    if (!tk) throw new Error('unexpected end');
+    if (tk.t === 'num') { k++; return { type: 'num', value: tk.v }; }
+    if (tk.t === 'str') { k++; return { type: 'str', value: tk.v }; }
+    if (tk.t === 'op' && (tk.v === '-' || tk.v === '+')) { k++; return { type: 'neg', expr: parse(BINARY_PREC['*']) }; }
+    if (tk.t === 'op' && tk.v === '(') { k++; const e = parse(0); expect(')'); return { type: 'paren', expr: e }; }
+    if (tk.t === 'op' && tk.v === '{') return selector('');
+    if (tk.t !== 'id') throw new Error(`unexpected ${JSON.stringify(tk.v)}`);
+    k++;
+    if (AGGREGATORS.has(tk.v) && (isOp('(') || isId('by') || isId('without'))) {
+      let grouping = null;
+      if (isId('by') || isId('without')) { k++; grouping = labelList(); }
+      const a = args();
+      if (isId('by') || isId('without')) { k++; grouping = labelList(); }
+      return { type: 'agg', op: tk.v, args: a, grouping };
+    }
+    if (isOp('(')) return { type: 'call', name: tk.v, args: args() };
+    return selector(tk.v);
+  }
+  function parse(minPrec) {
+    let lhs = primary();
+    for (;;) {
+      const tk = peek();
+      const op = tk && (tk.t === 'op' || tk.t === 'id') ? tk.v : null;
+      const prec = op != null ? BINARY_PREC[op] : undefined;
+      if (prec === undefined || prec < minPrec || (tk.t === 'id' && !['and', 'or', 'unless'].includes(op))) return lhs;
+      k++;
+      let bool = false;
+      if (isId('bool')) { k++; bool = true; }
+      if (isId('on') || isId('ignoring')) { k++; labelList(); }
+      if (isId('group_left') || isId('group_right')) { k++; if (isOp('(')) labelList(); }
+      const rhs = parse(op === '^' ? prec : prec + 1);
+      lhs = { type: 'bin', op, lhs, rhs, bool };
+    }
+  }
+  const tree = parse(0);
+  if (k !== toks.length) throw new Error(`unexpected ${JSON.stringify(toks[k].v)} after the expression`);
+  return tree;
+}
+function selectorsOf(node, out = []) {
+  if (!node || typeof node !== 'object') return out;
+  if (node.type === 'sel') out.push(node);
+  for (const v of Object.values(node)) {
+    if (Array.isArray(v)) v.forEach((x) => selectorsOf(x, out));
+    else if (v && typeof v === 'object' && v.type) selectorsOf(v, out);
+  }
+  return out;
+}
+
+// The unit of an expression (docs/metrics.md, "## Units"). A value is { unit } for a vector
+// or a time, { bucket } for a histogram's _bucket series (or their rates), { num } for a
+// number literal. `1` series are `1:<name>`: a number of its own kind. Throws when the unit
+// cannot be told or the expression mixes units.
+function unitOf(node, rows, units) {
+  const u = (n) => unitOf(n, rows, units);
+  switch (node.type) {
+    case 'num': return { num: node.value };
+    case 'paren': return u(node.expr);
+    case 'neg': return u(node.expr);
+    case 'sel': {
+      let name = node.name, hist = null;
+      const m = name.match(/^(.*)_(bucket|sum|count)$/);
+      if (!rows.has(name) && m && rows.get(m[1])?.type === 'histogram') { name = m[1]; hist = m[2]; }
+      const row = rows.get(name);
+      if (!row) throw new Error(`${node.name} is not in docs/metrics.md`);
+      if (row.type === 'histogram' && !hist) throw new Error(`histogram ${name} used without _bucket/_sum/_count`);
+      if (!units.grafana.has(row.unit)) throw new Error(`${name}: unit ${row.unit} is not under ## Units of docs/metrics.md`);
+      const unit = row.unit === '1' ? `1:${name}` : row.unit;
+      if (hist === 'bucket') return { bucket: unit, counter: true };
+      if (hist === 'count') throw new Error(`${node.name}: the unit of a histogram's _count is not catalogued`);
+      return { unit, counter: row.type === 'counter' || hist === 'sum', name };
+    }
+    case 'call': {
+      const a = node.args.map(u);
+      if (['rate', 'irate', 'increase'].includes(node.name)) {
+        const [x] = a;
+        if (!x?.counter) throw new Error(`${node.name}() of something that is not a counter`);
+        if (x.bucket) return { bucket: x.bucket, counter: true };
+        if (node.name === 'increase') return { unit: x.unit };
+        const base = x.unit.replace(/^1:.*/, '1');
+        const r = units.rateOf.get(base);
+        if (!r) throw new Error(`rate() of ${x.unit}: docs/metrics.md gives its rate no unit`);
+        return { unit: r };
+      }
+      if (node.name === 'histogram_quantile') {
+        if (!a[1]?.bucket) throw new Error('histogram_quantile() of something that is not a histogram\'s _bucket rates');
+        return { unit: a[1].bucket };
+      }
+      if (node.name === 'time') return { unit: 'Unix s' };
+      throw new Error(`the unit check does not know the function ${node.name}()`);
+    }
+    case 'agg': {
+      if (node.op === 'count') throw new Error('count(): a number of series has no catalogued unit (sum a series of the unit instead)');
+      if (!['sum', 'min', 'max', 'avg', 'topk', 'bottomk', 'quantile'].includes(node.op)) throw new Error(`the unit check does not know ${node.op}()`);
+      const x = u(node.args[node.args.length - 1]);
+      if (x.bucket && !(node.grouping ?? []).includes('le') && node.op === 'sum') throw new Error('sum of _bucket rates without le');
+      return x;
+    }
+    case 'bin': {
+      const l = u(node.lhs), r = u(node.rhs);
+      if (l.bucket || r.bucket) throw new Error(`${node.op} on _bucket series`);
+      if (BINARY_PREC[node.op] === 3) {
+        if (node.bool) throw new Error('a bool comparison has no unit');
+        if (l.unit && r.unit && l.unit !== r.unit) throw new Error(`compares ${l.unit} with ${r.unit}`);
+        return l.unit ? { unit: l.unit } : r;
+      }
+      if (['and', 'unless'].includes(node.op)) return l;
+      if (node.op === 'or') { if (l.unit !== r.unit) throw new Error(`or of ${l.unit} and ${r.unit}`); return l; }
+      if (node.op === '+' || node.op === '-') {
+        if (l.num !== undefined && r.num !== undefined) return { num: 0 };
+        if (l.num !== undefined) return r;
+        if (r.num !== undefined) return l;
+        if (node.op === '-' && l.unit === 'Unix s' && r.unit === 'Unix s') return { unit: 's' };
+        if (l.unit !== r.unit) throw new Error(`${node.op === '+' ? 'adds' : 'subtracts'} ${r.unit} ${node.op === '+' ? 'to' : 'from'} ${l.unit}`);
+        return l;
+      }
+      if (node.op === '*') {
+        const [n, v] = l.num !== undefined ? [l.num, r] : [r.num, l];
+        if (n === undefined) throw new Error(`multiplies ${l.unit} by ${r.unit}`);
+        if (v.num !== undefined || n === 1) return v;
+        if (n === 60 && /\/s$/.test(v.unit)) return { unit: v.unit.replace(/\/s$/, '/min') };
+        throw new Error(`${v.unit} times ${n}: no unit (only a U/s times 60, a U/min)`);
+      }
+      if (node.op === '/') {
+        if (r.num === 1) return l;
+        if (l.unit && l.unit === r.unit) return { unit: 'ratio' };
+        throw new Error(`divides ${l.unit ?? l.num} by ${r.unit ?? r.num}`);
+      }
+      throw new Error(`the unit check does not know ${node.op}`);
+    }
+    default: throw new Error(`cannot tell the unit of ${node.type}`);
+  }
+}
+function grafanaUnitOf(unit, units) {
+  const base = unit.replace(/^1:.*/, '1');
+  if (units.grafana.has(base)) return units.grafana.get(base);
+  const m = base.match(/^(.*)\/min$/);
+  const perS = m && units.grafana.get(`${m[1]}/s`);
+  if (perS && perS.startsWith('count:')) return perS.replace(/\/s$/, '/min');
+  return null;
+}
+
+// The template variables that scope the dashboard to one run, in the order they depend on
+// each other, and the matcher each query must carry for each.
+const SCOPE_VARS = [
+  { name: 'namespace', op: '=~', requires: [] },
+  { name: 'run', op: '=', requires: ['namespace'] },
+  { name: 'job', op: '=~', requires: ['namespace', 'run'] },
+];
+const varRef = (name) => new RegExp(`^\\$(${name}|\\{${name}\\})$`);
+
+// Returns the problems (strings) of a parsed dashboard against the catalogue and units.
+function scopeProblems(dash, rows, units) {
+  const out = [];
+  const vars = dash.templating?.list ?? [];
+  const index = (n) => vars.findIndex((v) => v.name === n);
+  // Variables: queries over a catalogued series, chained namespace -> run -> job.
+  for (const sv of SCOPE_VARS) {
+    const i = index(sv.name);
+    const v = vars[i];
+    if (!v) { out.push(`no template variable ${sv.name}`); continue; }
+    if (v.type !== 'query') out.push(`variable ${sv.name} is of type ${v.type}, not query`);
+    if (v.datasource?.uid !== '${datasource}') out.push(`variable ${sv.name} does not query $datasource`);
+    if (![1, 2].includes(v.refresh)) out.push(`variable ${sv.name}: refresh ${v.refresh} (1: on load, 2: on time range change)`);
+    const q = typeof v.query === 'string' ? v.query : v.query?.query;
+    const m = (q ?? '').match(/^label_values\((.+),\s*([a-zA-Z_]\w*)\s*\)$/);
+    if (!m) { out.push(`variable ${sv.name}: query ${JSON.stringify(q)} is not label_values(<series>, ${sv.name})`); continue; }
+    if (m[2] !== sv.name) out.push(`variable ${sv.name}: query lists the values of ${m[2]}`);
+    let sel;
+    try { sel = parsePromql(m[1]); } catch (e) { out.push(`variable ${sv.name}: ${e.message}`); continue; }
+    if (sel.type !== 'sel' || !rows.has(sel.name) || rows.get(sel.name).type === 'histogram') out.push(`variable ${sv.name}: ${m[1]} is not a catalogued series`);
+    for (const r of sv.requires) {
+      const want = SCOPE_VARS.find((x) => x.name === r);
+      if (index(r) > i) out.push(`variable ${sv.name} comes before ${r}, which it depends on`);
+      if (!(sel.matchers ?? []).some((x) => x.label === r && x.op === want.op && varRef(r).test(x.value))) {
+        out.push(`variable ${sv.name}: its query does not select ${r}${want.op}"$${r}"`);
+      }
+    }
+    if (sv.name === 'run' && (v.multi || v.includeAll)) out.push('variable run is multi-valued or has All: the dashboard shows one run');
+    if (sv.name === 'namespace' && !(v.includeAll && v.allValue === '.*')) {
+      out.push('variable namespace needs All = ".*" (outside Kubernetes no series has a namespace)');
+    }
+    if (sv.name === 'job' && !v.includeAll) out.push('variable job needs an All option');
+  }
+  const all = [];
+  for (const p of dash.panels ?? []) { all.push(p); for (const q of p.panels ?? []) all.push(q); }
+  for (const p of all) {
+    if (p.type === 'row') continue;
+    const where = `panel ${p.id} (${p.title})`;
+    const defaults = p.fieldConfig?.defaults?.unit;
+    if (!defaults) out.push(`${where}: no fieldConfig.defaults.unit`);
+    const overrides = new Map();
+    for (const o of p.fieldConfig?.overrides ?? []) {
+      const unitProp = (o.properties ?? []).find((x) => x.id === 'unit');
+      if (!unitProp) continue;
+      if (o.matcher?.id !== 'byFrameRefID') { out.push(`${where}: a unit override must match one query (byFrameRefID), not ${o.matcher?.id}`); continue; }
+      if (!(p.targets ?? []).some((t) => t.refId === o.matcher.options)) out.push(`${where}: unit override for refId ${o.matcher.options}, which is no query`);
+      overrides.set(o.matcher.options, unitProp.value);
+    }
+    const shown = [];  // { refId, unit, grafana, effective, overridden }
+    for (const t of p.targets ?? []) {
+      const w = `${where} query ${t.refId}`;
+      let tree;
+      try { tree = parsePromql(t.expr ?? ''); } catch (e) { out.push(`${w}: does not parse: ${e.message}`); continue; }
+      for (const s of selectorsOf(tree)) {
+        if (!s.name) { out.push(`${w}: a selector without a metric name`); continue; }
+        if (!rows.has(s.name) && !rows.has(s.name.replace(/_(bucket|sum|count)$/, ''))) out.push(`${w}: ${s.name} is not in docs/metrics.md`);
+        const missing = SCOPE_VARS.filter((sv) => !s.matchers.some((x) => x.label === sv.name && x.op === sv.op && varRef(sv.name).test(x.value)));
+        if (missing.length) out.push(`${w}: ${s.name} without the run selectors (${missing.map((sv) => `${sv.name}${sv.op}"$${sv.name}"`).join(', ')})`);
+      }
+      let unit;
+      try {
+        const v = unitOf(tree, rows, units);
+        if (!v.unit) throw new Error(v.bucket ? 'raw _bucket series' : 'a number without a unit');
+        unit = v.unit;
+      } catch (e) { out.push(`${w}: unit: ${e.message}`); continue; }
+      const grafana = grafanaUnitOf(unit, units);
+      if (!grafana || grafana === '-') { out.push(`${w}: shows ${unit}, which no panel can show as it is (docs/metrics.md, ## Units)`); continue; }
+      const overridden = overrides.has(t.refId);
+      shown.push({ refId: t.refId, unit, grafana, effective: overridden ? overrides.get(t.refId) : defaults, overridden });
+    }
+    const underDefault = [...new Set(shown.filter((s) => !s.overridden).map((s) => s.unit))];
+    if (underDefault.length > 1) {
+      out.push(`${where}: mixes ${underDefault.join(' and ')} on one axis (unit ${defaults}): give each its own panel, or a byFrameRefID unit override`);
+    }
+    for (const s of shown) {
+      if (s.effective !== s.grafana && !(underDefault.length > 1 && !s.overridden)) {
+        out.push(`${where} query ${s.refId}: unit ${s.effective}, but it shows ${s.unit} (Grafana unit ${s.grafana}; docs/metrics.md)`);
+      }
+    }
+    const byGrafana = new Map();
+    for (const s of shown) {
+      const seen = byGrafana.get(s.grafana);
+      if (seen && seen !== s.unit) out.push(`${where}: ${seen} and ${s.unit} share the Grafana unit ${s.grafana}, one axis: give one its own panel`);
+      byGrafana.set(s.grafana, s.unit);
+    }
+  }
+  return out;
+}
+
+function dashboardScope(file, metricsMd) {
+  const rows = catalogueRows(metricsMd);
+  const units = unitTable(metricsMd);
+  for (const [name, r] of rows) if (!units.grafana.has(r.unit)) fail(`${metricsMd}: ${name}: unit ${JSON.stringify(r.unit)} is not under ## Units`);
+  const dash = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const problems = scopeProblems(dash, rows, units);
+  for (const p of problems) fail(`${file}: ${p}`);
+  return { dash, rows, units, problems };
+}
+
+// Each defect planted into a copy of the shipped dashboard must be named; the shipped one passes.
+function dashboardScopeSelftest(file, metricsMd) {
+  const rows = catalogueRows(metricsMd);
+  const units = unitTable(metricsMd);
+  const shipped = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const base = scopeProblems(shipped, rows, units);
+  if (base.length) { fail(`dashboard-scope fails on the shipped ${file}:\n  ${base.join('\n  ')}`); return; }
+  const panel = (d, id) => {
+    const p = d.panels.find((x) => x.id === id);
+    if (!p) throw new Error(`selftest: no panel ${id} in ${file}`);
+    return p;
+  };
+  const target = (d, id, ref) => panel(d, id).targets.find((t) => t.refId === ref);
+  const addTarget = (d, id, expr) => {
+    const p = panel(d, id);
+    const t = structuredClone(p.targets[0]);
+    t.refId = String.fromCharCode(65 + p.targets.length); t.expr = expr;
+    p.targets.push(t);
+  };
+  const SEL = 'namespace=~"$namespace", run="$run", job=~"$job"';
+  const plants = [
+    ['a query without the selectors', (d) => { target(d, 3, 'A').expr = 'duet_learner_reward_mean'; },
+      /panel 3 .*query A: duet_learner_reward_mean without the run selectors \(namespace=~"\$namespace", run="\$run", job=~"\$job"\)/],
+    ['one selector of a query without run', (d) => {
+      const t = target(d, 28, 'B'); t.expr = t.expr.replace(/, run="\$run"(?=, job=~"\$job"}\[5m\]\)\)$)/, ''); },
+    /panel 28 .*query B: duet_rpc_client_handled_total without the run selectors \(run="\$run"\)/],
+    ['run as a regex matcher', (d) => { const t = target(d, 9, 'A'); t.expr = t.expr.replace('run="$run"', 'run=~"$run"'); },
+      /panel 9 .*without the run selectors \(run="\$run"\)/],
+    ['a wrong unit (tokens per second shown as bytes per second)', (d) => { panel(d, 10).fieldConfig.defaults.unit = 'Bps'; },
+      /panel 10 .*unit Bps, but it shows tokens\/s \(Grafana unit count:tokens\/s/],
+    ['seconds shown as milliseconds', (d) => { panel(d, 19).fieldConfig.defaults.unit = 'ms'; },
+      /panel 19 .*unit ms, but it shows s \(Grafana unit s/],
+    ['an override with the wrong unit', (d) => { panel(d, 12).fieldConfig.overrides[0].properties[0].value = 'count:pairs/s'; },
+      /panel 12 .*query B: unit count:pairs\/s, but it shows groups\/s/],
+    ['a mixed-unit panel (rows under seconds)', (d) => addTarget(d, 24, `histogram_quantile(0.5, sum by (le, direction) (rate(duet_rollout_batch_rows_bucket{${SEL}}[5m])))`),
+      /panel 24 .*mixes s and rows on one axis/],
+    ['a mixed-unit panel (streams/s under bytes/s)', (d) => addTarget(d, 23, `sum by (job) (rate(duet_weights_bootstrap_fetches_total{${SEL}}[5m]))`),
+      /panel 23 .*mixes bytes\/s and streams\/s on one axis/],
+    ['a mixed-unit panel (a lag in versions under seconds)', (d) => addTarget(d, 27, `histogram_quantile(0.9, sum by (le) (rate(duet_rollout_policy_lag_versions_bucket{${SEL}}[5m])))`),
+      /panel 27 .*mixes s and versions on one axis/],
+    ['the learning rate on the grad-norm axis', (d) => addTarget(d, 8, `duet_learner_learning_rate{${SEL}}`),
+      /panel 8 .*mixes 1:duet_learner_grad_norm and 1:duet_learner_learning_rate on one axis/],
+    ['an override giving the learning rate the grad norm\'s Grafana unit', (d) => {
+      addTarget(d, 8, `duet_learner_learning_rate{${SEL}}`);
+      panel(d, 8).fieldConfig.overrides.push({ matcher: { id: 'byFrameRefID', options: 'B' }, properties: [{ id: 'unit', value: 'none' }] }); },
+    /panel 8 .*1:duet_learner_grad_norm and 1:duet_learner_learning_rate share the Grafana unit none/],
+    ['a sum of two units', (d) => { const t = target(d, 16, 'A'); t.expr = `${t.expr} + duet_coordinator_live_workers{${SEL}}`; },
+      /panel 16 .*query A: unit: adds workers to items/],
+    ['an unknown metric', (d) => { const t = target(d, 3, 'A'); t.expr = t.expr.replace('duet_learner_reward_mean', 'duet_learner_rewards_mean'); },
+      /panel 3 .*query A: duet_learner_rewards_mean is not in docs\/metrics.md/],
+    ['a timestamp shown as it is', (d) => { target(d, 2, 'A').expr = `duet_learner_last_step_timestamp_seconds{${SEL}}`; },
+      /panel 2 .*shows Unix s, which no panel can show/],
+    ['a panel without a unit', (d) => { delete panel(d, 5).fieldConfig.defaults.unit; }, /panel 5 .*no fieldConfig.defaults.unit/],
+    ['an override for no query', (d) => { panel(d, 15).fieldConfig.overrides[0].matcher.options = 'Z'; },
+      /panel 15 .*unit override for refId Z, which is no query/],
+    ['no run variable', (d) => { d.templating.list = d.templating.list.filter((v) => v.name !== 'run'); }, /^no template variable run$/],
+    ['a multi-valued run variable', (d) => { d.templating.list.find((v) => v.name === 'run').multi = true; }, /variable run is multi-valued/],
+    ['a job variable not scoped to the run', (d) => {
+      const v = d.templating.list.find((x) => x.name === 'job'); v.query = 'label_values(duet_build_info{namespace=~"$namespace"}, job)'; },
+    /variable job: its query does not select run="\$run"/],
+    ['a variable over an unknown series', (d) => {
+      const v = d.templating.list.find((x) => x.name === 'namespace'); v.query = 'label_values(duet_buildinfo, namespace)'; },
+    /variable namespace: duet_buildinfo is not a catalogued series/],
+    ['a namespace variable without All = .*', (d) => { delete d.templating.list.find((x) => x.name === 'namespace').allValue; },
+      /variable namespace needs All = "\.\*"/],
+    ['variables out of order', (d) => {
+      const l = d.templating.list; const i = l.findIndex((v) => v.name === 'run'); const j = l.findIndex((v) => v.name === 'job');
+      [l[i], l[j]] = [l[j], l[i]]; },
+    /variable job comes before run/],
+  ];
+  for (const [name, plant, want] of plants) {
+    const d = structuredClone(shipped);
+    try { plant(d); } catch (e) { fail(`selftest "${name}": ${e.message}`); continue; }
+    const r = scopeProblems(d, rows, units);
+    const hit = r.find((l) => want.test(l));
+    if (!hit) fail(`planted "${name}": dashboard-scope ${r.length ? 'failed' : 'passed'} without a message matching ${want}${r.map((l) => `\n  ${l}`).join('')}`);
+    else console.log(`planted ${name}: caught: ${hit}`);
+  }
+  // A catalogue unit missing from ## Units is caught too.
+  const rows2 = new Map(rows);
+  rows2.set('duet_learner_kl', { type: 'gauge', unit: 'nat' });
+  const r = scopeProblems(shipped, rows2, units);
+  const hit = r.find((l) => /duet_learner_kl: unit nat is not under ## Units/.test(l));
+  if (!hit) fail(`planted "a catalogue unit not under ## Units": not named${r.map((l) => `\n  ${l}`).join('')}`);
+  else console.log(`planted a catalogue unit not under ## Units: caught: ${hit}`);
+  console.log(`dashboard-scope-selftest: ${plants.length + 1} planted defects, each caught; the shipped dashboard passes`);
 }
 
 // ---- PromQL in rules and the adapter config -------------------------------------------------
@@ -677,6 +1120,8 @@ try {
   if (cmd === 'catalogue') console.log([...catalogue(args[0]).keys()].join('\n'));
   else if (cmd === 'k8s') k8s(args[0], args.slice(1));
   else if (cmd === 'dashboard') dashboard(...args);
+  else if (cmd === 'dashboard-scope') { const { problems } = dashboardScope(args[0], args[1]); if (!problems.length) console.log(`dashboard-scope: every query selects one run, every panel shows its series' unit`); }
+  else if (cmd === 'dashboard-scope-selftest') dashboardScopeSelftest(args[0], args[1]);
   else if (cmd === 'promql') promql(args[0], args.slice(1));
   else if (cmd === 'rules-sync') rulesSync(args[0], args[1], args[2] === '--write');
   else if (cmd === 'flags') flags(args[0], args[1], args.slice(2));
