@@ -18,7 +18,8 @@
 #     names only catalogued series (docs/metrics.md), every alert links to a panel and its
 #     runbook section (docs/operations.md) names that panel (the run selectors and the units
 #     of every query: tests/dashboard_scope_test.sh);
-#   - Slurm scripts and this script: bash -n and shellcheck; the Dockerfile's stages.
+#   - Slurm scripts, the image scripts and this script: bash -n and shellcheck; the
+#     Dockerfile's stages and its build context's ignore files.
 # npm packages are pinned by deploy/check/package-lock.json and installed with `npm ci`
 # into deploy/check/node_modules (ignored by git) when the lock file changed; everything
 # else runs offline.
@@ -170,7 +171,8 @@ run_check flags "$help" "$CHECK/proposed_flags.txt" "$TMP/overlays-cpu.yaml" "$T
 fi  # OLD_KUBECTL
 
 step "Slurm scripts and shell: bash -n, shellcheck"
-for f in "$SRC"/deploy/slurm/*.sbatch "$SRC/tests/deploy_manifests_test.sh"; do
+for f in "$SRC"/deploy/slurm/*.sbatch "$SRC/tests/deploy_manifests_test.sh" \
+         "$SRC/deploy/docker/build-image.sh" "$SRC/tests/docker_image_test.sh"; do
   bash -n "$f" || fail "bash -n $f"
   shellcheck -S warning "$f" || fail "shellcheck $f"
 done
@@ -181,6 +183,13 @@ D="$SRC/deploy/docker/Dockerfile"
 [[ "$(grep -c '^FROM debian:bookworm' "$D")" -ge 2 ]] || fail "Dockerfile: not multi-stage on debian:bookworm"
 grep -q 'deploy/local/install-deps.sh' "$D" || fail "Dockerfile does not use deploy/local/install-deps.sh"
 grep -q -- '--from=build' "$D" || fail "Dockerfile: runtime stage copies nothing from the build"
+# The build context (podman reads .containerignore, docker .dockerignore) leaves out the
+# build and run folders: without it `COPY . .` sends gigabytes and a stale build/.
+for ig in .containerignore .dockerignore; do
+  for d in build out runs; do
+    grep -qx "$d" "$SRC/$ig" || fail "$ig does not exclude $d/"
+  done
+done
 
 if ((failures)); then echo "deploy_manifests_test: $failures failure(s)" >&2; exit 1; fi
 echo "deploy_manifests_test: OK"

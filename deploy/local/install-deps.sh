@@ -2,9 +2,15 @@
 # Installs every Debian bookworm package that Duet's build, tests, benchmarks and tools
 # need. Idempotent: packages already present are skipped, and apt is not touched at all
 # when everything is installed.
+#   install-deps.sh            everything (build, tests, benchmarks, deployment checks)
+#   install-deps.sh --build    only what configuring and compiling the tree needs (the
+#                              container image's build stage, deploy/docker/Dockerfile)
 set -euo pipefail
 
-PACKAGES=(
+BUILD_ONLY=0
+if [[ "${1:-}" == "--build" ]]; then BUILD_ONLY=1; fi
+
+BUILD_PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   # LibTorch (CPU) + c10d Gloo headers; OpenBLAS or torch runs ~20x slower.
   libtorch-dev libgloo-dev libopenblas0-pthread libopenblas-dev
@@ -14,8 +20,12 @@ PACKAGES=(
   libabsl-dev libgoogle-glog-dev libgflags-dev prometheus-cpp-dev
   # Formats: JSON, YAML, PNG.
   nlohmann-json3-dev libyaml-cpp-dev libpng-dev
-  # Tests and benchmarks.
+  # Tests and benchmarks (CMake requires them at configure time).
   libgtest-dev libgmock-dev libbenchmark-dev
+)
+
+PACKAGES=(
+  "${BUILD_PACKAGES[@]}"
   # Independent PyTorch reference (parity test) and the Python decode-loop baseline.
   python3 python3-torch python3-numpy
   # Loopback throughput baseline for the broadcast benchmark; Prometheus for metric tests
@@ -42,6 +52,11 @@ COMMANDS=(
   clang++:clang clang-format:clang-format
 )
 
+if ((BUILD_ONLY)); then
+  PACKAGES=("${BUILD_PACKAGES[@]}")
+  COMMANDS=()
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -49,7 +64,7 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
-for cp in "${COMMANDS[@]}"; do
+for cp in ${COMMANDS[@]+"${COMMANDS[@]}"}; do
   if ! command -v "${cp%%:*}" >/dev/null 2>&1; then
     missing+=("${cp#*:}")
   fi
