@@ -58,6 +58,8 @@ DEFINE_string(tls_client_ca, "", "PEM CA for client certificates (enables mutual
 DEFINE_bool(resume, false, "continue from the run folder's latest checkpoint");
 DEFINE_int32(threads, 1, "intra-op threads for LibTorch");
 DEFINE_string(metrics_address, "", "HOST:PORT to serve Prometheus /metrics on (docs/metrics.md; empty: off)");
+DEFINE_string(metrics_port_file, "",
+              "write the bound /metrics port to this file once serving (with --metrics_address=HOST:0)");
 DEFINE_string(health_address, "", "HOST:PORT of a plaintext grpc.health.v1 server for probes (empty: off)");
 DEFINE_int32(max_rpc_threads, duet::LearnerOptions().max_rpc_threads,
              "at most this many gRPC handler threads (long-polls hold one each); calls past it get "
@@ -77,7 +79,7 @@ int main(int argc, char** argv) {
           {{"recipe", {"config", "model", "data", "out", "steps", "algorithm", "directions", "k", "lr", "kl_coef",
                        "frozen_scorer", "seed", "sync_every", "max_lag", "collective"}},
            {"worker pools", {"rollout_workers", "scorer_workers"}},
-           {"serving", {"address", "port_file", "store_host", "collective_timeout_s", "threads", "max_rpc_threads", "resume", "metrics_address", "health_address"}},
+           {"serving", {"address", "port_file", "store_host", "collective_timeout_s", "threads", "max_rpc_threads", "resume", "metrics_address", "metrics_port_file", "health_address"}},
            {"security", {"auth_token_file", "auth_token", "allow_insecure_no_auth", "tls_cert", "tls_key",
                          "tls_client_ca"}}})) {
     return 0;
@@ -183,6 +185,15 @@ int main(int argc, char** argv) {
     }
     metrics_server = std::move(*m);
     LOG(INFO) << "metrics on port " << metrics_server->port();
+    if (!FLAGS_metrics_port_file.empty()) {
+      if (absl::Status s = metrics_server->WritePortFile(FLAGS_metrics_port_file); !s.ok()) {
+        std::fprintf(stderr, "duet-learner: %s\n", s.ToString().c_str());
+        return 1;
+      }
+    }
+  } else if (!FLAGS_metrics_port_file.empty()) {
+    std::fprintf(stderr, "duet-learner: --metrics_port_file needs --metrics_address\n");
+    return 2;
   }
   {
     absl::MutexLock lock(&mu);

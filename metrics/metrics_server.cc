@@ -18,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/file_util.h"
 #include "metrics/catalogue.h"
 
 #ifndef DUET_VERSION
@@ -143,6 +144,10 @@ MetricsServer::~MetricsServer() {
   CloseFd(listen_fd_);
   CloseFd(wake_read_fd_);
   CloseFd(wake_write_fd_);
+}
+
+absl::Status MetricsServer::WritePortFile(const std::string& path) const {
+  return WriteFileAtomically(path, absl::StrCat(port_, "\n"));
 }
 
 void MetricsServer::AddRefreshHook(std::function<void()> hook) {

@@ -1,19 +1,25 @@
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <prometheus/text_serializer.h>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "base/clock.h"
+#include "base/file_util.h"
 #include "metrics/catalogue.h"
 #include "metrics/metrics_server.h"
 
@@ -229,6 +235,54 @@ TEST(MetricsServerTest, RefusesBadAndTakenAddresses) {
   ASSERT_TRUE(first.ok());
   auto second = MetricsServer::Start("127.0.0.1:" + std::to_string((*first)->port()), registry);
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(MetricsServerTest, WritesTheBoundPortToThePortFile) {
+  // Port 0 as deploy/slurm/ passes it: the file names the port the kernel picked, and that
+  // port answers /metrics by the time the file exists.
+  auto registry = std::make_shared<Registry>();
+  RegisterProcessMetrics(*registry, "rollout");
+  auto server = MetricsServer::Start("127.0.0.1:0", registry);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string dir = testing::TempDir() + "metrics_port_file_" + std::to_string(getpid());
+  ASSERT_TRUE(MakeDirs(dir).ok());
+  const std::string path = JoinPath(dir, "rollout.metrics_port");
+  ASSERT_TRUE((*server)->WritePortFile(path).ok());
+  auto text = ReadFileToString(path);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(*text, std::to_string((*server)->port()) + "\n");
+  int port = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port)) << *text;
+  EXPECT_GT(port, 0);
+  const std::string body = HttpGet(port, "/metrics");
+  EXPECT_EQ(body.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << body;
+  EXPECT_NE(body.find(R"(role="rollout")"), std::string::npos) << body;
+  // Written through a temporary file renamed over it: nothing else is left in the folder.
+  std::vector<std::string> left;
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d)) {
+      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") left.push_back(e->d_name);
+    }
+    closedir(d);
+  }
+  EXPECT_EQ(left, std::vector<std::string>{"rollout.metrics_port"});
+  // A second server on port 0 names a different port (two jobs on one node do not collide).
+  auto other = MetricsServer::Start("127.0.0.1:0", registry);
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_TRUE((*other)->WritePortFile(path).ok());
+  text = ReadFileToString(path);
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(*text, std::to_string((*other)->port()) + "\n");
+  EXPECT_NE((*other)->port(), (*server)->port());
+  std::remove(path.c_str());
+  rmdir(dir.c_str());
+}
+
+TEST(MetricsServerTest, WritePortFileFailsForAMissingFolder) {
+  auto server = MetricsServer::Start("127.0.0.1:0", std::make_shared<Registry>());
+  ASSERT_TRUE(server.ok()) << server.status();
+  const absl::Status s = (*server)->WritePortFile(testing::TempDir() + "no/such/folder/metrics_port");
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
 }
 
 }  // namespace

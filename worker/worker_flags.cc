@@ -20,6 +20,8 @@ DEFINE_int32(threads, 1, "intra-op threads for LibTorch");
 DEFINE_string(health_address, "127.0.0.1:0", "where to serve grpc.health.v1 (empty: off)");
 DEFINE_string(name, "", "worker name in logs and status (default host:pid)");
 DEFINE_string(metrics_address, "", "HOST:PORT to serve Prometheus /metrics on (docs/metrics.md; empty: off)");
+DEFINE_string(metrics_port_file, "",
+              "write the bound /metrics port to this file once serving (with --metrics_address=HOST:0)");
 DEFINE_int32(collective_timeout_s, 60, "bound on one c10d rendezvous or weight receive");
 DEFINE_string(collective_address, "",
               "address this worker's Gloo transport listens on (default: 127.0.0.1 when the learner's "
@@ -33,7 +35,7 @@ int WorkerBinaryMain(int argc, char** argv, v1::Role role, const char* usage, Ha
       {"learner", {"learner", "name"}},
       {"security", {"auth_token_file", "auth_token", "tls_ca", "tls_cert", "tls_key", "tls_server_name"}},
       {"model and compute", {"model", "capacity", "threads", "collective_address", "collective_timeout_s"}},
-      {"operations", {"health_address", "metrics_address"}}};
+      {"operations", {"health_address", "metrics_address", "metrics_port_file"}}};
   groups.insert(groups.end(), role_flags.begin(), role_flags.end());
   if (PrintHelpIfAsked(argc, argv, usage, groups)) return 0;
   gflags::SetUsageMessage(usage);
@@ -54,6 +56,7 @@ int WorkerBinaryMain(int argc, char** argv, v1::Role role, const char* usage, Ha
   options.health_address = FLAGS_health_address;
   options.name = FLAGS_name;
   options.metrics_address = FLAGS_metrics_address;
+  options.metrics_port_file = FLAGS_metrics_port_file;
   options.collective_address = FLAGS_collective_address;
   options.collective_timeout_s = FLAGS_collective_timeout_s;
   return WorkerMain(role, options, std::move(make_handler));

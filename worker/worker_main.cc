@@ -202,6 +202,15 @@ int WorkerMain(v1::Role role, const WorkerMainOptions& flags, HandlerFactory mak
     metrics_server = std::move(*m);
     metrics_server->AddRefreshHook([&telemetry] { telemetry.Refresh(); });
     LOG(INFO) << "metrics on port " << metrics_server->port();
+    if (!flags.metrics_port_file.empty()) {
+      if (absl::Status s = metrics_server->WritePortFile(flags.metrics_port_file); !s.ok()) {
+        LOG(ERROR) << s;
+        return 1;
+      }
+    }
+  } else if (!flags.metrics_port_file.empty()) {
+    LOG(ERROR) << "--metrics_port_file needs --metrics_address";
+    return 1;
   }
   auto channel = MakeMeteredChannel(flags.learner, *creds, flags.tls_server_name, telemetry.rpc(),
                                     [&telemetry](std::string_view m, int code, double s) { telemetry.OnCall(m, code, s); });

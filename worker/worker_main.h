@@ -47,6 +47,8 @@ struct WorkerMainOptions {
   std::string health_address = "127.0.0.1:0";  // empty: no health server
   std::string name;             // default host:pid
   std::string metrics_address;  // HOST:PORT of /metrics (docs/metrics.md); empty: off
+  std::string metrics_port_file;  // the bound /metrics port goes here once serving; REQUIRES
+                                 // metrics_address when set
   std::string collective_address;  // Gloo listen address; empty: see WorkerOptions
   int32_t collective_timeout_s = 60;
 };
