@@ -98,6 +98,13 @@ absl::StatusOr<std::vector<v1::CompleteWorkRequest>> DispatchItems(WorkQueue* qu
                    << (IsTransientWorkerError(error.code()) ? "a transient" : "an") << " error: " << error;
       again.push_back(i);
     }
+    // Every worker of the role has failed one of these items: before re-issuing, wait for
+    // another worker to register (at most pool_wait; one that comes gets the items first).
+    bool pool_failed = false;
+    for (size_t i : again) pool_failed = pool_failed || queue->AllWorkersIn(role, failed[i].workers);
+    if (pool_failed && options.pool_wait > absl::ZeroDuration()) {
+      (void)queue->AwaitWorkers(role, queue->CountWorkers(role) + 1, options.pool_wait);
+    }
     open = std::move(again);
   }
   return out;

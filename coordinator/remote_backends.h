@@ -42,6 +42,11 @@ struct DispatchOptions {
   // Zero base and per-row: no deadline.
   absl::Duration item_deadline_base = absl::Seconds(60);
   absl::Duration item_deadline_per_row = absl::Seconds(1);
+  // An item that every registered worker of its role has failed waits this long for
+  // another worker to register before it is re-issued (a broken or hostile worker that
+  // registered before the healthy ones is then not the whole pool that the rule above
+  // judges). Zero: re-issued at once. The learner uses the recipe's item deadline.
+  absl::Duration pool_wait = absl::Seconds(60);
 };
 
 // The deadline of an item of `rows` rows under `options` (zero: none).
@@ -59,7 +64,9 @@ bool IsTransientWorkerError(absl::StatusCode code);
 // registered). The step fails, naming the item and each worker's error, only when the
 // item is poisoned: it failed on options.poison_workers distinct workers, or it failed
 // more than options.max_retries times and every registered worker of the role has failed
-// it. So one broken or hostile worker cannot end a run that has a healthy one.
+// it, each re-issue after a wait of options.pool_wait for another worker. So one broken or
+// hostile worker cannot end a run that has a healthy one, nor one whose healthy workers
+// are still starting.
 // DeadlineExceeded when results do not come within options.item_timeout.
 absl::StatusOr<std::vector<v1::CompleteWorkRequest>> DispatchItems(WorkQueue* queue, v1::Role role,
                                                                    std::vector<v1::WorkItem> items,

@@ -149,6 +149,7 @@ class RemoteBackendsTest : public ::testing::Test {
   DispatchOptions Options(int64_t min_rows_per_item) {
     DispatchOptions o;
     o.min_rows_per_item = min_rows_per_item;
+    o.pool_wait = absl::ZeroDuration();  // re-issue at once (PoolWait tests set it)
     return o;
   }
 
@@ -355,6 +356,48 @@ TEST_F(RemoteBackendsTest, PermanentErrorsOfTheOnlyWorkerFailTheStepAfterTheRetr
   EXPECT_EQ(scorer.Score(Queries(2), 0).status().code(), absl::StatusCode::kInvalidArgument);
   absl::MutexLock lock(&mu_);
   EXPECT_EQ(seen_.size(), 4u);  // the first try and max_retries (3) more
+}
+
+// A broken (or hostile) worker that is, for a moment, its role's whole pool (it registered
+// before the healthy one, still starting): the item it failed waits for another worker
+// instead of being judged poisoned by a pool of one, and the healthy worker serves it.
+TEST_F(RemoteBackendsTest, AnItemFailedByTheWholePoolWaitsForAnotherWorker) {
+  StartWorkers(v1::ROLE_SCORER, 1, ErrorHandler(absl::StatusCode::kInternal, "broken"));
+  DispatchOptions options = Options(/*min_rows_per_item=*/100);
+  options.pool_wait = absl::Seconds(60);
+  RemoteScorer scorer(&queue_, served_, options);
+  absl::StatusOr<std::vector<double>> scored;
+  std::thread step([&] { scored = scorer.Score(Queries(2), 0); });
+  // The item failed once, and the dispatcher waits for another scorer (no clock moves:
+  // a pool of one alone would have failed the step after 3 more tries).
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!seen_.empty()) break;
+    }
+    std::this_thread::yield();
+  }
+  // Until the dispatcher waits with nothing queued (the broken worker waits in Pull beside
+  // it), or, without the wait, the broken worker has pulled the re-issued item.
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (seen_.size() > 1) break;
+    }
+    if (clock_.waiters() >= 2 && queue_.items_held() == 0) break;
+    std::this_thread::yield();
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    EXPECT_EQ(seen_.size(), 1u) << "the item was re-issued to the only, broken worker";
+  }
+  StartWorkers(v1::ROLE_SCORER, 1, ScoreHandler());
+  step.join();
+  ASSERT_TRUE(scored.ok()) << scored.status();
+  EXPECT_EQ(scored->size(), 2u);
+  absl::MutexLock lock(&mu_);
+  ASSERT_EQ(seen_.size(), 2u);
+  EXPECT_NE(seen_[0].worker_id, seen_[1].worker_id) << "the healthy worker serves the re-issue";
 }
 
 // Issue 17, findings 2 and 3: a worker that answers every item with an error (transient

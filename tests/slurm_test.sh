@@ -133,7 +133,9 @@ DAEMONS+=("$!")
 
 # The tiny world while the daemons start.
 make_tiny_world "$BIN/tools/duet" "$TMP"
-STEPS=10
+# Enough steps that the stop phase's checks (5 targets scraped, the worker job's logs)
+# end before the run does: at 10 the run sometimes finished first (CI, a loaded machine).
+STEPS=30
 # Reward kinds other than the defaults: the scorer step of duet.sbatch passes no reward
 # flag, so it computes these only because the learner sends them (issue 15).
 tiny_recipe "$TMP/recipe.yaml" "$STEPS" 3 'self_reward: {image: pmi, caption: joint}'
