@@ -18,6 +18,8 @@ namespace duet {
 struct FlagGroup {
   std::string title;
   std::vector<std::string> flags;
+  // Lines shown after the group's flags (for example the keys a flag accepts).
+  std::vector<std::string> notes = {};
 };
 
 // Writes `usage`, then each group: one line per flag with its type, its default and its
@@ -34,6 +36,12 @@ bool PrintHelpIfAsked(int argc, char** argv, const std::string& usage,
 // whose path contains `own_dir` (the program's own flags, not a library's such as glog's)
 // but are in none of `groups`: flags of another command, which this one would ignore.
 std::vector<std::string> FlagsOutsideGroups(const std::vector<FlagGroup>& groups, const std::string& own_dir);
+
+// Before gflags parses: removes every occurrence of the repeatable flag `name` from argv
+// ("--name=V", "-name=V", "--name V", "-name V") and returns the values in order (gflags
+// itself keeps only the last). A trailing "--name" without a value is left for gflags to
+// refuse. argv[argc] stays nullptr.
+std::vector<std::string> TakeRepeatedFlag(const std::string& name, int* argc, char** argv);
 
 }  // namespace duet
 

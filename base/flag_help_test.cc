@@ -47,5 +47,35 @@ TEST(FlagHelpTest, OnlyHelpArgumentsTriggerIt) {
   EXPECT_TRUE(PrintHelpIfAsked(3, asked, "usage", {}));
 }
 
+// gflags keeps only the last of a repeated flag: --set is taken out of argv first, every
+// spelling, in order; everything else stays, in order, for gflags.
+TEST(FlagHelpTest, TakeRepeatedFlagTakesEveryOccurrenceInOrder) {
+  std::vector<std::string> args = {"prog", "--set=steps=3", "--out=x", "-set", "lr=0.1", "word",
+                                   "--set", "grpo.kl_coef=0", "--settle=1", "--", "--set=late"};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int argc = static_cast<int>(args.size());
+  const std::vector<std::string> values = TakeRepeatedFlag("set", &argc, argv.data());
+  EXPECT_EQ(values, (std::vector<std::string>{"steps=3", "lr=0.1", "grpo.kl_coef=0"}));
+  std::vector<std::string> rest(argv.begin(), argv.begin() + argc);
+  EXPECT_EQ(rest, (std::vector<std::string>{"prog", "--out=x", "word", "--settle=1", "--", "--set=late"}));
+  EXPECT_EQ(argv[argc], nullptr);
+}
+
+TEST(FlagHelpTest, ATrailingFlagWithoutValueIsLeftForGflags) {
+  std::string prog = "prog", set = "--set";
+  char* argv[] = {prog.data(), set.data(), nullptr};
+  int argc = 2;
+  EXPECT_TRUE(TakeRepeatedFlag("set", &argc, argv).empty());
+  EXPECT_EQ(argc, 2);
+}
+
+TEST(FlagHelpTest, NotesFollowTheirGroup) {
+  FlagGroup g{"recipe", {"help_test_count"}, {"steps=150", "grpo.kl_coef=0.1"}};
+  const std::string text = HelpText({g});
+  EXPECT_NE(text.find("how many things\n      steps=150\n      grpo.kl_coef=0.1\n"), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace duet

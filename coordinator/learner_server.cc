@@ -25,6 +25,7 @@
 #include "learner/ledger.h"
 #include "learner/rl_data.h"
 #include "learner/step_record.h"
+#include "base/clock.h"
 #include "rpc/health_server.h"
 #include "rpc/rpc_metrics.h"
 #include "weights/weight_sync.h"
@@ -127,6 +128,7 @@ absl::StatusOr<int> LearnerServer::Start() {
   }
   if (!options_.health_address.empty()) {
     DUET_ASSIGN_OR_RETURN(health_server_, StartHealthOnlyServer(options_.health_address, &health_port_));
+    probes_ = std::make_unique<HealthReporter>(health_server_.get(), RealClock(), options_.stall_timeout);
     LOG(INFO) << "grpc.health.v1 (plaintext) on port " << health_port_;
   }
   LOG(INFO) << "learner " << run_id_ << " serving on port " << port
@@ -146,6 +148,7 @@ absl::Status LearnerServer::AwaitPools() {
   const absl::Time deadline = absl::Now() + options_.worker_timeout;
   for (auto [role, count] : {std::pair{v1::ROLE_ROLLOUT, r.rollout_workers}, std::pair{v1::ROLE_SCORER, r.scorer_workers}}) {
     for (;;) {
+      Beat(/*ready=*/false);
       const absl::Status s = queue_->AwaitWorkers(role, count, std::min(absl::Seconds(1), deadline - absl::Now()));
       if (s.ok()) break;
       if (stop_.load()) return absl::OkStatus();
@@ -153,6 +156,12 @@ absl::Status LearnerServer::AwaitPools() {
     }
   }
   return absl::OkStatus();
+}
+
+void LearnerServer::Beat(std::optional<bool> ready) {
+  if (!probes_) return;
+  probes_->Beat();
+  if (ready.has_value()) probes_->SetReady(*ready);
 }
 
 void LearnerServer::FormEpoch(const std::vector<WorkerRecord>& workers) {
@@ -410,6 +419,7 @@ absl::Status LearnerServer::Run() {
   dispatch.poison_workers = r.faults.poison_workers;
   dispatch.item_deadline_base = absl::Seconds(r.faults.item_deadline_seconds);
   dispatch.item_deadline_per_row = absl::Seconds(r.faults.item_deadline_per_row_seconds);
+  dispatch.pool_wait = dispatch.item_deadline_base;
   auto served = [this] { return snapshot_.version(); };
   RemoteRollout rollout(queue_.get(), served, dispatch);
   RemoteScorer scorer(queue_.get(), served, dispatch);
@@ -431,6 +441,7 @@ absl::Status LearnerServer::Run() {
   int64_t step = start;
   bool dirty = false;
   for (; step < r.steps && !stop_.load(); ++step) {
+    Beat(/*ready=*/true);
     const auto step_t0 = std::chrono::steady_clock::now();
     // Asynchronous mode: this also dispatches the collections of the next max_lag steps,
     // at the version the workers were just sent.
@@ -461,6 +472,7 @@ absl::Status LearnerServer::Run() {
       dirty = false;
     }
   }
+  Beat(/*ready=*/false);  // stopping or finished: no longer stepping
   if (dirty) DUET_RETURN_IF_ERROR(CheckpointMetered(step, loop.version()));
   if (loop.version() % r.sync_every != 0) DUET_RETURN_IF_ERROR(SyncWorkersMetered(loop.version()));
   DUET_RETURN_IF_ERROR(world::SaveBundle(JoinPath(r.out, "model"), *bundle_));
@@ -499,6 +511,7 @@ void LearnerServer::Shutdown() {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(3));
     server_.reset();
   }
+  probes_.reset();
   if (health_server_) {
     health_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     health_server_.reset();

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
@@ -35,6 +36,7 @@
 #include "coordinator/work_queue.h"
 #include "learner/recipe.h"
 #include "learner/rl_loop.h"
+#include "rpc/health_server.h"
 #include "rpc/rpc_util.h"
 #include "weights/collective.h"
 #include "world/bundle.h"
@@ -62,8 +64,12 @@ struct LearnerOptions {
   std::function<void(const StepReport&)> on_step;
   // Metrics (docs/metrics.md) are recorded here; null: a private registry, not served.
   std::shared_ptr<prometheus::Registry> metrics_registry;
-  // Plaintext grpc.health.v1 on its own port, for probes ("" : none).
+  // Plaintext grpc.health.v1 on its own port, for probes ("" : none). Readiness (service
+  // "duet.ready") is SERVING while the learner steps: its pools formed, not stopping or
+  // finished. Liveness (service "") turns NOT_SERVING when the training loop has made no
+  // progress for `stall_timeout` (0: never) (rpc/health_server.h).
   std::string health_address;
+  absl::Duration stall_timeout = absl::Minutes(30);
 };
 
 class LearnerServer {
@@ -143,6 +149,9 @@ class LearnerServer {
   std::unique_ptr<LearnerTelemetry> telemetry_;  // made in the constructor, before the queue
   std::unique_ptr<grpc::Server> health_server_;
   int health_port_ = 0;
+  std::unique_ptr<HealthReporter> probes_;  // on health_server_; reset before it
+  // The training loop is making progress (the liveness beat); `ready`: it steps.
+  void Beat(std::optional<bool> ready = std::nullopt);
 };
 
 }  // namespace duet

@@ -23,7 +23,10 @@
 
 // Recipe keys: each flag, when given, overrides the recipe's value (defaults shown are the
 // built-in recipe's, learner/recipe.h).
-DEFINE_string(config, "", "YAML recipe (configs/recipes/*.yaml); flags below override its keys");
+DEFINE_string(config, "", "YAML recipe (configs/recipes/*.yaml); --set and the flags below override its keys");
+// Shown by --help; the values are taken out of argv before gflags parses (a gflag keeps
+// only the last of a repeated flag).
+DEFINE_string(set, "", "KEY=VALUE: set a recipe key (repeatable; keys and defaults below)");
 DEFINE_string(model, duet::Recipe().model, "recipe.model: base model folder (also the frozen reference)");
 DEFINE_string(data, duet::Recipe().data, "recipe.data: folder with rl_gen_prompts.jsonl and rl_und_images.jsonl");
 DEFINE_string(out, duet::Recipe().out, "recipe.out: run folder (checkpoints/, model/, metrics.jsonl)");
@@ -61,6 +64,9 @@ DEFINE_string(metrics_address, "", "HOST:PORT to serve Prometheus /metrics on (d
 DEFINE_string(metrics_port_file, "",
               "write the bound /metrics port to this file once serving (with --metrics_address=HOST:0)");
 DEFINE_string(health_address, "", "HOST:PORT of a plaintext grpc.health.v1 server for probes (empty: off)");
+DEFINE_int32(stall_timeout_s, 1800,
+             "liveness (grpc.health.v1 service \"\") turns NOT_SERVING when the training loop has made no "
+             "progress for this long (one step longer than this looks hung); 0: never");
 DEFINE_int32(max_rpc_threads, duet::LearnerOptions().max_rpc_threads,
              "at most this many gRPC handler threads (long-polls hold one each); calls past it get "
              "RESOURCE_EXHAUSTED and workers back off (0: unbounded)");
@@ -78,15 +84,23 @@ int main(int argc, char** argv) {
           argc, argv, kUsage,
           {{"recipe", {"config", "model", "data", "out", "steps", "algorithm", "directions", "k", "lr", "kl_coef",
                        "frozen_scorer", "seed", "sync_every", "max_lag", "collective"}},
+           {"recipe keys (--set KEY=VALUE, repeatable, after --config; defaults shown)", {"set"},
+            duet::RecipeKeyDefaults()},
            {"worker pools", {"rollout_workers", "scorer_workers"}},
-           {"serving", {"address", "port_file", "store_host", "collective_timeout_s", "threads", "max_rpc_threads", "resume", "metrics_address", "metrics_port_file", "health_address"}},
+           {"serving", {"address", "port_file", "store_host", "collective_timeout_s", "threads", "max_rpc_threads", "resume", "metrics_address", "metrics_port_file", "health_address", "stall_timeout_s"}},
            {"security", {"auth_token_file", "auth_token", "allow_insecure_no_auth", "tls_cert", "tls_key",
                          "tls_client_ca"}}})) {
     return 0;
   }
+  const std::vector<std::string> settings = duet::TakeRepeatedFlag("set", &argc, argv);
   gflags::SetUsageMessage(kUsage);
   FLAGS_logtostderr = true;
   gflags::ParseCommandLineFlags(&argc, &argv, /*remove_flags=*/true);
+  if (argc > 1) {  // a stray word ("lr=1e-3") would otherwise be ignored
+    std::fprintf(stderr, "duet-learner: unexpected argument '%s' (flags are --name=value; recipe keys --set "
+                         "KEY=VALUE; --help lists them)\n", argv[1]);
+    return 2;
+  }
   google::InitGoogleLogging(argv[0]);
   std::unique_ptr<duet::LearnerServer> server;
   absl::Mutex mu;  // guards `server` and `signals_seen` against the signal thread
@@ -106,8 +120,8 @@ int main(int argc, char** argv) {
   at::set_num_threads(std::max(1, FLAGS_threads));
 
   duet::Recipe recipe;
-  if (!FLAGS_config.empty()) {
-    auto r = duet::LoadRecipe(FLAGS_config);
+  if (!FLAGS_config.empty() || !settings.empty()) {
+    auto r = FLAGS_config.empty() ? duet::ParseRecipe("", settings) : duet::LoadRecipe(FLAGS_config, settings);
     if (!r.ok()) {
       std::fprintf(stderr, "duet-learner: %s\n", r.status().ToString().c_str());
       return 2;
@@ -159,6 +173,7 @@ int main(int argc, char** argv) {
   options.metrics_registry = std::make_shared<prometheus::Registry>();
   duet::metrics::RegisterProcessMetrics(*options.metrics_registry, "learner");
   options.health_address = FLAGS_health_address;
+  options.stall_timeout = absl::Seconds(FLAGS_stall_timeout_s);
   options.on_step = [&recipe](const duet::StepReport& r) {
     // Samples per second of the step's own phases; in asynchronous mode the collection
     // overlapped earlier steps, so only the wait for it counts.

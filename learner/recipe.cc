@@ -5,7 +5,11 @@
 #include <yaml-cpp/yaml.h>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
 
@@ -145,13 +149,66 @@ absl::Status ApplyOverrides(const RecipeOverrides& o, Recipe* r) {
   return r->Validate();
 }
 
-absl::StatusOr<Recipe> ParseRecipe(const std::string& text) {
+namespace {
+
+// Sets `path` (recipe keys, outermost first) to `value` in the mapping `node`, making the
+// sections on the way.
+void SetPath(YAML::Node node, const std::vector<std::string>& path, size_t i, const YAML::Node& value) {
+  if (i + 1 == path.size()) {
+    node[path[i]] = value;
+    return;
+  }
+  YAML::Node child = node[path[i]];
+  if (!child.IsMap()) child = YAML::Node(YAML::NodeType::Map);  // replaces the value in `node`
+  SetPath(child, path, i + 1, value);
+}
+
+absl::Status ApplySetting(const std::string& setting, YAML::Node* root) {
+  const size_t eq = setting.find('=');
+  const std::string usage = "want KEY=VALUE, KEY a recipe key with dots for nesting (grpo.kl_coef=0.05; --help lists them)";
+  if (eq == std::string::npos || eq == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--set '", setting, "': ", usage));
+  }
+  const std::vector<std::string> path = absl::StrSplit(setting.substr(0, eq), '.');
+  for (const std::string& p : path) {
+    if (p.empty()) return absl::InvalidArgumentError(absl::StrCat("--set '", setting, "': ", usage));
+  }
+  YAML::Node value;
+  try {
+    value = YAML::Load(setting.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("--set '", setting, "': the value is not YAML: ", e.msg));
+  }
+  if (!value || value.IsNull()) {
+    return absl::InvalidArgumentError(absl::StrCat("--set '", setting, "': no value"));
+  }
+  if (!root->IsMap()) *root = YAML::Node(YAML::NodeType::Map);
+  SetPath(*root, path, 0, value);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Recipe> ParseRecipe(const std::string& text, const std::vector<std::string>& settings) {
   Recipe r;
   YAML::Node root;
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("recipe: YAML error at line ", e.mark.line + 1, ": ", e.msg));
+  }
+  if (!settings.empty()) {
+    for (const std::string& setting : settings) DUET_RETURN_IF_ERROR(ApplySetting(setting, &root));
+    // Parsed as text again, so that every key and value goes through the checks below;
+    // their messages then name the setting rather than a line.
+    YAML::Emitter e;
+    e << root;
+    absl::StatusOr<Recipe> set = ParseRecipe(e.c_str());
+    if (!set.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(set.status().message(), " (with --set ", absl::StrJoin(settings, " --set "), ")"));
+    }
+    return set;
   }
   if (!root || root.IsNull()) return r;
   DUET_RETURN_IF_ERROR(CheckKeys(root, "",
@@ -251,7 +308,7 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text) {
   return r;
 }
 
-absl::StatusOr<Recipe> LoadRecipe(const std::string& path) {
+absl::StatusOr<Recipe> LoadRecipe(const std::string& path, const std::vector<std::string>& settings) {
   DUET_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   // An empty file is a mistake (a truncated copy, a wrong path), not a wish for the
   // built-in 150-step default.
@@ -259,12 +316,12 @@ absl::StatusOr<Recipe> LoadRecipe(const std::string& path) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": the recipe file is empty (configs/recipes/default.yaml spells out every key)"));
   }
-  auto r = ParseRecipe(text);
+  auto r = ParseRecipe(text, settings);
   if (!r.ok()) return absl::Status(r.status().code(), absl::StrCat(path, ": ", r.status().message()));
   return r;
 }
 
-std::string RecipeToYaml(const Recipe& r) {
+std::string RecipeToYaml(const Recipe& r, bool every_key) {
   YAML::Emitter e;
   e << YAML::BeginMap;
   e << YAML::Key << "model" << YAML::Value << r.model;
@@ -297,14 +354,14 @@ std::string RecipeToYaml(const Recipe& r) {
   e << YAML::Key << "self_reward" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "image"
     << YAML::Value << std::string(RewardKindName(r.self_reward.image)) << YAML::Key << "caption" << YAML::Value
     << std::string(RewardKindName(r.self_reward.caption)) << YAML::EndMap;
-  if (!(r.reward == RewardMix())) {
+  if (every_key || !(r.reward == RewardMix())) {
     e << YAML::Key << "reward" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "self" << YAML::Value
       << r.reward.self << YAML::Key << "external" << YAML::Value << r.reward.external << YAML::Key
       << "external_address" << YAML::Value << r.reward.external_address << YAML::Key << "timeout_ms"
       << YAML::Value << r.reward.timeout_ms << YAML::Key << "auth_token_file" << YAML::Value
       << r.reward.auth_token_file << YAML::EndMap;
   }
-  if (!(r.faults == FaultRecipe())) {
+  if (every_key || !(r.faults == FaultRecipe())) {
     e << YAML::Key << "faults" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "item_deadline_seconds"
       << YAML::Value << r.faults.item_deadline_seconds << YAML::Key << "item_deadline_per_row_seconds" << YAML::Value
       << r.faults.item_deadline_per_row_seconds << YAML::Key << "quarantine_after" << YAML::Value
@@ -319,6 +376,43 @@ std::string RecipeToYaml(const Recipe& r) {
     << r.rollout_workers << YAML::Key << "scorer" << YAML::Value << r.scorer_workers << YAML::EndMap;
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
+}
+
+namespace {
+
+void KeyDefaults(const YAML::Node& node, const std::string& prefix, std::vector<std::string>* out) {
+  for (const auto& kv : node) {
+    const std::string key = prefix + kv.first.as<std::string>();
+    if (kv.second.IsMap()) {
+      KeyDefaults(kv.second, key + ".", out);
+    } else {
+      YAML::Emitter e;
+      e << YAML::Flow << kv.second;
+      std::string value = e.c_str();
+      // A number as its shortest spelling that reads back as the same double (yaml-cpp
+      // writes 17 digits: 0.10000000000000001).
+      double d = 0;
+      if (absl::SimpleAtod(value, &d) && value.find_first_of(".eE") != std::string::npos) {
+        for (int digits = 1; digits <= 17; ++digits) {
+          const std::string shorter = absl::StrFormat("%.*g", digits, d);
+          double back = 0;
+          if (absl::SimpleAtod(shorter, &back) && back == d) {
+            value = shorter;
+            break;
+          }
+        }
+      }
+      out->push_back(absl::StrCat(key, "=", value));
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> RecipeKeyDefaults() {
+  std::vector<std::string> out;
+  KeyDefaults(YAML::Load(RecipeToYaml(Recipe(), /*every_key=*/true)), "", &out);
+  return out;
 }
 
 }  // namespace duet

@@ -40,6 +40,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "learner/policy_update.h"
@@ -153,14 +154,22 @@ struct RecipeOverrides {
 // Applies `overrides` to `recipe`, then validates it. InvalidArgument naming the field.
 absl::Status ApplyOverrides(const RecipeOverrides& overrides, Recipe* recipe);
 
-// Parses YAML text on top of the defaults. InvalidArgument naming an unknown key, a
-// mistyped value or a YAML syntax error (with its line).
-absl::StatusOr<Recipe> ParseRecipe(const std::string& yaml_text);
+// Parses YAML text on top of the defaults, with `settings` applied to the text's keys
+// first. A setting is "KEY=VALUE", the --set flag that every program taking a recipe
+// accepts (duet-learner, duet local, duet rl; repeatable, in order): KEY a recipe key,
+// with dots for nesting (steps, grpo.kl_coef, self_reward.caption, workers.rollout), VALUE
+// in YAML (3, 0.05, joint, true). InvalidArgument naming an unknown key, a mistyped value,
+// a setting without '=' or value, or a YAML syntax error (with its line).
+absl::StatusOr<Recipe> ParseRecipe(const std::string& yaml_text, const std::vector<std::string>& settings = {});
 // LoadRecipe: NotFound for a missing file; InvalidArgument for an empty one (only
 // whitespace or nothing), besides ParseRecipe's errors.
-absl::StatusOr<Recipe> LoadRecipe(const std::string& path);
-// The recipe as YAML (what a run records next to its checkpoints).
-std::string RecipeToYaml(const Recipe& recipe);
+absl::StatusOr<Recipe> LoadRecipe(const std::string& path, const std::vector<std::string>& settings = {});
+// The recipe as YAML (what a run records next to its checkpoints). `every_key`: also the
+// sections a run records only when they differ from the defaults (reward, faults).
+std::string RecipeToYaml(const Recipe& recipe, bool every_key = false);
+// Every recipe key as --set spells it, with its default: "grpo.kl_coef=0.1", one per
+// entry, in the order of RecipeToYaml (for --help).
+std::vector<std::string> RecipeKeyDefaults();
 
 }  // namespace duet
 

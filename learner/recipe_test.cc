@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -609,6 +610,79 @@ TEST(RecipeRewardTest, BadMixesAreInvalidArgumentNamingTheField) {
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << yaml;
     EXPECT_NE(r.status().message().find(needle), std::string::npos) << yaml << ": " << r.status();
   }
+}
+
+// --set KEY=VALUE (duet-learner, duet local, duet rl): any key, nested with dots, applied
+// on top of the recipe's text and parsed by the same checks.
+TEST(RecipeSettingsTest, SetsNestedKeysOnTopOfTheTextAndSectionsItLacks) {
+  auto r = ParseRecipe("steps: 40\ngrpo: {clip_eps: 0.3}\n",
+                       {"steps=3", "grpo.kl_coef=0.05", "self_reward.caption=joint", "workers.rollout=4",
+                        "reward.timeout_ms=500", "faults.poison_workers=5", "steps=7"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->steps, 7);  // in order: the last wins
+  EXPECT_DOUBLE_EQ(r->optimizer.grpo.kl_coef, 0.05);
+  EXPECT_DOUBLE_EQ(r->optimizer.grpo.clip_eps, 0.3);  // the text's, kept
+  EXPECT_EQ(r->self_reward.caption, RewardKind::kJoint);
+  EXPECT_EQ(r->rollout_workers, 4);
+  EXPECT_EQ(r->reward.timeout_ms, 500);
+  EXPECT_EQ(r->faults.poison_workers, 5);
+}
+
+TEST(RecipeSettingsTest, BadSettingsAreInvalidArgumentNamingThem) {
+  struct Case {
+    std::string setting, message;
+  };
+  for (const Case& c : std::vector<Case>{{"grpo.kl_coeff=1", "unknown key 'grpo.kl_coeff'"},
+                                         {"stepz=3", "unknown key 'stepz'"},
+                                         {"steps", "want KEY=VALUE"},
+                                         {"=3", "want KEY=VALUE"},
+                                         {"grpo..kl_coef=1", "want KEY=VALUE"},
+                                         {"steps=", "no value"},
+                                         {"steps=abc", "'steps' has the wrong type"},
+                                         {"algorithm=ppo", "algorithm must be grpo or simpo"},
+                                         {"grpo=3", "grpo must be a mapping"}}) {
+    auto r = ParseRecipe("", {c.setting});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << c.setting;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(c.message)) << c.setting;
+  }
+}
+
+// --help lists every key with its default, and each listed key is one that --set accepts
+// (set to its default, it changes nothing): the list and the parser agree.
+TEST(RecipeSettingsTest, EveryListedKeyIsSettableAndEveryParsedKeyIsListed) {
+  const std::vector<std::string> keys = RecipeKeyDefaults();
+  const std::string defaults = RecipeToYaml(Recipe());
+  for (const std::string& kv : keys) {
+    auto r = ParseRecipe("", {kv});
+    ASSERT_TRUE(r.ok()) << kv << ": " << r.status();
+    EXPECT_EQ(RecipeToYaml(*r), defaults) << kv;
+  }
+  std::vector<std::string> names;
+  for (const std::string& kv : keys) names.push_back(kv.substr(0, kv.find('=')));
+  for (const std::string& key :
+       {"model", "data", "out", "steps", "algorithm", "directions", "generation_inputs", "understanding_inputs", "k",
+        "lr", "grad_clip", "micro_batch", "grpo.clip_eps", "grpo.kl_coef", "grpo.understanding_weight", "simpo.beta",
+        "simpo.gamma", "sampling.temperature", "sampling.top_k", "sampling.top_p", "sampling.cfg_scale",
+        "sync_every", "max_lag", "bucket_mb", "checkpoint_every", "lease_seconds", "frozen_scorer",
+        "self_reward.image", "self_reward.caption", "reward.self", "reward.external", "reward.external_address",
+        "reward.timeout_ms", "reward.auth_token_file", "faults.item_deadline_seconds",
+        "faults.item_deadline_per_row_seconds", "faults.quarantine_after", "faults.quarantine_cooldown_seconds",
+        "faults.poison_workers", "faults.sync_grace_seconds", "seed", "collective", "workers.rollout",
+        "workers.scorer"}) {
+    EXPECT_NE(std::find(names.begin(), names.end(), key), names.end()) << key << " is not listed";
+  }
+  EXPECT_EQ(names.size(), 44u) << "a key was added: list it above";
+}
+
+TEST(RecipeSettingsTest, LoadRecipeAppliesTheSettingsAndStillRefusesAnEmptyFile) {
+  const std::string dir = ::testing::TempDir();
+  const std::string path = dir + "/settings_recipe.yaml";
+  std::ofstream(path) << "steps: 40\n";
+  auto r = LoadRecipe(path, {"steps=2"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->steps, 2);
+  std::ofstream(path) << "\n";
+  EXPECT_EQ(LoadRecipe(path, {"steps=2"}).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "base/file_util.h"
 #include "metrics/catalogue.h"
+#include "metrics/process_metrics.h"
 
 #ifndef DUET_VERSION
 #define DUET_VERSION "unknown"
@@ -160,7 +161,9 @@ std::string MetricsServer::Render() {
     absl::MutexLock lock(&hooks_mu_);
     for (const auto& h : hooks_) h();
   }
-  return prometheus::TextSerializer().Serialize(registry_->Collect());
+  std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  for (prometheus::MetricFamily& f : ProcessCollector().Collect()) families.push_back(std::move(f));
+  return prometheus::TextSerializer().Serialize(families);
 }
 
 namespace {

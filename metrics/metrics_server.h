@@ -5,6 +5,8 @@
 // minimal HTTP/1.1 server of its own, plus refresh hooks: functions run at each scrape,
 // before the registry is read, for gauges computed from live state (workers in contact,
 // time-integrated counters) that must move even while the training thread is blocked.
+// Beside the registry it serves the process's resource use, process_* as every Prometheus
+// client exports it (metrics/process_metrics.h).
 //
 // Why not prometheus::Exposer: its civetweb starts threads with a small fixed stack
 // (Debian builds civetweb with USE_STACK_SIZE), smaller than the static TLS of a process

@@ -1,5 +1,6 @@
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <atomic>
 #include <cstdio>
 #include <chrono>
+#include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +18,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "base/clock.h"
@@ -283,6 +286,41 @@ TEST(MetricsServerTest, WritePortFileFailsForAMissingFolder) {
   ASSERT_TRUE(server.ok()) << server.status();
   const absl::Status s = (*server)->WritePortFile(testing::TempDir() + "no/such/folder/metrics_port");
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+}
+
+// The value of the unlabelled series `name` in a scrape; NaN when absent.
+double Value(const std::string& scrape, const std::string& name) {
+  for (absl::string_view line : absl::StrSplit(scrape, '\n')) {
+    std::vector<absl::string_view> f = absl::StrSplit(line, ' ');
+    double v = 0;
+    if (f.size() == 2 && f[0] == name && absl::SimpleAtod(f[1], &v)) return v;
+  }
+  return std::nan("");
+}
+
+// Every process that serves /metrics serves its own resource use, read from the real
+// /proc at each scrape: descriptors this test opens show up in the next scrape.
+TEST(ProcessCollectorTest, EveryScrapeServesThisProcesssResourceUse) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto server = MetricsServer::Start("127.0.0.1:0", registry);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string before = HttpGet((*server)->port(), "/metrics");
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  EXPECT_GT(Value(before, "process_resident_memory_bytes"), 1 << 20) << before;
+  EXPECT_GE(Value(before, "process_virtual_memory_bytes"), Value(before, "process_resident_memory_bytes"));
+  EXPECT_GT(Value(before, "process_cpu_seconds_total"), 0.0);
+  EXPECT_GT(Value(before, "process_max_fds"), 0.0);
+  // This process started within the last hour (and not in the future: 2 s for rounding
+  // of boot time and ticks).
+  EXPECT_LE(Value(before, "process_start_time_seconds"), now + 2);
+  EXPECT_GT(Value(before, "process_start_time_seconds"), now - 3600);
+  EXPECT_NE(before.find("# TYPE process_cpu_seconds_total counter"), std::string::npos);
+  std::vector<int> fds;
+  for (int i = 0; i < 10; ++i) fds.push_back(open("/dev/null", O_RDONLY));
+  const std::string after = HttpGet((*server)->port(), "/metrics");
+  for (int fd : fds) close(fd);
+  EXPECT_EQ(Value(after, "process_open_fds") - Value(before, "process_open_fds"), 10.0) << before << after;
 }
 
 }  // namespace

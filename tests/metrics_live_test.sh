@@ -17,7 +17,9 @@
 #      the webhook has received nothing;
 #   4. every rollout worker of the run is killed (kill -9; the recipe's lease is 3 s):
 #      DuetNoLiveRolloutWorkers fires and reaches the webhook. duet local, which would
-#      replace them within a second as a ReplicaSet does, is stopped (SIGSTOP) first.
+#      replace them within a second as a ReplicaSet does, is stopped (SIGSTOP) first;
+#   5. the learner is killed, then its target removed: DuetLearnerDown resolves with its
+#      series, DuetLearnerAbsent keeps firing and reaches the webhook.
 # Usage: metrics_live_test.sh BUILD_DIR SOURCE_DIR. KEEP_TMP=1 keeps the work folder.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/tiny_world.sh"
@@ -102,7 +104,8 @@ print(yaml.safe_dump(cfg))
 PY
 prometheus --config.file="$TMP/prometheus.yml" --storage.tsdb.path="$TMP/prom" \
   --web.listen-address="127.0.0.1:$PROM_PORT" > "$TMP/prometheus.log" 2>&1 &
-PIDS+=($!)
+PROM_PID=$!
+PIDS+=($PROM_PID)
 export PROM="http://127.0.0.1:$PROM_PORT" HOOK_FILE="$TMP/hook.jsonl"
 for _ in $(seq 100); do
   curl -sf "$PROM/-/ready" > /dev/null && curl -sf "http://127.0.0.1:$AM_PORT/-/ready" > /dev/null && break
@@ -151,7 +154,7 @@ NO_DATA_SERIES = {
     # Exists only once an item fails (by code); a healthy run has none.
     "duet_coordinator_items_failed_total",
 }
-names = re.findall(r"^\| `(duet_[a-z_]+)` \|", open(os.path.join(src, "docs/metrics.md")).read(), re.M)
+names = re.findall(r"^\| `((?:duet|process)_[a-z_]+)` \|", open(os.path.join(src, "docs/metrics.md")).read(), re.M)
 assert len(names) > 60, names
 missing = []
 for n in names:
@@ -272,6 +275,56 @@ assert a["annotations"]["runbook_url"].endswith("#duetnoliverolloutworkers"), a
 print("fault ok: DuetNoLiveRolloutWorkers reached the webhook %.1f s after the kill (lease 3 s, for 1 s)"
       % (time.time() - float(sys.argv[1])))
 PY
+# 5. The learner dies, then its target goes (as duet.sbatch's exit trap removes it, or a
+# pod that is not rescheduled): an alert keeps firing. DuetLearnerDown needs the target's
+# `up` series and resolves with it; DuetLearnerAbsent (absent(up == 1)) holds. Its `for:`
+# is cut to 1 s here by a rules reload (SIGHUP) because a 2 min wait would double this
+# test; deploy/prometheus/tests/duet.rules.test.yml runs the same story at the shipped 2 m.
+sed -E 's/^(\s+)for: .*/\1for: 1s/' "$SRC/deploy/prometheus/rules/duet.rules.yml" > "$TMP/rules.yml.new"
+mv "$TMP/rules.yml.new" "$TMP/rules.yml"
+kill -HUP "$PROM_PID"
+for _ in $(seq 100); do
+  curl -sf "$PROM/api/v1/rules" | python3 -c '
+import json, sys
+rules = [r for g in json.load(sys.stdin)["data"]["groups"] for r in g["rules"]]
+sys.exit(0 if any(r["name"] == "DuetLearnerAbsent" and r["duration"] == 1 for r in rules) else 1)' && break
+  sleep 0.2
+done
+LEARNER_PID="$(ps -o pid=,comm= --ppid "$RUN" | awk '$2 == "duet-learner" {print $1}')"
+[[ -n "$LEARNER_PID" ]] || { ps -o pid=,comm= --ppid "$RUN"; echo "no learner to kill"; exit 1; }
+kill -9 "$LEARNER_PID"
+firing() {  # prints the learner alerts firing now, one per line
+  curl -sf "$PROM/api/v1/alerts" | python3 -c '
+import json, sys
+for a in json.load(sys.stdin)["data"]["alerts"]:
+    if a["state"] == "firing" and a["labels"]["alertname"].startswith("DuetLearner"): print(a["labels"]["alertname"])'
+}
+for _ in $(seq 120); do firing | grep -q '^DuetLearnerDown$' && break; sleep 0.5; done
+firing | grep -q '^DuetLearnerDown$' || { firing; echo "DuetLearnerDown did not fire after the kill"; exit 1; }
+python3 - "$TMP/targets/run.json" <<'PY'
+import json, os, sys
+path = sys.argv[1]
+groups = [g for g in json.load(open(path)) if g["labels"]["job"] != "duet-learner"]
+assert groups, "no worker targets left"
+json.dump(groups, open(path + ".tmp", "w")); os.rename(path + ".tmp", path)
+PY
+for _ in $(seq 120); do
+  [[ "$(curl -sf "$PROM/api/v1/query" --data-urlencode 'query=count(up{job="duet-learner"})' |
+        python3 -c 'import json,sys; print(len(json.load(sys.stdin)["data"]["result"]))')" == 0 ]] && break
+  sleep 0.5
+done
+# Five evaluations later: DuetLearnerDown resolved with its series, DuetLearnerAbsent holds.
+sleep 5
+ALERTS_NOW="$(firing)"
+grep -q '^DuetLearnerAbsent$' <<< "$ALERTS_NOW" || { echo "$ALERTS_NOW"; echo "no learner alert firing once its target is gone"; exit 1; }
+! grep -q '^DuetLearnerDown$' <<< "$ALERTS_NOW" || { echo "DuetLearnerDown still firing without its target: the test proves nothing"; exit 1; }
+# Alertmanager holds it back while DuetLearnerDown is active (the inhibit rule of
+# alertmanager.yml), so it is sent once Prometheus has told Alertmanager that Down resolved.
+T_GONE="$(date +%s.%N)"
+for _ in $(seq 240); do grep -q '"alertname":"DuetLearnerAbsent"' "$TMP/hook.jsonl" && break; sleep 0.5; done
+grep -q '"alertname":"DuetLearnerAbsent"' "$TMP/hook.jsonl" || {
+  tail -n 20 "$TMP/alertmanager.log"; echo "DuetLearnerAbsent did not reach the webhook within 120 s"; exit 1; }
+echo "vanished target ok: learner killed, its target removed; DuetLearnerDown resolved, DuetLearnerAbsent firing, delivered $(python3 -c "import sys,time; print('%.1f' % (time.time() - float(sys.argv[1])))" "$T_GONE") s later"
 # The run cannot finish its step without rollout workers, and the learner finishes the
 # step before it honours SIGTERM: end the faulted run outright.
 # shellcheck disable=SC2046

@@ -285,4 +285,9 @@ int RunDumpLogits() {
   return DumpLogits(*model, FLAGS_out_dir, FLAGS_seed);
 }
 
+std::vector<std::string>& RecipeSettings() {
+  static auto* settings = new std::vector<std::string>();
+  return *settings;
+}
+
 }  // namespace duet

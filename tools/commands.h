@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -24,6 +25,10 @@ EvalOptions EvalOptionsFromFlags(const std::string& data_dir);
 // "duet <name>: <status>". Returns 0, or 1 on failure.
 int RunCommand(const char* name, const std::function<absl::Status()>& body);
 
+// The recipe settings of this invocation (--set KEY=VALUE, repeatable, in order; taken
+// out of argv before gflags parses), for the commands that take a recipe (local, rl).
+std::vector<std::string>& RecipeSettings();
+
 int RunMakeData();
 // `duet world make-hard-split`: adds the hard understanding split to an existing data folder.
 int RunMakeHardSplit();
@@ -38,6 +43,8 @@ int RunLocal();
 int RunPool();
 // `duet reward-server`: the Shapes oracle as a duet.v1.Reward service (tools/reward_server.cc).
 int RunRewardServer();
+// `duet health`: what a process's probes see (tools/health_command.cc).
+int RunHealth();
 
 }  // namespace duet
 

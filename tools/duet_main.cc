@@ -8,6 +8,7 @@
 //   duet dev dump-logits --out_dir=DIR [--model=DIR]   parity-test helper (see tests/)
 //   duet reward-server --model=DIR --port=N --auth_token_file=F   the oracle as a reward service
 //   duet pool --out=RUN [--rollout=N] [--scorer=N]   scale a running duet local job
+//   duet health --address=HOST:PORT [--service=duet.ready]   what a probe sees
 
 #include <cstdio>
 #include <string>
@@ -17,7 +18,12 @@
 #include <glog/logging.h>
 
 #include "base/flag_help.h"
+#include "learner/recipe.h"
 #include "tools/commands.h"
+
+// Shown by --help; the values are taken out of argv before gflags parses (a gflag keeps
+// only the last of a repeated flag): duet::RecipeSettings().
+DEFINE_string(set, "", "KEY=VALUE: set a recipe key (repeatable; keys and defaults below)");
 
 namespace {
 
@@ -35,6 +41,7 @@ constexpr char kUsage[] =
     "  dev dump-logits   write a model (--model, else a fixed random one) and its logits (parity test)\n"
     "  dev reward-agreement  how well self-rewards rank samples, by the oracle\n"
     "  reward-server     the Shapes oracle as a duet.v1.Reward service (an external reward)\n"
+    "  health            what a process's readiness (or liveness) probe sees\n"
     "run `duet <command> --help` for the flags";
 
 // The subcommands: their words, what runs them, and the flags `duet <command> --help` shows.
@@ -49,6 +56,9 @@ std::vector<Command> Commands() {
                                 {"limit", "eval_seeds", "cfg_scale", "temperature", "top_k", "top_p",
                                  "caption_temperature"}};
   const duet::FlagGroup process = {"process", {"seed", "threads"}};
+  // Every recipe key, settable the same way in duet local, duet rl and duet-learner.
+  const duet::FlagGroup recipe_keys = {"recipe keys (--set KEY=VALUE, repeatable, after --recipe; defaults shown)",
+                                       {"set"}, duet::RecipeKeyDefaults()};
   return {
       {"world make-data", duet::RunMakeData,
        {{"output", {"out"}},
@@ -69,6 +79,7 @@ std::vector<Command> Commands() {
       {"local", duet::RunLocal,
        {{"run", {"recipe", "model", "data", "out", "resume", "overwrite", "local_steps", "rl_seed"}},
         {"processes", {"rollout_workers", "scorer_workers", "bin_dir", "metrics_base_port"}},
+        recipe_keys,
         eval,
         process}},
       {"pool", duet::RunPool, {{"job", {"out"}}, {"desired workers (omit to keep; only print)", {"rollout", "scorer"}}}},
@@ -76,6 +87,7 @@ std::vector<Command> Commands() {
        {{"run", {"recipe", "model", "data", "out", "rl_steps", "eval_every"}},
         {"recipe overrides", {"algorithm", "gen_inputs", "und_inputs", "k", "rl_lr", "kl_coef", "clip_eps",
                               "simpo_beta", "simpo_gamma", "rl_cfg_scale", "rl_temperature", "frozen_scorer"}},
+        recipe_keys,
         eval,
         process}},
       {"dev dump-logits", duet::RunDumpLogits,
@@ -83,6 +95,7 @@ std::vector<Command> Commands() {
       {"reward-server", duet::RunRewardServer,
        {{"service", {"model", "host", "port", "port_file", "max_concurrent_calls"}},
         {"security", {"auth_token_file", "allow_insecure_no_auth", "tls_cert", "tls_key", "tls_client_ca"}}}},
+      {"health", duet::RunHealth, {{"probe", {"address", "service", "timeout_s"}}}},
       {"dev reward-agreement", duet::RunRewardAgreement,
        {{"input", {"model", "data"}},
         {"agreement", {"agreement_inputs", "k", "cfg_scale", "temperature", "reward_kinds", "agreement_seeds",
@@ -105,12 +118,19 @@ int main(int argc, char** argv) {
     }
   }
   int rest_argc = static_cast<int>(rest.size());
+  rest.push_back(nullptr);
   char** rest_argv = rest.data();
+  duet::RecipeSettings() = duet::TakeRepeatedFlag("set", &rest_argc, rest_argv);
   const std::string cmd = words.empty() ? "" : words[0];
   const std::string both = words.size() > 1 ? cmd + " " + words[1] : cmd;
   for (const Command& c : Commands()) {
     if (c.words != both && c.words != cmd) continue;
     if (duet::PrintHelpIfAsked(rest_argc, rest_argv, "usage: duet " + c.words + " [flags]", c.flags)) return 0;
+    if (!duet::RecipeSettings().empty() && c.words != "local" && c.words != "rl") {
+      std::fprintf(stderr, "duet %s: --set sets a recipe key, for the commands that take a recipe (local, rl)\n",
+                   c.words.c_str());
+      return 2;
+    }
     gflags::SetUsageMessage(kUsage);
     FLAGS_logtostderr = true;
     gflags::ParseCommandLineFlags(&rest_argc, &rest_argv, /*remove_flags=*/true);

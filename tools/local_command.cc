@@ -9,6 +9,8 @@
 //   <out>/ledger.jsonl             one line per prompt group trained on (from the learner)
 //   <out>/pool.json                the desired worker counts; `duet pool` changes them
 //   <out>/pool_status.json         the running pools, while the run goes on
+//   <out>/logs/<role>-<i>.log      each worker's log; logs/learner.log the learner's (its
+//                                  progress lines also reach the terminal)
 // duet local is the pools' controller: about every 250 ms it starts or stops worker
 // processes to match pool.json and replaces a worker that died (tools/worker_pool.h).
 // Ctrl-C / SIGTERM stops the learner at the end of its step (it checkpoints), then the
@@ -41,6 +43,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -148,8 +151,8 @@ absl::Status RunLocalImpl(int* stopped_by) {
   if (FLAGS_resume && FLAGS_overwrite) {
     return absl::InvalidArgumentError("--resume continues the run in --out, --overwrite deletes it: give one");
   }
-  DUET_ASSIGN_OR_RETURN(Recipe recipe, LoadRecipe(FLAGS_recipe));
-  // Flags given on the command line override the recipe.
+  DUET_ASSIGN_OR_RETURN(Recipe recipe, LoadRecipe(FLAGS_recipe, RecipeSettings()));
+  // Flags given on the command line override the recipe (and its --set keys).
   auto given = [](const char* flag) { return !gflags::GetCommandLineFlagInfoOrDie(flag).is_default; };
   RecipeOverrides overrides;
   if (!FLAGS_out.empty()) overrides.out = FLAGS_out;
@@ -222,7 +225,19 @@ absl::Status RunLocalImpl(int* stopped_by) {
     learner_args.push_back(absl::StrCat("--metrics_address=127.0.0.1:", FLAGS_metrics_base_port));
   }
   const auto t0 = std::chrono::steady_clock::now();
-  DUET_ASSIGN_OR_RETURN(pid_t learner, Spawn(learner_args, ""));
+  // The learner's output: on the terminal (its progress lines) and in <out>/logs/learner.log.
+  DUET_ASSIGN_OR_RETURN(SpawnedTee learner_tee, SpawnTee(learner_args, JoinPath(logs, "learner.log")));
+  const pid_t learner = learner_tee.program;
+  // However this returns, no learner outlives it (one that never served is killed) and the
+  // copier, whose input closes with the learner, is reaped.
+  bool learner_reaped = false;
+  absl::Cleanup reap = [&learner_tee, &learner_reaped] {
+    if (!learner_reaped) {
+      kill(learner_tee.program, SIGKILL);
+      waitpid(learner_tee.program, nullptr, 0);
+    }
+    waitpid(learner_tee.copier, nullptr, 0);
+  };
   absl::Mutex mu;  // guards `stopping` against the signal thread
   bool stopping = false;
   // Each signal goes on to the learner: the first makes it finish its step and
@@ -241,6 +256,7 @@ absl::Status RunLocalImpl(int* stopped_by) {
   for (int i = 0; i < 1200 && port.empty(); ++i) {
     int status = 0;
     if (waitpid(learner, &status, WNOHANG) == learner) {
+      learner_reaped = true;
       return absl::InternalError("the learner exited before serving (see its output above)");
     }
     auto p = ReadFileToString(port_file);
@@ -261,6 +277,7 @@ absl::Status RunLocalImpl(int* stopped_by) {
   int status = 0;
   for (;;) {
     const bool learner_ended = waitpid(learner, &status, WNOHANG) == learner;
+    learner_reaped = learner_reaped || learner_ended;
     if (absl::StatusOr<PoolCounts> asked = ReadPoolFile(pool_path); asked.ok()) {
       if (*asked != desired) {
         std::fprintf(stderr, "pool: desired rollout %d -> %d, scorer %d -> %d (%s)\n", desired.rollout, asked->rollout,
@@ -328,7 +345,8 @@ absl::Status RunLocalImpl(int* stopped_by) {
     return absl::OkStatus();
   }
   if (!learner_ok) {
-    return absl::InternalError(absl::StrCat("the learner failed (status ", status, "); worker logs in ", logs));
+    return absl::InternalError(
+        absl::StrCat("the learner failed (status ", status, "); its log and the workers' are in ", logs));
   }
 
   DUET_ASSIGN_OR_RETURN(world::ModelBundle trained, world::LoadBundle(JoinPath(out, "model")));
@@ -350,22 +368,13 @@ absl::Status RunLocalImpl(int* stopped_by) {
   for (const Series& s : {Series{"generation", {230, 150, 40}, gen}, Series{"understanding", {80, 160, 240}, und}}) {
     if (std::none_of(s.values.begin(), s.values.end(), [](double v) { return v != 0; })) continue;
     constexpr size_t kWindow = 10;
-    std::vector<double> running;
-    double window_sum = 0;
-    for (size_t i = 0; i < s.values.size(); ++i) {
-      window_sum += s.values[i] - (i >= kWindow ? s.values[i - kWindow] : 0.0);
-      running.push_back(window_sum / static_cast<double>(std::min(i + 1, kWindow)));
-    }
+    const std::vector<double> running = RunningMean(s.values, kWindow);
     const world::Rgb dim{static_cast<uint8_t>(s.color.r / 2), static_cast<uint8_t>(s.color.g / 2),
                          static_cast<uint8_t>(s.color.b / 2)};
     const std::string file = absl::StrCat("rewards_", s.name, ".png");
     DUET_RETURN_IF_ERROR(WriteLinePlot(JoinPath(report, file), absl::StrCat(s.name, " self-reward per step"),
                                        {Series{"per step", dim, s.values}, Series{"10-step mean", s.color, running}}));
-    const size_t n = std::min(kWindow, s.values.size());
-    auto mean = [](auto begin, auto end) { return std::accumulate(begin, end, 0.0) / std::max<double>(1, end - begin); };
-    absl::StrAppendFormat(&reward_lines, "%s self-reward (mean of the first and of the last %d steps): %.3f -> %.3f\n",
-                          s.name, static_cast<int>(n), mean(s.values.begin(), s.values.begin() + n),
-                          mean(s.values.end() - n, s.values.end()));
+    absl::StrAppend(&reward_lines, RewardTrendLine(s.name, s.values, kWindow));
     absl::StrAppend(&plots, plots.empty() ? "" : ", ", file);
   }
   std::string hard;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "absl/strings/str_format.h"
 #include "eval/gallery.h"
@@ -59,6 +60,26 @@ absl::Status WriteLinePlot(const std::string& path, const std::string& title,
     legend_x += 8 * static_cast<int>(s.name.size()) + 24;
   }
   return world::WritePng(path, im);
+}
+
+std::vector<double> RunningMean(const std::vector<double>& values, size_t window) {
+  std::vector<double> running;
+  double sum = 0;
+  for (size_t i = 0; i < values.size(); ++i) {
+    sum += values[i] - (i >= window ? values[i - window] : 0.0);
+    running.push_back(sum / static_cast<double>(std::min(i + 1, window)));
+  }
+  return running;
+}
+
+std::string RewardTrendLine(const std::string& name, const std::vector<double>& values, size_t window) {
+  if (values.empty()) return "";
+  if (values.size() == 1) return absl::StrFormat("%s self-reward: %.3f (one step, no trend)\n", name, values[0]);
+  const size_t n = std::min(window, values.size() / 2);
+  auto mean = [](auto begin, auto end) { return std::accumulate(begin, end, 0.0) / static_cast<double>(end - begin); };
+  return absl::StrFormat("%s self-reward (mean of the first and of the last %d steps): %.3f -> %.3f\n", name,
+                         static_cast<int>(n), mean(values.begin(), values.begin() + n),
+                         mean(values.end() - n, values.end()));
 }
 
 }  // namespace duet

@@ -2,7 +2,7 @@
 #define DUET_TOOLS_PROCESS_H_
 
 // Process launching for `duet local`: where the role binaries are, and fork/exec with the
-// output to a log file.
+// output to a log file (or to a log file and the terminal).
 //
 // Thread-safety: free functions.
 
@@ -25,6 +25,17 @@ std::string FindBinary(const std::string& bin_dir, const std::string& name, cons
 // (signals from the terminal go to the caller only). Returns its pid; Internal when fork
 // fails.
 absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args, const std::string& log_path);
+
+// A program whose output a copier process sends both to a log file and to our stderr.
+struct SpawnedTee {
+  pid_t program = -1;
+  pid_t copier = -1;  // exits once the program's output closes; reap it after the program
+};
+// Like Spawn, but stdout and stderr go to `log_path` (appended) and to this process's
+// stderr at once, through a copier process in a process group of its own (a Ctrl-C does
+// not cut the program's last lines). Internal when the log cannot be opened or fork
+// fails.
+absl::StatusOr<SpawnedTee> SpawnTee(const std::vector<std::string>& args, const std::string& log_path);
 
 }  // namespace duet
 

@@ -85,11 +85,14 @@ namespace {
 
 bool Given(const char* flag) { return !gflags::GetCommandLineFlagInfoOrDie(flag).is_default; }
 
-// The run's recipe: --recipe when given (else the built-in defaults), then the flags.
+// The run's recipe: --recipe when given (else the built-in defaults) with its --set keys,
+// then the flags.
 absl::StatusOr<Recipe> RecipeFromFlags() {
   Recipe recipe;
   if (Given("recipe")) {
-    DUET_ASSIGN_OR_RETURN(recipe, LoadRecipe(FLAGS_recipe));
+    DUET_ASSIGN_OR_RETURN(recipe, LoadRecipe(FLAGS_recipe, RecipeSettings()));
+  } else if (!RecipeSettings().empty()) {  // the built-in defaults with the settings
+    DUET_ASSIGN_OR_RETURN(recipe, ParseRecipe("", RecipeSettings()));
   }
   RecipeOverrides o;
   if (Given("model")) o.model = FLAGS_model;
@@ -120,13 +123,14 @@ absl::StatusOr<Recipe> RecipeFromFlags() {
 absl::Status RunRlImpl() {
   DUET_ASSIGN_OR_RETURN(const Recipe r, RecipeFromFlags());
   const std::string out = FLAGS_out.empty() ? "out/rl" : FLAGS_out;
-  DUET_RETURN_IF_ERROR(MakeDirs(out));
+  // What the run reads is checked before --out is touched: a typo fails with nothing written.
   DUET_ASSIGN_OR_RETURN(world::ModelBundle bundle, world::LoadBundle(r.model));
   DUET_ASSIGN_OR_RETURN(Transformer reference, Transformer::Load(r.model));
   const TokenLayout& layout = bundle.layout;
 
   TokenRows prompts, images;
   DUET_RETURN_IF_ERROR(LoadRlInputs(bundle, r.data, &prompts, &images));
+  DUET_RETURN_IF_ERROR(MakeDirs(out));
 
   EvalOptions eval = EvalOptionsFromFlags(r.data);
   eval.report_dir = JoinPath(out, "eval-before");

@@ -1,6 +1,8 @@
 // The command-line flags of duet-rollout and duet-scorer, and their main(). Compiled into
 // each role binary, not into duet::worker: gflags are defined only in binaries.
 
+#include <cstdio>
+
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
@@ -18,6 +20,9 @@ DEFINE_string(tls_server_name, "", "name to verify in the learner's certificate 
 DEFINE_int32(capacity, 256, "rows decoded or scored per batch");
 DEFINE_int32(threads, 1, "intra-op threads for LibTorch");
 DEFINE_string(health_address, "127.0.0.1:0", "where to serve grpc.health.v1 (empty: off)");
+DEFINE_int32(stall_timeout_s, 1800,
+             "liveness (grpc.health.v1 service \"\") turns NOT_SERVING when the pull loop has made no "
+             "progress for this long (one item longer than this looks hung); 0: never");
 DEFINE_string(name, "", "worker name in logs and status (default host:pid)");
 DEFINE_string(metrics_address, "", "HOST:PORT to serve Prometheus /metrics on (docs/metrics.md; empty: off)");
 DEFINE_string(metrics_port_file, "",
@@ -35,12 +40,17 @@ int WorkerBinaryMain(int argc, char** argv, v1::Role role, const char* usage, Ha
       {"learner", {"learner", "name"}},
       {"security", {"auth_token_file", "auth_token", "tls_ca", "tls_cert", "tls_key", "tls_server_name"}},
       {"model and compute", {"model", "capacity", "threads", "collective_address", "collective_timeout_s"}},
-      {"operations", {"health_address", "metrics_address", "metrics_port_file"}}};
+      {"operations", {"health_address", "stall_timeout_s", "metrics_address", "metrics_port_file"}}};
   groups.insert(groups.end(), role_flags.begin(), role_flags.end());
   if (PrintHelpIfAsked(argc, argv, usage, groups)) return 0;
   gflags::SetUsageMessage(usage);
   FLAGS_logtostderr = true;
   gflags::ParseCommandLineFlags(&argc, &argv, /*remove_flags=*/true);
+  if (argc > 1) {  // a stray word would otherwise be ignored
+    std::fprintf(stderr, "%s: unexpected argument '%s' (flags are --name=value; --help lists them)\n", argv[0],
+                 argv[1]);
+    return 2;
+  }
   google::InitGoogleLogging(argv[0]);
   WorkerMainOptions options;
   options.learner = FLAGS_learner;
@@ -54,6 +64,7 @@ int WorkerBinaryMain(int argc, char** argv, v1::Role role, const char* usage, Ha
   options.capacity = FLAGS_capacity;
   options.threads = FLAGS_threads;
   options.health_address = FLAGS_health_address;
+  options.stall_timeout_s = FLAGS_stall_timeout_s;
   options.name = FLAGS_name;
   options.metrics_address = FLAGS_metrics_address;
   options.metrics_port_file = FLAGS_metrics_port_file;

@@ -16,6 +16,7 @@
 #include "base/signals.h"
 #include "metrics/catalogue.h"
 #include "metrics/metrics_server.h"
+#include "base/clock.h"
 #include "rpc/health_server.h"
 #include "rpc/rpc_metrics.h"
 #include "rpc/rpc_util.h"
@@ -228,6 +229,13 @@ int WorkerMain(v1::Role role, const WorkerMainOptions& flags, HandlerFactory mak
                                  const absl::Status& handled, double seconds, int64_t version) {
     telemetry.OnItem(item, result, handled, seconds, version);
   };
+  // The probes' reporter exists once the health server does (below), before Run().
+  HealthReporter* reporter = nullptr;
+  options.on_progress = [&reporter](bool in_run) {
+    if (reporter == nullptr) return;
+    reporter->Beat();
+    reporter->SetReady(in_run);
+  };
   RoleHandlers handlers = make_handler(*layout, flags.capacity);
   options.on_register = std::move(handlers.on_register);
   {
@@ -238,6 +246,7 @@ int WorkerMain(v1::Role role, const WorkerMainOptions& flags, HandlerFactory mak
   }
   WorkerStatusService status_service(runtime.get(), role);
   std::unique_ptr<grpc::Server> health;
+  std::unique_ptr<HealthReporter> probes;  // destroyed before `health`
   if (!flags.health_address.empty()) {
     int port = 0;
     auto h = StartHealthServer(flags.health_address, &status_service, &port);
@@ -246,9 +255,13 @@ int WorkerMain(v1::Role role, const WorkerMainOptions& flags, HandlerFactory mak
       return 1;
     }
     health = std::move(*h);
-    LOG(INFO) << "health and status service on port " << port;
+    probes = std::make_unique<HealthReporter>(health.get(), RealClock(), absl::Seconds(flags.stall_timeout_s));
+    reporter = probes.get();
+    LOG(INFO) << "health and status service on port " << port << " (readiness: service " << kReadinessService << ")";
   }
   absl::Status s = runtime->Run();
+  reporter = nullptr;
+  probes.reset();
   if (health) health->Shutdown();
   if (!s.ok()) {
     LOG(ERROR) << "worker failed: " << s;

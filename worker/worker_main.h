@@ -45,6 +45,9 @@ struct WorkerMainOptions {
   int32_t capacity = 256;       // rows decoded or scored per batch
   int32_t threads = 1;          // LibTorch intra-op threads
   std::string health_address = "127.0.0.1:0";  // empty: no health server
+  // Liveness fails after this long without progress of the pull loop (0: never); readiness
+  // is "registered with the learner" (rpc/health_server.h HealthReporter).
+  int32_t stall_timeout_s = 1800;
   std::string name;             // default host:pid
   std::string metrics_address;  // HOST:PORT of /metrics (docs/metrics.md); empty: off
   std::string metrics_port_file;  // the bound /metrics port goes here once serving; REQUIRES

@@ -229,7 +229,11 @@ absl::Status WorkerRuntime::SendResult(const v1::CompleteWorkRequest& result) {
 }
 
 absl::Status WorkerRuntime::Run() {
+  auto progress = [this](bool in_run) {
+    if (options_.on_progress) options_.on_progress(in_run);
+  };
   DUET_RETURN_IF_ERROR(Register());
+  progress(true);
   int refused_pulls = 0;  // consecutive PullWork refusals, for the backoff
   int unreachable = 0;    // consecutive calls that found no learner
   bool got_first_item = false;
@@ -242,6 +246,8 @@ absl::Status WorkerRuntime::Run() {
     auto ctx = MakeClientContext(options_.auth_token,
                                  options_.rpc_timeout + absl::Milliseconds(options_.pull_wait_ms));
     absl::Status s = FromGrpcStatus(stub_->PullWork(ctx.get(), req, &resp));
+    // In the run unless the learner is unreachable or no longer knows us.
+    progress(!absl::IsUnavailable(s) && !absl::IsDeadlineExceeded(s) && !absl::IsNotFound(s));
     if (absl::IsResourceExhausted(s)) {  // backpressure: the learner is at its limits
       VLOG(1) << worker_id_ << ": " << s;
       BackOff(refused_pulls++, *ctx);
@@ -261,6 +267,7 @@ absl::Status WorkerRuntime::Run() {
       // restarted. Register again, as a new worker with the current weights.
       LOG(WARNING) << worker_id_ << ": " << s.message() << "; registering again";
       DUET_RETURN_IF_ERROR(Register());
+      progress(true);
       continue;
     }
     DUET_RETURN_IF_ERROR(s);
@@ -270,6 +277,7 @@ absl::Status WorkerRuntime::Run() {
     }
     if (resp.shutdown()) {
       LOG(INFO) << worker_id_ << ": the learner ended the run";
+      progress(false);
       return absl::OkStatus();
     }
     if (!resp.has_item()) continue;
@@ -344,6 +352,7 @@ absl::Status WorkerRuntime::Run() {
     DUET_RETURN_IF_ERROR(sent);
   }
   // Stopped (SIGTERM): the current item is finished and delivered; free our seat now.
+  progress(false);
   v1::DeregisterRequest leave;
   leave.set_worker_id(worker_id_);
   leave.set_session(session_);

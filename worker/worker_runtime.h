@@ -65,6 +65,10 @@ struct WorkerOptions {
   // on the Run() thread, before any item of that registration is handled. An error fails
   // Run(). May be empty.
   std::function<absl::Status(const v1::RegisterResponse&)> on_register;
+  // Probes (rpc/health_server.h): told at every turn of the pull loop (the liveness beat)
+  // whether this worker is in the run: registered and in contact with the learner (its
+  // readiness). On the Run() thread. May be empty.
+  std::function<void(bool in_run)> on_progress;
   // Metrics: told of every item this worker finished (its result, the handler's status,
   // the seconds it took, the version it now holds), on the Run() thread. May be empty.
   std::function<void(const v1::WorkItem& item, const v1::CompleteWorkRequest& result, const absl::Status& handled,

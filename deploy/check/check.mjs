@@ -908,6 +908,16 @@ function k8sPolicy(opsMd, files, quiet = false) {
             fail(`${cid}: ${kind} port ${port} names no port of the container (it declares ${[...declared.keys()].join(', ')})`);
           }
         }
+        // What the probes ask (rpc/health_server.h): readiness is the role's own state
+        // (grpc service "duet.ready"), liveness the process's progress (service ""); gRPC's
+        // default answer for "" says SERVING while any thread serves, so a readiness probe
+        // of "" would call a hung or unregistered process ready.
+        if (c.readinessProbe?.grpc && c.readinessProbe.grpc.service !== 'duet.ready') {
+          fail(`${cid}: readinessProbe asks grpc service "${c.readinessProbe.grpc.service ?? ''}", not "duet.ready" (the role's readiness)`);
+        }
+        if (c.livenessProbe?.grpc && (c.livenessProbe.grpc.service ?? '') !== '') {
+          fail(`${cid}: livenessProbe asks grpc service "${c.livenessProbe.grpc.service}", not "" (liveness)`);
+        }
         for (const a of c.args ?? []) {
           const m = a.match(/^--([a-z_]*address)=.*:(\d+)$/);
           if (m && Number(m[2]) !== 0 && !numbers.has(Number(m[2]))) fail(`${cid}: --${m[1]} listens on ${m[2]}, which is not one of the container's ports`);
@@ -956,6 +966,13 @@ function k8sPolicy(opsMd, files, quiet = false) {
         nChecked++;
         const sel = { matchLabels: d.spec.selector };
         if (!selected(sel).length) fail(`${id(d)}: selector selects no workload's pods`);
+        // The learner is ready only while it steps, and it steps only once workers have
+        // registered through this Service: its address must be published before that.
+        const learnerGrpc = (d.spec.ports ?? []).some((p) => (p.targetPort ?? p.port) === 'grpc') &&
+          selected(sel).some((w) => (w.spec.template.spec.containers ?? []).some((c) => [...(c.command ?? []), ...(c.args ?? [])].includes('duet-learner')));
+        if (learnerGrpc && d.spec.publishNotReadyAddresses !== true) {
+          fail(`${id(d)}: workers reach the learner before it is ready (readiness: stepping, after its pools registered), so the Service needs publishNotReadyAddresses: true`);
+        }
         for (const p of d.spec.ports ?? []) {
           const t = p.targetPort ?? p.port;
           if (typeof t === 'number') {
@@ -1031,6 +1048,12 @@ function k8sPolicySelftest(opsMd, file) {
         /StatefulSet\/duet-learner: volume recipe uses configMap duet-recipe, which is defined by no manifest/],
       ['NetworkPolicy port name no container has', (d) => { get(d, 'NetworkPolicy', 'duet-workers').spec.ingress[1].ports[0].port = 'metrix'; },
         /NetworkPolicy\/duet-workers: port metrix: no container of Deployment\/duet-rollout, Deployment\/duet-scorer/],
+      ['readiness probe of gRPC\'s default service', (d) => { delete ctr(d, ...R).readinessProbe.grpc.service; },
+        /Deployment\/duet-rollout container rollout: readinessProbe asks grpc service "", not "duet\.ready"/],
+      ['liveness probe of the readiness service', (d) => { ctr(d, ...L).livenessProbe.grpc.service = 'duet.ready'; },
+        /StatefulSet\/duet-learner container learner: livenessProbe asks grpc service "duet\.ready", not ""/],
+      ['learner Service hides a learner that is not ready yet', (d) => { delete get(d, 'Service', 'duet-learner').spec.publishNotReadyAddresses; },
+        /Service\/duet-learner: workers reach the learner before it is ready/],
       ['probe port 99999', (d) => { ctr(d, ...R).readinessProbe.grpc.port = 99999; },
         /Deployment\/duet-rollout container rollout: readinessProbe port 99999 outside 1\.\.65535/],
       ['probe on a port the container does not declare', (d) => { ctr(d, ...L).startupProbe.grpc.port = 8082; },
