@@ -22,6 +22,15 @@
 namespace duet {
 namespace {
 
+// These tests' failing workers are their role's whole pool: the step fails at once rather
+// than after DispatchOptions::pool_wait for another worker per try (that wait is
+// RemoteBackendsTest.AnItemFailedByTheWholePoolWaitsForAnotherWorker's).
+DispatchOptions LoneWorkerDispatch() {
+  DispatchOptions d;
+  d.pool_wait = absl::ZeroDuration();
+  return d;
+}
+
 constexpr char kToken[] = "learner-token";
 constexpr char kJudgeToken[] = "judge-token";
 
@@ -119,7 +128,7 @@ class ExternalRewardTest : public ::testing::Test {
 
 TEST_F(ExternalRewardTest, TheStepGetsTheWeightedSumOfSelfAndExternalRewards) {
   StartScorer(/*self_weight=*/0.25, /*external_weight=*/2.0);
-  RemoteScorer remote(queue_.get(), [] { return int64_t{0}; }, DispatchOptions{});
+  RemoteScorer remote(queue_.get(), [] { return int64_t{0}; }, LoneWorkerDispatch());
   absl::StatusOr<std::vector<double>> rewards = remote.Score(Queries(), /*policy_version=*/0);
   ASSERT_TRUE(rewards.ok()) << rewards.status();
   absl::StatusOr<std::vector<double>> self = ComputeSelfRewards(*model_, Layout(), Queries(), 64, kDefaultSelfRewardKinds);
@@ -134,7 +143,7 @@ TEST_F(ExternalRewardTest, AnUnreachableRewardServiceFailsTheStepNamingItsAddres
   judge_server_->Shutdown();
   judge_server_.reset();
   StartScorer(/*self_weight=*/1.0, /*external_weight=*/1.0);
-  DispatchOptions d;
+  DispatchOptions d = LoneWorkerDispatch();
   d.max_retries = 1;  // UNAVAILABLE is transient: re-issued once, then the step fails
   RemoteScorer remote(queue_.get(), [] { return int64_t{0}; }, d);
   absl::StatusOr<std::vector<double>> rewards = remote.Score(Queries(), /*policy_version=*/0);

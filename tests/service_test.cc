@@ -27,6 +27,15 @@
 namespace duet {
 namespace {
 
+// These tests' failing workers are their role's whole pool: the step fails at once rather
+// than after DispatchOptions::pool_wait for another worker per try (that wait is
+// RemoteBackendsTest.AnItemFailedByTheWholePoolWaitsForAnotherWorker's).
+DispatchOptions LoneWorkerDispatch() {
+  DispatchOptions d;
+  d.pool_wait = absl::ZeroDuration();
+  return d;
+}
+
 constexpr char kToken[] = "s3cret-token";
 
 TokenLayout Layout() { return testing::TinyTestLayout(); }
@@ -138,7 +147,7 @@ class ServiceTest : public ::testing::Test {
 TEST_F(ServiceTest, RolloutRoundTripMatchesLocalSampling) {
   StartWorker(v1::ROLE_ROLLOUT);
   StartWorker(v1::ROLE_ROLLOUT);
-  DispatchOptions d;
+  DispatchOptions d = LoneWorkerDispatch();
   d.min_rows_per_item = 2;
   RemoteRollout remote(queue_.get(), [] { return int64_t{0}; }, d);
   RolloutRequest req;
@@ -168,7 +177,7 @@ TEST_F(ServiceTest, RolloutRoundTripMatchesLocalSampling) {
 
 TEST_F(ServiceTest, ScorerRoundTripMatchesLocalRewards) {
   StartWorker(v1::ROLE_SCORER);
-  RemoteScorer remote(queue_.get(), [] { return int64_t{0}; }, DispatchOptions{});
+  RemoteScorer remote(queue_.get(), [] { return int64_t{0}; }, LoneWorkerDispatch());
   std::vector<RewardQuery> qs = {{Task::kGeneration, {8, 9}, {32, 33, 34, 35}},
                                  {Task::kUnderstanding, {40, 41, 42, 43}, {10, 11, layout_.eos}}};
   auto rewards = remote.Score(qs, /*policy_version=*/0);
@@ -180,7 +189,7 @@ TEST_F(ServiceTest, ScorerRoundTripMatchesLocalRewards) {
 
 TEST_F(ServiceTest, WorkerErrorsComeBackWithTheirCode) {
   StartWorker(v1::ROLE_SCORER);
-  RemoteScorer remote(queue_.get(), [] { return int64_t{0}; }, DispatchOptions{});
+  RemoteScorer remote(queue_.get(), [] { return int64_t{0}; }, LoneWorkerDispatch());
   // A malformed pair (two codes instead of four) fails validation on the worker.
   auto rewards = remote.Score({{Task::kGeneration, {8}, {32, 33}}}, /*policy_version=*/0);
   EXPECT_EQ(rewards.status().code(), absl::StatusCode::kInvalidArgument) << rewards.status();
@@ -190,14 +199,14 @@ TEST_F(ServiceTest, AWorkerRefusesAnItemForAPolicyVersionItDoesNotHold) {
   StartWorker(v1::ROLE_ROLLOUT);
   StartWorker(v1::ROLE_SCORER);
   // The learner believes the workers hold version 1; they hold the base (version 0).
-  RemoteRollout rollout(queue_.get(), [] { return int64_t{1}; }, DispatchOptions{});
+  RemoteRollout rollout(queue_.get(), [] { return int64_t{1}; }, LoneWorkerDispatch());
   RolloutRequest req;
   req.inputs = {{8, 9}};
   req.k = 2;
   req.policy_version = 1;
   auto groups = rollout.Sample(req);
   EXPECT_EQ(groups.status().code(), absl::StatusCode::kFailedPrecondition) << groups.status();
-  RemoteScorer scorer(queue_.get(), [] { return int64_t{1}; }, DispatchOptions{});
+  RemoteScorer scorer(queue_.get(), [] { return int64_t{1}; }, LoneWorkerDispatch());
   auto rewards = scorer.Score({{Task::kGeneration, {8, 9}, {32, 33, 34, 35}}}, /*policy_version=*/1);
   EXPECT_EQ(rewards.status().code(), absl::StatusCode::kFailedPrecondition) << rewards.status();
 }
