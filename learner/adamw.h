@@ -13,7 +13,7 @@
 #include <torch/types.h>
 
 #include "absl/status/status.h"
-#include "model/safetensors.h"
+#include "common/model/safetensors.h"
 
 namespace duet {
 

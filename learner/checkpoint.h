@@ -15,8 +15,8 @@
 
 #include "absl/status/statusor.h"
 #include "learner/adamw.h"
-#include "model/safetensors.h"
-#include "model/transformer.h"
+#include "common/model/safetensors.h"
+#include "common/model/transformer.h"
 
 namespace duet {
 

@@ -7,9 +7,9 @@
 #include <set>
 #include <string>
 
-#include "base/file_util.h"
-#include "base/test_util.h"
-#include "model/test_models.h"
+#include "common/base/file_util.h"
+#include "common/base/test_util.h"
+#include "common/model/test_models.h"
 
 namespace duet {
 namespace {

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "model/task.h"
+#include "common/work/task.h"
 
 namespace duet {
 

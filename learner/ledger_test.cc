@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "base/file_util.h"
-#include "base/test_util.h"
+#include "common/base/file_util.h"
+#include "common/base/test_util.h"
 
 namespace duet {
 namespace {

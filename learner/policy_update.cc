@@ -6,8 +6,8 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
-#include "model/generation.h"
+#include "common/base/status_macros.h"
+#include "common/model/generation.h"
 
 namespace duet {
 

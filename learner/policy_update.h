@@ -16,9 +16,9 @@
 #include "absl/status/statusor.h"
 #include "learner/adamw.h"
 #include "learner/rl_objective.h"
-#include "model/task.h"
-#include "model/token_layout.h"
-#include "model/transformer.h"
+#include "common/work/task.h"
+#include "common/model/token_layout.h"
+#include "common/model/transformer.h"
 
 namespace duet {
 

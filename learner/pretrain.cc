@@ -9,14 +9,14 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
-#include "base/file_util.h"
-#include "base/status_macros.h"
+#include "common/base/file_util.h"
+#include "common/base/status_macros.h"
 #include "learner/adamw.h"
 #include "learner/checkpoint.h"
-#include "model/generation.h"
-#include "world/bundle.h"
-#include "world/dataset.h"
-#include "world/png_io.h"
+#include "common/model/generation.h"
+#include "common/world/bundle.h"
+#include "common/world/dataset.h"
+#include "common/world/png_io.h"
 
 namespace duet {
 namespace {

@@ -6,10 +6,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "base/file_util.h"
-#include "base/test_util.h"
-#include "model/transformer.h"
-#include "world/dataset.h"
+#include "common/base/file_util.h"
+#include "common/base/test_util.h"
+#include "common/model/transformer.h"
+#include "common/world/dataset.h"
 
 namespace duet {
 namespace {

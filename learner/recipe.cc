@@ -10,8 +10,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "base/file_util.h"
-#include "base/status_macros.h"
+#include "common/base/file_util.h"
+#include "common/base/status_macros.h"
 
 namespace duet {
 namespace {

@@ -31,7 +31,7 @@
 //            quarantine_after: 3, quarantine_cooldown_seconds: 60, poison_workers: 3,
 //            sync_grace_seconds: 120}
 //   frozen_scorer: true          # the judge: the base weights (true) or the policy's
-//   self_reward: {image: likelihood, caption: contrast}   # kinds: model/reward_kind.h
+//   self_reward: {image: likelihood, caption: contrast}   # kinds: common/work/reward_kind.h
 //   reward: {self: 1.0, external: 0.0, external_address: "", timeout_ms: 30000, auth_token_file: ""}
 //   seed: 1
 //   workers: {rollout: 2, scorer: 1}
@@ -45,7 +45,7 @@
 #include "absl/status/statusor.h"
 #include "learner/policy_update.h"
 #include "learner/rl_loop.h"
-#include "model/reward_kind.h"
+#include "common/work/reward_kind.h"
 
 namespace duet {
 
@@ -57,7 +57,7 @@ inline RlOptimizerOptions DefaultRecipeOptimizer() {
   return o;
 }
 
-// How the learner deals with workers that fail or stall (coordinator/work_queue.h and
+// How the learner deals with workers that fail or stall (learner/service/work_queue.h and
 // remote_backends.h): each rollout or score item is taken back from its worker
 // item_deadline_seconds + item_deadline_per_row_seconds * rows after it was pulled
 // (rows: inputs * k, or queries; the default is ~60x the items' measured time on the
@@ -110,7 +110,7 @@ struct Recipe {
   // with the oracle on the base model; docs/results.md). The learner sends it to every
   // scorer at registration (RegisterResponse.rewards), however the scorer was started.
   SelfRewardKinds self_reward = kDefaultSelfRewardKinds;
-  // Where the scorers' rewards come from (model/reward_kind.h RewardMix): the weighted
+  // Where the scorers' rewards come from (common/work/reward_kind.h RewardMix): the weighted
   // sum of the self-reward and an external duet.v1.Reward service's score (e.g. `duet
   // reward-server`, the Shapes oracle). Default: the self-reward alone. Sent to the
   // scorers with self_reward (auth_token_file is a path on the scorer's host: the token

@@ -1,9 +1,9 @@
 #include "learner/rl_data.h"
 
-#include "base/file_util.h"
-#include "base/status_macros.h"
-#include "world/dataset.h"
-#include "world/png_io.h"
+#include "common/base/file_util.h"
+#include "common/base/status_macros.h"
+#include "common/world/dataset.h"
+#include "common/world/png_io.h"
 
 namespace duet {
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "world/bundle.h"
+#include "common/world/bundle.h"
 
 namespace duet {
 

@@ -7,7 +7,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
+#include "common/base/status_macros.h"
 #include "learner/rl_objective.h"
 
 namespace duet {

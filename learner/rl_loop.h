@@ -36,8 +36,8 @@
 #include "absl/status/statusor.h"
 #include "learner/ledger.h"
 #include "learner/policy_update.h"
-#include "model/generation.h"
-#include "model/task.h"
+#include "common/model/generation.h"
+#include "common/work/task.h"
 
 namespace duet {
 

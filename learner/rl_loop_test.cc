@@ -16,7 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "learner/policy_update.h"
-#include "model/test_models.h"
+#include "common/model/test_models.h"
 
 namespace duet {
 namespace {

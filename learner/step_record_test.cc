@@ -6,7 +6,7 @@
 #include <limits>
 #include <string>
 
-#include "base/test_util.h"
+#include "common/base/test_util.h"
 
 namespace duet {
 namespace {

@@ -1,8 +1,8 @@
 #include "rollout/handler.h"
 
-#include "base/status_macros.h"
+#include "common/base/status_macros.h"
 #include "rollout/sampler.h"
-#include "rpc/proto_convert.h"
+#include "common/rpc/proto_convert.h"
 
 namespace duet {
 

@@ -5,8 +5,8 @@
 
 #include "absl/status/status.h"
 #include "duet/v1/coordinator.pb.h"
-#include "model/token_layout.h"
-#include "model/transformer.h"
+#include "common/model/token_layout.h"
+#include "common/model/transformer.h"
 
 namespace duet {
 

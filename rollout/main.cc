@@ -1,7 +1,7 @@
 // duet-rollout: a rollout worker. Pulls rollout items from the learner and samples K
 // outputs per input with the batched KV-cached decoder (CFG for images).
 #include "rollout/handler.h"
-#include "worker/worker_main.h"
+#include "common/worker/worker_main.h"
 
 int main(int argc, char** argv) {
   return duet::WorkerBinaryMain(

@@ -1,8 +1,8 @@
 #include "rollout/sampler.h"
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
-#include "model/sampling.h"
+#include "common/base/status_macros.h"
+#include "common/model/sampling.h"
 
 namespace duet {
 

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "model/generation.h"
-#include "model/task.h"
+#include "common/model/generation.h"
+#include "common/work/task.h"
 
 namespace duet {
 

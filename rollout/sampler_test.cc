@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "model/test_models.h"
+#include "common/model/test_models.h"
 
 namespace duet {
 namespace {

@@ -1,9 +1,9 @@
 #include "scorer/handler.h"
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
-#include "rpc/proto_convert.h"
-#include "rpc/rpc_util.h"
+#include "common/base/status_macros.h"
+#include "common/rpc/proto_convert.h"
+#include "common/rpc/rpc_util.h"
 #include "scorer/self_reward.h"
 
 namespace duet {

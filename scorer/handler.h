@@ -9,15 +9,15 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "duet/v1/coordinator.pb.h"
-#include "model/reward_kind.h"
-#include "model/task.h"
-#include "model/token_layout.h"
-#include "model/transformer.h"
-#include "rpc/reward_service.h"
+#include "common/work/reward_kind.h"
+#include "common/work/task.h"
+#include "common/model/token_layout.h"
+#include "common/model/transformer.h"
+#include "common/rpc/reward_service.h"
 
 namespace duet {
 
-// Where a scorer's rewards come from (the recipe's `reward` key, model/reward_kind.h):
+// Where a scorer's rewards come from (the recipe's `reward` key, common/work/reward_kind.h):
 // reward = self_weight * self-reward (of `kinds`) + external_weight * the external
 // service's score. A term of weight 0 is not computed; with the defaults the reward is
 // the self-reward itself, bit for bit.

@@ -10,8 +10,8 @@
 
 #include <gtest/gtest.h>
 
-#include "model/test_models.h"
-#include "rpc/proto_convert.h"
+#include "common/model/test_models.h"
+#include "common/rpc/proto_convert.h"
 #include "scorer/self_reward.h"
 
 namespace duet {

@@ -15,9 +15,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "rpc/proto_convert.h"
+#include "common/rpc/proto_convert.h"
 #include "scorer/handler.h"
-#include "worker/worker_main.h"
+#include "common/worker/worker_main.h"
 
 DEFINE_string(external_reward_tls_ca, "", "PEM CA of the reward service's certificate (enables TLS to it)");
 DEFINE_string(external_reward_auth_token_file, "",

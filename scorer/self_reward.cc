@@ -4,9 +4,9 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
-#include "world/caption.h"
-#include "world/text_tokenizer.h"
+#include "common/base/status_macros.h"
+#include "common/world/caption.h"
+#include "common/world/text_tokenizer.h"
 
 namespace duet {
 

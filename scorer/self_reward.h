@@ -7,7 +7,7 @@
 //   generated image y for prompt P:  r = mean log p(P <eos> | <bos> <describe> <boi> y <eoi>)
 //   sampled caption c for image I:   r = mean log p(I | <bos> <draw> c <boi>)
 //
-// That is RewardKind::kLikelihood; the other kinds (model/reward_kind.h) also score the
+// That is RewardKind::kLikelihood; the other kinds (common/work/reward_kind.h) also score the
 // span under the null input, in a second pass of its own, so the first pass (and with it
 // every kLikelihood reward) is the same computation whatever the kinds:
 //   generated image y:  <bos> <describe> <boi> <pad> x36 <eoi> P <eos>
@@ -27,9 +27,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "model/generation.h"
-#include "model/reward_kind.h"
-#include "model/task.h"
+#include "common/model/generation.h"
+#include "common/work/reward_kind.h"
+#include "common/work/task.h"
 
 namespace duet {
 

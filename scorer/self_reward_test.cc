@@ -4,8 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include "model/test_models.h"
-#include "world/text_tokenizer.h"
+#include "common/model/test_models.h"
+#include "common/world/text_tokenizer.h"
 
 namespace duet {
 namespace {

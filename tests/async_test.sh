@@ -77,7 +77,7 @@ grep -q "resumed from" "$RUN.learner.log" || { echo "no resume"; exit 1; }
 # sigterm
 sed "s/^steps: .*/steps: 1000/" "$TMP/recipe.yaml" > "$TMP/long.yaml"
 PORT=$(free_ports 1); RUN="$TMP/sig"
-"$BIN/coordinator/duet-learner" --config="$TMP/long.yaml" --model="$TMP/base/model" --data="$TMP/data" \
+"$BIN/learner/service/duet-learner" --config="$TMP/long.yaml" --model="$TMP/base/model" --data="$TMP/data" \
   --out="$RUN" --address="127.0.0.1:$PORT" --auth_token_file="$TMP/token" > "$RUN.learner.log" 2>&1 &
 LEARNER=$!; PIDS+=("$LEARNER")
 start_workers "$RUN" "$PORT"

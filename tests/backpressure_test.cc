@@ -17,12 +17,12 @@
 #include <torch/torch.h>
 
 #include "absl/synchronization/mutex.h"
-#include "coordinator/coordinator_service.h"
-#include "coordinator/work_queue.h"
-#include "model/test_models.h"
-#include "rpc/rpc_util.h"
-#include "weights/weight_sync.h"
-#include "worker/worker_runtime.h"
+#include "learner/service/coordinator_service.h"
+#include "learner/service/work_queue.h"
+#include "common/model/test_models.h"
+#include "common/rpc/rpc_util.h"
+#include "common/weights/weight_sync.h"
+#include "common/worker/worker_runtime.h"
 
 namespace duet {
 namespace {

@@ -7,7 +7,7 @@
 # lists every key.
 # Usage: cli_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
-BIN="$1"; DUET="$1/tools/duet"; LEARNER="$1/coordinator/duet-learner"; SRC="$2"
+BIN="$1"; DUET="$1/tools/duet"; LEARNER="$1/learner/service/duet-learner"; SRC="$2"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 refused() {  # WHAT EXPECTED_MESSAGE ARGS...: `duet ARGS` fails, says so, writes no --out

@@ -160,7 +160,7 @@ if run_check promql "$SRC/docs/metrics.md" "$TMP/neg-rules.yml" >/dev/null 2>&1;
 step "container args against the programs' --help"
 help="$TMP/help.txt"
 : > "$help"
-for prog in coordinator/duet-learner rollout/duet-rollout scorer/duet-scorer; do
+for prog in learner/service/duet-learner rollout/duet-rollout scorer/duet-scorer; do
   bin="$BUILD/$prog"
   [[ -x "$bin" ]] || { fail "$bin not built"; continue; }
   "$bin" --help 2>&1 | sed -nE "s/^  --([a-z_]+) \(.*/$(basename "$prog") \1/p" >> "$help"

@@ -8,16 +8,16 @@
 
 #include <gtest/gtest.h>
 
-#include "coordinator/coordinator_service.h"
-#include "coordinator/remote_backends.h"
-#include "coordinator/work_queue.h"
-#include "model/test_models.h"
-#include "rpc/reward_service.h"
-#include "rpc/rpc_util.h"
+#include "learner/service/coordinator_service.h"
+#include "learner/service/remote_backends.h"
+#include "learner/service/work_queue.h"
+#include "common/model/test_models.h"
+#include "common/rpc/reward_service.h"
+#include "common/rpc/rpc_util.h"
 #include "scorer/handler.h"
 #include "scorer/self_reward.h"
-#include "weights/weight_sync.h"
-#include "worker/worker_runtime.h"
+#include "common/weights/weight_sync.h"
+#include "common/worker/worker_runtime.h"
 
 namespace duet {
 namespace {

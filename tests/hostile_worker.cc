@@ -25,10 +25,10 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "base/file_util.h"
+#include "common/base/file_util.h"
 #include "duet/v1/coordinator.grpc.pb.h"
-#include "model/token_layout.h"
-#include "rpc/rpc_util.h"
+#include "common/model/token_layout.h"
+#include "common/rpc/rpc_util.h"
 
 DEFINE_string(learner, "127.0.0.1:50051", "the learner's gRPC address");
 DEFINE_string(auth_token_file, "", "file holding the run's token");

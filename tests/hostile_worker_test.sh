@@ -22,7 +22,7 @@
 # quarantine bound (2 errors in a row) are cut from their defaults (60 s + 1 s a row, 60 s,
 # 120 s, 3) so that each case takes seconds and a 6-step run gives a worker enough items
 # to be quarantined; the defaults are what the unit tests of the same rules use
-# (coordinator/work_queue_test.cc, remote_backends_test.cc, learner/recipe_test.cc).
+# (learner/service/work_queue_test.cc, remote_backends_test.cc, learner/recipe_test.cc).
 # Usage: hostile_worker_test.sh BUILD_DIR SOURCE_DIR. KEEP_TMP=1 keeps the work folder;
 # CASES="hold ghost error_13" runs only those cases (and the reference).
 set -euo pipefail

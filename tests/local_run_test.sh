@@ -107,7 +107,7 @@ k: 2
 checkpoint_every: 1000
 workers: {rollout: 1, scorer: 1}
 YAML
-"$BIN/coordinator/duet-learner" --config="$TMP/long.yaml" --model="$TMP/base/model" --data="$TMP/data" \
+"$BIN/learner/service/duet-learner" --config="$TMP/long.yaml" --model="$TMP/base/model" --data="$TMP/data" \
   --out="$TMP/sig" --address=127.0.0.1:0 --port_file="$TMP/port" --auth_token_file="$TMP/token" \
   > "$TMP/learner.log" 2>&1 &
 LEARNER=$!
@@ -149,7 +149,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$TMP/key.pem" -out "$TMP/cert
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$TMP/other.key" -out "$TMP/other.pem" -days 1 \
   -subj /CN=other 2> /dev/null
 rm -f "$TMP/port"
-"$BIN/coordinator/duet-learner" --config="$TMP/long.yaml" --model="$TMP/base/model" --data="$TMP/data" \
+"$BIN/learner/service/duet-learner" --config="$TMP/long.yaml" --model="$TMP/base/model" --data="$TMP/data" \
   --out="$TMP/tls" --address=127.0.0.1:0 --port_file="$TMP/port" --auth_token_file="$TMP/token" \
   --tls_cert="$TMP/cert.pem" --tls_key="$TMP/key.pem" > "$TMP/tls-learner.log" 2>&1 &
 LEARNER=$!
@@ -179,7 +179,7 @@ echo "sigterm while waiting ok"
 # saying why; the last checkpoint stands and no final state is written.
 sed -e 's/checkpoint_every: 1000/checkpoint_every: 1/' -e 's/^workers:.*/&\nlease_seconds: 60/' "$TMP/long.yaml" > "$TMP/stuck.yaml"
 rm -f "$TMP/port"
-"$BIN/coordinator/duet-learner" --config="$TMP/stuck.yaml" --model="$TMP/base/model" --data="$TMP/data" \
+"$BIN/learner/service/duet-learner" --config="$TMP/stuck.yaml" --model="$TMP/base/model" --data="$TMP/data" \
   --out="$TMP/stuck" --address=127.0.0.1:0 --port_file="$TMP/port" --auth_token_file="$TMP/token" \
   > "$TMP/stuck-learner.log" 2>&1 &
 LEARNER=$!

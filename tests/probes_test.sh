@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The probes see the role's own state (issue 16 point 4; rpc/health_server.h), asked with
+# The probes see the role's own state (issue 16 point 4; common/rpc/health_server.h), asked with
 # `duet health` of the real binaries' health servers, as the kubelet's grpc probes ask:
 #   1. a learner waiting for its workers: live (service ""), not ready (service duet.ready);
 #   2. once its pools formed and it steps: ready; each worker once registered: ready;

@@ -24,7 +24,7 @@ Modes
   Helper:    reference_llama.py --write-random-model DIR [--seed S] [--tie]
              writes the tiny random test model (same config as the self-test).
 
-Library use (e.g. bench/decode_pytorch.py imports this file):
+Library use (e.g. tools/bench/decode_pytorch.py imports this file):
   model = load_model(model_dir)
   cache = model.new_cache(batch, max_len)          # [B, nKV, max_len, D] per layer
   logits = model.forward(tokens, start_pos=0, cache=cache)

@@ -45,7 +45,7 @@ kubectl kustomize "$SRC/deploy/k8s/base" > "$TMP/rendered.yaml"
 python3 - "$TMP/rendered.yaml" "$TMP" "$PORT" "$BIN" <<'PY'
 import shlex, sys, yaml
 rendered, tmp, port, bin_dir = sys.argv[1:]
-paths = {"duet-learner": f"{bin_dir}/coordinator/duet-learner", "duet-rollout": f"{bin_dir}/rollout/duet-rollout",
+paths = {"duet-learner": f"{bin_dir}/learner/service/duet-learner", "duet-rollout": f"{bin_dir}/rollout/duet-rollout",
          "duet-scorer": f"{bin_dir}/scorer/duet-scorer"}
 # Cluster names onto this machine: nothing else of the command line changes.
 mapping = {

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "model/test_models.h"
+#include "common/model/test_models.h"
 #include "rollout/sampler.h"
 
 namespace duet {

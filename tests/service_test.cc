@@ -8,21 +8,21 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "coordinator/coordinator_service.h"
-#include "coordinator/remote_backends.h"
-#include "coordinator/work_queue.h"
-#include "model/test_models.h"
+#include "learner/service/coordinator_service.h"
+#include "learner/service/remote_backends.h"
+#include "learner/service/work_queue.h"
+#include "common/model/test_models.h"
 #include "rollout/handler.h"
 #include "rollout/sampler.h"
-#include "rpc/proto_convert.h"
-#include "rpc/rpc_util.h"
+#include "common/rpc/proto_convert.h"
+#include "common/rpc/rpc_util.h"
 #include "scorer/handler.h"
 #include "scorer/self_reward.h"
-#include "weights/collective.h"
-#include "weights/grpc_rendezvous.h"
-#include "weights/rendezvous_store.h"
-#include "weights/weight_sync.h"
-#include "worker/worker_runtime.h"
+#include "common/weights/collective.h"
+#include "common/weights/grpc_rendezvous.h"
+#include "common/weights/rendezvous_store.h"
+#include "common/weights/weight_sync.h"
+#include "common/worker/worker_runtime.h"
 
 namespace duet {
 namespace {

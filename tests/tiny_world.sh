@@ -53,7 +53,7 @@ tiny_recipe() {
 # LEARNER is its pid.
 start_learner() {
   local run="$1" port="$2"; shift 2
-  "$BIN/coordinator/duet-learner" --config="$TMP/recipe.yaml" --model="$TMP/base/model" --data="$TMP/data" \
+  "$BIN/learner/service/duet-learner" --config="$TMP/recipe.yaml" --model="$TMP/base/model" --data="$TMP/data" \
     --out="$run" --address="127.0.0.1:$port" --auth_token_file="$TMP/token" --collective_timeout_s=10 "$@" \
     >> "$run.learner.log" 2>&1 &
   LEARNER=$!

@@ -9,15 +9,15 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_format.h"
-#include "base/file_util.h"
-#include "base/status_macros.h"
+#include "common/base/file_util.h"
+#include "common/base/status_macros.h"
 #include "learner/pretrain.h"
-#include "model/generation.h"
+#include "common/model/generation.h"
 #include "tools/progress.h"
 #include "tools/shapes_eval.h"
-#include "world/bundle.h"
-#include "world/dataset.h"
-#include "world/png_io.h"
+#include "common/world/bundle.h"
+#include "common/world/dataset.h"
+#include "common/world/png_io.h"
 
 // Shared.
 // One LibTorch intra-op thread by default: GEMMs already run on OpenBLAS's own thread

@@ -17,7 +17,7 @@
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
-#include "base/flag_help.h"
+#include "common/base/flag_help.h"
 #include "learner/recipe.h"
 #include "tools/commands.h"
 

@@ -9,7 +9,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/time/time.h"
-#include "rpc/health_server.h"
+#include "common/rpc/health_server.h"
 #include "tools/commands.h"
 
 DEFINE_string(address, "", "health: HOST:PORT of the process's plaintext health server (--health_address)");

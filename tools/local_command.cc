@@ -49,9 +49,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
-#include "base/file_util.h"
-#include "base/signals.h"
-#include "base/status_macros.h"
+#include "common/base/file_util.h"
+#include "common/base/signals.h"
+#include "common/base/status_macros.h"
 #include "learner/recipe.h"
 #include "learner/rl_data.h"
 #include "learner/step_record.h"
@@ -61,8 +61,8 @@
 #include "tools/run_folder.h"
 #include "tools/shapes_eval.h"
 #include "tools/worker_pool.h"
-#include "world/bundle.h"
-#include "world/dataset.h"
+#include "common/world/bundle.h"
+#include "common/world/dataset.h"
 
 DECLARE_string(model);
 DECLARE_string(data);
@@ -217,7 +217,7 @@ absl::Status RunLocalImpl(int* stopped_by) {
 
   const std::string port_file = JoinPath(out, "learner.port");
   std::remove(port_file.c_str());
-  std::vector<std::string> learner_args = {FindBinary(FLAGS_bin_dir, "duet-learner", "coordinator"), "--config=" + recipe_path,
+  std::vector<std::string> learner_args = {FindBinary(FLAGS_bin_dir, "duet-learner", "learner/service"), "--config=" + recipe_path,
                                            "--address=127.0.0.1:0", "--port_file=" + port_file,
                                            "--auth_token_file=" + token_file};
   if (FLAGS_resume) learner_args.push_back("--resume");
@@ -241,7 +241,7 @@ absl::Status RunLocalImpl(int* stopped_by) {
   absl::Mutex mu;  // guards `stopping` against the signal thread
   bool stopping = false;
   // Each signal goes on to the learner: the first makes it finish its step and
-  // checkpoint, a second aborts it (coordinator/main.cc). The workers leave on its
+  // checkpoint, a second aborts it (learner/service/main.cc). The workers leave on its
   // shutdown notice.
   SignalWatcher signals([&](int signo) {
     absl::MutexLock lock(&mu);

@@ -3,8 +3,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "eval/oracle.h"
-#include "world/caption.h"
+#include "common/eval/oracle.h"
+#include "common/world/caption.h"
 
 namespace duet {
 namespace {

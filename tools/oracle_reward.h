@@ -1,9 +1,9 @@
 #ifndef DUET_TOOLS_ORACLE_REWARD_H_
 #define DUET_TOOLS_ORACLE_REWARD_H_
 
-// The Shapes world's oracle (eval/oracle.h) as a reward, what `duet reward-server` serves
+// The Shapes world's oracle (common/eval/oracle.h) as a reward, what `duet reward-server` serves
 // over duet.v1.Reward: the upper bound of what a perfect judge gives RL. Lives in tools/,
-// which may link eval/: the learner, rollout and scorer never link the oracle, they reach
+// which may link common/eval/: the learner, rollout and scorer never link the oracle, they reach
 // it only over the wire.
 //
 //   generation pair (prompt ids, image codes):     1 if the decoded image satisfies the
@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "model/task.h"
-#include "world/bundle.h"
+#include "common/work/task.h"
+#include "common/world/bundle.h"
 
 namespace duet {
 

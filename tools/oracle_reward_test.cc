@@ -9,11 +9,11 @@
 
 #include <gtest/gtest.h>
 
-#include "eval/oracle.h"
-#include "model/test_models.h"
-#include "rpc/reward_service.h"
-#include "world/caption.h"
-#include "world/render.h"
+#include "common/eval/oracle.h"
+#include "common/model/test_models.h"
+#include "common/rpc/reward_service.h"
+#include "common/world/caption.h"
+#include "common/world/render.h"
 
 namespace duet {
 namespace {

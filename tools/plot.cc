@@ -5,9 +5,9 @@
 #include <numeric>
 
 #include "absl/strings/str_format.h"
-#include "eval/gallery.h"
-#include "world/image.h"
-#include "world/png_io.h"
+#include "common/eval/gallery.h"
+#include "common/world/image.h"
+#include "common/world/png_io.h"
 
 namespace duet {
 namespace {

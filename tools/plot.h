@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "world/scene.h"
+#include "common/world/scene.h"
 
 namespace duet {
 

@@ -14,8 +14,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "base/file_util.h"
-#include "base/status_macros.h"
+#include "common/base/file_util.h"
+#include "common/base/status_macros.h"
 #include "tools/commands.h"
 #include "tools/run_folder.h"
 #include "tools/worker_pool.h"

@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 
-#include "base/file_util.h"
+#include "common/base/file_util.h"
 
 namespace duet {
 

@@ -20,16 +20,16 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "base/file_util.h"
-#include "base/status_macros.h"
-#include "eval/oracle.h"
+#include "common/base/file_util.h"
+#include "common/base/status_macros.h"
+#include "common/eval/oracle.h"
 #include "rollout/sampler.h"
 #include "scorer/self_reward.h"
 #include "tools/agreement.h"
 #include "tools/commands.h"
-#include "world/bundle.h"
-#include "world/dataset.h"
-#include "world/png_io.h"
+#include "common/world/bundle.h"
+#include "common/world/dataset.h"
+#include "common/world/png_io.h"
 
 DECLARE_string(model);
 DECLARE_string(data);

@@ -16,14 +16,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
-#include "base/file_util.h"
-#include "base/signals.h"
-#include "base/status_macros.h"
-#include "rpc/reward_service.h"
-#include "rpc/rpc_util.h"
+#include "common/base/file_util.h"
+#include "common/base/signals.h"
+#include "common/base/status_macros.h"
+#include "common/rpc/reward_service.h"
+#include "common/rpc/rpc_util.h"
 #include "tools/commands.h"
 #include "tools/oracle_reward.h"
-#include "world/bundle.h"
+#include "common/world/bundle.h"
 
 DECLARE_string(model);
 DEFINE_string(host, "127.0.0.1", "reward-server: address to listen on");

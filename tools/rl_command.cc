@@ -12,24 +12,24 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_format.h"
-#include "base/file_util.h"
-#include "base/status_macros.h"
+#include "common/base/file_util.h"
+#include "common/base/status_macros.h"
 #include "learner/policy_update.h"
 #include "learner/recipe.h"
 #include "learner/rl_data.h"
 #include "learner/rl_loop.h"
 #include "learner/step_record.h"
 #include "rollout/sampler.h"
-#include "rpc/reward_service.h"
-#include "rpc/rpc_util.h"
+#include "common/rpc/reward_service.h"
+#include "common/rpc/rpc_util.h"
 #include "scorer/handler.h"
 #include "scorer/self_reward.h"
 #include "tools/commands.h"
 #include "tools/progress.h"
 #include "tools/shapes_eval.h"
-#include "world/bundle.h"
-#include "world/dataset.h"
-#include "world/png_io.h"
+#include "common/world/bundle.h"
+#include "common/world/dataset.h"
+#include "common/world/png_io.h"
 
 DECLARE_string(model);
 DECLARE_string(data);

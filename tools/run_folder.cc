@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "base/file_util.h"
+#include "common/base/file_util.h"
 
 namespace duet {
 namespace {

@@ -7,8 +7,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "base/file_util.h"
-#include "base/test_util.h"
+#include "common/base/file_util.h"
+#include "common/base/test_util.h"
 
 namespace duet {
 namespace {

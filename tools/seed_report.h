@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "eval/oracle.h"
+#include "common/eval/oracle.h"
 
 namespace duet {
 

@@ -8,14 +8,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "base/file_util.h"
-#include "base/status_macros.h"
-#include "eval/gallery.h"
-#include "eval/oracle.h"
+#include "common/base/file_util.h"
+#include "common/base/status_macros.h"
+#include "common/eval/gallery.h"
+#include "common/eval/oracle.h"
 #include "tools/agreement.h"
 #include "tools/seed_report.h"
-#include "world/dataset.h"
-#include "world/png_io.h"
+#include "common/world/dataset.h"
+#include "common/world/png_io.h"
 
 namespace duet {
 namespace {
@@ -181,7 +181,7 @@ absl::StatusOr<EvalResult> RunShapesEval(const world::ModelBundle& bundle, const
   DUET_ASSIGN_OR_RETURN(auto images, world::ReadImages(JoinPath(o.data_dir, "eval_und.jsonl")));
   prompts = LimitPerCategory(std::move(prompts), o.limit_per_category);
   images = LimitPerCategory(std::move(images), o.limit_per_category);
-  // The hard understanding split, where the data folder has one (world/dataset.h).
+  // The hard understanding split, where the data folder has one (common/world/dataset.h).
   const std::string hard_path = JoinPath(o.data_dir, world::kEvalUndHardFile);
   const bool has_hard = PathExists(hard_path);
   std::vector<world::ImageRecord> hard_images;

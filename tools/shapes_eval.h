@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "model/generation.h"
-#include "world/bundle.h"
-#include "world/caption.h"
+#include "common/model/generation.h"
+#include "common/world/bundle.h"
+#include "common/world/caption.h"
 
 namespace duet {
 
@@ -66,7 +66,7 @@ struct EvalResult {
   double generation_accuracy = 0;
   double understanding_accuracy = 0;
   std::vector<double> generation_per_seed, understanding_per_seed;
-  // The hard understanding split (world/dataset.h kEvalUndHardFile), when the data folder
+  // The hard understanding split (common/world/dataset.h kEvalUndHardFile), when the data folder
   // has one: its accuracy over position and mixed images (mean over seeds) and per seed.
   // The table and report.json ("understanding_hard") show it beside the standard split.
   bool has_hard_split = false;

@@ -8,8 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "base/file_util.h"
-#include "base/status_macros.h"
+#include "common/base/file_util.h"
+#include "common/base/status_macros.h"
 
 namespace duet {
 

@@ -908,7 +908,7 @@ function k8sPolicy(opsMd, files, quiet = false) {
             fail(`${cid}: ${kind} port ${port} names no port of the container (it declares ${[...declared.keys()].join(', ')})`);
           }
         }
-        // What the probes ask (rpc/health_server.h): readiness is the role's own state
+        // What the probes ask (common/rpc/health_server.h): readiness is the role's own state
         // (grpc service "duet.ready"), liveness the process's progress (service ""); gRPC's
         // default answer for "" says SERVING while any thread serves, so a readiness probe
         // of "" would call a hung or unregistered process ready.
