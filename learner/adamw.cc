@@ -1,8 +1,8 @@
 #include "learner/adamw.h"
 
-#include <cmath>
-
 #include <torch/torch.h>
+
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 
@@ -67,11 +67,15 @@ TensorMap AdamW::State() const {
 }
 
 absl::Status AdamW::LoadState(const TensorMap& state) {
-  auto find = [&state](const std::string& name, at::IntArrayRef shape) -> absl::StatusOr<torch::Tensor> {
+  auto find = [&state](const std::string& name,
+                       at::IntArrayRef shape) -> absl::StatusOr<torch::Tensor> {
     auto it = state.find(name);
-    if (it == state.end()) return absl::InvalidArgumentError(absl::StrCat("optimizer state: missing '", name, "'"));
+    if (it == state.end())
+      return absl::InvalidArgumentError(
+          absl::StrCat("optimizer state: missing '", name, "'"));
     if (it->second.sizes() != shape) {
-      return absl::InvalidArgumentError(absl::StrCat("optimizer state: '", name, "' has the wrong shape"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("optimizer state: '", name, "' has the wrong shape"));
     }
     return it->second;
   };

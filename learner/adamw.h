@@ -7,10 +7,10 @@
 //
 // Thread-safety: not thread-safe; the learner's training thread owns it.
 
+#include <torch/types.h>
+
 #include <cstdint>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "common/model/safetensors.h"

@@ -15,9 +15,9 @@
 namespace duet {
 namespace fs = std::filesystem;
 
-absl::Status WriteCheckpoint(const std::string& root, int64_t step, const Transformer& model,
-                             const AdamW& optimizer, const std::string& state_json,
-                             int64_t keep) {
+absl::Status WriteCheckpoint(const std::string& root, int64_t step,
+                             const Transformer& model, const AdamW& optimizer,
+                             const std::string& state_json, int64_t keep) {
   DUET_RETURN_IF_ERROR(MakeDirs(root));
   const std::string name = absl::StrFormat("step-%08d", step);
   const std::string final_dir = JoinPath(root, name);
@@ -30,7 +30,9 @@ absl::Status WriteCheckpoint(const std::string& root, int64_t step, const Transf
   DUET_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(tmp_dir, "state.json"), state_json));
   fs::remove_all(final_dir, ec);
   fs::rename(tmp_dir, final_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot publish checkpoint ", final_dir, ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("cannot publish checkpoint ", final_dir, ": ", ec.message()));
   DUET_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(root, "LATEST"), name + "\n"));
   // Prune older checkpoints (and temporary folders of crashed writers).
   std::vector<std::string> steps;
@@ -54,17 +56,20 @@ absl::StatusOr<std::optional<Checkpoint>> RestoreLatestCheckpoint(const std::str
   Checkpoint ckpt;
   ckpt.dir = JoinPath(root, name);
   if (!absl::StartsWith(name, "step-") || !absl::SimpleAtoi(name.substr(5), &ckpt.step)) {
-    return absl::DataLossError(absl::StrCat(latest_path, " names '", name, "', not a checkpoint"));
+    return absl::DataLossError(
+        absl::StrCat(latest_path, " names '", name, "', not a checkpoint"));
   }
   DUET_ASSIGN_OR_RETURN(Transformer loaded, Transformer::Load(ckpt.dir));
   if (loaded.config().ToJson() != model.config().ToJson()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("checkpoint ", ckpt.dir, " has a different model shape than this run"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint ", ckpt.dir, " has a different model shape than this run"));
   }
   DUET_RETURN_IF_ERROR(model.LoadTensors(loaded.StateDict()));
-  DUET_ASSIGN_OR_RETURN(SafetensorsFile opt, ReadSafetensors(JoinPath(ckpt.dir, "optimizer.safetensors")));
+  DUET_ASSIGN_OR_RETURN(SafetensorsFile opt,
+                        ReadSafetensors(JoinPath(ckpt.dir, "optimizer.safetensors")));
   ckpt.optimizer = std::move(opt.tensors);
-  DUET_ASSIGN_OR_RETURN(ckpt.state_json, ReadFileToString(JoinPath(ckpt.dir, "state.json")));
+  DUET_ASSIGN_OR_RETURN(ckpt.state_json,
+                        ReadFileToString(JoinPath(ckpt.dir, "state.json")));
   return std::optional<Checkpoint>(std::move(ckpt));
 }
 

@@ -2,7 +2,8 @@
 #define DUET_LEARNER_CHECKPOINT_H_
 
 // Training checkpoints that are never half-written. A checkpoint is a folder
-//   <root>/step-00000400/{config.json, model.safetensors, optimizer.safetensors, state.json}
+//   <root>/step-00000400/{config.json, model.safetensors, optimizer.safetensors,
+//   state.json}
 // assembled under a temporary name, fsync'ed and renamed into place; then <root>/LATEST
 // is replaced atomically with its name. A crash at any point leaves LATEST naming a
 // complete checkpoint (or no LATEST at all).
@@ -14,9 +15,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "learner/adamw.h"
 #include "common/model/safetensors.h"
 #include "common/model/transformer.h"
+#include "learner/adamw.h"
 
 namespace duet {
 
@@ -28,9 +29,9 @@ struct Checkpoint {
 };
 
 // Writes the checkpoint of `step` and prunes all but the newest `keep + 1`.
-absl::Status WriteCheckpoint(const std::string& root, int64_t step, const Transformer& model,
-                             const AdamW& optimizer, const std::string& state_json,
-                             int64_t keep = 1);
+absl::Status WriteCheckpoint(const std::string& root, int64_t step,
+                             const Transformer& model, const AdamW& optimizer,
+                             const std::string& state_json, int64_t keep = 1);
 
 // The checkpoint LATEST names, or nullopt when there is none. Loads its weights into
 // `model` (which must have the checkpoint's shape: InvalidArgument otherwise).

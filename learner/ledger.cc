@@ -20,10 +20,14 @@ std::string LedgerLine(const LedgerEntry& entry) {
 }
 
 absl::StatusOr<LedgerEntry> ParseLedgerLine(const std::string& line) {
-  const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-  auto is_int = [&](const char* key) { return j.contains(key) && j[key].is_number_integer(); };
-  if (j.is_discarded() || !j.is_object() || !is_int("step") || !is_int("input") || !is_int("samples") ||
-      !j.contains("direction") || !j["direction"].is_string() || !j.contains("item") || !j["item"].is_string()) {
+  const nlohmann::json j =
+      nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  auto is_int = [&](const char* key) {
+    return j.contains(key) && j[key].is_number_integer();
+  };
+  if (j.is_discarded() || !j.is_object() || !is_int("step") || !is_int("input") ||
+      !is_int("samples") || !j.contains("direction") || !j["direction"].is_string() ||
+      !j.contains("item") || !j["item"].is_string()) {
     return absl::InvalidArgumentError(absl::StrCat("not a ledger line: ", line));
   }
   LedgerEntry e;
@@ -33,7 +37,8 @@ absl::StatusOr<LedgerEntry> ParseLedgerLine(const std::string& line) {
   } else if (direction == TaskName(Task::kUnderstanding)) {
     e.group.task = Task::kUnderstanding;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("ledger line with direction \"", direction, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("ledger line with direction \"", direction, "\""));
   }
   e.step = j["step"].get<int64_t>();
   e.group.input = j["input"].get<int64_t>();
@@ -51,13 +56,16 @@ absl::StatusOr<std::vector<LedgerEntry>> ReadLedger(const std::string& path) {
   for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
     ++line_number;
     absl::StatusOr<LedgerEntry> e = ParseLedgerLine(std::string(line));
-    if (!e.ok()) return absl::DataLossError(absl::StrCat(path, " line ", line_number, ": ", e.status().message()));
+    if (!e.ok())
+      return absl::DataLossError(
+          absl::StrCat(path, " line ", line_number, ": ", e.status().message()));
     out.push_back(*std::move(e));
   }
   return out;
 }
 
-absl::StatusOr<LedgerWriter> LedgerWriter::Open(const std::string& path, int64_t keep_through_step) {
+absl::StatusOr<LedgerWriter> LedgerWriter::Open(const std::string& path,
+                                                int64_t keep_through_step) {
   absl::StatusOr<std::string> text = ReadFileToString(path);
   if (text.ok()) {
     std::string kept;
@@ -71,7 +79,8 @@ absl::StatusOr<LedgerWriter> LedgerWriter::Open(const std::string& path, int64_t
   }
   LedgerWriter writer(path);
   writer.out_.open(path, std::ios::app);
-  if (!writer.out_) return absl::UnavailableError(absl::StrCat("cannot open ", path, " for appending"));
+  if (!writer.out_)
+    return absl::UnavailableError(absl::StrCat("cannot open ", path, " for appending"));
   return absl::StatusOr<LedgerWriter>(std::move(writer));
 }
 

@@ -5,9 +5,10 @@
 // the learner trained on, written when its step's update is applied:
 //   {"step":3,"direction":"generation","input":17,"item":"run1a2b3c4d-i42","samples":8}
 // `step` is 1-based (as metrics.jsonl), `input` the index of the prompt (generation) or
-// image (understanding) in the RL data (rl_gen_prompts.jsonl / rl_und_images.jsonl), `item`
-// the rollout work item that sampled the group ("" in process). Audits and the fault tests
-// read it: with workers killed and replaced, every group of every step is trained once.
+// image (understanding) in the RL data (rl_gen_prompts.jsonl / rl_und_images.jsonl),
+// `item` the rollout work item that sampled the group ("" in process). Audits and the
+// fault tests read it: with workers killed and replaced, every group of every step is
+// trained once.
 //
 // A resumed run re-runs the steps after its checkpoint; opening the ledger drops their
 // lines first, so that each trained step's groups appear once.
@@ -52,7 +53,8 @@ class LedgerWriter {
   // Opens `path` for appending (creating it), after dropping the lines whose step is past
   // `keep_through_step` (the checkpoint's step on a resume; 0 on a fresh run keeps none)
   // and any unreadable line a crash cut short. Unavailable when it cannot be written.
-  static absl::StatusOr<LedgerWriter> Open(const std::string& path, int64_t keep_through_step);
+  static absl::StatusOr<LedgerWriter> Open(const std::string& path,
+                                           int64_t keep_through_step);
 
   // Appends one line per group of step `step` (1-based) and flushes.
   absl::Status Append(int64_t step, const std::vector<TrainedGroup>& groups);

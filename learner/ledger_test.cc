@@ -12,13 +12,19 @@
 namespace duet {
 namespace {
 
-TrainedGroup Gen(int64_t input, const std::string& item) { return {Task::kGeneration, input, item, 8}; }
-TrainedGroup Und(int64_t input, const std::string& item) { return {Task::kUnderstanding, input, item, 8}; }
+TrainedGroup Gen(int64_t input, const std::string& item) {
+  return {Task::kGeneration, input, item, 8};
+}
+TrainedGroup Und(int64_t input, const std::string& item) {
+  return {Task::kUnderstanding, input, item, 8};
+}
 
 TEST(LedgerTest, LineRoundTrips) {
   const LedgerEntry e{3, {Task::kUnderstanding, 17, "run1-i42", 4}};
   const std::string line = LedgerLine(e);
-  EXPECT_EQ(line, R"({"direction":"understanding","input":17,"item":"run1-i42","samples":4,"step":3})");
+  EXPECT_EQ(
+      line,
+      R"({"direction":"understanding","input":17,"item":"run1-i42","samples":4,"step":3})");
   auto back = ParseLedgerLine(line);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->step, 3);
@@ -29,9 +35,12 @@ TEST(LedgerTest, LineRoundTrips) {
 }
 
 TEST(LedgerTest, RefusesLinesThatAreNotLedgerLines) {
-  for (const char* bad : {"", "{", "[]", R"({"step":1})", R"({"step":1,"direction":"sideways","input":0,"item":"","samples":1})",
-                          R"({"step":"1","direction":"generation","input":0,"item":"","samples":1})"}) {
-    EXPECT_EQ(ParseLedgerLine(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  for (const char* bad :
+       {"", "{", "[]", R"({"step":1})",
+        R"({"step":1,"direction":"sideways","input":0,"item":"","samples":1})",
+        R"({"step":"1","direction":"generation","input":0,"item":"","samples":1})"}) {
+    EXPECT_EQ(ParseLedgerLine(bad).status().code(), absl::StatusCode::kInvalidArgument)
+        << bad;
   }
 }
 
@@ -63,9 +72,12 @@ TEST(LedgerTest, OpenDropsTheLinesPastTheCheckpoint) {
   {
     auto w = LedgerWriter::Open(path, 0);
     ASSERT_TRUE(w.ok());
-    for (int64_t step = 1; step <= 4; ++step) ASSERT_TRUE(w->Append(step, {Gen(step, "x"), Und(step, "y")}).ok());
+    for (int64_t step = 1; step <= 4; ++step)
+      ASSERT_TRUE(w->Append(step, {Gen(step, "x"), Und(step, "y")}).ok());
   }
-  { std::ofstream(path, std::ios::app) << R"({"step":5,"direc)"; }  // cut short by a crash
+  {
+    std::ofstream(path, std::ios::app) << R"({"step":5,"direc)";
+  }  // cut short by a crash
   auto w = LedgerWriter::Open(path, /*keep_through_step=*/2);
   ASSERT_TRUE(w.ok()) << w.status();
   ASSERT_TRUE(w->Append(3, {Gen(30, "z")}).ok());
@@ -91,10 +103,12 @@ TEST(LedgerTest, AFreshRunStartsEmpty) {
 TEST(LedgerTest, ReadNamesTheBadLine) {
   testing::ScratchDir dir("ledger");
   const std::string path = dir.path() + "/ledger.jsonl";
-  ASSERT_TRUE(WriteFileAtomically(path, LedgerLine({1, Gen(0, "a")}) + "\nnot json\n").ok());
+  ASSERT_TRUE(
+      WriteFileAtomically(path, LedgerLine({1, Gen(0, "a")}) + "\nnot json\n").ok());
   auto entries = ReadLedger(path);
   EXPECT_EQ(entries.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_NE(entries.status().message().find("line 2"), std::string::npos) << entries.status();
+  EXPECT_NE(entries.status().message().find("line 2"), std::string::npos)
+      << entries.status();
 }
 
 }  // namespace

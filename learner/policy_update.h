@@ -14,11 +14,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "learner/adamw.h"
-#include "learner/rl_objective.h"
-#include "common/work/task.h"
 #include "common/model/token_layout.h"
 #include "common/model/transformer.h"
+#include "common/work/task.h"
+#include "learner/adamw.h"
+#include "learner/rl_objective.h"
 
 namespace duet {
 
@@ -48,21 +48,22 @@ struct TrainingRow {
   int64_t target_begin = 0;
   int64_t target_end = 0;
 };
-TrainingRow MakeTrainingRow(const TokenLayout& layout, Task task, const std::vector<int64_t>& input,
+TrainingRow MakeTrainingRow(const TokenLayout& layout, Task task,
+                            const std::vector<int64_t>& input,
                             const std::vector<int64_t>& output);
 
 // OK when `input` and `output` can be trained on: every id in the vocabulary and the
 // training row within `max_tokens` (the model's context). InvalidArgument otherwise; such
 // a row would make LibTorch throw an index error.
 absl::Status CheckTrainableRow(const TokenLayout& layout, int64_t max_tokens, Task task,
-                               const std::vector<int64_t>& input, const std::vector<int64_t>& output);
+                               const std::vector<int64_t>& input,
+                               const std::vector<int64_t>& output);
 
 // Log-probs of the target tokens of `rows` under `model`: [N, L-1] (entry j-1 is the
 // log-prob of token j) plus a 0/1 mask [N, L-1] of target positions. Records autograd
 // when enabled.
-std::pair<torch::Tensor, torch::Tensor> TargetLogprobs(const Transformer& model,
-                                                       const std::vector<TrainingRow>& rows,
-                                                       int64_t pad);
+std::pair<torch::Tensor, torch::Tensor> TargetLogprobs(
+    const Transformer& model, const std::vector<TrainingRow>& rows, int64_t pad);
 
 class PolicyUpdater {
  public:
@@ -76,8 +77,8 @@ class PolicyUpdater {
   // `policy_version` is the version of the weights being updated; every sample must come
   // from a version in [policy_version - max_lag, policy_version], else FailedPrecondition
   // (a stale or future sample) and nothing changes.
-  absl::StatusOr<UpdateStats> Update(const std::vector<Group>& groups, int64_t policy_version,
-                                     int64_t max_lag = 0);
+  absl::StatusOr<UpdateStats> Update(const std::vector<Group>& groups,
+                                     int64_t policy_version, int64_t max_lag = 0);
 
   // Recomputes the behaviour log-probs of up to `max_samples` samples with the current
   // weights and returns the largest absolute difference from what the sampler reported.

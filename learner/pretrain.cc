@@ -1,22 +1,22 @@
 #include "learner/pretrain.h"
 
+#include <glog/logging.h>
+#include <torch/torch.h>
+
 #include <chrono>
 #include <cmath>
-#include <random>
-
-#include <glog/logging.h>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/file_util.h"
 #include "common/base/status_macros.h"
-#include "learner/adamw.h"
-#include "learner/checkpoint.h"
 #include "common/model/generation.h"
 #include "common/world/bundle.h"
 #include "common/world/dataset.h"
 #include "common/world/png_io.h"
+#include "learner/adamw.h"
+#include "learner/checkpoint.h"
 
 namespace duet {
 namespace {
@@ -80,16 +80,21 @@ absl::StatusOr<std::vector<Example>> LoadExamples(const std::string& data_dir,
 }  // namespace
 
 absl::Status PretrainOptions::Validate() const {
-  if (data_dir.empty() || out_dir.empty()) return absl::InvalidArgumentError("pretrain: --data and --out are required");
-  if (steps <= 0 || batch_size <= 0) return absl::InvalidArgumentError("pretrain: steps and batch_size must be positive");
-  if (!(lr > 0) || !std::isfinite(lr)) return absl::InvalidArgumentError("pretrain: lr must be positive");
+  if (data_dir.empty() || out_dir.empty())
+    return absl::InvalidArgumentError("pretrain: --data and --out are required");
+  if (steps <= 0 || batch_size <= 0)
+    return absl::InvalidArgumentError("pretrain: steps and batch_size must be positive");
+  if (!(lr > 0) || !std::isfinite(lr))
+    return absl::InvalidArgumentError("pretrain: lr must be positive");
   if (understanding_fraction < 0 || understanding_fraction > 1) {
-    return absl::InvalidArgumentError("pretrain: understanding_fraction must be in [0, 1]");
+    return absl::InvalidArgumentError(
+        "pretrain: understanding_fraction must be in [0, 1]");
   }
   if (caption_dropout < 0 || caption_dropout >= 1) {
     return absl::InvalidArgumentError("pretrain: caption_dropout must be in [0, 1)");
   }
-  if (checkpoint_every <= 0) return absl::InvalidArgumentError("pretrain: checkpoint_every must be positive");
+  if (checkpoint_every <= 0)
+    return absl::InvalidArgumentError("pretrain: checkpoint_every must be positive");
   return absl::OkStatus();
 }
 
@@ -98,22 +103,27 @@ absl::Status Pretrain(const PretrainOptions& o) {
   DUET_RETURN_IF_ERROR(MakeDirs(o.out_dir));
   // The bundle: a fresh model of the preset's shape with the data's tokenizers.
   DUET_ASSIGN_OR_RETURN(world::ImageTokenizer image_tokenizer,
-                        world::ImageTokenizer::Load(JoinPath(o.data_dir, "tokenizer/codebook.safetensors")));
+                        world::ImageTokenizer::Load(
+                            JoinPath(o.data_dir, "tokenizer/codebook.safetensors")));
   world::WorldConfig world = image_tokenizer.config();
   TokenLayout layout = world::LayoutForCodebook(image_tokenizer.codebook_size(), world);
   DUET_ASSIGN_OR_RETURN(ModelConfig config,
-                        ModelConfig::Preset(o.preset, layout.vocab_size(), world::MaxSequenceLength(layout)));
+                        ModelConfig::Preset(o.preset, layout.vocab_size(),
+                                            world::MaxSequenceLength(layout)));
   DUET_ASSIGN_OR_RETURN(Transformer model, Transformer::Create(config, o.seed));
   world::ModelBundle bundle{std::move(model), layout, world, world::TextTokenizer(layout),
                             std::move(image_tokenizer)};
   const auto t_load = std::chrono::steady_clock::now();
   DUET_ASSIGN_OR_RETURN(std::vector<Example> examples, LoadExamples(o.data_dir, bundle));
-  LOG(INFO) << "pretrain: encoded " << examples.size() << " pairs in "
-            << std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count() << " s";
+  LOG(INFO)
+      << "pretrain: encoded " << examples.size() << " pairs in "
+      << std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count()
+      << " s";
 
   Transformer& m = bundle.model;
   m.SetRequiresGrad(true);
-  AdamW optimizer(m.parameters(), AdamWOptions{.lr = o.lr, .weight_decay = o.weight_decay});
+  AdamW optimizer(m.parameters(),
+                  AdamWOptions{.lr = o.lr, .weight_decay = o.weight_decay});
   const std::string ckpt_root = JoinPath(o.out_dir, "checkpoints");
   int64_t start_step = 0;
   DUET_ASSIGN_OR_RETURN(auto restored, RestoreLatestCheckpoint(ckpt_root, m));
@@ -134,8 +144,9 @@ absl::Status Pretrain(const PretrainOptions& o) {
     std::vector<Row> rows;
     for (int64_t i = 0; i < o.batch_size; ++i) {
       const Example& ex = examples[pick(rng)];
-      rows.push_back(i < n_und ? UnderstandingRow(layout, ex)
-                               : GenerationRow(layout, ex, coin(rng) < o.caption_dropout));
+      rows.push_back(i < n_und
+                         ? UnderstandingRow(layout, ex)
+                         : GenerationRow(layout, ex, coin(rng) < o.caption_dropout));
     }
     size_t len = 0;
     for (const Row& r : rows) len = std::max(len, r.tokens.size());
@@ -152,11 +163,12 @@ absl::Status Pretrain(const PretrainOptions& o) {
       }
     }
     torch::Tensor logits = m.ForwardUnchecked(tokens, torch::Tensor());
-    torch::Tensor nll = torch::nn::functional::cross_entropy(
-                            logits.narrow(1, 0, t - 1).reshape({-1, logits.size(2)}),
-                            tokens.narrow(1, 1, t - 1).reshape({-1}),
-                            torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
-                            .view({b, t - 1});
+    torch::Tensor nll =
+        torch::nn::functional::cross_entropy(
+            logits.narrow(1, 0, t - 1).reshape({-1, logits.size(2)}),
+            tokens.narrow(1, 1, t - 1).reshape({-1}),
+            torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
+            .view({b, t - 1});
     torch::Tensor row_nll = (nll * weight).sum(1);
     torch::Tensor row_count = weight.sum(1);
     torch::Tensor loss = row_nll.sum() / row_count.sum();
@@ -174,18 +186,25 @@ absl::Status Pretrain(const PretrainOptions& o) {
       p.total_steps = o.steps;
       p.loss = loss.item<double>();
       torch::NoGradGuard ng;
-      p.understanding_loss = n_und > 0 ? (row_nll.narrow(0, 0, n_und).sum() /
-                                          row_count.narrow(0, 0, n_und).sum()).item<double>() : 0;
+      p.understanding_loss =
+          n_und > 0
+              ? (row_nll.narrow(0, 0, n_und).sum() / row_count.narrow(0, 0, n_und).sum())
+                    .item<double>()
+              : 0;
       p.generation_loss = n_und < b ? (row_nll.narrow(0, n_und, b - n_und).sum() /
-                                       row_count.narrow(0, n_und, b - n_und).sum()).item<double>() : 0;
-      p.elapsed_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                                       row_count.narrow(0, n_und, b - n_und).sum())
+                                          .item<double>()
+                                    : 0;
+      p.elapsed_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       p.tokens_per_second = tokens_seen / std::max(1e-9, p.elapsed_seconds);
       p.lr = lr;
       o.on_progress(p);
     }
     if (done % o.checkpoint_every == 0 || done == o.steps) {
       nlohmann::json state = {{"step", done}, {"seed", o.seed}, {"preset", o.preset}};
-      DUET_RETURN_IF_ERROR(WriteCheckpoint(ckpt_root, done, m, optimizer, state.dump(2), o.keep_checkpoints));
+      DUET_RETURN_IF_ERROR(WriteCheckpoint(ckpt_root, done, m, optimizer, state.dump(2),
+                                           o.keep_checkpoints));
     }
   }
   m.SetRequiresGrad(false);

@@ -2,9 +2,9 @@
 #define DUET_LEARNER_PRETRAIN_H_
 
 // Supervised pretraining of the base model on paired data, in both directions:
-// understanding (image -> canonical caption) and generation (caption -> image), mixed by a
-// configurable ratio. The default gives understanding more data than generation, so that
-// the base model judges better than it draws, as real unified models do.
+// understanding (image -> canonical caption) and generation (caption -> image), mixed by
+// a configurable ratio. The default gives understanding more data than generation, so
+// that the base model judges better than it draws, as real unified models do.
 //
 // Resumable: a checkpoint (weights, optimizer state, step) is written every
 // `checkpoint_every` steps; a new run on the same `out_dir` continues from the latest.

@@ -1,10 +1,10 @@
 #include "learner/pretrain.h"
 
-#include <filesystem>
-#include <memory>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <filesystem>
+#include <memory>
 
 #include "common/base/file_util.h"
 #include "common/base/test_util.h"
@@ -59,7 +59,8 @@ TEST_F(PretrainTest, AResumedRunEndsBitIdenticalToAnUninterruptedOne) {
   EXPECT_EQ(last_step, 6);
 
   ASSERT_TRUE(Pretrain(Options("resumed", 3)).ok());  // "interrupted" after step 3
-  EXPECT_EQ(*ReadFileToString(JoinPath(root_, "resumed/checkpoints/LATEST")), "step-00000003\n");
+  EXPECT_EQ(*ReadFileToString(JoinPath(root_, "resumed/checkpoints/LATEST")),
+            "step-00000003\n");
   PretrainOptions rest = Options("resumed", 6);
   int64_t first_step = -1;
   rest.on_progress = [&](const PretrainProgress& p) {
@@ -75,7 +76,8 @@ TEST_F(PretrainTest, AResumedRunEndsBitIdenticalToAnUninterruptedOne) {
   for (const auto& [name, t] : ta) EXPECT_TRUE(torch::equal(t, tb[name])) << name;
   // Only the newest checkpoint and one before it are kept.
   int kept = 0;
-  for (const auto& e : std::filesystem::directory_iterator(JoinPath(root_, "resumed/checkpoints"))) {
+  for (const auto& e :
+       std::filesystem::directory_iterator(JoinPath(root_, "resumed/checkpoints"))) {
     kept += e.path().filename().string().rfind("step-", 0) == 0;
   }
   EXPECT_EQ(kept, 2);

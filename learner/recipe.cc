@@ -1,8 +1,8 @@
 #include "learner/recipe.h"
 
-#include <set>
-
 #include <yaml-cpp/yaml.h>
+
+#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -23,20 +23,23 @@ absl::Status Read(const YAML::Node& node, const std::string& key, T* out) {
   try {
     *out = v.as<T>();
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("recipe: '", key, "' has the wrong type (line ",
-                                                   v.Mark().line + 1, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "recipe: '", key, "' has the wrong type (line ", v.Mark().line + 1, ")"));
   }
   return absl::OkStatus();
 }
 
 absl::Status CheckKeys(const YAML::Node& node, const std::string& where,
                        const std::set<std::string>& allowed) {
-  if (!node.IsMap()) return absl::InvalidArgumentError(absl::StrCat("recipe: ", where, " must be a mapping"));
+  if (!node.IsMap())
+    return absl::InvalidArgumentError(
+        absl::StrCat("recipe: ", where, " must be a mapping"));
   for (const auto& kv : node) {
     const std::string key = kv.first.as<std::string>();
     if (allowed.count(key) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("recipe: unknown key '", where.empty() ? "" : where + ".",
-                                                     key, "' (line ", kv.first.Mark().line + 1, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("recipe: unknown key '", where.empty() ? "" : where + ".", key,
+                       "' (line ", kv.first.Mark().line + 1, ")"));
     }
   }
   return absl::OkStatus();
@@ -45,51 +48,66 @@ absl::Status CheckKeys(const YAML::Node& node, const std::string& where,
 }  // namespace
 
 absl::Status Recipe::Validate() const {
-  auto bad = [](const std::string& m) { return absl::InvalidArgumentError("recipe: " + m); };
+  auto bad = [](const std::string& m) {
+    return absl::InvalidArgumentError("recipe: " + m);
+  };
   if (steps < 0) return bad("steps must be >= 0");
-  if (directions != "joint" && directions != "generation" && directions != "understanding") {
+  if (directions != "joint" && directions != "generation" &&
+      directions != "understanding") {
     return bad("directions must be joint, generation or understanding");
   }
   if (rl.k < 2 || rl.k > 64) return bad("k must be in [2, 64]");
-  if (rl.generation_inputs < 0 || rl.understanding_inputs < 0) return bad("*_inputs must be >= 0");
+  if (rl.generation_inputs < 0 || rl.understanding_inputs < 0)
+    return bad("*_inputs must be >= 0");
   const RlRecipe trained = LoopRecipe();
   if (trained.generation_inputs + trained.understanding_inputs == 0) {
     return bad("no inputs per step in the trained directions (" + directions + ")");
   }
   if (!(optimizer.lr > 0)) return bad("lr must be positive");
-  if (optimizer.grpo.clip_eps <= 0 || optimizer.grpo.kl_coef < 0) return bad("grpo.clip_eps > 0 and grpo.kl_coef >= 0 required");
-  if (!(optimizer.grpo.understanding_weight >= 0)) return bad("grpo.understanding_weight >= 0 required");
+  if (optimizer.grpo.clip_eps <= 0 || optimizer.grpo.kl_coef < 0)
+    return bad("grpo.clip_eps > 0 and grpo.kl_coef >= 0 required");
+  if (!(optimizer.grpo.understanding_weight >= 0))
+    return bad("grpo.understanding_weight >= 0 required");
   if (optimizer.simpo.beta <= 0) return bad("simpo.beta must be positive");
   DUET_RETURN_IF_ERROR(rl.image_sampling.Validate());
   if (sync_every < 1) return bad("sync_every must be >= 1");
-  if (max_lag < 0 || max_lag > kMaxLag) return bad(absl::StrCat("max_lag must be in [0, ", kMaxLag, "]"));
+  if (max_lag < 0 || max_lag > kMaxLag)
+    return bad(absl::StrCat("max_lag must be in [0, ", kMaxLag, "]"));
   if (max_lag > 0 && sync_every != 1) {
     return bad("max_lag > 0 (asynchronous mode) requires sync_every: 1");
   }
   if (bucket_mb < 1 || bucket_mb > 1024) return bad("bucket_mb must be in [1, 1024]");
   if (checkpoint_every < 1) return bad("checkpoint_every must be >= 1");
-  if (lease_seconds < 1 || lease_seconds > 3600) return bad("lease_seconds must be in [1, 3600]");
+  if (lease_seconds < 1 || lease_seconds > 3600)
+    return bad("lease_seconds must be in [1, 3600]");
   if (!(faults.item_deadline_seconds >= 1 && faults.item_deadline_seconds <= 86400) ||
-      !(faults.item_deadline_per_row_seconds >= 0 && faults.item_deadline_per_row_seconds <= 3600)) {
-    return bad("faults.item_deadline_seconds must be in [1, 86400] and item_deadline_per_row_seconds in [0, 3600]");
+      !(faults.item_deadline_per_row_seconds >= 0 &&
+        faults.item_deadline_per_row_seconds <= 3600)) {
+    return bad(
+        "faults.item_deadline_seconds must be in [1, 86400] and "
+        "item_deadline_per_row_seconds in [0, 3600]");
   }
   if (faults.quarantine_after < 0 || faults.quarantine_after > 1000) {
     return bad("faults.quarantine_after must be in [0, 1000] (0: never)");
   }
-  if (!(faults.quarantine_cooldown_seconds >= 0 && faults.quarantine_cooldown_seconds <= 86400)) {
+  if (!(faults.quarantine_cooldown_seconds >= 0 &&
+        faults.quarantine_cooldown_seconds <= 86400)) {
     return bad("faults.quarantine_cooldown_seconds must be in [0, 86400]");
   }
-  if (faults.poison_workers < 1 || faults.poison_workers > 64) return bad("faults.poison_workers must be in [1, 64]");
+  if (faults.poison_workers < 1 || faults.poison_workers > 64)
+    return bad("faults.poison_workers must be in [1, 64]");
   if (!(faults.sync_grace_seconds >= 1 && faults.sync_grace_seconds <= 86400)) {
     return bad("faults.sync_grace_seconds must be in [1, 86400]");
   }
-  if (rollout_workers < 0 || scorer_workers < 0 || rollout_workers > 256 || scorer_workers > 256) {
+  if (rollout_workers < 0 || scorer_workers < 0 || rollout_workers > 256 ||
+      scorer_workers > 256) {
     return bad("workers counts must be in [0, 256]");
   }
   if (collective != "gloo" && collective != "nccl" && collective != "none") {
     return bad("collective must be gloo, nccl or none");
   }
-  if (absl::Status s = ValidateRewardMix(reward); !s.ok()) return bad("reward." + std::string(s.message()));
+  if (absl::Status s = ValidateRewardMix(reward); !s.ok())
+    return bad("reward." + std::string(s.message()));
   return absl::OkStatus();
 }
 
@@ -116,7 +134,8 @@ absl::Status ApplyOverrides(const RecipeOverrides& o, Recipe* r) {
     if (*o.algorithm != "grpo" && *o.algorithm != "simpo") {
       return absl::InvalidArgumentError("recipe: algorithm must be grpo or simpo");
     }
-    r->optimizer.algorithm = *o.algorithm == "simpo" ? RlAlgorithm::kSimpo : RlAlgorithm::kGrpo;
+    r->optimizer.algorithm =
+        *o.algorithm == "simpo" ? RlAlgorithm::kSimpo : RlAlgorithm::kGrpo;
   }
   if (o.directions) r->directions = *o.directions;
   if (o.generation_inputs) r->rl.generation_inputs = *o.generation_inputs;
@@ -131,13 +150,17 @@ absl::Status ApplyOverrides(const RecipeOverrides& o, Recipe* r) {
     r->rl.image_sampling.temperature = *o.temperature;
     r->rl.caption_sampling.temperature = *o.temperature;
   }
-  if (o.cfg_scale) r->rl.cfg_scale = *o.cfg_scale > 0 ? std::optional<double>(*o.cfg_scale) : std::nullopt;
+  if (o.cfg_scale)
+    r->rl.cfg_scale =
+        *o.cfg_scale > 0 ? std::optional<double>(*o.cfg_scale) : std::nullopt;
   if (o.frozen_scorer) r->frozen_scorer = *o.frozen_scorer;
   for (auto [name, kind] : {std::pair{&o.image_reward, &r->self_reward.image},
                             std::pair{&o.caption_reward, &r->self_reward.caption}}) {
     if (!name->has_value()) continue;
     absl::StatusOr<RewardKind> k = ParseRewardKind(**name);
-    if (!k.ok()) return absl::InvalidArgumentError(absl::StrCat("recipe: self_reward: ", k.status().message()));
+    if (!k.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("recipe: self_reward: ", k.status().message()));
     *kind = *k;
   }
   if (o.seed) r->rl.seed = *o.seed;
@@ -153,31 +176,37 @@ namespace {
 
 // Sets `path` (recipe keys, outermost first) to `value` in the mapping `node`, making the
 // sections on the way.
-void SetPath(YAML::Node node, const std::vector<std::string>& path, size_t i, const YAML::Node& value) {
+void SetPath(YAML::Node node, const std::vector<std::string>& path, size_t i,
+             const YAML::Node& value) {
   if (i + 1 == path.size()) {
     node[path[i]] = value;
     return;
   }
   YAML::Node child = node[path[i]];
-  if (!child.IsMap()) child = YAML::Node(YAML::NodeType::Map);  // replaces the value in `node`
+  if (!child.IsMap())
+    child = YAML::Node(YAML::NodeType::Map);  // replaces the value in `node`
   SetPath(child, path, i + 1, value);
 }
 
 absl::Status ApplySetting(const std::string& setting, YAML::Node* root) {
   const size_t eq = setting.find('=');
-  const std::string usage = "want KEY=VALUE, KEY a recipe key with dots for nesting (grpo.kl_coef=0.05; --help lists them)";
+  const std::string usage =
+      "want KEY=VALUE, KEY a recipe key with dots for nesting (grpo.kl_coef=0.05; --help "
+      "lists them)";
   if (eq == std::string::npos || eq == 0) {
     return absl::InvalidArgumentError(absl::StrCat("--set '", setting, "': ", usage));
   }
   const std::vector<std::string> path = absl::StrSplit(setting.substr(0, eq), '.');
   for (const std::string& p : path) {
-    if (p.empty()) return absl::InvalidArgumentError(absl::StrCat("--set '", setting, "': ", usage));
+    if (p.empty())
+      return absl::InvalidArgumentError(absl::StrCat("--set '", setting, "': ", usage));
   }
   YAML::Node value;
   try {
     value = YAML::Load(setting.substr(eq + 1));
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("--set '", setting, "': the value is not YAML: ", e.msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--set '", setting, "': the value is not YAML: ", e.msg));
   }
   if (!value || value.IsNull()) {
     return absl::InvalidArgumentError(absl::StrCat("--set '", setting, "': no value"));
@@ -189,16 +218,19 @@ absl::Status ApplySetting(const std::string& setting, YAML::Node* root) {
 
 }  // namespace
 
-absl::StatusOr<Recipe> ParseRecipe(const std::string& text, const std::vector<std::string>& settings) {
+absl::StatusOr<Recipe> ParseRecipe(const std::string& text,
+                                   const std::vector<std::string>& settings) {
   Recipe r;
   YAML::Node root;
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("recipe: YAML error at line ", e.mark.line + 1, ": ", e.msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat("recipe: YAML error at line ", e.mark.line + 1, ": ", e.msg));
   }
   if (!settings.empty()) {
-    for (const std::string& setting : settings) DUET_RETURN_IF_ERROR(ApplySetting(setting, &root));
+    for (const std::string& setting : settings)
+      DUET_RETURN_IF_ERROR(ApplySetting(setting, &root));
     // Parsed as text again, so that every key and value goes through the checks below;
     // their messages then name the setting rather than a line.
     YAML::Emitter e;
@@ -206,16 +238,40 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text, const std::vector<st
     absl::StatusOr<Recipe> set = ParseRecipe(e.c_str());
     if (!set.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(set.status().message(), " (with --set ", absl::StrJoin(settings, " --set "), ")"));
+          absl::StrCat(set.status().message(), " (with --set ",
+                       absl::StrJoin(settings, " --set "), ")"));
     }
     return set;
   }
   if (!root || root.IsNull()) return r;
   DUET_RETURN_IF_ERROR(CheckKeys(root, "",
-                                 {"model", "data", "out", "steps", "algorithm", "directions", "generation_inputs",
-                                  "understanding_inputs", "k", "lr", "grpo", "simpo", "sampling", "sync_every",
-                                  "max_lag", "bucket_mb", "checkpoint_every", "lease_seconds", "faults", "frozen_scorer", "self_reward", "reward", "seed", "workers",
-                                  "collective", "grad_clip", "micro_batch"}));
+                                 {"model",
+                                  "data",
+                                  "out",
+                                  "steps",
+                                  "algorithm",
+                                  "directions",
+                                  "generation_inputs",
+                                  "understanding_inputs",
+                                  "k",
+                                  "lr",
+                                  "grpo",
+                                  "simpo",
+                                  "sampling",
+                                  "sync_every",
+                                  "max_lag",
+                                  "bucket_mb",
+                                  "checkpoint_every",
+                                  "lease_seconds",
+                                  "faults",
+                                  "frozen_scorer",
+                                  "self_reward",
+                                  "reward",
+                                  "seed",
+                                  "workers",
+                                  "collective",
+                                  "grad_clip",
+                                  "micro_batch"}));
   DUET_RETURN_IF_ERROR(Read(root, "model", &r.model));
   DUET_RETURN_IF_ERROR(Read(root, "data", &r.data));
   DUET_RETURN_IF_ERROR(Read(root, "out", &r.out));
@@ -235,10 +291,12 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text, const std::vector<st
   DUET_RETURN_IF_ERROR(Read(root, "grad_clip", &r.optimizer.grad_clip));
   DUET_RETURN_IF_ERROR(Read(root, "micro_batch", &r.optimizer.micro_batch));
   if (root["grpo"]) {
-    DUET_RETURN_IF_ERROR(CheckKeys(root["grpo"], "grpo", {"clip_eps", "kl_coef", "understanding_weight"}));
+    DUET_RETURN_IF_ERROR(
+        CheckKeys(root["grpo"], "grpo", {"clip_eps", "kl_coef", "understanding_weight"}));
     DUET_RETURN_IF_ERROR(Read(root["grpo"], "clip_eps", &r.optimizer.grpo.clip_eps));
     DUET_RETURN_IF_ERROR(Read(root["grpo"], "kl_coef", &r.optimizer.grpo.kl_coef));
-    DUET_RETURN_IF_ERROR(Read(root["grpo"], "understanding_weight", &r.optimizer.grpo.understanding_weight));
+    DUET_RETURN_IF_ERROR(Read(root["grpo"], "understanding_weight",
+                              &r.optimizer.grpo.understanding_weight));
   }
   if (root["simpo"]) {
     DUET_RETURN_IF_ERROR(CheckKeys(root["simpo"], "simpo", {"beta", "gamma"}));
@@ -247,7 +305,8 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text, const std::vector<st
   }
   if (root["sampling"]) {
     const YAML::Node s = root["sampling"];
-    DUET_RETURN_IF_ERROR(CheckKeys(s, "sampling", {"temperature", "top_k", "top_p", "cfg_scale"}));
+    DUET_RETURN_IF_ERROR(
+        CheckKeys(s, "sampling", {"temperature", "top_k", "top_p", "cfg_scale"}));
     DUET_RETURN_IF_ERROR(Read(s, "temperature", &r.rl.image_sampling.temperature));
     DUET_RETURN_IF_ERROR(Read(s, "top_k", &r.rl.image_sampling.top_k));
     DUET_RETURN_IF_ERROR(Read(s, "top_p", &r.rl.image_sampling.top_p));
@@ -263,13 +322,17 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text, const std::vector<st
   DUET_RETURN_IF_ERROR(Read(root, "lease_seconds", &r.lease_seconds));
   if (root["faults"]) {
     const YAML::Node f = root["faults"];
-    DUET_RETURN_IF_ERROR(CheckKeys(f, "faults",
-                                   {"item_deadline_seconds", "item_deadline_per_row_seconds", "quarantine_after",
-                                    "quarantine_cooldown_seconds", "poison_workers", "sync_grace_seconds"}));
-    DUET_RETURN_IF_ERROR(Read(f, "item_deadline_seconds", &r.faults.item_deadline_seconds));
-    DUET_RETURN_IF_ERROR(Read(f, "item_deadline_per_row_seconds", &r.faults.item_deadline_per_row_seconds));
+    DUET_RETURN_IF_ERROR(CheckKeys(
+        f, "faults",
+        {"item_deadline_seconds", "item_deadline_per_row_seconds", "quarantine_after",
+         "quarantine_cooldown_seconds", "poison_workers", "sync_grace_seconds"}));
+    DUET_RETURN_IF_ERROR(
+        Read(f, "item_deadline_seconds", &r.faults.item_deadline_seconds));
+    DUET_RETURN_IF_ERROR(Read(f, "item_deadline_per_row_seconds",
+                              &r.faults.item_deadline_per_row_seconds));
     DUET_RETURN_IF_ERROR(Read(f, "quarantine_after", &r.faults.quarantine_after));
-    DUET_RETURN_IF_ERROR(Read(f, "quarantine_cooldown_seconds", &r.faults.quarantine_cooldown_seconds));
+    DUET_RETURN_IF_ERROR(
+        Read(f, "quarantine_cooldown_seconds", &r.faults.quarantine_cooldown_seconds));
     DUET_RETURN_IF_ERROR(Read(f, "poison_workers", &r.faults.poison_workers));
     DUET_RETURN_IF_ERROR(Read(f, "sync_grace_seconds", &r.faults.sync_grace_seconds));
   }
@@ -277,20 +340,23 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text, const std::vector<st
   if (root["self_reward"]) {
     const YAML::Node s = root["self_reward"];
     DUET_RETURN_IF_ERROR(CheckKeys(s, "self_reward", {"image", "caption"}));
-    for (auto [key, kind] : {std::pair{"image", &r.self_reward.image}, std::pair{"caption", &r.self_reward.caption}}) {
+    for (auto [key, kind] : {std::pair{"image", &r.self_reward.image},
+                             std::pair{"caption", &r.self_reward.caption}}) {
       std::string name(RewardKindName(*kind));
       DUET_RETURN_IF_ERROR(Read(s, key, &name));
       absl::StatusOr<RewardKind> k = ParseRewardKind(name);
       if (!k.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat("recipe: self_reward.", key, ": ", k.status().message()));
+        return absl::InvalidArgumentError(
+            absl::StrCat("recipe: self_reward.", key, ": ", k.status().message()));
       }
       *kind = *k;
     }
   }
   if (root["reward"]) {
     const YAML::Node m = root["reward"];
-    DUET_RETURN_IF_ERROR(
-        CheckKeys(m, "reward", {"self", "external", "external_address", "timeout_ms", "auth_token_file"}));
+    DUET_RETURN_IF_ERROR(CheckKeys(
+        m, "reward",
+        {"self", "external", "external_address", "timeout_ms", "auth_token_file"}));
     DUET_RETURN_IF_ERROR(Read(m, "self", &r.reward.self));
     DUET_RETURN_IF_ERROR(Read(m, "external", &r.reward.external));
     DUET_RETURN_IF_ERROR(Read(m, "external_address", &r.reward.external_address));
@@ -308,16 +374,21 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text, const std::vector<st
   return r;
 }
 
-absl::StatusOr<Recipe> LoadRecipe(const std::string& path, const std::vector<std::string>& settings) {
+absl::StatusOr<Recipe> LoadRecipe(const std::string& path,
+                                  const std::vector<std::string>& settings) {
   DUET_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   // An empty file is a mistake (a truncated copy, a wrong path), not a wish for the
   // built-in 150-step default.
   if (absl::StripAsciiWhitespace(text).empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": the recipe file is empty (configs/recipes/default.yaml spells out every key)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path,
+                     ": the recipe file is empty (configs/recipes/default.yaml spells "
+                     "out every key)"));
   }
   auto r = ParseRecipe(text, settings);
-  if (!r.ok()) return absl::Status(r.status().code(), absl::StrCat(path, ": ", r.status().message()));
+  if (!r.ok())
+    return absl::Status(r.status().code(),
+                        absl::StrCat(path, ": ", r.status().message()));
   return r;
 }
 
@@ -328,7 +399,8 @@ std::string RecipeToYaml(const Recipe& r, bool every_key) {
   e << YAML::Key << "data" << YAML::Value << r.data;
   e << YAML::Key << "out" << YAML::Value << r.out;
   e << YAML::Key << "steps" << YAML::Value << r.steps;
-  e << YAML::Key << "algorithm" << YAML::Value << (r.optimizer.algorithm == RlAlgorithm::kSimpo ? "simpo" : "grpo");
+  e << YAML::Key << "algorithm" << YAML::Value
+    << (r.optimizer.algorithm == RlAlgorithm::kSimpo ? "simpo" : "grpo");
   e << YAML::Key << "directions" << YAML::Value << r.directions;
   e << YAML::Key << "generation_inputs" << YAML::Value << r.rl.generation_inputs;
   e << YAML::Key << "understanding_inputs" << YAML::Value << r.rl.understanding_inputs;
@@ -336,51 +408,60 @@ std::string RecipeToYaml(const Recipe& r, bool every_key) {
   e << YAML::Key << "lr" << YAML::Value << r.optimizer.lr;
   e << YAML::Key << "grad_clip" << YAML::Value << r.optimizer.grad_clip;
   e << YAML::Key << "micro_batch" << YAML::Value << r.optimizer.micro_batch;
-  e << YAML::Key << "grpo" << YAML::Value << YAML::BeginMap << YAML::Key << "clip_eps" << YAML::Value
-    << r.optimizer.grpo.clip_eps << YAML::Key << "kl_coef" << YAML::Value << r.optimizer.grpo.kl_coef << YAML::Key << "understanding_weight" << YAML::Value
+  e << YAML::Key << "grpo" << YAML::Value << YAML::BeginMap << YAML::Key << "clip_eps"
+    << YAML::Value << r.optimizer.grpo.clip_eps << YAML::Key << "kl_coef" << YAML::Value
+    << r.optimizer.grpo.kl_coef << YAML::Key << "understanding_weight" << YAML::Value
     << r.optimizer.grpo.understanding_weight << YAML::EndMap;
-  e << YAML::Key << "simpo" << YAML::Value << YAML::BeginMap << YAML::Key << "beta" << YAML::Value
-    << r.optimizer.simpo.beta << YAML::Key << "gamma" << YAML::Value << r.optimizer.simpo.gamma << YAML::EndMap;
-  e << YAML::Key << "sampling" << YAML::Value << YAML::BeginMap << YAML::Key << "temperature" << YAML::Value
-    << r.rl.image_sampling.temperature << YAML::Key << "top_k" << YAML::Value << r.rl.image_sampling.top_k
-    << YAML::Key << "top_p" << YAML::Value << r.rl.image_sampling.top_p << YAML::Key << "cfg_scale"
-    << YAML::Value << r.rl.cfg_scale.value_or(0.0) << YAML::EndMap;
+  e << YAML::Key << "simpo" << YAML::Value << YAML::BeginMap << YAML::Key << "beta"
+    << YAML::Value << r.optimizer.simpo.beta << YAML::Key << "gamma" << YAML::Value
+    << r.optimizer.simpo.gamma << YAML::EndMap;
+  e << YAML::Key << "sampling" << YAML::Value << YAML::BeginMap << YAML::Key
+    << "temperature" << YAML::Value << r.rl.image_sampling.temperature << YAML::Key
+    << "top_k" << YAML::Value << r.rl.image_sampling.top_k << YAML::Key << "top_p"
+    << YAML::Value << r.rl.image_sampling.top_p << YAML::Key << "cfg_scale" << YAML::Value
+    << r.rl.cfg_scale.value_or(0.0) << YAML::EndMap;
   e << YAML::Key << "sync_every" << YAML::Value << r.sync_every;
   e << YAML::Key << "max_lag" << YAML::Value << r.max_lag;
   e << YAML::Key << "bucket_mb" << YAML::Value << r.bucket_mb;
   e << YAML::Key << "checkpoint_every" << YAML::Value << r.checkpoint_every;
   e << YAML::Key << "lease_seconds" << YAML::Value << r.lease_seconds;
   e << YAML::Key << "frozen_scorer" << YAML::Value << r.frozen_scorer;
-  e << YAML::Key << "self_reward" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "image"
-    << YAML::Value << std::string(RewardKindName(r.self_reward.image)) << YAML::Key << "caption" << YAML::Value
-    << std::string(RewardKindName(r.self_reward.caption)) << YAML::EndMap;
+  e << YAML::Key << "self_reward" << YAML::Value << YAML::Flow << YAML::BeginMap
+    << YAML::Key << "image" << YAML::Value
+    << std::string(RewardKindName(r.self_reward.image)) << YAML::Key << "caption"
+    << YAML::Value << std::string(RewardKindName(r.self_reward.caption)) << YAML::EndMap;
   if (every_key || !(r.reward == RewardMix())) {
-    e << YAML::Key << "reward" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "self" << YAML::Value
-      << r.reward.self << YAML::Key << "external" << YAML::Value << r.reward.external << YAML::Key
-      << "external_address" << YAML::Value << r.reward.external_address << YAML::Key << "timeout_ms"
-      << YAML::Value << r.reward.timeout_ms << YAML::Key << "auth_token_file" << YAML::Value
+    e << YAML::Key << "reward" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key
+      << "self" << YAML::Value << r.reward.self << YAML::Key << "external" << YAML::Value
+      << r.reward.external << YAML::Key << "external_address" << YAML::Value
+      << r.reward.external_address << YAML::Key << "timeout_ms" << YAML::Value
+      << r.reward.timeout_ms << YAML::Key << "auth_token_file" << YAML::Value
       << r.reward.auth_token_file << YAML::EndMap;
   }
   if (every_key || !(r.faults == FaultRecipe())) {
-    e << YAML::Key << "faults" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "item_deadline_seconds"
-      << YAML::Value << r.faults.item_deadline_seconds << YAML::Key << "item_deadline_per_row_seconds" << YAML::Value
-      << r.faults.item_deadline_per_row_seconds << YAML::Key << "quarantine_after" << YAML::Value
-      << r.faults.quarantine_after << YAML::Key << "quarantine_cooldown_seconds" << YAML::Value
-      << r.faults.quarantine_cooldown_seconds << YAML::Key << "poison_workers" << YAML::Value
-      << r.faults.poison_workers << YAML::Key << "sync_grace_seconds" << YAML::Value
-      << r.faults.sync_grace_seconds << YAML::EndMap;
+    e << YAML::Key << "faults" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key
+      << "item_deadline_seconds" << YAML::Value << r.faults.item_deadline_seconds
+      << YAML::Key << "item_deadline_per_row_seconds" << YAML::Value
+      << r.faults.item_deadline_per_row_seconds << YAML::Key << "quarantine_after"
+      << YAML::Value << r.faults.quarantine_after << YAML::Key
+      << "quarantine_cooldown_seconds" << YAML::Value
+      << r.faults.quarantine_cooldown_seconds << YAML::Key << "poison_workers"
+      << YAML::Value << r.faults.poison_workers << YAML::Key << "sync_grace_seconds"
+      << YAML::Value << r.faults.sync_grace_seconds << YAML::EndMap;
   }
   e << YAML::Key << "seed" << YAML::Value << r.rl.seed;
   e << YAML::Key << "collective" << YAML::Value << r.collective;
-  e << YAML::Key << "workers" << YAML::Value << YAML::BeginMap << YAML::Key << "rollout" << YAML::Value
-    << r.rollout_workers << YAML::Key << "scorer" << YAML::Value << r.scorer_workers << YAML::EndMap;
+  e << YAML::Key << "workers" << YAML::Value << YAML::BeginMap << YAML::Key << "rollout"
+    << YAML::Value << r.rollout_workers << YAML::Key << "scorer" << YAML::Value
+    << r.scorer_workers << YAML::EndMap;
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
 }
 
 namespace {
 
-void KeyDefaults(const YAML::Node& node, const std::string& prefix, std::vector<std::string>* out) {
+void KeyDefaults(const YAML::Node& node, const std::string& prefix,
+                 std::vector<std::string>* out) {
   for (const auto& kv : node) {
     const std::string key = prefix + kv.first.as<std::string>();
     if (kv.second.IsMap()) {
@@ -392,7 +473,8 @@ void KeyDefaults(const YAML::Node& node, const std::string& prefix, std::vector<
       // A number as its shortest spelling that reads back as the same double (yaml-cpp
       // writes 17 digits: 0.10000000000000001).
       double d = 0;
-      if (absl::SimpleAtod(value, &d) && value.find_first_of(".eE") != std::string::npos) {
+      if (absl::SimpleAtod(value, &d) &&
+          value.find_first_of(".eE") != std::string::npos) {
         for (int digits = 1; digits <= 17; ++digits) {
           const std::string shorter = absl::StrFormat("%.*g", digits, d);
           double back = 0;

@@ -4,8 +4,8 @@
 // A run's recipe: a YAML file (see configs/recipes/*.yaml) whose every key is optional.
 // The defaults are the struct's below, and they are the measured default recipe
 // (configs/recipes/default.yaml spells every one out): one set of defaults for
-// duet-learner, `duet local` and `duet rl`. Command-line flags reach a recipe only through
-// RecipeOverrides.
+// duet-learner, `duet local` and `duet rl`. Command-line flags reach a recipe only
+// through RecipeOverrides.
 //
 //   model: out/base/model        # base checkpoint folder (the frozen reference too)
 //   data: out/data               # rl_gen_prompts.jsonl, rl_und_images.jsonl
@@ -19,22 +19,19 @@
 //   lr: 1.0e-4
 //   grad_clip: 1.0
 //   micro_batch: 64
-//   grpo: {clip_eps: 0.2, kl_coef: 0.1, understanding_weight: 1.0}  # weight: of caption advantages
-//   simpo: {beta: 2.0, gamma: 1.0}
-//   sampling: {temperature: 1.0, top_k: 0, top_p: 1.0, cfg_scale: 1.5}
-//   sync_every: 1                # broadcast weights every N updates
-//   max_lag: 0                   # 0: synchronous; N: asynchronous, N steps collected ahead
-//   bucket_mb: 32
-//   checkpoint_every: 25
-//   lease_seconds: 30            # a worker silent this long is lost; its items go to others
-//   faults: {item_deadline_seconds: 60, item_deadline_per_row_seconds: 1.0,
+//   grpo: {clip_eps: 0.2, kl_coef: 0.1, understanding_weight: 1.0}  # weight: of caption
+//   advantages simpo: {beta: 2.0, gamma: 1.0} sampling: {temperature: 1.0, top_k: 0,
+//   top_p: 1.0, cfg_scale: 1.5} sync_every: 1                # broadcast weights every N
+//   updates max_lag: 0                   # 0: synchronous; N: asynchronous, N steps
+//   collected ahead bucket_mb: 32 checkpoint_every: 25 lease_seconds: 30            # a
+//   worker silent this long is lost; its items go to others faults:
+//   {item_deadline_seconds: 60, item_deadline_per_row_seconds: 1.0,
 //            quarantine_after: 3, quarantine_cooldown_seconds: 60, poison_workers: 3,
 //            sync_grace_seconds: 120}
 //   frozen_scorer: true          # the judge: the base weights (true) or the policy's
-//   self_reward: {image: likelihood, caption: contrast}   # kinds: common/work/reward_kind.h
-//   reward: {self: 1.0, external: 0.0, external_address: "", timeout_ms: 30000, auth_token_file: ""}
-//   seed: 1
-//   workers: {rollout: 2, scorer: 1}
+//   self_reward: {image: likelihood, caption: contrast}   # kinds:
+//   common/work/reward_kind.h reward: {self: 1.0, external: 0.0, external_address: "",
+//   timeout_ms: 30000, auth_token_file: ""} seed: 1 workers: {rollout: 2, scorer: 1}
 //   collective: gloo             # gloo (CPU), nccl (CUDA builds) or none (gRPC stream)
 
 #include <cstdint>
@@ -43,9 +40,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/work/reward_kind.h"
 #include "learner/policy_update.h"
 #include "learner/rl_loop.h"
-#include "common/work/reward_kind.h"
 
 namespace duet {
 
@@ -78,8 +75,10 @@ struct FaultRecipe {
   bool operator==(const FaultRecipe& o) const {
     return item_deadline_seconds == o.item_deadline_seconds &&
            item_deadline_per_row_seconds == o.item_deadline_per_row_seconds &&
-           quarantine_after == o.quarantine_after && quarantine_cooldown_seconds == o.quarantine_cooldown_seconds &&
-           poison_workers == o.poison_workers && sync_grace_seconds == o.sync_grace_seconds;
+           quarantine_after == o.quarantine_after &&
+           quarantine_cooldown_seconds == o.quarantine_cooldown_seconds &&
+           poison_workers == o.poison_workers &&
+           sync_grace_seconds == o.sync_grace_seconds;
   }
 };
 
@@ -98,7 +97,8 @@ struct Recipe {
   // versions older than the policy is dropped (counted, never trained on). Requires
   // sync_every 1.
   int64_t max_lag = 0;
-  static constexpr int64_t kMaxLag = 16;  // each step collected ahead holds a thread and its items
+  static constexpr int64_t kMaxLag =
+      16;  // each step collected ahead holds a thread and its items
   int64_t bucket_mb = 32;
   int64_t checkpoint_every = 25;
   int64_t lease_seconds = 30;
@@ -106,13 +106,14 @@ struct Recipe {
   bool frozen_scorer = true;
   // The scorers' reward kind per direction. The image reward stays the likelihood (joint
   // ranks generated images a little better, but one RL run with it was not clearly
-  // better); the caption reward is `contrast`, the best measured (93.3% pairwise agreement
-  // with the oracle on the base model; docs/results.md). The learner sends it to every
-  // scorer at registration (RegisterResponse.rewards), however the scorer was started.
+  // better); the caption reward is `contrast`, the best measured (93.3% pairwise
+  // agreement with the oracle on the base model; docs/results.md). The learner sends it
+  // to every scorer at registration (RegisterResponse.rewards), however the scorer was
+  // started.
   SelfRewardKinds self_reward = kDefaultSelfRewardKinds;
-  // Where the scorers' rewards come from (common/work/reward_kind.h RewardMix): the weighted
-  // sum of the self-reward and an external duet.v1.Reward service's score (e.g. `duet
-  // reward-server`, the Shapes oracle). Default: the self-reward alone. Sent to the
+  // Where the scorers' rewards come from (common/work/reward_kind.h RewardMix): the
+  // weighted sum of the self-reward and an external duet.v1.Reward service's score (e.g.
+  // `duet reward-server`, the Shapes oracle). Default: the self-reward alone. Sent to the
   // scorers with self_reward (auth_token_file is a path on the scorer's host: the token
   // itself never travels); `duet rl` computes the same mix in its own process.
   // RecipeToYaml writes the key only when it is not the default (so the default
@@ -157,13 +158,15 @@ absl::Status ApplyOverrides(const RecipeOverrides& overrides, Recipe* recipe);
 // Parses YAML text on top of the defaults, with `settings` applied to the text's keys
 // first. A setting is "KEY=VALUE", the --set flag that every program taking a recipe
 // accepts (duet-learner, duet local, duet rl; repeatable, in order): KEY a recipe key,
-// with dots for nesting (steps, grpo.kl_coef, self_reward.caption, workers.rollout), VALUE
-// in YAML (3, 0.05, joint, true). InvalidArgument naming an unknown key, a mistyped value,
-// a setting without '=' or value, or a YAML syntax error (with its line).
-absl::StatusOr<Recipe> ParseRecipe(const std::string& yaml_text, const std::vector<std::string>& settings = {});
+// with dots for nesting (steps, grpo.kl_coef, self_reward.caption, workers.rollout),
+// VALUE in YAML (3, 0.05, joint, true). InvalidArgument naming an unknown key, a mistyped
+// value, a setting without '=' or value, or a YAML syntax error (with its line).
+absl::StatusOr<Recipe> ParseRecipe(const std::string& yaml_text,
+                                   const std::vector<std::string>& settings = {});
 // LoadRecipe: NotFound for a missing file; InvalidArgument for an empty one (only
 // whitespace or nothing), besides ParseRecipe's errors.
-absl::StatusOr<Recipe> LoadRecipe(const std::string& path, const std::vector<std::string>& settings = {});
+absl::StatusOr<Recipe> LoadRecipe(const std::string& path,
+                                  const std::vector<std::string>& settings = {});
 // The recipe as YAML (what a run records next to its checkpoints). `every_key`: also the
 // sections a run records only when they differ from the defaults (reward, faults).
 std::string RecipeToYaml(const Recipe& recipe, bool every_key = false);

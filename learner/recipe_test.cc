@@ -527,7 +527,8 @@ TEST(RecipeRewardTest, DefaultIsTheSelfRewardAloneAndIsNotWritten) {
 TEST(RecipeFaultsTest, DefaultIsNotWrittenAndAnotherPolicyParsesAndRoundTrips) {
   EXPECT_EQ(RecipeToYaml(Recipe{}).find("faults"), std::string::npos);
   absl::StatusOr<Recipe> r = ParseRecipe(
-      "faults: {item_deadline_seconds: 5, item_deadline_per_row_seconds: 0.25, quarantine_after: 2, "
+      "faults: {item_deadline_seconds: 5, item_deadline_per_row_seconds: 0.25, "
+      "quarantine_after: 2, "
       "quarantine_cooldown_seconds: 30, poison_workers: 4, sync_grace_seconds: 7}\n");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->faults.item_deadline_seconds, 5);
@@ -539,18 +540,21 @@ TEST(RecipeFaultsTest, DefaultIsNotWrittenAndAnotherPolicyParsesAndRoundTrips) {
   absl::StatusOr<Recipe> again = ParseRecipe(RecipeToYaml(*r));
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_TRUE(again->faults == r->faults);
-  for (const char* bad : {"faults: {item_deadline_seconds: 0}", "faults: {poison_workers: 0}",
-                          "faults: {quarantine_after: -1}", "faults: {item_deadline_per_row_seconds: .nan}",
-                          "faults: {deadline: 3}"}) {
+  for (const char* bad :
+       {"faults: {item_deadline_seconds: 0}", "faults: {poison_workers: 0}",
+        "faults: {quarantine_after: -1}", "faults: {item_deadline_per_row_seconds: .nan}",
+        "faults: {deadline: 3}"}) {
     absl::StatusOr<Recipe> refused = ParseRecipe(bad);
     EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << bad;
-    EXPECT_NE(refused.status().message().find("faults"), absl::string_view::npos) << refused.status();
+    EXPECT_NE(refused.status().message().find("faults"), absl::string_view::npos)
+        << refused.status();
   }
 }
 
 TEST(RecipeRewardTest, ParsesTheMixAndRoundTrips) {
   absl::StatusOr<Recipe> r = ParseRecipe(
-      "reward: {self: 0.5, external: 2.0, external_address: \"127.0.0.1:7000\", timeout_ms: 1500, "
+      "reward: {self: 0.5, external: 2.0, external_address: \"127.0.0.1:7000\", "
+      "timeout_ms: 1500, "
       "auth_token_file: /tmp/judge_token}\n");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->reward.self, 0.5);
@@ -571,7 +575,8 @@ TEST(RecipeRewardTest, ParsesTheMixAndRoundTrips) {
 TEST(RecipeTest, TheGenerationOnlyRecipeIsTheDefaultWithOneDirectionAndTheCurrentJudge) {
   const char* source_dir = std::getenv("DUET_SOURCE_DIR");
   ASSERT_NE(source_dir, nullptr) << "DUET_SOURCE_DIR is not set (ctest sets it)";
-  absl::StatusOr<Recipe> r = LoadRecipe(std::string(source_dir) + "/configs/recipes/generation_only.yaml");
+  absl::StatusOr<Recipe> r =
+      LoadRecipe(std::string(source_dir) + "/configs/recipes/generation_only.yaml");
   ASSERT_TRUE(r.ok()) << r.status();
   Recipe expected;
   expected.out = "out/run-generation";
@@ -583,7 +588,8 @@ TEST(RecipeTest, TheGenerationOnlyRecipeIsTheDefaultWithOneDirectionAndTheCurren
 TEST(RecipeRewardTest, TheOracleRewardRecipeIsGenerationOnlyWithTheOracleAsTheReward) {
   const char* source_dir = std::getenv("DUET_SOURCE_DIR");
   ASSERT_NE(source_dir, nullptr) << "DUET_SOURCE_DIR is not set (ctest sets it)";
-  absl::StatusOr<Recipe> r = LoadRecipe(std::string(source_dir) + "/configs/recipes/oracle_reward.yaml");
+  absl::StatusOr<Recipe> r =
+      LoadRecipe(std::string(source_dir) + "/configs/recipes/oracle_reward.yaml");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->reward.self, 0.0);
   EXPECT_EQ(r->reward.external, 1.0);
@@ -601,23 +607,26 @@ TEST(RecipeRewardTest, BadMixesAreInvalidArgumentNamingTheField) {
       {"reward: {external: 1.0}\n", "reward.external_address"},
       {"reward: {self: 0.0}\n", "both weights are 0"},
       {"reward: {self: .nan}\n", "finite"},
-      {"reward: {external: 1.0, external_address: \"h:1\", timeout_ms: 0}\n", "reward.timeout_ms"},
+      {"reward: {external: 1.0, external_address: \"h:1\", timeout_ms: 0}\n",
+       "reward.timeout_ms"},
       {"reward: {weight: 1.0}\n", "weight"},
   };
   for (const auto& [yaml, needle] : cases) {
     absl::StatusOr<Recipe> r = ParseRecipe(yaml);
     ASSERT_FALSE(r.ok()) << yaml;
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << yaml;
-    EXPECT_NE(r.status().message().find(needle), std::string::npos) << yaml << ": " << r.status();
+    EXPECT_NE(r.status().message().find(needle), std::string::npos)
+        << yaml << ": " << r.status();
   }
 }
 
 // --set KEY=VALUE (duet-learner, duet local, duet rl): any key, nested with dots, applied
 // on top of the recipe's text and parsed by the same checks.
 TEST(RecipeSettingsTest, SetsNestedKeysOnTopOfTheTextAndSectionsItLacks) {
-  auto r = ParseRecipe("steps: 40\ngrpo: {clip_eps: 0.3}\n",
-                       {"steps=3", "grpo.kl_coef=0.05", "self_reward.caption=joint", "workers.rollout=4",
-                        "reward.timeout_ms=500", "faults.poison_workers=5", "steps=7"});
+  auto r = ParseRecipe(
+      "steps: 40\ngrpo: {clip_eps: 0.3}\n",
+      {"steps=3", "grpo.kl_coef=0.05", "self_reward.caption=joint", "workers.rollout=4",
+       "reward.timeout_ms=500", "faults.poison_workers=5", "steps=7"});
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->steps, 7);  // in order: the last wins
   EXPECT_DOUBLE_EQ(r->optimizer.grpo.kl_coef, 0.05);
@@ -632,15 +641,16 @@ TEST(RecipeSettingsTest, BadSettingsAreInvalidArgumentNamingThem) {
   struct Case {
     std::string setting, message;
   };
-  for (const Case& c : std::vector<Case>{{"grpo.kl_coeff=1", "unknown key 'grpo.kl_coeff'"},
-                                         {"stepz=3", "unknown key 'stepz'"},
-                                         {"steps", "want KEY=VALUE"},
-                                         {"=3", "want KEY=VALUE"},
-                                         {"grpo..kl_coef=1", "want KEY=VALUE"},
-                                         {"steps=", "no value"},
-                                         {"steps=abc", "'steps' has the wrong type"},
-                                         {"algorithm=ppo", "algorithm must be grpo or simpo"},
-                                         {"grpo=3", "grpo must be a mapping"}}) {
+  for (const Case& c :
+       std::vector<Case>{{"grpo.kl_coeff=1", "unknown key 'grpo.kl_coeff'"},
+                         {"stepz=3", "unknown key 'stepz'"},
+                         {"steps", "want KEY=VALUE"},
+                         {"=3", "want KEY=VALUE"},
+                         {"grpo..kl_coef=1", "want KEY=VALUE"},
+                         {"steps=", "no value"},
+                         {"steps=abc", "'steps' has the wrong type"},
+                         {"algorithm=ppo", "algorithm must be grpo or simpo"},
+                         {"grpo=3", "grpo must be a mapping"}}) {
     auto r = ParseRecipe("", {c.setting});
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << c.setting;
     EXPECT_THAT(std::string(r.status().message()), HasSubstr(c.message)) << c.setting;
@@ -659,17 +669,52 @@ TEST(RecipeSettingsTest, EveryListedKeyIsSettableAndEveryParsedKeyIsListed) {
   }
   std::vector<std::string> names;
   for (const std::string& kv : keys) names.push_back(kv.substr(0, kv.find('=')));
-  for (const std::string& key :
-       {"model", "data", "out", "steps", "algorithm", "directions", "generation_inputs", "understanding_inputs", "k",
-        "lr", "grad_clip", "micro_batch", "grpo.clip_eps", "grpo.kl_coef", "grpo.understanding_weight", "simpo.beta",
-        "simpo.gamma", "sampling.temperature", "sampling.top_k", "sampling.top_p", "sampling.cfg_scale",
-        "sync_every", "max_lag", "bucket_mb", "checkpoint_every", "lease_seconds", "frozen_scorer",
-        "self_reward.image", "self_reward.caption", "reward.self", "reward.external", "reward.external_address",
-        "reward.timeout_ms", "reward.auth_token_file", "faults.item_deadline_seconds",
-        "faults.item_deadline_per_row_seconds", "faults.quarantine_after", "faults.quarantine_cooldown_seconds",
-        "faults.poison_workers", "faults.sync_grace_seconds", "seed", "collective", "workers.rollout",
-        "workers.scorer"}) {
-    EXPECT_NE(std::find(names.begin(), names.end(), key), names.end()) << key << " is not listed";
+  for (const std::string& key : {"model",
+                                 "data",
+                                 "out",
+                                 "steps",
+                                 "algorithm",
+                                 "directions",
+                                 "generation_inputs",
+                                 "understanding_inputs",
+                                 "k",
+                                 "lr",
+                                 "grad_clip",
+                                 "micro_batch",
+                                 "grpo.clip_eps",
+                                 "grpo.kl_coef",
+                                 "grpo.understanding_weight",
+                                 "simpo.beta",
+                                 "simpo.gamma",
+                                 "sampling.temperature",
+                                 "sampling.top_k",
+                                 "sampling.top_p",
+                                 "sampling.cfg_scale",
+                                 "sync_every",
+                                 "max_lag",
+                                 "bucket_mb",
+                                 "checkpoint_every",
+                                 "lease_seconds",
+                                 "frozen_scorer",
+                                 "self_reward.image",
+                                 "self_reward.caption",
+                                 "reward.self",
+                                 "reward.external",
+                                 "reward.external_address",
+                                 "reward.timeout_ms",
+                                 "reward.auth_token_file",
+                                 "faults.item_deadline_seconds",
+                                 "faults.item_deadline_per_row_seconds",
+                                 "faults.quarantine_after",
+                                 "faults.quarantine_cooldown_seconds",
+                                 "faults.poison_workers",
+                                 "faults.sync_grace_seconds",
+                                 "seed",
+                                 "collective",
+                                 "workers.rollout",
+                                 "workers.scorer"}) {
+    EXPECT_NE(std::find(names.begin(), names.end(), key), names.end())
+        << key << " is not listed";
   }
   EXPECT_EQ(names.size(), 44u) << "a key was added: list it above";
 }
@@ -682,7 +727,8 @@ TEST(RecipeSettingsTest, LoadRecipeAppliesTheSettingsAndStillRefusesAnEmptyFile)
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->steps, 2);
   std::ofstream(path) << "\n";
-  EXPECT_EQ(LoadRecipe(path, {"steps=2"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(LoadRecipe(path, {"steps=2"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -10,8 +10,10 @@ namespace duet {
 absl::Status LoadRlInputs(const world::ModelBundle& bundle, const std::string& data_dir,
                           std::vector<std::vector<int64_t>>* prompts,
                           std::vector<std::vector<int64_t>>* images) {
-  DUET_ASSIGN_OR_RETURN(auto prompt_records, world::ReadPrompts(JoinPath(data_dir, "rl_gen_prompts.jsonl")));
-  DUET_ASSIGN_OR_RETURN(auto image_records, world::ReadImages(JoinPath(data_dir, "rl_und_images.jsonl")));
+  DUET_ASSIGN_OR_RETURN(auto prompt_records,
+                        world::ReadPrompts(JoinPath(data_dir, "rl_gen_prompts.jsonl")));
+  DUET_ASSIGN_OR_RETURN(auto image_records,
+                        world::ReadImages(JoinPath(data_dir, "rl_und_images.jsonl")));
   prompts->clear();
   images->clear();
   for (const auto& p : prompt_records) {

@@ -45,22 +45,27 @@ DirectionStats ComputeDirectionStats(const std::vector<Group>& groups, Task task
     d.samples += static_cast<int64_t>(rewards.size());
     all.insert(all.end(), rewards.begin(), rewards.end());
     group_std_sum += StdDev(rewards);
-    zero_variance += std::all_of(rewards.begin(), rewards.end(), [&](double r) { return r == rewards.front(); }) ? 1 : 0;
+    zero_variance += std::all_of(rewards.begin(), rewards.end(),
+                                 [&](double r) { return r == rewards.front(); })
+                         ? 1
+                         : 0;
     const std::vector<double> a = GroupAdvantages(rewards);
     advantages.insert(advantages.end(), a.begin(), a.end());
   }
   if (d.groups > 0) {
     d.reward_std = StdDev(all);
     d.reward_group_std = group_std_sum / static_cast<double>(d.groups);
-    d.zero_variance_groups_ratio = static_cast<double>(zero_variance) / static_cast<double>(d.groups);
+    d.zero_variance_groups_ratio =
+        static_cast<double>(zero_variance) / static_cast<double>(d.groups);
     d.advantage_std = StdDev(advantages);
   }
   return d;
 }
 
 RlLoop::RlLoop(PolicyUpdater* updater, RolloutBackend* rollout, ScoreBackend* scorer,
-               std::vector<std::vector<int64_t>> prompts, std::vector<std::vector<int64_t>> images,
-               RlRecipe recipe, int64_t start_version)
+               std::vector<std::vector<int64_t>> prompts,
+               std::vector<std::vector<int64_t>> images, RlRecipe recipe,
+               int64_t start_version)
     : updater_(updater),
       rollout_(rollout),
       scorer_(scorer),
@@ -69,9 +74,9 @@ RlLoop::RlLoop(PolicyUpdater* updater, RolloutBackend* rollout, ScoreBackend* sc
       recipe_(recipe),
       version_(start_version) {}
 
-std::vector<std::vector<int64_t>> RlLoop::Pick(const std::vector<std::vector<int64_t>>& pool,
-                                               int64_t n, int64_t step, uint64_t salt,
-                                               std::vector<int64_t>* indices) const {
+std::vector<std::vector<int64_t>> RlLoop::Pick(
+    const std::vector<std::vector<int64_t>>& pool, int64_t n, int64_t step, uint64_t salt,
+    std::vector<int64_t>* indices) const {
   // Epoch e visits the pool in a permutation seeded by (seed, salt, e).
   std::vector<std::vector<int64_t>> out;
   if (pool.empty()) return out;
@@ -116,19 +121,23 @@ absl::StatusOr<RlLoop::Collected> RlLoop::Collect(int64_t step, int64_t version,
     std::vector<int64_t> picked;
     req.inputs = Pick(gen ? prompts_ : images_, n, step, gen ? 1 : 2, &picked);
     if (req.inputs.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat("no ", std::string(TaskName(task)), " inputs to train on"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("no ", std::string(TaskName(task)), " inputs to train on"));
     }
     req.k = recipe_.k;
     req.sampling = gen ? recipe_.image_sampling : recipe_.caption_sampling;
     req.cfg_scale = gen ? recipe_.cfg_scale : std::nullopt;
-    req.seed = recipe_.seed * 1000003ULL + static_cast<uint64_t>(step) * 2 + (gen ? 0 : 1);
+    req.seed =
+        recipe_.seed * 1000003ULL + static_cast<uint64_t>(step) * 2 + (gen ? 0 : 1);
     req.policy_version = version;
     DUET_ASSIGN_OR_RETURN(std::vector<Group> g, rollout_->Sample(req));
-    for (size_t i = 0; i < g.size() && i < picked.size(); ++i) g[i].input_index = picked[i];
+    for (size_t i = 0; i < g.size() && i < picked.size(); ++i)
+      g[i].input_index = picked[i];
     for (auto& x : g) groups.push_back(std::move(x));
   }
   out.rollout_seconds = Seconds(t0);
-  if (stop != nullptr && stop->load()) return absl::CancelledError("collection abandoned");
+  if (stop != nullptr && stop->load())
+    return absl::CancelledError("collection abandoned");
 
   t0 = std::chrono::steady_clock::now();
   std::vector<RewardQuery> queries;
@@ -137,8 +146,8 @@ absl::StatusOr<RlLoop::Collected> RlLoop::Collect(int64_t step, int64_t version,
   }
   DUET_ASSIGN_OR_RETURN(std::vector<double> rewards, scorer_->Score(queries, version));
   if (rewards.size() != queries.size()) {
-    return absl::InternalError(absl::StrCat("scorer returned ", rewards.size(), " rewards for ",
-                                            queries.size(), " queries"));
+    return absl::InternalError(absl::StrCat("scorer returned ", rewards.size(),
+                                            " rewards for ", queries.size(), " queries"));
   }
   size_t qi = 0;
   for (Group& g : groups) {
@@ -160,16 +169,18 @@ absl::StatusOr<StepReport> RlLoop::RunStep(int64_t step, int64_t end_step) {
       it->second->thread.join();
       it = in_flight_.erase(it);
     }
-    const int64_t last = std::max(step, std::min(step + recipe_.collect_ahead, end_step - 1));
+    const int64_t last =
+        std::max(step, std::min(step + recipe_.collect_ahead, end_step - 1));
     for (int64_t s = step; s <= last; ++s) {
       if (in_flight_.count(s) > 0) continue;
       auto c = std::make_unique<Collection>();
       Collection* raw = c.get();
       const int64_t version = version_;
       // Why a thread: the backends block until the workers deliver; the collection runs
-      // while the training thread trains earlier steps. Stop flag: Collection::stop; joined
-      // below or in the destructor.
-      c->thread = std::thread([this, raw, s, version] { raw->result = Collect(s, version, &raw->stop); });
+      // while the training thread trains earlier steps. Stop flag: Collection::stop;
+      // joined below or in the destructor.
+      c->thread = std::thread(
+          [this, raw, s, version] { raw->result = Collect(s, version, &raw->stop); });
       in_flight_.emplace(s, std::move(c));
     }
     auto node = in_flight_.extract(step);
@@ -181,31 +192,35 @@ absl::StatusOr<StepReport> RlLoop::RunStep(int64_t step, int64_t end_step) {
   return Train(step, *std::move(collected), wait_seconds);
 }
 
-absl::StatusOr<StepReport> RlLoop::Train(int64_t step, Collected collected, double wait_seconds) {
+absl::StatusOr<StepReport> RlLoop::Train(int64_t step, Collected collected,
+                                         double wait_seconds) {
   StepReport report;
   report.step = step;
   report.rollout_seconds = collected.rollout_seconds;
   report.score_seconds = collected.score_seconds;
   report.collect_wait_seconds = wait_seconds;
-  // A sample from a version the learner has not reached is a bug or a lie: refuse the step.
+  // A sample from a version the learner has not reached is a bug or a lie: refuse the
+  // step.
   for (const Group& g : collected.groups) {
     for (const Sample& s : g.samples) {
       if (s.policy_version > version_) {
-        return absl::FailedPreconditionError(absl::StrCat("a sample from policy version ", s.policy_version,
-                                                          " is newer than the policy (version ", version_, ")"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("a sample from policy version ", s.policy_version,
+                         " is newer than the policy (version ", version_, ")"));
       }
     }
   }
-  // Staleness: a group with a sample older than the bound is dropped whole (its advantages
-  // are relative to the group).
+  // Staleness: a group with a sample older than the bound is dropped whole (its
+  // advantages are relative to the group).
   std::vector<Group> groups;
   int64_t dropped[2] = {0, 0};  // generation, understanding
   for (Group& g : collected.groups) {
-    const bool stale = std::any_of(g.samples.begin(), g.samples.end(), [&](const Sample& s) {
-      return s.policy_version < version_ - recipe_.max_lag;
-    });
+    const bool stale = std::any_of(
+        g.samples.begin(), g.samples.end(),
+        [&](const Sample& s) { return s.policy_version < version_ - recipe_.max_lag; });
     if (stale) {
-      dropped[g.task == Task::kGeneration ? 0 : 1] += static_cast<int64_t>(g.samples.size());
+      dropped[g.task == Task::kGeneration ? 0 : 1] +=
+          static_cast<int64_t>(g.samples.size());
     } else {
       groups.push_back(std::move(g));
     }
@@ -232,11 +247,13 @@ absl::StatusOr<StepReport> RlLoop::Train(int64_t step, Collected collected, doub
   report.understanding_stats.samples_dropped_stale = dropped[1];
   report.samples_dropped_stale = dropped[0] + dropped[1];
   for (const Group& g : groups) {
-    report.trained.push_back({g.task, g.input_index, g.item_id, static_cast<int64_t>(g.samples.size())});
+    report.trained.push_back(
+        {g.task, g.input_index, g.item_id, static_cast<int64_t>(g.samples.size())});
   }
   for (const Group& g : groups) {
     for (const Sample& s : g.samples) {
-      report.max_sample_lag = std::max(report.max_sample_lag, version_ - s.policy_version);
+      report.max_sample_lag =
+          std::max(report.max_sample_lag, version_ - s.policy_version);
     }
   }
 
@@ -255,9 +272,13 @@ absl::StatusOr<StepReport> RlLoop::Train(int64_t step, Collected collected, doub
     report.logprob_samples_checked += static_cast<int64_t>(c.samples.size());
     if (!c.samples.empty()) current.push_back(std::move(c));
   }
-  report.logprob_samples_checked = std::min(report.logprob_samples_checked, recipe_.consistency_samples);
-  DUET_ASSIGN_OR_RETURN(report.logprob_max_diff, updater_->MaxLogprobDifference(current, recipe_.consistency_samples));
-  DUET_ASSIGN_OR_RETURN(report.update, updater_->Update(groups, version_, recipe_.max_lag));
+  report.logprob_samples_checked =
+      std::min(report.logprob_samples_checked, recipe_.consistency_samples);
+  DUET_ASSIGN_OR_RETURN(
+      report.logprob_max_diff,
+      updater_->MaxLogprobDifference(current, recipe_.consistency_samples));
+  DUET_ASSIGN_OR_RETURN(report.update,
+                        updater_->Update(groups, version_, recipe_.max_lag));
   ++version_;
   report.policy_version = version_;
   report.update_seconds = Seconds(t0);

@@ -34,10 +34,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "learner/ledger.h"
-#include "learner/policy_update.h"
 #include "common/model/generation.h"
 #include "common/work/task.h"
+#include "learner/ledger.h"
+#include "learner/policy_update.h"
 
 namespace duet {
 
@@ -51,14 +51,14 @@ struct RlRecipe {
   int64_t consistency_samples = 4;  // samples re-scored each step for the log-prob check
   uint64_t seed = 1;
   // How many versions a sample may lag the policy; a group with an older sample is
-  // dropped at training time. Synchronous mode: 0 when the rollout workers get new weights
-  // after every update (or share them), sync_every - 1 otherwise. Asynchronous mode: the
-  // recipe's max_lag (Recipe::LoopRecipe).
+  // dropped at training time. Synchronous mode: 0 when the rollout workers get new
+  // weights after every update (or share them), sync_every - 1 otherwise. Asynchronous
+  // mode: the recipe's max_lag (Recipe::LoopRecipe).
   int64_t max_lag = 0;
   // Asynchronous mode when > 0: the collections (rollout and scoring) of this many steps
   // ahead run while a step trains. 0: synchronous. A collection dispatched at version v
-  // is trained at v + collect_ahead at the latest, so max_lag >= collect_ahead keeps every
-  // sample of a healthy run.
+  // is trained at v + collect_ahead at the latest, so max_lag >= collect_ahead keeps
+  // every sample of a healthy run.
   int64_t collect_ahead = 0;
 };
 
@@ -71,14 +71,14 @@ struct DirectionStats {
   double reward_group_std = 0;            // mean over groups of the within-group std
   double zero_variance_groups_ratio = 0;  // groups whose K rewards are all equal
   double advantage_std = 0;               // of the GRPO group-relative advantages
-  int64_t samples_dropped_stale = 0;      // in groups older than the lag bound (not above)
+  int64_t samples_dropped_stale = 0;  // in groups older than the lag bound (not above)
 };
 // The stats of the groups of `task` (rewards set). Pure: no RNG, no model.
 DirectionStats ComputeDirectionStats(const std::vector<Group>& groups, Task task);
 
 struct StepReport {
   int64_t step = 0;
-  int64_t policy_version = 0;  // after the update
+  int64_t policy_version = 0;       // after the update
   double generation_reward = 0;     // mean self-reward of generated images
   double understanding_reward = 0;  // mean self-reward of sampled captions
   UpdateStats update;
@@ -96,7 +96,8 @@ struct StepReport {
   int64_t samples = 0;  // trained on (stale ones excluded)
   DirectionStats generation_stats;
   DirectionStats understanding_stats;
-  int64_t max_sample_lag = 0;  // largest (version - sample's version) among the trained samples
+  int64_t max_sample_lag =
+      0;  // largest (version - sample's version) among the trained samples
   int64_t samples_dropped_stale = 0;  // both directions
   std::vector<TrainedGroup> trained;  // the groups trained on, for the ledger
 };
@@ -106,11 +107,12 @@ class RlLoop {
   // Borrowed pointers must outlive the loop. The loop owns the policy version: it starts
   // at `start_version` (0, or a checkpoint's) and counts the updates applied.
   RlLoop(PolicyUpdater* updater, RolloutBackend* rollout, ScoreBackend* scorer,
-         std::vector<std::vector<int64_t>> prompts, std::vector<std::vector<int64_t>> images,
-         RlRecipe recipe, int64_t start_version = 0);
-  // Abandons the collections in flight: waits for their backend calls to return (REQUIRES:
-  // they do; LearnerServer closes its work queue first, which ends them) and skips the
-  // scoring of those whose rollout is done.
+         std::vector<std::vector<int64_t>> prompts,
+         std::vector<std::vector<int64_t>> images, RlRecipe recipe,
+         int64_t start_version = 0);
+  // Abandons the collections in flight: waits for their backend calls to return
+  // (REQUIRES: they do; LearnerServer closes its work queue first, which ends them) and
+  // skips the scoring of those whose rollout is done.
   ~RlLoop();
   RlLoop(const RlLoop&) = delete;
   RlLoop& operator=(const RlLoop&) = delete;
@@ -130,8 +132,8 @@ class RlLoop {
   // nothing (no optimizer step) but the version still advances, one per step. A sample
   // newer than version() fails the step with FailedPrecondition. A failed step changes
   // neither the weights nor the version; its collection is gone (a retry collects again).
-  absl::StatusOr<StepReport> RunStep(int64_t step,
-                                     int64_t end_step = std::numeric_limits<int64_t>::max());
+  absl::StatusOr<StepReport> RunStep(
+      int64_t step, int64_t end_step = std::numeric_limits<int64_t>::max());
 
   // The policy version: the number of updates applied since the base model.
   int64_t version() const { return version_; }
@@ -149,7 +151,7 @@ class RlLoop {
   // An asynchronous collection: its thread writes `result` and ends; the training thread
   // reads `result` only after joining it.
   struct Collection {
-    std::thread thread;  // runs Collect(); joined by RunStep or the destructor
+    std::thread thread;             // runs Collect(); joined by RunStep or the destructor
     std::atomic<bool> stop{false};  // abandoned: skip the scoring
     absl::StatusOr<Collected> result = absl::UnknownError("not collected");
   };
@@ -157,12 +159,14 @@ class RlLoop {
   // Rollout then scoring of `step`'s inputs, requested at `version`; Cancelled between
   // the two when `stop` (may be null) is set. Reads only immutable members: safe on a
   // collection thread.
-  absl::StatusOr<Collected> Collect(int64_t step, int64_t version, const std::atomic<bool>* stop) const;
+  absl::StatusOr<Collected> Collect(int64_t step, int64_t version,
+                                    const std::atomic<bool>* stop) const;
   // Filters `collected` (stale groups out), checks consistency and updates.
-  absl::StatusOr<StepReport> Train(int64_t step, Collected collected, double wait_seconds);
+  absl::StatusOr<StepReport> Train(int64_t step, Collected collected,
+                                   double wait_seconds);
   // `n` inputs of `pool` for `step`; their indices in `pool` go to `indices` when given.
-  std::vector<std::vector<int64_t>> Pick(const std::vector<std::vector<int64_t>>& pool, int64_t n,
-                                         int64_t step, uint64_t salt,
+  std::vector<std::vector<int64_t>> Pick(const std::vector<std::vector<int64_t>>& pool,
+                                         int64_t n, int64_t step, uint64_t salt,
                                          std::vector<int64_t>* indices = nullptr) const;
 
   PolicyUpdater* updater_;

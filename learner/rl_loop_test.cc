@@ -15,8 +15,8 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
-#include "learner/policy_update.h"
 #include "common/model/test_models.h"
+#include "learner/policy_update.h"
 
 namespace duet {
 namespace {
@@ -58,7 +58,8 @@ class FakeRollout : public RolloutBackend {
             s.output.push_back(layout_.text_begin + rng() % words);
           s.output.push_back(layout_.eos);
         }
-        s.policy_version = stamp_fn ? stamp_fn(request) : stamp.value_or(request.policy_version);
+        s.policy_version =
+            stamp_fn ? stamp_fn(request) : stamp.value_or(request.policy_version);
         g.samples.push_back(std::move(s));
       }
       groups.push_back(std::move(g));
@@ -82,9 +83,9 @@ class FakeRollout : public RolloutBackend {
   mutable absl::Mutex mu;  // guards the records below against the collection threads
   std::vector<RolloutRequest> requests ABSL_GUARDED_BY(mu);
   std::vector<std::vector<Group>> produced ABSL_GUARDED_BY(mu);  // per call
-  std::optional<int64_t> stamp;              // stamp samples with this version instead
+  std::optional<int64_t> stamp;  // stamp samples with this version instead
   std::function<int64_t(const RolloutRequest&)> stamp_fn;  // or with this (first)
-  absl::Status error;                        // returned instead of samples when not OK
+  absl::Status error;  // returned instead of samples when not OK
   std::function<absl::Status(const RolloutRequest&)> error_for;  // per request
   std::function<void(std::vector<Group>&)> corrupt;  // edits the samples before returning
   std::function<void(const RolloutRequest&)> before_sample;  // called first, unlocked
@@ -250,7 +251,7 @@ TEST(DirectionStatsTest, CountsAndSpreadOfOneDirection) {
   EXPECT_EQ(gen.samples, 4);
   EXPECT_EQ(gen.groups, 2);
   EXPECT_EQ(gen.tokens, 12);
-  EXPECT_NEAR(gen.reward_std, std::sqrt(0.5), 1e-9);          // rewards 1, 3, 2, 2
+  EXPECT_NEAR(gen.reward_std, std::sqrt(0.5), 1e-9);         // rewards 1, 3, 2, 2
   EXPECT_NEAR(gen.reward_group_std, (1.0 + 0.0) / 2, 1e-9);  // std 1 and 0
   EXPECT_DOUBLE_EQ(gen.zero_variance_groups_ratio, 0.5);
   EXPECT_GT(gen.advantage_std, 0.5);  // +-1 in the first group, 0 in the second
@@ -385,7 +386,8 @@ TEST(RlLoopTest, FutureSamplesFailTheStepAndChangeNothing) {
   const TensorMap before = h.policy.StateDict();
   h.rollout.stamp = 4;
   absl::StatusOr<StepReport> report = h.loop.RunStep(0);
-  EXPECT_EQ(report.status().code(), absl::StatusCode::kFailedPrecondition) << report.status();
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kFailedPrecondition)
+      << report.status();
   EXPECT_EQ(h.loop.version(), 3);
   EXPECT_TRUE(SameWeights(before, h.policy.StateDict()));
   EXPECT_EQ(h.updater.optimizer().step(), 0);
@@ -395,7 +397,8 @@ TEST(RlLoopTest, FutureSamplesFailTheStepAndChangeNothing) {
   EXPECT_EQ(report->policy_version, 4);
 }
 
-// Groups older than the lag bound are dropped and counted per direction, never trained on.
+// Groups older than the lag bound are dropped and counted per direction, never trained
+// on.
 TEST(RlLoopTest, StaleGroupsAreDroppedAndCountedNeverTrainedOn) {
   for (int64_t stamp : {2, 0}) {
     SCOPED_TRACE(stamp);
@@ -468,7 +471,8 @@ TEST(RlLoopTest, ConsistencyCheckSkipsSamplesOfOlderVersions) {
     SCOPED_TRACE(generation_is_old);
     Harness h(recipe, /*start_version=*/3);
     h.rollout.stamp_fn = [generation_is_old](const RolloutRequest& r) {
-      return r.task == Task::kGeneration && generation_is_old ? r.policy_version - 1 : r.policy_version;
+      return r.task == Task::kGeneration && generation_is_old ? r.policy_version - 1
+                                                              : r.policy_version;
     };
     // Behaviour log-probs of the generation samples far from the policy's.
     h.rollout.corrupt = [](std::vector<Group>& groups) {
@@ -630,7 +634,8 @@ TEST(RlLoopTest, TheReportNamesTheGroupsTrainedOnByTheirInputIndex) {
   EXPECT_TRUE(report->trained.empty());
 }
 
-// ---- Asynchronous mode --------------------------------------------------------------------
+// ---- Asynchronous mode
+// --------------------------------------------------------------------
 
 RlRecipe AsyncRecipe(int64_t ahead) {
   RlRecipe r = TestRecipe();
@@ -641,7 +646,8 @@ RlRecipe AsyncRecipe(int64_t ahead) {
 
 // The step a request belongs to (RlLoop seeds requests by step and direction).
 int64_t StepOf(const RlRecipe& recipe, const RolloutRequest& r) {
-  return static_cast<int64_t>((r.seed - recipe.seed * 1000003ULL - (r.task == Task::kGeneration ? 0 : 1)) / 2);
+  return static_cast<int64_t>(
+      (r.seed - recipe.seed * 1000003ULL - (r.task == Task::kGeneration ? 0 : 1)) / 2);
 }
 
 TEST(RlLoopAsyncTest, CollectsAheadAtTheVersionOfTheMoment) {
@@ -681,7 +687,8 @@ TEST(RlLoopAsyncTest, TrainsWhileTheNextStepIsStillRollingOut) {
     step1_started = true;
     // Bounded, so that a loop that waits for step 1 before training step 0 fails the
     // test instead of hanging it.
-    if (!release.WaitForNotificationWithTimeout(absl::Seconds(20))) step1_timed_out = true;
+    if (!release.WaitForNotificationWithTimeout(absl::Seconds(20)))
+      step1_timed_out = true;
   };
   absl::StatusOr<StepReport> report = h.loop.RunStep(0, /*end_step=*/2);
   ASSERT_TRUE(report.ok()) << report.status();
@@ -707,7 +714,8 @@ TEST(RlLoopAsyncTest, SameDataAsSynchronousMode) {
   ASSERT_EQ(a.rollout.Requests().size(), 8u);
   ASSERT_EQ(b.rollout.Requests().size(), 8u);
   std::map<std::pair<int64_t, Task>, RolloutRequest> by_step;
-  for (const RolloutRequest& r : b.rollout.Requests()) by_step[{StepOf(async, r), r.task}] = r;
+  for (const RolloutRequest& r : b.rollout.Requests())
+    by_step[{StepOf(async, r), r.task}] = r;
   for (const RolloutRequest& r : a.rollout.Requests()) {
     const int64_t step = StepOf(TestRecipe(), r);
     SCOPED_TRACE(step);
@@ -734,9 +742,12 @@ TEST(RlLoopAsyncTest, RunsWithTheSameSeedEndOnTheSameWeights) {
 
 TEST(RlLoopAsyncTest, StaleSamplesOfACollectionAheadAreDropped) {
   // A backend whose samples come from one version before the request's (a worker whose
-  // weights lag the learner's): with one step collected ahead they lag by 2 from step 2 on.
+  // weights lag the learner's): with one step collected ahead they lag by 2 from step 2
+  // on.
   Harness h(AsyncRecipe(1));
-  h.rollout.stamp_fn = [](const RolloutRequest& r) { return std::max<int64_t>(0, r.policy_version - 1); };
+  h.rollout.stamp_fn = [](const RolloutRequest& r) {
+    return std::max<int64_t>(0, r.policy_version - 1);
+  };
   absl::StatusOr<StepReport> report = h.loop.RunStep(0, /*end_step=*/3);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->samples_dropped_stale, 0);
@@ -759,11 +770,13 @@ TEST(RlLoopAsyncTest, AFailedCollectionFailsItsStepAndIsCollectedAgainOnRetry) {
   Harness h(recipe);
   std::atomic<bool> fail{true};
   h.rollout.error_for = [&](const RolloutRequest& r) {
-    return StepOf(recipe, r) == 2 && fail.load() ? absl::UnavailableError("worker gone") : absl::OkStatus();
+    return StepOf(recipe, r) == 2 && fail.load() ? absl::UnavailableError("worker gone")
+                                                 : absl::OkStatus();
   };
   ASSERT_TRUE(h.loop.RunStep(0, /*end_step=*/4).ok());
   ASSERT_TRUE(h.loop.RunStep(1, /*end_step=*/4).ok());
-  EXPECT_EQ(h.loop.RunStep(2, /*end_step=*/4).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(h.loop.RunStep(2, /*end_step=*/4).status().code(),
+            absl::StatusCode::kUnavailable);
   EXPECT_EQ(h.loop.version(), 2);
   EXPECT_EQ(h.loop.CollectionsInFlight(), std::vector<int64_t>{3});
   fail = false;

@@ -1,8 +1,8 @@
 #include "learner/rl_objective.h"
 
-#include <cmath>
-
 #include <torch/torch.h>
+
+#include <cmath>
 
 namespace duet {
 
@@ -28,11 +28,13 @@ torch::Tensor KlK3(const torch::Tensor& logp, const torch::Tensor& ref_logp) {
 
 torch::Tensor GrpoLoss(const torch::Tensor& logp, const torch::Tensor& old_logp,
                        const torch::Tensor& ref_logp, const torch::Tensor& mask,
-                       const torch::Tensor& advantages, const GrpoOptions& o, LossStats* stats) {
+                       const torch::Tensor& advantages, const GrpoOptions& o,
+                       LossStats* stats) {
   const torch::Tensor n_tokens = mask.sum().clamp_min(1);
   torch::Tensor ratio = torch::exp(logp - old_logp);
   torch::Tensor adv = advantages.unsqueeze(1);
-  torch::Tensor surrogate = torch::min(ratio * adv, torch::clamp(ratio, 1 - o.clip_eps, 1 + o.clip_eps) * adv);
+  torch::Tensor surrogate =
+      torch::min(ratio * adv, torch::clamp(ratio, 1 - o.clip_eps, 1 + o.clip_eps) * adv);
   torch::Tensor per_token = -surrogate;
   torch::Tensor kl;
   if (o.kl_coef != 0 && ref_logp.defined()) {

@@ -3,23 +3,24 @@
 
 // The two RL objectives of the paper, as pure tensor functions.
 //
-// GRPO: group-relative advantages A_i = (r_i - mean(r)) / (std(r) + eps) over the K samples
-// of one input (population std); token-level PPO-clipped surrogate with importance ratio
-// exp(logp - logp_behaviour); KL to the reference with the k3 estimator
+// GRPO: group-relative advantages A_i = (r_i - mean(r)) / (std(r) + eps) over the K
+// samples of one input (population std); token-level PPO-clipped surrogate with
+// importance ratio exp(logp - logp_behaviour); KL to the reference with the k3 estimator
 // k3 = exp(ref - logp) - (ref - logp) - 1 (unbiased, always >= 0). The loss is averaged
 // over every target token of the batch.
 //
 // SimPO: the best and worst sample of a group form a preference pair; reference-free,
 // length-normalised: -log sigmoid(beta * (logp_w / |y_w| - logp_l / |y_l|) - gamma).
 
+#include <torch/types.h>
+
 #include <cstdint>
 #include <vector>
 
-#include <torch/types.h>
-
 namespace duet {
 
-std::vector<double> GroupAdvantages(const std::vector<double>& rewards, double eps = 1e-6);
+std::vector<double> GroupAdvantages(const std::vector<double>& rewards,
+                                    double eps = 1e-6);
 
 // Per-token k3 estimate of KL(policy || reference) from log-probs of the sampled tokens.
 torch::Tensor KlK3(const torch::Tensor& logp, const torch::Tensor& ref_logp);
@@ -54,7 +55,8 @@ struct SimpoOptions {
   double gamma = 1.0;
 };
 
-// Sums of log-probs and token counts of the chosen (w) and rejected (l) samples: [P] each.
+// Sums of log-probs and token counts of the chosen (w) and rejected (l) samples: [P]
+// each.
 torch::Tensor SimpoLoss(const torch::Tensor& logp_sum_w, const torch::Tensor& len_w,
                         const torch::Tensor& logp_sum_l, const torch::Tensor& len_l,
                         const SimpoOptions& options, LossStats* stats);

@@ -1,9 +1,9 @@
 #include "learner/rl_objective.h"
 
-#include <cmath>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <cmath>
 
 namespace duet {
 namespace {
@@ -23,7 +23,8 @@ TEST(GroupAdvantagesTest, StandardizesWithinTheGroup) {
 TEST(KlK3Test, MatchesTheClosedForm) {
   torch::Tensor k = KlK3(torch::tensor({std::log(0.5f), std::log(0.3f)}),
                          torch::tensor({std::log(0.25f), std::log(0.3f)}));
-  EXPECT_NEAR(k[0].item<float>(), 0.5 + std::log(2.0) - 1, 1e-6);  // exp(d) - d - 1, d = log .5
+  EXPECT_NEAR(k[0].item<float>(), 0.5 + std::log(2.0) - 1,
+              1e-6);  // exp(d) - d - 1, d = log .5
   EXPECT_NEAR(k[1].item<float>(), 0.0, 1e-7);
   EXPECT_GE(KlK3(torch::randn({100}), torch::randn({100})).min().item<float>(), 0.0f);
 }
@@ -37,11 +38,14 @@ TEST(GrpoLossTest, ClippedSurrogateByHand) {
   o.kl_coef = 0;
   LossStats st;
   // A > 0: min(1.5, 1.2) = 1.2 and min(0.6, 0.8) = 0.6 -> -(1.2 + 0.6) / 2.
-  EXPECT_NEAR(GrpoLoss(logp, old, {}, mask, torch::tensor({1.0f}), o, &st).item<float>(), -0.9, 1e-5);
+  EXPECT_NEAR(GrpoLoss(logp, old, {}, mask, torch::tensor({1.0f}), o, &st).item<float>(),
+              -0.9, 1e-5);
   EXPECT_NEAR(st.clip_fraction, 1.0, 1e-6);
   EXPECT_EQ(st.tokens, 2);
   // A < 0: min(-1.5, -1.2) = -1.5 and min(-0.6, -0.8) = -0.8 -> (1.5 + 0.8) / 2.
-  EXPECT_NEAR(GrpoLoss(logp, old, {}, mask, torch::tensor({-1.0f}), o, nullptr).item<float>(), 1.15, 1e-5);
+  EXPECT_NEAR(
+      GrpoLoss(logp, old, {}, mask, torch::tensor({-1.0f}), o, nullptr).item<float>(),
+      1.15, 1e-5);
 }
 
 TEST(GrpoLossTest, KlTermAndGradient) {
@@ -68,9 +72,10 @@ TEST(SimpoLossTest, LengthNormalisedMarginByHand) {
   o.beta = 2.0;
   o.gamma = 1.0;
   LossStats st;
-  torch::Tensor loss = SimpoLoss(torch::tensor({-2.0f}), torch::tensor({2.0f}), torch::tensor({-6.0f}),
-                                 torch::tensor({3.0f}), o, &st);
-  EXPECT_NEAR(loss.item<float>(), std::log1p(std::exp(-1.0)), 1e-6);  // -log sigmoid(2*1 - 1)
+  torch::Tensor loss = SimpoLoss(torch::tensor({-2.0f}), torch::tensor({2.0f}),
+                                 torch::tensor({-6.0f}), torch::tensor({3.0f}), o, &st);
+  EXPECT_NEAR(loss.item<float>(), std::log1p(std::exp(-1.0)),
+              1e-6);  // -log sigmoid(2*1 - 1)
   EXPECT_NEAR(st.margin, 1.0, 1e-6);
 }
 

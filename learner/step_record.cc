@@ -74,22 +74,26 @@ absl::StatusOr<StepRecord> StepRecordFromJson(const nlohmann::json& j) {
     r.samples_dropped_stale = j.value("samples_dropped_stale", int64_t{0});
     r.logprob_samples_checked = j.value("logprob_samples_checked", int64_t{0});
     if (j.contains("checksum")) r.checksum = j.at("checksum").get<uint64_t>();
-    if (j.contains("eval_generation")) r.eval_generation = j.at("eval_generation").get<double>();
-    if (j.contains("eval_understanding")) r.eval_understanding = j.at("eval_understanding").get<double>();
+    if (j.contains("eval_generation"))
+      r.eval_generation = j.at("eval_generation").get<double>();
+    if (j.contains("eval_understanding"))
+      r.eval_understanding = j.at("eval_understanding").get<double>();
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("step record: ", e.what()));
   }
   return r;
 }
 
-absl::StatusOr<std::vector<StepRecord>> ReadStepRecords(const std::string& path, int* skipped) {
+absl::StatusOr<std::vector<StepRecord>> ReadStepRecords(const std::string& path,
+                                                        int* skipped) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
   std::vector<StepRecord> out;
   int bad = 0;
   for (std::string line; std::getline(in, line);) {
     if (line.empty()) continue;
-    auto r = StepRecordFromJson(nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false));
+    auto r = StepRecordFromJson(
+        nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false));
     if (r.ok()) {
       out.push_back(*r);
     } else {

@@ -8,11 +8,10 @@
 // Thread-safety: plain values and free functions.
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "learner/rl_loop.h"
@@ -32,15 +31,16 @@ struct StepRecord {
   double score_s = 0;
   double update_s = 0;
   double sync_s = 0;  // weight broadcast (duet-learner)
-  double wait_s = 0;  // waiting for the step's collection (asynchronous mode: the part not hidden)
+  double wait_s =
+      0;  // waiting for the step's collection (asynchronous mode: the part not hidden)
   int64_t samples = 0;
   // Largest (policy version - sample's version) among the samples trained on, and the
   // samples dropped as older than the lag bound (absent in older logs: read as 0).
   int64_t max_sample_lag = 0;
   int64_t samples_dropped_stale = 0;
-  int64_t logprob_samples_checked = 0;  // the samples logprob_max_diff covers
-  std::optional<uint64_t> checksum;            // published weights (duet-learner)
-  std::optional<double> eval_generation;       // ShapesEval mid-run (duet rl --eval_every)
+  int64_t logprob_samples_checked = 0;    // the samples logprob_max_diff covers
+  std::optional<uint64_t> checksum;       // published weights (duet-learner)
+  std::optional<double> eval_generation;  // ShapesEval mid-run (duet rl --eval_every)
   std::optional<double> eval_understanding;
 
   // The record of `report` (step `report.step`, 0-based, becomes step + 1).
@@ -54,7 +54,8 @@ absl::StatusOr<StepRecord> StepRecordFromJson(const nlohmann::json& json);
 // Every record of a metrics.jsonl file, in order. A line that does not parse (a torn last
 // line after a crash) is skipped and counted in `*skipped` when it is not null.
 // NotFound when the file does not exist.
-absl::StatusOr<std::vector<StepRecord>> ReadStepRecords(const std::string& path, int* skipped = nullptr);
+absl::StatusOr<std::vector<StepRecord>> ReadStepRecords(const std::string& path,
+                                                        int* skipped = nullptr);
 
 }  // namespace duet
 

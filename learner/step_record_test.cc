@@ -108,7 +108,8 @@ TEST(StepRecordTest, MissingRequiredKeyIsInvalidArgument) {
 // Lines written before the asynchronous mode lack its keys: they read as 0.
 TEST(StepRecordTest, AsyncKeysAreOptionalAndReadAsZero) {
   nlohmann::json j = StepRecordToJson(FullRecord());
-  for (const char* key : {"wait_s", "max_sample_lag", "samples_dropped_stale", "logprob_samples_checked"}) {
+  for (const char* key :
+       {"wait_s", "max_sample_lag", "samples_dropped_stale", "logprob_samples_checked"}) {
     ASSERT_TRUE(j.contains(key)) << key;
     j.erase(std::string(key));
   }

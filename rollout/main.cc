@@ -1,7 +1,7 @@
 // duet-rollout: a rollout worker. Pulls rollout items from the learner and samples K
 // outputs per input with the batched KV-cached decoder (CFG for images).
-#include "rollout/handler.h"
 #include "common/worker/worker_main.h"
+#include "rollout/handler.h"
 
 int main(int argc, char** argv) {
   return duet::WorkerBinaryMain(
@@ -9,7 +9,8 @@ int main(int argc, char** argv) {
       "duet-rollout --learner=HOST:PORT --model=DIR [--auth_token_file=F] [--capacity=N]",
       [](const duet::TokenLayout& layout, int64_t max_batch) -> duet::WorkHandler {
         return [layout, max_batch](const duet::Transformer& model, int64_t version,
-                                   const duet::v1::WorkItem& item, duet::v1::CompleteWorkRequest* result) {
+                                   const duet::v1::WorkItem& item,
+                                   duet::v1::CompleteWorkRequest* result) {
           return duet::HandleRolloutItem(model, layout, version, max_batch, item, result);
         };
       });

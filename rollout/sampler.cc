@@ -11,8 +11,10 @@ uint64_t SampleSeed(uint64_t seed, uint64_t input, uint64_t sample) {
   return static_cast<uint64_t>(u * 9007199254740992.0);
 }
 
-absl::StatusOr<std::vector<Group>> SampleGroups(const Transformer& model, const TokenLayout& layout,
-                                                const RolloutRequest& r, int64_t policy_version,
+absl::StatusOr<std::vector<Group>> SampleGroups(const Transformer& model,
+                                                const TokenLayout& layout,
+                                                const RolloutRequest& r,
+                                                int64_t policy_version,
                                                 int64_t max_batch) {
   if (r.k < 1 || r.k > 64) {
     return absl::InvalidArgumentError(absl::StrCat("k must be in [1, 64], got ", r.k));
@@ -41,7 +43,8 @@ absl::StatusOr<std::vector<Group>> SampleGroups(const Transformer& model, const 
       ImageGenerationOptions opts{r.sampling, r.cfg_scale};
       DUET_ASSIGN_OR_RETURN(out, GenerateImages(model, layout, chunk, chunk_seeds, opts));
     } else {
-      DUET_ASSIGN_OR_RETURN(out, GenerateCaptions(model, layout, chunk, chunk_seeds, r.sampling));
+      DUET_ASSIGN_OR_RETURN(
+          out, GenerateCaptions(model, layout, chunk, chunk_seeds, r.sampling));
     }
     for (size_t row = begin; row < end; ++row) {
       Sample s;

@@ -3,12 +3,12 @@
 // and an unreachable service, which fails the item with UNAVAILABLE naming the address.
 #include "scorer/handler.h"
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/model/test_models.h"
 #include "common/rpc/proto_convert.h"
@@ -39,19 +39,24 @@ v1::WorkItem ScoreItem(const std::vector<RewardQuery>& queries) {
 class ScorerRewardsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    model_ = std::make_unique<Transformer>(*Transformer::Create(testing::TinyTestConfig(Layout().vocab_size()), 3));
+    model_ = std::make_unique<Transformer>(
+        *Transformer::Create(testing::TinyTestConfig(Layout().vocab_size()), 3));
     // The judge: 1 for a generation pair whose image starts with code 32, 0.25 otherwise;
     // -2 for every understanding pair.
     service_ = std::make_unique<RewardService>(
-        Layout(), kToken, [this](const std::vector<RewardQuery>& qs) -> absl::StatusOr<std::vector<double>> {
+        Layout(), kToken,
+        [this](
+            const std::vector<RewardQuery>& qs) -> absl::StatusOr<std::vector<double>> {
           ++calls_;
           std::vector<double> out;
           for (const RewardQuery& q : qs) {
-            out.push_back(q.task == Task::kUnderstanding ? -2.0 : (q.output[0] == 32 ? 1.0 : 0.25));
+            out.push_back(
+                q.task == Task::kUnderstanding ? -2.0 : (q.output[0] == 32 ? 1.0 : 0.25));
           }
           return out;
         });
-    auto server = StartRewardServer("127.0.0.1:0", grpc::InsecureServerCredentials(), service_.get(), &port_);
+    auto server = StartRewardServer("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                                    service_.get(), &port_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     client_ = MakeClient("127.0.0.1:" + std::to_string(port_));
@@ -69,7 +74,8 @@ class ScorerRewardsTest : public ::testing::Test {
   }
 
   std::vector<double> SelfRewards() {
-    auto r = ComputeSelfRewards(*model_, Layout(), Queries(), 64, kDefaultSelfRewardKinds);
+    auto r =
+        ComputeSelfRewards(*model_, Layout(), Queries(), 64, kDefaultSelfRewardKinds);
     EXPECT_TRUE(r.ok()) << r.status();
     return *r;
   }
@@ -86,7 +92,8 @@ TEST_F(ScorerRewardsTest, DefaultIsTheSelfRewardBitForBitAndNeverCallsTheService
   ScorerRewards r;
   r.external = client_.get();  // present, but its weight is 0
   v1::CompleteWorkRequest result;
-  ASSERT_TRUE(HandleScoreItem(*model_, Layout(), 64, ScoreItem(Queries()), &result, r).ok());
+  ASSERT_TRUE(
+      HandleScoreItem(*model_, Layout(), 64, ScoreItem(Queries()), &result, r).ok());
   const std::vector<double> self = SelfRewards();
   ASSERT_EQ(result.score().rewards_size(), 3);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(result.score().rewards(i), self[i]) << i;
@@ -110,7 +117,8 @@ TEST_F(ScorerRewardsTest, MixedRewardIsTheWeightedSum) {
   r.external_weight = 3.0;
   r.external = client_.get();
   v1::CompleteWorkRequest result;
-  ASSERT_TRUE(HandleScoreItem(*model_, Layout(), 64, ScoreItem(Queries()), &result, r).ok());
+  ASSERT_TRUE(
+      HandleScoreItem(*model_, Layout(), 64, ScoreItem(Queries()), &result, r).ok());
   const std::vector<double> self = SelfRewards();
   const std::vector<double> external = {1.0, 0.25, -2.0};
   ASSERT_EQ(result.score().rewards_size(), 3);
@@ -129,7 +137,8 @@ TEST_F(ScorerRewardsTest, UnreachableServiceFailsTheItemNamingTheAddress) {
   r.external_weight = 1.0;
   r.external = client_.get();
   v1::CompleteWorkRequest result;
-  const absl::Status s = HandleScoreItem(*model_, Layout(), 64, ScoreItem(Queries()), &result, r);
+  const absl::Status s =
+      HandleScoreItem(*model_, Layout(), 64, ScoreItem(Queries()), &result, r);
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
   EXPECT_NE(s.message().find("reward service at " + address), std::string::npos) << s;
   EXPECT_FALSE(result.has_score());  // no rewards, not zeros

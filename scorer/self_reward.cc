@@ -10,8 +10,8 @@
 
 namespace duet {
 
-absl::StatusOr<std::pair<std::vector<int64_t>, std::pair<int64_t, int64_t>>> ReversedSequence(
-    const TokenLayout& layout, const RewardQuery& q) {
+absl::StatusOr<std::pair<std::vector<int64_t>, std::pair<int64_t, int64_t>>>
+ReversedSequence(const TokenLayout& layout, const RewardQuery& q) {
   if (q.task == Task::kGeneration) {
     // Image given, prompt scored.
     DUET_RETURN_IF_ERROR(ValidateImageTokens(layout, q.output, 0));
@@ -54,8 +54,8 @@ absl::StatusOr<std::pair<std::vector<int64_t>, std::pair<int64_t, int64_t>>> Nul
   return std::make_pair(seq, reversed.second);
 }
 
-absl::StatusOr<std::pair<std::vector<int64_t>, std::pair<int64_t, int64_t>>> ForwardSequence(
-    const TokenLayout& layout, const RewardQuery& q) {
+absl::StatusOr<std::pair<std::vector<int64_t>, std::pair<int64_t, int64_t>>>
+ForwardSequence(const TokenLayout& layout, const RewardQuery& q) {
   DUET_ASSIGN_OR_RETURN(auto reversed, ReversedSequence(layout, q));  // validates q
   std::vector<int64_t> seq;
   if (q.task == Task::kGeneration) {
@@ -72,17 +72,21 @@ absl::StatusOr<std::pair<std::vector<int64_t>, std::pair<int64_t, int64_t>>> For
   return std::make_pair(seq, std::make_pair(begin, static_cast<int64_t>(seq.size())));
 }
 
-std::vector<RewardQuery> CaptionVariants(const TokenLayout& layout, const RewardQuery& q) {
+std::vector<RewardQuery> CaptionVariants(const TokenLayout& layout,
+                                         const RewardQuery& q) {
   if (layout.text_end - layout.text_begin < world::TextTokenizer::kNumWords) return {};
   const world::TextTokenizer tokenizer(layout);
-  const std::vector<int64_t> caption = q.task == Task::kGeneration ? q.input : StripEos(layout, q.output);
+  const std::vector<int64_t> caption =
+      q.task == Task::kGeneration ? q.input : StripEos(layout, q.output);
   absl::StatusOr<std::string> text = tokenizer.Decode(caption);
   if (!text.ok()) return {};
   absl::StatusOr<world::Caption> parsed = world::ParseCaption(*text);
-  if (!parsed.ok()) return {};  // outside the grammar: no variants, the reward is kJoint's
+  if (!parsed.ok())
+    return {};  // outside the grammar: no variants, the reward is kJoint's
   std::vector<RewardQuery> out;
   for (const world::Caption& variant : world::RelationVariants(*parsed)) {
-    absl::StatusOr<std::vector<int64_t>> ids = tokenizer.Encode(world::FormatCaption(variant));
+    absl::StatusOr<std::vector<int64_t>> ids =
+        tokenizer.Encode(world::FormatCaption(variant));
     if (!ids.ok()) return {};  // every word of a formatted caption is in the vocabulary
     RewardQuery v = q;
     (q.task == Task::kGeneration ? v.input : v.output) = *std::move(ids);
@@ -91,14 +95,14 @@ std::vector<RewardQuery> CaptionVariants(const TokenLayout& layout, const Reward
   return out;
 }
 
-absl::StatusOr<std::vector<PairScores>> ScoreReversedPairs(const Transformer& model,
-                                                           const TokenLayout& layout,
-                                                           const std::vector<RewardQuery>& queries,
-                                                           int64_t max_batch,
-                                                           const std::vector<ExtraPasses>& extra) {
+absl::StatusOr<std::vector<PairScores>> ScoreReversedPairs(
+    const Transformer& model, const TokenLayout& layout,
+    const std::vector<RewardQuery>& queries, int64_t max_batch,
+    const std::vector<ExtraPasses>& extra) {
   if (extra.size() != queries.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("ScoreReversedPairs: ", extra.size(), " pass sets for ", queries.size(), " queries"));
+    return absl::InvalidArgumentError(absl::StrCat("ScoreReversedPairs: ", extra.size(),
+                                                   " pass sets for ", queries.size(),
+                                                   " queries"));
   }
   const size_t chunk = static_cast<size_t>(std::max<int64_t>(1, max_batch));
   std::vector<PairScores> out(queries.size());
@@ -107,7 +111,8 @@ absl::StatusOr<std::vector<PairScores>> ScoreReversedPairs(const Transformer& mo
   std::vector<std::pair<size_t, RewardQuery>> variants;
   for (size_t i = 0; i < queries.size(); ++i) {
     if (!extra[i].variants) continue;
-    for (RewardQuery& v : CaptionVariants(layout, queries[i])) variants.emplace_back(i, std::move(v));
+    for (RewardQuery& v : CaptionVariants(layout, queries[i]))
+      variants.emplace_back(i, std::move(v));
   }
   enum Pass { kReversed, kNull, kForward, kVariants };
   for (Pass pass : {kReversed, kNull, kForward, kVariants}) {
@@ -117,7 +122,8 @@ absl::StatusOr<std::vector<PairScores>> ScoreReversedPairs(const Transformer& mo
       for (const auto& [i, v] : variants) rows.emplace_back(i, &v);
     } else {
       for (size_t i = 0; i < queries.size(); ++i) {
-        if (pass == kReversed || (pass == kNull && extra[i].null) || (pass == kForward && extra[i].forward)) {
+        if (pass == kReversed || (pass == kNull && extra[i].null) ||
+            (pass == kForward && extra[i].forward)) {
           rows.emplace_back(i, &queries[i]);
         }
       }
@@ -132,14 +138,15 @@ absl::StatusOr<std::vector<PairScores>> ScoreReversedPairs(const Transformer& mo
                   : pass == kForward ? ForwardSequence(layout, q)
                                      : ReversedSequence(layout, q);
         if (!rs.ok()) {
-          return absl::InvalidArgumentError(absl::StrCat("query ", rows[r].first,
-                                                         pass == kVariants ? " (relation variant)" : "", ": ",
-                                                         rs.status().message()));
+          return absl::InvalidArgumentError(absl::StrCat(
+              "query ", rows[r].first, pass == kVariants ? " (relation variant)" : "",
+              ": ", rs.status().message()));
         }
         seqs.push_back(std::move(rs->first));
         spans.push_back(rs->second);
       }
-      DUET_ASSIGN_OR_RETURN(std::vector<SpanScore> scores, ScoreSpans(model, layout, seqs, spans));
+      DUET_ASSIGN_OR_RETURN(std::vector<SpanScore> scores,
+                            ScoreSpans(model, layout, seqs, spans));
       for (size_t r = begin; r < end; ++r) {
         PairScores& p = out[rows[r].first];
         std::vector<float>& logprobs = scores[r - begin].token_logprobs;
@@ -148,7 +155,9 @@ absl::StatusOr<std::vector<PairScores>> ScoreReversedPairs(const Transformer& mo
           for (float v : logprobs) sum += v;
           p.variant_sums.push_back(sum);
         } else {
-          (pass == kReversed ? p.conditional : pass == kNull ? p.null : p.forward) = std::move(logprobs);
+          (pass == kReversed ? p.conditional
+           : pass == kNull   ? p.null
+                             : p.forward) = std::move(logprobs);
         }
       }
     }
@@ -178,7 +187,8 @@ double CombineReward(RewardKind kind, const PairScores& s) {
     return (sum + log_posterior) / static_cast<double>(n);
   }
   std::vector<double> pmi(n);
-  for (size_t t = 0; t < n; ++t) pmi[t] = static_cast<double>(s.conditional[t]) - s.null[t];
+  for (size_t t = 0; t < n; ++t)
+    pmi[t] = static_cast<double>(s.conditional[t]) - s.null[t];
   if (kind == RewardKind::kPmiWorst) {
     const size_t k = std::min<size_t>(n, kPmiWorstTokens);
     std::partial_sort(pmi.begin(), pmi.begin() + k, pmi.end());
@@ -189,18 +199,21 @@ double CombineReward(RewardKind kind, const PairScores& s) {
   return pmi_sum / static_cast<double>(pmi.size());
 }
 
-absl::StatusOr<std::vector<double>> ComputeSelfRewards(const Transformer& model, const TokenLayout& layout,
-                                                       const std::vector<RewardQuery>& queries, int64_t max_batch,
-                                                       const SelfRewardKinds& kinds) {
+absl::StatusOr<std::vector<double>> ComputeSelfRewards(
+    const Transformer& model, const TokenLayout& layout,
+    const std::vector<RewardQuery>& queries, int64_t max_batch,
+    const SelfRewardKinds& kinds) {
   auto kind_of = [&kinds](const RewardQuery& q) {
     return q.task == Task::kGeneration ? kinds.image : kinds.caption;
   };
   std::vector<ExtraPasses> extra(queries.size());
   for (size_t i = 0; i < queries.size(); ++i) extra[i] = PassesFor(kind_of(queries[i]));
-  DUET_ASSIGN_OR_RETURN(std::vector<PairScores> scores, ScoreReversedPairs(model, layout, queries, max_batch, extra));
+  DUET_ASSIGN_OR_RETURN(std::vector<PairScores> scores,
+                        ScoreReversedPairs(model, layout, queries, max_batch, extra));
   std::vector<double> rewards;
   rewards.reserve(queries.size());
-  for (size_t i = 0; i < queries.size(); ++i) rewards.push_back(CombineReward(kind_of(queries[i]), scores[i]));
+  for (size_t i = 0; i < queries.size(); ++i)
+    rewards.push_back(CombineReward(kind_of(queries[i]), scores[i]));
   return rewards;
 }
 

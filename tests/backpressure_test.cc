@@ -4,6 +4,11 @@
 // service refuses) and change nothing; a real WorkerRuntime backs off and is served once
 // the load is gone, instead of exiting.
 
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
 #include <atomic>
 #include <map>
 #include <memory>
@@ -11,18 +16,13 @@
 #include <thread>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/resource_quota.h>
-#include <gtest/gtest.h>
-#include <torch/torch.h>
-
 #include "absl/synchronization/mutex.h"
-#include "learner/service/coordinator_service.h"
-#include "learner/service/work_queue.h"
 #include "common/model/test_models.h"
 #include "common/rpc/rpc_util.h"
 #include "common/weights/weight_sync.h"
 #include "common/worker/worker_runtime.h"
+#include "learner/service/coordinator_service.h"
+#include "learner/service/work_queue.h"
 
 namespace duet {
 namespace {
@@ -32,7 +32,9 @@ constexpr int kMaxWorkers = 16;
 constexpr int kMaxThreads = 4;
 
 TokenLayout Layout() { return testing::TinyTestLayout(); }
-Transformer Model() { return *Transformer::Create(testing::TinyTestConfig(Layout().vocab_size()), 1); }
+Transformer Model() {
+  return *Transformer::Create(testing::TinyTestConfig(Layout().vocab_size()), 1);
+}
 
 std::string Trailer(const grpc::ClientContext& ctx, const std::string& key) {
   const auto& trailers = ctx.GetServerTrailingMetadata();
@@ -51,9 +53,11 @@ v1::WorkItem ScoreItem() {
 
 // A scorer's handler that takes `delay`, then gives every query of its item `reward`.
 WorkHandler FixedRewardScorer(float reward, absl::Duration delay = absl::ZeroDuration()) {
-  return [reward, delay](const Transformer&, int64_t, const v1::WorkItem& item, v1::CompleteWorkRequest* result) {
+  return [reward, delay](const Transformer&, int64_t, const v1::WorkItem& item,
+                         v1::CompleteWorkRequest* result) {
     absl::SleepFor(delay);
-    for (int i = 0; i < item.score().queries_size(); ++i) result->mutable_score()->add_rewards(reward);
+    for (int i = 0; i < item.score().queries_size(); ++i)
+      result->mutable_score()->add_rewards(reward);
     return absl::OkStatus();
   };
 }
@@ -71,8 +75,8 @@ class BackpressureTest : public ::testing::Test {
     limits.max_waiting_polls = max_waiting_polls_;
     RendezvousInfo rendezvous;
     rendezvous.run_id = "bp";
-    service_ = std::make_unique<CoordinatorService>(queue_.get(), &snapshot_, rendezvous, kToken,
-                                                    limits, nullptr);
+    service_ = std::make_unique<CoordinatorService>(queue_.get(), &snapshot_, rendezvous,
+                                                    kToken, limits, nullptr);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(service_.get());
@@ -124,10 +128,13 @@ class BackpressureTest : public ::testing::Test {
     return stub_->PullWork(ctx, req, resp);
   }
 
-  absl::Duration lease_ = absl::ZeroDuration();  // the queue's; zero: workers never expire
-  int32_t max_waiting_polls_ = 0;                 // the service's bound; 0: none
-  absl::Mutex sessions_mu_;  // guards sessions_: tests register and pull from several threads
-  std::map<std::string, std::string> sessions_ ABSL_GUARDED_BY(sessions_mu_);  // worker id -> session
+  absl::Duration lease_ =
+      absl::ZeroDuration();        // the queue's; zero: workers never expire
+  int32_t max_waiting_polls_ = 0;  // the service's bound; 0: none
+  absl::Mutex
+      sessions_mu_;  // guards sessions_: tests register and pull from several threads
+  std::map<std::string, std::string> sessions_
+      ABSL_GUARDED_BY(sessions_mu_);  // worker id -> session
   std::unique_ptr<Transformer> model_;
   WeightSnapshot snapshot_;
   std::unique_ptr<WorkQueue> queue_;
@@ -143,7 +150,8 @@ TEST_F(BackpressureTest, RegistrationsPastTheRegistryAreRefusedWithARetryHint) {
   grpc::ClientContext ctx;
   std::string id;
   const grpc::Status refused = Register(v1::ROLE_ROLLOUT, &id, &ctx);
-  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << refused.error_message();
   EXPECT_EQ(Trailer(ctx, kRetryAfterMetadataKey), "5000");
   EXPECT_EQ(RetryAfter(ctx), absl::Seconds(5));
   EXPECT_EQ(queue_->Workers().size(), static_cast<size_t>(kMaxWorkers));
@@ -162,7 +170,8 @@ TEST_F(BackpressureTest, AWorkerHoldingAnItemCannotPullAnotherAndTheItemStaysQue
   grpc::ClientContext ctx;
   v1::PullWorkResponse resp;
   const grpc::Status refused = Pull(worker, 0, &ctx, &resp);
-  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << refused.error_message();
   EXPECT_EQ(RetryAfter(ctx), absl::Milliseconds(200));
   EXPECT_FALSE(resp.has_item());
   // The second item is still there for another worker.
@@ -199,7 +208,8 @@ TEST_F(BackpressureTest, PastTheThreadLimitCallsAreRefusedAndAWorkerBacksOffUnti
   options.pull_wait_ms = 200;
   options.backoff_base = absl::Milliseconds(50);
   options.backoff_cap = absl::Milliseconds(500);
-  WorkerRuntime worker(v1::Coordinator::NewStub(channel_), Model(), options, FixedRewardScorer(-1.5f));
+  WorkerRuntime worker(v1::Coordinator::NewStub(channel_), Model(), options,
+                       FixedRewardScorer(-1.5f));
   absl::Status run = absl::UnknownError("not run");
   std::thread worker_thread([&] { run = worker.Run(); });
   const std::string item = queue_->Submit(v1::ROLE_SCORER, ScoreItem());
@@ -208,7 +218,8 @@ TEST_F(BackpressureTest, PastTheThreadLimitCallsAreRefusedAndAWorkerBacksOffUnti
   queue_->Close();
   worker_thread.join();
 
-  EXPECT_GT(refused.load(), 0) << "every one of " << kPollers << " long-polls got a thread";
+  EXPECT_GT(refused.load(), 0) << "every one of " << kPollers
+                               << " long-polls got a thread";
   EXPECT_EQ(refused.load() + served.load(), kPollers);
   ASSERT_TRUE(results.ok()) << results.status();
   EXPECT_EQ((*results)[0].score().rewards(0), -1.5);
@@ -245,8 +256,8 @@ TEST_F(PollBoundTest, ControlCallsAreAnsweredWhileLongPollsFloodTheServer) {
       const grpc::Status s = Pull(ids[i], 3000, &ctx, &resp);
       if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
         ++refused;
-        // Refused by the bound (with its retry hint), or, while 12 calls arrive at once at
-        // 4 threads, by gRPC's own thread quota before the handler ran.
+        // Refused by the bound (with its retry hint), or, while 12 calls arrive at once
+        // at 4 threads, by gRPC's own thread quota before the handler ran.
         EXPECT_TRUE(!Trailer(ctx, "duet-retry-after-ms").empty() ||
                     s.error_message().find("Threadpool") != std::string::npos)
             << s.error_message();
@@ -255,7 +266,8 @@ TEST_F(PollBoundTest, ControlCallsAreAnsweredWhileLongPollsFloodTheServer) {
     });
   }
   // Two polls hold their threads; the other ten were answered at once.
-  while (service_->waiting_polls() < 2 || refused.load() < kPollers - 2) std::this_thread::yield();
+  while (service_->waiting_polls() < 2 || refused.load() < kPollers - 2)
+    std::this_thread::yield();
   std::string session;
   {
     absl::MutexLock lock(&sessions_mu_);
@@ -325,9 +337,11 @@ TEST_F(ShortLeaseTest, AWorkerComputingLongerThanTheLeaseIsNotLost) {
 TEST(BackoffDelayTest, GrowsExponentiallyUnderTheCapAndRespectsTheHint) {
   const absl::Duration base = absl::Milliseconds(100), cap = absl::Seconds(5);
   EXPECT_EQ(BackoffDelay(0, base, cap, absl::ZeroDuration(), 1.0), base);
-  EXPECT_EQ(BackoffDelay(3, base, cap, absl::ZeroDuration(), 1.0), absl::Milliseconds(800));
+  EXPECT_EQ(BackoffDelay(3, base, cap, absl::ZeroDuration(), 1.0),
+            absl::Milliseconds(800));
   EXPECT_EQ(BackoffDelay(40, base, cap, absl::ZeroDuration(), 1.0), cap);  // no overflow
-  EXPECT_EQ(BackoffDelay(3, base, cap, absl::ZeroDuration(), 0.5), absl::Milliseconds(400));
+  EXPECT_EQ(BackoffDelay(3, base, cap, absl::ZeroDuration(), 0.5),
+            absl::Milliseconds(400));
   EXPECT_EQ(BackoffDelay(3, base, cap, absl::ZeroDuration(), 0.0), absl::ZeroDuration());
   EXPECT_EQ(BackoffDelay(0, base, cap, absl::Seconds(2), 0.3), absl::Seconds(2));
 }

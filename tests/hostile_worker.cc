@@ -13,6 +13,8 @@
 // It re-registers whenever the learner drops it (a quarantined name is refused for the
 // cool-down; it waits and tries again), and exits 0 when the learner is gone or says the
 // run is over. Every answer it gets is logged, one line each, for the test to read.
+#include <gflags/gflags.h>
+#include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -20,19 +22,17 @@
 #include <string>
 #include <thread>
 
-#include <gflags/gflags.h>
-#include <grpcpp/grpcpp.h>
-
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/file_util.h"
-#include "duet/v1/coordinator.grpc.pb.h"
 #include "common/model/token_layout.h"
 #include "common/rpc/rpc_util.h"
+#include "duet/v1/coordinator.grpc.pb.h"
 
 DEFINE_string(learner, "127.0.0.1:50051", "the learner's gRPC address");
 DEFINE_string(auth_token_file, "", "file holding the run's token");
-DEFINE_string(model, "", "model folder (duet.json: the token layout of well-formed results)");
+DEFINE_string(model, "",
+              "model folder (duet.json: the token layout of well-formed results)");
 DEFINE_string(role, "rollout", "rollout or scorer");
 DEFINE_string(mode, "error", "bad-version, error, hold, ghost, thief or squat");
 DEFINE_int32(code, 14, "error: the WorkError code");
@@ -51,13 +51,15 @@ class Hostile {
   Hostile(std::string token, TokenLayout layout)
       : token_(std::move(token)),
         layout_(layout),
-        stub_(v1::Coordinator::NewStub(grpc::CreateChannel(FLAGS_learner, grpc::InsecureChannelCredentials()))) {}
+        stub_(v1::Coordinator::NewStub(
+            grpc::CreateChannel(FLAGS_learner, grpc::InsecureChannelCredentials()))) {}
 
   int Run() {
     for (;;) {
       const grpc::Status reg = Register();
       // Before its first registration the learner may still be starting.
-      if (reg.error_code() == grpc::StatusCode::UNAVAILABLE && (registered_ || ++startup_tries_ > 600)) {
+      if (reg.error_code() == grpc::StatusCode::UNAVAILABLE &&
+          (registered_ || ++startup_tries_ > 600)) {
         return Gone();
       }
       if (!reg.ok()) {  // starting, quarantined or full: wait and try again
@@ -75,9 +77,11 @@ class Hostile {
         pull.set_session(session_);
         pull.set_wait_ms(1000);
         v1::PullWorkResponse resp;
-        const grpc::Status s = Call([&](grpc::ClientContext* c) { return stub_->PullWork(c, pull, &resp); });
+        const grpc::Status s =
+            Call([&](grpc::ClientContext* c) { return stub_->PullWork(c, pull, &resp); });
         if (s.error_code() == grpc::StatusCode::UNAVAILABLE) return Gone();
-        if (s.error_code() == grpc::StatusCode::NOT_FOUND) break;  // dropped: register again
+        if (s.error_code() == grpc::StatusCode::NOT_FOUND)
+          break;  // dropped: register again
         if (!s.ok()) {
           std::this_thread::sleep_for(std::chrono::milliseconds(200));
           continue;
@@ -98,7 +102,8 @@ class Hostile {
   template <typename F>
   grpc::Status Call(F f, bool wait_for_ready = false) {
     grpc::ClientContext ctx;
-    ctx.set_wait_for_ready(wait_for_ready);  // a learner still starting: wait, do not fail fast
+    ctx.set_wait_for_ready(
+        wait_for_ready);  // a learner still starting: wait, do not fail fast
     ctx.AddMetadata(kAuthMetadataKey, "Bearer " + token_);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     return f(&ctx);
@@ -113,7 +118,8 @@ class Hostile {
     req.set_pid(getpid());
     v1::RegisterResponse resp;
     const grpc::Status s =
-        Call([&](grpc::ClientContext* c) { return stub_->Register(c, req, &resp); }, /*wait_for_ready=*/!registered_);
+        Call([&](grpc::ClientContext* c) { return stub_->Register(c, req, &resp); },
+             /*wait_for_ready=*/!registered_);
     Say(absl::StrCat("register: ", s.error_code(), " ", s.error_message()));
     id_ = resp.worker_id();
     session_ = resp.session();
@@ -144,7 +150,9 @@ class Hostile {
           const bool image = item.rollout().task() == v1::TASK_GENERATION;
           const int n = image ? static_cast<int>(layout_.image_tokens) : 2;
           for (int t = 0; t < n; ++t) {
-            sample->mutable_output()->add_ids(image ? layout_.image_begin : (t == 0 ? layout_.text_begin : layout_.eos));
+            sample->mutable_output()->add_ids(
+                image ? layout_.image_begin
+                      : (t == 0 ? layout_.text_begin : layout_.eos));
             sample->add_policy_logprobs(-1.0f);
           }
         }
@@ -156,9 +164,11 @@ class Hostile {
       r.mutable_error()->set_message("hostile worker");
     }
     v1::CompleteWorkResponse ack;
-    const grpc::Status s = Call([&](grpc::ClientContext* c) { return stub_->CompleteWork(c, r, &ack); });
-    Say(absl::StrCat("complete ", item.item_id(), item.has_sync() ? " (sync)" : "", ": ", s.error_code(),
-                     " accepted=", ack.accepted(), " ", s.error_message()));
+    const grpc::Status s =
+        Call([&](grpc::ClientContext* c) { return stub_->CompleteWork(c, r, &ack); });
+    Say(absl::StrCat("complete ", item.item_id(), item.has_sync() ? " (sync)" : "", ": ",
+                     s.error_code(), " accepted=", ack.accepted(), " ",
+                     s.error_message()));
   }
 
   void Hold() {
@@ -168,7 +178,8 @@ class Hostile {
       beat.set_worker_id(id_);
       beat.set_session(session_);
       v1::HeartbeatResponse resp;
-      const grpc::Status s = Call([&](grpc::ClientContext* c) { return stub_->Heartbeat(c, beat, &resp); });
+      const grpc::Status s =
+          Call([&](grpc::ClientContext* c) { return stub_->Heartbeat(c, beat, &resp); });
       if (!s.ok()) {
         Say(absl::StrCat("heartbeat: ", s.error_code(), " ", s.error_message()));
         return;
@@ -180,8 +191,9 @@ class Hostile {
     for (;;) {
       std::this_thread::sleep_for(std::chrono::milliseconds(300));
       v1::RunStatus status;
-      const grpc::Status st =
-          Call([&](grpc::ClientContext* c) { return stub_->GetRunStatus(c, v1::GetRunStatusRequest(), &status); });
+      const grpc::Status st = Call([&](grpc::ClientContext* c) {
+        return stub_->GetRunStatus(c, v1::GetRunStatusRequest(), &status);
+      });
       if (!st.ok() || status.done()) return Gone();
       for (const v1::WorkerStatus& w : status.workers()) {
         if (w.worker_id() == id_) continue;
@@ -189,13 +201,17 @@ class Hostile {
         beat.set_worker_id(w.worker_id());
         beat.set_session(session_);
         v1::HeartbeatResponse beat_resp;
-        const grpc::Status b = Call([&](grpc::ClientContext* c) { return stub_->Heartbeat(c, beat, &beat_resp); });
+        const grpc::Status b = Call([&](grpc::ClientContext* c) {
+          return stub_->Heartbeat(c, beat, &beat_resp);
+        });
         v1::DeregisterRequest leave;
         leave.set_worker_id(w.worker_id());
         leave.set_session(session_);
         v1::DeregisterResponse left;
-        const grpc::Status d = Call([&](grpc::ClientContext* c) { return stub_->Deregister(c, leave, &left); });
-        Say(absl::StrCat("as ", w.worker_id(), ": heartbeat ", b.error_code(), ", deregister ", d.error_code()));
+        const grpc::Status d = Call(
+            [&](grpc::ClientContext* c) { return stub_->Deregister(c, leave, &left); });
+        Say(absl::StrCat("as ", w.worker_id(), ": heartbeat ", b.error_code(),
+                         ", deregister ", d.error_code()));
         if (b.error_code() == grpc::StatusCode::UNAVAILABLE) return Gone();
       }
     }

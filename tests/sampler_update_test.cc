@@ -1,9 +1,8 @@
-#include "learner/policy_update.h"
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "common/model/test_models.h"
+#include "learner/policy_update.h"
 #include "rollout/sampler.h"
 
 namespace duet {
@@ -20,7 +19,8 @@ class PolicyUpdateTest : public ::testing::Test {
 
   double SampleLogprob(const Group& g, const Sample& s) {
     torch::InferenceMode guard;
-    auto [lp, mask] = TargetLogprobs(*policy_, {MakeTrainingRow(layout_, g.task, g.input, s.output)}, 0);
+    auto [lp, mask] = TargetLogprobs(
+        *policy_, {MakeTrainingRow(layout_, g.task, g.input, s.output)}, 0);
     return (lp * mask).sum().item<double>();
   }
 
@@ -57,7 +57,8 @@ TEST_F(PolicyUpdateTest, GrpoStepMovesProbabilityTowardsTheBetterSample) {
   ASSERT_NE(g.samples[0].output, g.samples[1].output);
   g.samples[0].reward = 1.0;
   g.samples[1].reward = -1.0;
-  const double good0 = SampleLogprob(g, g.samples[0]), bad0 = SampleLogprob(g, g.samples[1]);
+  const double good0 = SampleLogprob(g, g.samples[0]),
+               bad0 = SampleLogprob(g, g.samples[1]);
   RlOptimizerOptions o;
   o.lr = 1e-2;
   PolicyUpdater updater(policy_.get(), reference_.get(), layout_, o);
@@ -78,7 +79,8 @@ TEST_F(PolicyUpdateTest, SimpoStepWidensThePairMargin) {
   auto groups = SampleGroups(*policy_, layout_, req, 0);
   ASSERT_TRUE(groups.ok());
   for (Group& g : *groups) {
-    for (size_t i = 0; i < g.samples.size(); ++i) g.samples[i].reward = static_cast<double>(i);
+    for (size_t i = 0; i < g.samples.size(); ++i)
+      g.samples[i].reward = static_cast<double>(i);
   }
   RlOptimizerOptions o;
   o.algorithm = RlAlgorithm::kSimpo;
@@ -97,10 +99,12 @@ TEST_F(PolicyUpdateTest, MalformedGroupsAreRejected) {
   g.input = {8};
   g.samples.push_back(Sample{{32, 33, 34, 35}, {-1.0f}, 0, 0.0});
   PolicyUpdater updater(policy_.get(), reference_.get(), layout_, RlOptimizerOptions{});
-  EXPECT_EQ(updater.Update({g}, /*policy_version=*/0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(updater.Update({g}, /*policy_version=*/0).status().code(),
+            absl::StatusCode::kInvalidArgument);
   g.samples[0].policy_logprobs = {-1, -1, -1, -1};
   g.samples[0].reward = std::nan("");
-  EXPECT_EQ(updater.Update({g}, /*policy_version=*/0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(updater.Update({g}, /*policy_version=*/0).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(PolicyUpdateTest, SamplesFromAnotherPolicyVersionAreRefusedAndNothingChanges) {

@@ -2,27 +2,27 @@
 // rollout and scorer workers (WorkerRuntime) in threads, driven through the same remote
 // backends the learner uses.
 
-#include <map>
-#include <thread>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "learner/service/coordinator_service.h"
-#include "learner/service/remote_backends.h"
-#include "learner/service/work_queue.h"
+#include <map>
+#include <thread>
+
 #include "common/model/test_models.h"
-#include "rollout/handler.h"
-#include "rollout/sampler.h"
 #include "common/rpc/proto_convert.h"
 #include "common/rpc/rpc_util.h"
-#include "scorer/handler.h"
-#include "scorer/self_reward.h"
 #include "common/weights/collective.h"
 #include "common/weights/grpc_rendezvous.h"
 #include "common/weights/rendezvous_store.h"
 #include "common/weights/weight_sync.h"
 #include "common/worker/worker_runtime.h"
+#include "learner/service/coordinator_service.h"
+#include "learner/service/remote_backends.h"
+#include "learner/service/work_queue.h"
+#include "rollout/handler.h"
+#include "rollout/sampler.h"
+#include "scorer/handler.h"
+#include "scorer/self_reward.h"
 
 namespace duet {
 namespace {
@@ -57,8 +57,8 @@ class ServiceTest : public ::testing::Test {
     RendezvousInfo rendezvous;
     rendezvous.run_id = "test";
     rendezvous.store_prefix = "duet-0123456789abcdef";
-    service_ = std::make_unique<CoordinatorService>(queue_.get(), &snapshot_, rendezvous, kToken,
-                                                    limits, nullptr);
+    service_ = std::make_unique<CoordinatorService>(queue_.get(), &snapshot_, rendezvous,
+                                                    kToken, limits, nullptr);
     service_->SetRendezvousStore(&rendezvous_);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
@@ -66,7 +66,8 @@ class ServiceTest : public ::testing::Test {
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     ASSERT_GT(port_, 0);
-    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials());
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
+                                   grpc::InsecureChannelCredentials());
   }
 
   void TearDown() override {
@@ -87,12 +88,18 @@ class ServiceTest : public ::testing::Test {
     o.auth_token = kToken;
     o.pull_wait_ms = 200;
     TokenLayout layout = layout_;
-    WorkHandler handler = role == v1::ROLE_ROLLOUT
-        ? WorkHandler([layout](const Transformer& m, int64_t v, const v1::WorkItem& item,
-                               v1::CompleteWorkRequest* r) { return HandleRolloutItem(m, layout, v, 64, item, r); })
-        : WorkHandler([layout](const Transformer& m, int64_t, const v1::WorkItem& item,
-                               v1::CompleteWorkRequest* r) { return HandleScoreItem(m, layout, 64, item, r); });
-    workers_.push_back(std::make_unique<WorkerRuntime>(v1::Coordinator::NewStub(channel_), Model(1), o, handler));
+    WorkHandler handler =
+        role == v1::ROLE_ROLLOUT
+            ? WorkHandler([layout](const Transformer& m, int64_t v,
+                                   const v1::WorkItem& item, v1::CompleteWorkRequest* r) {
+                return HandleRolloutItem(m, layout, v, 64, item, r);
+              })
+            : WorkHandler([layout](const Transformer& m, int64_t,
+                                   const v1::WorkItem& item, v1::CompleteWorkRequest* r) {
+                return HandleScoreItem(m, layout, 64, item, r);
+              });
+    workers_.push_back(std::make_unique<WorkerRuntime>(v1::Coordinator::NewStub(channel_),
+                                                       Model(1), o, handler));
     WorkerRuntime* w = workers_.back().get();
     threads_.emplace_back([w] { EXPECT_TRUE(w->Run().ok()); });
     return w;
@@ -149,7 +156,8 @@ TEST_F(ServiceTest, RolloutRoundTripMatchesLocalSampling) {
   StartWorker(v1::ROLE_ROLLOUT);
   DispatchOptions d = LoneWorkerDispatch();
   d.min_rows_per_item = 2;
-  RemoteRollout remote(queue_.get(), [] { return int64_t{0}; }, d);
+  RemoteRollout remote(
+      queue_.get(), [] { return int64_t{0}; }, d);
   RolloutRequest req;
   req.task = Task::kGeneration;
   req.inputs = {{8, 9}, {10}, {11, 12, 13}, {14}};
@@ -177,9 +185,11 @@ TEST_F(ServiceTest, RolloutRoundTripMatchesLocalSampling) {
 
 TEST_F(ServiceTest, ScorerRoundTripMatchesLocalRewards) {
   StartWorker(v1::ROLE_SCORER);
-  RemoteScorer remote(queue_.get(), [] { return int64_t{0}; }, LoneWorkerDispatch());
-  std::vector<RewardQuery> qs = {{Task::kGeneration, {8, 9}, {32, 33, 34, 35}},
-                                 {Task::kUnderstanding, {40, 41, 42, 43}, {10, 11, layout_.eos}}};
+  RemoteScorer remote(
+      queue_.get(), [] { return int64_t{0}; }, LoneWorkerDispatch());
+  std::vector<RewardQuery> qs = {
+      {Task::kGeneration, {8, 9}, {32, 33, 34, 35}},
+      {Task::kUnderstanding, {40, 41, 42, 43}, {10, 11, layout_.eos}}};
   auto rewards = remote.Score(qs, /*policy_version=*/0);
   ASSERT_TRUE(rewards.ok()) << rewards.status();
   auto local = ComputeSelfRewards(*model_, layout_, qs);
@@ -189,26 +199,33 @@ TEST_F(ServiceTest, ScorerRoundTripMatchesLocalRewards) {
 
 TEST_F(ServiceTest, WorkerErrorsComeBackWithTheirCode) {
   StartWorker(v1::ROLE_SCORER);
-  RemoteScorer remote(queue_.get(), [] { return int64_t{0}; }, LoneWorkerDispatch());
+  RemoteScorer remote(
+      queue_.get(), [] { return int64_t{0}; }, LoneWorkerDispatch());
   // A malformed pair (two codes instead of four) fails validation on the worker.
   auto rewards = remote.Score({{Task::kGeneration, {8}, {32, 33}}}, /*policy_version=*/0);
-  EXPECT_EQ(rewards.status().code(), absl::StatusCode::kInvalidArgument) << rewards.status();
+  EXPECT_EQ(rewards.status().code(), absl::StatusCode::kInvalidArgument)
+      << rewards.status();
 }
 
 TEST_F(ServiceTest, AWorkerRefusesAnItemForAPolicyVersionItDoesNotHold) {
   StartWorker(v1::ROLE_ROLLOUT);
   StartWorker(v1::ROLE_SCORER);
   // The learner believes the workers hold version 1; they hold the base (version 0).
-  RemoteRollout rollout(queue_.get(), [] { return int64_t{1}; }, LoneWorkerDispatch());
+  RemoteRollout rollout(
+      queue_.get(), [] { return int64_t{1}; }, LoneWorkerDispatch());
   RolloutRequest req;
   req.inputs = {{8, 9}};
   req.k = 2;
   req.policy_version = 1;
   auto groups = rollout.Sample(req);
-  EXPECT_EQ(groups.status().code(), absl::StatusCode::kFailedPrecondition) << groups.status();
-  RemoteScorer scorer(queue_.get(), [] { return int64_t{1}; }, LoneWorkerDispatch());
-  auto rewards = scorer.Score({{Task::kGeneration, {8, 9}, {32, 33, 34, 35}}}, /*policy_version=*/1);
-  EXPECT_EQ(rewards.status().code(), absl::StatusCode::kFailedPrecondition) << rewards.status();
+  EXPECT_EQ(groups.status().code(), absl::StatusCode::kFailedPrecondition)
+      << groups.status();
+  RemoteScorer scorer(
+      queue_.get(), [] { return int64_t{1}; }, LoneWorkerDispatch());
+  auto rewards =
+      scorer.Score({{Task::kGeneration, {8, 9}, {32, 33, 34, 35}}}, /*policy_version=*/1);
+  EXPECT_EQ(rewards.status().code(), absl::StatusCode::kFailedPrecondition)
+      << rewards.status();
 }
 
 // A broken or hostile worker, played with a raw stub: every malformed result for the item
@@ -287,12 +304,14 @@ TEST_F(ServiceTest, ResultsAreCheckedAgainstTheItemBeforeAnythingChanges) {
   v1::CompleteWorkResponse ack;
   for (const auto& [what, r] : bad) {
     const grpc::Status s = stub->CompleteWork(Context(kToken).get(), r, &ack);
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << what << ": " << s.error_message();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << what << ": " << s.error_message();
   }
   v1::CompleteWorkRequest stolen = good();
   stolen.set_worker_id(other);
   stolen.set_session(sessions_[other]);
-  EXPECT_EQ(stub->CompleteWork(Context(kToken).get(), stolen, &ack).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(stub->CompleteWork(Context(kToken).get(), stolen, &ack).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
   ASSERT_TRUE(stub->CompleteWork(Context(kToken).get(), good(), &ack).ok());
   EXPECT_TRUE(ack.accepted());
   ASSERT_TRUE(stub->CompleteWork(Context(kToken).get(), good(), &ack).ok());
@@ -317,7 +336,8 @@ TEST_F(ServiceTest, ASyncResultMustConfirmWhatTheLearnerSent) {
   r.mutable_sync()->set_version(3);
   r.mutable_sync()->set_checksum(778);
   v1::CompleteWorkResponse ack;
-  EXPECT_EQ(stub->CompleteWork(Context(kToken).get(), r, &ack).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(stub->CompleteWork(Context(kToken).get(), r, &ack).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
   r.mutable_sync()->set_checksum(777);
   ASSERT_TRUE(stub->CompleteWork(Context(kToken).get(), r, &ack).ok());
   EXPECT_TRUE(ack.accepted());
@@ -329,10 +349,13 @@ TEST_F(ServiceTest, CallsWithoutTheTokenAreUnauthenticatedAndTheServerKeepsServi
   req.set_role(v1::ROLE_ROLLOUT);
   req.set_capacity(1);
   v1::RegisterResponse resp;
-  EXPECT_EQ(stub->Register(Context("").get(), req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(stub->Register(Context("wrong").get(), req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(stub->Register(Context("").get(), req, &resp).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(stub->Register(Context("wrong").get(), req, &resp).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
   v1::RunStatus status;
-  EXPECT_EQ(stub->GetRunStatus(Context("").get(), v1::GetRunStatusRequest(), &status).error_code(),
+  EXPECT_EQ(stub->GetRunStatus(Context("").get(), v1::GetRunStatusRequest(), &status)
+                .error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_TRUE(stub->Register(Context(kToken).get(), req, &resp).ok());
   EXPECT_FALSE(resp.worker_id().empty());
@@ -347,7 +370,8 @@ TEST_F(ServiceTest, MalformedRequestsAreInvalidArgumentNamingTheField) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(s.error_message().find("role"), std::string::npos);
   reg.set_role(v1::ROLE_ROLLOUT);
-  s = stub->Register(Context(kToken).get(), reg, &reg_resp);  // capacity 0: could never take work
+  s = stub->Register(Context(kToken).get(), reg,
+                     &reg_resp);  // capacity 0: could never take work
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(s.error_message().find("capacity"), std::string::npos);
   reg.set_capacity(4);
@@ -362,20 +386,25 @@ TEST_F(ServiceTest, MalformedRequestsAreInvalidArgumentNamingTheField) {
   v1::CompleteWorkResponse ack;
   s = stub->CompleteWork(Context(kToken).get(), bad, &ack);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(s.error_message().find("rollout.groups[0].samples[0].output"), std::string::npos) << s.error_message();
+  EXPECT_NE(s.error_message().find("rollout.groups[0].samples[0].output"),
+            std::string::npos)
+      << s.error_message();
 
   v1::PullWorkRequest pull;
   pull.set_worker_id(reg_resp.worker_id());
   pull.set_wait_ms(60000);
   v1::PullWorkResponse pulled;
-  EXPECT_EQ(stub->PullWork(Context(kToken).get(), pull, &pulled).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(stub->PullWork(Context(kToken).get(), pull, &pulled).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
   pull.set_worker_id("nobody");
   pull.set_wait_ms(10);
-  EXPECT_EQ(stub->PullWork(Context(kToken).get(), pull, &pulled).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(stub->PullWork(Context(kToken).get(), pull, &pulled).error_code(),
+            grpc::StatusCode::NOT_FOUND);
 
   // Still serving.
   v1::RunStatus status;
-  EXPECT_TRUE(stub->GetRunStatus(Context(kToken).get(), v1::GetRunStatusRequest(), &status).ok());
+  EXPECT_TRUE(
+      stub->GetRunStatus(Context(kToken).get(), v1::GetRunStatusRequest(), &status).ok());
 }
 
 TEST_F(ServiceTest, CompletingAnItemTwiceCountsOnce) {
@@ -440,11 +469,14 @@ TEST_F(ServiceTest, AResultFromAVersionTheItemCannotHaveIsRefused) {
   r.set_item_id(id);
   r.mutable_score()->add_rewards(-1.0);
   v1::CompleteWorkResponse ack;
-  for (const int64_t version : {int64_t{3}, int64_t{102}, int64_t{1} << 62, int64_t{0}, int64_t{-1}}) {
+  for (const int64_t version :
+       {int64_t{3}, int64_t{102}, int64_t{1} << 62, int64_t{0}, int64_t{-1}}) {
     r.set_policy_version(version);
     const grpc::Status s = stub->CompleteWork(Context(kToken).get(), r, &ack);
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << version << ": " << s.error_message();
-    EXPECT_NE(s.error_message().find("policy_version"), std::string::npos) << s.error_message();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << version << ": " << s.error_message();
+    EXPECT_NE(s.error_message().find("policy_version"), std::string::npos)
+        << s.error_message();
   }
   r.set_policy_version(2);  // newer than the item (a sync reached the worker): fine
   ASSERT_TRUE(stub->CompleteWork(Context(kToken).get(), r, &ack).ok());
@@ -452,12 +484,14 @@ TEST_F(ServiceTest, AResultFromAVersionTheItemCannotHaveIsRefused) {
 }
 
 // Issue 17, findings 4 and 8: with the run token but without a worker's session, a caller
-// can neither keep that worker alive, nor pull or complete in its name, nor make it leave.
+// can neither keep that worker alive, nor pull or complete in its name, nor make it
+// leave.
 TEST_F(ServiceTest, CallsInAWorkersNameNeedItsSession) {
   auto stub = v1::Coordinator::NewStub(channel_);
   const std::string worker = RegisterRaw(stub.get(), v1::ROLE_SCORER);
   const std::string intruder = RegisterRaw(stub.get(), v1::ROLE_SCORER);
-  for (const std::string& session : {std::string(), sessions_[intruder], std::string(32, '0')}) {
+  for (const std::string& session :
+       {std::string(), sessions_[intruder], std::string(32, '0')}) {
     v1::HeartbeatRequest beat;
     beat.set_worker_id(worker);
     beat.set_session(session);
@@ -468,12 +502,14 @@ TEST_F(ServiceTest, CallsInAWorkersNameNeedItsSession) {
     leave.set_worker_id(worker);
     leave.set_session(session);
     v1::DeregisterResponse left;
-    EXPECT_EQ(stub->Deregister(Context(kToken).get(), leave, &left).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(stub->Deregister(Context(kToken).get(), leave, &left).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
     v1::PullWorkRequest pull;
     pull.set_worker_id(worker);
     pull.set_session(session);
     v1::PullWorkResponse pulled;
-    EXPECT_EQ(stub->PullWork(Context(kToken).get(), pull, &pulled).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(stub->PullWork(Context(kToken).get(), pull, &pulled).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
   }
   EXPECT_EQ(queue_->CountWorkers(v1::ROLE_SCORER), 2);  // nothing changed
   const std::string id = queue_->Submit(v1::ROLE_SCORER, item_for_score());
@@ -484,7 +520,8 @@ TEST_F(ServiceTest, CallsInAWorkersNameNeedItsSession) {
   r.set_item_id(id);
   r.mutable_score()->add_rewards(-1.0);
   v1::CompleteWorkResponse ack;
-  EXPECT_EQ(stub->CompleteWork(Context(kToken).get(), r, &ack).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(stub->CompleteWork(Context(kToken).get(), r, &ack).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
   // The worker itself still can.
   v1::HeartbeatRequest beat;
   beat.set_worker_id(worker);
@@ -511,7 +548,8 @@ TEST_F(ServiceTest, AResultFromAWorkerThatLeftIsNotFoundAndErrorCodesMustBeStatu
   v1::CompleteWorkResponse ack;
   for (const int code : {0, 17, 99, -3}) {
     r.mutable_error()->set_code(code);
-    EXPECT_EQ(stub->CompleteWork(Context(kToken).get(), r, &ack).error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+    EXPECT_EQ(stub->CompleteWork(Context(kToken).get(), r, &ack).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT)
         << code;
   }
   r.mutable_score()->add_rewards(-1.0);
@@ -520,7 +558,8 @@ TEST_F(ServiceTest, AResultFromAWorkerThatLeftIsNotFoundAndErrorCodesMustBeStatu
   leave.set_session(sessions_[worker]);
   v1::DeregisterResponse left;
   ASSERT_TRUE(stub->Deregister(Context(kToken).get(), leave, &left).ok());
-  EXPECT_EQ(stub->CompleteWork(Context(kToken).get(), r, &ack).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(stub->CompleteWork(Context(kToken).get(), r, &ack).error_code(),
+            grpc::StatusCode::NOT_FOUND);
 }
 
 // Issue 17, finding 7: the ranks meet through the learner's store over the authenticated
@@ -539,22 +578,31 @@ TEST_F(ServiceTest, TheRendezvousIsBehindTheTokenAndASessionAndAGroupMeetsThroug
   set.mutable_set()->set_key("epoch-7/x");
   set.mutable_set()->set_value("v");
   v1::RendezvousResponse resp;
-  EXPECT_EQ(stub->Rendezvous(Context("").get(), set, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(stub->Rendezvous(Context("").get(), set, &resp).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
   set.set_session(sessions_[b]);
-  EXPECT_EQ(stub->Rendezvous(Context(kToken).get(), set, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(stub->Rendezvous(Context(kToken).get(), set, &resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
   set.set_session(sessions_[a]);
   set.mutable_set()->set_key("elsewhere/x");
-  EXPECT_EQ(stub->Rendezvous(Context(kToken).get(), set, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(stub->Rendezvous(Context(kToken).get(), set, &resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
   set.mutable_set()->set_key("epoch-7/x");
   set.mutable_set()->set_value(std::string(RendezvousStore::kMaxValueBytes + 1, 'v'));
-  EXPECT_EQ(stub->Rendezvous(Context(kToken).get(), set, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(stub->Rendezvous(Context(kToken).get(), set, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(*rendezvous_.NumKeys(), 0);  // nothing refused was kept
 
-  std::shared_ptr<RendezvousStore> local(&rendezvous_, [](RendezvousStore*) {});  // the learner's own rank
-  std::shared_ptr<v1::Coordinator::StubInterface> shared_stub = v1::Coordinator::NewStub(channel_);
+  std::shared_ptr<RendezvousStore> local(
+      &rendezvous_, [](RendezvousStore*) {});  // the learner's own rank
+  std::shared_ptr<v1::Coordinator::StubInterface> shared_stub =
+      v1::Coordinator::NewStub(channel_);
   std::vector<std::shared_ptr<RendezvousClient>> clients = {
-      local, std::make_shared<GrpcRendezvousClient>(shared_stub, kToken, a, sessions_[a], absl::Seconds(10)),
-      std::make_shared<GrpcRendezvousClient>(shared_stub, kToken, b, sessions_[b], absl::Seconds(10))};
+      local,
+      std::make_shared<GrpcRendezvousClient>(shared_stub, kToken, a, sessions_[a],
+                                             absl::Seconds(10)),
+      std::make_shared<GrpcRendezvousClient>(shared_stub, kToken, b, sessions_[b],
+                                             absl::Seconds(10))};
   std::vector<absl::Status> results(3);
   std::vector<torch::Tensor> got(3);
   std::vector<std::thread> ranks;

@@ -50,9 +50,10 @@ SeedSummary Summarize(const std::vector<double>& values) {
   for (double v : values) ss += (v - s.mean) * (v - s.mean);
   s.stddev = std::sqrt(ss / (s.n - 1));
   // Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom.
-  static constexpr double kT975[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-                                     2.201,  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-                                     2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
+  static constexpr double kT975[] = {
+      12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+      2.201,  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+      2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
   const int64_t df = s.n - 1;
   const double t = df <= 30 ? kT975[df - 1] : 1.96;
   s.ci95 = t * s.stddev / std::sqrt(static_cast<double>(s.n));

@@ -1,8 +1,8 @@
 #include "tools/agreement.h"
 
-#include <cmath>
-
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 namespace duet {
 namespace {

@@ -1,23 +1,23 @@
 #include "tools/commands.h"
 
-#include <cstdio>
-#include <thread>
-
 #include <gflags/gflags.h>
 #include <glog/logging.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <thread>
 
 #include "absl/strings/str_format.h"
 #include "common/base/file_util.h"
 #include "common/base/status_macros.h"
-#include "learner/pretrain.h"
 #include "common/model/generation.h"
-#include "tools/progress.h"
-#include "tools/shapes_eval.h"
 #include "common/world/bundle.h"
 #include "common/world/dataset.h"
 #include "common/world/png_io.h"
+#include "learner/pretrain.h"
+#include "tools/progress.h"
+#include "tools/shapes_eval.h"
 
 // Shared.
 // One LibTorch intra-op thread by default: GEMMs already run on OpenBLAS's own thread
@@ -25,39 +25,51 @@
 // pretraining with --threads=2 on a 2-core machine; see docs/benchmarks.md).
 DEFINE_int32(threads, 1, "intra-op threads for LibTorch (0 = all cores)");
 DEFINE_uint64(seed, 1, "random seed");
-DEFINE_string(out, "", "output folder (make-data, pretrain, local), PNG file (sample), or a running duet local's folder (pool)");
+DEFINE_string(out, "",
+              "output folder (make-data, pretrain, local), PNG file (sample), or a "
+              "running duet local's folder (pool)");
 DEFINE_string(data, "out/data", "data folder written by `duet world make-data`");
 DEFINE_int32(hard_per_category, 200,
-             "world make-hard-split: images per category (position, mixed) of the hard understanding split");
-DEFINE_string(model, "out/base/model", "model folder (config.json, model.safetensors, ...)");
+             "world make-hard-split: images per category (position, mixed) of the hard "
+             "understanding split");
+DEFINE_string(model, "out/base/model",
+              "model folder (config.json, model.safetensors, ...)");
 
 // world make-data.
-DEFINE_int32(sft_pairs, 20000, "make-data: paired image-caption examples for pretraining");
+DEFINE_int32(sft_pairs, 20000,
+             "make-data: paired image-caption examples for pretraining");
 DEFINE_int32(rl_prompts, 2000, "make-data: text-only RL prompts (generation)");
 DEFINE_int32(rl_images, 2000, "make-data: image-only RL inputs (understanding)");
-DEFINE_int32(eval_per_category, 100, "make-data: held-out items per category and direction");
+DEFINE_int32(eval_per_category, 100,
+             "make-data: held-out items per category and direction");
 DEFINE_int32(codebook_size, 512, "make-data: VQ codebook size (image vocabulary)");
-DEFINE_double(mixed_fraction, 0.2, "make-data: share of SFT pairs from the training-only mixed family");
+DEFINE_double(mixed_fraction, 0.2,
+              "make-data: share of SFT pairs from the training-only mixed family");
 
 // pretrain.
 DEFINE_string(preset, "tiny", "pretrain: model preset (tiny, small, base)");
 DEFINE_int64(steps, 1200, "pretrain: optimizer steps");
 DEFINE_int64(batch_size, 64, "pretrain: sequences per step");
 DEFINE_double(lr, 3e-3, "pretrain: peak learning rate (warmup then cosine)");
-DEFINE_double(understanding_fraction, 0.7, "pretrain: share of image->text rows per batch");
-DEFINE_double(caption_dropout, 0.1, "pretrain: share of generation rows with the caption dropped (CFG)");
+DEFINE_double(understanding_fraction, 0.7,
+              "pretrain: share of image->text rows per batch");
+DEFINE_double(caption_dropout, 0.1,
+              "pretrain: share of generation rows with the caption dropped (CFG)");
 DEFINE_int64(checkpoint_every, 400, "pretrain: steps between checkpoints");
 
 // eval and sample.
-DEFINE_string(report_dir, "", "eval: folder for report.json and gallery.png (default <model>/../eval)");
+DEFINE_string(report_dir, "",
+              "eval: folder for report.json and gallery.png (default <model>/../eval)");
 DEFINE_double(cfg_scale, 1.5, "eval/sample: classifier-free guidance scale for images");
 DEFINE_double(temperature, 1.0, "eval/sample: image sampling temperature");
 DEFINE_int32(top_k, 0, "eval/sample: image sampling top-k (0 = off)");
 DEFINE_double(top_p, 1.0, "eval/sample: image sampling top-p (1 = off)");
-DEFINE_double(caption_temperature, 0.0, "eval/sample: caption sampling temperature (0 = greedy)");
+DEFINE_double(caption_temperature, 0.0,
+              "eval/sample: caption sampling temperature (0 = greedy)");
 DEFINE_int32(limit, 0, "eval: items per category and direction (0 = all)");
 DEFINE_int64(eval_seeds, 1,
-             "eval: evaluation seeds seed..seed+N-1; figures are means over them, with their spread and "
+             "eval: evaluation seeds seed..seed+N-1; figures are means over them, with "
+             "their spread and "
              "95% interval when N > 1");
 DEFINE_string(prompt, "", "sample: caption to draw");
 DEFINE_string(image, "", "sample: PNG to describe");
@@ -70,7 +82,8 @@ DEFINE_string(out_dir, "", "dev dump-logits: folder for the model, tokens and lo
 namespace duet {
 
 void SetLibTorchThreads() {
-  const int n = FLAGS_threads > 0 ? FLAGS_threads : static_cast<int>(std::thread::hardware_concurrency());
+  const int n = FLAGS_threads > 0 ? FLAGS_threads
+                                  : static_cast<int>(std::thread::hardware_concurrency());
   at::set_num_threads(std::max(1, n));
 }
 
@@ -128,7 +141,8 @@ int DumpLogits(const Transformer& model, const std::string& out_dir, uint64_t se
   for (const auto& [path, text] : std::vector<std::pair<std::string, std::string>>{
            {JoinPath(out_dir, "tokens.json"), tj.dump()},
            {JoinPath(out_dir, "logits.f32"), bytes},
-           {JoinPath(out_dir, "logits.f32.json"), nlohmann::json({{"shape", l.sizes().vec()}}).dump()}}) {
+           {JoinPath(out_dir, "logits.f32.json"),
+            nlohmann::json({{"shape", l.sizes().vec()}}).dump()}}) {
     s = WriteFileAtomically(path, text);
     if (!s.ok()) return Fail("dev dump-logits", s);
   }
@@ -163,7 +177,8 @@ int RunMakeHardSplit() {
   o.seed = FLAGS_seed;
   absl::Status s = world::MakeHardUnderstandingSplit(FLAGS_data, o);
   if (!s.ok()) return Fail("world make-hard-split", s);
-  std::printf("wrote the hard understanding split to %s/%s\n", FLAGS_data.c_str(), world::kEvalUndHardFile);
+  std::printf("wrote the hard understanding split to %s/%s\n", FLAGS_data.c_str(),
+              world::kEvalUndHardFile);
   return 0;
 }
 
@@ -184,8 +199,9 @@ int RunPretrain() {
   ProgressBar bar("pretrain", o.steps, /*log_every=*/50);
   o.on_progress = [&bar](const PretrainProgress& p) {
     bar.Update(p.step,
-               absl::StrFormat("loss %.3f (und %.3f, gen %.3f) lr %.1e %.0f tok/s", p.loss,
-                               p.understanding_loss, p.generation_loss, p.lr, p.tokens_per_second),
+               absl::StrFormat("loss %.3f (und %.3f, gen %.3f) lr %.1e %.0f tok/s",
+                               p.loss, p.understanding_loss, p.generation_loss, p.lr,
+                               p.tokens_per_second),
                p.elapsed_seconds);
   };
   absl::Status s = Pretrain(o);
@@ -199,11 +215,12 @@ int RunEval() {
   auto bundle = world::LoadBundle(FLAGS_model);
   if (!bundle.ok()) return Fail("eval", bundle.status());
   EvalOptions o = EvalOptionsFromFlags(FLAGS_data);
-  o.report_dir = FLAGS_report_dir.empty() ? JoinPath(FLAGS_model, "../eval") : FLAGS_report_dir;
+  o.report_dir =
+      FLAGS_report_dir.empty() ? JoinPath(FLAGS_model, "../eval") : FLAGS_report_dir;
   auto result = RunShapesEval(*bundle, o);
   if (!result.ok()) return Fail("eval", result.status());
-  std::printf("%s\nreport: %s\ngallery: %s\n", result->table.c_str(), result->report_path.c_str(),
-              result->gallery_path.c_str());
+  std::printf("%s\nreport: %s\ngallery: %s\n", result->table.c_str(),
+              result->report_path.c_str(), result->gallery_path.c_str());
   return 0;
 }
 
@@ -212,7 +229,9 @@ int RunSample() {
   auto bundle = world::LoadBundle(FLAGS_model);
   if (!bundle.ok()) return Fail("sample", bundle.status());
   if (FLAGS_prompt.empty() == FLAGS_image.empty()) {
-    std::fprintf(stderr, "duet sample: give exactly one of --prompt (draw) or --image (describe)\n");
+    std::fprintf(
+        stderr,
+        "duet sample: give exactly one of --prompt (draw) or --image (describe)\n");
     return 2;
   }
   if (!FLAGS_prompt.empty()) {

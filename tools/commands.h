@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "absl/status/status.h"
-
 #include "tools/shapes_eval.h"
 
 namespace duet {
@@ -17,7 +16,8 @@ namespace duet {
 // Applies --threads to LibTorch (0 = every core). Every subcommand calls it first.
 void SetLibTorchThreads();
 
-// ShapesEval settings from the eval flags (--limit, --eval_seeds, --cfg_scale, --temperature, --top_k,
+// ShapesEval settings from the eval flags (--limit, --eval_seeds, --cfg_scale,
+// --temperature, --top_k,
 // --top_p, --caption_temperature, --seed) for held-out sets in `data_dir`; no report_dir.
 EvalOptions EvalOptionsFromFlags(const std::string& data_dir);
 
@@ -30,7 +30,8 @@ int RunCommand(const char* name, const std::function<absl::Status()>& body);
 std::vector<std::string>& RecipeSettings();
 
 int RunMakeData();
-// `duet world make-hard-split`: adds the hard understanding split to an existing data folder.
+// `duet world make-hard-split`: adds the hard understanding split to an existing data
+// folder.
 int RunMakeHardSplit();
 int RunPretrain();
 int RunEval();
@@ -39,9 +40,11 @@ int RunDumpLogits();
 int RunRl();
 int RunRewardAgreement();
 int RunLocal();
-// `duet pool`: scales the worker pools of a running duet local job (tools/pool_command.cc).
+// `duet pool`: scales the worker pools of a running duet local job
+// (tools/pool_command.cc).
 int RunPool();
-// `duet reward-server`: the Shapes oracle as a duet.v1.Reward service (tools/reward_server.cc).
+// `duet reward-server`: the Shapes oracle as a duet.v1.Reward service
+// (tools/reward_server.cc).
 int RunRewardServer();
 // `duet health`: what a process's probes see (tools/health_command.cc).
 int RunHealth();

@@ -3,16 +3,18 @@
 // grpc_health_probe (not in Debian) and for the tests. Prints the status; exits 0 when
 // SERVING, 1 otherwise (NOT_SERVING, an unknown service, no answer).
 
-#include <cstdio>
-
 #include <gflags/gflags.h>
 #include <grpcpp/grpcpp.h>
+
+#include <cstdio>
 
 #include "absl/time/time.h"
 #include "common/rpc/health_server.h"
 #include "tools/commands.h"
 
-DEFINE_string(address, "", "health: HOST:PORT of the process's plaintext health server (--health_address)");
+DEFINE_string(
+    address, "",
+    "health: HOST:PORT of the process's plaintext health server (--health_address)");
 DEFINE_string(service, duet::kReadinessService,
               "health: the service to ask: duet.ready (readiness) or \"\" (liveness)");
 DEFINE_int32(timeout_s, 5, "health: how long to wait for the answer");
@@ -25,7 +27,8 @@ int RunHealth() {
     return 2;
   }
   auto channel = grpc::CreateChannel(FLAGS_address, grpc::InsecureChannelCredentials());
-  absl::StatusOr<std::string> status = CheckHealth(channel, FLAGS_service, absl::Seconds(FLAGS_timeout_s));
+  absl::StatusOr<std::string> status =
+      CheckHealth(channel, FLAGS_service, absl::Seconds(FLAGS_timeout_s));
   if (!status.ok()) {
     std::printf("%s\n", status.status().ToString().c_str());
     return 1;

@@ -10,13 +10,14 @@ namespace duet {
 namespace {
 
 absl::Status Field(size_t i, const char* field, const absl::Status& s) {
-  return absl::InvalidArgumentError(absl::StrCat("queries[", i, "].", field, ": ", s.message()));
+  return absl::InvalidArgumentError(
+      absl::StrCat("queries[", i, "].", field, ": ", s.message()));
 }
 
 }  // namespace
 
-absl::StatusOr<std::vector<double>> OracleRewards(const world::ModelBundle& bundle,
-                                                  const std::vector<RewardQuery>& queries) {
+absl::StatusOr<std::vector<double>> OracleRewards(
+    const world::ModelBundle& bundle, const std::vector<RewardQuery>& queries) {
   std::vector<double> out;
   out.reserve(queries.size());
   for (size_t i = 0; i < queries.size(); ++i) {
@@ -28,7 +29,8 @@ absl::StatusOr<std::vector<double>> OracleRewards(const world::ModelBundle& bund
       if (!prompt.ok()) return Field(i, "input", prompt.status());
       absl::StatusOr<world::Image> image = bundle.DecodeImage(q.output);
       if (!image.ok()) return Field(i, "output", image.status());
-      out.push_back(eval::ScoreGeneration(*prompt, *image, bundle.world).correct ? 1.0 : 0.0);
+      out.push_back(eval::ScoreGeneration(*prompt, *image, bundle.world).correct ? 1.0
+                                                                                 : 0.0);
     } else {
       absl::StatusOr<world::Image> image = bundle.DecodeImage(q.input);
       if (!image.ok()) return Field(i, "input", image.status());

@@ -1,10 +1,10 @@
 #ifndef DUET_TOOLS_ORACLE_REWARD_H_
 #define DUET_TOOLS_ORACLE_REWARD_H_
 
-// The Shapes world's oracle (common/eval/oracle.h) as a reward, what `duet reward-server` serves
-// over duet.v1.Reward: the upper bound of what a perfect judge gives RL. Lives in tools/,
-// which may link common/eval/: the learner, rollout and scorer never link the oracle, they reach
-// it only over the wire.
+// The Shapes world's oracle (common/eval/oracle.h) as a reward, what `duet reward-server`
+// serves over duet.v1.Reward: the upper bound of what a perfect judge gives RL. Lives in
+// tools/, which may link common/eval/: the learner, rollout and scorer never link the
+// oracle, they reach it only over the wire.
 //
 //   generation pair (prompt ids, image codes):     1 if the decoded image satisfies the
 //                                                  prompt (ScoreGeneration), else 0
@@ -30,8 +30,8 @@ namespace duet {
 // ("queries[i].input"/".output") when a prompt or caption is not text of the grammar's
 // words, a prompt is not in the grammar, or an image's codes are malformed. (A sampled
 // caption outside the grammar is not an error: it is false, 0.)
-absl::StatusOr<std::vector<double>> OracleRewards(const world::ModelBundle& bundle,
-                                                  const std::vector<RewardQuery>& queries);
+absl::StatusOr<std::vector<double>> OracleRewards(
+    const world::ModelBundle& bundle, const std::vector<RewardQuery>& queries);
 
 }  // namespace duet
 

@@ -1,13 +1,13 @@
-// `duet reward-server`'s judge: the Shapes oracle as a duet.v1.Reward service, called over
-// real gRPC on loopback with known-true and known-false pairs of both directions.
+// `duet reward-server`'s judge: the Shapes oracle as a duet.v1.Reward service, called
+// over real gRPC on loopback with known-true and known-false pairs of both directions.
 #include "tools/oracle_reward.h"
+
+#include <gtest/gtest.h>
 
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/eval/oracle.h"
 #include "common/model/test_models.h"
@@ -27,13 +27,17 @@ world::ModelBundle MakeBundle() {
   std::mt19937_64 rng(/*seed=*/11);
   std::vector<world::Image> train;
   for (int i = 0; i < 2000; ++i) {
-    train.push_back(world::Render(world::SampleScene(world::kAllCategories[i % 4], rng, config), config, rng()));
+    train.push_back(world::Render(
+        world::SampleScene(world::kAllCategories[i % 4], rng, config), config, rng()));
   }
-  world::ImageTokenizer image = *world::ImageTokenizer::Train(train, /*codebook_size=*/512, /*iterations=*/10,
-                                                              /*seed=*/7, config);
+  world::ImageTokenizer image =
+      *world::ImageTokenizer::Train(train, /*codebook_size=*/512, /*iterations=*/10,
+                                    /*seed=*/7, config);
   const TokenLayout layout = world::LayoutForCodebook(image.codebook_size(), config);
-  Transformer model = *Transformer::Create(testing::TinyTestConfig(layout.vocab_size()), /*seed=*/1);
-  return world::ModelBundle{std::move(model), layout, config, world::TextTokenizer(layout), std::move(image)};
+  Transformer model =
+      *Transformer::Create(testing::TinyTestConfig(layout.vocab_size()), /*seed=*/1);
+  return world::ModelBundle{std::move(model), layout, config,
+                            world::TextTokenizer(layout), std::move(image)};
 }
 
 class OracleRewardTest : public ::testing::Test {
@@ -44,8 +48,10 @@ class OracleRewardTest : public ::testing::Test {
   void SetUp() override {
     const world::ModelBundle* b = bundle_;
     service_ = std::make_unique<RewardService>(
-        b->layout, kToken, [b](const std::vector<RewardQuery>& qs) { return OracleRewards(*b, qs); });
-    auto server = StartRewardServer("127.0.0.1:0", grpc::InsecureServerCredentials(), service_.get(), &port_);
+        b->layout, kToken,
+        [b](const std::vector<RewardQuery>& qs) { return OracleRewards(*b, qs); });
+    auto server = StartRewardServer("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                                    service_.get(), &port_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     client_ = Client(kToken);
@@ -74,10 +80,14 @@ class OracleRewardTest : public ::testing::Test {
       e.image_ids = *bundle_->EncodeImage(world::Render(e.scene, bundle_->world, rng()));
       e.caption = world::FormatCaption(*world::CanonicalCaption(e.scene));
       const world::Image decoded = *bundle_->DecodeImage(e.image_ids);
-      if (eval::ScoreGeneration(*world::ParseCaption(e.caption), decoded, bundle_->world).correct) return e;
+      if (eval::ScoreGeneration(*world::ParseCaption(e.caption), decoded, bundle_->world)
+              .correct)
+        return e;
     }
   }
-  std::vector<int64_t> Ids(const std::string& caption) { return *bundle_->EncodeCaption(caption); }
+  std::vector<int64_t> Ids(const std::string& caption) {
+    return *bundle_->EncodeCaption(caption);
+  }
 
   static world::ModelBundle* bundle_;
   std::unique_ptr<RewardService> service_;
@@ -100,9 +110,11 @@ TEST_F(OracleRewardTest, KnownTrueAndKnownFalsePairsOfBothDirections) {
       {Task::kGeneration, Ids(position.caption), position.image_ids},
       {Task::kGeneration, Ids(position.caption), single.image_ids},
       {Task::kGeneration, Ids(single.caption), counting.image_ids},
-      // understanding: the caption is true of the image, or not (a trailing <eos> is fine)
+      // understanding: the caption is true of the image, or not (a trailing <eos> is
+      // fine)
       {Task::kUnderstanding, single.image_ids, Ids(single.caption)},
-      {Task::kUnderstanding, counting.image_ids, [&] {
+      {Task::kUnderstanding, counting.image_ids,
+       [&] {
          auto ids = Ids(counting.caption);
          ids.push_back(bundle_->layout.eos);
          return ids;
@@ -121,10 +133,12 @@ TEST_F(OracleRewardTest, APositionPromptWithTheRelationReversedIsFalse) {
   std::mt19937_64 rng(/*seed=*/9);
   const Example e = MakeExample(world::Category::kPosition, rng);
   world::Caption c = *world::ParseCaption(e.caption);
-  std::swap(c.a, c.b);  // "A left of B" -> "B left of A": the same objects, the wrong way round
+  std::swap(
+      c.a, c.b);  // "A left of B" -> "B left of A": the same objects, the wrong way round
   const std::string reversed = world::FormatCaption(c);
   absl::StatusOr<std::vector<double>> scores =
-      client_->Score({{Task::kGeneration, Ids(reversed), e.image_ids}, {Task::kUnderstanding, e.image_ids, Ids(reversed)}});
+      client_->Score({{Task::kGeneration, Ids(reversed), e.image_ids},
+                      {Task::kUnderstanding, e.image_ids, Ids(reversed)}});
   ASSERT_TRUE(scores.ok()) << scores.status();
   EXPECT_EQ(*scores, (std::vector<double>{0, 0})) << e.caption << " vs " << reversed;
 }
@@ -133,18 +147,23 @@ TEST_F(OracleRewardTest, APromptOutsideTheGrammarIsInvalidArgumentNamingTheQuery
   std::mt19937_64 rng(/*seed=*/3);
   const Example e = MakeExample(world::Category::kSingle, rng);
   absl::StatusOr<std::vector<double>> scores =
-      client_->Score({{Task::kGeneration, Ids(e.caption), e.image_ids}, {Task::kGeneration, Ids("red red"), e.image_ids}});
+      client_->Score({{Task::kGeneration, Ids(e.caption), e.image_ids},
+                      {Task::kGeneration, Ids("red red"), e.image_ids}});
   ASSERT_FALSE(scores.ok());
-  EXPECT_EQ(scores.status().code(), absl::StatusCode::kInvalidArgument) << scores.status();
-  EXPECT_NE(scores.status().message().find("queries[1].input"), std::string::npos) << scores.status();
+  EXPECT_EQ(scores.status().code(), absl::StatusCode::kInvalidArgument)
+      << scores.status();
+  EXPECT_NE(scores.status().message().find("queries[1].input"), std::string::npos)
+      << scores.status();
 }
 
 TEST_F(OracleRewardTest, MissingOrWrongTokenIsUnauthenticated) {
   std::mt19937_64 rng(/*seed=*/4);
   const Example e = MakeExample(world::Category::kSingle, rng);
   for (const std::string token : {"", "guess"}) {
-    absl::StatusOr<std::vector<double>> scores = Client(token)->Score({{Task::kGeneration, Ids(e.caption), e.image_ids}});
-    EXPECT_EQ(scores.status().code(), absl::StatusCode::kUnauthenticated) << "'" << token << "': " << scores.status();
+    absl::StatusOr<std::vector<double>> scores =
+        Client(token)->Score({{Task::kGeneration, Ids(e.caption), e.image_ids}});
+    EXPECT_EQ(scores.status().code(), absl::StatusCode::kUnauthenticated)
+        << "'" << token << "': " << scores.status();
   }
 }
 

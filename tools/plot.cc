@@ -46,8 +46,11 @@ absl::Status WriteLinePlot(const std::string& path, const std::string& title,
   eval::DrawText(im, 4, kTop, absl::StrFormat("%.3f", hi), white);
   eval::DrawText(im, 4, kTop + ph - 8, absl::StrFormat("%.3f", lo), white);
   eval::DrawText(im, kLeft, kTop + ph + 8, "step 1", white);
-  eval::DrawText(im, kLeft + pw - 60, kTop + ph + 8, absl::StrFormat("step %d", static_cast<int>(n)), white);
-  auto px = [&](size_t i) { return kLeft + (n > 1 ? static_cast<int>(pw * i / (n - 1)) : 0); };
+  eval::DrawText(im, kLeft + pw - 60, kTop + ph + 8,
+                 absl::StrFormat("step %d", static_cast<int>(n)), white);
+  auto px = [&](size_t i) {
+    return kLeft + (n > 1 ? static_cast<int>(pw * i / (n - 1)) : 0);
+  };
   auto py = [&](double v) { return kTop + static_cast<int>(ph * (hi - v) / (hi - lo)); };
   int legend_x = kLeft + 150;
   for (const Series& s : series) {
@@ -72,14 +75,20 @@ std::vector<double> RunningMean(const std::vector<double>& values, size_t window
   return running;
 }
 
-std::string RewardTrendLine(const std::string& name, const std::vector<double>& values, size_t window) {
+std::string RewardTrendLine(const std::string& name, const std::vector<double>& values,
+                            size_t window) {
   if (values.empty()) return "";
-  if (values.size() == 1) return absl::StrFormat("%s self-reward: %.3f (one step, no trend)\n", name, values[0]);
+  if (values.size() == 1)
+    return absl::StrFormat("%s self-reward: %.3f (one step, no trend)\n", name,
+                           values[0]);
   const size_t n = std::min(window, values.size() / 2);
-  auto mean = [](auto begin, auto end) { return std::accumulate(begin, end, 0.0) / static_cast<double>(end - begin); };
-  return absl::StrFormat("%s self-reward (mean of the first and of the last %d steps): %.3f -> %.3f\n", name,
-                         static_cast<int>(n), mean(values.begin(), values.begin() + n),
-                         mean(values.end() - n, values.end()));
+  auto mean = [](auto begin, auto end) {
+    return std::accumulate(begin, end, 0.0) / static_cast<double>(end - begin);
+  };
+  return absl::StrFormat(
+      "%s self-reward (mean of the first and of the last %d steps): %.3f -> %.3f\n", name,
+      static_cast<int>(n), mean(values.begin(), values.begin() + n),
+      mean(values.end() - n, values.end()));
 }
 
 }  // namespace duet

@@ -20,14 +20,16 @@ struct Series {
 absl::Status WriteLinePlot(const std::string& path, const std::string& title,
                            const std::vector<Series>& series);
 
-// The mean of each step's last `window` values (fewer at the start). REQUIRES: window > 0.
+// The mean of each step's last `window` values (fewer at the start). REQUIRES: window >
+// 0.
 std::vector<double> RunningMean(const std::vector<double>& values, size_t window);
 
 // The summary's reward trend: "<name> self-reward (mean of the first and of the last N
 // steps): a -> b", N at most `window` and at most half the steps, so that the two means
 // never share a step; "<name> self-reward: a (one step, no trend)" for one step; "" for
 // none. REQUIRES: window > 0.
-std::string RewardTrendLine(const std::string& name, const std::vector<double>& values, size_t window);
+std::string RewardTrendLine(const std::string& name, const std::vector<double>& values,
+                            size_t window);
 
 }  // namespace duet
 

@@ -16,14 +16,18 @@ TEST(RewardTrendLineTest, TheFirstAndLastWindowsNeverOverlap) {
   std::vector<double> ten;
   for (int i = 0; i < 10; ++i) ten.push_back(i);
   EXPECT_EQ(RewardTrendLine("generation", ten, 10),
-            "generation self-reward (mean of the first and of the last 5 steps): 2.000 -> 7.000\n");
+            "generation self-reward (mean of the first and of the last 5 steps): 2.000 "
+            "-> 7.000\n");
   std::vector<double> forty;
   for (int i = 0; i < 40; ++i) forty.push_back(i);
   EXPECT_EQ(RewardTrendLine("understanding", forty, 10),
-            "understanding self-reward (mean of the first and of the last 10 steps): 4.500 -> 34.500\n");
+            "understanding self-reward (mean of the first and of the last 10 steps): "
+            "4.500 -> 34.500\n");
   EXPECT_EQ(RewardTrendLine("generation", {1, 3, 5}, 10),
-            "generation self-reward (mean of the first and of the last 1 steps): 1.000 -> 5.000\n");
-  EXPECT_EQ(RewardTrendLine("generation", {-4.111}, 10), "generation self-reward: -4.111 (one step, no trend)\n");
+            "generation self-reward (mean of the first and of the last 1 steps): 1.000 "
+            "-> 5.000\n");
+  EXPECT_EQ(RewardTrendLine("generation", {-4.111}, 10),
+            "generation self-reward: -4.111 (one step, no trend)\n");
   EXPECT_EQ(RewardTrendLine("generation", {}, 10), "");
 }
 

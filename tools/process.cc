@@ -1,8 +1,8 @@
 #include "tools/process.h"
 
 #include <fcntl.h>
-#include <sys/wait.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,7 +10,6 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-
 #include "common/base/file_util.h"
 
 namespace duet {
@@ -28,10 +27,12 @@ std::string SelfDir() {
 
 }  // namespace
 
-std::string FindBinary(const std::string& bin_dir, const std::string& name, const std::string& folder) {
+std::string FindBinary(const std::string& bin_dir, const std::string& name,
+                       const std::string& folder) {
   if (!bin_dir.empty()) return JoinPath(bin_dir, name);
   const std::string self = SelfDir();
-  for (const std::string& c : {JoinPath(self, name), JoinPath(self, "../" + folder + "/" + name)}) {
+  for (const std::string& c :
+       {JoinPath(self, name), JoinPath(self, "../" + folder + "/" + name)}) {
     if (access(c.c_str(), X_OK) == 0) return c;
   }
   return JoinPath(self, name);
@@ -49,7 +50,8 @@ absl::StatusOr<pid_t> SpawnWithOutput(const std::vector<std::string>& args, int 
   if (pid == 0) {
     sigset_t all;
     sigfillset(&all);
-    pthread_sigmask(SIG_UNBLOCK, &all, nullptr);  // the parent blocks them for its watcher
+    pthread_sigmask(SIG_UNBLOCK, &all,
+                    nullptr);  // the parent blocks them for its watcher
     // A process group of its own: a terminal's Ctrl-C reaches duet local alone, which
     // passes it on once (a second signal would abort the learner).
     setpgid(0, 0);
@@ -78,18 +80,25 @@ void WriteAll(int fd, const char* data, ssize_t n) {
 
 }  // namespace
 
-absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args, const std::string& log_path) {
+absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args,
+                            const std::string& log_path) {
   if (log_path.empty()) return SpawnWithOutput(args, -1);
   const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::InternalError(absl::StrCat("cannot open ", log_path, ": ", strerror(errno)));
+  if (fd < 0)
+    return absl::InternalError(
+        absl::StrCat("cannot open ", log_path, ": ", strerror(errno)));
   absl::StatusOr<pid_t> pid = SpawnWithOutput(args, fd);
   close(fd);
   return pid;
 }
 
-absl::StatusOr<SpawnedTee> SpawnTee(const std::vector<std::string>& args, const std::string& log_path) {
-  const int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) return absl::InternalError(absl::StrCat("cannot open ", log_path, ": ", strerror(errno)));
+absl::StatusOr<SpawnedTee> SpawnTee(const std::vector<std::string>& args,
+                                    const std::string& log_path) {
+  const int log_fd =
+      open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0)
+    return absl::InternalError(
+        absl::StrCat("cannot open ", log_path, ": ", strerror(errno)));
   int pipe_fds[2];
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
     close(log_fd);
@@ -122,7 +131,8 @@ absl::StatusOr<SpawnedTee> SpawnTee(const std::vector<std::string>& args, const 
   close(pipe_fds[0]);
   close(log_fd);
   absl::StatusOr<pid_t> program = SpawnWithOutput(args, pipe_fds[1]);
-  close(pipe_fds[1]);  // the program holds the only write end now: its exit is the copier's EOF
+  close(pipe_fds[1]);  // the program holds the only write end now: its exit is the
+                       // copier's EOF
   if (!program.ok()) {
     waitpid(out.copier, nullptr, 0);
     return program.status();

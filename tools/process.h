@@ -18,13 +18,15 @@ namespace duet {
 // The path of binary `name`: in `bin_dir` when it is set; else next to the running
 // program (an install puts them side by side) or in ../`folder`/ (the build tree keeps
 // each binary in its folder's directory).
-std::string FindBinary(const std::string& bin_dir, const std::string& name, const std::string& folder);
+std::string FindBinary(const std::string& bin_dir, const std::string& name,
+                       const std::string& folder);
 
 // fork/exec of `args` (args[0] is the program) with stdout and stderr appended to
 // `log_path` (empty: inherited), every signal unblocked and a process group of its own
 // (signals from the terminal go to the caller only). Returns its pid; Internal when fork
 // fails.
-absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args, const std::string& log_path);
+absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args,
+                            const std::string& log_path);
 
 // A program whose output a copier process sends both to a log file and to our stderr.
 struct SpawnedTee {
@@ -35,7 +37,8 @@ struct SpawnedTee {
 // stderr at once, through a copier process in a process group of its own (a Ctrl-C does
 // not cut the program's last lines). Internal when the log cannot be opened or fork
 // fails.
-absl::StatusOr<SpawnedTee> SpawnTee(const std::vector<std::string>& args, const std::string& log_path);
+absl::StatusOr<SpawnedTee> SpawnTee(const std::vector<std::string>& args,
+                                    const std::string& log_path);
 
 }  // namespace duet
 

@@ -9,7 +9,10 @@
 namespace duet {
 
 ProgressBar::ProgressBar(std::string label, int64_t total, int64_t log_every)
-    : label_(std::move(label)), total_(total), log_every_(log_every), tty_(isatty(STDERR_FILENO)) {}
+    : label_(std::move(label)),
+      total_(total),
+      log_every_(log_every),
+      tty_(isatty(STDERR_FILENO)) {}
 
 std::string FormatDuration(double seconds) {
   const int64_t s = static_cast<int64_t>(seconds + 0.5);
@@ -27,8 +30,9 @@ void ProgressBar::Update(int64_t done, const std::string& suffix, double elapsed
   bar.append(kWidth - filled, '.');
   const int64_t progressed = done - first_done_;
   const double eta = progressed > 0 ? elapsed * (total_ - done) / progressed : 0;
-  std::string line = absl::StrFormat("%s [%s] %d/%d %s | %s elapsed, ETA %s", label_, bar, done,
-                                     total_, suffix, FormatDuration(elapsed), FormatDuration(eta));
+  std::string line =
+      absl::StrFormat("%s [%s] %d/%d %s | %s elapsed, ETA %s", label_, bar, done, total_,
+                      suffix, FormatDuration(elapsed), FormatDuration(eta));
   if (tty_) {
     std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), last ? "\n" : "");
   } else {

@@ -8,28 +8,28 @@
 // --agreement_seeds=N the sampling is repeated under seeds seed..seed+N-1 and each
 // figure is the mean, the sample standard deviation and the 95% interval of the mean.
 
+#include <gflags/gflags.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <gflags/gflags.h>
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/base/file_util.h"
 #include "common/base/status_macros.h"
 #include "common/eval/oracle.h"
+#include "common/world/bundle.h"
+#include "common/world/dataset.h"
+#include "common/world/png_io.h"
 #include "rollout/sampler.h"
 #include "scorer/self_reward.h"
 #include "tools/agreement.h"
 #include "tools/commands.h"
-#include "common/world/bundle.h"
-#include "common/world/dataset.h"
-#include "common/world/png_io.h"
 
 DECLARE_string(model);
 DECLARE_string(data);
@@ -39,21 +39,25 @@ DECLARE_double(temperature);
 DECLARE_int64(k);
 DEFINE_int32(agreement_inputs, 100, "reward-agreement: inputs per direction");
 DEFINE_string(reward_kinds, "likelihood,pmi,pmi_worst,joint,contrast",
-              "reward-agreement: self-reward kinds to compare (comma-separated: likelihood, pmi, pmi_worst, joint, contrast)");
-DEFINE_int32(agreement_seeds, 1, "reward-agreement: sampling seeds (seed..seed+N-1); figures are means over them");
+              "reward-agreement: self-reward kinds to compare (comma-separated: "
+              "likelihood, pmi, pmi_worst, joint, contrast)");
+DEFINE_int32(
+    agreement_seeds, 1,
+    "reward-agreement: sampling seeds (seed..seed+N-1); figures are means over them");
 DEFINE_string(agreement_images, "eval_und.jsonl",
               "reward-agreement: the understanding direction's images, a file in --data "
               "(eval_und_hard.jsonl: the hard split's position and mixed scenes)");
-DEFINE_string(agreement_json, "", "reward-agreement: also write every figure, per seed and summarized, here");
+DEFINE_string(agreement_json, "",
+              "reward-agreement: also write every figure, per seed and summarized, here");
 
 namespace duet {
 namespace {
 
 // Mixed appears only with --agreement_images=eval_und_hard.jsonl (categories with no
 // groups under any seed are left out of the table).
-constexpr world::Category kCategories[] = {world::Category::kSingle, world::Category::kCounting,
-                                           world::Category::kTwoObjects, world::Category::kPosition,
-                                           world::Category::kMixed};
+constexpr world::Category kCategories[] = {
+    world::Category::kSingle, world::Category::kCounting, world::Category::kTwoObjects,
+    world::Category::kPosition, world::Category::kMixed};
 
 // One direction's sampled groups under one seed: the oracle's verdicts, each group's
 // category and each sample's reversed-pair scores.
@@ -64,18 +68,21 @@ struct Groups {
 };
 
 // Every figure of one seed: [direction][kind][category or "overall"].
-using Figures = std::map<std::string, std::map<std::string, std::map<std::string, Agreement>>>;
+using Figures =
+    std::map<std::string, std::map<std::string, std::map<std::string, Agreement>>>;
 
 absl::Status ScoreGroups(const world::ModelBundle& b, const std::vector<Group>& groups,
-                         std::vector<std::vector<bool>> labels, std::vector<world::Category> categories,
-                         ExtraPasses passes, Groups* out) {
+                         std::vector<std::vector<bool>> labels,
+                         std::vector<world::Category> categories, ExtraPasses passes,
+                         Groups* out) {
   std::vector<RewardQuery> queries;
   for (const Group& g : groups) {
     for (const Sample& s : g.samples) queries.push_back({g.task, g.input, s.output});
   }
-  DUET_ASSIGN_OR_RETURN(std::vector<PairScores> flat,
-                        ScoreReversedPairs(b.model, b.layout, queries, /*max_batch=*/256,
-                                           std::vector<ExtraPasses>(queries.size(), passes)));
+  DUET_ASSIGN_OR_RETURN(
+      std::vector<PairScores> flat,
+      ScoreReversedPairs(b.model, b.layout, queries, /*max_batch=*/256,
+                         std::vector<ExtraPasses>(queries.size(), passes)));
   out->labels = std::move(labels);
   out->categories = std::move(categories);
   out->scores.clear();
@@ -96,11 +103,13 @@ std::map<std::string, Agreement> Measure(const Groups& groups, RewardKind kind) 
       if (only && groups.categories[g] != *only) continue;
       l.push_back(groups.labels[g]);
       r.emplace_back();
-      for (const PairScores& s : groups.scores[g]) r.back().push_back(CombineReward(kind, s));
+      for (const PairScores& s : groups.scores[g])
+        r.back().push_back(CombineReward(kind, s));
     }
     return MeasureAgreement(l, r);
   };
-  for (world::Category c : kCategories) out[std::string(world::CategoryName(c))] = measure(c);
+  for (world::Category c : kCategories)
+    out[std::string(world::CategoryName(c))] = measure(c);
   out["overall"] = measure(std::nullopt);
   return out;
 }
@@ -113,7 +122,8 @@ std::vector<size_t> Spread(size_t n, size_t total) {
   return idx;
 }
 
-absl::StatusOr<Figures> MeasureSeed(const world::ModelBundle& b, const std::vector<world::PromptRecord>& prompts,
+absl::StatusOr<Figures> MeasureSeed(const world::ModelBundle& b,
+                                    const std::vector<world::PromptRecord>& prompts,
                                     const std::vector<world::ImageRecord>& images,
                                     const std::vector<world::Image>& pixels,
                                     const std::vector<RewardKind>& kinds, uint64_t seed) {
@@ -144,11 +154,13 @@ absl::StatusOr<Figures> MeasureSeed(const world::ModelBundle& b, const std::vect
     categories.push_back(prompts[gen_idx[g]].category);
     for (const Sample& s : gen_groups[g].samples) {
       DUET_ASSIGN_OR_RETURN(world::Image im, b.DecodeImage(s.output));
-      labels.back().push_back(eval::ScoreGeneration(prompts[gen_idx[g]].parsed, im, b.world).correct);
+      labels.back().push_back(
+          eval::ScoreGeneration(prompts[gen_idx[g]].parsed, im, b.world).correct);
     }
   }
   Groups gen_scored;
-  DUET_RETURN_IF_ERROR(ScoreGroups(b, gen_groups, std::move(labels), std::move(categories), passes, &gen_scored));
+  DUET_RETURN_IF_ERROR(ScoreGroups(b, gen_groups, std::move(labels),
+                                   std::move(categories), passes, &gen_scored));
 
   RolloutRequest und;
   und.task = Task::kUnderstanding;
@@ -174,7 +186,8 @@ absl::StatusOr<Figures> MeasureSeed(const world::ModelBundle& b, const std::vect
     }
   }
   Groups und_scored;
-  DUET_RETURN_IF_ERROR(ScoreGroups(b, und_groups, std::move(labels), std::move(categories), passes, &und_scored));
+  DUET_RETURN_IF_ERROR(ScoreGroups(b, und_groups, std::move(labels),
+                                   std::move(categories), passes, &und_scored));
   Figures f;
   for (RewardKind k : kinds) {
     const std::string name(RewardKindName(k));
@@ -191,15 +204,20 @@ std::string Percent(const SeedSummary& s) {
 
 absl::Status Run() {
   std::vector<RewardKind> kinds;
-  for (absl::string_view name : absl::StrSplit(FLAGS_reward_kinds, ',', absl::SkipEmpty())) {
+  for (absl::string_view name :
+       absl::StrSplit(FLAGS_reward_kinds, ',', absl::SkipEmpty())) {
     DUET_ASSIGN_OR_RETURN(RewardKind k, ParseRewardKind(std::string(name)));
     kinds.push_back(k);
   }
-  if (kinds.empty()) return absl::InvalidArgumentError("--reward_kinds: name at least one kind");
-  if (FLAGS_agreement_seeds < 1) return absl::InvalidArgumentError("--agreement_seeds must be >= 1");
+  if (kinds.empty())
+    return absl::InvalidArgumentError("--reward_kinds: name at least one kind");
+  if (FLAGS_agreement_seeds < 1)
+    return absl::InvalidArgumentError("--agreement_seeds must be >= 1");
   DUET_ASSIGN_OR_RETURN(world::ModelBundle b, world::LoadBundle(FLAGS_model));
-  DUET_ASSIGN_OR_RETURN(auto prompts, world::ReadPrompts(JoinPath(FLAGS_data, "eval_gen.jsonl")));
-  DUET_ASSIGN_OR_RETURN(auto images, world::ReadImages(JoinPath(FLAGS_data, FLAGS_agreement_images)));
+  DUET_ASSIGN_OR_RETURN(auto prompts,
+                        world::ReadPrompts(JoinPath(FLAGS_data, "eval_gen.jsonl")));
+  DUET_ASSIGN_OR_RETURN(auto images,
+                        world::ReadImages(JoinPath(FLAGS_data, FLAGS_agreement_images)));
   std::vector<world::Image> pixels;
   const int px = b.world.image_px();
   for (const world::ImageRecord& r : images) {
@@ -208,15 +226,18 @@ absl::Status Run() {
   }
   std::vector<Figures> per_seed;
   for (int s = 0; s < FLAGS_agreement_seeds; ++s) {
-    DUET_ASSIGN_OR_RETURN(Figures f, MeasureSeed(b, prompts, images, pixels, kinds, FLAGS_seed + s));
+    DUET_ASSIGN_OR_RETURN(Figures f,
+                          MeasureSeed(b, prompts, images, pixels, kinds, FLAGS_seed + s));
     per_seed.push_back(std::move(f));
   }
 
-  std::printf("reward agreement: %d inputs per direction, K = %ld, %d seed(s) from %lu%s\n", FLAGS_agreement_inputs,
-              static_cast<long>(FLAGS_k), FLAGS_agreement_seeds, static_cast<unsigned long>(FLAGS_seed),
-              FLAGS_agreement_seeds > 1 ? " (mean ± sample std over seeds)" : "");
-  std::printf("%-13s %-10s %-12s %15s %15s %15s %8s\n", "direction", "kind", "category", "random", "best-of-K",
-              "pairwise", "pairs");
+  std::printf(
+      "reward agreement: %d inputs per direction, K = %ld, %d seed(s) from %lu%s\n",
+      FLAGS_agreement_inputs, static_cast<long>(FLAGS_k), FLAGS_agreement_seeds,
+      static_cast<unsigned long>(FLAGS_seed),
+      FLAGS_agreement_seeds > 1 ? " (mean ± sample std over seeds)" : "");
+  std::printf("%-13s %-10s %-12s %15s %15s %15s %8s\n", "direction", "kind", "category",
+              "random", "best-of-K", "pairwise", "pairs");
   nlohmann::json json = {{"inputs_per_direction", FLAGS_agreement_inputs},
                          {"k", FLAGS_k},
                          {"seeds", FLAGS_agreement_seeds},
@@ -242,10 +263,11 @@ absl::Status Run() {
           pairwise.push_back(a.pairwise_accuracy);
           pairs.push_back(static_cast<double>(a.pairs));
         }
-        const SeedSummary r = Summarize(random), bk = Summarize(best), pw = Summarize(pairwise),
-                          np = Summarize(pairs);
-        std::printf("%-13s %-10s %-12s %15s %15s %15s %8.0f\n", direction.c_str(), kind.c_str(), category.c_str(),
-                    Percent(r).c_str(), Percent(bk).c_str(), Percent(pw).c_str(), np.mean);
+        const SeedSummary r = Summarize(random), bk = Summarize(best),
+                          pw = Summarize(pairwise), np = Summarize(pairs);
+        std::printf("%-13s %-10s %-12s %15s %15s %15s %8.0f\n", direction.c_str(),
+                    kind.c_str(), category.c_str(), Percent(r).c_str(),
+                    Percent(bk).c_str(), Percent(pw).c_str(), np.mean);
         auto summary = [](const SeedSummary& s, const std::vector<double>& v) {
           return nlohmann::json{{"mean", s.mean}, {"stddev", s.stddev}, {"ci95", s.ci95},
                                 {"min", s.min},   {"max", s.max},       {"per_seed", v}};

@@ -7,10 +7,9 @@
 // Thread-safety: pure functions.
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/eval/oracle.h"
 

@@ -1,9 +1,9 @@
 #include "tools/seed_report.h"
 
-#include <cmath>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 namespace duet {
 namespace {
@@ -14,7 +14,8 @@ using ::testing::HasSubstr;
 // A report with `correct` of 10 generation items of the single category right.
 eval::ShapesEvalReport Report(int correct) {
   eval::ShapesEvalReport r;
-  for (int i = 0; i < 10; ++i) r.Add(Direction::kGeneration, world::Category::kSingle, i < correct);
+  for (int i = 0; i < 10; ++i)
+    r.Add(Direction::kGeneration, world::Category::kSingle, i < correct);
   r.Add(Direction::kUnderstanding, world::Category::kSingle, true);
   return r;
 }

@@ -1,10 +1,10 @@
 #ifndef DUET_TOOLS_SHAPES_EVAL_H_
 #define DUET_TOOLS_SHAPES_EVAL_H_
 
-// ShapesEval of a model on the held-out sets (eval_gen.jsonl, eval_und.jsonl, and the hard
-// understanding split eval_und_hard.jsonl where the data folder has it): samples
-// one image per generation prompt and one caption per understanding image, scores them
-// with the oracle, and writes report.json and gallery.png. Evaluation only: training code
+// ShapesEval of a model on the held-out sets (eval_gen.jsonl, eval_und.jsonl, and the
+// hard understanding split eval_und_hard.jsonl where the data folder has it): samples one
+// image per generation prompt and one caption per understanding image, scores them with
+// the oracle, and writes report.json and gallery.png. Evaluation only: training code
 // never links this (or the oracle).
 
 #include <array>
@@ -19,14 +19,16 @@
 
 namespace duet {
 
-// Which evaluation items a gallery shows: the first `tiles` / kNumCategories items of each
-// category, in the order they are offered (the held-out files list their items category
-// by category, so the gallery shows every category, not only the first).
+// Which evaluation items a gallery shows: the first `tiles` / kNumCategories items of
+// each category, in the order they are offered (the held-out files list their items
+// category by category, so the gallery shows every category, not only the first).
 class GalleryPicker {
  public:
   explicit GalleryPicker(int tiles) : per_category_(tiles / world::kNumCategories) {}
   // Whether the next item, of `category`, gets a tile.
-  bool Take(world::Category category) { return seen_[static_cast<int>(category)]++ < per_category_; }
+  bool Take(world::Category category) {
+    return seen_[static_cast<int>(category)]++ < per_category_;
+  }
 
  private:
   int per_category_;
@@ -66,9 +68,10 @@ struct EvalResult {
   double generation_accuracy = 0;
   double understanding_accuracy = 0;
   std::vector<double> generation_per_seed, understanding_per_seed;
-  // The hard understanding split (common/world/dataset.h kEvalUndHardFile), when the data folder
-  // has one: its accuracy over position and mixed images (mean over seeds) and per seed.
-  // The table and report.json ("understanding_hard") show it beside the standard split.
+  // The hard understanding split (common/world/dataset.h kEvalUndHardFile), when the data
+  // folder has one: its accuracy over position and mixed images (mean over seeds) and per
+  // seed. The table and report.json ("understanding_hard") show it beside the standard
+  // split.
   bool has_hard_split = false;
   double hard_understanding_accuracy = 0;
   std::vector<double> hard_understanding_per_seed;

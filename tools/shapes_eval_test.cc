@@ -1,8 +1,8 @@
 #include "tools/shapes_eval.h"
 
-#include <vector>
-
 #include <gtest/gtest.h>
+
+#include <vector>
 
 namespace duet {
 namespace {
@@ -18,7 +18,8 @@ TEST(GalleryPickerTest, EveryCategoryGetsItsShareInFileOrder) {
   }
   ASSERT_EQ(picked.size(), 32u);
   for (size_t k = 0; k < 4; ++k) {
-    for (size_t j = 0; j < 8; ++j) EXPECT_EQ(picked[k * 8 + j], k * 100 + j);  // the first 8 of each
+    for (size_t j = 0; j < 8; ++j)
+      EXPECT_EQ(picked[k * 8 + j], k * 100 + j);  // the first 8 of each
   }
 }
 

@@ -4,7 +4,6 @@
 #include <sys/wait.h>
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -13,13 +12,17 @@
 
 namespace duet {
 
-const char* PoolRoleName(PoolRole role) { return role == PoolRole::kRollout ? "rollout" : "scorer"; }
+const char* PoolRoleName(PoolRole role) {
+  return role == PoolRole::kRollout ? "rollout" : "scorer";
+}
 
 namespace {
 
 constexpr PoolRole kRoles[] = {PoolRole::kRollout, PoolRole::kScorer};
 
-nlohmann::json CountsJson(const PoolCounts& c) { return {{"rollout", c.rollout}, {"scorer", c.scorer}}; }
+nlohmann::json CountsJson(const PoolCounts& c) {
+  return {{"rollout", c.rollout}, {"scorer", c.scorer}};
+}
 
 }  // namespace
 
@@ -27,28 +30,35 @@ absl::Status ValidatePoolCounts(const PoolCounts& counts) {
   for (PoolRole role : kRoles) {
     const int n = counts.of(role);
     if (n < 1 || n > kMaxLocalWorkers) {
-      return absl::InvalidArgumentError(absl::StrCat(PoolRoleName(role), " workers: ", n, " is not in [1, ",
-                                                     kMaxLocalWorkers, "] (a run needs at least one of each role)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(PoolRoleName(role), " workers: ", n, " is not in [1, ",
+                       kMaxLocalWorkers, "] (a run needs at least one of each role)"));
     }
   }
   return absl::OkStatus();
 }
 
-std::string PoolCountsToJson(const PoolCounts& counts) { return CountsJson(counts).dump() + "\n"; }
+std::string PoolCountsToJson(const PoolCounts& counts) {
+  return CountsJson(counts).dump() + "\n";
+}
 
 absl::StatusOr<PoolCounts> ParsePoolCounts(const std::string& json) {
-  const nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("pool counts are not a JSON object");
+  const nlohmann::json j =
+      nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object())
+    return absl::InvalidArgumentError("pool counts are not a JSON object");
   PoolCounts c;
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (it.key() != "rollout" && it.key() != "scorer") {
-      return absl::InvalidArgumentError(absl::StrCat("pool counts: unknown key \"", it.key(), "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("pool counts: unknown key \"", it.key(), "\""));
     }
   }
   for (PoolRole role : kRoles) {
     const char* key = PoolRoleName(role);
     if (!j.contains(key) || !j[key].is_number_integer()) {
-      return absl::InvalidArgumentError(absl::StrCat("pool counts: \"", key, "\" must be an integer"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("pool counts: \"", key, "\" must be an integer"));
     }
     const int64_t n = j[key].get<int64_t>();
     c.of(role) = static_cast<int>(std::clamp<int64_t>(n, -1, kMaxLocalWorkers + 1));
@@ -60,7 +70,8 @@ absl::StatusOr<PoolCounts> ParsePoolCounts(const std::string& json) {
 absl::StatusOr<PoolCounts> ReadPoolFile(const std::string& path) {
   DUET_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   absl::StatusOr<PoolCounts> c = ParsePoolCounts(text);
-  if (!c.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", c.status().message()));
+  if (!c.ok())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", c.status().message()));
   return c;
 }
 
@@ -69,13 +80,17 @@ absl::Status WritePoolFile(const std::string& path, const PoolCounts& counts) {
   return WriteFileAtomically(path, PoolCountsToJson(counts));
 }
 
-WorkerPool::WorkerPool(WorkerLauncher* launcher, Clock* clock, std::function<void(const std::string&)> log,
+WorkerPool::WorkerPool(WorkerLauncher* launcher, Clock* clock,
+                       std::function<void(const std::string&)> log,
                        WorkerPoolOptions options)
     : launcher_(launcher), clock_(clock), log_(std::move(log)), options_(options) {}
 
 std::string WorkerPool::Describe(const PoolMember& m, int status) const {
-  if (WIFSIGNALED(status)) return absl::StrCat(m.name, " (pid ", m.pid, ") was killed by signal ", WTERMSIG(status));
-  if (WIFEXITED(status)) return absl::StrCat(m.name, " (pid ", m.pid, ") exited with ", WEXITSTATUS(status));
+  if (WIFSIGNALED(status))
+    return absl::StrCat(m.name, " (pid ", m.pid, ") was killed by signal ",
+                        WTERMSIG(status));
+  if (WIFEXITED(status))
+    return absl::StrCat(m.name, " (pid ", m.pid, ") exited with ", WEXITSTATUS(status));
   return absl::StrCat(m.name, " (pid ", m.pid, ") ended with status ", status);
 }
 
@@ -109,12 +124,17 @@ absl::StatusOr<bool> WorkerPool::Reconcile(const PoolCounts& desired, bool run_o
       crashes = crash ? crashes + 1 : 0;
       absl::Duration delay = absl::ZeroDuration();
       if (crashes > 0) {
-        delay = std::min(options_.max_restart_backoff, options_.restart_backoff * (1 << std::min(crashes - 1, 16)));
+        delay = std::min(options_.max_restart_backoff,
+                         options_.restart_backoff * (1 << std::min(crashes - 1, 16)));
         restart_after_[it->role] = now + delay;
       }
-      log_(absl::StrCat("pool: ", Describe(*it, *status), clean ? ", left on its own" : ", unexpectedly",
-                        "; a replacement keeps ", PoolRoleName(it->role), " at ", desired.of(it->role),
-                        delay > absl::ZeroDuration() ? absl::StrCat(" (in ", absl::FormatDuration(delay), ")") : ""));
+      log_(absl::StrCat("pool: ", Describe(*it, *status),
+                        clean ? ", left on its own" : ", unexpectedly",
+                        "; a replacement keeps ", PoolRoleName(it->role), " at ",
+                        desired.of(it->role),
+                        delay > absl::ZeroDuration()
+                            ? absl::StrCat(" (in ", absl::FormatDuration(delay), ")")
+                            : ""));
     }
     it = members_.erase(it);
   }
@@ -133,8 +153,8 @@ absl::StatusOr<bool> WorkerPool::Reconcile(const PoolCounts& desired, bool run_o
       DUET_ASSIGN_OR_RETURN(m.pid, launcher_->Start(role, m.name, m.slot));
       ++next_index_[role];
       ++next_slot_;
-      log_(absl::StrCat("pool: started ", m.name, " (pid ", m.pid, "): ", PoolRoleName(role), " ", n + 1, " of ",
-                        want));
+      log_(absl::StrCat("pool: started ", m.name, " (pid ", m.pid,
+                        "): ", PoolRoleName(role), " ", n + 1, " of ", want));
       members_.push_back(std::move(m));
       changed = true;
     }
@@ -146,8 +166,9 @@ absl::StatusOr<bool> WorkerPool::Reconcile(const PoolCounts& desired, bool run_o
       it->leaving = true;
       --extra;
       changed = true;
-      log_(absl::StrCat("pool: SIGTERM to ", it->name, " (pid ", it->pid, "): ", PoolRoleName(role), " ",
-                        have.of(role), " -> ", want, "; it finishes its item and leaves"));
+      log_(absl::StrCat("pool: SIGTERM to ", it->name, " (pid ", it->pid,
+                        "): ", PoolRoleName(role), " ", have.of(role), " -> ", want,
+                        "; it finishes its item and leaves"));
     }
   }
   return changed;
@@ -166,8 +187,8 @@ void WorkerPool::StopAll(absl::Duration grace) {
     if (members_.empty()) break;
     if (clock_->Now() >= deadline) {
       for (const PoolMember& m : members_) {
-        log_(absl::StrCat("pool: ", m.name, " (pid ", m.pid, ") did not stop within ", absl::FormatDuration(grace),
-                          ": SIGKILL"));
+        log_(absl::StrCat("pool: ", m.name, " (pid ", m.pid, ") did not stop within ",
+                          absl::FormatDuration(grace), ": SIGKILL"));
         launcher_->Signal(m.pid, SIGKILL);
       }
       grace = absl::ZeroDuration();
@@ -185,10 +206,14 @@ void WorkerPool::StopAll(absl::Duration grace) {
   }
 }
 
-std::string PoolStatusJson(pid_t controller, const PoolCounts& desired, const WorkerPool& pool) {
+std::string PoolStatusJson(pid_t controller, const PoolCounts& desired,
+                           const WorkerPool& pool) {
   nlohmann::json workers = nlohmann::json::array();
   for (const PoolMember& m : pool.members()) {
-    workers.push_back({{"name", m.name}, {"role", PoolRoleName(m.role)}, {"pid", m.pid}, {"leaving", m.leaving}});
+    workers.push_back({{"name", m.name},
+                       {"role", PoolRoleName(m.role)},
+                       {"pid", m.pid},
+                       {"leaving", m.leaving}});
   }
   return nlohmann::json({{"controller_pid", controller},
                          {"desired", CountsJson(desired)},
@@ -200,19 +225,22 @@ std::string PoolStatusJson(pid_t controller, const PoolCounts& desired, const Wo
 
 absl::StatusOr<PoolStatus> ReadPoolStatus(const std::string& path) {
   DUET_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json j =
+      nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   auto counts = [&](const char* key, PoolCounts* out) {
     if (!j.contains(key) || !j[key].is_object()) return false;
     for (PoolRole role : kRoles) {
       const nlohmann::json& v = j[key];
-      if (!v.contains(PoolRoleName(role)) || !v[PoolRoleName(role)].is_number_integer()) return false;
+      if (!v.contains(PoolRoleName(role)) || !v[PoolRoleName(role)].is_number_integer())
+        return false;
       out->of(role) = v[PoolRoleName(role)].get<int>();
     }
     return true;
   };
   PoolStatus s;
   if (j.is_discarded() || !j.is_object() || !j.contains("controller_pid") ||
-      !j["controller_pid"].is_number_integer() || !counts("desired", &s.desired) || !counts("running", &s.running)) {
+      !j["controller_pid"].is_number_integer() || !counts("desired", &s.desired) ||
+      !counts("running", &s.running)) {
     return absl::DataLossError(absl::StrCat(path, " is not a pool status"));
   }
   s.controller = j["controller_pid"].get<pid_t>();

@@ -5,13 +5,15 @@
 // Kubernetes ReplicaSet keeps its pods:
 //   <out>/pool.json         the desired counts, {"rollout": N, "scorer": M}: written by
 //                           duet local at start and by `duet pool` (atomically) later;
-//   <out>/pool_status.json  what runs now (the controller's pid, desired and running counts,
+//   <out>/pool_status.json  what runs now (the controller's pid, desired and running
+//   counts,
 //                           each worker): written by duet local at every change, removed
 //                           when it exits; `duet pool` reads it.
-// WorkerPool::Reconcile (duet local calls it about once a second) starts workers when fewer
-// run than desired, sends SIGTERM to the newest when more run (a graceful leave: each
-// finishes its item, deregisters and exits 0), and replaces a worker that died (a signal or
-// a non-zero exit) or left on its own while the run goes on. Every action is logged.
+// WorkerPool::Reconcile (duet local calls it about once a second) starts workers when
+// fewer run than desired, sends SIGTERM to the newest when more run (a graceful leave:
+// each finishes its item, deregisters and exits 0), and replaces a worker that died (a
+// signal or a non-zero exit) or left on its own while the run goes on. Every action is
+// logged.
 //
 // Thread-safety: the free functions are pure or touch only the given file; WorkerPool is
 // thread-compatible (duet local's main thread).
@@ -40,7 +42,9 @@ struct PoolCounts {
   int scorer = 0;
   int& of(PoolRole role) { return role == PoolRole::kRollout ? rollout : scorer; }
   int of(PoolRole role) const { return role == PoolRole::kRollout ? rollout : scorer; }
-  bool operator==(const PoolCounts& o) const { return rollout == o.rollout && scorer == o.scorer; }
+  bool operator==(const PoolCounts& o) const {
+    return rollout == o.rollout && scorer == o.scorer;
+  }
   bool operator!=(const PoolCounts& o) const { return !(*this == o); }
 };
 inline constexpr int kMaxLocalWorkers = 64;
@@ -62,7 +66,8 @@ class WorkerLauncher {
   virtual ~WorkerLauncher() = default;
   // Starts worker `name` of `role`; `slot` is a number no other worker of the run had
   // (duet local derives its metrics port from it). Returns its pid.
-  virtual absl::StatusOr<pid_t> Start(PoolRole role, const std::string& name, int slot) = 0;
+  virtual absl::StatusOr<pid_t> Start(PoolRole role, const std::string& name,
+                                      int slot) = 0;
   virtual void Signal(pid_t pid, int signo) = 0;
   // The wait status of `pid` once it has ended (and is reaped); nullopt while it runs.
   virtual std::optional<int> Poll(pid_t pid) = 0;
@@ -89,14 +94,14 @@ struct WorkerPoolOptions {
 class WorkerPool {
  public:
   // `launcher` and `clock` must outlive the pool; `log` gets one line per action.
-  WorkerPool(WorkerLauncher* launcher, Clock* clock, std::function<void(const std::string&)> log,
-             WorkerPoolOptions options = {});
+  WorkerPool(WorkerLauncher* launcher, Clock* clock,
+             std::function<void(const std::string&)> log, WorkerPoolOptions options = {});
 
-  // Reaps the workers that ended (logging how), then, unless `run_over` (the learner ended
-  // or is ending: nothing is started or replaced any more), starts workers of a role with
-  // fewer than `desired` running (not counting those leaving) and sends SIGTERM to the
-  // newest of a role with more. Returns whether anything changed; an error when a worker
-  // could not be started (the next call tries again).
+  // Reaps the workers that ended (logging how), then, unless `run_over` (the learner
+  // ended or is ending: nothing is started or replaced any more), starts workers of a
+  // role with fewer than `desired` running (not counting those leaving) and sends SIGTERM
+  // to the newest of a role with more. Returns whether anything changed; an error when a
+  // worker could not be started (the next call tries again).
   absl::StatusOr<bool> Reconcile(const PoolCounts& desired, bool run_over);
 
   // Workers running and not leaving, per role.
@@ -118,12 +123,13 @@ class WorkerPool {
   std::vector<PoolMember> members_;
   int next_slot_ = 0;
   std::map<PoolRole, int> next_index_;
-  std::map<PoolRole, int> crashes_;              // in a row, per role
+  std::map<PoolRole, int> crashes_;               // in a row, per role
   std::map<PoolRole, absl::Time> restart_after_;  // no replacement before this
 };
 
 // pool_status.json: the controller's pid, the desired and running counts, each worker.
-std::string PoolStatusJson(pid_t controller, const PoolCounts& desired, const WorkerPool& pool);
+std::string PoolStatusJson(pid_t controller, const PoolCounts& desired,
+                           const WorkerPool& pool);
 struct PoolStatus {
   pid_t controller = 0;
   PoolCounts desired;

@@ -1,9 +1,8 @@
 #include "tools/worker_pool.h"
 
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
-
-#include <gtest/gtest.h>
 
 #include <map>
 #include <string>
@@ -15,8 +14,10 @@
 namespace duet {
 namespace {
 
-int Exited(int code) { return code << 8; }  // a wait status: WIFEXITED, WEXITSTATUS == code
-int Killed(int signo) { return signo; }       // a wait status: WIFSIGNALED, WTERMSIG == signo
+int Exited(int code) {
+  return code << 8;
+}  // a wait status: WIFEXITED, WEXITSTATUS == code
+int Killed(int signo) { return signo; }  // a wait status: WIFSIGNALED, WTERMSIG == signo
 
 // Processes on paper: Start hands out pids, Signal records, End makes Poll report.
 class FakeLauncher : public WorkerLauncher {
@@ -31,7 +32,8 @@ class FakeLauncher : public WorkerLauncher {
   }
   void Signal(pid_t pid, int signo) override {
     signals.push_back({pid, signo});
-    if (signo == SIGKILL || (signo == SIGTERM && obey_sigterm)) ended[pid] = signo == SIGKILL ? Killed(9) : Exited(0);
+    if (signo == SIGKILL || (signo == SIGTERM && obey_sigterm))
+      ended[pid] = signo == SIGKILL ? Killed(9) : Exited(0);
   }
   std::optional<int> Poll(pid_t pid) override {
     auto it = ended.find(pid);
@@ -53,7 +55,9 @@ class FakeLauncher : public WorkerLauncher {
 };
 
 struct PoolTest : ::testing::Test {
-  PoolTest() : pool(&launcher, &clock, [this](const std::string& line) { log.push_back(line); }) {}
+  PoolTest()
+      : pool(&launcher, &clock,
+             [this](const std::string& line) { log.push_back(line); }) {}
   pid_t PidOf(const std::string& name) {
     for (const PoolMember& m : pool.members()) {
       if (m.name == name) return m.pid;
@@ -76,7 +80,8 @@ TEST_F(PoolTest, StartsTheDesiredWorkers) {
   auto changed = pool.Reconcile({2, 1}, /*run_over=*/false);
   ASSERT_TRUE(changed.ok()) << changed.status();
   EXPECT_TRUE(*changed);
-  EXPECT_EQ(launcher.started, (std::vector<std::string>{"rollout-0", "rollout-1", "scorer-0"}));
+  EXPECT_EQ(launcher.started,
+            (std::vector<std::string>{"rollout-0", "rollout-1", "scorer-0"}));
   EXPECT_EQ(launcher.slots, (std::vector<int>{0, 1, 2}));
   EXPECT_EQ(pool.running(), (PoolCounts{2, 1}));
   // Nothing to do the second time.
@@ -89,7 +94,8 @@ TEST_F(PoolTest, StartsTheDesiredWorkers) {
 TEST_F(PoolTest, ScalesUpThenDownNewestFirstWithSigterm) {
   ASSERT_TRUE(pool.Reconcile({1, 1}, false).ok());
   ASSERT_TRUE(pool.Reconcile({3, 1}, false).ok());
-  EXPECT_EQ(launcher.started, (std::vector<std::string>{"rollout-0", "scorer-0", "rollout-1", "rollout-2"}));
+  EXPECT_EQ(launcher.started, (std::vector<std::string>{"rollout-0", "scorer-0",
+                                                        "rollout-1", "rollout-2"}));
   ASSERT_TRUE(pool.Reconcile({1, 1}, false).ok());
   ASSERT_EQ(launcher.signals.size(), 2u);
   EXPECT_EQ(launcher.signals[0], std::make_pair(PidOf("rollout-2"), SIGTERM));
@@ -105,7 +111,8 @@ TEST_F(PoolTest, ScalesUpThenDownNewestFirstWithSigterm) {
   ASSERT_TRUE(pool.Reconcile({1, 1}, false).ok());
   EXPECT_EQ(pool.members().size(), 2u);
   EXPECT_EQ(launcher.started.size(), 4u);
-  EXPECT_TRUE(Logged("rollout-2 (pid 103) exited with 0 after leaving the pool")) << log.back();
+  EXPECT_TRUE(Logged("rollout-2 (pid 103) exited with 0 after leaving the pool"))
+      << log.back();
 }
 
 TEST_F(PoolTest, ADeadWorkerIsReplacedUnderANewName) {
@@ -115,7 +122,9 @@ TEST_F(PoolTest, ADeadWorkerIsReplacedUnderANewName) {
   ASSERT_TRUE(pool.Reconcile({2, 1}, false).ok());
   EXPECT_EQ(launcher.started.back(), "rollout-2");
   EXPECT_EQ(pool.running(), (PoolCounts{2, 1}));
-  EXPECT_TRUE(Logged("rollout-1 (pid 101) was killed by signal 9, unexpectedly; a replacement keeps rollout at 2"));
+  EXPECT_TRUE(
+      Logged("rollout-1 (pid 101) was killed by signal 9, unexpectedly; a replacement "
+             "keeps rollout at 2"));
   // A worker that left on its own (an operator's SIGTERM) while the run goes on, too.
   clock.Advance(absl::Minutes(1));
   launcher.End(PidOf("scorer-0"), Exited(0));
@@ -148,7 +157,8 @@ TEST_F(PoolTest, WorkersThatKeepCrashingAreRestartedWithBackoff) {
 
 TEST_F(PoolTest, NothingStartsOnceTheRunIsOver) {
   ASSERT_TRUE(pool.Reconcile({2, 1}, false).ok());
-  for (const PoolMember& m : pool.members()) launcher.End(m.pid, Exited(0));  // the shutdown notice
+  for (const PoolMember& m : pool.members())
+    launcher.End(m.pid, Exited(0));  // the shutdown notice
   ASSERT_TRUE(pool.Reconcile({2, 1}, /*run_over=*/true).ok());
   EXPECT_TRUE(pool.members().empty());
   EXPECT_EQ(launcher.started.size(), 3u);
@@ -187,13 +197,16 @@ TEST(PoolCountsTest, JsonRoundTripsAndBadCountsAreRefused) {
   auto c = ParsePoolCounts(PoolCountsToJson({3, 2}));
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(*c, (PoolCounts{3, 2}));
-  for (const char* bad : {"", "[]", R"({"rollout":1})", R"({"rollout":1,"scorer":"2"})",
-                          R"({"rollout":0,"scorer":1})", R"({"rollout":1,"scorer":-1})",
-                          R"({"rollout":65,"scorer":1})", R"({"rollout":1,"scorer":1,"extra":1})",
-                          R"({"rollout":1e12,"scorer":1})"}) {
-    EXPECT_EQ(ParsePoolCounts(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  for (const char* bad :
+       {"", "[]", R"({"rollout":1})", R"({"rollout":1,"scorer":"2"})",
+        R"({"rollout":0,"scorer":1})", R"({"rollout":1,"scorer":-1})",
+        R"({"rollout":65,"scorer":1})", R"({"rollout":1,"scorer":1,"extra":1})",
+        R"({"rollout":1e12,"scorer":1})"}) {
+    EXPECT_EQ(ParsePoolCounts(bad).status().code(), absl::StatusCode::kInvalidArgument)
+        << bad;
   }
-  EXPECT_NE(ValidatePoolCounts({1, 0}).message().find("scorer workers: 0"), std::string::npos);
+  EXPECT_NE(ValidatePoolCounts({1, 0}).message().find("scorer workers: 0"),
+            std::string::npos);
 }
 
 TEST(PoolCountsTest, FileIsWrittenAtomicallyAndReadBack) {
@@ -222,7 +235,8 @@ TEST(PoolStatusTest, RoundTrips) {
   EXPECT_EQ(s->controller, 4242);
   EXPECT_EQ(s->desired, (PoolCounts{1, 1}));
   EXPECT_EQ(s->running, (PoolCounts{1, 1}));
-  EXPECT_EQ(ReadPoolStatus(dir.path() + "/none.json").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(ReadPoolStatus(dir.path() + "/none.json").status().code(),
+            absl::StatusCode::kNotFound);
   ASSERT_TRUE(WriteFileAtomically(path, "{}").ok());
   EXPECT_EQ(ReadPoolStatus(path).status().code(), absl::StatusCode::kDataLoss);
 }

@@ -9,8 +9,8 @@ class RealClockImpl final : public Clock {
  public:
   absl::Time Now() const override { return absl::Now(); }
   void SleepFor(absl::Duration duration) override { absl::SleepFor(duration); }
-  bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& condition, absl::Time deadline) override
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+  bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& condition,
+                         absl::Time deadline) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     return mu->AwaitWithDeadline(condition, deadline);
   }
 };
@@ -28,7 +28,8 @@ absl::Time FakeClock::Now() const { return absl::FromUnixNanos(now_ns_.load()); 
 
 void FakeClock::SleepFor(absl::Duration duration) { Advance(duration); }
 
-bool FakeClock::AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& condition, absl::Time deadline) {
+bool FakeClock::AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& condition,
+                                  absl::Time deadline) {
   const int64_t deadline_ns = absl::ToUnixNanos(deadline);
   {
     absl::MutexLock lock(&waiters_mu_);
@@ -41,7 +42,10 @@ bool FakeClock::AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& condit
     int64_t deadline_ns;
   } args{&condition, &now_ns_, deadline_ns};
   mu->Await(absl::Condition(
-      +[](Args* a) { return a->condition->Eval() || a->now_ns->load() >= a->deadline_ns; }, &args));
+      +[](Args* a) {
+        return a->condition->Eval() || a->now_ns->load() >= a->deadline_ns;
+      },
+      &args));
   {
     absl::MutexLock lock(&waiters_mu_);
     if (--waiters_[mu] == 0) waiters_.erase(mu);

@@ -79,7 +79,8 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
 absl::Status MakeDirs(const std::string& path) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", path, ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("cannot create ", path, ": ", ec.message()));
   return absl::OkStatus();
 }
 

@@ -1,14 +1,14 @@
 #include "common/base/flag_help.h"
 
-#include <set>
-
-#include <string_view>
-
 #include <gflags/gflags.h>
+
+#include <set>
+#include <string_view>
 
 namespace duet {
 
-void PrintFlagHelp(const std::string& usage, const std::vector<FlagGroup>& groups, std::FILE* out) {
+void PrintFlagHelp(const std::string& usage, const std::vector<FlagGroup>& groups,
+                   std::FILE* out) {
   std::fprintf(out, "%s\n", usage.c_str());
   for (const FlagGroup& group : groups) {
     std::fprintf(out, "\n%s:\n", group.title.c_str());
@@ -18,13 +18,17 @@ void PrintFlagHelp(const std::string& usage, const std::vector<FlagGroup>& group
         std::fprintf(out, "  --%s  (not defined)\n", name.c_str());
         continue;
       }
-      const std::string value = info.type == "string" ? "\"" + info.default_value + "\"" : info.default_value;
-      std::fprintf(out, "  --%s (%s, default %s)\n      %s\n", name.c_str(), info.type.c_str(),
-                   value.c_str(), info.description.c_str());
+      const std::string value =
+          info.type == "string" ? "\"" + info.default_value + "\"" : info.default_value;
+      std::fprintf(out, "  --%s (%s, default %s)\n      %s\n", name.c_str(),
+                   info.type.c_str(), value.c_str(), info.description.c_str());
     }
-    for (const std::string& line : group.notes) std::fprintf(out, "      %s\n", line.c_str());
+    for (const std::string& line : group.notes)
+      std::fprintf(out, "      %s\n", line.c_str());
   }
-  std::fprintf(out, "\n--helpfull lists every flag linked into the program (LibTorch, glog, gflags).\n");
+  std::fprintf(out,
+               "\n--helpfull lists every flag linked into the program (LibTorch, glog, "
+               "gflags).\n");
 }
 
 bool PrintHelpIfAsked(int argc, char** argv, const std::string& usage,
@@ -39,7 +43,8 @@ bool PrintHelpIfAsked(int argc, char** argv, const std::string& usage,
   return false;
 }
 
-std::vector<std::string> FlagsOutsideGroups(const std::vector<FlagGroup>& groups, const std::string& own_dir) {
+std::vector<std::string> FlagsOutsideGroups(const std::vector<FlagGroup>& groups,
+                                            const std::string& own_dir) {
   std::set<std::string> allowed;
   for (const FlagGroup& g : groups) allowed.insert(g.flags.begin(), g.flags.end());
   std::vector<gflags::CommandLineFlagInfo> all;
@@ -52,7 +57,8 @@ std::vector<std::string> FlagsOutsideGroups(const std::vector<FlagGroup>& groups
   return out;
 }
 
-std::vector<std::string> TakeRepeatedFlag(const std::string& name, int* argc, char** argv) {
+std::vector<std::string> TakeRepeatedFlag(const std::string& name, int* argc,
+                                          char** argv) {
   std::vector<std::string> values;
   int kept = 1;
   for (int i = 1; i < *argc; ++i) {

@@ -1,10 +1,10 @@
 #include "common/base/flag_help.h"
 
-#include <cstdio>
-#include <string>
-
 #include <gflags/gflags.h>
 #include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
 
 DEFINE_int32(help_test_count, 7, "how many things");
 DEFINE_string(help_test_name, "abc", "what it is called");
@@ -27,15 +27,19 @@ TEST(FlagHelpTest, ShowsOnlyTheGroupedFlagsWithTypesAndDefaults) {
   const std::string text = HelpText({{"things", {"help_test_count", "help_test_name"}}});
   EXPECT_EQ(text.rfind("usage: prog [flags]\n", 0), 0u) << text;
   EXPECT_NE(text.find("things:\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("--help_test_count (int32, default 7)\n      how many things"), std::string::npos) << text;
-  EXPECT_NE(text.find("--help_test_name (string, default \"abc\")"), std::string::npos) << text;
+  EXPECT_NE(text.find("--help_test_count (int32, default 7)\n      how many things"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("--help_test_name (string, default \"abc\")"), std::string::npos)
+      << text;
   // Flags linked in from libraries (gflags' own, glog's) stay out.
   EXPECT_EQ(text.find("--flagfile"), std::string::npos) << text;
   EXPECT_EQ(text.find("--logtostderr"), std::string::npos) << text;
 }
 
 TEST(FlagHelpTest, AStaleTableIsVisible) {
-  EXPECT_NE(HelpText({{"g", {"no_such_flag_anywhere"}}}).find("--no_such_flag_anywhere  (not defined)"),
+  EXPECT_NE(HelpText({{"g", {"no_such_flag_anywhere"}}})
+                .find("--no_such_flag_anywhere  (not defined)"),
             std::string::npos);
 }
 
@@ -50,8 +54,9 @@ TEST(FlagHelpTest, OnlyHelpArgumentsTriggerIt) {
 // gflags keeps only the last of a repeated flag: --set is taken out of argv first, every
 // spelling, in order; everything else stays, in order, for gflags.
 TEST(FlagHelpTest, TakeRepeatedFlagTakesEveryOccurrenceInOrder) {
-  std::vector<std::string> args = {"prog", "--set=steps=3", "--out=x", "-set", "lr=0.1", "word",
-                                   "--set", "grpo.kl_coef=0", "--settle=1", "--", "--set=late"};
+  std::vector<std::string> args = {
+      "prog",  "--set=steps=3",  "--out=x",    "-set", "lr=0.1",    "word",
+      "--set", "grpo.kl_coef=0", "--settle=1", "--",   "--set=late"};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -59,7 +64,8 @@ TEST(FlagHelpTest, TakeRepeatedFlagTakesEveryOccurrenceInOrder) {
   const std::vector<std::string> values = TakeRepeatedFlag("set", &argc, argv.data());
   EXPECT_EQ(values, (std::vector<std::string>{"steps=3", "lr=0.1", "grpo.kl_coef=0"}));
   std::vector<std::string> rest(argv.begin(), argv.begin() + argc);
-  EXPECT_EQ(rest, (std::vector<std::string>{"prog", "--out=x", "word", "--settle=1", "--", "--set=late"}));
+  EXPECT_EQ(rest, (std::vector<std::string>{"prog", "--out=x", "word", "--settle=1", "--",
+                                            "--set=late"}));
   EXPECT_EQ(argv[argc], nullptr);
 }
 
@@ -74,7 +80,9 @@ TEST(FlagHelpTest, ATrailingFlagWithoutValueIsLeftForGflags) {
 TEST(FlagHelpTest, NotesFollowTheirGroup) {
   FlagGroup g{"recipe", {"help_test_count"}, {"steps=150", "grpo.kl_coef=0.1"}};
   const std::string text = HelpText({g});
-  EXPECT_NE(text.find("how many things\n      steps=150\n      grpo.kl_coef=0.1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("how many things\n      steps=150\n      grpo.kl_coef=0.1\n"),
+            std::string::npos)
+      << text;
 }
 
 }  // namespace

@@ -11,7 +11,8 @@
 namespace duet {
 namespace {
 
-// The write end of the watcher's pipe, for the handler (async-signal-safe: write(2) only).
+// The write end of the watcher's pipe, for the handler (async-signal-safe: write(2)
+// only).
 std::atomic<int> g_signal_pipe{-1};
 
 void OnSignal(int signo) {
@@ -28,16 +29,17 @@ constexpr unsigned char kStopByte = 0;  // no signal has number 0
 
 }  // namespace
 
-SignalWatcher::SignalWatcher(std::function<void(int)> on_signal) : on_signal_(std::move(on_signal)) {
+SignalWatcher::SignalWatcher(std::function<void(int)> on_signal)
+    : on_signal_(std::move(on_signal)) {
   // Threads started from here on inherit the mask and never take the signals ...
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  // ... but threads that libraries started before main() (OpenBLAS's pool) did not inherit
-  // it: a handler catches the signal on whichever thread it lands and hands it to the
-  // watcher thread through a pipe.
+  // ... but threads that libraries started before main() (OpenBLAS's pool) did not
+  // inherit it: a handler catches the signal on whichever thread it lands and hands it to
+  // the watcher thread through a pipe.
   int fds[2] = {-1, -1};
   if (pipe2(fds, O_CLOEXEC) == 0) {
     read_fd_ = fds[0];

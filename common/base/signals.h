@@ -4,9 +4,9 @@
 // Graceful shutdown on SIGTERM / SIGINT. Construct first thing in main(). The constructor
 // blocks the signals in the calling thread (threads created later inherit the mask) and
 // installs a handler, so that a signal landing on a thread that a library started before
-// main() (OpenBLAS starts its pool when it is loaded) is caught too instead of killing the
-// process. The handler only writes the signal number to a pipe; a watcher thread reads it
-// and calls `on_signal` — in a normal thread, so it may take locks and log.
+// main() (OpenBLAS starts its pool when it is loaded) is caught too instead of killing
+// the process. The handler only writes the signal number to a pipe; a watcher thread
+// reads it and calls `on_signal` — in a normal thread, so it may take locks and log.
 //
 // Thread-safety: construct and destroy on the main thread; at most one at a time.
 

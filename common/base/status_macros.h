@@ -11,10 +11,10 @@
 #define DUET_STATUS_CONCAT_(a, b) DUET_STATUS_CONCAT_INNER_(a, b)
 
 // Evaluates `expr` (an absl::Status); returns it from the enclosing function if not OK.
-#define DUET_RETURN_IF_ERROR(expr)                 \
-  do {                                             \
-    ::absl::Status duet_status_ = (expr);          \
-    if (!duet_status_.ok()) return duet_status_;   \
+#define DUET_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::absl::Status duet_status_ = (expr);        \
+    if (!duet_status_.ok()) return duet_status_; \
   } while (false)
 
 // Evaluates `rexpr` (an absl::StatusOr<T>); on error returns its status, otherwise
@@ -22,8 +22,8 @@
 #define DUET_ASSIGN_OR_RETURN(lhs, rexpr) \
   DUET_ASSIGN_OR_RETURN_IMPL_(DUET_STATUS_CONCAT_(duet_statusor_, __LINE__), lhs, rexpr)
 
-#define DUET_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
-  auto statusor = (rexpr);                                \
+#define DUET_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr)  \
+  auto statusor = (rexpr);                                 \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 

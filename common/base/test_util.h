@@ -15,7 +15,8 @@
 
 namespace duet::testing {
 
-// A fresh, empty scratch folder for one test, removed again when this object is destroyed:
+// A fresh, empty scratch folder for one test, removed again when this object is
+// destroyed:
 // <::testing::TempDir()>/duet_<prefix>_<current test name>_<pid>. Outside a running test
 // (for example in SetUpTestSuite) the test name part is left out. Hold one as a fixture
 // member, a local variable, or (for a folder shared by a whole suite) a static that
@@ -45,7 +46,8 @@ class ScratchDir {
  private:
   static std::string MakePath(const std::string& prefix) {
     std::string name = "duet_" + prefix + "_";
-    const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    const ::testing::TestInfo* info =
+        ::testing::UnitTest::GetInstance()->current_test_info();
     if (info != nullptr) {
       // Parameterized tests are named like "Case/0": keep the folder one level deep.
       std::string test = info->name();

@@ -3,9 +3,9 @@
 #include <string>
 
 #include "common/base/test_util.h"
-#include "gtest/gtest.h"
 #include "common/world/png_io.h"
 #include "common/world/render.h"
+#include "gtest/gtest.h"
 
 namespace duet::eval {
 namespace {

@@ -14,12 +14,12 @@
 namespace duet::eval {
 namespace {
 
+using ::duet::ToAbsl;
 using world::Caption;
 using world::Category;
 using world::Description;
 using world::Object;
 using world::Scene;
-using ::duet::ToAbsl;
 
 std::string Cell(int row, int col) { return absl::StrCat("(", row, ",", col, ")"); }
 
@@ -153,7 +153,8 @@ ParsedScene ParseImage(const world::Image& image, const world::WorldConfig& conf
         for (int x = 0; x < cell_px && one_color; ++x) {
           if (!lit[y * cell_px + x]) continue;
           const world::Rgb p = image.Pixel(col * cell_px + x, row * cell_px + y);
-          const double rgb[3] = {static_cast<double>(p.r), static_cast<double>(p.g), static_cast<double>(p.b)};
+          const double rgb[3] = {static_cast<double>(p.r), static_cast<double>(p.g),
+                                 static_cast<double>(p.b)};
           one_color = NearestColor(rgb) == color;
         }
       }

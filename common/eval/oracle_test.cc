@@ -5,9 +5,9 @@
 #include <string>
 
 #include "absl/strings/str_split.h"
+#include "common/world/render.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/world/render.h"
 
 namespace duet::eval {
 namespace {
@@ -169,7 +169,8 @@ TEST(OracleTest, NearMissesFailGeneration) {
   // A triangle cut to its top 16 pixels (rows of 2, 2, 4, 4 and 4 of the 6 below):
   // IoU 16/24 = 0.67 with the triangle mask.
   image = blank();
-  EXPECT_EQ(draw(&image, Shape::kTriangle, red, [](int x, int y) { return y < 4 || (y == 4 && x >= 1 && x <= 4); }),
+  EXPECT_EQ(draw(&image, Shape::kTriangle, red,
+                 [](int x, int y) { return y < 4 || (y == 4 && x >= 1 && x <= 4); }),
             16);
   GenerationVerdict v = ScoreGeneration(Parse("a red triangle"), image);
   EXPECT_FALSE(v.correct);
@@ -241,7 +242,8 @@ TEST(OracleTest, UnderstandingRejectsWrongCaptions) {
                      {Color::kYellow, Shape::kSquare, 2, 2}}};
   EXPECT_TRUE(ScoreUnderstanding(three, "a red cross and two yellow squares").correct);
   EXPECT_TRUE(ScoreUnderstanding(three, "two yellow squares and a red cross").correct);
-  const UnderstandingVerdict v = ScoreUnderstanding(three, "a red cross and a yellow square");
+  const UnderstandingVerdict v =
+      ScoreUnderstanding(three, "a red cross and a yellow square");
   EXPECT_FALSE(v.correct);
   EXPECT_THAT(v.reason, HasSubstr("misses yellow square (2,2)"));
 }

@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "common/eval/oracle.h"
-#include "gtest/gtest.h"
 #include "common/world/caption.h"
 #include "common/world/image_tokenizer.h"
 #include "common/world/render.h"
+#include "gtest/gtest.h"
 
 namespace duet::eval {
 namespace {

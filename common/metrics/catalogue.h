@@ -10,16 +10,16 @@
 // Thread-safety: prometheus-cpp's Counter, Gauge and Histogram are thread-safe; so is
 // RpcMetrics::Record. The structs are built once, at start-up, from one thread.
 
-#include <map>
-#include <string>
-#include <string_view>
-#include <vector>
-
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
 
 namespace duet::metrics {
 
@@ -45,7 +45,9 @@ template <typename T>
 struct ByDirection {
   T* generation = nullptr;
   T* understanding = nullptr;
-  T& Get(bool is_generation) const { return is_generation ? *generation : *understanding; }
+  T& Get(bool is_generation) const {
+    return is_generation ? *generation : *understanding;
+  }
 };
 
 // A value per pool `role` label: rollout, scorer.
@@ -100,7 +102,8 @@ struct LearnerMetrics {
   Gauge* kl;
   Gauge* grad_norm;
   Gauge* learning_rate;
-  ByDirection<Gauge> reward_mean, reward_std, reward_group_std, zero_variance_groups_ratio, advantage_std;
+  ByDirection<Gauge> reward_mean, reward_std, reward_group_std,
+      zero_variance_groups_ratio, advantage_std;
   Gauge* dlogp;
   Gauge* policy_version;
   Gauge* sample_lag_max;
@@ -119,11 +122,13 @@ struct CoordinatorMetrics {
   // quarantined for them (each also counts as lost), items taken back at their deadline.
   ByRole<Counter> worker_errors, quarantined_workers, items_timed_out;
   ByRole<Gauge> items_queued, items_leased;
-  ByRole<Counter> items_enqueued, items_completed, items_reissued, lease_expirations, duplicate_completions;
+  ByRole<Counter> items_enqueued, items_completed, items_reissued, lease_expirations,
+      duplicate_completions;
   ByRole<Histogram> item_wait_seconds, item_service_seconds, worker_wait_seconds;
   ByRole<Counter> worker_idle_seconds, work_open_seconds;
   ByRole<Gauge> worker_version_lag_max;
-  ByRole<Gauge> pool_desired_workers, pool_items_waiting, pool_idle_workers, pool_open_ratio;
+  ByRole<Gauge> pool_desired_workers, pool_items_waiting, pool_idle_workers,
+      pool_open_ratio;
   // duet_coordinator_items_failed_total{role,code}; created when first recorded.
   Counter& ItemsFailed(bool is_rollout, int code);
 

@@ -162,7 +162,8 @@ std::string MetricsServer::Render() {
     for (const auto& h : hooks_) h();
   }
   std::vector<prometheus::MetricFamily> families = registry_->Collect();
-  for (prometheus::MetricFamily& f : ProcessCollector().Collect()) families.push_back(std::move(f));
+  for (prometheus::MetricFamily& f : ProcessCollector().Collect())
+    families.push_back(std::move(f));
   return prometheus::TextSerializer().Serialize(families);
 }
 

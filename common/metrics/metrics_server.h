@@ -58,11 +58,12 @@ class MetricsServer {
 
   // The bound port.
   int port() const { return port_; }
-  // Writes the bound port (decimal, then a newline) to `path` atomically: a temporary file
-  // in the same folder renamed over `path`, so that a reader sees no file or the whole
-  // port. A started server is listening, so the file never names a port before it answers
-  // (what deploy/slurm/ writes Prometheus targets from: --metrics_port_file). The file
-  // system's error (NotFound for a missing folder, PermissionDenied, ...) when it cannot.
+  // Writes the bound port (decimal, then a newline) to `path` atomically: a temporary
+  // file in the same folder renamed over `path`, so that a reader sees no file or the
+  // whole port. A started server is listening, so the file never names a port before it
+  // answers (what deploy/slurm/ writes Prometheus targets from: --metrics_port_file). The
+  // file system's error (NotFound for a missing folder, PermissionDenied, ...) when it
+  // cannot.
   absl::Status WritePortFile(const std::string& path) const;
   // Runs `hook` at the start of every scrape from now on.
   // REQUIRES: `hook` does not call AddRefreshHook.

@@ -1,20 +1,19 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <prometheus/text_serializer.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <cstdio>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <prometheus/text_serializer.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -29,7 +28,9 @@
 namespace duet::metrics {
 namespace {
 
-std::string Text(Registry& r) { return prometheus::TextSerializer().Serialize(r.Collect()); }
+std::string Text(Registry& r) {
+  return prometheus::TextSerializer().Serialize(r.Collect());
+}
 
 // Sends `request` as is and returns everything the server answers before it closes.
 std::string HttpRaw(int port, const std::string& request) {
@@ -67,18 +68,26 @@ TEST(RpcMetricsTest, CreatesOkAtStartAndCountsCodesOfKnownMethodsOnly) {
   Registry r;
   RpcMetrics rpc(r, RpcMetrics::Side::kServer, {"PullWork", "CompleteWork"});
   std::string text = Text(r);
-  EXPECT_NE(text.find(R"(duet_rpc_server_handled_total{code="OK",method="PullWork"} 0)"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"(duet_rpc_server_handled_total{code="OK",method="PullWork"} 0)"),
+            std::string::npos)
+      << text;
   EXPECT_EQ(text.find("RESOURCE_EXHAUSTED"), std::string::npos);
   rpc.Record("PullWork", 0, 0.002);
   rpc.Record("PullWork", 8, 0.001);
   rpc.Record("PullWork", 8, 0.001);
   rpc.Record("Check", 0, 0.001);  // health checks are not counted
   text = Text(r);
-  EXPECT_NE(text.find(R"(duet_rpc_server_handled_total{code="OK",method="PullWork"} 1)"), std::string::npos) << text;
-  EXPECT_NE(text.find(R"(duet_rpc_server_handled_total{code="RESOURCE_EXHAUSTED",method="PullWork"} 2)"),
+  EXPECT_NE(text.find(R"(duet_rpc_server_handled_total{code="OK",method="PullWork"} 1)"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find(R"(duet_rpc_server_handling_seconds_count{method="PullWork"} 3)"), std::string::npos) << text;
+  EXPECT_NE(
+      text.find(
+          R"(duet_rpc_server_handled_total{code="RESOURCE_EXHAUSTED",method="PullWork"} 2)"),
+      std::string::npos)
+      << text;
+  EXPECT_NE(text.find(R"(duet_rpc_server_handling_seconds_count{method="PullWork"} 3)"),
+            std::string::npos)
+      << text;
   EXPECT_EQ(text.find("Check"), std::string::npos) << text;
   EXPECT_EQ(rpc.Handled("Check", 0), nullptr);
 }
@@ -89,14 +98,15 @@ TEST(CatalogueTest, EveryRoleAndDirectionExistsFromStartUp) {
   CoordinatorMetrics coordinator(r);
   WeightsMetrics weights(r);
   const std::string text = Text(r);
-  for (const char* s : {R"(duet_learner_samples_total{direction="generation"} 0)",
-                        R"(duet_learner_samples_total{direction="understanding"} 0)",
-                        R"(duet_learner_step_duration_seconds_count{phase="checkpoint"} 0)",
-                        R"(duet_coordinator_live_workers{role="rollout"} 0)",
-                        R"(duet_pool_desired_workers{role="scorer"} 0)",
-                        R"(duet_weights_broadcast_failures_total{code="DATA_LOSS"} 0)",
-                        R"(duet_weights_bootstrap_fetches_total{code="OK"} 0)",
-                        R"(duet_coordinator_item_wait_seconds_bucket{role="scorer",le="300"} 0)"}) {
+  for (const char* s :
+       {R"(duet_learner_samples_total{direction="generation"} 0)",
+        R"(duet_learner_samples_total{direction="understanding"} 0)",
+        R"(duet_learner_step_duration_seconds_count{phase="checkpoint"} 0)",
+        R"(duet_coordinator_live_workers{role="rollout"} 0)",
+        R"(duet_pool_desired_workers{role="scorer"} 0)",
+        R"(duet_weights_broadcast_failures_total{code="DATA_LOSS"} 0)",
+        R"(duet_weights_bootstrap_fetches_total{code="OK"} 0)",
+        R"(duet_coordinator_item_wait_seconds_bucket{role="scorer",le="300"} 0)"}) {
     EXPECT_NE(text.find(s), std::string::npos) << s;
   }
   // The last-step and checkpoint timestamps start at the start time (the stall alert).
@@ -117,7 +127,9 @@ TEST(MetricsServerTest, ServesRegistryAfterRunningHooks) {
   EXPECT_NE(body.find("200 OK"), std::string::npos) << body;
   EXPECT_NE(body.find(R"(duet_build_info{revision=")"), std::string::npos) << body;
   EXPECT_NE(body.find(R"(role="rollout")"), std::string::npos) << body;
-  EXPECT_NE(body.find("duet_process_start_time_seconds{role=\"rollout\"} 1"), std::string::npos) << body;
+  EXPECT_NE(body.find("duet_process_start_time_seconds{role=\"rollout\"} 1"),
+            std::string::npos)
+      << body;
   // The hook ran before the registry was read: the served value is the hook's.
   EXPECT_EQ(runs.load(), 1);
   EXPECT_NE(body.find("duet_worker_busy_ratio 0.25"), std::string::npos) << body;
@@ -179,8 +191,8 @@ TEST(MetricsServerTest, StopsWhileAClientHoldsAConnection) {
   close(idle);
 }
 
-// A FakeClock that counts its reads, so that a test can wait until the server has read the
-// time and gone idle in poll() before it moves the time on.
+// A FakeClock that counts its reads, so that a test can wait until the server has read
+// the time and gone idle in poll() before it moves the time on.
 class ReadCountingClock final : public Clock {
  public:
   absl::Time Now() const override {
@@ -209,9 +221,9 @@ class ReadCountingClock final : public Clock {
 };
 
 // Prometheus scrapes every 15 s (deploy/prometheus/prometheus.yml), so the server is idle
-// far longer than its 5 s client timeout between two scrapes. A scrape after any idle time
-// is answered: the client's deadline counts from its accept, not from the time the server
-// read before it went idle (that stale deadline closed every scrape unanswered).
+// far longer than its 5 s client timeout between two scrapes. A scrape after any idle
+// time is answered: the client's deadline counts from its accept, not from the time the
+// server read before it went idle (that stale deadline closed every scrape unanswered).
 TEST(MetricsServerTest, AnswersAScrapeAfterIdlingLongerThanTheScrapeInterval) {
   auto registry = std::make_shared<Registry>();
   RegisterProcessMetrics(*registry, "learner");
@@ -223,7 +235,8 @@ TEST(MetricsServerTest, AnswersAScrapeAfterIdlingLongerThanTheScrapeInterval) {
   for (int scrape = 0; scrape < 3; ++scrape) {
     clock.Advance(absl::Seconds(60));  // longer than the longest shipped scrape interval
     const std::string body = HttpGet((*server)->port(), "/metrics");
-    EXPECT_EQ(body.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << "scrape " << scrape << ": " << body;
+    EXPECT_EQ(body.rfind("HTTP/1.1 200 OK\r\n", 0), 0u)
+        << "scrape " << scrape << ": " << body;
     EXPECT_NE(body.find(R"(duet_build_info{revision=")"), std::string::npos)
         << "scrape " << scrape << ": " << body;
   }
@@ -231,23 +244,28 @@ TEST(MetricsServerTest, AnswersAScrapeAfterIdlingLongerThanTheScrapeInterval) {
 
 TEST(MetricsServerTest, RefusesBadAndTakenAddresses) {
   auto registry = std::make_shared<Registry>();
-  EXPECT_EQ(MetricsServer::Start("", registry).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(MetricsServer::Start("127.0.0.1", registry).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(MetricsServer::Start("127.0.0.1:99999", registry).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MetricsServer::Start("", registry).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MetricsServer::Start("127.0.0.1", registry).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MetricsServer::Start("127.0.0.1:99999", registry).status().code(),
+            absl::StatusCode::kInvalidArgument);
   auto first = MetricsServer::Start("127.0.0.1:0", registry);
   ASSERT_TRUE(first.ok());
-  auto second = MetricsServer::Start("127.0.0.1:" + std::to_string((*first)->port()), registry);
+  auto second =
+      MetricsServer::Start("127.0.0.1:" + std::to_string((*first)->port()), registry);
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
 }
 
 TEST(MetricsServerTest, WritesTheBoundPortToThePortFile) {
-  // Port 0 as deploy/slurm/ passes it: the file names the port the kernel picked, and that
-  // port answers /metrics by the time the file exists.
+  // Port 0 as deploy/slurm/ passes it: the file names the port the kernel picked, and
+  // that port answers /metrics by the time the file exists.
   auto registry = std::make_shared<Registry>();
   RegisterProcessMetrics(*registry, "rollout");
   auto server = MetricsServer::Start("127.0.0.1:0", registry);
   ASSERT_TRUE(server.ok()) << server.status();
-  const std::string dir = testing::TempDir() + "metrics_port_file_" + std::to_string(getpid());
+  const std::string dir =
+      testing::TempDir() + "metrics_port_file_" + std::to_string(getpid());
   ASSERT_TRUE(MakeDirs(dir).ok());
   const std::string path = JoinPath(dir, "rollout.metrics_port");
   ASSERT_TRUE((*server)->WritePortFile(path).ok());
@@ -264,12 +282,14 @@ TEST(MetricsServerTest, WritesTheBoundPortToThePortFile) {
   std::vector<std::string> left;
   if (DIR* d = opendir(dir.c_str())) {
     while (dirent* e = readdir(d)) {
-      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") left.push_back(e->d_name);
+      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..")
+        left.push_back(e->d_name);
     }
     closedir(d);
   }
   EXPECT_EQ(left, std::vector<std::string>{"rollout.metrics_port"});
-  // A second server on port 0 names a different port (two jobs on one node do not collide).
+  // A second server on port 0 names a different port (two jobs on one node do not
+  // collide).
   auto other = MetricsServer::Start("127.0.0.1:0", registry);
   ASSERT_TRUE(other.ok()) << other.status();
   ASSERT_TRUE((*other)->WritePortFile(path).ok());
@@ -284,7 +304,8 @@ TEST(MetricsServerTest, WritesTheBoundPortToThePortFile) {
 TEST(MetricsServerTest, WritePortFileFailsForAMissingFolder) {
   auto server = MetricsServer::Start("127.0.0.1:0", std::make_shared<Registry>());
   ASSERT_TRUE(server.ok()) << server.status();
-  const absl::Status s = (*server)->WritePortFile(testing::TempDir() + "no/such/folder/metrics_port");
+  const absl::Status s =
+      (*server)->WritePortFile(testing::TempDir() + "no/such/folder/metrics_port");
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
 }
 
@@ -306,9 +327,11 @@ TEST(ProcessCollectorTest, EveryScrapeServesThisProcesssResourceUse) {
   ASSERT_TRUE(server.ok()) << server.status();
   const std::string before = HttpGet((*server)->port(), "/metrics");
   const double now =
-      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   EXPECT_GT(Value(before, "process_resident_memory_bytes"), 1 << 20) << before;
-  EXPECT_GE(Value(before, "process_virtual_memory_bytes"), Value(before, "process_resident_memory_bytes"));
+  EXPECT_GE(Value(before, "process_virtual_memory_bytes"),
+            Value(before, "process_resident_memory_bytes"));
   EXPECT_GT(Value(before, "process_cpu_seconds_total"), 0.0);
   EXPECT_GT(Value(before, "process_max_fds"), 0.0);
   // This process started within the last hour (and not in the future: 2 s for rounding
@@ -320,7 +343,8 @@ TEST(ProcessCollectorTest, EveryScrapeServesThisProcesssResourceUse) {
   for (int i = 0; i < 10; ++i) fds.push_back(open("/dev/null", O_RDONLY));
   const std::string after = HttpGet((*server)->port(), "/metrics");
   for (int fd : fds) close(fd);
-  EXPECT_EQ(Value(after, "process_open_fds") - Value(before, "process_open_fds"), 10.0) << before << after;
+  EXPECT_EQ(Value(after, "process_open_fds") - Value(before, "process_open_fds"), 10.0)
+      << before << after;
 }
 
 }  // namespace

@@ -25,8 +25,8 @@ absl::StatusOr<std::string> ReadWhole(const std::string& path) {
   return s.str();
 }
 
-prometheus::MetricFamily Family(const std::string& name, const std::string& help, prometheus::MetricType type,
-                                double value) {
+prometheus::MetricFamily Family(const std::string& name, const std::string& help,
+                                prometheus::MetricType type, double value) {
   prometheus::MetricFamily f;
   f.name = name;
   f.help = help;
@@ -43,7 +43,8 @@ prometheus::MetricFamily Family(const std::string& name, const std::string& help
 
 }  // namespace
 
-absl::StatusOr<ProcessStats> ReadProcessStats(const std::string& proc_root, long page_bytes, long ticks_per_second) {
+absl::StatusOr<ProcessStats> ReadProcessStats(const std::string& proc_root,
+                                              long page_bytes, long ticks_per_second) {
   if (page_bytes <= 0) page_bytes = sysconf(_SC_PAGESIZE);
   if (ticks_per_second <= 0) ticks_per_second = sysconf(_SC_CLK_TCK);
   ProcessStats out;
@@ -54,12 +55,15 @@ absl::StatusOr<ProcessStats> ReadProcessStats(const std::string& proc_root, long
   auto stat = ReadWhole(stat_path);
   if (!stat.ok()) return stat.status();
   const size_t close = stat->rfind(')');
-  if (close == std::string::npos) return absl::DataLossError(absl::StrCat(stat_path, ": no ')'"));
-  std::vector<std::string> f = absl::StrSplit(absl::StripAsciiWhitespace(stat->substr(close + 1)), ' ', absl::SkipEmpty());
+  if (close == std::string::npos)
+    return absl::DataLossError(absl::StrCat(stat_path, ": no ')'"));
+  std::vector<std::string> f = absl::StrSplit(
+      absl::StripAsciiWhitespace(stat->substr(close + 1)), ' ', absl::SkipEmpty());
   double utime = 0, stime = 0, start_ticks = 0, vsize = 0, rss = 0;
-  if (f.size() < 22 || !absl::SimpleAtod(f[14 - 3], &utime) || !absl::SimpleAtod(f[15 - 3], &stime) ||
-      !absl::SimpleAtod(f[22 - 3], &start_ticks) || !absl::SimpleAtod(f[23 - 3], &vsize) ||
-      !absl::SimpleAtod(f[24 - 3], &rss)) {
+  if (f.size() < 22 || !absl::SimpleAtod(f[14 - 3], &utime) ||
+      !absl::SimpleAtod(f[15 - 3], &stime) ||
+      !absl::SimpleAtod(f[22 - 3], &start_ticks) ||
+      !absl::SimpleAtod(f[23 - 3], &vsize) || !absl::SimpleAtod(f[24 - 3], &rss)) {
     return absl::DataLossError(absl::StrCat(stat_path, ": not in proc(5)'s format"));
   }
   out.cpu_seconds = (utime + stime) / static_cast<double>(ticks_per_second);
@@ -73,11 +77,13 @@ absl::StatusOr<ProcessStats> ReadProcessStats(const std::string& proc_root, long
   for (absl::string_view line : absl::StrSplit(*system_stat, '\n')) {
     double btime = 0;
     if (absl::ConsumePrefix(&line, "btime ") && absl::SimpleAtod(line, &btime)) {
-      out.start_time_seconds = btime + start_ticks / static_cast<double>(ticks_per_second);
+      out.start_time_seconds =
+          btime + start_ticks / static_cast<double>(ticks_per_second);
       have_btime = true;
     }
   }
-  if (!have_btime) return absl::DataLossError(absl::StrCat(proc_root, "/stat: no btime line"));
+  if (!have_btime)
+    return absl::DataLossError(absl::StrCat(proc_root, "/stat: no btime line"));
 
   // limits: "Max open files            1024                 1048576              files".
   auto limits = ReadWhole(proc_root + "/self/limits");
@@ -87,9 +93,12 @@ absl::StatusOr<ProcessStats> ReadProcessStats(const std::string& proc_root, long
     if (!absl::ConsumePrefix(&line, "Max open files")) continue;
     std::vector<absl::string_view> v = absl::StrSplit(line, ' ', absl::SkipEmpty());
     // "unlimited" stays 0: no finite limit to report.
-    have_limit = !v.empty() && (v[0] == "unlimited" || absl::SimpleAtod(v[0], &out.max_fds));
+    have_limit =
+        !v.empty() && (v[0] == "unlimited" || absl::SimpleAtod(v[0], &out.max_fds));
   }
-  if (!have_limit) return absl::DataLossError(absl::StrCat(proc_root, "/self/limits: no 'Max open files' line"));
+  if (!have_limit)
+    return absl::DataLossError(
+        absl::StrCat(proc_root, "/self/limits: no 'Max open files' line"));
 
   const std::string fd_dir = proc_root + "/self/fd";
   DIR* dir = opendir(fd_dir.c_str());
@@ -114,18 +123,21 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
   }
   using prometheus::MetricType;
   std::vector<prometheus::MetricFamily> out;
-  out.push_back(Family("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+  out.push_back(Family("process_cpu_seconds_total",
+                       "Total user and system CPU time spent in seconds.",
                        MetricType::Counter, s->cpu_seconds));
-  out.push_back(Family("process_resident_memory_bytes", "Resident memory size in bytes.", MetricType::Gauge,
-                       s->resident_memory_bytes));
-  out.push_back(Family("process_virtual_memory_bytes", "Virtual memory size in bytes.", MetricType::Gauge,
-                       s->virtual_memory_bytes));
-  out.push_back(Family("process_open_fds", "Number of open file descriptors.", MetricType::Gauge, s->open_fds));
+  out.push_back(Family("process_resident_memory_bytes", "Resident memory size in bytes.",
+                       MetricType::Gauge, s->resident_memory_bytes));
+  out.push_back(Family("process_virtual_memory_bytes", "Virtual memory size in bytes.",
+                       MetricType::Gauge, s->virtual_memory_bytes));
+  out.push_back(Family("process_open_fds", "Number of open file descriptors.",
+                       MetricType::Gauge, s->open_fds));
   if (s->max_fds > 0) {
-    out.push_back(Family("process_max_fds", "Maximum number of open file descriptors.", MetricType::Gauge,
-                         s->max_fds));
+    out.push_back(Family("process_max_fds", "Maximum number of open file descriptors.",
+                         MetricType::Gauge, s->max_fds));
   }
-  out.push_back(Family("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+  out.push_back(Family("process_start_time_seconds",
+                       "Start time of the process since unix epoch in seconds.",
                        MetricType::Gauge, s->start_time_seconds));
   return out;
 }

@@ -1,12 +1,12 @@
 #include "common/metrics/process_metrics.h"
 
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -24,7 +24,9 @@ class FakeProc {
     fs::create_directories(root_ + "/self/fd");
   }
   ~FakeProc() { fs::remove_all(root_); }
-  void Write(const std::string& name, const std::string& text) { std::ofstream(root_ + "/" + name) << text; }
+  void Write(const std::string& name, const std::string& text) {
+    std::ofstream(root_ + "/" + name) << text;
+  }
   void Fds(int n) {
     for (int i = 0; i < n; ++i) Write(absl::StrCat("self/fd/", i), "");
   }
@@ -36,15 +38,18 @@ class FakeProc {
 
 // proc(5) fields 3..24 after "pid (comm)": utime (14) 250 ticks, stime (15) 50, starttime
 // (22) 1000, vsize (23) 123456789, rss (24) 300 pages.
-constexpr char kStatFields[] = "S 1 1 1 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 9 0 1000 123456789 300 18446744073709551615";
+constexpr char kStatFields[] =
+    "S 1 1 1 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 9 0 1000 123456789 300 "
+    "18446744073709551615";
 
 void WriteHealthyProc(FakeProc& p, const std::string& comm) {
   p.Write("self/stat", absl::StrCat("4242 (", comm, ") ", kStatFields, "\n"));
   p.Write("stat", "cpu  1 2 3\nbtime 1700000000\nprocesses 7\n");
-  p.Write("self/limits",
-          "Limit                     Soft Limit           Hard Limit           Units     \n"
-          "Max cpu time              unlimited            unlimited            seconds   \n"
-          "Max open files            1024                 1048576              files     \n");
+  p.Write(
+      "self/limits",
+      "Limit                     Soft Limit           Hard Limit           Units     \n"
+      "Max cpu time              unlimited            unlimited            seconds   \n"
+      "Max open files            1024                 1048576              files     \n");
   p.Fds(5);
 }
 
@@ -86,7 +91,8 @@ TEST(ReadProcessStatsTest, AMissingFileIsNotFoundAndAMalformedOneDataLoss) {
   {
     FakeProc p;
     WriteHealthyProc(p, "x");
-    p.Write("self/limits", "Max open files            lots            lots            files\n");
+    p.Write("self/limits",
+            "Max open files            lots            lots            files\n");
     EXPECT_EQ(ReadProcessStats(p.root()).status().code(), absl::StatusCode::kDataLoss);
   }
 }

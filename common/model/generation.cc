@@ -1,8 +1,8 @@
 #include "common/model/generation.h"
 
-#include <algorithm>
-
 #include <torch/torch.h>
+
+#include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
@@ -14,8 +14,8 @@ namespace {
 std::pair<torch::Tensor, torch::Tensor> LeftPad(const TokenRows& rows, int64_t pad) {
   size_t len = 0;
   for (const auto& r : rows) len = std::max(len, r.size());
-  torch::Tensor tokens = torch::full({static_cast<int64_t>(rows.size()), static_cast<int64_t>(len)},
-                                     pad, torch::kInt64);
+  torch::Tensor tokens = torch::full(
+      {static_cast<int64_t>(rows.size()), static_cast<int64_t>(len)}, pad, torch::kInt64);
   torch::Tensor start = torch::empty({static_cast<int64_t>(rows.size())}, torch::kInt64);
   auto t = tokens.accessor<int64_t, 2>();
   auto s = start.accessor<int64_t, 1>();
@@ -44,60 +44,65 @@ absl::Status CheckSeeds(size_t rows, const std::vector<uint64_t>& seeds) {
 absl::Status CheckLayout(const Transformer& model, const TokenLayout& layout) {
   if (layout.vocab_size() != model.config().vocab_size) {
     return absl::FailedPreconditionError(
-        absl::StrCat("token layout has ", layout.vocab_size(), " ids but the model's vocab_size is ",
-                     model.config().vocab_size));
+        absl::StrCat("token layout has ", layout.vocab_size(),
+                     " ids but the model's vocab_size is ", model.config().vocab_size));
   }
   return absl::OkStatus();
 }
 
 }  // namespace
 
-std::vector<int64_t> DrawPrompt(const TokenLayout& layout, const std::vector<int64_t>& caption) {
+std::vector<int64_t> DrawPrompt(const TokenLayout& layout,
+                                const std::vector<int64_t>& caption) {
   std::vector<int64_t> out = {layout.bos, layout.draw};
   out.insert(out.end(), caption.begin(), caption.end());
   out.push_back(layout.boi);
   return out;
 }
 
-std::vector<int64_t> UnconditionalDrawPrompt(const TokenLayout& layout, size_t caption_length) {
+std::vector<int64_t> UnconditionalDrawPrompt(const TokenLayout& layout,
+                                             size_t caption_length) {
   std::vector<int64_t> out = {layout.bos, layout.draw};
   out.insert(out.end(), caption_length, layout.pad);
   out.push_back(layout.boi);
   return out;
 }
 
-std::vector<int64_t> DescribePrompt(const TokenLayout& layout, const std::vector<int64_t>& image) {
+std::vector<int64_t> DescribePrompt(const TokenLayout& layout,
+                                    const std::vector<int64_t>& image) {
   std::vector<int64_t> out = {layout.bos, layout.describe, layout.boi};
   out.insert(out.end(), image.begin(), image.end());
   out.push_back(layout.eoi);
   return out;
 }
 
-absl::Status ValidateCaptionTokens(const TokenLayout& layout, const std::vector<int64_t>& caption,
-                                   size_t row) {
-  if (caption.empty() || static_cast<int64_t>(caption.size()) > layout.max_caption_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat("caption ", row, ": length ", caption.size(),
-                                                   " outside [1, ", layout.max_caption_tokens, "]"));
+absl::Status ValidateCaptionTokens(const TokenLayout& layout,
+                                   const std::vector<int64_t>& caption, size_t row) {
+  if (caption.empty() ||
+      static_cast<int64_t>(caption.size()) > layout.max_caption_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("caption ", row, ": length ",
+                                                   caption.size(), " outside [1, ",
+                                                   layout.max_caption_tokens, "]"));
   }
   for (size_t j = 0; j < caption.size(); ++j) {
     if (!layout.IsText(caption[j])) {
-      return absl::InvalidArgumentError(absl::StrCat("caption ", row, ": token ", j, " (id ",
-                                                     caption[j], ") is not a text token"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "caption ", row, ": token ", j, " (id ", caption[j], ") is not a text token"));
     }
   }
   return absl::OkStatus();
 }
 
-absl::Status ValidateImageTokens(const TokenLayout& layout, const std::vector<int64_t>& image,
-                                 size_t row) {
+absl::Status ValidateImageTokens(const TokenLayout& layout,
+                                 const std::vector<int64_t>& image, size_t row) {
   if (static_cast<int64_t>(image.size()) != layout.image_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat("image ", row, ": ", image.size(),
-                                                   " tokens, expected ", layout.image_tokens));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "image ", row, ": ", image.size(), " tokens, expected ", layout.image_tokens));
   }
   for (size_t j = 0; j < image.size(); ++j) {
     if (!layout.IsImage(image[j])) {
-      return absl::InvalidArgumentError(absl::StrCat("image ", row, ": token ", j, " (id ",
-                                                     image[j], ") is not an image code"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "image ", row, ": token ", j, " (id ", image[j], ") is not an image code"));
     }
   }
   return absl::OkStatus();
@@ -126,13 +131,16 @@ absl::StatusOr<GeneratedSequences> GenerateImages(const Transformer& model,
     TokenRows prompts;
     for (const auto& c : captions) prompts.push_back(DrawPrompt(layout, c));
     if (cfg) {
-      for (const auto& c : captions) prompts.push_back(UnconditionalDrawPrompt(layout, c.size()));
+      for (const auto& c : captions)
+        prompts.push_back(UnconditionalDrawPrompt(layout, c.size()));
     }
     auto [tokens, start] = LeftPad(prompts, layout.pad);
     const int64_t n = layout.image_tokens;
     KvCache cache = model.NewCache(start, tokens.size(1) + n);
-    torch::Tensor logits = model.Step(tokens, cache).select(1, tokens.size(1) - 1);  // [B', V]
-    torch::Tensor allowed = RangeMask(layout.vocab_size(), layout.image_begin, layout.image_end);
+    torch::Tensor logits =
+        model.Step(tokens, cache).select(1, tokens.size(1) - 1);  // [B', V]
+    torch::Tensor allowed =
+        RangeMask(layout.vocab_size(), layout.image_begin, layout.image_end);
     torch::Tensor all_tokens = torch::empty({b, n}, torch::kInt64);
     torch::Tensor all_logprobs = torch::empty({b, n}, torch::kFloat32);
     torch::Tensor all_policy = torch::empty({b, n}, torch::kFloat32);
@@ -166,7 +174,8 @@ absl::StatusOr<GeneratedSequences> GenerateImages(const Transformer& model,
       }
     }
   } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("GenerateImages: ", e.what_without_backtrace()));
+    return absl::InternalError(
+        absl::StrCat("GenerateImages: ", e.what_without_backtrace()));
   }
   return out;
 }
@@ -193,7 +202,8 @@ absl::StatusOr<GeneratedSequences> GenerateCaptions(const Transformer& model,
     const int64_t max_new = layout.max_caption_tokens + 1;
     KvCache cache = model.NewCache(start, tokens.size(1) + max_new);
     torch::Tensor logits = model.Step(tokens, cache).select(1, tokens.size(1) - 1);
-    torch::Tensor text_or_eos = RangeMask(layout.vocab_size(), layout.text_begin, layout.text_end);
+    torch::Tensor text_or_eos =
+        RangeMask(layout.vocab_size(), layout.text_begin, layout.text_end);
     text_or_eos[layout.eos] = true;
     torch::Tensor eos_only = RangeMask(layout.vocab_size(), layout.eos, layout.eos + 1);
     out.tokens.assign(b, {});
@@ -204,7 +214,8 @@ absl::StatusOr<GeneratedSequences> GenerateCaptions(const Transformer& model,
     for (int64_t t = 0; t < max_new && remaining > 0; ++t) {
       const torch::Tensor& allowed = (t + 1 == max_new) ? eos_only : text_or_eos;
       SampledTokens s = SampleTokens(logits, allowed, sampling, seeds, t);
-      torch::Tensor policy = torch::log_softmax(logits, -1).gather(1, s.tokens.unsqueeze(1)).squeeze(1);
+      torch::Tensor policy =
+          torch::log_softmax(logits, -1).gather(1, s.tokens.unsqueeze(1)).squeeze(1);
       auto tk = s.tokens.accessor<int64_t, 1>();
       auto lp = s.logprobs.accessor<float, 1>();
       auto pp = policy.accessor<float, 1>();
@@ -226,7 +237,8 @@ absl::StatusOr<GeneratedSequences> GenerateCaptions(const Transformer& model,
       logits = model.Step(next.unsqueeze(1), cache).select(1, 0);
     }
   } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("GenerateCaptions: ", e.what_without_backtrace()));
+    return absl::InternalError(
+        absl::StrCat("GenerateCaptions: ", e.what_without_backtrace()));
   }
   return out;
 }
@@ -236,8 +248,8 @@ absl::StatusOr<std::vector<SpanScore>> ScoreSpans(
     const std::vector<std::pair<int64_t, int64_t>>& spans) {
   DUET_RETURN_IF_ERROR(CheckLayout(model, layout));
   if (spans.size() != sequences.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("ScoreSpans: ", spans.size(), " spans for ",
-                                                   sequences.size(), " sequences"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ScoreSpans: ", spans.size(), " spans for ", sequences.size(), " sequences"));
   }
   std::vector<SpanScore> out(sequences.size());
   if (sequences.empty()) return out;
@@ -246,13 +258,15 @@ absl::StatusOr<std::vector<SpanScore>> ScoreSpans(
     const auto [begin, end] = spans[i];
     const int64_t n = static_cast<int64_t>(sequences[i].size());
     if (begin < 1 || begin >= end || end > n) {
-      return absl::InvalidArgumentError(absl::StrCat("ScoreSpans: row ", i, " span [", begin, ", ",
-                                                     end, ") invalid for length ", n));
+      return absl::InvalidArgumentError(absl::StrCat("ScoreSpans: row ", i, " span [",
+                                                     begin, ", ", end,
+                                                     ") invalid for length ", n));
     }
     len = std::max(len, sequences[i].size());
   }
-  torch::Tensor tokens = torch::full({static_cast<int64_t>(sequences.size()), static_cast<int64_t>(len)},
-                                     layout.pad, torch::kInt64);
+  torch::Tensor tokens =
+      torch::full({static_cast<int64_t>(sequences.size()), static_cast<int64_t>(len)},
+                  layout.pad, torch::kInt64);
   {
     auto t = tokens.accessor<int64_t, 2>();
     for (size_t i = 0; i < sequences.size(); ++i) {
@@ -280,7 +294,8 @@ absl::StatusOr<std::vector<SpanScore>> ScoreSpans(
   return out;
 }
 
-std::vector<int64_t> StripEos(const TokenLayout& layout, const std::vector<int64_t>& tokens) {
+std::vector<int64_t> StripEos(const TokenLayout& layout,
+                              const std::vector<int64_t>& tokens) {
   auto it = std::find(tokens.begin(), tokens.end(), layout.eos);
   return std::vector<int64_t>(tokens.begin(), it);
 }

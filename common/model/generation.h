@@ -25,18 +25,21 @@ namespace duet {
 using TokenRows = std::vector<std::vector<int64_t>>;
 
 // <bos> <draw> caption <boi>.
-std::vector<int64_t> DrawPrompt(const TokenLayout& layout, const std::vector<int64_t>& caption);
+std::vector<int64_t> DrawPrompt(const TokenLayout& layout,
+                                const std::vector<int64_t>& caption);
 // The unconditional row of classifier-free guidance: the caption replaced by <pad>s.
-std::vector<int64_t> UnconditionalDrawPrompt(const TokenLayout& layout, size_t caption_length);
+std::vector<int64_t> UnconditionalDrawPrompt(const TokenLayout& layout,
+                                             size_t caption_length);
 // <bos> <describe> <boi> image <eoi>.
-std::vector<int64_t> DescribePrompt(const TokenLayout& layout, const std::vector<int64_t>& image);
+std::vector<int64_t> DescribePrompt(const TokenLayout& layout,
+                                    const std::vector<int64_t>& image);
 
 // Checks that `caption` holds 1..max_caption_tokens text ids (InvalidArgument naming the
 // row and position otherwise) and `image` exactly image_tokens image ids.
-absl::Status ValidateCaptionTokens(const TokenLayout& layout, const std::vector<int64_t>& caption,
-                                   size_t row);
-absl::Status ValidateImageTokens(const TokenLayout& layout, const std::vector<int64_t>& image,
-                                 size_t row);
+absl::Status ValidateCaptionTokens(const TokenLayout& layout,
+                                   const std::vector<int64_t>& caption, size_t row);
+absl::Status ValidateImageTokens(const TokenLayout& layout,
+                                 const std::vector<int64_t>& image, size_t row);
 
 struct ImageGenerationOptions {
   SamplingParams sampling;
@@ -46,10 +49,10 @@ struct ImageGenerationOptions {
 };
 
 struct GeneratedSequences {
-  TokenRows tokens;                           // sampled ids per row
-  std::vector<std::vector<float>> logprobs;   // per sampled token, under the distribution
-                                              // it was drawn from (guidance, temperature,
-                                              // top-k/p and the token constraints applied)
+  TokenRows tokens;                          // sampled ids per row
+  std::vector<std::vector<float>> logprobs;  // per sampled token, under the distribution
+                                             // it was drawn from (guidance, temperature,
+                                             // top-k/p and the token constraints applied)
   // Per sampled token, log-softmax of the model's own conditional logits (temperature 1,
   // no guidance, full vocabulary): what a teacher-forced pass of the same weights gives,
   // so a learner can form importance ratios and check consistency against it.
@@ -86,13 +89,13 @@ struct SpanScore {
 // One batched teacher-forced pass: for row i, the log-probability of tokens
 // sequences[i][span.first, span.second) given everything before them.
 // REQUIRES (checked, InvalidArgument): 1 <= span.first < span.second <= row length.
-absl::StatusOr<std::vector<SpanScore>> ScoreSpans(const Transformer& model,
-                                                  const TokenLayout& layout,
-                                                  const TokenRows& sequences,
-                                                  const std::vector<std::pair<int64_t, int64_t>>& spans);
+absl::StatusOr<std::vector<SpanScore>> ScoreSpans(
+    const Transformer& model, const TokenLayout& layout, const TokenRows& sequences,
+    const std::vector<std::pair<int64_t, int64_t>>& spans);
 
 // Strips a trailing <eos> (and anything after it).
-std::vector<int64_t> StripEos(const TokenLayout& layout, const std::vector<int64_t>& tokens);
+std::vector<int64_t> StripEos(const TokenLayout& layout,
+                              const std::vector<int64_t>& tokens);
 
 }  // namespace duet
 

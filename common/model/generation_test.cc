@@ -40,8 +40,10 @@ TEST(SamplingTest, FrequenciesFollowTheDistribution) {
   for (uint64_t s = 0; s < 5000; ++s) {
     SampledTokens t = SampleTokens(logits, {}, SamplingParams{}, {s}, 0);
     counts[t.tokens[0].item<int64_t>()]++;
-    EXPECT_NEAR(t.logprobs[0].item<float>(),
-                std::log(std::vector<float>{0.1f, 0.2f, 0.7f}[t.tokens[0].item<int64_t>()]), 1e-5);
+    EXPECT_NEAR(
+        t.logprobs[0].item<float>(),
+        std::log(std::vector<float>{0.1f, 0.2f, 0.7f}[t.tokens[0].item<int64_t>()]),
+        1e-5);
   }
   EXPECT_NEAR(counts[0] / 5000.0, 0.1, 0.02);
   EXPECT_NEAR(counts[1] / 5000.0, 0.2, 0.02);
@@ -59,7 +61,8 @@ TEST(SamplingTest, TopKTopPAndMaskRestrictTheSupport) {
     EXPECT_EQ(SampleTokens(logits, {}, top1, {s}, 0).tokens[0].item<int64_t>(), 3);
     const int64_t n = SampleTokens(logits, {}, nucleus, {s}, 0).tokens[0].item<int64_t>();
     EXPECT_TRUE(n == 3 || n == 2) << n;
-    const int64_t m = SampleTokens(logits, allowed, SamplingParams{}, {s}, 0).tokens[0].item<int64_t>();
+    const int64_t m =
+        SampleTokens(logits, allowed, SamplingParams{}, {s}, 0).tokens[0].item<int64_t>();
     EXPECT_TRUE(m == 0 || m == 1) << m;
   }
   SamplingParams bad;
@@ -97,7 +100,8 @@ TEST_F(GenerationTest, ImagesHoldOnlyImageCodesOfTheRightCount) {
 
 TEST_F(GenerationTest, CaptionsHoldOnlyTextAndEndWithEos) {
   TokenRows images;
-  for (int i = 0; i < 16; ++i) images.push_back(std::vector<int64_t>(6, layout_.image_begin + i));
+  for (int i = 0; i < 16; ++i)
+    images.push_back(std::vector<int64_t>(6, layout_.image_begin + i));
   std::vector<uint64_t> seeds(16);
   for (int i = 0; i < 16; ++i) seeds[i] = 100 + i;
   SamplingParams hot;
@@ -108,7 +112,8 @@ TEST_F(GenerationTest, CaptionsHoldOnlyTextAndEndWithEos) {
     ASSERT_FALSE(row.empty());
     ASSERT_LE(row.size(), static_cast<size_t>(layout_.max_caption_tokens + 1));
     EXPECT_EQ(row.back(), layout_.eos);
-    for (size_t j = 0; j + 1 < row.size(); ++j) EXPECT_TRUE(layout_.IsText(row[j])) << row[j];
+    for (size_t j = 0; j + 1 < row.size(); ++j)
+      EXPECT_TRUE(layout_.IsText(row[j])) << row[j];
   }
 }
 
@@ -116,8 +121,8 @@ TEST_F(GenerationTest, ASeededRowIsReproducibleWhateverBatchItRunsIn) {
   ImageGenerationOptions opts;
   opts.cfg_scale = 2.0;
   auto alone = GenerateImages(model_, layout_, {{9, 10, 11}}, {42}, opts);
-  auto batched = GenerateImages(model_, layout_, {{8}, {12, 13, 14, 15}, {9, 10, 11}, {8, 8}},
-                                {1, 2, 42, 3}, opts);
+  auto batched = GenerateImages(
+      model_, layout_, {{8}, {12, 13, 14, 15}, {9, 10, 11}, {8, 8}}, {1, 2, 42, 3}, opts);
   ASSERT_TRUE(alone.ok() && batched.ok());
   EXPECT_EQ(alone->tokens[0], batched->tokens[2]);
   auto again = GenerateImages(model_, layout_, {{9, 10, 11}}, {42}, opts);
@@ -142,7 +147,8 @@ TEST_F(GenerationTest, GuidanceScaleOneEqualsConditionalSampling) {
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(a->tokens, b->tokens);
   for (size_t i = 0; i < 3; ++i) {
-    for (size_t j = 0; j < 6; ++j) EXPECT_NEAR(a->logprobs[i][j], b->logprobs[i][j], 1e-4);
+    for (size_t j = 0; j < 6; ++j)
+      EXPECT_NEAR(a->logprobs[i][j], b->logprobs[i][j], 1e-4);
   }
   guided.cfg_scale = 8.0;
   auto c = GenerateImages(model_, layout_, captions, {5, 6, 7}, guided);
@@ -155,7 +161,8 @@ TEST_F(GenerationTest, ScoreSpansMatchesTheTeacherForcedLogits) {
   auto scores = ScoreSpans(model_, layout_, seqs, spans);
   ASSERT_TRUE(scores.ok()) << scores.status();
   torch::InferenceMode guard;
-  torch::Tensor logits = *model_.Forward(torch::tensor(seqs[0], torch::kInt64).unsqueeze(0));
+  torch::Tensor logits =
+      *model_.Forward(torch::tensor(seqs[0], torch::kInt64).unsqueeze(0));
   torch::Tensor lp = torch::log_softmax(logits[0], -1);
   double expected = 0;
   for (int64_t j = 6; j < 9; ++j) expected += lp[j - 1][seqs[0][j]].item<float>();
@@ -163,7 +170,8 @@ TEST_F(GenerationTest, ScoreSpansMatchesTheTeacherForcedLogits) {
   EXPECT_NEAR((*scores)[0].mean_logprob, expected / 3, 1e-4);
   ASSERT_EQ((*scores)[0].token_logprobs.size(), 3u);
   for (int64_t j = 6; j < 9; ++j) {
-    EXPECT_NEAR((*scores)[0].token_logprobs[j - 6], lp[j - 1][seqs[0][j]].item<float>(), 1e-5);
+    EXPECT_NEAR((*scores)[0].token_logprobs[j - 6], lp[j - 1][seqs[0][j]].item<float>(),
+                1e-5);
   }
   ASSERT_EQ((*scores)[1].token_logprobs.size(), 1u);
   EXPECT_EQ((*scores)[1].count, 1);
@@ -180,7 +188,9 @@ TEST_F(GenerationTest, BadRequestsAreRejectedWithTheField) {
   EXPECT_NE(s.status().message().find("not a text token"), std::string::npos);
   EXPECT_EQ(GenerateImages(model_, layout_, {{8}}, {1, 2}, opts).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(GenerateCaptions(model_, layout_, {{33, 34}}, {1}, SamplingParams{}).status().code(),
+  EXPECT_EQ(GenerateCaptions(model_, layout_, {{33, 34}}, {1}, SamplingParams{})
+                .status()
+                .code(),
             absl::StatusCode::kInvalidArgument);
   TokenLayout other = layout_;
   other.image_end += 1;

@@ -18,7 +18,9 @@ int64_t ModelConfig::NumParameters() const {
 
 absl::Status ModelConfig::Validate() const {
   auto positive = [](const char* name, int64_t v) -> absl::Status {
-    if (v <= 0) return absl::InvalidArgumentError(absl::StrCat("config: ", name, " must be positive, got ", v));
+    if (v <= 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("config: ", name, " must be positive, got ", v));
     return absl::OkStatus();
   };
   for (auto [name, v] : {std::pair<const char*, int64_t>{"vocab_size", vocab_size},
@@ -32,9 +34,9 @@ absl::Status ModelConfig::Validate() const {
     if (!s.ok()) return s;
   }
   if (hidden_size % num_attention_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("config: hidden_size ", hidden_size,
-                                                   " is not divisible by num_attention_heads ",
-                                                   num_attention_heads));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: hidden_size ", hidden_size,
+                     " is not divisible by num_attention_heads ", num_attention_heads));
   }
   if (num_attention_heads % num_key_value_heads != 0) {
     return absl::InvalidArgumentError(
@@ -42,16 +44,18 @@ absl::Status ModelConfig::Validate() const {
                      " is not divisible by num_key_value_heads ", num_key_value_heads));
   }
   if (head_dim() % 2 != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("config: head_dim ", head_dim(), " must be even for rotary embeddings"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config: head_dim ", head_dim(), " must be even for rotary embeddings"));
   }
   if (!(rms_norm_eps > 0) || !(rope_theta > 0)) {
-    return absl::InvalidArgumentError("config: rms_norm_eps and rope_theta must be positive");
+    return absl::InvalidArgumentError(
+        "config: rms_norm_eps and rope_theta must be positive");
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<ModelConfig> ModelConfig::Preset(const std::string& name, int64_t vocab_size,
+absl::StatusOr<ModelConfig> ModelConfig::Preset(const std::string& name,
+                                                int64_t vocab_size,
                                                 int64_t max_position_embeddings) {
   ModelConfig c;
   c.vocab_size = vocab_size;
@@ -110,11 +114,14 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& text) {
   ModelConfig c;
   auto get_int = [&j](const char* key, int64_t* out, bool required) -> absl::Status {
     if (!j.contains(key)) {
-      if (required) return absl::InvalidArgumentError(absl::StrCat("config.json: missing key '", key, "'"));
+      if (required)
+        return absl::InvalidArgumentError(
+            absl::StrCat("config.json: missing key '", key, "'"));
       return absl::OkStatus();
     }
     if (!j[key].is_number_integer()) {
-      return absl::InvalidArgumentError(absl::StrCat("config.json: '", key, "' must be an integer"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("config.json: '", key, "' must be an integer"));
     }
     *out = j[key].get<int64_t>();
     return absl::OkStatus();
@@ -129,12 +136,14 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& text) {
     if (!s.ok()) return s;
   }
   c.num_key_value_heads = c.num_attention_heads;
-  absl::Status s = get_int("num_key_value_heads", &c.num_key_value_heads, /*required=*/false);
+  absl::Status s =
+      get_int("num_key_value_heads", &c.num_key_value_heads, /*required=*/false);
   if (!s.ok()) return s;
   auto get_double = [&j](const char* key, double* out) -> absl::Status {
     if (!j.contains(key)) return absl::OkStatus();
     if (!j[key].is_number()) {
-      return absl::InvalidArgumentError(absl::StrCat("config.json: '", key, "' must be a number"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("config.json: '", key, "' must be a number"));
     }
     *out = j[key].get<double>();
     return absl::OkStatus();
@@ -143,7 +152,8 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& text) {
   if (s = get_double("rope_theta", &c.rope_theta); !s.ok()) return s;
   if (j.contains("tie_word_embeddings")) {
     if (!j["tie_word_embeddings"].is_boolean()) {
-      return absl::InvalidArgumentError("config.json: 'tie_word_embeddings' must be a boolean");
+      return absl::InvalidArgumentError(
+          "config.json: 'tie_word_embeddings' must be a boolean");
     }
     c.tie_word_embeddings = j["tie_word_embeddings"].get<bool>();
   }

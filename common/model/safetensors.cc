@@ -1,15 +1,14 @@
 #include "common/model/safetensors.h"
 
 #include <fcntl.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <vector>
-
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/file_util.h"
@@ -25,8 +24,9 @@ struct DtypeInfo {
 };
 
 constexpr DtypeInfo kDtypes[] = {
-    {"F32", torch::kFloat32, 4}, {"F16", torch::kFloat16, 2}, {"BF16", torch::kBFloat16, 2},
-    {"I64", torch::kInt64, 8},   {"I32", torch::kInt32, 4},   {"U8", torch::kUInt8, 1},
+    {"F32", torch::kFloat32, 4},   {"F16", torch::kFloat16, 2},
+    {"BF16", torch::kBFloat16, 2}, {"I64", torch::kInt64, 8},
+    {"I32", torch::kInt32, 4},     {"U8", torch::kUInt8, 1},
 };
 
 const DtypeInfo* FindDtype(const std::string& name) {
@@ -62,9 +62,9 @@ absl::Status WriteSafetensors(const std::string& path, const TensorMap& tensors,
     }
     const DtypeInfo* info = FindDtype(tensor.scalar_type());
     if (info == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has dtype ",
-                                                     c10::toString(tensor.scalar_type()),
-                                                     ", which safetensors output does not support"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", name, "' has dtype ", c10::toString(tensor.scalar_type()),
+          ", which safetensors output does not support"));
     }
     torch::Tensor t = tensor.detach().to(torch::kCPU).contiguous();
     const int64_t nbytes = t.numel() * info->bytes;
@@ -96,16 +96,19 @@ absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path) {
         absl::StrCat(path, ": truncated safetensors file (", bytes.size(), " bytes)"));
   }
   uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    n |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[i])) << (8 * i);
   if (n > bytes.size() - 8) {
     return absl::DataLossError(absl::StrCat(path, ": header length ", n,
                                             " runs past the end of the file (",
                                             bytes.size(), " bytes); truncated?"));
   }
-  nlohmann::json header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + n,
-                                                /*cb=*/nullptr, /*allow_exceptions=*/false);
+  nlohmann::json header =
+      nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + n,
+                            /*cb=*/nullptr, /*allow_exceptions=*/false);
   if (header.is_discarded() || !header.is_object()) {
-    return absl::DataLossError(absl::StrCat(path, ": safetensors header is not a JSON object"));
+    return absl::DataLossError(
+        absl::StrCat(path, ": safetensors header is not a JSON object"));
   }
   const uint64_t data_size = bytes.size() - 8 - n;
   const char* data = bytes.data() + 8 + n;
@@ -150,7 +153,8 @@ absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path) {
       shape.push_back(d.get<int64_t>());
       // Bounds the element count (2^52) so that numel * dtype size cannot overflow.
       if (shape.back() > 0 && numel > (int64_t{1} << 52) / shape.back()) {
-        return absl::DataLossError(absl::StrCat(path, ": tensor '", name, "' has an impossible shape"));
+        return absl::DataLossError(
+            absl::StrCat(path, ": tensor '", name, "' has an impossible shape"));
       }
       numel *= shape.back();
     }
@@ -167,9 +171,9 @@ absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path) {
                                               " data bytes; truncated?"));
     }
     if (end - begin != static_cast<uint64_t>(numel * info->bytes)) {
-      return absl::DataLossError(absl::StrCat(path, ": tensor '", name, "' holds ",
-                                              end - begin, " bytes but its dtype and shape need ",
-                                              numel * info->bytes));
+      return absl::DataLossError(
+          absl::StrCat(path, ": tensor '", name, "' holds ", end - begin,
+                       " bytes but its dtype and shape need ", numel * info->bytes));
     }
     ranges.emplace_back(begin, end);
     torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(info->type));

@@ -8,10 +8,10 @@
 //
 // Thread-safety: free functions with no shared state.
 
+#include <torch/types.h>
+
 #include <map>
 #include <string>
-
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

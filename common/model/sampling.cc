@@ -1,8 +1,8 @@
 #include "common/model/sampling.h"
 
-#include <cmath>
-
 #include <torch/torch.h>
+
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 
@@ -14,10 +14,12 @@ absl::Status SamplingParams::Validate() const {
         absl::StrCat("sampling.temperature must be finite and >= 0, got ", temperature));
   }
   if (top_k < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("sampling.top_k must be >= 0, got ", top_k));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling.top_k must be >= 0, got ", top_k));
   }
   if (!std::isfinite(top_p) || top_p <= 0 || top_p > 1) {
-    return absl::InvalidArgumentError(absl::StrCat("sampling.top_p must be in (0, 1], got ", top_p));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling.top_p must be in (0, 1], got ", top_p));
   }
   return absl::OkStatus();
 }
@@ -31,8 +33,8 @@ double SeededUniform(uint64_t seed, uint64_t step) {
 }
 
 SampledTokens SampleTokens(const torch::Tensor& logits, const torch::Tensor& allowed,
-                           const SamplingParams& params, const std::vector<uint64_t>& seeds,
-                           uint64_t step) {
+                           const SamplingParams& params,
+                           const std::vector<uint64_t>& seeds, uint64_t step) {
   const int64_t b = logits.size(0);
   const float neg_inf = -std::numeric_limits<float>::infinity();
   torch::Tensor l = logits.to(torch::kFloat32);
@@ -46,7 +48,8 @@ SampledTokens SampleTokens(const torch::Tensor& logits, const torch::Tensor& all
   }
   l = l / params.temperature;
   if (params.top_k > 0 && params.top_k < l.size(1)) {
-    torch::Tensor kth = std::get<0>(l.topk(params.top_k, -1)).narrow(1, params.top_k - 1, 1);
+    torch::Tensor kth =
+        std::get<0>(l.topk(params.top_k, -1)).narrow(1, params.top_k - 1, 1);
     l = l.masked_fill(l < kth, neg_inf);
   }
   torch::Tensor probs = torch::softmax(l, -1);
@@ -61,7 +64,8 @@ SampledTokens SampleTokens(const torch::Tensor& logits, const torch::Tensor& all
   torch::Tensor cdf = probs.to(torch::kFloat64).cumsum(-1);
   std::vector<double> u(b);
   for (int64_t i = 0; i < b; ++i) u[i] = SeededUniform(seeds[i], step);
-  torch::Tensor ut = torch::tensor(u, torch::kFloat64).unsqueeze(1) * cdf.narrow(1, cdf.size(1) - 1, 1);
+  torch::Tensor ut =
+      torch::tensor(u, torch::kFloat64).unsqueeze(1) * cdf.narrow(1, cdf.size(1) - 1, 1);
   // First index whose cdf exceeds u: zero-probability tokens are never chosen.
   out.tokens = (cdf <= ut).sum(-1).clamp_max(probs.size(1) - 1);
   out.logprobs = probs.gather(1, out.tokens.unsqueeze(1)).squeeze(1).log();

@@ -7,10 +7,10 @@
 // between batch sizes because BLAS picks different kernels; a sample sitting exactly on a
 // boundary between two tokens could then flip. That is the only batch dependence.)
 
+#include <torch/types.h>
+
 #include <cstdint>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 
@@ -42,8 +42,8 @@ struct SampledTokens {
 // bool mask of legal tokens (illegal tokens get probability 0 and are never drawn).
 // REQUIRES: seeds.size() == B; params validated; every row has a legal token.
 SampledTokens SampleTokens(const torch::Tensor& logits, const torch::Tensor& allowed,
-                           const SamplingParams& params, const std::vector<uint64_t>& seeds,
-                           uint64_t step);
+                           const SamplingParams& params,
+                           const std::vector<uint64_t>& seeds, uint64_t step);
 
 }  // namespace duet
 

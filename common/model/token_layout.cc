@@ -18,16 +18,21 @@ absl::StatusOr<TokenLayout> ReadTokenLayout(const std::string& model_dir) {
   if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
   TokenLayout l;
   const nlohmann::json& sp = j.value("special_tokens", nlohmann::json());
-  for (auto [key, field] : {std::pair<const char*, int64_t*>{"pad", &l.pad}, {"bos", &l.bos}, {"eos", &l.eos},
-                            {"boi", &l.boi}, {"eoi", &l.eoi}, {"describe", &l.describe}, {"draw", &l.draw}}) {
+  for (auto [key, field] : {std::pair<const char*, int64_t*>{"pad", &l.pad},
+                            {"bos", &l.bos},
+                            {"eos", &l.eos},
+                            {"boi", &l.boi},
+                            {"eoi", &l.eoi},
+                            {"describe", &l.describe},
+                            {"draw", &l.draw}}) {
     if (!sp.is_object() || !sp.contains(key) || !sp[key].is_number_integer()) {
       return bad(absl::StrCat("special_tokens.", key, " missing"));
     }
     *field = sp[key].get<int64_t>();
   }
   auto range = [&](const char* key, int64_t* b, int64_t* e) -> absl::Status {
-    if (!j.contains(key) || !j[key].is_array() || j[key].size() != 2 || !j[key][0].is_number_integer() ||
-        !j[key][1].is_number_integer()) {
+    if (!j.contains(key) || !j[key].is_array() || j[key].size() != 2 ||
+        !j[key][0].is_number_integer() || !j[key][1].is_number_integer()) {
       return bad(absl::StrCat(key, " must be [begin, end]"));
     }
     *b = j[key][0].get<int64_t>();
@@ -37,7 +42,8 @@ absl::StatusOr<TokenLayout> ReadTokenLayout(const std::string& model_dir) {
   };
   DUET_RETURN_IF_ERROR(range("text_tokens", &l.text_begin, &l.text_end));
   DUET_RETURN_IF_ERROR(range("image_tokens", &l.image_begin, &l.image_end));
-  if (!j.contains("image_tokens_per_image") || !j["image_tokens_per_image"].is_number_integer() ||
+  if (!j.contains("image_tokens_per_image") ||
+      !j["image_tokens_per_image"].is_number_integer() ||
       !j.contains("max_caption_tokens") || !j["max_caption_tokens"].is_number_integer()) {
     return bad("image_tokens_per_image and max_caption_tokens are required");
   }

@@ -1,9 +1,9 @@
 #include "common/model/transformer.h"
 
+#include <torch/torch.h>
+
 #include <cmath>
 #include <set>
-
-#include <torch/torch.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -43,12 +43,14 @@ void Transformer::InitStorage() {
   auto opts = torch::TensorOptions().dtype(torch::kFloat32);
   embed_ = torch::empty({c.vocab_size, c.hidden_size}, opts);
   norm_ = torch::ones({c.hidden_size}, opts);
-  lm_head_ = c.tie_word_embeddings ? embed_ : torch::empty({c.vocab_size, c.hidden_size}, opts);
+  lm_head_ =
+      c.tie_word_embeddings ? embed_ : torch::empty({c.vocab_size, c.hidden_size}, opts);
   layers_.clear();
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     Layer l;
     l.input_norm = torch::ones({c.hidden_size}, opts);
-    l.qkv = torch::empty({(c.num_attention_heads + 2 * c.num_key_value_heads) * d, c.hidden_size}, opts);
+    l.qkv = torch::empty(
+        {(c.num_attention_heads + 2 * c.num_key_value_heads) * d, c.hidden_size}, opts);
     l.o = torch::empty({c.hidden_size, c.num_attention_heads * d}, opts);
     l.post_norm = torch::ones({c.hidden_size}, opts);
     l.gate_up = torch::empty({2 * c.intermediate_size, c.hidden_size}, opts);
@@ -58,14 +60,15 @@ void Transformer::InitStorage() {
   params_.clear();
   params_.push_back(embed_);
   for (const Layer& l : layers_) {
-    for (const auto& t : {l.input_norm, l.qkv, l.o, l.post_norm, l.gate_up, l.down}) params_.push_back(t);
+    for (const auto& t : {l.input_norm, l.qkv, l.o, l.post_norm, l.gate_up, l.down})
+      params_.push_back(t);
   }
   params_.push_back(norm_);
   if (!c.tie_word_embeddings) params_.push_back(lm_head_);
 
   // Rotary tables: inv_freq = theta^(-2i/D); emb = cat(freqs, freqs).
-  torch::Tensor inv_freq =
-      torch::pow(c.rope_theta, -torch::arange(0, d, 2, torch::kFloat64) / static_cast<double>(d));
+  torch::Tensor inv_freq = torch::pow(
+      c.rope_theta, -torch::arange(0, d, 2, torch::kFloat64) / static_cast<double>(d));
   torch::Tensor t = torch::arange(c.max_position_embeddings, torch::kFloat64);
   torch::Tensor freqs = torch::outer(t, inv_freq);
   torch::Tensor emb = torch::cat({freqs, freqs}, -1);
@@ -88,7 +91,8 @@ std::vector<std::pair<std::string, torch::Tensor>> Transformer::NamedViews() con
     out.emplace_back(p + "self_attn.v_proj.weight", l.qkv.narrow(0, q + kv, kv));
     out.emplace_back(p + "self_attn.o_proj.weight", l.o);
     out.emplace_back(p + "post_attention_layernorm.weight", l.post_norm);
-    out.emplace_back(p + "mlp.gate_proj.weight", l.gate_up.narrow(0, 0, c.intermediate_size));
+    out.emplace_back(p + "mlp.gate_proj.weight",
+                     l.gate_up.narrow(0, 0, c.intermediate_size));
     out.emplace_back(p + "mlp.up_proj.weight",
                      l.gate_up.narrow(0, c.intermediate_size, c.intermediate_size));
     out.emplace_back(p + "mlp.down_proj.weight", l.down);
@@ -98,7 +102,8 @@ std::vector<std::pair<std::string, torch::Tensor>> Transformer::NamedViews() con
   return out;
 }
 
-absl::StatusOr<Transformer> Transformer::Create(const ModelConfig& config, uint64_t seed) {
+absl::StatusOr<Transformer> Transformer::Create(const ModelConfig& config,
+                                                uint64_t seed) {
   DUET_RETURN_IF_ERROR(config.Validate());
   Transformer m(config);
   m.InitStorage();
@@ -125,13 +130,14 @@ absl::Status Transformer::LoadTensors(const TensorMap& tensors) {
     expected.insert(name);
     auto it = tensors.find(name);
     if (it == tensors.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("weights: missing tensor '", name, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("weights: missing tensor '", name, "'"));
     }
     const torch::Tensor& t = it->second;
     const auto st = t.scalar_type();
     if (st != torch::kFloat32 && st != torch::kFloat16 && st != torch::kBFloat16) {
-      return absl::InvalidArgumentError(absl::StrCat("weights: tensor '", name, "' has dtype ",
-                                                     c10::toString(st),
+      return absl::InvalidArgumentError(absl::StrCat("weights: tensor '", name,
+                                                     "' has dtype ", c10::toString(st),
                                                      "; expected F32, F16 or BF16"));
     }
     if (t.sizes() != view.sizes()) {
@@ -162,9 +168,11 @@ TensorMap Transformer::StateDict() const {
 }
 
 absl::StatusOr<Transformer> Transformer::Load(const std::string& dir) {
-  DUET_ASSIGN_OR_RETURN(std::string config_text, ReadFileToString(JoinPath(dir, "config.json")));
+  DUET_ASSIGN_OR_RETURN(std::string config_text,
+                        ReadFileToString(JoinPath(dir, "config.json")));
   DUET_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::FromJson(config_text));
-  DUET_ASSIGN_OR_RETURN(SafetensorsFile file, ReadSafetensors(JoinPath(dir, "model.safetensors")));
+  DUET_ASSIGN_OR_RETURN(SafetensorsFile file,
+                        ReadSafetensors(JoinPath(dir, "model.safetensors")));
   Transformer m(config);
   m.InitStorage();
   DUET_RETURN_IF_ERROR(m.LoadTensors(file.tensors));
@@ -173,7 +181,8 @@ absl::StatusOr<Transformer> Transformer::Load(const std::string& dir) {
 
 absl::Status Transformer::Save(const std::string& dir) const {
   DUET_RETURN_IF_ERROR(MakeDirs(dir));
-  DUET_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(dir, "config.json"), config_.ToJson()));
+  DUET_RETURN_IF_ERROR(
+      WriteFileAtomically(JoinPath(dir, "config.json"), config_.ToJson()));
   TensorMap tensors;
   for (const auto& [name, view] : NamedViews()) tensors[name] = view.detach();
   return WriteSafetensors(JoinPath(dir, "model.safetensors"), tensors,
@@ -186,12 +195,13 @@ void Transformer::SetRequiresGrad(bool requires_grad) {
 
 absl::StatusOr<torch::Tensor> Transformer::Forward(const torch::Tensor& tokens) const {
   if (tokens.dim() != 2 || tokens.scalar_type() != torch::kInt64) {
-    return absl::InvalidArgumentError("Forward: tokens must be a 2-D int64 tensor [B, T]");
+    return absl::InvalidArgumentError(
+        "Forward: tokens must be a 2-D int64 tensor [B, T]");
   }
   if (tokens.size(1) > config_.max_position_embeddings || tokens.size(1) == 0) {
-    return absl::OutOfRangeError(absl::StrCat("Forward: sequence length ", tokens.size(1),
-                                              " outside [1, max_position_embeddings=",
-                                              config_.max_position_embeddings, "]"));
+    return absl::OutOfRangeError(absl::StrCat(
+        "Forward: sequence length ", tokens.size(1),
+        " outside [1, max_position_embeddings=", config_.max_position_embeddings, "]"));
   }
   if (tokens.numel() > 0) {
     const int64_t lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
@@ -216,8 +226,8 @@ torch::Tensor Transformer::ForwardUnchecked(const torch::Tensor& tokens,
   torch::Tensor positions = (idx.unsqueeze(0) - st.unsqueeze(1)).clamp_min(0);  // [B, T]
   // valid[b, i, j]: key j visible to query i: causal, not left padding (a padding query
   // sees itself so that its softmax stays finite).
-  torch::Tensor causal = idx.unsqueeze(0) <= idx.unsqueeze(1);                  // [T, T]
-  torch::Tensor not_pad = idx.unsqueeze(0) >= st.unsqueeze(1);                  // [B, T]
+  torch::Tensor causal = idx.unsqueeze(0) <= idx.unsqueeze(1);  // [T, T]
+  torch::Tensor not_pad = idx.unsqueeze(0) >= st.unsqueeze(1);  // [B, T]
   torch::Tensor valid = (causal.unsqueeze(0) & not_pad.unsqueeze(1)) |
                         torch::eye(t, torch::kBool).unsqueeze(0);
   torch::Tensor x = torch::embedding(embed_, tokens);
@@ -230,8 +240,10 @@ KvCache Transformer::NewCache(const torch::Tensor& start, int64_t capacity) cons
   const int64_t b = start.size(0);
   auto opts = torch::TensorOptions().dtype(torch::kFloat32);
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
-    cache.keys.push_back(torch::empty({b, config_.num_key_value_heads, capacity, config_.head_dim()}, opts));
-    cache.values.push_back(torch::empty({b, config_.num_key_value_heads, capacity, config_.head_dim()}, opts));
+    cache.keys.push_back(torch::empty(
+        {b, config_.num_key_value_heads, capacity, config_.head_dim()}, opts));
+    cache.values.push_back(torch::empty(
+        {b, config_.num_key_value_heads, capacity, config_.head_dim()}, opts));
   }
   cache.start = start.to(torch::kInt64).contiguous();
   cache.capacity = capacity;
@@ -245,9 +257,9 @@ torch::Tensor Transformer::Step(const torch::Tensor& tokens, KvCache& cache) con
   torch::Tensor q_idx = torch::arange(past, past + s, torch::kInt64);  // [S]
   torch::Tensor k_idx = torch::arange(past + s, torch::kInt64);        // [Tk]
   torch::Tensor positions = (q_idx.unsqueeze(0) - cache.start.unsqueeze(1)).clamp_min(0);
-  torch::Tensor causal = k_idx.unsqueeze(0) <= q_idx.unsqueeze(1);           // [S, Tk]
-  torch::Tensor not_pad = k_idx.unsqueeze(0) >= cache.start.unsqueeze(1);   // [B, Tk]
-  torch::Tensor self = k_idx.unsqueeze(0) == q_idx.unsqueeze(1);            // [S, Tk]
+  torch::Tensor causal = k_idx.unsqueeze(0) <= q_idx.unsqueeze(1);         // [S, Tk]
+  torch::Tensor not_pad = k_idx.unsqueeze(0) >= cache.start.unsqueeze(1);  // [B, Tk]
+  torch::Tensor self = k_idx.unsqueeze(0) == q_idx.unsqueeze(1);           // [S, Tk]
   torch::Tensor valid = (causal.unsqueeze(0) & not_pad.unsqueeze(1)) | self.unsqueeze(0);
   torch::Tensor x = torch::embedding(embed_, tokens);
   x = RunLayers(x, positions, valid, &cache, past);
@@ -267,17 +279,20 @@ torch::Tensor Transformer::RunLayers(torch::Tensor x, const torch::Tensor& posit
   torch::Tensor cos = rope_cos_.index_select(0, positions.reshape(-1)).view({b, 1, s, d});
   torch::Tensor sin = rope_sin_.index_select(0, positions.reshape(-1)).view({b, 1, s, d});
   // Additive mask [B, 1, 1, S, Tk].
-  torch::Tensor mask = torch::zeros({b, s, tk}, torch::kFloat32)
-                           .masked_fill_(valid.logical_not(), -std::numeric_limits<float>::infinity())
-                           .view({b, 1, 1, s, tk});
+  torch::Tensor mask =
+      torch::zeros({b, s, tk}, torch::kFloat32)
+          .masked_fill_(valid.logical_not(), -std::numeric_limits<float>::infinity())
+          .view({b, 1, 1, s, tk});
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
   for (size_t li = 0; li < layers_.size(); ++li) {
     const Layer& l = layers_[li];
     torch::Tensor h = RmsNorm(x, l.input_norm, c.rms_norm_eps);
     torch::Tensor qkv = torch::linear(h, l.qkv);  // [B, S, (nh + 2 nkv) d]
     torch::Tensor q = qkv.narrow(-1, 0, nh * d).view({b, s, nh, d}).transpose(1, 2);
-    torch::Tensor k = qkv.narrow(-1, nh * d, nkv * d).view({b, s, nkv, d}).transpose(1, 2);
-    torch::Tensor v = qkv.narrow(-1, (nh + nkv) * d, nkv * d).view({b, s, nkv, d}).transpose(1, 2);
+    torch::Tensor k =
+        qkv.narrow(-1, nh * d, nkv * d).view({b, s, nkv, d}).transpose(1, 2);
+    torch::Tensor v =
+        qkv.narrow(-1, (nh + nkv) * d, nkv * d).view({b, s, nkv, d}).transpose(1, 2);
     q = ApplyRope(q, cos, sin) * scale;  // [B, nh, S, d]
     k = ApplyRope(k, cos, sin);          // [B, nkv, S, d]
     if (cache != nullptr) {
@@ -288,7 +303,8 @@ torch::Tensor Transformer::RunLayers(torch::Tensor x, const torch::Tensor& posit
     }
     // Grouped-query attention without repeating k/v: heads of one kv group share a GEMM.
     torch::Tensor qg = q.reshape({b, nkv, g * s, d});
-    torch::Tensor scores = torch::matmul(qg, k.transpose(2, 3)).view({b, nkv, g, s, tk}) + mask;
+    torch::Tensor scores =
+        torch::matmul(qg, k.transpose(2, 3)).view({b, nkv, g, s, tk}) + mask;
     torch::Tensor probs = torch::softmax(scores, -1).view({b, nkv, g * s, tk});
     torch::Tensor attn = torch::matmul(probs, v)  // [B, nkv, g*s, d]
                              .view({b, nh, s, d})

@@ -14,11 +14,11 @@
 // Thread-safety: const methods may run concurrently with each other; anything that
 // changes weights (Load*, optimizer steps on parameters()) needs exclusive access.
 
+#include <torch/types.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -83,7 +83,8 @@ class Transformer {
 
   // Unchecked forward used by Forward and the trainers: tokens [B, T]; start [B] or
   // undefined (no left padding).
-  torch::Tensor ForwardUnchecked(const torch::Tensor& tokens, const torch::Tensor& start) const;
+  torch::Tensor ForwardUnchecked(const torch::Tensor& tokens,
+                                 const torch::Tensor& start) const;
 
  private:
   struct Layer {

@@ -1,9 +1,9 @@
 #include "common/model/transformer.h"
 
-#include <fstream>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <fstream>
 
 #include "common/base/file_util.h"
 #include "common/base/test_util.h"
@@ -13,7 +13,9 @@
 namespace duet {
 namespace {
 
-ModelConfig TinyConfig(int64_t kv_heads = 2) { return testing::TinyTestConfig(/*vocab_size=*/64, kv_heads); }
+ModelConfig TinyConfig(int64_t kv_heads = 2) {
+  return testing::TinyTestConfig(/*vocab_size=*/64, kv_heads);
+}
 
 TEST(TransformerTest, PresetsHaveTheAdvertisedSize) {
   EXPECT_NEAR(ModelConfig::Preset("tiny", 544, 64)->NumParameters(), 1.0e6, 0.15e6);
@@ -39,7 +41,8 @@ TEST_P(KvCacheTest, IncrementalDecodingEqualsFullForward) {
   torch::Tensor full = *model->Forward(tokens);
   KvCache cache = model->NewCache(torch::zeros({3}, torch::kInt64), 20);
   std::vector<torch::Tensor> parts = {model->Step(tokens.narrow(1, 0, 7), cache)};
-  for (int64_t t = 7; t < 20; ++t) parts.push_back(model->Step(tokens.narrow(1, t, 1), cache));
+  for (int64_t t = 7; t < 20; ++t)
+    parts.push_back(model->Step(tokens.narrow(1, t, 1), cache));
   torch::Tensor inc = torch::cat(parts, 1);
   EXPECT_LE((inc - full).abs().max().item<float>(), 1e-5);
 }
@@ -125,7 +128,8 @@ TEST_F(BadCheckpointTest, ConfigThatDoesNotMatchTheWeights) {
   ASSERT_TRUE(WriteFileAtomically(JoinPath(dir_, "config.json"), c.ToJson()).ok());
   auto loaded = Transformer::Load(dir_);
   EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(loaded.status().message().find("gate_proj"), std::string::npos) << loaded.status();
+  EXPECT_NE(loaded.status().message().find("gate_proj"), std::string::npos)
+      << loaded.status();
 }
 
 TEST_F(BadCheckpointTest, MissingTensor) {
@@ -133,7 +137,8 @@ TEST_F(BadCheckpointTest, MissingTensor) {
   ASSERT_TRUE(WriteSafetensors(weights(), tensors_).ok());
   auto loaded = Transformer::Load(dir_);
   EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(loaded.status().message().find("model.layers.1.mlp.up_proj.weight"), std::string::npos);
+  EXPECT_NE(loaded.status().message().find("model.layers.1.mlp.up_proj.weight"),
+            std::string::npos);
 }
 
 TEST_F(BadCheckpointTest, WrongDtype) {
@@ -141,7 +146,8 @@ TEST_F(BadCheckpointTest, WrongDtype) {
   ASSERT_TRUE(WriteSafetensors(weights(), tensors_).ok());
   auto loaded = Transformer::Load(dir_);
   EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(loaded.status().message().find("dtype"), std::string::npos) << loaded.status();
+  EXPECT_NE(loaded.status().message().find("dtype"), std::string::npos)
+      << loaded.status();
 }
 
 TEST_F(BadCheckpointTest, HalfPrecisionWeightsLoad) {
@@ -151,7 +157,8 @@ TEST_F(BadCheckpointTest, HalfPrecisionWeightsLoad) {
 }
 
 TEST_F(BadCheckpointTest, MalformedConfig) {
-  ASSERT_TRUE(WriteFileAtomically(JoinPath(dir_, "config.json"), "{\"hidden_size\": 32}").ok());
+  ASSERT_TRUE(
+      WriteFileAtomically(JoinPath(dir_, "config.json"), "{\"hidden_size\": 32}").ok());
   auto loaded = Transformer::Load(dir_);
   EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(loaded.status().message().find("vocab_size"), std::string::npos);

@@ -1,11 +1,11 @@
 #ifndef DUET_COMMON_RPC_HEALTH_SERVER_H_
 #define DUET_COMMON_RPC_HEALTH_SERVER_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
 #include <thread>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -19,13 +19,14 @@ namespace duet {
 // workers): the standard health service (grpc.health.v1) plus `service` (a status
 // service; gRPC's synchronous server needs at least one service of its own). `address`
 // such as "0.0.0.0:0"; the bound port is written to `*port`.
-absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthServer(const std::string& address,
-                                                                grpc::Service* service, int* port);
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthServer(
+    const std::string& address, grpc::Service* service, int* port);
 
 // A server of the standard health service (grpc.health.v1) alone, plaintext, on its own
 // address, for probes of a process whose main port may be TLS (duet-learner
 // --health_address). The bound port is written to `*port`.
-absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthOnlyServer(const std::string& address, int* port);
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthOnlyServer(
+    const std::string& address, int* port);
 
 // The grpc.health.v1 service name of readiness (deploy/k8s readinessProbe `service:`).
 inline constexpr char kReadinessService[] = "duet.ready";
@@ -36,8 +37,8 @@ inline constexpr char kReadinessService[] = "duet.ready";
 //     `stall_after` of this clock (a training loop or worker loop that hangs turns
 //     NOT_SERVING, and the kubelet restarts the container); 0 never stalls.
 //   readiness, service "duet.ready": NOT_SERVING until SetReady(true); what "ready" means
-//     is the role's: a learner that is stepping (its pools formed, not stopping), a worker
-//     registered with the learner.
+//     is the role's: a learner that is stepping (its pools formed, not stopping), a
+//     worker registered with the learner.
 // A watchdog thread re-evaluates liveness every second of `clock`.
 //
 // Thread-safety: thread-safe.
@@ -76,7 +77,8 @@ class HealthReporter {
 // Asks `channel`'s grpc.health.v1 service about `service` (probes and tests): the status
 // name ("SERVING", "NOT_SERVING", ...), or the call's error (NOT_FOUND: a service the
 // server does not know). `timeout` bounds the call.
-absl::StatusOr<std::string> CheckHealth(const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
+absl::StatusOr<std::string> CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
+                                        const std::string& service,
                                         absl::Duration timeout);
 
 }  // namespace duet

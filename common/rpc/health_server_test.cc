@@ -1,10 +1,10 @@
 #include "common/rpc/health_server.h"
 
+#include <gtest/gtest.h>
+
 #include <memory>
 #include <string>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -19,7 +19,8 @@ class HealthReporterTest : public ::testing::Test {
     auto server = StartHealthOnlyServer("127.0.0.1:0", &port_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_), grpc::InsecureChannelCredentials());
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_),
+                                   grpc::InsecureChannelCredentials());
   }
   void TearDown() override {
     reporter_.reset();
@@ -81,7 +82,8 @@ TEST_F(HealthReporterTest, ALoopThatStopsBeatingFailsLivenessUntilItBeatsAgain) 
 }
 
 TEST_F(HealthReporterTest, AZeroStallTimeoutNeverStalls) {
-  reporter_ = std::make_unique<HealthReporter>(server_.get(), &clock_, absl::ZeroDuration());
+  reporter_ =
+      std::make_unique<HealthReporter>(server_.get(), &clock_, absl::ZeroDuration());
   AdvanceAndAwaitWatchdog(absl::Hours(24));
   EXPECT_EQ(Probe(""), "SERVING");
 }

@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "duet/v1/coordinator.pb.h"
+#include "common/model/token_layout.h"
 #include "common/work/reward_kind.h"
 #include "common/work/task.h"
-#include "common/model/token_layout.h"
+#include "duet/v1/coordinator.pb.h"
 
 namespace duet {
 
@@ -19,16 +19,19 @@ v1::TaskKind ToProto(Task task);
 absl::StatusOr<Task> FromProto(v1::TaskKind kind);
 
 void ToProto(const RolloutRequest& req, v1::RolloutWork* out);
-absl::StatusOr<RolloutRequest> FromProto(const v1::RolloutWork& work, const TokenLayout& layout);
+absl::StatusOr<RolloutRequest> FromProto(const v1::RolloutWork& work,
+                                         const TokenLayout& layout);
 
 void ToProto(const std::vector<Group>& groups, v1::RolloutResult* out);
 // `inputs`/`task` come from the request that produced the result (the result carries
 // only outputs); InvalidArgument when counts disagree.
-absl::StatusOr<std::vector<Group>> FromProto(const v1::RolloutResult& result, const RolloutRequest& request,
+absl::StatusOr<std::vector<Group>> FromProto(const v1::RolloutResult& result,
+                                             const RolloutRequest& request,
                                              int64_t policy_version);
 
 void ToProto(const std::vector<RewardQuery>& queries, v1::ScoreWork* out);
-absl::StatusOr<std::vector<RewardQuery>> FromProto(const v1::ScoreWork& work, const TokenLayout& layout);
+absl::StatusOr<std::vector<RewardQuery>> FromProto(const v1::ScoreWork& work,
+                                                   const TokenLayout& layout);
 
 // A run's reward settings (the recipe's self_reward and reward keys), as the learner
 // sends them to its scorers at registration.

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "gtest/gtest.h"
 #include "common/model/test_models.h"
+#include "gtest/gtest.h"
 
 namespace duet {
 namespace {

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "gtest/gtest.h"
 #include "common/model/test_models.h"
+#include "gtest/gtest.h"
 
 namespace duet {
 namespace {
@@ -22,7 +22,8 @@ constexpr char kToken[] = "reward-test-token";
 TokenLayout Layout() { return testing::TinyTestLayout(); }
 
 RewardQuery GenerationQuery(int64_t first_image_id) {
-  return {Task::kGeneration, /*input=*/{8, 9, 10}, /*output=*/{first_image_id, 33, 34, 35}};
+  return {Task::kGeneration, /*input=*/{8, 9, 10},
+          /*output=*/{first_image_id, 33, 34, 35}};
 }
 
 class RewardServiceTest : public ::testing::Test {
@@ -30,15 +31,18 @@ class RewardServiceTest : public ::testing::Test {
   void SetUp() override {
     // Scores each query by its output's first id, so order and values are checkable.
     service_ = std::make_unique<RewardService>(
-        Layout(), kToken, [this](const std::vector<RewardQuery>& qs) -> absl::StatusOr<std::vector<double>> {
+        Layout(), kToken,
+        [this](
+            const std::vector<RewardQuery>& qs) -> absl::StatusOr<std::vector<double>> {
           ++calls_;
           if (!fail_with_.ok()) return fail_with_;
           std::vector<double> out;
-          for (const RewardQuery& q : qs) out.push_back(nan_ ? std::nan("") : static_cast<double>(q.output[0]));
+          for (const RewardQuery& q : qs)
+            out.push_back(nan_ ? std::nan("") : static_cast<double>(q.output[0]));
           return out;
         });
-    absl::StatusOr<std::unique_ptr<grpc::Server>> server =
-        StartRewardServer("127.0.0.1:0", grpc::InsecureServerCredentials(), service_.get(), &port_);
+    absl::StatusOr<std::unique_ptr<grpc::Server>> server = StartRewardServer(
+        "127.0.0.1:0", grpc::InsecureServerCredentials(), service_.get(), &port_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     address_ = "127.0.0.1:" + std::to_string(port_);
@@ -47,7 +51,8 @@ class RewardServiceTest : public ::testing::Test {
     if (server_) server_->Shutdown();
   }
 
-  std::unique_ptr<RewardClient> Client(const std::string& token, const std::string& address = "") {
+  std::unique_ptr<RewardClient> Client(const std::string& token,
+                                       const std::string& address = "") {
     RewardClient::Options o;
     o.address = address.empty() ? address_ : address;
     o.auth_token = token;
@@ -59,7 +64,8 @@ class RewardServiceTest : public ::testing::Test {
 
   // A raw call, for requests the client would not build.
   grpc::Status RawScore(const v1::ScoreRequest& request, v1::ScoreResponse* response) {
-    auto stub = v1::Reward::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    auto stub = v1::Reward::NewStub(
+        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
     auto ctx = MakeClientContext(kToken, absl::Seconds(10));
     return stub->Score(ctx.get(), request, response);
   }
@@ -74,9 +80,10 @@ class RewardServiceTest : public ::testing::Test {
 };
 
 TEST_F(RewardServiceTest, ScoresEveryQueryInOrder) {
-  absl::StatusOr<std::vector<double>> s =
-      Client(kToken)->Score({GenerationQuery(40), GenerationQuery(32),
-                             {Task::kUnderstanding, /*input=*/{32, 33, 34, 35}, /*output=*/{12, 13, 1}}});
+  absl::StatusOr<std::vector<double>> s = Client(kToken)->Score(
+      {GenerationQuery(40),
+       GenerationQuery(32),
+       {Task::kUnderstanding, /*input=*/{32, 33, 34, 35}, /*output=*/{12, 13, 1}}});
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(*s, (std::vector<double>{40, 32, 12}));
 }
@@ -86,28 +93,35 @@ TEST_F(RewardServiceTest, MissingOrWrongTokenIsRefusedBeforeScoring) {
     absl::StatusOr<std::vector<double>> s = Client(token)->Score({GenerationQuery(40)});
     ASSERT_FALSE(s.ok()) << "token '" << token << "'";
     EXPECT_EQ(s.status().code(), absl::StatusCode::kUnauthenticated) << s.status();
-    EXPECT_NE(s.status().message().find("reward service at " + address_), std::string::npos) << s.status();
+    EXPECT_NE(s.status().message().find("reward service at " + address_),
+              std::string::npos)
+        << s.status();
   }
   EXPECT_EQ(calls_.load(), 0);
 }
 
 TEST_F(RewardServiceTest, IdOutsideTheVocabularyIsInvalidArgumentNamingTheField) {
-  absl::StatusOr<std::vector<double>> s = Client(kToken)->Score({GenerationQuery(40), GenerationQuery(48)});
+  absl::StatusOr<std::vector<double>> s =
+      Client(kToken)->Score({GenerationQuery(40), GenerationQuery(48)});
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument) << s.status();
-  EXPECT_NE(s.status().message().find("queries[1].output: token id 48"), std::string::npos) << s.status();
+  EXPECT_NE(s.status().message().find("queries[1].output: token id 48"),
+            std::string::npos)
+      << s.status();
   RewardQuery negative = GenerationQuery(40);
   negative.input[1] = -3;
   s = Client(kToken)->Score({negative});
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.status().message().find("queries[0].input: token id -3"), std::string::npos) << s.status();
+  EXPECT_NE(s.status().message().find("queries[0].input: token id -3"), std::string::npos)
+      << s.status();
   EXPECT_EQ(calls_.load(), 0);
 }
 
 TEST_F(RewardServiceTest, BadShapesAreInvalidArgument) {
   v1::ScoreResponse response;
   v1::ScoreRequest request;
-  EXPECT_EQ(RawScore(request, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);  // no queries
+  EXPECT_EQ(RawScore(request, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);  // no queries
   v1::ScoreQuery* q = request.add_queries();
   q->mutable_input()->add_ids(8);
   q->mutable_output()->add_ids(32);
@@ -118,7 +132,8 @@ TEST_F(RewardServiceTest, BadShapesAreInvalidArgument) {
   for (int i = 0; i < 11; ++i) q->mutable_input()->add_ids(8);  // 12 > 10 tokens
   s = RawScore(request, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(s.error_message().find("queries[0].input: 12 tokens is too long"), std::string::npos)
+  EXPECT_NE(s.error_message().find("queries[0].input: 12 tokens is too long"),
+            std::string::npos)
       << s.error_message();
   EXPECT_EQ(calls_.load(), 0);
 }
@@ -154,7 +169,8 @@ TEST_F(RewardServiceTest, FunctionErrorsCrossWithTheirCode) {
   absl::StatusOr<std::vector<double>> s = Client(kToken)->Score({GenerationQuery(40)});
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition) << s.status();
-  EXPECT_NE(s.status().message().find("judge not ready"), std::string::npos) << s.status();
+  EXPECT_NE(s.status().message().find("judge not ready"), std::string::npos)
+      << s.status();
 }
 
 TEST_F(RewardServiceTest, NonFiniteScoreIsInternalNotPassedOn) {
@@ -169,11 +185,15 @@ TEST_F(RewardServiceTest, UnreachableServiceIsUnavailableNamingTheAddress) {
   // A port that was just bound and released: nothing listens there now.
   server_->Shutdown();
   server_.reset();
-  absl::StatusOr<std::vector<double>> s = Client(kToken, address_)->Score({GenerationQuery(40)});
+  absl::StatusOr<std::vector<double>> s =
+      Client(kToken, address_)->Score({GenerationQuery(40)});
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kUnavailable) << s.status();
-  EXPECT_NE(s.status().message().find("reward service at " + address_ + ": "), std::string::npos) << s.status();
-  EXPECT_NE(s.status().message().find("is the reward service up"), std::string::npos) << s.status();
+  EXPECT_NE(s.status().message().find("reward service at " + address_ + ": "),
+            std::string::npos)
+      << s.status();
+  EXPECT_NE(s.status().message().find("is the reward service up"), std::string::npos)
+      << s.status();
   EXPECT_EQ(s.status().message().find("--learner"), std::string::npos) << s.status();
 }
 
@@ -184,7 +204,8 @@ TEST(RewardQueriesFromProtoTest, ACaptionHoldsEosOnlyOnceAtItsEnd) {
     v1::ScoreRequest r;
     v1::ScoreQuery* q = r.add_queries();
     q->set_task(v1::TASK_UNDERSTANDING);
-    for (int i = 0; i < layout.image_tokens; ++i) q->mutable_input()->add_ids(layout.image_begin + i);
+    for (int i = 0; i < layout.image_tokens; ++i)
+      q->mutable_input()->add_ids(layout.image_begin + i);
     for (int64_t id : caption) q->mutable_output()->add_ids(id);
     return r;
   };
@@ -193,17 +214,22 @@ TEST(RewardQueriesFromProtoTest, ACaptionHoldsEosOnlyOnceAtItsEnd) {
   for (const std::vector<int64_t>& bad : {std::vector<int64_t>{layout.eos, 8, 9},
                                           std::vector<int64_t>{8, layout.eos, layout.eos},
                                           std::vector<int64_t>{8, layout.eos, 9}}) {
-    absl::StatusOr<std::vector<RewardQuery>> r = RewardQueriesFromProto(request(bad), layout);
-    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad[0] << " " << bad[1];
-    EXPECT_NE(r.status().message().find("queries[0].output"), absl::string_view::npos) << r.status();
+    absl::StatusOr<std::vector<RewardQuery>> r =
+        RewardQueriesFromProto(request(bad), layout);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+        << bad[0] << " " << bad[1];
+    EXPECT_NE(r.status().message().find("queries[0].output"), absl::string_view::npos)
+        << r.status();
   }
   // The prompt of a generation query is a caption too.
   v1::ScoreRequest gen;
   v1::ScoreQuery* q = gen.add_queries();
   q->set_task(v1::TASK_GENERATION);
   for (int64_t id : {int64_t{8}, layout.eos, int64_t{9}}) q->mutable_input()->add_ids(id);
-  for (int i = 0; i < layout.image_tokens; ++i) q->mutable_output()->add_ids(layout.image_begin + i);
-  EXPECT_EQ(RewardQueriesFromProto(gen, layout).status().code(), absl::StatusCode::kInvalidArgument);
+  for (int i = 0; i < layout.image_tokens; ++i)
+    q->mutable_output()->add_ids(layout.image_begin + i);
+  EXPECT_EQ(RewardQueriesFromProto(gen, layout).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(RewardQueriesFromProtoTest, AcceptsAValidRequestUnchanged) {

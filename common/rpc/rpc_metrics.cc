@@ -19,8 +19,12 @@ double SecondsSince(std::chrono::steady_clock::time_point t0) {
 // Times one call from its interceptor's creation and records it, once, with its code.
 class CallRecorder {
  public:
-  CallRecorder(std::string_view method, metrics::RpcMetrics* metrics, const RpcObserver* observer)
-      : method_(method), metrics_(metrics), observer_(observer), start_(std::chrono::steady_clock::now()) {}
+  CallRecorder(std::string_view method, metrics::RpcMetrics* metrics,
+               const RpcObserver* observer)
+      : method_(method),
+        metrics_(metrics),
+        observer_(observer),
+        start_(std::chrono::steady_clock::now()) {}
   void Record(grpc::StatusCode status) {
     const int code = static_cast<int>(status);
     const double seconds = SecondsSince(start_);
@@ -37,7 +41,8 @@ class CallRecorder {
 
 class ServerMetricsInterceptor : public Interceptor {
  public:
-  ServerMetricsInterceptor(std::string_view method, metrics::RpcMetrics* metrics, const RpcObserver* observer)
+  ServerMetricsInterceptor(std::string_view method, metrics::RpcMetrics* metrics,
+                           const RpcObserver* observer)
       : call_(method, metrics, observer) {}
   void Intercept(InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
@@ -67,7 +72,8 @@ class ServerFactory : public grpc::experimental::ServerInterceptorFactoryInterfa
 
 class ClientMetricsInterceptor : public Interceptor {
  public:
-  ClientMetricsInterceptor(std::string_view method, metrics::RpcMetrics* metrics, const RpcObserver* observer)
+  ClientMetricsInterceptor(std::string_view method, metrics::RpcMetrics* metrics,
+                           const RpcObserver* observer)
       : call_(method, metrics, observer) {}
   void Intercept(InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_STATUS)) {
@@ -105,22 +111,24 @@ std::string_view ShortDuetMethod(std::string_view full_method) {
   return full_method.substr(slash + 1);
 }
 
-std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> MakeServerMetricsInterceptor(
-    metrics::RpcMetrics* metrics, RpcObserver observer) {
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+MakeServerMetricsInterceptor(metrics::RpcMetrics* metrics, RpcObserver observer) {
   return std::make_unique<ServerFactory>(metrics, std::move(observer));
 }
 
-std::shared_ptr<grpc::Channel> MakeMeteredChannel(const std::string& target,
-                                                  std::shared_ptr<grpc::ChannelCredentials> creds,
-                                                  const std::string& tls_server_name, metrics::RpcMetrics* metrics,
-                                                  RpcObserver observer) {
+std::shared_ptr<grpc::Channel> MakeMeteredChannel(
+    const std::string& target, std::shared_ptr<grpc::ChannelCredentials> creds,
+    const std::string& tls_server_name, metrics::RpcMetrics* metrics,
+    RpcObserver observer) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
   if (!tls_server_name.empty()) args.SetSslTargetNameOverride(tls_server_name);
-  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> creators;
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
+      creators;
   creators.push_back(std::make_unique<ClientFactory>(metrics, std::move(observer)));
-  return grpc::experimental::CreateCustomChannelWithInterceptors(target, creds, args, std::move(creators));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(target, creds, args,
+                                                                 std::move(creators));
 }
 
 }  // namespace duet

@@ -10,14 +10,14 @@
 // Thread-safety: the factories and the RpcMetrics they record into are shared by every
 // call; RpcMetrics::Record is thread-safe.
 
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/support/client_interceptor.h>
+#include <grpcpp/support/server_interceptor.h>
+
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
-
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/support/client_interceptor.h>
-#include <grpcpp/support/server_interceptor.h>
 
 #include "common/metrics/catalogue.h"
 
@@ -25,23 +25,25 @@ namespace duet {
 
 // Called after each finished duet.v1 call: short method name ("PullWork"), gRPC status
 // code, seconds.
-using RpcObserver = std::function<void(std::string_view method, int code, double seconds)>;
+using RpcObserver =
+    std::function<void(std::string_view method, int code, double seconds)>;
 
 // The short name of a full gRPC method ("/duet.v1.Coordinator/PullWork" -> "PullWork"),
 // or "" for a method outside duet.v1.
 std::string_view ShortDuetMethod(std::string_view full_method);
 
-// For ServerBuilder::experimental().SetInterceptorCreators. `metrics` outlives the server;
-// `observer`, when set, is told of every finished duet.v1 call too.
-std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> MakeServerMetricsInterceptor(
-    metrics::RpcMetrics* metrics, RpcObserver observer = nullptr);
+// For ServerBuilder::experimental().SetInterceptorCreators. `metrics` outlives the
+// server; `observer`, when set, is told of every finished duet.v1 call too.
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+MakeServerMetricsInterceptor(metrics::RpcMetrics* metrics,
+                             RpcObserver observer = nullptr);
 
 // MakeChannel (rpc_util.h) whose calls are recorded in `metrics` (outlives the channel)
 // and, when set, reported to `observer`.
-std::shared_ptr<grpc::Channel> MakeMeteredChannel(const std::string& target,
-                                                  std::shared_ptr<grpc::ChannelCredentials> creds,
-                                                  const std::string& tls_server_name, metrics::RpcMetrics* metrics,
-                                                  RpcObserver observer = nullptr);
+std::shared_ptr<grpc::Channel> MakeMeteredChannel(
+    const std::string& target, std::shared_ptr<grpc::ChannelCredentials> creds,
+    const std::string& tls_server_name, metrics::RpcMetrics* metrics,
+    RpcObserver observer = nullptr);
 
 }  // namespace duet
 

@@ -2,17 +2,16 @@
 #include "common/rpc/rpc_metrics.h"
 
 #include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <gtest/gtest.h>
+#include <prometheus/text_serializer.h>
 
 #include <atomic>
 #include <memory>
 #include <string>
 
-#include <grpcpp/health_check_service_interface.h>
-#include <gtest/gtest.h>
-#include <prometheus/text_serializer.h>
-
-#include "duet/v1/coordinator.grpc.pb.h"
 #include "common/rpc/health_server.h"
+#include "duet/v1/coordinator.grpc.pb.h"
 
 namespace duet {
 namespace {
@@ -31,23 +30,27 @@ class FlakyStatus final : public v1::Worker::Service {
 class RpcMetricsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    server_metrics_ = std::make_unique<metrics::RpcMetrics>(registry_, metrics::RpcMetrics::Side::kServer,
-                                                            std::vector<std::string>{"GetWorkerStatus"});
-    client_metrics_ = std::make_unique<metrics::RpcMetrics>(registry_, metrics::RpcMetrics::Side::kClient,
-                                                            std::vector<std::string>{"GetWorkerStatus"});
+    server_metrics_ = std::make_unique<metrics::RpcMetrics>(
+        registry_, metrics::RpcMetrics::Side::kServer,
+        std::vector<std::string>{"GetWorkerStatus"});
+    client_metrics_ = std::make_unique<metrics::RpcMetrics>(
+        registry_, metrics::RpcMetrics::Side::kClient,
+        std::vector<std::string>{"GetWorkerStatus"});
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(&service_);
-    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        creators;
     creators.push_back(MakeServerMetricsInterceptor(server_metrics_.get()));
     builder.experimental().SetInterceptorCreators(std::move(creators));
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
-    channel_ = MakeMeteredChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials(), "",
-                                  client_metrics_.get(), [this](std::string_view m, int code, double) {
-                                    observed_ += std::string(m) + ":" + std::to_string(code) + " ";
-                                  });
+    channel_ = MakeMeteredChannel(
+        "127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials(), "",
+        client_metrics_.get(), [this](std::string_view m, int code, double) {
+          observed_ += std::string(m) + ":" + std::to_string(code) + " ";
+        });
   }
   void TearDown() override { server_->Shutdown(); }
 
@@ -58,7 +61,9 @@ class RpcMetricsTest : public ::testing::Test {
     v1::WorkerStatus resp;
     return v1::Worker::NewStub(channel_)->GetWorkerStatus(&ctx, req, &resp);
   }
-  std::string Text() { return prometheus::TextSerializer().Serialize(registry_.Collect()); }
+  std::string Text() {
+    return prometheus::TextSerializer().Serialize(registry_.Collect());
+  }
 
   prometheus::Registry registry_;
   std::unique_ptr<metrics::RpcMetrics> server_metrics_, client_metrics_;
@@ -81,12 +86,14 @@ TEST_F(RpcMetricsTest, CountsBothSidesByCodeAndSkipsHealthChecks) {
   service_.refuse = true;
   EXPECT_EQ(Call().error_code(), grpc::StatusCode::PERMISSION_DENIED);
   const std::string text = Text();
-  for (const char* s : {R"(duet_rpc_server_handled_total{code="OK",method="GetWorkerStatus"} 2)",
-                        R"(duet_rpc_server_handled_total{code="PERMISSION_DENIED",method="GetWorkerStatus"} 1)",
-                        R"(duet_rpc_client_handled_total{code="OK",method="GetWorkerStatus"} 2)",
-                        R"(duet_rpc_client_handled_total{code="PERMISSION_DENIED",method="GetWorkerStatus"} 1)",
-                        R"(duet_rpc_server_handling_seconds_count{method="GetWorkerStatus"} 3)",
-                        R"(duet_rpc_client_handling_seconds_count{method="GetWorkerStatus"} 3)"}) {
+  for (
+      const char* s :
+      {R"(duet_rpc_server_handled_total{code="OK",method="GetWorkerStatus"} 2)",
+       R"(duet_rpc_server_handled_total{code="PERMISSION_DENIED",method="GetWorkerStatus"} 1)",
+       R"(duet_rpc_client_handled_total{code="OK",method="GetWorkerStatus"} 2)",
+       R"(duet_rpc_client_handled_total{code="PERMISSION_DENIED",method="GetWorkerStatus"} 1)",
+       R"(duet_rpc_server_handling_seconds_count{method="GetWorkerStatus"} 3)",
+       R"(duet_rpc_client_handling_seconds_count{method="GetWorkerStatus"} 3)"}) {
     EXPECT_NE(text.find(s), std::string::npos) << s << "\n" << text;
   }
   EXPECT_EQ(observed_, "GetWorkerStatus:0 GetWorkerStatus:0 GetWorkerStatus:7 ");
@@ -97,7 +104,8 @@ TEST(HealthOnlyServerTest, AnswersServing) {
   int port = 0;
   auto server = StartHealthOnlyServer("127.0.0.1:0", &port);
   ASSERT_TRUE(server.ok()) << server.status();
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                     grpc::InsecureChannelCredentials());
   grpc::GenericStub stub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -116,7 +124,8 @@ TEST(HealthOnlyServerTest, AnswersServing) {
   std::vector<grpc::Slice> slices;
   ASSERT_TRUE(response.Dump(&slices).ok());
   std::string bytes;
-  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const auto& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // HealthCheckResponse{status: SERVING}
   (*server)->Shutdown();
   cq.Shutdown();

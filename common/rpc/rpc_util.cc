@@ -14,15 +14,18 @@ namespace duet {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()));
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
 }
 
-grpc::Status ToGrpcStatusWithRetryHint(const absl::Status& status, grpc::ServerContext* context,
+grpc::Status ToGrpcStatusWithRetryHint(const absl::Status& status,
+                                       grpc::ServerContext* context,
                                        absl::Duration retry_after) {
   if (absl::IsResourceExhausted(status)) {
     context->AddTrailingMetadata(kRetryAfterMetadataKey,
@@ -36,7 +39,8 @@ absl::Duration RetryAfter(const grpc::ClientContext& context) {
   auto it = trailers.find(kRetryAfterMetadataKey);
   int64_t ms = 0;
   if (it == trailers.end() ||
-      !absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &ms) || ms < 0) {
+      !absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &ms) ||
+      ms < 0) {
     return absl::ZeroDuration();
   }
   return absl::Milliseconds(std::min<int64_t>(ms, 60000));  // a hint, not a hold
@@ -72,7 +76,8 @@ bool ConstantTimeEquals(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-absl::Status CheckToken(const grpc::ServerContextBase& context, const std::string& expected) {
+absl::Status CheckToken(const grpc::ServerContextBase& context,
+                        const std::string& expected) {
   if (expected.empty()) return absl::OkStatus();
   const auto& md = context.client_metadata();
   auto it = md.find(kAuthMetadataKey);
@@ -128,39 +133,47 @@ ConnectionProblem DiagnoseConnection(const absl::Status& status) {
   auto has = [m](absl::string_view s) { return absl::StrContains(m, s); };
   if (has("andshake") || has("SSL") || has("certificate")) {
     return {ConnectionProblem::kTls,
-            "the TLS handshake with the learner failed: check --tls_ca (the CA that signed the learner's "
-            "certificate), --tls_server_name (a name in that certificate) and, for mutual TLS, "
+            "the TLS handshake with the learner failed: check --tls_ca (the CA that "
+            "signed the learner's "
+            "certificate), --tls_server_name (a name in that certificate) and, for "
+            "mutual TLS, "
             "--tls_cert/--tls_key"};
   }
   if (has("Socket closed") || has("Connection reset")) {
     return {ConnectionProblem::kClosed,
-            "the learner closed the connection without answering: it may require TLS (give --tls_ca), "
+            "the learner closed the connection without answering: it may require TLS "
+            "(give --tls_ca), "
             "or --learner points at another service"};
   }
   if (has("Connection refused")) {
     return {ConnectionProblem::kRefused,
-            "nothing listens at the learner's address: is the learner up, and is --learner right?"};
+            "nothing listens at the learner's address: is the learner up, and is "
+            "--learner right?"};
   }
-  if (has("DNS resolution failed") || has("empty address list") || has("Name or service not known")) {
-    return {ConnectionProblem::kUnresolved, "the learner's host name does not resolve: check --learner"};
+  if (has("DNS resolution failed") || has("empty address list") ||
+      has("Name or service not known")) {
+    return {ConnectionProblem::kUnresolved,
+            "the learner's host name does not resolve: check --learner"};
   }
   return {};
 }
 
-ConnectionProblem DiagnoseConnection(const absl::Status& status, const TransportSecurity& security) {
+ConnectionProblem DiagnoseConnection(const absl::Status& status,
+                                     const TransportSecurity& security) {
   ConnectionProblem p = DiagnoseConnection(status);
   const bool tls_without_cert = !security.ca_file.empty() && security.cert_file.empty();
   if (tls_without_cert && p.kind == ConnectionProblem::kClosed) {
     p.hint =
-        "the learner ended the TLS handshake: it may require a client certificate (mutual TLS): give "
+        "the learner ended the TLS handshake: it may require a client certificate "
+        "(mutual TLS): give "
         "--tls_cert and --tls_key (signed by the CA the learner's --tls_client_ca names)";
   }
   return p;
 }
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
-                                           std::shared_ptr<grpc::ChannelCredentials> creds,
-                                           const std::string& tls_server_name) {
+std::shared_ptr<grpc::Channel> MakeChannel(
+    const std::string& target, std::shared_ptr<grpc::ChannelCredentials> creds,
+    const std::string& tls_server_name) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
@@ -177,7 +190,8 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
 
 void AllowClientKeepalive(grpc::ServerBuilder* builder) {
   builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder->AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder->AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                              10000);
   builder->AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
 }
 

@@ -2,13 +2,14 @@
 #define DUET_COMMON_RPC_RPC_UTIL_H_
 
 // What every Duet gRPC server and client shares: status mapping (absl and gRPC codes have
-// the same numbers, so codes cross unchanged, never collapsed to UNKNOWN), the shared-token
-// check (constant time), transport security from certificate files, and deadlines.
+// the same numbers, so codes cross unchanged, never collapsed to UNKNOWN), the
+// shared-token check (constant time), transport security from certificate files, and
+// deadlines.
+
+#include <grpcpp/grpcpp.h>
 
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -26,7 +27,8 @@ inline constexpr char kRetryAfterMetadataKey[] = "duet-retry-after-ms";
 
 // ToGrpcStatus(status); when `status` is ResourceExhausted, also puts `retry_after` into
 // `context`'s trailing metadata.
-grpc::Status ToGrpcStatusWithRetryHint(const absl::Status& status, grpc::ServerContext* context,
+grpc::Status ToGrpcStatusWithRetryHint(const absl::Status& status,
+                                       grpc::ServerContext* context,
                                        absl::Duration retry_after);
 
 // The retry hint of a finished call, or zero when the server sent none (or garbage).
@@ -43,7 +45,8 @@ inline constexpr char kAuthMetadataKey[] = "authorization";
 
 // OK when `context` carries the expected token, compared in constant time;
 // Unauthenticated otherwise. An empty `expected` accepts every call (auth disabled).
-absl::Status CheckToken(const grpc::ServerContextBase& context, const std::string& expected);
+absl::Status CheckToken(const grpc::ServerContextBase& context,
+                        const std::string& expected);
 
 // The shared token from, in order: the contents of `token_file` (whitespace stripped)
 // when it is set, `token_flag` when it is set, else $DUET_AUTH_TOKEN; empty when none.
@@ -55,11 +58,11 @@ absl::StatusOr<std::string> ResolveAuthToken(const std::string& token_flag,
 bool ConstantTimeEquals(const std::string& a, const std::string& b);
 
 struct TransportSecurity {
-  std::string cert_file;       // PEM certificate of this endpoint (TLS on when set)
-  std::string key_file;        // PEM private key of this endpoint
-  std::string ca_file;         // PEM CA that signs the peer (mutual TLS on the server side
-                               // when set; the trust root on the client side)
-  std::string server_name;     // client only: name to verify in the server certificate
+  std::string cert_file;    // PEM certificate of this endpoint (TLS on when set)
+  std::string key_file;     // PEM private key of this endpoint
+  std::string ca_file;      // PEM CA that signs the peer (mutual TLS on the server side
+                            // when set; the trust root on the client side)
+  std::string server_name;  // client only: name to verify in the server certificate
 };
 
 // Insecure credentials when no certificate is configured; TLS (mutual when ca_file is
@@ -85,7 +88,8 @@ ConnectionProblem DiagnoseConnection(const absl::Status& status);
 // The same, knowing the caller's own transport settings: a connection that a server
 // closes on a TLS client without a client certificate names that (a mutual-TLS server
 // requires one) instead of asking for --tls_ca it already has.
-ConnectionProblem DiagnoseConnection(const absl::Status& status, const TransportSecurity& security);
+ConnectionProblem DiagnoseConnection(const absl::Status& status,
+                                     const TransportSecurity& security);
 
 // A client context with `token` attached and a deadline `timeout` from now.
 std::unique_ptr<grpc::ClientContext> MakeClientContext(const std::string& token,
@@ -94,9 +98,9 @@ std::unique_ptr<grpc::ClientContext> MakeClientContext(const std::string& token,
 // A channel to `target` with Duet's message size limits and keepalive pings (20 s, 10 s
 // timeout, also between calls); a non-empty `tls_server_name` is the name verified in the
 // server's certificate instead of the target's host.
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
-                                           std::shared_ptr<grpc::ChannelCredentials> creds,
-                                           const std::string& tls_server_name = "");
+std::shared_ptr<grpc::Channel> MakeChannel(
+    const std::string& target, std::shared_ptr<grpc::ChannelCredentials> creds,
+    const std::string& tls_server_name = "");
 
 // Lets a server accept MakeChannel's keepalive pings (without it, gRPC answers frequent
 // pings with GOAWAY "too_many_pings").

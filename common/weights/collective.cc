@@ -1,22 +1,23 @@
 #include "common/weights/collective.h"
 
+#include <c10/util/Exception.h>
+#include <glog/logging.h>
+
 #include <chrono>
 #include <exception>
 #include <random>
 #include <thread>
-#include <utility>
-#include <vector>
-
-#include <c10/util/Exception.h>
-#include <glog/logging.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/Types.hpp>
+#include <utility>
+#include <vector>
 
 #ifdef DUET_WITH_NCCL
 #include <c10/cuda/CUDAStream.h>
+
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -116,7 +117,8 @@ class ClientStore final : public c10d::Store {
     return *v;
   }
   void wait(const std::vector<std::string>& keys) override { WaitFor(keys, timeout_); }
-  void wait(const std::vector<std::string>& keys, const std::chrono::milliseconds& timeout) override {
+  void wait(const std::vector<std::string>& keys,
+            const std::chrono::milliseconds& timeout) override {
     WaitFor(keys, timeout);
   }
 
@@ -131,10 +133,13 @@ class ClientStore final : public c10d::Store {
       absl::StatusOr<bool> there = client_->Check(keys);
       Check(there.status(), "wait", keys.empty() ? "" : keys[0]);
       if (*there) return;
-      TORCH_CHECK(!abandon_ || !abandon_(), "rendezvous abandoned (connection to a member lost) while waiting for '",
-                  keys.empty() ? "" : keys[0], "'");
-      TORCH_CHECK(std::chrono::steady_clock::now() < deadline, "rendezvous store: timed out after ",
-                  timeout.count(), " ms waiting for '", keys.empty() ? "" : keys[0], "'");
+      TORCH_CHECK(
+          !abandon_ || !abandon_(),
+          "rendezvous abandoned (connection to a member lost) while waiting for '",
+          keys.empty() ? "" : keys[0], "'");
+      TORCH_CHECK(std::chrono::steady_clock::now() < deadline,
+                  "rendezvous store: timed out after ", timeout.count(),
+                  " ms waiting for '", keys.empty() ? "" : keys[0], "'");
       std::this_thread::sleep_for(pause);
       pause = std::min(pause * 2, std::chrono::milliseconds(50));
     }
@@ -298,8 +303,8 @@ absl::StatusOr<std::unique_ptr<Collective>> CreateCollective(
   c10::intrusive_ptr<c10d::Store> base_store;
   c10::intrusive_ptr<c10d::TCPStore> tcp_store;
   if (options.rendezvous != nullptr) {
-    base_store =
-        c10::make_intrusive<ClientStore>(options.rendezvous, StoreTimeout(options.timeout), options.abandon);
+    base_store = c10::make_intrusive<ClientStore>(
+        options.rendezvous, StoreTimeout(options.timeout), options.abandon);
   } else {
     try {
       c10d::TCPStoreOptions opts;

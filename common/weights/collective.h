@@ -11,12 +11,12 @@
 // lacks, Unavailable when the store or a peer cannot be reached (or a peer drops out),
 // DeadlineExceeded when the rendezvous or a collective runs past `timeout`.
 
+#include <torch/types.h>
+
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
-
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -51,12 +51,13 @@ class Collective {
 
 struct CollectiveOptions {
   std::string backend = "gloo";  // or "nccl"
-  // Where the ranks meet. Set: through this client (e.g. the learner's RendezvousStore, in
-  // process on the learner, over its gRPC service on a worker), and store_port and
+  // Where the ranks meet. Set: through this client (e.g. the learner's RendezvousStore,
+  // in process on the learner, over its gRPC service on a worker), and store_port and
   // host_store are ignored. Null: the TCPStore at store_host:store_port.
   std::shared_ptr<RendezvousClient> rendezvous;
   // With `rendezvous`: asked while this rank waits for the others' keys; true ends the
-  // rendezvous (Unavailable, "abandoned"), e.g. when a member left meanwhile. May be empty.
+  // rendezvous (Unavailable, "abandoned"), e.g. when a member left meanwhile. May be
+  // empty.
   std::function<bool()> abandon;
   // Address of the TCPStore every rank connects to (rank 0's address when it hosts).
   std::string store_host = "127.0.0.1";

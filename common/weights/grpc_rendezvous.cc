@@ -5,16 +5,17 @@
 
 namespace duet {
 
-GrpcRendezvousClient::GrpcRendezvousClient(std::shared_ptr<v1::Coordinator::StubInterface> stub,
-                                           std::string auth_token, std::string worker_id, std::string session,
-                                           absl::Duration timeout)
+GrpcRendezvousClient::GrpcRendezvousClient(
+    std::shared_ptr<v1::Coordinator::StubInterface> stub, std::string auth_token,
+    std::string worker_id, std::string session, absl::Duration timeout)
     : stub_(std::move(stub)),
       auth_token_(std::move(auth_token)),
       worker_id_(std::move(worker_id)),
       session_(std::move(session)),
       timeout_(timeout) {}
 
-absl::StatusOr<v1::RendezvousResponse> GrpcRendezvousClient::Call(v1::RendezvousRequest request) {
+absl::StatusOr<v1::RendezvousResponse> GrpcRendezvousClient::Call(
+    v1::RendezvousRequest request) {
   request.set_worker_id(worker_id_);
   request.set_session(session_);
   v1::RendezvousResponse response;

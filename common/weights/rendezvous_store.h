@@ -6,12 +6,14 @@
 // others'), held by the learner itself instead of a c10d TCPStore, so that nothing
 // listens on a port of its own: the learner's rank reaches it in process, the workers
 // only over the learner's authenticated gRPC service (Coordinator.Rendezvous, with the
-// run token and their session; common/weights/grpc_rendezvous.h). An outsider on the network
-// can then neither stall a rendezvous nor make the learner hold memory (issue 17).
+// run token and their session; common/weights/grpc_rendezvous.h). An outsider on the
+// network can then neither stall a rendezvous nor make the learner hold memory (issue
+// 17).
 //
 // Keys live under open prefixes (one per broadcast epoch, opened by the learner): a key
-// under no open prefix is refused (PermissionDenied), and closing a prefix drops its keys.
-// Everything a caller can make it hold is bounded (ResourceExhausted past the bounds).
+// under no open prefix is refused (PermissionDenied), and closing a prefix drops its
+// keys. Everything a caller can make it hold is bounded (ResourceExhausted past the
+// bounds).
 //
 // Thread-safety: thread-safe.
 

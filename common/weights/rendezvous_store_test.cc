@@ -18,19 +18,23 @@ namespace {
 TEST(RendezvousStoreTest, KeysLiveUnderOpenPrefixesOnly) {
   RendezvousStore store;
   EXPECT_EQ(store.Set("epoch1/0/0", "addr").code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(store.Add("epoch1/n", 1).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(store.Add("epoch1/n", 1).status().code(),
+            absl::StatusCode::kPermissionDenied);
   store.OpenPrefix("epoch1");
-  EXPECT_EQ(store.Set("epoch10/x", "v").code(), absl::StatusCode::kPermissionDenied);  // not "epoch1/"
+  EXPECT_EQ(store.Set("epoch10/x", "v").code(),
+            absl::StatusCode::kPermissionDenied);  // not "epoch1/"
   ASSERT_TRUE(store.Set("epoch1/0/0", "addr0").ok());
   ASSERT_TRUE(store.Set("epoch1/0/2", "addr2").ok());
   EXPECT_EQ(*store.Get("epoch1/0/0"), "addr0");
   EXPECT_EQ(store.Get("epoch1/0/1").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(*store.Add("epoch1/n", 2), 2);
   EXPECT_EQ(*store.Add("epoch1/n", 3), 5);
-  EXPECT_EQ(store.Add("epoch1/0/0", 1).status().code(), absl::StatusCode::kInvalidArgument);  // not a number
+  EXPECT_EQ(store.Add("epoch1/0/0", 1).status().code(),
+            absl::StatusCode::kInvalidArgument);  // not a number
   EXPECT_TRUE(*store.Check({"epoch1/0/0", "epoch1/0/2"}));
   EXPECT_FALSE(*store.Check({"epoch1/0/0", "epoch1/0/1"}));
-  EXPECT_EQ(store.KeysUnder("epoch1"), (std::vector<std::string>{"epoch1/0/0", "epoch1/0/2", "epoch1/n"}));
+  EXPECT_EQ(store.KeysUnder("epoch1"),
+            (std::vector<std::string>{"epoch1/0/0", "epoch1/0/2", "epoch1/n"}));
   EXPECT_TRUE(*store.Delete("epoch1/n"));
   EXPECT_FALSE(*store.Delete("epoch1/n"));
   EXPECT_EQ(*store.NumKeys(), 2);
@@ -45,9 +49,11 @@ TEST(RendezvousStoreTest, WhatACallerCanMakeItHoldIsBounded) {
   EXPECT_EQ(store.Set("", "v").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(store.Set("p/" + std::string(RendezvousStore::kMaxKeyBytes, 'k'), "v").code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(store.Set("p/big", std::string(RendezvousStore::kMaxValueBytes + 1, 'v')).code(),
-            absl::StatusCode::kInvalidArgument);
-  // 64 MiB in all: 1,024 values of 64 KiB fill it; the next is refused and nothing changed.
+  EXPECT_EQ(
+      store.Set("p/big", std::string(RendezvousStore::kMaxValueBytes + 1, 'v')).code(),
+      absl::StatusCode::kInvalidArgument);
+  // 64 MiB in all: 1,024 values of 64 KiB fill it; the next is refused and nothing
+  // changed.
   const std::string value(RendezvousStore::kMaxValueBytes, 'v');
   absl::Status s;
   int held = 0;
@@ -96,10 +102,12 @@ TEST(RendezvousStoreTest, AGlooGroupMeetsThroughItAndEachRankLeavesAKeyNamedByIt
   std::vector<int> named;
   for (const std::string& key : store->KeysUnder("epoch-a")) {
     const std::string last = key.substr(key.rfind('/') + 1);
-    if (!last.empty() && last.find_first_not_of("0123456789") == std::string::npos) named.push_back(std::stoi(last));
+    if (!last.empty() && last.find_first_not_of("0123456789") == std::string::npos)
+      named.push_back(std::stoi(last));
   }
   std::sort(named.begin(), named.end());
-  EXPECT_EQ(named, (std::vector<int>{0, 1, 2})) << "keys: " << store->KeysUnder("epoch-a").size();
+  EXPECT_EQ(named, (std::vector<int>{0, 1, 2}))
+      << "keys: " << store->KeysUnder("epoch-a").size();
 }
 
 // A rank that waits for a member that never comes gives up as soon as `abandon` says so,

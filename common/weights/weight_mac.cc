@@ -1,5 +1,6 @@
 #include "common/weights/weight_mac.h"
 
+#include <glog/logging.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -8,13 +9,12 @@
 
 #include <string>
 
-#include <glog/logging.h>
-
 namespace duet {
 namespace {
 
-std::array<uint8_t, 32> HmacSha256(const void* key, size_t key_len, std::string_view label,
-                                   const void* data, size_t data_len) {
+std::array<uint8_t, 32> HmacSha256(const void* key, size_t key_len,
+                                   std::string_view label, const void* data,
+                                   size_t data_len) {
   std::string message(label);
   message.push_back('\0');
   message.append(static_cast<const char*>(data), data_len);
@@ -22,9 +22,10 @@ std::array<uint8_t, 32> HmacSha256(const void* key, size_t key_len, std::string_
   size_t out_len = 0;
   // A zero-length key is fine for HMAC but EVP wants a non-null pointer.
   static const uint8_t kEmpty = 0;
-  CHECK(EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, key_len > 0 ? key : &kEmpty,
-                  key_len, reinterpret_cast<const unsigned char*>(message.data()),
-                  message.size(), out.data(), out.size(), &out_len) != nullptr &&
+  CHECK(EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr,
+                  key_len > 0 ? key : &kEmpty, key_len,
+                  reinterpret_cast<const unsigned char*>(message.data()), message.size(),
+                  out.data(), out.size(), &out_len) != nullptr &&
         out_len == out.size())
       << "HMAC-SHA256 failed in OpenSSL";
   return out;
@@ -34,8 +35,8 @@ std::array<uint8_t, 32> HmacSha256(const void* key, size_t key_len, std::string_
 
 WeightMacKey WeightMacKey::Derive(std::string_view secret, std::string_view context) {
   WeightMacKey key;
-  key.bytes_ = HmacSha256(secret.data(), secret.size(), "duet weight-sync v1", context.data(),
-                          context.size());
+  key.bytes_ = HmacSha256(secret.data(), secret.size(), "duet weight-sync v1",
+                          context.data(), context.size());
   return key;
 }
 
@@ -53,13 +54,14 @@ struct WeightMac::Impl {
 
 WeightMac::WeightMac(const WeightMacKey& key, const WeightMacNonce& nonce)
     : impl_(std::make_unique<Impl>()) {
-  const std::array<uint8_t, 32> one_time = HmacSha256(
-      key.bytes().data(), key.bytes().size(), "duet weight-sync otk", nonce.data(), nonce.size());
+  const std::array<uint8_t, 32> one_time =
+      HmacSha256(key.bytes().data(), key.bytes().size(), "duet weight-sync otk",
+                 nonce.data(), nonce.size());
   impl_->mac = EVP_MAC_fetch(nullptr, "POLY1305", nullptr);
   CHECK(impl_->mac != nullptr) << "OpenSSL has no POLY1305";
   impl_->ctx = EVP_MAC_CTX_new(impl_->mac);
-  CHECK(impl_->ctx != nullptr && EVP_MAC_init(impl_->ctx, one_time.data(), one_time.size(),
-                                              nullptr) == 1)
+  CHECK(impl_->ctx != nullptr &&
+        EVP_MAC_init(impl_->ctx, one_time.data(), one_time.size(), nullptr) == 1)
       << "POLY1305 init failed";
   OPENSSL_cleanse(const_cast<uint8_t*>(one_time.data()), one_time.size());
 }

@@ -32,12 +32,15 @@ uint64_t WeightSnapshot::checksum() const {
   return checksum_;
 }
 
-absl::Status StreamWeightSnapshot(const WeightSnapshot& snapshot, int64_t chunk_bytes,
-                                  const std::function<bool()>& cancelled,
-                                  const std::function<bool(const v1::WeightChunk&)>& write) {
-  if (chunk_bytes != 0 && (chunk_bytes < kMinWeightChunkBytes || chunk_bytes > kMaxWeightChunkBytes)) {
-    return absl::InvalidArgumentError(absl::StrCat("chunk_bytes: must be 0 (default) or in [", kMinWeightChunkBytes,
-                                                   ", ", kMaxWeightChunkBytes, "]"));
+absl::Status StreamWeightSnapshot(
+    const WeightSnapshot& snapshot, int64_t chunk_bytes,
+    const std::function<bool()>& cancelled,
+    const std::function<bool(const v1::WeightChunk&)>& write) {
+  if (chunk_bytes != 0 &&
+      (chunk_bytes < kMinWeightChunkBytes || chunk_bytes > kMaxWeightChunkBytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk_bytes: must be 0 (default) or in [", kMinWeightChunkBytes,
+                     ", ", kMaxWeightChunkBytes, "]"));
   }
   const int64_t chunk = chunk_bytes > 0 ? chunk_bytes : kDefaultWeightChunkBytes;
   int64_t version = 0;
@@ -61,14 +64,16 @@ absl::Status StreamWeightSnapshot(const WeightSnapshot& snapshot, int64_t chunk_
 absl::Status WeightStreamAssembler::Add(const v1::WeightChunk& chunk) {
   if (total_ < 0) {
     if (chunk.total_bytes() < 0 || chunk.total_bytes() % 4 != 0) {
-      return absl::DataLossError(absl::StrCat("weight stream announces ", chunk.total_bytes(), " bytes"));
+      return absl::DataLossError(
+          absl::StrCat("weight stream announces ", chunk.total_bytes(), " bytes"));
     }
     total_ = chunk.total_bytes();
     version_ = chunk.version();
     checksum_ = chunk.checksum();
     bytes_.reserve(total_);
   }
-  if (chunk.offset() != static_cast<int64_t>(bytes_.size()) || chunk.version() != version_) {
+  if (chunk.offset() != static_cast<int64_t>(bytes_.size()) ||
+      chunk.version() != version_) {
     return absl::DataLossError("weight stream chunks out of order or from two versions");
   }
   if (static_cast<int64_t>(bytes_.size() + chunk.data().size()) > total_) {
@@ -78,9 +83,11 @@ absl::Status WeightStreamAssembler::Add(const v1::WeightChunk& chunk) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<torch::Tensor> WeightStreamAssembler::Finish(int64_t* version, uint64_t* checksum) {
+absl::StatusOr<torch::Tensor> WeightStreamAssembler::Finish(int64_t* version,
+                                                            uint64_t* checksum) {
   if (total_ < 0 || static_cast<int64_t>(bytes_.size()) != total_) {
-    return absl::DataLossError(absl::StrCat("weight stream ended after ", bytes_.size(), " of ", total_, " bytes"));
+    return absl::DataLossError(absl::StrCat("weight stream ended after ", bytes_.size(),
+                                            " of ", total_, " bytes"));
   }
   torch::Tensor flat = torch::empty({total_ / 4}, torch::kFloat32);
   std::memcpy(flat.data_ptr<float>(), bytes_.data(), bytes_.size());

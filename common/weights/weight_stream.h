@@ -7,11 +7,11 @@
 // Used by workers that join late, by workers without a collective seat, and as the only
 // path with collective `none`. The c10d path is weight_sync.h.
 
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <functional>
 #include <string>
-
-#include <torch/torch.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -49,9 +49,10 @@ inline constexpr int64_t kMaxWeightChunkBytes = 32 << 20;
 // kMaxWeightChunkBytes]; Unavailable
 // when nothing is published; Cancelled when `cancelled()` turns true or `write` returns
 // false. Thread-safety: reads a copy of the snapshot.
-absl::Status StreamWeightSnapshot(const WeightSnapshot& snapshot, int64_t chunk_bytes,
-                                  const std::function<bool()>& cancelled,
-                                  const std::function<bool(const v1::WeightChunk&)>& write);
+absl::Status StreamWeightSnapshot(
+    const WeightSnapshot& snapshot, int64_t chunk_bytes,
+    const std::function<bool()>& cancelled,
+    const std::function<bool(const v1::WeightChunk&)>& write);
 
 // The receiving end: Add each chunk in arrival order, then Finish.
 // Thread-safety: thread-compatible.

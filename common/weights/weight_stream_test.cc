@@ -1,10 +1,10 @@
 #include "common/weights/weight_stream.h"
 
-#include <string>
-#include <vector>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <string>
+#include <vector>
 
 #include "common/weights/weight_sync.h"
 
@@ -15,7 +15,8 @@ class WeightStreamTest : public ::testing::Test {
  protected:
   void SetUp() override {
     torch::manual_seed(3);
-    params_ = {torch::randn({700, 50}), torch::randn({11})};  // 35 011 floats, 140 044 bytes
+    params_ = {torch::randn({700, 50}),
+               torch::randn({11})};  // 35 011 floats, 140 044 bytes
     SerializedWeights w = SerializeParameters(params_);
     checksum_ = w.checksum;
     snapshot_.Set(/*version=*/4, w.checksum, std::move(w.bytes));
@@ -72,7 +73,8 @@ TEST_F(WeightStreamTest, OutOfOrderMixedOrCorruptStreamsAreDataLoss) {
     for (size_t i = 0; i + 1 < chunks.size(); ++i) ASSERT_TRUE(a.Add(chunks[i]).ok());
     int64_t v = 0;
     uint64_t c = 0;
-    EXPECT_EQ(a.Finish(&v, &c).status().code(), absl::StatusCode::kDataLoss);  // truncated
+    EXPECT_EQ(a.Finish(&v, &c).status().code(),
+              absl::StatusCode::kDataLoss);  // truncated
   }
   {
     WeightStreamAssembler a;
@@ -93,18 +95,27 @@ TEST_F(WeightStreamTest, OutOfOrderMixedOrCorruptStreamsAreDataLoss) {
 TEST_F(WeightStreamTest, SenderRefusesBadChunkSizesAndStopsWhenCancelled) {
   auto write = [](const v1::WeightChunk&) { return true; };
   auto never = [] { return false; };
-  EXPECT_EQ(StreamWeightSnapshot(snapshot_, -1, never, write).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(StreamWeightSnapshot(snapshot_, 1, never, write).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(StreamWeightSnapshot(snapshot_, kMinWeightChunkBytes - 1, never, write).code(),
+  EXPECT_EQ(StreamWeightSnapshot(snapshot_, -1, never, write).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(StreamWeightSnapshot(snapshot_, kMaxWeightChunkBytes + 1, never, write).code(),
+  EXPECT_EQ(StreamWeightSnapshot(snapshot_, 1, never, write).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(StreamWeightSnapshot(snapshot_, 0, [] { return true; }, write).code(),
+  EXPECT_EQ(
+      StreamWeightSnapshot(snapshot_, kMinWeightChunkBytes - 1, never, write).code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      StreamWeightSnapshot(snapshot_, kMaxWeightChunkBytes + 1, never, write).code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(StreamWeightSnapshot(
+                snapshot_, 0, [] { return true; }, write)
+                .code(),
             absl::StatusCode::kCancelled);
-  EXPECT_EQ(StreamWeightSnapshot(snapshot_, 0, never, [](const v1::WeightChunk&) { return false; }).code(),
+  EXPECT_EQ(StreamWeightSnapshot(snapshot_, 0, never,
+                                 [](const v1::WeightChunk&) { return false; })
+                .code(),
             absl::StatusCode::kCancelled);
   WeightSnapshot empty;
-  EXPECT_EQ(StreamWeightSnapshot(empty, 0, never, write).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(StreamWeightSnapshot(empty, 0, never, write).code(),
+            absl::StatusCode::kUnavailable);
 }
 
 }  // namespace

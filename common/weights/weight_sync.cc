@@ -1,5 +1,9 @@
 #include "common/weights/weight_sync.h"
 
+#include <c10/util/Exception.h>
+#include <glog/logging.h>
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cstring>
 #include <optional>
@@ -7,13 +11,9 @@
 #include <thread>
 #include <utility>
 
-#include <c10/util/Exception.h>
-#include <glog/logging.h>
-#include <torch/torch.h>
-
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "common/base/status_macros.h"
 
@@ -232,8 +232,12 @@ class ChunkDigester {
   }
 
  private:
-  bool Idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !pending_.defined() && !busy_; }
-  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return pending_.defined() || stop_; }
+  bool Idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !pending_.defined() && !busy_;
+  }
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return pending_.defined() || stop_;
+  }
 
   void Loop() {
     for (;;) {
@@ -267,7 +271,9 @@ class ChunkDigester {
   std::thread thread_;
 };
 
-void PutTag(const WeightMacTag& tag, int64_t* slots) { std::memcpy(slots, tag.data(), tag.size()); }
+void PutTag(const WeightMacTag& tag, int64_t* slots) {
+  std::memcpy(slots, tag.data(), tag.size());
+}
 
 WeightMacTag GetTag(const int64_t* slots) {
   WeightMacTag tag;
@@ -309,7 +315,8 @@ SerializedWeights SerializeParameters(const std::vector<torch::Tensor>& params) 
   torch::Tensor flat = FlattenParameters(params);
   SerializedWeights out;
   out.checksum = WeightChecksum(flat);
-  out.bytes.assign(static_cast<const char*>(flat.data_ptr()), flat.numel() * sizeof(float));
+  out.bytes.assign(static_cast<const char*>(flat.data_ptr()),
+                   flat.numel() * sizeof(float));
   return out;
 }
 
@@ -484,8 +491,9 @@ absl::StatusOr<int64_t> WeightReceiver::Receive(
                            " elements in all, this model ", shape_like.size(), " of ",
                            local_total);
   }
-  torch::Tensor trailer = torch::zeros(
-      {kWeightSyncTrailerSize}, torch::TensorOptions().dtype(torch::kInt64).device(device));
+  torch::Tensor trailer =
+      torch::zeros({kWeightSyncTrailerSize},
+                   torch::TensorOptions().dtype(torch::kInt64).device(device));
   if (!problem.empty()) {
     // Consume the buckets and the trailer anyway, so that every rank stays in step.
     const int64_t needed = std::min(bucket_numel, total);

@@ -24,12 +24,12 @@
 // array into a staging buffer and verifies it before anything is applied, so that a
 // worker never samples from half-updated, corrupt or injected weights.
 
+#include <torch/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

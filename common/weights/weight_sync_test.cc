@@ -1,5 +1,10 @@
 #include "common/weights/weight_sync.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -8,20 +13,14 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <torch/cuda.h>
-#include <torch/torch.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/weights/collective.h"
 #include "common/weights/weight_mac.h"
-
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 namespace duet {
 namespace {
@@ -136,7 +135,8 @@ void WriteGarbage(int port, const std::string& prefix, int world) {
   c10d::TCPStore outsider("127.0.0.1", opts);
   for (int r = 0; r < world; ++r) {
     const std::string garbage = "not an address";
-    outsider.set(absl::StrCat(prefix, "/0/", r), std::vector<uint8_t>(garbage.begin(), garbage.end()));
+    outsider.set(absl::StrCat(prefix, "/0/", r),
+                 std::vector<uint8_t>(garbage.begin(), garbage.end()));
   }
 }
 
@@ -149,7 +149,8 @@ TEST_F(WeightSyncTest, GarbageUnderAWellKnownPrefixBreaksTheGroupButNotARandomOn
   o.timeout = absl::Seconds(5);
   const absl::StatusOr<std::unique_ptr<Collective>> spoiled = CreateCollective(o);
   ASSERT_FALSE(spoiled.ok());
-  EXPECT_NE(spoiled.status().code(), absl::StatusCode::kDeadlineExceeded) << spoiled.status();
+  EXPECT_NE(spoiled.status().code(), absl::StatusCode::kDeadlineExceeded)
+      << spoiled.status();
   // The same outsider cannot spoil a group whose prefix it does not know.
   std::vector<absl::StatusOr<std::unique_ptr<Collective>>> random(2);
   const std::string prefix = NewStorePrefix();
@@ -162,7 +163,9 @@ TEST_F(WeightSyncTest, GarbageUnderAWellKnownPrefixBreaksTheGroupButNotARandomOn
   ASSERT_TRUE(random[1].ok()) << random[1].status();
   torch::Tensor sent = torch::arange(8, torch::kFloat32), got = torch::zeros({8});
   std::vector<absl::Status> done(2);
-  RunRanks(2, [&](int rank) { done[rank] = (*random[rank])->Broadcast(rank == 0 ? sent : got, 0); });
+  RunRanks(2, [&](int rank) {
+    done[rank] = (*random[rank])->Broadcast(rank == 0 ? sent : got, 0);
+  });
   EXPECT_TRUE(done[0].ok() && done[1].ok());
   EXPECT_TRUE(torch::equal(sent, got));
 }
@@ -268,7 +271,8 @@ TEST_F(WeightSyncTest, ConsecutiveVersionsReuseStaging) {
 // flipped on the wire).
 void SendRaw(Collective& collective, const std::vector<torch::Tensor>& params,
              int64_t version, uint64_t checksum_xor,
-             const std::optional<WeightMacKey>& tag_key = std::nullopt, uint64_t tamper_xor = 0) {
+             const std::optional<WeightMacKey>& tag_key = std::nullopt,
+             uint64_t tamper_xor = 0) {
   constexpr int64_t kBucket = 300;
   const torch::Tensor flat = FlattenParameters(params);
   torch::Tensor header = torch::zeros({kWeightSyncHeaderSize}, torch::kInt64);
@@ -283,7 +287,8 @@ void SendRaw(Collective& collective, const std::vector<torch::Tensor>& params,
   std::memcpy(h + kHeaderNonce, nonce.data(), nonce.size());
   EXPECT_TRUE(collective.Broadcast(header, /*root=*/0).ok());
   for (int64_t done = 0; done < flat.numel(); done += kBucket) {
-    torch::Tensor chunk = flat.narrow(0, done, std::min(kBucket, flat.numel() - done)).clone();
+    torch::Tensor chunk =
+        flat.narrow(0, done, std::min(kBucket, flat.numel() - done)).clone();
     EXPECT_TRUE(collective.Broadcast(chunk, /*root=*/0).ok());
   }
   const uint64_t checksum = WeightChecksum(flat) ^ checksum_xor;
@@ -358,7 +363,8 @@ TEST_F(WeightSyncTest, KeyedReceiverRefusesWeightsNotSignedWithTheRunsSecret) {
     if (rank == 0) {
       SendRaw(*group[0], injected, /*version=*/7, /*checksum_xor=*/0);
       SendRaw(*group[0], injected, 7, 0, WeightMacKey::Derive("guessed", "prefix-a"));
-      SendRaw(*group[0], injected, 7, 0, WeightMacKey::Derive("token-of-this-run", "prefix-b"));
+      SendRaw(*group[0], injected, 7, 0,
+              WeightMacKey::Derive("token-of-this-run", "prefix-b"));
       WeightBroadcaster broadcaster(group[0].get(), /*bucket_bytes=*/1000, run_key);
       EXPECT_TRUE(broadcaster.Broadcast(honest, /*version=*/8).ok());
       return;
@@ -374,10 +380,12 @@ TEST_F(WeightSyncTest, KeyedReceiverRefusesWeightsNotSignedWithTheRunsSecret) {
     if (outcomes[3].ok()) WeightReceiver::ApplyStaging(staging, params);
     reported = receiver.checksum();
   });
-  EXPECT_EQ(outcomes[0].status().code(), absl::StatusCode::kDataLoss) << outcomes[0].status();
+  EXPECT_EQ(outcomes[0].status().code(), absl::StatusCode::kDataLoss)
+      << outcomes[0].status();
   EXPECT_THAT(outcomes[0].status().message(), HasSubstr("without a keyed checksum"));
   for (int i = 1; i < 3; ++i) {
-    EXPECT_EQ(outcomes[i].status().code(), absl::StatusCode::kDataLoss) << outcomes[i].status();
+    EXPECT_EQ(outcomes[i].status().code(), absl::StatusCode::kDataLoss)
+        << outcomes[i].status();
     EXPECT_THAT(outcomes[i].status().message(), HasSubstr("failed the keyed checksum"));
   }
   ASSERT_TRUE(outcomes[3].ok()) << outcomes[3].status();
@@ -398,7 +406,8 @@ TEST_F(WeightSyncTest, KeyedReceiverRefusesATamperedChecksumWithTheRightKey) {
   RunRanks(kWorld, [&](int rank) {
     if (rank == 0) {
       // Signed over the true checksum, then the announced one is changed.
-      SendRaw(*group[0], sent, /*version=*/3, /*checksum_xor=*/0, run_key, /*tamper_xor=*/4);
+      SendRaw(*group[0], sent, /*version=*/3, /*checksum_xor=*/0, run_key,
+              /*tamper_xor=*/4);
       return;
     }
     WeightReceiver receiver(group[1].get(), /*root=*/0, run_key);

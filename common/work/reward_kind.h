@@ -36,7 +36,8 @@ enum class RewardKind {
   // mean_t (cond_t - null_t): pointwise mutual information per token; what the input
   // explains beyond what is likely anyway.
   kPmi,
-  // The mean of the 4 lowest per-token PMIs (cond_t - null_t): how well the input explains
+  // The mean of the 4 lowest per-token PMIs (cond_t - null_t): how well the input
+  // explains
   // the output's worst-explained part (4 codes = one cell of the 3x3 grid), so one wrong
   // object is not averaged away by the 32 codes the input explains.
   kPmiWorst,
@@ -47,7 +48,8 @@ enum class RewardKind {
   // the describe direction finds unlikely, such as one outside the grammar it was taught,
   // scores low even when it is true of the image).
   kJoint,
-  // kJoint plus the caption's relation contrast: log p(pair) - log sum over V of p(pair'),
+  // kJoint plus the caption's relation contrast: log p(pair) - log sum over V of
+  // p(pair'),
   // divided by |span|, where V is a position caption and its three relation variants (the
   // same two objects, each other relation: world::RelationVariants) and p(pair') the
   // reversed pass with the caption replaced (for a caption: the image given each variant;
@@ -60,9 +62,9 @@ enum class RewardKind {
   kContrast,
 };
 
-inline constexpr std::array<RewardKind, 5> kAllRewardKinds = {RewardKind::kLikelihood, RewardKind::kPmi,
-                                                              RewardKind::kPmiWorst, RewardKind::kJoint,
-                                                              RewardKind::kContrast};
+inline constexpr std::array<RewardKind, 5> kAllRewardKinds = {
+    RewardKind::kLikelihood, RewardKind::kPmi, RewardKind::kPmiWorst, RewardKind::kJoint,
+    RewardKind::kContrast};
 
 // The tokens kPmiWorst averages over.
 inline constexpr int kPmiWorstTokens = 4;
@@ -90,12 +92,17 @@ inline absl::StatusOr<RewardKind> ParseRewardKind(std::string_view name) {
     if (RewardKindName(k) == name) return k;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown self-reward kind \"", std::string(name), "\" (likelihood, pmi, pmi_worst, joint or contrast)"));
+      absl::StrCat("unknown self-reward kind \"", std::string(name),
+                   "\" (likelihood, pmi, pmi_worst, joint or contrast)"));
 }
 
 // Whether `kind` needs the null-input pass, and the forward pass.
-inline bool NeedsNullPass(RewardKind kind) { return kind == RewardKind::kPmi || kind == RewardKind::kPmiWorst; }
-inline bool NeedsForwardPass(RewardKind kind) { return kind == RewardKind::kJoint || kind == RewardKind::kContrast; }
+inline bool NeedsNullPass(RewardKind kind) {
+  return kind == RewardKind::kPmi || kind == RewardKind::kPmiWorst;
+}
+inline bool NeedsForwardPass(RewardKind kind) {
+  return kind == RewardKind::kJoint || kind == RewardKind::kContrast;
+}
 // Whether `kind` needs the reversed pass of each relation variant of the caption.
 inline bool NeedsVariantPasses(RewardKind kind) { return kind == RewardKind::kContrast; }
 
@@ -105,14 +112,17 @@ struct SelfRewardKinds {
   RewardKind image = RewardKind::kLikelihood;
   RewardKind caption = RewardKind::kLikelihood;
 
-  bool operator==(const SelfRewardKinds& o) const { return image == o.image && caption == o.caption; }
+  bool operator==(const SelfRewardKinds& o) const {
+    return image == o.image && caption == o.caption;
+  }
 };
 
 // The default recipe's kinds (learner/recipe.h), and duet-scorer's flag defaults, so that
 // a scorer started by hand for a default recipe scores as `duet local`'s scorers do.
 // The caption reward is contrast, the image reward the likelihood (measured:
 // docs/results.md).
-inline constexpr SelfRewardKinds kDefaultSelfRewardKinds{RewardKind::kLikelihood, RewardKind::kContrast};
+inline constexpr SelfRewardKinds kDefaultSelfRewardKinds{RewardKind::kLikelihood,
+                                                         RewardKind::kContrast};
 
 // Where a scorer's reward comes from (recipe key `reward`): a weighted sum of the
 // self-reward (of the kinds above) and the score of an external reward service
@@ -122,15 +132,16 @@ inline constexpr SelfRewardKinds kDefaultSelfRewardKinds{RewardKind::kLikelihood
 struct RewardMix {
   double self = 1.0;
   double external = 0.0;
-  std::string external_address;   // HOST:PORT of the duet.v1.Reward service
-  int64_t timeout_ms = 30000;     // deadline of each call to it
-  std::string auth_token_file;    // the service's shared token; empty: none sent
+  std::string external_address;  // HOST:PORT of the duet.v1.Reward service
+  int64_t timeout_ms = 30000;    // deadline of each call to it
+  std::string auth_token_file;   // the service's shared token; empty: none sent
 
   // The self-reward alone, weight 1: the default.
   bool IsSelfOnly() const { return self == 1.0 && external == 0.0; }
   bool operator==(const RewardMix& o) const {
-    return self == o.self && external == o.external && external_address == o.external_address &&
-           timeout_ms == o.timeout_ms && auth_token_file == o.auth_token_file;
+    return self == o.self && external == o.external &&
+           external_address == o.external_address && timeout_ms == o.timeout_ms &&
+           auth_token_file == o.auth_token_file;
   }
 };
 
@@ -141,12 +152,15 @@ inline absl::Status ValidateRewardMix(const RewardMix& m) {
   if (!std::isfinite(m.self) || !std::isfinite(m.external)) {
     return absl::InvalidArgumentError("self, external: weights must be finite");
   }
-  if (m.self == 0.0 && m.external == 0.0) return absl::InvalidArgumentError("self, external: both weights are 0");
+  if (m.self == 0.0 && m.external == 0.0)
+    return absl::InvalidArgumentError("self, external: both weights are 0");
   if (m.external != 0.0 && m.external_address.empty()) {
-    return absl::InvalidArgumentError("external_address: required when the external weight is not 0");
+    return absl::InvalidArgumentError(
+        "external_address: required when the external weight is not 0");
   }
   if (m.timeout_ms < 1 || m.timeout_ms > 600000) {
-    return absl::InvalidArgumentError(absl::StrCat("timeout_ms: must be in [1, 600000], got ", m.timeout_ms));
+    return absl::InvalidArgumentError(
+        absl::StrCat("timeout_ms: must be in [1, 600000], got ", m.timeout_ms));
   }
   return absl::OkStatus();
 }

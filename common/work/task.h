@@ -49,8 +49,8 @@ struct RolloutRequest {
   int64_t k = 1;
   SamplingParams sampling;
   std::optional<double> cfg_scale;  // images only; nullopt = no guidance
-  uint64_t seed = 0;          // sample j of input i uses SampleSeed(seed, input_offset + i, j)
-  int64_t input_offset = 0;   // index of inputs[0] in the whole step's request
+  uint64_t seed = 0;  // sample j of input i uses SampleSeed(seed, input_offset + i, j)
+  int64_t input_offset = 0;  // index of inputs[0] in the whole step's request
   // The learner's policy version when the request is made (RlLoop owns it). An in-process
   // backend samples with exactly these weights; a worker pool samples with the weights it
   // was last sent, and each Sample says which version produced it.
@@ -61,7 +61,7 @@ struct RolloutRequest {
 struct RewardQuery {
   Task task = Task::kGeneration;  // the direction the output was sampled in
   std::vector<int64_t> input;     // caption ids (generation) or image ids (understanding)
-  std::vector<int64_t> output;    // image ids, or caption ids (a trailing <eos> is dropped)
+  std::vector<int64_t> output;  // image ids, or caption ids (a trailing <eos> is dropped)
 };
 
 // Where the learner sends rollout work. Implementations: in-process (rollout/) and the
@@ -79,8 +79,8 @@ class ScoreBackend {
   virtual ~ScoreBackend() = default;
   // One reward per query, in order. `policy_version` is the learner's policy version when
   // the queries are made (as RolloutRequest::policy_version).
-  virtual absl::StatusOr<std::vector<double>> Score(const std::vector<RewardQuery>& queries,
-                                                    int64_t policy_version) = 0;
+  virtual absl::StatusOr<std::vector<double>> Score(
+      const std::vector<RewardQuery>& queries, int64_t policy_version) = 0;
 };
 
 }  // namespace duet

@@ -1,5 +1,7 @@
 #include "common/worker/worker_main.h"
 
+#include <glog/logging.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -7,16 +9,13 @@
 #include <deque>
 #include <thread>
 
-#include <glog/logging.h>
-#include <torch/torch.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/base/clock.h"
 #include "common/base/file_util.h"
 #include "common/base/signals.h"
 #include "common/metrics/catalogue.h"
 #include "common/metrics/metrics_server.h"
-#include "common/base/clock.h"
 #include "common/rpc/health_server.h"
 #include "common/rpc/rpc_metrics.h"
 #include "common/rpc/rpc_util.h"
@@ -28,7 +27,8 @@ namespace {
 // served on the health address).
 class WorkerStatusService final : public v1::Worker::Service {
  public:
-  WorkerStatusService(const WorkerRuntime* runtime, v1::Role role) : runtime_(runtime), role_(role) {}
+  WorkerStatusService(const WorkerRuntime* runtime, v1::Role role)
+      : runtime_(runtime), role_(role) {}
   grpc::Status GetWorkerStatus(grpc::ServerContext*, const v1::GetWorkerStatusRequest*,
                                v1::WorkerStatus* resp) override {
     resp->set_worker_id(runtime_->worker_id());
@@ -55,7 +55,8 @@ class WorkerTelemetry {
         weight_bytes_(weight_bytes),
         registry_(std::make_shared<prometheus::Registry>()),
         rpc_(*registry_, metrics::RpcMetrics::Side::kClient,
-             {"Register", "PullWork", "CompleteWork", "FetchWeights", "Heartbeat", "Deregister"}),
+             {"Register", "PullWork", "CompleteWork", "FetchWeights", "Heartbeat",
+              "Deregister"}),
         worker_(*registry_),
         weights_(*registry_) {
     metrics::RegisterProcessMetrics(*registry_, rollout_role_ ? "rollout" : "scorer");
@@ -74,13 +75,14 @@ class WorkerTelemetry {
     if (method == "PullWork") worker_.idle_seconds->Increment(seconds);
     if (method == "FetchWeights") {
       weights_.BootstrapFetches(code).Increment();
-      if (code == 0) weights_.bootstrap_bytes->Increment(static_cast<double>(weight_bytes_));
+      if (code == 0)
+        weights_.bootstrap_bytes->Increment(static_cast<double>(weight_bytes_));
     }
   }
 
   // Every finished item (WorkerOptions::on_item).
-  void OnItem(const v1::WorkItem& item, const v1::CompleteWorkRequest& result, const absl::Status& handled,
-              double seconds, int64_t version) {
+  void OnItem(const v1::WorkItem& item, const v1::CompleteWorkRequest& result,
+              const absl::Status& handled, double seconds, int64_t version) {
     worker_.Items(static_cast<int>(handled.code())).Increment();
     {
       absl::MutexLock lock(&mu_);
@@ -107,16 +109,19 @@ class WorkerTelemetry {
           tokens += s.output().ids_size();
         }
       }
-      const int64_t rows = item.rollout().inputs_size() * item.rollout().k() * (item.rollout().use_cfg() ? 2 : 1);
+      const int64_t rows = item.rollout().inputs_size() * item.rollout().k() *
+                           (item.rollout().use_cfg() ? 2 : 1);
       rollout_->samples.Get(gen).Increment(static_cast<double>(samples));
       rollout_->tokens.Get(gen).Increment(static_cast<double>(tokens));
       rollout_->batch_seconds.Get(gen).Observe(seconds);
       rollout_->batch_rows.Get(gen).Observe(static_cast<double>(rows));
-      rollout_->policy_lag->Observe(static_cast<double>(std::max<int64_t>(0, item.policy_version() - version)));
+      rollout_->policy_lag->Observe(
+          static_cast<double>(std::max<int64_t>(0, item.policy_version() - version)));
     }
     if (item.has_score() && scorer_) {
       int64_t pairs[2] = {0, 0};  // generation, understanding
-      for (const auto& q : item.score().queries()) ++pairs[q.task() == v1::TASK_GENERATION ? 0 : 1];
+      for (const auto& q : item.score().queries())
+        ++pairs[q.task() == v1::TASK_GENERATION ? 0 : 1];
       for (bool gen : {true, false}) {
         const int64_t n = pairs[gen ? 0 : 1];
         if (n == 0) continue;
@@ -133,7 +138,8 @@ class WorkerTelemetry {
     const double window = 60;
     double busy = 0;
     absl::MutexLock lock(&mu_);
-    while (!busy_.empty() && std::chrono::duration<double>(now - busy_.front().first).count() > window) {
+    while (!busy_.empty() &&
+           std::chrono::duration<double>(now - busy_.front().first).count() > window) {
       busy_.pop_front();
     }
     for (const auto& [end, seconds] : busy_) {
@@ -153,12 +159,14 @@ class WorkerTelemetry {
   std::unique_ptr<metrics::RolloutMetrics> rollout_;
   std::unique_ptr<metrics::ScorerMetrics> scorer_;
   absl::Mutex mu_;  // guards busy_ (Run() thread adds, scrapes read)
-  std::deque<std::pair<std::chrono::steady_clock::time_point, double>> busy_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<std::chrono::steady_clock::time_point, double>> busy_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
 
-int WorkerMain(v1::Role role, const WorkerMainOptions& flags, HandlerFactory make_handler) {
+int WorkerMain(v1::Role role, const WorkerMainOptions& flags,
+               HandlerFactory make_handler) {
   std::unique_ptr<WorkerRuntime> runtime;
   absl::Mutex mu;  // guards `runtime` against the signal thread
   bool stop_requested = false;
@@ -184,14 +192,16 @@ int WorkerMain(v1::Role role, const WorkerMainOptions& flags, HandlerFactory mak
     LOG(ERROR) << model.status();
     return 1;
   }
-  TransportSecurity sec{flags.tls_cert, flags.tls_key, flags.tls_ca, flags.tls_server_name};
+  TransportSecurity sec{flags.tls_cert, flags.tls_key, flags.tls_ca,
+                        flags.tls_server_name};
   auto creds = MakeChannelCredentials(sec);
   if (!creds.ok()) {
     LOG(ERROR) << creds.status();
     return 1;
   }
   int64_t weight_bytes = 0;
-  for (const torch::Tensor& p : model->parameters()) weight_bytes += p.numel() * p.element_size();
+  for (const torch::Tensor& p : model->parameters())
+    weight_bytes += p.numel() * p.element_size();
   WorkerTelemetry telemetry(role, weight_bytes);
   std::unique_ptr<metrics::MetricsServer> metrics_server;
   if (!flags.metrics_address.empty()) {
@@ -204,7 +214,8 @@ int WorkerMain(v1::Role role, const WorkerMainOptions& flags, HandlerFactory mak
     metrics_server->AddRefreshHook([&telemetry] { telemetry.Refresh(); });
     LOG(INFO) << "metrics on port " << metrics_server->port();
     if (!flags.metrics_port_file.empty()) {
-      if (absl::Status s = metrics_server->WritePortFile(flags.metrics_port_file); !s.ok()) {
+      if (absl::Status s = metrics_server->WritePortFile(flags.metrics_port_file);
+          !s.ok()) {
         LOG(ERROR) << s;
         return 1;
       }
@@ -213,8 +224,11 @@ int WorkerMain(v1::Role role, const WorkerMainOptions& flags, HandlerFactory mak
     LOG(ERROR) << "--metrics_port_file needs --metrics_address";
     return 1;
   }
-  auto channel = MakeMeteredChannel(flags.learner, *creds, flags.tls_server_name, telemetry.rpc(),
-                                    [&telemetry](std::string_view m, int code, double s) { telemetry.OnCall(m, code, s); });
+  auto channel =
+      MakeMeteredChannel(flags.learner, *creds, flags.tls_server_name, telemetry.rpc(),
+                         [&telemetry](std::string_view m, int code, double s) {
+                           telemetry.OnCall(m, code, s);
+                         });
   WorkerOptions options;
   options.role = role;
   options.capacity = flags.capacity;
@@ -225,8 +239,9 @@ int WorkerMain(v1::Role role, const WorkerMainOptions& flags, HandlerFactory mak
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   options.name = flags.name.empty() ? absl::StrCat(host, ":", getpid()) : flags.name;
-  options.on_item = [&telemetry](const v1::WorkItem& item, const v1::CompleteWorkRequest& result,
-                                 const absl::Status& handled, double seconds, int64_t version) {
+  options.on_item = [&telemetry](
+                        const v1::WorkItem& item, const v1::CompleteWorkRequest& result,
+                        const absl::Status& handled, double seconds, int64_t version) {
     telemetry.OnItem(item, result, handled, seconds, version);
   };
   // The probes' reporter exists once the health server does (below), before Run().
@@ -240,7 +255,8 @@ int WorkerMain(v1::Role role, const WorkerMainOptions& flags, HandlerFactory mak
   options.on_register = std::move(handlers.on_register);
   {
     absl::MutexLock lock(&mu);
-    runtime = std::make_unique<WorkerRuntime>(v1::Coordinator::NewStub(channel), std::move(*model), options,
+    runtime = std::make_unique<WorkerRuntime>(v1::Coordinator::NewStub(channel),
+                                              std::move(*model), options,
                                               std::move(handlers.handler));
     if (stop_requested) runtime->RequestStop();
   }
@@ -255,9 +271,11 @@ int WorkerMain(v1::Role role, const WorkerMainOptions& flags, HandlerFactory mak
       return 1;
     }
     health = std::move(*h);
-    probes = std::make_unique<HealthReporter>(health.get(), RealClock(), absl::Seconds(flags.stall_timeout_s));
+    probes = std::make_unique<HealthReporter>(health.get(), RealClock(),
+                                              absl::Seconds(flags.stall_timeout_s));
     reporter = probes.get();
-    LOG(INFO) << "health and status service on port " << port << " (readiness: service " << kReadinessService << ")";
+    LOG(INFO) << "health and status service on port " << port << " (readiness: service "
+              << kReadinessService << ")";
   }
   absl::Status s = runtime->Run();
   reporter = nullptr;

@@ -1,12 +1,11 @@
 #include "common/worker/worker_runtime.h"
 
+#include <glog/logging.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <thread>
-
-#include <glog/logging.h>
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
@@ -16,8 +15,9 @@
 
 namespace duet {
 
-WorkerRuntime::WorkerRuntime(std::shared_ptr<v1::Coordinator::StubInterface> stub, Transformer model,
-                             WorkerOptions options, WorkHandler handler)
+WorkerRuntime::WorkerRuntime(std::shared_ptr<v1::Coordinator::StubInterface> stub,
+                             Transformer model, WorkerOptions options,
+                             WorkHandler handler)
     : stub_(std::move(stub)),
       options_(std::move(options)),
       handler_(std::move(handler)),
@@ -53,7 +53,8 @@ absl::Status WorkerRuntime::Register() {
   absl::Status last;
   int same_problem = 0;
   ConnectionProblem::Kind previous = ConnectionProblem::kNone;
-  for (int attempt = 0; attempt < options_.register_attempts && !stop_.load(); ++attempt) {
+  for (int attempt = 0; attempt < options_.register_attempts && !stop_.load();
+       ++attempt) {
     auto ctx = MakeClientContext(options_.auth_token, options_.rpc_timeout);
     last = FromGrpcStatus(stub_->Register(ctx.get(), req, &resp));
     if (last.ok()) break;
@@ -63,27 +64,32 @@ absl::Status WorkerRuntime::Register() {
       continue;
     }
     // The learner may still be starting: only Unavailable is worth waiting for.
-    if (!absl::IsUnavailable(last) && !absl::IsDeadlineExceeded(last) && !absl::IsUnknown(last)) return last;
+    if (!absl::IsUnavailable(last) && !absl::IsDeadlineExceeded(last) &&
+        !absl::IsUnknown(last))
+      return last;
     const ConnectionProblem problem = DiagnoseConnection(last, options_.security);
     same_problem = problem.kind == previous ? same_problem + 1 : 1;
     previous = problem.kind;
-    // A TLS mismatch or a server that hangs up does not fix itself: say so within seconds.
-    if ((problem.kind == ConnectionProblem::kTls || problem.kind == ConnectionProblem::kClosed) &&
+    // A TLS mismatch or a server that hangs up does not fix itself: say so within
+    // seconds.
+    if ((problem.kind == ConnectionProblem::kTls ||
+         problem.kind == ConnectionProblem::kClosed) &&
         same_problem >= 3) {
-      return absl::FailedPreconditionError(absl::StrCat("cannot register with the learner: ", problem.hint,
-                                                        " (", last.message(), ")"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot register with the learner: ", problem.hint, " (", last.message(), ")"));
     }
     if (attempt % 10 == 0) {
-      LOG(WARNING) << "cannot register with the learner yet (attempt " << attempt + 1 << " of "
-                   << options_.register_attempts << "): " << last
+      LOG(WARNING) << "cannot register with the learner yet (attempt " << attempt + 1
+                   << " of " << options_.register_attempts << "): " << last
                    << (problem.hint.empty() ? "" : absl::StrCat("; ", problem.hint));
     }
     options_.clock->SleepFor(absl::Milliseconds(500));
   }
   if (!last.ok()) {
     const ConnectionProblem problem = DiagnoseConnection(last, options_.security);
-    return absl::Status(last.code(), absl::StrCat("cannot register with the learner: ", last.message(),
-                                                  problem.hint.empty() ? "" : "; " + problem.hint));
+    return absl::Status(last.code(),
+                        absl::StrCat("cannot register with the learner: ", last.message(),
+                                     problem.hint.empty() ? "" : "; " + problem.hint));
   }
   worker_id_ = resp.worker_id();
   session_ = resp.session();
@@ -100,7 +106,9 @@ absl::Status WorkerRuntime::Register() {
   LeaveCollective();
   // Heartbeat well inside the learner's lease, or a long item looks like a death.
   heartbeat_every_ = options_.heartbeat_every;
-  if (resp.lease_ms() > 0) heartbeat_every_ = std::min(heartbeat_every_, absl::Milliseconds(resp.lease_ms()) / 3);
+  if (resp.lease_ms() > 0)
+    heartbeat_every_ =
+        std::min(heartbeat_every_, absl::Milliseconds(resp.lease_ms()) / 3);
   store_host_ = resp.store_host();
   rendezvous_over_grpc_ = resp.rendezvous_over_grpc();
   store_port_ = resp.store_port();
@@ -130,7 +138,8 @@ absl::Status WorkerRuntime::FetchWeightsOverGrpc(int64_t* version, uint64_t* che
   DUET_RETURN_IF_ERROR(added);
   DUET_ASSIGN_OR_RETURN(torch::Tensor flat, assembler.Finish(version, checksum));
   absl::MutexLock lock(&mu_);
-  if (frozen_) return absl::OkStatus();  // verified, but a frozen scorer keeps its weights
+  if (frozen_)
+    return absl::OkStatus();  // verified, but a frozen scorer keeps its weights
   DUET_RETURN_IF_ERROR(UnflattenInto(flat, model_.parameters()));
   version_ = *version;
   checksum_ = *checksum;
@@ -155,22 +164,24 @@ absl::Status WorkerRuntime::JoinEpoch(const v1::WeightSync& sync) {
   c.world_size = sync.world_size();
   c.group_prefix = sync.store_prefix();
   if (rendezvous_over_grpc_) {  // the learner's store, behind the token and our session
-    c.rendezvous = std::make_shared<GrpcRendezvousClient>(stub_, options_.auth_token, worker_id_, session_,
-                                                          options_.rpc_timeout);
+    c.rendezvous = std::make_shared<GrpcRendezvousClient>(
+        stub_, options_.auth_token, worker_id_, session_, options_.rpc_timeout);
   }
   c.device_hostname = options_.collective_address;
   c.timeout = options_.collective_timeout;
   DUET_ASSIGN_OR_RETURN(collective_, CreateCollective(c));
   // Broadcast weights count only with the keyed checksum of this run's secret and epoch.
-  receiver_ = std::make_unique<WeightReceiver>(collective_.get(), /*root=*/0,
-                                               WeightMacKey::Derive(options_.auth_token, sync.store_prefix()));
+  receiver_ = std::make_unique<WeightReceiver>(
+      collective_.get(), /*root=*/0,
+      WeightMacKey::Derive(options_.auth_token, sync.store_prefix()));
   epoch_ = sync.epoch();
-  LOG(INFO) << worker_id_ << ": joined broadcast epoch " << epoch_ << " as rank " << c.rank << " of "
-            << c.world_size;
+  LOG(INFO) << worker_id_ << ": joined broadcast epoch " << epoch_ << " as rank "
+            << c.rank << " of " << c.world_size;
   return absl::OkStatus();
 }
 
-absl::Status WorkerRuntime::HandleSync(const v1::WorkItem& item, v1::CompleteWorkRequest* result) {
+absl::Status WorkerRuntime::HandleSync(const v1::WorkItem& item,
+                                       v1::CompleteWorkRequest* result) {
   const v1::WeightSync& sync = item.sync();
   int64_t version = 0;
   uint64_t checksum = 0;
@@ -185,8 +196,9 @@ absl::Status WorkerRuntime::HandleSync(const v1::WorkItem& item, v1::CompleteWor
     // A failed rendezvous or broadcast ends this epoch for us: the learner falls back to
     // the gRPC stream and re-forms the group at the next sync.
     absl::Status joined = JoinEpoch(sync);
-    absl::StatusOr<int64_t> received = joined.ok() ? receiver_->Receive(shape_like, &staging_)
-                                                   : absl::StatusOr<int64_t>(joined);
+    absl::StatusOr<int64_t> received = joined.ok()
+                                           ? receiver_->Receive(shape_like, &staging_)
+                                           : absl::StatusOr<int64_t>(joined);
     if (!received.ok()) {
       LeaveCollective();
       return received.status();
@@ -194,9 +206,9 @@ absl::Status WorkerRuntime::HandleSync(const v1::WorkItem& item, v1::CompleteWor
     version = *received;
     checksum = receiver_->checksum();
     if (version != sync.version() || checksum != sync.checksum()) {
-      return absl::DataLossError(absl::StrCat("broadcast delivered v", version, " checksum ", checksum,
-                                              " but the learner announced v", sync.version(),
-                                              " checksum ", sync.checksum()));
+      return absl::DataLossError(absl::StrCat(
+          "broadcast delivered v", version, " checksum ", checksum,
+          " but the learner announced v", sync.version(), " checksum ", sync.checksum()));
     }
     absl::MutexLock lock(&mu_);
     if (!frozen_) {
@@ -211,8 +223,9 @@ absl::Status WorkerRuntime::HandleSync(const v1::WorkItem& item, v1::CompleteWor
 }
 
 void WorkerRuntime::BackOff(int attempt, const grpc::ClientContext& refused) {
-  options_.clock->SleepFor(BackoffDelay(attempt, options_.backoff_base, options_.backoff_cap,
-                                        RetryAfter(refused), absl::Uniform(jitter_, 0.0, 1.0)));
+  options_.clock->SleepFor(BackoffDelay(attempt, options_.backoff_base,
+                                        options_.backoff_cap, RetryAfter(refused),
+                                        absl::Uniform(jitter_, 0.0, 1.0)));
 }
 
 absl::Status WorkerRuntime::SendResult(const v1::CompleteWorkRequest& result) {
@@ -243,11 +256,13 @@ absl::Status WorkerRuntime::Run() {
     req.set_session(session_);
     req.set_wait_ms(options_.pull_wait_ms);
     v1::PullWorkResponse resp;
-    auto ctx = MakeClientContext(options_.auth_token,
-                                 options_.rpc_timeout + absl::Milliseconds(options_.pull_wait_ms));
+    auto ctx = MakeClientContext(
+        options_.auth_token,
+        options_.rpc_timeout + absl::Milliseconds(options_.pull_wait_ms));
     absl::Status s = FromGrpcStatus(stub_->PullWork(ctx.get(), req, &resp));
     // In the run unless the learner is unreachable or no longer knows us.
-    progress(!absl::IsUnavailable(s) && !absl::IsDeadlineExceeded(s) && !absl::IsNotFound(s));
+    progress(!absl::IsUnavailable(s) && !absl::IsDeadlineExceeded(s) &&
+             !absl::IsNotFound(s));
     if (absl::IsResourceExhausted(s)) {  // backpressure: the learner is at its limits
       VLOG(1) << worker_id_ << ": " << s;
       BackOff(refused_pulls++, *ctx);
@@ -257,8 +272,9 @@ absl::Status WorkerRuntime::Run() {
     if (absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s)) {
       // The learner is gone or restarting; it says shutdown when the run ends normally.
       LOG_EVERY_N(WARNING, 10) << worker_id_ << ": learner unavailable: " << s;
-      options_.clock->SleepFor(BackoffDelay(unreachable++, absl::Milliseconds(200), absl::Seconds(2),
-                                            absl::ZeroDuration(), absl::Uniform(jitter_, 0.5, 1.0)));
+      options_.clock->SleepFor(BackoffDelay(unreachable++, absl::Milliseconds(200),
+                                            absl::Seconds(2), absl::ZeroDuration(),
+                                            absl::Uniform(jitter_, 0.5, 1.0)));
       continue;
     }
     unreachable = 0;
@@ -281,10 +297,12 @@ absl::Status WorkerRuntime::Run() {
       return absl::OkStatus();
     }
     if (!resp.has_item()) continue;
-    if (!got_first_item) {  // operators (and tools/bench/run_elastic_bench.sh) time joins by it
+    if (!got_first_item) {  // operators (and tools/bench/run_elastic_bench.sh) time joins
+                            // by it
       got_first_item = true;
       LOG(INFO) << worker_id_ << ": first item " << resp.item().item_id() << " "
-                << absl::FormatDuration(absl::Now() - registered_at_) << " after registering";
+                << absl::FormatDuration(absl::Now() - registered_at_)
+                << " after registering";
     }
     const v1::WorkItem& item = resp.item();
     v1::CompleteWorkRequest result;
@@ -306,7 +324,8 @@ absl::Status WorkerRuntime::Run() {
         int64_t v = 0;
         uint64_t sum = 0;
         if (absl::Status caught = FetchWeightsOverGrpc(&v, &sum); !caught.ok()) {
-          LOG(WARNING) << worker_id_ << ": could not catch up to v" << item.policy_version() << ": " << caught;
+          LOG(WARNING) << worker_id_ << ": could not catch up to v"
+                       << item.policy_version() << ": " << caught;
         }
       }
       absl::ReaderMutexLock lock(&mu_);
@@ -315,9 +334,9 @@ absl::Status WorkerRuntime::Run() {
         // The learner expects weights this worker does not hold yet (a missed sync). An
         // older item (asynchronous mode: a sync arrived while it waited) is computed with
         // the weights held, and the result says which version that is.
-        handled = absl::FailedPreconditionError(absl::StrCat("item ", item.item_id(), " expects policy version ",
-                                                             item.policy_version(), ", this worker holds ",
-                                                             version_));
+        handled = absl::FailedPreconditionError(
+            absl::StrCat("item ", item.item_id(), " expects policy version ",
+                         item.policy_version(), ", this worker holds ", version_));
       } else {
         try {
           handled = handler_(model_, version_, item, &result);
@@ -334,19 +353,24 @@ absl::Status WorkerRuntime::Run() {
       result.mutable_error()->set_message(std::string(handled.message()));
     }
     if (options_.on_item) {
-      options_.on_item(item, result, handled,
-                       std::chrono::duration<double>(std::chrono::steady_clock::now() - item_start).count(), version());
+      options_.on_item(
+          item, result, handled,
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - item_start)
+              .count(),
+          version());
     }
     const absl::Status sent = SendResult(result);
     if (absl::IsNotFound(sent)) {
       // Refused: the item is no longer ours (we were lost and it went to another worker,
       // or nobody waits for it any more). Pulling again tells which: NOT_FOUND there
       // means we must register again.
-      LOG(WARNING) << worker_id_ << ": result for " << item.item_id() << " refused: " << sent.message();
+      LOG(WARNING) << worker_id_ << ": result for " << item.item_id()
+                   << " refused: " << sent.message();
       continue;
     }
     if (absl::IsUnavailable(sent) || absl::IsDeadlineExceeded(sent)) {
-      LOG(WARNING) << worker_id_ << ": result for " << item.item_id() << " not delivered: " << sent;
+      LOG(WARNING) << worker_id_ << ": result for " << item.item_id()
+                   << " not delivered: " << sent;
       continue;  // the learner is gone; it re-issues the item when it comes back
     }
     DUET_RETURN_IF_ERROR(sent);
@@ -359,7 +383,8 @@ absl::Status WorkerRuntime::Run() {
   v1::DeregisterResponse left;
   auto ctx = MakeClientContext(options_.auth_token, absl::Seconds(5));
   const absl::Status s = FromGrpcStatus(stub_->Deregister(ctx.get(), leave, &left));
-  LOG(INFO) << worker_id_ << (s.ok() ? ": deregistered" : ": could not deregister: ") << (s.ok() ? "" : s.ToString());
+  LOG(INFO) << worker_id_ << (s.ok() ? ": deregistered" : ": could not deregister: ")
+            << (s.ok() ? "" : s.ToString());
   return absl::OkStatus();
 }
 

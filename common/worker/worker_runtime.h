@@ -18,17 +18,17 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/random/random.h"
-#include "absl/synchronization/notification.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/base/clock.h"
-#include "duet/v1/coordinator.grpc.pb.h"
 #include "common/model/token_layout.h"
 #include "common/model/transformer.h"
 #include "common/rpc/rpc_util.h"
 #include "common/weights/collective.h"
 #include "common/weights/weight_sync.h"
+#include "duet/v1/coordinator.grpc.pb.h"
 
 namespace duet {
 
@@ -41,8 +41,8 @@ struct WorkerOptions {
   absl::Duration collective_timeout = absl::Seconds(60);
   // While it computes an item, the worker renews its lease this often (the learner's
   // lease_seconds is 30 by default).
-  // At most: a learner whose lease is shorter than 3 heartbeats (RegisterResponse.lease_ms)
-  // gets one every lease / 3.
+  // At most: a learner whose lease is shorter than 3 heartbeats
+  // (RegisterResponse.lease_ms) gets one every lease / 3.
   absl::Duration heartbeat_every = absl::Seconds(5);
   int32_t pull_wait_ms = 2000;
   // Address this worker's Gloo transport listens on; empty: 127.0.0.1 when the learner's
@@ -65,14 +65,14 @@ struct WorkerOptions {
   // on the Run() thread, before any item of that registration is handled. An error fails
   // Run(). May be empty.
   std::function<absl::Status(const v1::RegisterResponse&)> on_register;
-  // Probes (common/rpc/health_server.h): told at every turn of the pull loop (the liveness beat)
-  // whether this worker is in the run: registered and in contact with the learner (its
-  // readiness). On the Run() thread. May be empty.
+  // Probes (common/rpc/health_server.h): told at every turn of the pull loop (the
+  // liveness beat) whether this worker is in the run: registered and in contact with the
+  // learner (its readiness). On the Run() thread. May be empty.
   std::function<void(bool in_run)> on_progress;
   // Metrics: told of every item this worker finished (its result, the handler's status,
   // the seconds it took, the version it now holds), on the Run() thread. May be empty.
-  std::function<void(const v1::WorkItem& item, const v1::CompleteWorkRequest& result, const absl::Status& handled,
-                     double seconds, int64_t version)>
+  std::function<void(const v1::WorkItem& item, const v1::CompleteWorkRequest& result,
+                     const absl::Status& handled, double seconds, int64_t version)>
       on_item;
 };
 
@@ -95,10 +95,10 @@ class WorkerRuntime {
   // fetches the current weights over gRPC (the learner sends syncs only to workers that
   // have pulled, so a worker that registered before a sync catches up so); still behind,
   // the item is answered with a FAILED_PRECONDITION error result, never computed (a
-  // frozen scorer keeps the base weights on purpose and is exempt). An older one is computed with the weights held
-  // (asynchronous mode: a weight sync reached the worker while the item waited; in
-  // synchronous mode items always ask for exactly the version held), and the result's
-  // policy_version says which version produced it.
+  // frozen scorer keeps the base weights on purpose and is exempt). An older one is
+  // computed with the weights held (asynchronous mode: a weight sync reached the worker
+  // while the item waited; in synchronous mode items always ask for exactly the version
+  // held), and the result's policy_version says which version produced it.
   absl::Status Run();
   void RequestStop() { stop_.store(true); }
 
@@ -127,14 +127,14 @@ class WorkerRuntime {
   std::string worker_id_;  // the Run() thread's copy
   std::string session_;    // from the registration; every call in our name carries it
   bool polled_ = false;    // a PullWork of this registration was answered
-  bool frozen_ = false;  // a frozen scorer verifies broadcasts but keeps its weights
+  bool frozen_ = false;    // a frozen scorer verifies broadcasts but keeps its weights
   std::unique_ptr<Collective> collective_;
   std::unique_ptr<WeightReceiver> receiver_;
-  int64_t epoch_ = -1;  // the broadcast epoch collective_ belongs to
+  int64_t epoch_ = -1;        // the broadcast epoch collective_ belongs to
   absl::Time registered_at_;  // of the current registration
-  // options_.heartbeat_every, shortened to the learner's lease / 3 at registration. Written
-  // by Register on the Run thread, read by an item's heartbeat thread, which Run joins
-  // before it can register again: never at once.
+  // options_.heartbeat_every, shortened to the learner's lease / 3 at registration.
+  // Written by Register on the Run thread, read by an item's heartbeat thread, which Run
+  // joins before it can register again: never at once.
   absl::Duration heartbeat_every_ = absl::Seconds(5);
   std::string store_host_;  // from the registration: where the learner's store is
   int32_t store_port_ = 0;

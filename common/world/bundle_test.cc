@@ -9,10 +9,10 @@
 
 #include "common/base/file_util.h"
 #include "common/base/test_util.h"
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "common/model/safetensors.h"
 #include "common/model/test_models.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 
 namespace duet::world {
 namespace {

@@ -135,8 +135,9 @@ std::string FormatCaption(const Caption& c) {
                           ToAbsl(RelationName(c.relation)), " a ", DescriptionText(c.b));
     case Category::kMixed:
       return absl::StrJoin(c.phrases, " and ", [&](std::string* out, const Phrase& p) {
-        absl::StrAppend(out, p.count == 2 ? absl::StrCat("two ", plural(p.description))
-                                          : absl::StrCat("a ", DescriptionText(p.description)));
+        absl::StrAppend(out, p.count == 2
+                                 ? absl::StrCat("two ", plural(p.description))
+                                 : absl::StrCat("a ", DescriptionText(p.description)));
       });
   }
   return "";

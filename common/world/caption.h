@@ -13,8 +13,9 @@
 //   mixed        a list of 2 or 3 phrases joined by " and ", each phrase
 //                "a <color> <shape>" or "two <color> <shapes>", describing 3 objects in
 //                all, that no category above covers: a pair plus another kind
-//                "two yellow squares and a red cross", "a red cross and two yellow squares"
-//                or three kinds "a red circle and a blue square and a green cross".
+//                "two yellow squares and a red cross", "a red cross and two yellow
+//                squares" or three kinds "a red circle and a blue square and a green
+//                cross".
 //                ("three" never appears in a list; 4 or more objects are no caption.)
 // In two_objects, position and mixed captions the descriptions must differ in color or
 // in shape ("a red circle and a red circle" is not a caption).
@@ -133,8 +134,8 @@ std::string FormatCaption(const Caption& caption);
 // three with the same descriptions `a` and `b` in the same order and each other relation,
 // in kAllRelations order ("A left of B", "A right of B", "A above B", "A below B", less
 // the caption's own); empty for every other category. (The contrast self-reward,
-// common/work/reward_kind.h, asks how much more likely the image is under the caption than
-// under these.) REQUIRES: `caption` valid.
+// common/work/reward_kind.h, asks how much more likely the image is under the caption
+// than under these.) REQUIRES: `caption` valid.
 std::vector<Caption> RelationVariants(const Caption& caption);
 
 // True if `scene` is exactly what `caption` says:

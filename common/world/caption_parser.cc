@@ -1,5 +1,3 @@
-#include "common/world/caption.h"
-
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -7,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/base/strings.h"
+#include "common/world/caption.h"
 
 // The caption grammar's parser (ParseCaption).
 
@@ -204,6 +203,5 @@ class CaptionParser {
 absl::StatusOr<Caption> ParseCaption(std::string_view text) {
   return CaptionParser(text).Parse();
 }
-
 
 }  // namespace duet::world

@@ -1,9 +1,8 @@
-#include "common/world/caption.h"
-
 #include <algorithm>
 #include <utility>
 #include <vector>
 
+#include "common/world/caption.h"
 #include "common/world/random.h"
 
 // Random captions and scenes of each category (SampleCaption, SampleScene,

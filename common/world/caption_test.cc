@@ -99,8 +99,8 @@ TEST(CaptionTest, ExistingFormsKeepTheirCategory) {
             Category::kTwoObjects);
   EXPECT_EQ(ParseCaption("a red circle above a blue square")->category,
             Category::kPosition);
-  for (const char* text : {"a red circle", "two blue squares",
-                           "a red circle and a blue square"}) {
+  for (const char* text :
+       {"a red circle", "two blue squares", "a red circle and a blue square"}) {
     EXPECT_TRUE(ParseCaption(text)->phrases.empty()) << text;
   }
 }
@@ -112,10 +112,12 @@ TEST(CaptionTest, RelationVariantsChangeOnlyThePositionCaptionsRelation) {
     return out;
   };
   EXPECT_THAT(texts(RelationVariants(*ParseCaption("a red circle above a blue square"))),
-              ::testing::ElementsAre("a red circle left of a blue square", "a red circle right of a blue square",
+              ::testing::ElementsAre("a red circle left of a blue square",
+                                     "a red circle right of a blue square",
                                      "a red circle below a blue square"));
-  for (const char* other : {"a red circle", "two blue squares", "a green cross and a red circle",
-                            "a red circle and two blue squares"}) {
+  for (const char* other :
+       {"a red circle", "two blue squares", "a green cross and a red circle",
+        "a red circle and two blue squares"}) {
     EXPECT_TRUE(RelationVariants(*ParseCaption(other)).empty()) << other;
   }
 }

@@ -205,7 +205,8 @@ std::vector<Category> SftCategories(int count, double mixed_fraction) {
   out.reserve(count);
   int rotation = 0;
   for (int i = 0; i < count; ++i) {
-    const bool mixed = std::floor((i + 1) * mixed_fraction) > std::floor(i * mixed_fraction);
+    const bool mixed =
+        std::floor((i + 1) * mixed_fraction) > std::floor(i * mixed_fraction);
     out.push_back(mixed ? Category::kMixed : Rotation(rotation++));
   }
   return out;
@@ -222,9 +223,9 @@ std::vector<Category> RotatingCategories(int count) {
 // and returns one JSON record per image (with the canonical caption when
 // `with_caption`). Every image's hash goes into `hashes`.
 absl::StatusOr<std::vector<json>> MakeImageSet(
-    const std::string& root, std::string_view set, const std::vector<Category>& categories,
-    bool with_caption, const WorldConfig& world, std::mt19937_64& rng,
-    std::unordered_set<size_t>* hashes) {
+    const std::string& root, std::string_view set,
+    const std::vector<Category>& categories, bool with_caption, const WorldConfig& world,
+    std::mt19937_64& rng, std::unordered_set<size_t>* hashes) {
   const int count = static_cast<int>(categories.size());
   std::vector<json> records;
   for (int begin = 0; begin < count; begin += kWriteBatch) {
@@ -262,8 +263,8 @@ absl::Status WriteJsonl(const std::string& path, const std::vector<json>& record
 absl::StatusOr<size_t> WriteHardSplit(const std::string& root, const HardSplitOptions& o,
                                       std::unordered_set<size_t> avoid) {
   if (o.per_category < 1 || o.per_category > 1000) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("hard split: per_category must be in [1, 1000], got ", o.per_category));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "hard split: per_category must be in [1, 1000], got ", o.per_category));
   }
   DUET_RETURN_IF_ERROR(ValidateWorldConfig(o.world));
   DUET_RETURN_IF_ERROR(MakeDirs(JoinPath(root, "images/eval_hard")));
@@ -376,8 +377,8 @@ absl::Status MakeData(const MakeDataOptions& o) {
   // Training images: SFT pairs and RL understanding images.
   const std::vector<Category> sft_categories =
       SftCategories(o.sft_pairs, o.mixed_fraction);
-  const int64_t sft_mixed = std::count(sft_categories.begin(), sft_categories.end(),
-                                       Category::kMixed);
+  const int64_t sft_mixed =
+      std::count(sft_categories.begin(), sft_categories.end(), Category::kMixed);
   DUET_ASSIGN_OR_RETURN(std::vector<json> sft,
                         MakeImageSet(root, "sft", sft_categories, /*with_caption=*/true,
                                      o.world, rng, &train_hashes));
@@ -444,7 +445,8 @@ absl::Status MakeData(const MakeDataOptions& o) {
   hard.world = o.world;
   std::unordered_set<size_t> avoid = std::move(train_hashes);
   for (const PendingImage& e : eval_images) avoid.insert(HashImage(e.image));
-  DUET_ASSIGN_OR_RETURN(const size_t eval_und_hard, WriteHardSplit(root, hard, std::move(avoid)));
+  DUET_ASSIGN_OR_RETURN(const size_t eval_und_hard,
+                        WriteHardSplit(root, hard, std::move(avoid)));
   DUET_RETURN_IF_ERROR(SyncFolder(root));
 
   const WorldConfig& w = o.world;
@@ -484,7 +486,8 @@ absl::Status MakeData(const MakeDataOptions& o) {
   return WriteFileAtomically(JoinPath(root, kManifestFile), manifest.dump(2) + "\n");
 }
 
-absl::Status MakeHardUnderstandingSplit(const std::string& data_dir, const HardSplitOptions& options) {
+absl::Status MakeHardUnderstandingSplit(const std::string& data_dir,
+                                        const HardSplitOptions& options) {
   DUET_RETURN_IF_ERROR(ValidateWorldConfig(options.world));
   const int px = options.world.image_px();
   std::unordered_set<size_t> avoid;
@@ -493,13 +496,17 @@ absl::Status MakeHardUnderstandingSplit(const std::string& data_dir, const HardS
     avoid.insert(HashImage(image));
     return absl::OkStatus();
   };
-  DUET_ASSIGN_OR_RETURN(std::vector<PairRecord> sft, ReadPairs(JoinPath(data_dir, kSftFile)));
+  DUET_ASSIGN_OR_RETURN(std::vector<PairRecord> sft,
+                        ReadPairs(JoinPath(data_dir, kSftFile)));
   for (const PairRecord& r : sft) DUET_RETURN_IF_ERROR(add(r.image));
-  DUET_ASSIGN_OR_RETURN(std::vector<ImageRecord> rl, ReadImages(JoinPath(data_dir, kRlUndImagesFile)));
+  DUET_ASSIGN_OR_RETURN(std::vector<ImageRecord> rl,
+                        ReadImages(JoinPath(data_dir, kRlUndImagesFile)));
   for (const ImageRecord& r : rl) DUET_RETURN_IF_ERROR(add(r.image));
-  DUET_ASSIGN_OR_RETURN(std::vector<PairRecord> eval, ReadPairs(JoinPath(data_dir, kEvalUndFile)));
+  DUET_ASSIGN_OR_RETURN(std::vector<PairRecord> eval,
+                        ReadPairs(JoinPath(data_dir, kEvalUndFile)));
   for (const PairRecord& r : eval) DUET_RETURN_IF_ERROR(add(r.image));
-  DUET_ASSIGN_OR_RETURN(const size_t written, WriteHardSplit(data_dir, options, std::move(avoid)));
+  DUET_ASSIGN_OR_RETURN(const size_t written,
+                        WriteHardSplit(data_dir, options, std::move(avoid)));
   (void)written;
   return SyncFolder(data_dir);
 }

@@ -67,8 +67,8 @@ absl::StatusOr<std::vector<PromptRecord>> ReadPrompts(const std::string& path);
 absl::StatusOr<std::vector<ImageRecord>> ReadImages(const std::string& path);
 
 struct MakeDataOptions {
-  std::string out_dir;            // created if missing; existing files are overwritten
-  int sft_pairs = 20000;          // paired SFT examples, categories in rotation
+  std::string out_dir;    // created if missing; existing files are overwritten
+  int sft_pairs = 20000;  // paired SFT examples, categories in rotation
   // Share of the SFT pairs that are mixed scenes (training-only category: 3 objects not
   // all equal) with their canonical captions, so the understanding direction learns to
   // describe scenes with an extra object. In [0, 1]; the mixed pairs are spread evenly
@@ -122,7 +122,8 @@ absl::Status MakeData(const MakeDataOptions& options);
 // Each record holds the image, its canonical caption and its category. No image is
 // pixel-identical to an SFT, RL or standard-eval image of the folder. Defined (this
 // seed, these categories, these counts) before any RL'd model was evaluated on it.
-inline constexpr std::array<Category, 2> kHardSplitCategories = {Category::kPosition, Category::kMixed};
+inline constexpr std::array<Category, 2> kHardSplitCategories = {Category::kPosition,
+                                                                 Category::kMixed};
 struct HardSplitOptions {
   int per_category = 200;
   // The split's own random stream (mixed with the folder's seed), so that the other
@@ -136,7 +137,8 @@ inline constexpr uint64_t kHardSplitSeedSalt = 0x48415244ULL;  // "HARD"
 // avoiding every image that sft.jsonl, rl_und_images.jsonl and eval_und.jsonl list.
 // MakeData writes it too. InvalidArgument for per_category outside [1, 1000]; errors of
 // reading the folder's images.
-absl::Status MakeHardUnderstandingSplit(const std::string& data_dir, const HardSplitOptions& options);
+absl::Status MakeHardUnderstandingSplit(const std::string& data_dir,
+                                        const HardSplitOptions& options);
 
 }  // namespace duet::world
 

@@ -2,19 +2,19 @@
 
 #include <algorithm>
 #include <cmath>
-#include <nlohmann/json.hpp>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "common/base/file_util.h"
 #include "common/base/test_util.h"
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "common/world/image_tokenizer.h"
 #include "common/world/png_io.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 
 namespace duet::world {
 namespace {
@@ -57,18 +57,21 @@ TEST_F(DatasetTest, HardSplitHoldsOnlyHardScenesAndNoTrainingImage) {
     ASSERT_TRUE(pairs.ok()) << pairs.status();
     for (const PairRecord& r : *pairs) other_pixels.insert(ReadPng(r.image, 24, 24)->rgb);
   }
-  absl::StatusOr<std::vector<ImageRecord>> rl = ReadImages(JoinPath(out, kRlUndImagesFile));
+  absl::StatusOr<std::vector<ImageRecord>> rl =
+      ReadImages(JoinPath(out, kRlUndImagesFile));
   ASSERT_TRUE(rl.ok());
   for (const ImageRecord& r : *rl) other_pixels.insert(ReadPng(r.image, 24, 24)->rgb);
 
-  absl::StatusOr<std::vector<PairRecord>> hard = ReadPairs(JoinPath(out, kEvalUndHardFile));
+  absl::StatusOr<std::vector<PairRecord>> hard =
+      ReadPairs(JoinPath(out, kEvalUndHardFile));
   ASSERT_TRUE(hard.ok()) << hard.status();
   ASSERT_EQ(hard->size(), 400u);
   std::map<Category, int> per_category;
   std::set<std::vector<uint8_t>> hard_pixels;
   for (const PairRecord& r : *hard) {
     ++per_category[r.category];
-    EXPECT_TRUE(r.category == Category::kPosition || r.category == Category::kMixed) << r.caption;
+    EXPECT_TRUE(r.category == Category::kPosition || r.category == Category::kMixed)
+        << r.caption;
     EXPECT_EQ(r.parsed.NumObjects(), r.category == Category::kMixed ? 3 : 2) << r.caption;
     absl::StatusOr<Image> image = ReadPng(r.image, 24, 24);
     ASSERT_TRUE(image.ok()) << image.status();
@@ -90,7 +93,8 @@ TEST_F(DatasetTest, HardSplitHoldsOnlyHardScenesAndNoTrainingImage) {
   EXPECT_EQ(ReadPng((*hard)[0].image, 24, 24)->rgb, first_pixels);
 
   o.per_category = 0;
-  EXPECT_EQ(MakeHardUnderstandingSplit(out, o).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MakeHardUnderstandingSplit(out, o).code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(DatasetTest, MakeDataWritesEverythingReadable) {
@@ -184,7 +188,8 @@ TEST_F(DatasetTest, MakeDataWritesEverythingReadable) {
   // The raw JSONL names the category "mixed" in sft.jsonl and nowhere else.
   EXPECT_THAT(ReadFileToString(JoinPath(out, kSftFile)).value(),
               HasSubstr("\"category\":\"mixed\""));
-  for (const char* file : {kRlGenPromptsFile, kRlUndImagesFile, kEvalGenFile, kEvalUndFile}) {
+  for (const char* file :
+       {kRlGenPromptsFile, kRlUndImagesFile, kEvalGenFile, kEvalUndFile}) {
     EXPECT_EQ(ReadFileToString(JoinPath(out, file)).value().find("mixed"),
               std::string::npos)
         << file;
@@ -240,12 +245,13 @@ TEST_F(DatasetTest, MakeDataRejectsBadOptions) {
 
 TEST_F(DatasetTest, ReadersResolvePathsAndSkipBlankLines) {
   const std::string path = dir_ + "/pairs.jsonl";
-  WriteLines(path,
-             "{\"image\": \"images/x.png\", \"caption\": \"a red circle\"}\n\n"
-             "{\"image\": \"/abs/y.png\", \"caption\": \"two blue squares\", "
-             "\"category\": \"counting\"}\n"
-             "{\"image\": \"z.png\", \"caption\": \"a red cross and two yellow squares\", "
-             "\"category\": \"mixed\"}\n");
+  WriteLines(
+      path,
+      "{\"image\": \"images/x.png\", \"caption\": \"a red circle\"}\n\n"
+      "{\"image\": \"/abs/y.png\", \"caption\": \"two blue squares\", "
+      "\"category\": \"counting\"}\n"
+      "{\"image\": \"z.png\", \"caption\": \"a red cross and two yellow squares\", "
+      "\"category\": \"mixed\"}\n");
   absl::StatusOr<std::vector<PairRecord>> pairs = ReadPairs(path);
   ASSERT_TRUE(pairs.ok()) << pairs.status();
   ASSERT_EQ(pairs->size(), 3u);

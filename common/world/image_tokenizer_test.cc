@@ -8,11 +8,11 @@
 #include <vector>
 
 #include "common/base/test_util.h"
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "common/model/safetensors.h"
 #include "common/world/caption.h"
 #include "common/world/render.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 
 namespace duet::world {
 namespace {

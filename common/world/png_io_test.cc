@@ -8,10 +8,10 @@
 
 #include "common/base/file_util.h"
 #include "common/base/test_util.h"
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "common/world/caption.h"
 #include "common/world/render.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 
 namespace duet::world {
 namespace {

@@ -4,8 +4,8 @@
 #include <set>
 #include <utility>
 
-#include "gtest/gtest.h"
 #include "common/world/caption.h"
+#include "gtest/gtest.h"
 
 namespace duet::world {
 namespace {

@@ -104,10 +104,9 @@ absl::Status ValidateScene(const Scene& scene, int grid) {
   std::set<std::pair<int, int>> used;
   for (const Object& o : scene.objects) {
     if (o.row < 0 || o.row >= grid || o.col < 0 || o.col >= grid) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("object ", ToAbsl(ColorName(o.color)), " ",
-                       ToAbsl(ShapeName(o.shape)), " at (", o.row, ",", o.col,
-                       ") is outside the ", grid, "x", grid, " grid"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "object ", ToAbsl(ColorName(o.color)), " ", ToAbsl(ShapeName(o.shape)), " at (",
+          o.row, ",", o.col, ") is outside the ", grid, "x", grid, " grid"));
     }
     if (!used.insert({o.row, o.col}).second) {
       return absl::InvalidArgumentError(

@@ -30,8 +30,7 @@ int64_t TextTokenizer::WordId(std::string_view word) const {
 absl::StatusOr<std::vector<int64_t>> TextTokenizer::Encode(std::string_view text) const {
   std::vector<int64_t> ids;
   int position = 0;
-  for (absl::string_view word :
-       absl::StrSplit(ToAbsl(text), ' ', absl::SkipEmpty())) {
+  for (absl::string_view word : absl::StrSplit(ToAbsl(text), ' ', absl::SkipEmpty())) {
     ++position;
     const int64_t id = WordId(ToStd(word));
     if (id < 0) {

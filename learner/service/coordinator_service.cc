@@ -3,10 +3,10 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "learner/policy_update.h"
 #include "common/model/generation.h"
-#include "common/work/task.h"
 #include "common/rpc/rpc_util.h"
+#include "common/work/task.h"
+#include "learner/policy_update.h"
 
 namespace duet {
 
@@ -21,20 +21,25 @@ CoordinatorService::CoordinatorService(WorkQueue* queue, WeightSnapshot* weights
       limits_(limits),
       status_fn_(std::move(status_fn)) {}
 
-grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, const v1::RegisterRequest* req,
+grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx,
+                                          const v1::RegisterRequest* req,
                                           v1::RegisterResponse* resp) {
   if (auto s = CheckToken(*ctx, auth_token_); !s.ok()) return ToGrpcStatus(s);
   if (req->role() != v1::ROLE_ROLLOUT && req->role() != v1::ROLE_SCORER) {
-    return ToGrpcStatus(absl::InvalidArgumentError("role: must be ROLE_ROLLOUT or ROLE_SCORER"));
+    return ToGrpcStatus(
+        absl::InvalidArgumentError("role: must be ROLE_ROLLOUT or ROLE_SCORER"));
   }
   if (req->capacity() < 1 || req->capacity() > limits_.max_rows) {
-    return ToGrpcStatus(absl::InvalidArgumentError(
-        absl::StrCat("capacity: must be in [1, ", limits_.max_rows, "], got ", req->capacity())));
+    return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
+        "capacity: must be in [1, ", limits_.max_rows, "], got ", req->capacity())));
   }
-  if (req->name().size() > 256) return ToGrpcStatus(absl::InvalidArgumentError("name: longer than 256 bytes"));
-  absl::StatusOr<WorkerRecord> registered = queue_->Register(req->role(), req->name(), req->capacity());
+  if (req->name().size() > 256)
+    return ToGrpcStatus(absl::InvalidArgumentError("name: longer than 256 bytes"));
+  absl::StatusOr<WorkerRecord> registered =
+      queue_->Register(req->role(), req->name(), req->capacity());
   // A full registry frees a seat only when a worker leaves: retry slowly.
-  if (!registered.ok()) return ToGrpcStatusWithRetryHint(registered.status(), ctx, absl::Seconds(5));
+  if (!registered.ok())
+    return ToGrpcStatusWithRetryHint(registered.status(), ctx, absl::Seconds(5));
   const WorkerRecord& w = *registered;
   resp->set_worker_id(w.id);
   resp->set_rank(w.rank);
@@ -54,13 +59,15 @@ grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx, const v1::Re
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorService::PullWork(grpc::ServerContext* ctx, const v1::PullWorkRequest* req,
+grpc::Status CoordinatorService::PullWork(grpc::ServerContext* ctx,
+                                          const v1::PullWorkRequest* req,
                                           v1::PullWorkResponse* resp) {
   if (auto s = CheckToken(*ctx, auth_token_); !s.ok()) return ToGrpcStatus(s);
   if (req->wait_ms() < 0 || req->wait_ms() > 10000) {
     return ToGrpcStatus(absl::InvalidArgumentError("wait_ms: must be in [0, 10000]"));
   }
-  if (auto s = queue_->Authenticate(req->worker_id(), req->session()); !s.ok()) return ToGrpcStatus(s);
+  if (auto s = queue_->Authenticate(req->worker_id(), req->session()); !s.ok())
+    return ToGrpcStatus(s);
   // A seat among the waiting polls, or none: past the bound the call takes what is there
   // and never holds a thread.
   absl::Duration wait = absl::Milliseconds(req->wait_ms());
@@ -74,29 +81,33 @@ grpc::Status CoordinatorService::PullWork(grpc::ServerContext* ctx, const v1::Pu
   if (seated) waiting_polls_.fetch_sub(1);
   if (bounded && !seated && item.ok() && !item->has_value()) {
     return ToGrpcStatusWithRetryHint(
-        absl::ResourceExhaustedError(absl::StrCat(limits_.max_waiting_polls,
-                                                  " workers are waiting for work already; retry later")),
+        absl::ResourceExhaustedError(
+            absl::StrCat(limits_.max_waiting_polls,
+                         " workers are waiting for work already; retry later")),
         ctx, absl::Milliseconds(500));
   }
   if (absl::IsCancelled(item.status())) {
     resp->set_shutdown(true);
     return grpc::Status::OK;
   }
-  if (!item.ok()) return ToGrpcStatusWithRetryHint(item.status(), ctx, absl::Milliseconds(200));
+  if (!item.ok())
+    return ToGrpcStatusWithRetryHint(item.status(), ctx, absl::Milliseconds(200));
   if (item->has_value()) *resp->mutable_item() = std::move(**item);
   return grpc::Status::OK;
 }
 
-absl::Status CoordinatorService::ValidateResult(const v1::CompleteWorkRequest& req) const {
-  auto check_ids = [this](const v1::TokenSeq& seq, const std::string& field) -> absl::Status {
+absl::Status CoordinatorService::ValidateResult(
+    const v1::CompleteWorkRequest& req) const {
+  auto check_ids = [this](const v1::TokenSeq& seq,
+                          const std::string& field) -> absl::Status {
     if (seq.ids_size() > limits_.max_sequence_tokens) {
-      return absl::InvalidArgumentError(absl::StrCat(field, ": ", seq.ids_size(), " tokens, at most ",
-                                                     limits_.max_sequence_tokens));
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": ", seq.ids_size(), " tokens, at most ", limits_.max_sequence_tokens));
     }
     for (int64_t id : seq.ids()) {
       if (id < 0 || id >= limits_.layout.vocab_size()) {
-        return absl::InvalidArgumentError(absl::StrCat(field, ": token id ", id, " outside [0, ",
-                                                       limits_.layout.vocab_size(), ")"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            field, ": token id ", id, " outside [0, ", limits_.layout.vocab_size(), ")"));
       }
     }
     return absl::OkStatus();
@@ -108,14 +119,18 @@ absl::Status CoordinatorService::ValidateResult(const v1::CompleteWorkRequest& r
         const auto& group = req.rollout().groups(g);
         for (int s = 0; s < group.samples_size(); ++s) {
           const auto& sample = group.samples(s);
-          const std::string field = absl::StrCat("rollout.groups[", g, "].samples[", s, "]");
-          if (auto st = check_ids(sample.output(), field + ".output"); !st.ok()) return st;
+          const std::string field =
+              absl::StrCat("rollout.groups[", g, "].samples[", s, "]");
+          if (auto st = check_ids(sample.output(), field + ".output"); !st.ok())
+            return st;
           if (sample.policy_logprobs_size() != sample.output().ids_size()) {
-            return absl::InvalidArgumentError(field + ".policy_logprobs: one per output token required");
+            return absl::InvalidArgumentError(
+                field + ".policy_logprobs: one per output token required");
           }
           for (float lp : sample.policy_logprobs()) {
             if (!std::isfinite(lp) || lp > 0) {
-              return absl::InvalidArgumentError(field + ".policy_logprobs: must be finite and <= 0");
+              return absl::InvalidArgumentError(
+                  field + ".policy_logprobs: must be finite and <= 0");
             }
           }
         }
@@ -124,28 +139,32 @@ absl::Status CoordinatorService::ValidateResult(const v1::CompleteWorkRequest& r
     case v1::CompleteWorkRequest::kScore:
       for (int i = 0; i < req.score().rewards_size(); ++i) {
         if (!std::isfinite(req.score().rewards(i))) {
-          return absl::InvalidArgumentError(absl::StrCat("score.rewards[", i, "]: not finite"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("score.rewards[", i, "]: not finite"));
         }
       }
       return absl::OkStatus();
     case v1::CompleteWorkRequest::kSync:
       return absl::OkStatus();
     case v1::CompleteWorkRequest::kError:
-      if (req.error().message().size() > 4096) return absl::InvalidArgumentError("error.message: over 4096 bytes");
+      if (req.error().message().size() > 4096)
+        return absl::InvalidArgumentError("error.message: over 4096 bytes");
       // A worker reports why it could not do an item with a real status code: OK is not
       // an error, and an unknown number would reach the step's error as UNKNOWN.
       if (req.error().code() < 1 || req.error().code() > 16) {
         return absl::InvalidArgumentError(
-            absl::StrCat("error.code: ", req.error().code(), " is not an absl/gRPC status code in [1, 16]"));
+            absl::StrCat("error.code: ", req.error().code(),
+                         " is not an absl/gRPC status code in [1, 16]"));
       }
       return absl::OkStatus();
     default:
-      return absl::InvalidArgumentError("result: one of rollout, score, sync or error is required");
+      return absl::InvalidArgumentError(
+          "result: one of rollout, score, sync or error is required");
   }
 }
 
-absl::Status CoordinatorService::ValidateResultForItem(const v1::WorkItem& item,
-                                                       const v1::CompleteWorkRequest& req) const {
+absl::Status CoordinatorService::ValidateResultForItem(
+    const v1::WorkItem& item, const v1::CompleteWorkRequest& req) const {
   if (req.has_error()) return absl::OkStatus();  // the worker could not do it: any item
   // The version that produced it: never newer than the weights the learner has sent out
   // (the RL loop refuses such a sample and would stop the run), and for rollout and
@@ -155,49 +174,60 @@ absl::Status CoordinatorService::ValidateResultForItem(const v1::WorkItem& item,
   const bool frozen_score = item.has_score() && rendezvous_.frozen_scorer;
   const int64_t oldest = item.has_sync() || frozen_score ? 0 : item.policy_version();
   if (req.policy_version() < oldest || req.policy_version() > published) {
-    return absl::InvalidArgumentError(absl::StrCat("policy_version: ", req.policy_version(), " outside [", oldest,
-                                                   ", ", published, "] (the item asked for v",
-                                                   item.policy_version(), ", the learner has published v",
-                                                   published, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("policy_version: ", req.policy_version(), " outside [", oldest, ", ",
+                     published, "] (the item asked for v", item.policy_version(),
+                     ", the learner has published v", published, ")"));
   }
   const TokenLayout& layout = limits_.layout;
   if (item.has_rollout()) {
-    if (!req.has_rollout()) return absl::InvalidArgumentError("result: a rollout item needs a rollout result");
+    if (!req.has_rollout())
+      return absl::InvalidArgumentError("result: a rollout item needs a rollout result");
     const v1::RolloutWork& work = item.rollout();
     if (req.rollout().groups_size() != work.inputs_size()) {
-      return absl::InvalidArgumentError(absl::StrCat("rollout.groups: ", req.rollout().groups_size(),
-                                                     " groups for ", work.inputs_size(), " inputs"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("rollout.groups: ", req.rollout().groups_size(), " groups for ",
+                       work.inputs_size(), " inputs"));
     }
-    const Task task = work.task() == v1::TASK_UNDERSTANDING ? Task::kUnderstanding : Task::kGeneration;
+    const Task task =
+        work.task() == v1::TASK_UNDERSTANDING ? Task::kUnderstanding : Task::kGeneration;
     for (int g = 0; g < work.inputs_size(); ++g) {
       const auto& group = req.rollout().groups(g);
       if (group.samples_size() != work.k()) {
-        return absl::InvalidArgumentError(absl::StrCat("rollout.groups[", g, "]: ", group.samples_size(),
-                                                       " samples, the item asked for k = ", work.k()));
+        return absl::InvalidArgumentError(
+            absl::StrCat("rollout.groups[", g, "]: ", group.samples_size(),
+                         " samples, the item asked for k = ", work.k()));
       }
-      const std::vector<int64_t> input(work.inputs(g).ids().begin(), work.inputs(g).ids().end());
+      const std::vector<int64_t> input(work.inputs(g).ids().begin(),
+                                       work.inputs(g).ids().end());
       for (int s = 0; s < group.samples_size(); ++s) {
-        const std::string field = absl::StrCat("rollout.groups[", g, "].samples[", s, "].output");
-        std::vector<int64_t> output(group.samples(s).output().ids().begin(), group.samples(s).output().ids().end());
+        const std::string field =
+            absl::StrCat("rollout.groups[", g, "].samples[", s, "].output");
+        std::vector<int64_t> output(group.samples(s).output().ids().begin(),
+                                    group.samples(s).output().ids().end());
         if (output.empty()) return absl::InvalidArgumentError(field + ": empty");
         if (task == Task::kGeneration) {
           const absl::Status shape = ValidateImageTokens(layout, output, 0);
-          if (!shape.ok()) return absl::InvalidArgumentError(absl::StrCat(field, ": ", shape.message()));
+          if (!shape.ok())
+            return absl::InvalidArgumentError(absl::StrCat(field, ": ", shape.message()));
         } else {
           // Text ids, at most max_caption_tokens, then <eos> (a caption may be empty).
           std::vector<int64_t> words = output;
           if (words.back() == layout.eos) words.pop_back();
           if (static_cast<int64_t>(words.size()) > layout.max_caption_tokens) {
-            return absl::InvalidArgumentError(absl::StrCat(field, ": ", words.size(), " words, at most ",
+            return absl::InvalidArgumentError(absl::StrCat(field, ": ", words.size(),
+                                                           " words, at most ",
                                                            layout.max_caption_tokens));
           }
           for (int64_t id : words) {
             if (!layout.IsText(id)) {
-              return absl::InvalidArgumentError(absl::StrCat(field, ": id ", id, " is not a text token"));
+              return absl::InvalidArgumentError(
+                  absl::StrCat(field, ": id ", id, " is not a text token"));
             }
           }
         }
-        if (absl::Status row = CheckTrainableRow(layout, limits_.max_sequence_tokens, task, input, output);
+        if (absl::Status row = CheckTrainableRow(layout, limits_.max_sequence_tokens,
+                                                 task, input, output);
             !row.ok()) {
           return absl::InvalidArgumentError(absl::StrCat(field, ": ", row.message()));
         }
@@ -206,20 +236,24 @@ absl::Status CoordinatorService::ValidateResultForItem(const v1::WorkItem& item,
     return absl::OkStatus();
   }
   if (item.has_score()) {
-    if (!req.has_score()) return absl::InvalidArgumentError("result: a score item needs a score result");
+    if (!req.has_score())
+      return absl::InvalidArgumentError("result: a score item needs a score result");
     if (req.score().rewards_size() != item.score().queries_size()) {
-      return absl::InvalidArgumentError(absl::StrCat("score.rewards: ", req.score().rewards_size(), " for ",
-                                                     item.score().queries_size(), " queries"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("score.rewards: ", req.score().rewards_size(), " for ",
+                       item.score().queries_size(), " queries"));
     }
     return absl::OkStatus();
   }
   if (item.has_sync()) {
-    if (!req.has_sync()) return absl::InvalidArgumentError("result: a weight sync item needs a sync result");
-    if (req.sync().version() != item.sync().version() || req.sync().checksum() != item.sync().checksum()) {
-      return absl::InvalidArgumentError(absl::StrCat("sync: confirms v", req.sync().version(), " checksum ",
-                                                     req.sync().checksum(), ", the learner sent v",
-                                                     item.sync().version(), " checksum ",
-                                                     item.sync().checksum()));
+    if (!req.has_sync())
+      return absl::InvalidArgumentError("result: a weight sync item needs a sync result");
+    if (req.sync().version() != item.sync().version() ||
+        req.sync().checksum() != item.sync().checksum()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sync: confirms v", req.sync().version(), " checksum ",
+                       req.sync().checksum(), ", the learner sent v",
+                       item.sync().version(), " checksum ", item.sync().checksum()));
     }
     return absl::OkStatus();
   }
@@ -252,35 +286,42 @@ grpc::Status CoordinatorService::CompleteWork(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorService::FetchWeights(grpc::ServerContext* ctx,
-                                              const v1::FetchWeightsRequest* req,
-                                              grpc::ServerWriter<v1::WeightChunk>* writer) {
+grpc::Status CoordinatorService::FetchWeights(
+    grpc::ServerContext* ctx, const v1::FetchWeightsRequest* req,
+    grpc::ServerWriter<v1::WeightChunk>* writer) {
   if (auto s = CheckToken(*ctx, auth_token_); !s.ok()) return ToGrpcStatus(s);
   return ToGrpcStatus(StreamWeightSnapshot(
       *weights_, req->chunk_bytes(), [ctx] { return ctx->IsCancelled(); },
       [writer](const v1::WeightChunk& c) { return writer->Write(c); }));
 }
 
-grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req,
+grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext* ctx,
+                                           const v1::HeartbeatRequest* req,
                                            v1::HeartbeatResponse*) {
   if (auto s = CheckToken(*ctx, auth_token_); !s.ok()) return ToGrpcStatus(s);
-  if (auto s = queue_->Authenticate(req->worker_id(), req->session()); !s.ok()) return ToGrpcStatus(s);
+  if (auto s = queue_->Authenticate(req->worker_id(), req->session()); !s.ok())
+    return ToGrpcStatus(s);
   return ToGrpcStatus(queue_->Heartbeat(req->worker_id()));
 }
 
-grpc::Status CoordinatorService::Deregister(grpc::ServerContext* ctx, const v1::DeregisterRequest* req,
+grpc::Status CoordinatorService::Deregister(grpc::ServerContext* ctx,
+                                            const v1::DeregisterRequest* req,
                                             v1::DeregisterResponse*) {
   if (auto s = CheckToken(*ctx, auth_token_); !s.ok()) return ToGrpcStatus(s);
-  if (auto s = queue_->Authenticate(req->worker_id(), req->session()); !s.ok()) return ToGrpcStatus(s);
+  if (auto s = queue_->Authenticate(req->worker_id(), req->session()); !s.ok())
+    return ToGrpcStatus(s);
   return ToGrpcStatus(queue_->Deregister(req->worker_id()));
 }
 
-grpc::Status CoordinatorService::Rendezvous(grpc::ServerContext* ctx, const v1::RendezvousRequest* req,
+grpc::Status CoordinatorService::Rendezvous(grpc::ServerContext* ctx,
+                                            const v1::RendezvousRequest* req,
                                             v1::RendezvousResponse* resp) {
   if (auto s = CheckToken(*ctx, auth_token_); !s.ok()) return ToGrpcStatus(s);
-  if (auto s = queue_->Authenticate(req->worker_id(), req->session()); !s.ok()) return ToGrpcStatus(s);
+  if (auto s = queue_->Authenticate(req->worker_id(), req->session()); !s.ok())
+    return ToGrpcStatus(s);
   if (rendezvous_store_ == nullptr) {
-    return ToGrpcStatus(absl::FailedPreconditionError("this learner broadcasts no weights (collective: none)"));
+    return ToGrpcStatus(absl::FailedPreconditionError(
+        "this learner broadcasts no weights (collective: none)"));
   }
   switch (req->op_case()) {
     case v1::RendezvousRequest::kSet:
@@ -292,7 +333,8 @@ grpc::Status CoordinatorService::Rendezvous(grpc::ServerContext* ctx, const v1::
       return grpc::Status::OK;
     }
     case v1::RendezvousRequest::kAdd: {
-      absl::StatusOr<int64_t> v = rendezvous_store_->Add(req->add().key(), req->add().delta());
+      absl::StatusOr<int64_t> v =
+          rendezvous_store_->Add(req->add().key(), req->add().delta());
       if (!v.ok()) return ToGrpcStatus(v.status());
       resp->set_number(*v);
       return grpc::Status::OK;
@@ -307,7 +349,8 @@ grpc::Status CoordinatorService::Rendezvous(grpc::ServerContext* ctx, const v1::
       if (req->check().keys_size() > 1024) {
         return ToGrpcStatus(absl::InvalidArgumentError("check.keys: at most 1024"));
       }
-      absl::StatusOr<bool> v = rendezvous_store_->Check({req->check().keys().begin(), req->check().keys().end()});
+      absl::StatusOr<bool> v = rendezvous_store_->Check(
+          {req->check().keys().begin(), req->check().keys().end()});
       if (!v.ok()) return ToGrpcStatus(v.status());
       resp->set_yes(*v);
       return grpc::Status::OK;
@@ -319,12 +362,13 @@ grpc::Status CoordinatorService::Rendezvous(grpc::ServerContext* ctx, const v1::
       return grpc::Status::OK;
     }
     default:
-      return ToGrpcStatus(
-          absl::InvalidArgumentError("op: one of set, get, add, delete_key, check or num_keys is required"));
+      return ToGrpcStatus(absl::InvalidArgumentError(
+          "op: one of set, get, add, delete_key, check or num_keys is required"));
   }
 }
 
-grpc::Status CoordinatorService::GetRunStatus(grpc::ServerContext* ctx, const v1::GetRunStatusRequest*,
+grpc::Status CoordinatorService::GetRunStatus(grpc::ServerContext* ctx,
+                                              const v1::GetRunStatusRequest*,
                                               v1::RunStatus* resp) {
   if (auto s = CheckToken(*ctx, auth_token_); !s.ok()) return ToGrpcStatus(s);
   resp->set_run_id(rendezvous_.run_id);

@@ -15,12 +15,12 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "learner/service/work_queue.h"
-#include "duet/v1/coordinator.grpc.pb.h"
 #include "common/model/token_layout.h"
 #include "common/rpc/proto_convert.h"
 #include "common/weights/rendezvous_store.h"
 #include "common/weights/weight_stream.h"
+#include "duet/v1/coordinator.grpc.pb.h"
+#include "learner/service/work_queue.h"
 
 namespace duet {
 
@@ -88,7 +88,8 @@ class CoordinatorService final : public v1::Coordinator::Service {
   // samples per group, images of exactly image_tokens codes and captions of text ids,
   // whole training rows within the model's context, one reward per query, the version
   // and checksum the sync announced. InvalidArgument naming the field otherwise.
-  absl::Status ValidateResultForItem(const v1::WorkItem& item, const v1::CompleteWorkRequest& req) const;
+  absl::Status ValidateResultForItem(const v1::WorkItem& item,
+                                     const v1::CompleteWorkRequest& req) const;
 
   WorkQueue* queue_;
   WeightSnapshot* weights_;
@@ -96,7 +97,7 @@ class CoordinatorService final : public v1::Coordinator::Service {
   const std::string auth_token_;
   const RequestLimits limits_;
   std::function<void(v1::RunStatus*)> status_fn_;
-  std::atomic<int> waiting_polls_{0};  // PullWork calls inside the queue's wait
+  std::atomic<int> waiting_polls_{0};            // PullWork calls inside the queue's wait
   RendezvousStore* rendezvous_store_ = nullptr;  // set once before serving
 };
 

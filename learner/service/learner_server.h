@@ -21,6 +21,8 @@
 //
 // Thread-safety: Start/Run from one thread; Stop from any thread.
 
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -28,18 +30,16 @@
 #include <optional>
 #include <string>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/status/statusor.h"
-#include "learner/service/coordinator_service.h"
-#include "learner/service/learner_telemetry.h"
-#include "learner/service/work_queue.h"
-#include "learner/recipe.h"
-#include "learner/rl_loop.h"
 #include "common/rpc/health_server.h"
 #include "common/rpc/rpc_util.h"
 #include "common/weights/collective.h"
 #include "common/world/bundle.h"
+#include "learner/recipe.h"
+#include "learner/rl_loop.h"
+#include "learner/service/coordinator_service.h"
+#include "learner/service/learner_telemetry.h"
+#include "learner/service/work_queue.h"
 
 namespace duet {
 
@@ -50,7 +50,7 @@ struct LearnerOptions {
   // meet through the learner's rendezvous store, reached over the gRPC service: no store
   // port of its own.)
   std::string store_host = "127.0.0.1";
-  std::string auth_token;                 // empty: auth disabled
+  std::string auth_token;  // empty: auth disabled
   TransportSecurity tls;
   bool resume = false;
   absl::Duration worker_timeout = absl::Minutes(5);
@@ -146,7 +146,8 @@ class LearnerServer {
   };
   std::map<std::string, Absent> absent_;
   int64_t syncs_ = 0;  // SyncWorkers calls so far
-  std::unique_ptr<LearnerTelemetry> telemetry_;  // made in the constructor, before the queue
+  std::unique_ptr<LearnerTelemetry>
+      telemetry_;  // made in the constructor, before the queue
   std::unique_ptr<grpc::Server> health_server_;
   int health_port_ = 0;
   std::unique_ptr<HealthReporter> probes_;  // on health_server_; reset before it

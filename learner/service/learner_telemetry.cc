@@ -14,7 +14,8 @@ std::shared_ptr<prometheus::Registry> OrNew(std::shared_ptr<prometheus::Registry
 
 }  // namespace
 
-LearnerTelemetry::LearnerTelemetry(std::shared_ptr<prometheus::Registry> registry, Clock* clock)
+LearnerTelemetry::LearnerTelemetry(std::shared_ptr<prometheus::Registry> registry,
+                                   Clock* clock)
     : registry_(OrNew(std::move(registry))),
       learner_(*registry_),
       coordinator_(*registry_),
@@ -23,8 +24,8 @@ LearnerTelemetry::LearnerTelemetry(std::shared_ptr<prometheus::Registry> registr
            {"Register", "PullWork", "CompleteWork", "FetchWeights", "GetRunStatus"}),
       queue_(&coordinator_, clock) {}
 
-void LearnerTelemetry::RecordStart(int64_t target_steps, int64_t start_step, int64_t start_version,
-                                   int64_t lag_bound) {
+void LearnerTelemetry::RecordStart(int64_t target_steps, int64_t start_step,
+                                   int64_t start_version, int64_t lag_bound) {
   learner_.target_steps->Set(static_cast<double>(target_steps));
   learner_.step->Set(static_cast<double>(start_step));
   learner_.policy_version->Set(static_cast<double>(start_version));
@@ -33,7 +34,8 @@ void LearnerTelemetry::RecordStart(int64_t target_steps, int64_t start_step, int
   weights_.version->Set(static_cast<double>(start_version));
 }
 
-void LearnerTelemetry::RecordStep(const StepReport& r, double lr, double sync_seconds, double step_seconds) {
+void LearnerTelemetry::RecordStep(const StepReport& r, double lr, double sync_seconds,
+                                  double step_seconds) {
   learner_.step->Set(static_cast<double>(r.step + 1));
   learner_.last_step_timestamp->SetToCurrentTime();
   learner_.step_seconds->Observe(step_seconds);
@@ -46,7 +48,8 @@ void LearnerTelemetry::RecordStep(const StepReport& r, double lr, double sync_se
     learner_.samples.Get(gen).Increment(static_cast<double>(d.samples));
     learner_.tokens.Get(gen).Increment(static_cast<double>(d.tokens));
     learner_.groups.Get(gen).Increment(static_cast<double>(d.groups));
-    learner_.stale_samples_dropped.Get(gen).Increment(static_cast<double>(d.samples_dropped_stale));
+    learner_.stale_samples_dropped.Get(gen).Increment(
+        static_cast<double>(d.samples_dropped_stale));
     learner_.reward_mean.Get(gen).Set(gen ? r.generation_reward : r.understanding_reward);
     learner_.reward_std.Get(gen).Set(d.reward_std);
     learner_.reward_group_std.Get(gen).Set(d.reward_group_std);
@@ -62,7 +65,8 @@ void LearnerTelemetry::RecordStep(const StepReport& r, double lr, double sync_se
   learner_.sample_lag_max->Set(static_cast<double>(r.max_sample_lag));
 }
 
-void LearnerTelemetry::RecordCheckpoint(int64_t step, double seconds, const absl::Status& status) {
+void LearnerTelemetry::RecordCheckpoint(int64_t step, double seconds,
+                                        const absl::Status& status) {
   learner_.phase_checkpoint->Observe(seconds);
   if (!status.ok()) {
     learner_.checkpoint_failures->Increment();
@@ -72,7 +76,8 @@ void LearnerTelemetry::RecordCheckpoint(int64_t step, double seconds, const absl
   learner_.checkpoint_step->Set(static_cast<double>(step));
 }
 
-void LearnerTelemetry::RecordSync(int64_t version, int64_t bytes, double seconds, const absl::Status& status) {
+void LearnerTelemetry::RecordSync(int64_t version, int64_t bytes, double seconds,
+                                  const absl::Status& status) {
   weights_.broadcasts->Increment();
   if (!status.ok()) {
     weights_.BroadcastFailures(static_cast<int>(status.code())).Increment();
@@ -88,14 +93,18 @@ void LearnerTelemetry::RecordCollective(int members) {
   weights_.members->Set(members);
 }
 
-void LearnerTelemetry::RecordWorkerVersions(int64_t published, const std::vector<WorkerRecord>& workers) {
+void LearnerTelemetry::RecordWorkerVersions(int64_t published,
+                                            const std::vector<WorkerRecord>& workers) {
   for (bool rollout : {true, false}) {
     int64_t oldest = std::numeric_limits<int64_t>::max();
     for (const WorkerRecord& w : workers) {
-      if ((w.role == v1::ROLE_ROLLOUT) == rollout) oldest = std::min(oldest, w.confirmed_version);
+      if ((w.role == v1::ROLE_ROLLOUT) == rollout)
+        oldest = std::min(oldest, w.confirmed_version);
     }
     coordinator_.worker_version_lag_max.Get(rollout).Set(
-        oldest == std::numeric_limits<int64_t>::max() ? 0.0 : static_cast<double>(std::max<int64_t>(0, published - oldest)));
+        oldest == std::numeric_limits<int64_t>::max()
+            ? 0.0
+            : static_cast<double>(std::max<int64_t>(0, published - oldest)));
   }
 }
 

@@ -10,18 +10,18 @@
 // Thread-safety: the Record* methods are called from the training thread; queue(),
 // rpc() and Refresh() from any thread.
 
+#include <prometheus/registry.h>
+
 #include <cstdint>
 #include <memory>
 #include <vector>
 
-#include <prometheus/registry.h>
-
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/metrics/catalogue.h"
+#include "learner/rl_loop.h"
 #include "learner/service/queue_metrics.h"
 #include "learner/service/work_queue.h"
-#include "learner/rl_loop.h"
-#include "common/metrics/catalogue.h"
 
 namespace duet {
 
@@ -36,14 +36,17 @@ class LearnerTelemetry {
   metrics::RpcMetrics* rpc() { return &rpc_; }
 
   // At start: the run's targets and bounds.
-  void RecordStart(int64_t target_steps, int64_t start_step, int64_t start_version, int64_t lag_bound);
+  void RecordStart(int64_t target_steps, int64_t start_step, int64_t start_version,
+                   int64_t lag_bound);
   // After step `report.step` (0-based): everything of the step; `sync_seconds` 0 when the
   // step did not sync; `step_seconds` the whole step.
-  void RecordStep(const StepReport& report, double lr, double sync_seconds, double step_seconds);
+  void RecordStep(const StepReport& report, double lr, double sync_seconds,
+                  double step_seconds);
   // A checkpoint of `step` that took `seconds`.
   void RecordCheckpoint(int64_t step, double seconds, const absl::Status& status);
   // A weight sync of `version` (`bytes` of flattened parameters) that took `seconds`.
-  void RecordSync(int64_t version, int64_t bytes, double seconds, const absl::Status& status);
+  void RecordSync(int64_t version, int64_t bytes, double seconds,
+                  const absl::Status& status);
   // The collective formed with `members` ranks (the learner included).
   void RecordCollective(int members);
   // Per role: published version - the oldest version a worker of the role confirmed.
@@ -51,7 +54,9 @@ class LearnerTelemetry {
   // A FetchWeights stream served (`bytes` sent when OK).
   void RecordBootstrap(int code, int64_t bytes);
   // After every step and at start: the duet_pool_* recommendation.
-  void UpdatePools(int recipe_rollout, int recipe_scorer) { queue_.UpdatePools(recipe_rollout, recipe_scorer); }
+  void UpdatePools(int recipe_rollout, int recipe_scorer) {
+    queue_.UpdatePools(recipe_rollout, recipe_scorer);
+  }
   // At each scrape.
   void Refresh() { queue_.Refresh(); }
 

@@ -11,13 +11,15 @@ namespace {
 
 // The value of counter or gauge `name` with label direction=`direction` in `registry`;
 // -1 when absent.
-double Value(prometheus::Registry& registry, const std::string& name, const std::string& direction) {
+double Value(prometheus::Registry& registry, const std::string& name,
+             const std::string& direction) {
   for (const prometheus::MetricFamily& f : registry.Collect()) {
     if (f.name != name) continue;
     for (const prometheus::ClientMetric& m : f.metric) {
       for (const prometheus::ClientMetric::Label& l : m.label) {
         if (l.name == "direction" && l.value == direction) {
-          return f.type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value;
+          return f.type == prometheus::MetricType::Counter ? m.counter.value
+                                                           : m.gauge.value;
         }
       }
     }

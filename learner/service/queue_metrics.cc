@@ -16,7 +16,8 @@ bool Transient(int code) {
 
 }  // namespace
 
-QueueMetrics::QueueMetrics(metrics::CoordinatorMetrics* metrics, Clock* clock, absl::Duration window)
+QueueMetrics::QueueMetrics(metrics::CoordinatorMetrics* metrics, Clock* clock,
+                           absl::Duration window)
     : metrics_(metrics), clock_(clock), window_(window) {
   absl::MutexLock lock(&mu_);
   last_ = clock_->Now();
@@ -32,7 +33,8 @@ void QueueMetrics::AdvanceLocked(absl::Time now) {
     s.open_seconds += dt;
     s.idle_seconds += dt * s.polling;
     metrics_->work_open_seconds.Get(r == 0).Increment(dt);
-    if (s.polling > 0) metrics_->worker_idle_seconds.Get(r == 0).Increment(dt * s.polling);
+    if (s.polling > 0)
+      metrics_->worker_idle_seconds.Get(r == 0).Increment(dt * s.polling);
   }
 }
 
@@ -84,14 +86,16 @@ void QueueMetrics::OnPullBegin(const std::string& worker_id) {
   SetGaugesLocked(now);
 }
 
-void QueueMetrics::OnPullEnd(const std::string& worker_id, absl::Duration waited, const std::string& leased_item_id) {
+void QueueMetrics::OnPullEnd(const std::string& worker_id, absl::Duration waited,
+                             const std::string& leased_item_id) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   AdvanceLocked(now);
   auto w = worker_role_.find(worker_id);
   if (w == worker_role_.end()) return;
   if (polling_.erase(worker_id) > 0) --roles_[w->second].polling;
-  metrics_->worker_wait_seconds.Get(w->second == 0).Observe(absl::ToDoubleSeconds(waited));
+  metrics_->worker_wait_seconds.Get(w->second == 0)
+      .Observe(absl::ToDoubleSeconds(waited));
   auto it = items_.find(leased_item_id);
   if (it != items_.end() && !it->second.leased) {
     Item& item = it->second;
@@ -108,14 +112,17 @@ void QueueMetrics::OnPullEnd(const std::string& worker_id, absl::Duration waited
   SetGaugesLocked(now);
 }
 
-void QueueMetrics::OnComplete(const v1::CompleteWorkRequest& result, const absl::Status& outcome) {
+void QueueMetrics::OnComplete(const v1::CompleteWorkRequest& result,
+                              const absl::Status& outcome) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   AdvanceLocked(now);
   auto w = worker_role_.find(result.worker_id());
   if (absl::IsNotFound(outcome)) {
-    // A result for an item not in flight: a duplicate (or a late result of a dropped item).
-    if (w != worker_role_.end()) metrics_->duplicate_completions.Get(w->second == 0).Increment();
+    // A result for an item not in flight: a duplicate (or a late result of a dropped
+    // item).
+    if (w != worker_role_.end())
+      metrics_->duplicate_completions.Get(w->second == 0).Increment();
   }
   auto it = items_.find(result.item_id());
   if (!outcome.ok() || it == items_.end()) {
@@ -139,7 +146,8 @@ void QueueMetrics::OnComplete(const v1::CompleteWorkRequest& result, const absl:
     }
   } else {
     metrics_->items_completed.Get(item.role == 0).Increment();
-    metrics_->item_service_seconds.Get(item.role == 0).Observe(absl::ToDoubleSeconds(now - item.leased_at));
+    metrics_->item_service_seconds.Get(item.role == 0)
+        .Observe(absl::ToDoubleSeconds(now - item.leased_at));
   }
   SetGaugesLocked(now);
 }
@@ -192,7 +200,8 @@ void QueueMetrics::OnWorkerGone(const std::string& worker_id, bool lost) {
 void QueueMetrics::OnLateResult(const std::string& worker_id) {
   absl::MutexLock lock(&mu_);
   auto it = lost_role_.find(worker_id);
-  if (it != lost_role_.end()) metrics_->late_results_refused.Get(it->second == 0).Increment();
+  if (it != lost_role_.end())
+    metrics_->late_results_refused.Get(it->second == 0).Increment();
 }
 
 void QueueMetrics::OnWorkerError(const std::string& worker_id) {
@@ -204,14 +213,16 @@ void QueueMetrics::OnWorkerError(const std::string& worker_id) {
 void QueueMetrics::OnQuarantine(const std::string& worker_id) {
   absl::MutexLock lock(&mu_);
   auto it = worker_role_.find(worker_id);
-  if (it != worker_role_.end()) metrics_->quarantined_workers.Get(it->second == 0).Increment();
+  if (it != worker_role_.end())
+    metrics_->quarantined_workers.Get(it->second == 0).Increment();
 }
 
 void QueueMetrics::OnItemTimeout(const std::string& item_id) {
   {
     absl::MutexLock lock(&mu_);
     auto it = items_.find(item_id);
-    if (it != items_.end()) metrics_->items_timed_out.Get(it->second.role == 0).Increment();
+    if (it != items_.end())
+      metrics_->items_timed_out.Get(it->second.role == 0).Increment();
   }
   OnDrop(item_id);
 }
@@ -223,8 +234,9 @@ void QueueMetrics::Refresh() {
   SetGaugesLocked(now);
 }
 
-int QueueMetrics::DesiredWorkers(double open_seconds, double wait_seconds, double idle_worker_seconds, int live,
-                                 int max_open_items, int recipe_workers) {
+int QueueMetrics::DesiredWorkers(double open_seconds, double wait_seconds,
+                                 double idle_worker_seconds, int live, int max_open_items,
+                                 int recipe_workers) {
   if (open_seconds <= 0) return std::max(live, recipe_workers);
   const double q = wait_seconds / open_seconds;
   const double i = idle_worker_seconds / open_seconds;
@@ -256,17 +268,20 @@ void QueueMetrics::UpdatePools(int recipe_rollout, int recipe_scorer) {
     const double idle = current.idle_seconds[r] - from.idle_seconds[r];
     const double wait = current.wait_seconds[r] - from.wait_seconds[r];
     int max_open = current.max_open[r];
-    for (size_t k = start + 1; k < snapshots_.size(); ++k) max_open = std::max(max_open, snapshots_[k].max_open[r]);
+    for (size_t k = start + 1; k < snapshots_.size(); ++k)
+      max_open = std::max(max_open, snapshots_[k].max_open[r]);
     const bool rollout = r == 0;
     metrics_->pool_open_ratio.Get(rollout).Set(std::min(1.0, open / length));
     metrics_->pool_items_waiting.Get(rollout).Set(open > 0 ? wait / open : 0);
     metrics_->pool_idle_workers.Get(rollout).Set(open > 0 ? idle / open : 0);
-    metrics_->pool_desired_workers.Get(rollout).Set(DesiredWorkers(
-        open, wait, idle, LiveLocked(r), max_open, rollout ? recipe_rollout : recipe_scorer));
+    metrics_->pool_desired_workers.Get(rollout).Set(
+        DesiredWorkers(open, wait, idle, LiveLocked(r), max_open,
+                       rollout ? recipe_rollout : recipe_scorer));
   }
   snapshots_.push_back(current);
   // Keep what the next window can start from.
-  while (snapshots_.size() > 2 && now - snapshots_[1].time >= window_) snapshots_.pop_front();
+  while (snapshots_.size() > 2 && now - snapshots_[1].time >= window_)
+    snapshots_.pop_front();
 }
 
 }  // namespace duet

@@ -29,21 +29,23 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/base/clock.h"
-#include "duet/v1/coordinator.pb.h"
 #include "common/metrics/catalogue.h"
+#include "duet/v1/coordinator.pb.h"
 
 namespace duet {
 
 class QueueMetrics {
  public:
   // `metrics` and `clock` outlive this object.
-  QueueMetrics(metrics::CoordinatorMetrics* metrics, Clock* clock, absl::Duration window = absl::Seconds(120));
+  QueueMetrics(metrics::CoordinatorMetrics* metrics, Clock* clock,
+               absl::Duration window = absl::Seconds(120));
 
   void OnRegister(const std::string& worker_id, v1::Role role);
   void OnSubmit(const std::string& item_id, v1::Role role, bool sync);
   void OnPullBegin(const std::string& worker_id);
   // `leased_item_id` empty: the long-poll ended without an item.
-  void OnPullEnd(const std::string& worker_id, absl::Duration waited, const std::string& leased_item_id);
+  void OnPullEnd(const std::string& worker_id, absl::Duration waited,
+                 const std::string& leased_item_id);
   // `outcome`: what WorkQueue::Complete returned.
   void OnComplete(const v1::CompleteWorkRequest& result, const absl::Status& outcome);
   // The item left the queue without a result (an abandoned Await).
@@ -68,18 +70,19 @@ class QueueMetrics {
 
   // The formula of docs/metrics.md, for one role. open_seconds > 0: clamp(round(N - I +
   // Q), 1, max(C, 1)) with Q = wait / open, I = idle / open; else max(N, recipe).
-  static int DesiredWorkers(double open_seconds, double wait_seconds, double idle_worker_seconds, int live,
-                            int max_open_items, int recipe_workers);
+  static int DesiredWorkers(double open_seconds, double wait_seconds,
+                            double idle_worker_seconds, int live, int max_open_items,
+                            int recipe_workers);
 
  private:
   struct RoleState {
     int queued = 0;
     int leased = 0;
     int polling = 0;
-    int max_open = 0;          // most items open at once since the last UpdatePools
-    double open_seconds = 0;   // cumulative
-    double idle_seconds = 0;   // cumulative worker-seconds
-    double wait_seconds = 0;   // cumulative item wait of leased items
+    int max_open = 0;         // most items open at once since the last UpdatePools
+    double open_seconds = 0;  // cumulative
+    double idle_seconds = 0;  // cumulative worker-seconds
+    double wait_seconds = 0;  // cumulative item wait of leased items
   };
   struct Snapshot {
     absl::Time time;
@@ -106,11 +109,15 @@ class QueueMetrics {
   mutable absl::Mutex mu_;  // guards everything below
   absl::Time last_ ABSL_GUARDED_BY(mu_);
   RoleState roles_[2] ABSL_GUARDED_BY(mu_);
-  std::map<std::string, int> worker_role_ ABSL_GUARDED_BY(mu_);  // the registry: id -> role
-  std::map<std::string, int> lost_role_ ABSL_GUARDED_BY(mu_);    // lost workers' roles (late results)
+  std::map<std::string, int> worker_role_
+      ABSL_GUARDED_BY(mu_);  // the registry: id -> role
+  std::map<std::string, int> lost_role_
+      ABSL_GUARDED_BY(mu_);  // lost workers' roles (late results)
   std::set<std::string> polling_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, Item> items_ ABSL_GUARDED_BY(mu_);  // rollout and score items in the queue
-  std::deque<Snapshot> snapshots_ ABSL_GUARDED_BY(mu_);      // one per UpdatePools, oldest first
+  std::map<std::string, Item> items_
+      ABSL_GUARDED_BY(mu_);  // rollout and score items in the queue
+  std::deque<Snapshot> snapshots_
+      ABSL_GUARDED_BY(mu_);  // one per UpdatePools, oldest first
 };
 
 }  // namespace duet

@@ -1,16 +1,16 @@
 #include "learner/service/queue_metrics.h"
 
-#include "learner/service/work_queue.h"
-
 #include <gtest/gtest.h>
 
+#include "learner/service/work_queue.h"
 
 namespace duet {
 namespace {
 
 TEST(DesiredWorkersTest, FollowsTheFormula) {
   // No open work: keep the pool (or ask for the recipe's while it has not come).
-  EXPECT_EQ(QueueMetrics::DesiredWorkers(0, 0, 0, /*live=*/3, /*max_open=*/8, /*recipe=*/2), 3);
+  EXPECT_EQ(
+      QueueMetrics::DesiredWorkers(0, 0, 0, /*live=*/3, /*max_open=*/8, /*recipe=*/2), 3);
   EXPECT_EQ(QueueMetrics::DesiredWorkers(0, 0, 0, /*live=*/0, 8, /*recipe=*/2), 2);
   // 2 workers, items waited 3 s per open second on average (Q = 3): 5 workers.
   EXPECT_EQ(QueueMetrics::DesiredWorkers(10, 30, 0, 2, 16, 2), 5);
@@ -47,7 +47,8 @@ TEST_F(QueueMetricsTest, CountsItemsWaitsAndLiveWorkers) {
   EXPECT_EQ(metrics_.registrations.rollout->Value(), 1);
   EXPECT_EQ(metrics_.live_workers.rollout->Value(), 1);
   qm_.OnSubmit("i1", v1::ROLE_ROLLOUT, /*sync=*/false);
-  qm_.OnSubmit("s1", v1::ROLE_ROLLOUT, /*sync=*/true);  // weight syncs are not counted here
+  qm_.OnSubmit("s1", v1::ROLE_ROLLOUT,
+               /*sync=*/true);  // weight syncs are not counted here
   EXPECT_EQ(metrics_.items_enqueued.rollout->Value(), 1);
   EXPECT_EQ(metrics_.items_queued.rollout->Value(), 1);
   clock_.Advance(absl::Seconds(3));  // the item waits 3 s for a worker
@@ -59,12 +60,14 @@ TEST_F(QueueMetricsTest, CountsItemsWaitsAndLiveWorkers) {
   Lease("r0", "i1");
   EXPECT_EQ(metrics_.items_queued.rollout->Value(), 0);
   EXPECT_EQ(metrics_.items_leased.rollout->Value(), 1);
-  EXPECT_DOUBLE_EQ(metrics_.item_wait_seconds.rollout->Collect().histogram.sample_sum, 3.0);
+  EXPECT_DOUBLE_EQ(metrics_.item_wait_seconds.rollout->Collect().histogram.sample_sum,
+                   3.0);
   clock_.Advance(absl::Seconds(2));
   qm_.OnComplete(Result("r0", "i1"), absl::OkStatus());
   EXPECT_EQ(metrics_.items_completed.rollout->Value(), 1);
   EXPECT_EQ(metrics_.items_leased.rollout->Value(), 0);
-  EXPECT_DOUBLE_EQ(metrics_.item_service_seconds.rollout->Collect().histogram.sample_sum, 2.0);
+  EXPECT_DOUBLE_EQ(metrics_.item_service_seconds.rollout->Collect().histogram.sample_sum,
+                   2.0);
   // The item was open 5 s; nobody was polling meanwhile.
   EXPECT_DOUBLE_EQ(metrics_.work_open_seconds.rollout->Value(), 5.0);
   EXPECT_DOUBLE_EQ(metrics_.worker_idle_seconds.rollout->Value(), 0.0);
@@ -117,7 +120,9 @@ TEST_F(QueueMetricsTest, LostWorkersItemsAndLateResultsMatchTheQueuesCounters) {
   EXPECT_EQ(c.workers_left, 1);
   EXPECT_EQ(c.items_reissued, 1);
   EXPECT_EQ(c.late_results_refused, 1);
-  EXPECT_EQ(metrics_.lost_workers.rollout->Value() + metrics_.lost_workers.scorer->Value(), c.workers_lost);
+  EXPECT_EQ(
+      metrics_.lost_workers.rollout->Value() + metrics_.lost_workers.scorer->Value(),
+      c.workers_lost);
   EXPECT_EQ(metrics_.left_workers.scorer->Value(), c.workers_left);
   EXPECT_EQ(metrics_.items_reissued.rollout->Value(), c.items_reissued);
   EXPECT_EQ(metrics_.lease_expirations.rollout->Value(), 1);
@@ -142,7 +147,8 @@ TEST_F(QueueMetricsTest, IdleWorkerSecondsCountOnlyWhileWorkIsOpen) {
   qm_.Refresh();
   EXPECT_DOUBLE_EQ(metrics_.worker_idle_seconds.rollout->Value(), 2.0);
   EXPECT_DOUBLE_EQ(metrics_.work_open_seconds.rollout->Value(), 2.0);
-  EXPECT_EQ(metrics_.live_workers.rollout->Value(), 2);  // r1 is polling, r0 called 2 s ago
+  EXPECT_EQ(metrics_.live_workers.rollout->Value(),
+            2);  // r1 is polling, r0 called 2 s ago
 }
 
 TEST_F(QueueMetricsTest, TransientErrorsAreReissuesOthersFailures) {
@@ -168,7 +174,8 @@ TEST_F(QueueMetricsTest, PoolGaugesFromTheWindow) {
   EXPECT_EQ(metrics_.pool_desired_workers.rollout->Value(), 2);
   EXPECT_EQ(metrics_.pool_desired_workers.scorer->Value(), 1);
   // Four items, one worker: each waits for the ones before it.
-  for (int i = 0; i < 4; ++i) qm_.OnSubmit("i" + std::to_string(i), v1::ROLE_ROLLOUT, false);
+  for (int i = 0; i < 4; ++i)
+    qm_.OnSubmit("i" + std::to_string(i), v1::ROLE_ROLLOUT, false);
   for (int i = 0; i < 4; ++i) {
     Lease("r0", "i" + std::to_string(i));
     clock_.Advance(absl::Seconds(1));

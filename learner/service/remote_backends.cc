@@ -1,9 +1,9 @@
 #include "learner/service/remote_backends.h"
 
+#include <glog/logging.h>
+
 #include <algorithm>
 #include <set>
-
-#include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -33,7 +33,8 @@ absl::Status ErrorFrom(const v1::CompleteWorkRequest& r) {
 }  // namespace
 
 bool IsTransientWorkerError(absl::StatusCode code) {
-  return code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded ||
+  return code == absl::StatusCode::kUnavailable ||
+         code == absl::StatusCode::kDeadlineExceeded ||
          code == absl::StatusCode::kResourceExhausted;
 }
 
@@ -44,16 +45,17 @@ absl::Duration ItemDeadline(const DispatchOptions& options, int64_t rows) {
 namespace {
 
 int64_t ItemRows(const v1::WorkItem& item) {
-  if (item.has_rollout()) return static_cast<int64_t>(item.rollout().inputs_size()) * item.rollout().k();
+  if (item.has_rollout())
+    return static_cast<int64_t>(item.rollout().inputs_size()) * item.rollout().k();
   if (item.has_score()) return item.score().queries_size();
   return 0;
 }
 
 }  // namespace
 
-absl::StatusOr<std::vector<v1::CompleteWorkRequest>> DispatchItems(WorkQueue* queue, v1::Role role,
-                                                                   std::vector<v1::WorkItem> items,
-                                                                   const DispatchOptions& options) {
+absl::StatusOr<std::vector<v1::CompleteWorkRequest>> DispatchItems(
+    WorkQueue* queue, v1::Role role, std::vector<v1::WorkItem> items,
+    const DispatchOptions& options) {
   struct Failures {
     std::set<std::string> workers;    // that failed the item
     std::vector<std::string> errors;  // each try's, for the step's error
@@ -85,23 +87,28 @@ absl::StatusOr<std::vector<v1::CompleteWorkRequest>> DispatchItems(WorkQueue* qu
       ++f.tries;
       f.workers.insert(r.worker_id());
       f.errors.push_back(error.ToString());
-      const bool poisoned = static_cast<int>(f.workers.size()) >= options.poison_workers ||
-                            (f.tries > options.max_retries && queue->AllWorkersIn(role, f.workers));
+      const bool poisoned =
+          static_cast<int>(f.workers.size()) >= options.poison_workers ||
+          (f.tries > options.max_retries && queue->AllWorkersIn(role, f.workers));
       if (poisoned) {
-        return absl::Status(error.code(),
-                            absl::StrCat("work item ", i, " of ", items.size(), " failed ", f.tries, " times on ",
-                                         f.workers.size(), " worker(s) (", absl::StrJoin(f.workers, ", "),
-                                         "): ", absl::StrJoin(f.errors, "; ")));
+        return absl::Status(
+            error.code(), absl::StrCat("work item ", i, " of ", items.size(), " failed ",
+                                       f.tries, " times on ", f.workers.size(),
+                                       " worker(s) (", absl::StrJoin(f.workers, ", "),
+                                       "): ", absl::StrJoin(f.errors, "; ")));
       }
-      LOG(WARNING) << "re-issuing item " << ids[k] << " (failed " << f.tries << " times, on "
-                   << absl::StrJoin(f.workers, ", ") << ") after "
-                   << (IsTransientWorkerError(error.code()) ? "a transient" : "an") << " error: " << error;
+      LOG(WARNING) << "re-issuing item " << ids[k] << " (failed " << f.tries
+                   << " times, on " << absl::StrJoin(f.workers, ", ") << ") after "
+                   << (IsTransientWorkerError(error.code()) ? "a transient" : "an")
+                   << " error: " << error;
       again.push_back(i);
     }
     // Every worker of the role has failed one of these items: before re-issuing, wait for
-    // another worker to register (at most pool_wait; one that comes gets the items first).
+    // another worker to register (at most pool_wait; one that comes gets the items
+    // first).
     bool pool_failed = false;
-    for (size_t i : again) pool_failed = pool_failed || queue->AllWorkersIn(role, failed[i].workers);
+    for (size_t i : again)
+      pool_failed = pool_failed || queue->AllWorkersIn(role, failed[i].workers);
     if (pool_failed && options.pool_wait > absl::ZeroDuration()) {
       (void)queue->AwaitWorkers(role, queue->CountWorkers(role) + 1, options.pool_wait);
     }
@@ -113,8 +120,9 @@ absl::StatusOr<std::vector<v1::CompleteWorkRequest>> DispatchItems(WorkQueue* qu
 absl::StatusOr<std::vector<Group>> RemoteRollout::Sample(const RolloutRequest& request) {
   DUET_RETURN_IF_ERROR(queue_->AwaitWorkers(v1::ROLE_ROLLOUT, 1, options_.worker_wait));
   const int workers = queue_->CountWorkers(v1::ROLE_ROLLOUT);
-  auto ranges = Split(request.inputs.size(), workers,
-                      std::max<int64_t>(1, options_.min_rows_per_item / std::max<int64_t>(1, request.k)));
+  auto ranges = Split(
+      request.inputs.size(), workers,
+      std::max<int64_t>(1, options_.min_rows_per_item / std::max<int64_t>(1, request.k)));
   std::vector<v1::WorkItem> items;
   std::vector<RolloutRequest> parts;
   for (auto [b, e] : ranges) {
@@ -127,14 +135,17 @@ absl::StatusOr<std::vector<Group>> RemoteRollout::Sample(const RolloutRequest& r
     items.push_back(std::move(item));
     parts.push_back(std::move(part));
   }
-  DUET_ASSIGN_OR_RETURN(auto results, DispatchItems(queue_, v1::ROLE_ROLLOUT, std::move(items), options_));
+  DUET_ASSIGN_OR_RETURN(
+      auto results, DispatchItems(queue_, v1::ROLE_ROLLOUT, std::move(items), options_));
   std::vector<Group> out;
   for (size_t i = 0; i < results.size(); ++i) {
     if (!results[i].has_rollout()) {
-      return absl::InternalError(absl::StrCat("part ", i, " came back without a rollout result"));
+      return absl::InternalError(
+          absl::StrCat("part ", i, " came back without a rollout result"));
     }
-    DUET_ASSIGN_OR_RETURN(std::vector<Group> groups,
-                          FromProto(results[i].rollout(), parts[i], results[i].policy_version()));
+    DUET_ASSIGN_OR_RETURN(
+        std::vector<Group> groups,
+        FromProto(results[i].rollout(), parts[i], results[i].policy_version()));
     for (auto& g : groups) {
       g.item_id = results[i].item_id();
       out.push_back(std::move(g));
@@ -143,8 +154,8 @@ absl::StatusOr<std::vector<Group>> RemoteRollout::Sample(const RolloutRequest& r
   return out;
 }
 
-absl::StatusOr<std::vector<double>> RemoteScorer::Score(const std::vector<RewardQuery>& queries,
-                                                        int64_t policy_version) {
+absl::StatusOr<std::vector<double>> RemoteScorer::Score(
+    const std::vector<RewardQuery>& queries, int64_t policy_version) {
   DUET_RETURN_IF_ERROR(queue_->AwaitWorkers(v1::ROLE_SCORER, 1, options_.worker_wait));
   const int workers = queue_->CountWorkers(v1::ROLE_SCORER);
   auto ranges = Split(queries.size(), workers, options_.min_rows_per_item);
@@ -153,17 +164,22 @@ absl::StatusOr<std::vector<double>> RemoteScorer::Score(const std::vector<Reward
   for (auto [b, e] : ranges) {
     v1::WorkItem item;
     item.set_policy_version(std::min(policy_version, served_version_()));
-    ToProto(std::vector<RewardQuery>(queries.begin() + b, queries.begin() + e), item.mutable_score());
+    ToProto(std::vector<RewardQuery>(queries.begin() + b, queries.begin() + e),
+            item.mutable_score());
     items.push_back(std::move(item));
     sizes.push_back(e - b);
   }
-  DUET_ASSIGN_OR_RETURN(auto results, DispatchItems(queue_, v1::ROLE_SCORER, std::move(items), options_));
+  DUET_ASSIGN_OR_RETURN(
+      auto results, DispatchItems(queue_, v1::ROLE_SCORER, std::move(items), options_));
   std::vector<double> out;
   for (size_t i = 0; i < results.size(); ++i) {
-    if (!results[i].has_score() || results[i].score().rewards_size() != static_cast<int>(sizes[i])) {
-      return absl::InternalError(absl::StrCat("part ", i, " came back with the wrong number of rewards"));
+    if (!results[i].has_score() ||
+        results[i].score().rewards_size() != static_cast<int>(sizes[i])) {
+      return absl::InternalError(
+          absl::StrCat("part ", i, " came back with the wrong number of rewards"));
     }
-    out.insert(out.end(), results[i].score().rewards().begin(), results[i].score().rewards().end());
+    out.insert(out.end(), results[i].score().rewards().begin(),
+               results[i].score().rewards().end());
   }
   return out;
 }

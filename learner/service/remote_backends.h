@@ -23,8 +23,8 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "learner/service/work_queue.h"
 #include "common/work/task.h"
+#include "learner/service/work_queue.h"
 
 namespace duet {
 
@@ -64,19 +64,20 @@ bool IsTransientWorkerError(absl::StatusCode code);
 // registered). The step fails, naming the item and each worker's error, only when the
 // item is poisoned: it failed on options.poison_workers distinct workers, or it failed
 // more than options.max_retries times and every registered worker of the role has failed
-// it, each re-issue after a wait of options.pool_wait for another worker. So one broken or
-// hostile worker cannot end a run that has a healthy one, nor one whose healthy workers
-// are still starting.
-// DeadlineExceeded when results do not come within options.item_timeout.
-absl::StatusOr<std::vector<v1::CompleteWorkRequest>> DispatchItems(WorkQueue* queue, v1::Role role,
-                                                                   std::vector<v1::WorkItem> items,
-                                                                   const DispatchOptions& options);
+// it, each re-issue after a wait of options.pool_wait for another worker. So one broken
+// or hostile worker cannot end a run that has a healthy one, nor one whose healthy
+// workers are still starting. DeadlineExceeded when results do not come within
+// options.item_timeout.
+absl::StatusOr<std::vector<v1::CompleteWorkRequest>> DispatchItems(
+    WorkQueue* queue, v1::Role role, std::vector<v1::WorkItem> items,
+    const DispatchOptions& options);
 
 class RemoteRollout : public RolloutBackend {
  public:
   // `queue` must outlive this; `served_version` returns the version of the weights the
   // workers hold (the published snapshot's).
-  RemoteRollout(WorkQueue* queue, std::function<int64_t()> served_version, DispatchOptions options)
+  RemoteRollout(WorkQueue* queue, std::function<int64_t()> served_version,
+                DispatchOptions options)
       : queue_(queue), served_version_(std::move(served_version)), options_(options) {}
   absl::StatusOr<std::vector<Group>> Sample(const RolloutRequest& request) override;
 
@@ -90,7 +91,8 @@ class RemoteScorer : public ScoreBackend {
  public:
   // `queue` must outlive this; `served_version` returns the version of the weights the
   // workers hold (the published snapshot's).
-  RemoteScorer(WorkQueue* queue, std::function<int64_t()> served_version, DispatchOptions options)
+  RemoteScorer(WorkQueue* queue, std::function<int64_t()> served_version,
+               DispatchOptions options)
       : queue_(queue), served_version_(std::move(served_version)), options_(options) {}
   absl::StatusOr<std::vector<double>> Score(const std::vector<RewardQuery>& queries,
                                             int64_t policy_version) override;

@@ -217,7 +217,8 @@ TEST_F(RemoteBackendsTest, RolloutIsSplitAcrossWorkersAndGatheredInOrder) {
     EXPECT_TRUE(item.rollout().use_cfg());
     EXPECT_EQ(item.rollout().cfg_scale(), 1.5);
     // Each group names the item that sampled it (the learner's ledger records it).
-    for (int64_t i = 4 * static_cast<int64_t>(p); i < 4 * static_cast<int64_t>(p) + 4; ++i) {
+    for (int64_t i = 4 * static_cast<int64_t>(p); i < 4 * static_cast<int64_t>(p) + 4;
+         ++i) {
       EXPECT_EQ((*groups)[i].item_id, item.item_id()) << i;
     }
   }
@@ -280,7 +281,8 @@ TEST_F(RemoteBackendsTest, ItemsNeverAskForANewerVersionThanTheRequest) {
   RemoteRollout rollout(&queue_, served_, Options(/*min_rows_per_item=*/1));
   RemoteScorer scorer(&queue_, served_, Options(/*min_rows_per_item=*/1));
   served_version_ = 6;
-  std::vector<absl::StatusOr<std::vector<Group>>> groups(3, absl::UnknownError("not run"));
+  std::vector<absl::StatusOr<std::vector<Group>>> groups(3,
+                                                         absl::UnknownError("not run"));
   std::vector<std::thread> calls;
   for (int v = 3; v <= 5; ++v) {
     calls.emplace_back([&, v] {
@@ -294,7 +296,8 @@ TEST_F(RemoteBackendsTest, ItemsNeverAskForANewerVersionThanTheRequest) {
   for (int v = 3; v <= 5; ++v) {
     ASSERT_TRUE(groups[v - 3].ok()) << groups[v - 3].status();
     for (const Group& g : *groups[v - 3]) {
-      for (const Sample& s : g.samples) EXPECT_EQ(s.policy_version, v);  // what the worker said
+      for (const Sample& s : g.samples)
+        EXPECT_EQ(s.policy_version, v);  // what the worker said
     }
   }
   ASSERT_TRUE(scorer.Score(Queries(4), /*policy_version=*/2).ok());
@@ -322,7 +325,8 @@ TEST_F(RemoteBackendsTest, RolloutWorkerErrorComesBackWithItsCode) {
 }
 
 TEST_F(RemoteBackendsTest, TransientErrorsReissueTheItemAtMostMaxRetriesTimes) {
-  StartWorkers(v1::ROLE_ROLLOUT, 1, ErrorHandler(absl::StatusCode::kUnavailable, "going away"));
+  StartWorkers(v1::ROLE_ROLLOUT, 1,
+               ErrorHandler(absl::StatusCode::kUnavailable, "going away"));
   DispatchOptions options = Options(/*min_rows_per_item=*/1);
   options.max_retries = 2;
   RemoteRollout rollout(&queue_, served_, options);
@@ -335,7 +339,8 @@ TEST_F(RemoteBackendsTest, TransientErrorsReissueTheItemAtMostMaxRetriesTimes) {
 TEST_F(RemoteBackendsTest, ATransientErrorThenASuccessGivesTheResult) {
   std::atomic<int> calls{0};
   Handler flaky = [&calls, ok = ScoreHandler()](const v1::WorkItem& item) {
-    if (calls.fetch_add(1) == 0) return ErrorHandler(absl::StatusCode::kResourceExhausted, "oom")(item);
+    if (calls.fetch_add(1) == 0)
+      return ErrorHandler(absl::StatusCode::kResourceExhausted, "oom")(item);
     return ok(item);
   };
   StartWorkers(v1::ROLE_SCORER, 1, flaky);
@@ -351,16 +356,19 @@ TEST_F(RemoteBackendsTest, ATransientErrorThenASuccessGivesTheResult) {
 // Issue 17, finding 3: a permanent code is no longer the end of the run on its own: it
 // follows the same bound as a transient one (here: the only worker, so max_retries).
 TEST_F(RemoteBackendsTest, PermanentErrorsOfTheOnlyWorkerFailTheStepAfterTheRetries) {
-  StartWorkers(v1::ROLE_SCORER, 1, ErrorHandler(absl::StatusCode::kInvalidArgument, "bad pair"));
+  StartWorkers(v1::ROLE_SCORER, 1,
+               ErrorHandler(absl::StatusCode::kInvalidArgument, "bad pair"));
   RemoteScorer scorer(&queue_, served_, Options(/*min_rows_per_item=*/100));
-  EXPECT_EQ(scorer.Score(Queries(2), 0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(scorer.Score(Queries(2), 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
   absl::MutexLock lock(&mu_);
   EXPECT_EQ(seen_.size(), 4u);  // the first try and max_retries (3) more
 }
 
-// A broken (or hostile) worker that is, for a moment, its role's whole pool (it registered
-// before the healthy one, still starting): the item it failed waits for another worker
-// instead of being judged poisoned by a pool of one, and the healthy worker serves it.
+// A broken (or hostile) worker that is, for a moment, its role's whole pool (it
+// registered before the healthy one, still starting): the item it failed waits for
+// another worker instead of being judged poisoned by a pool of one, and the healthy
+// worker serves it.
 TEST_F(RemoteBackendsTest, AnItemFailedByTheWholePoolWaitsForAnotherWorker) {
   StartWorkers(v1::ROLE_SCORER, 1, ErrorHandler(absl::StatusCode::kInternal, "broken"));
   DispatchOptions options = Options(/*min_rows_per_item=*/100);
@@ -377,8 +385,8 @@ TEST_F(RemoteBackendsTest, AnItemFailedByTheWholePoolWaitsForAnotherWorker) {
     }
     std::this_thread::yield();
   }
-  // Until the dispatcher waits with nothing queued (the broken worker waits in Pull beside
-  // it), or, without the wait, the broken worker has pulled the re-issued item.
+  // Until the dispatcher waits with nothing queued (the broken worker waits in Pull
+  // beside it), or, without the wait, the broken worker has pulled the re-issued item.
   for (;;) {
     {
       absl::MutexLock lock(&mu_);
@@ -397,13 +405,15 @@ TEST_F(RemoteBackendsTest, AnItemFailedByTheWholePoolWaitsForAnotherWorker) {
   EXPECT_EQ(scored->size(), 2u);
   absl::MutexLock lock(&mu_);
   ASSERT_EQ(seen_.size(), 2u);
-  EXPECT_NE(seen_[0].worker_id, seen_[1].worker_id) << "the healthy worker serves the re-issue";
+  EXPECT_NE(seen_[0].worker_id, seen_[1].worker_id)
+      << "the healthy worker serves the re-issue";
 }
 
 // Issue 17, findings 2 and 3: a worker that answers every item with an error (transient
 // or not) is quarantined, its items go to the healthy worker, and every step succeeds.
 TEST_F(RemoteBackendsTest, OneWorkerFailingEveryItemDoesNotEndTheRun) {
-  for (const absl::StatusCode code : {absl::StatusCode::kUnavailable, absl::StatusCode::kInternal}) {
+  for (const absl::StatusCode code :
+       {absl::StatusCode::kUnavailable, absl::StatusCode::kInternal}) {
     SCOPED_TRACE(absl::StatusCodeToString(code));
     FakeClock clock;
     WorkQueue queue("run", &clock);
@@ -438,7 +448,8 @@ TEST_F(RemoteBackendsTest, OneWorkerFailingEveryItemDoesNotEndTheRun) {
       absl::StatusOr<std::vector<Group>> groups = rollout.Sample(request);
       ASSERT_TRUE(groups.ok()) << groups.status();
       ASSERT_EQ(groups->size(), 4u);
-      for (size_t i = 0; i < 4; ++i) EXPECT_EQ(groups->at(i).samples[1].output, FakeImage(step * 4 + i, 1));
+      for (size_t i = 0; i < 4; ++i)
+        EXPECT_EQ(groups->at(i).samples[1].output, FakeImage(step * 4 + i, 1));
     }
     EXPECT_EQ(queue.counters().workers_quarantined, 1);
     EXPECT_LE(bad_items.load(), 3);  // quarantined at its third error
@@ -449,11 +460,13 @@ TEST_F(RemoteBackendsTest, OneWorkerFailingEveryItemDoesNotEndTheRun) {
 
 // An item that fails on poison_workers distinct workers fails the step, naming each.
 TEST_F(RemoteBackendsTest, AnItemThatFailsOnThreeWorkersIsPoisonedAndNamesThem) {
-  StartWorkers(v1::ROLE_SCORER, 3, ErrorHandler(absl::StatusCode::kInternal, "cannot score this pair"));
+  StartWorkers(v1::ROLE_SCORER, 3,
+               ErrorHandler(absl::StatusCode::kInternal, "cannot score this pair"));
   RemoteScorer scorer(&queue_, served_, Options(/*min_rows_per_item=*/100));
   const absl::Status s = scorer.Score(Queries(2), 0).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInternal) << s;
-  for (const char* id : {"fake", "fake-2", "fake-3"}) EXPECT_NE(s.message().find(id), absl::string_view::npos) << s;
+  for (const char* id : {"fake", "fake-2", "fake-3"})
+    EXPECT_NE(s.message().find(id), absl::string_view::npos) << s;
   EXPECT_NE(s.message().find("3 worker(s)"), absl::string_view::npos) << s;
   absl::MutexLock lock(&mu_);
   EXPECT_EQ(seen_.size(), 3u);  // one try each: no worker got it twice

@@ -1,9 +1,9 @@
 #include "learner/service/work_queue.h"
 
+#include <glog/logging.h>
+
 #include <algorithm>
 #include <random>
-
-#include <glog/logging.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -33,15 +33,20 @@ bool SameSecret(const std::string& a, const std::string& b) {
 
 }  // namespace
 
-WorkQueue::WorkQueue(std::string run_id, Clock* clock, int32_t max_workers, absl::Duration lease)
-    : run_id_(std::move(run_id)), clock_(clock), max_workers_(max_workers), lease_(lease) {}
+WorkQueue::WorkQueue(std::string run_id, Clock* clock, int32_t max_workers,
+                     absl::Duration lease)
+    : run_id_(std::move(run_id)),
+      clock_(clock),
+      max_workers_(max_workers),
+      lease_(lease) {}
 
 void WorkQueue::TouchLocked(const std::string& worker_id) {
   auto it = workers_.find(worker_id);
   if (it != workers_.end()) it->second.last_seen = clock_->Now();
 }
 
-void WorkQueue::RemoveWorkerLocked(std::map<std::string, WorkerRecord>::iterator it, bool lost) {
+void WorkQueue::RemoveWorkerLocked(std::map<std::string, WorkerRecord>::iterator it,
+                                   bool lost) {
   const std::string id = it->first;
   const v1::Role role = it->second.role;
   workers_.erase(it);
@@ -59,8 +64,9 @@ void WorkQueue::RemoveWorkerLocked(std::map<std::string, WorkerRecord>::iterator
     r.set_worker_id(id);
     r.set_item_id(item.item_id());
     r.mutable_error()->set_code(static_cast<int>(absl::StatusCode::kUnavailable));
-    r.mutable_error()->set_message(absl::StrCat("worker '", id, lost ? "' was lost (silent for longer than its lease)"
-                                                                     : "' left the run"));
+    r.mutable_error()->set_message(absl::StrCat(
+        "worker '", id,
+        lost ? "' was lost (silent for longer than its lease)" : "' left the run"));
     results_[item.item_id()] = std::move(r);
   };
   // Items addressed to it cannot go to anyone else: they fail. Queued role items stay.
@@ -81,30 +87,35 @@ void WorkQueue::RemoveWorkerLocked(std::map<std::string, WorkerRecord>::iterator
     if (f->second.item.has_sync()) {
       fail(f->second.item);
     } else {
-      pending_.push_front(Pending{role, "", std::move(f->second.item), f->second.deadline_span,
-                                  std::move(f->second.avoid)});
+      pending_.push_front(Pending{role, "", std::move(f->second.item),
+                                  f->second.deadline_span, std::move(f->second.avoid)});
       ++counters_.items_reissued;
     }
     f = in_flight_.erase(f);
   }
 }
 
-void WorkQueue::ChargeErrorLocked(std::map<std::string, WorkerRecord>::iterator it, const std::string& why) {
+void WorkQueue::ChargeErrorLocked(std::map<std::string, WorkerRecord>::iterator it,
+                                  const std::string& why) {
   WorkerRecord& w = it->second;
   ++w.errors;
   ++w.consecutive_errors;
   ++counters_.errors_charged;
   if (metrics_) metrics_->OnWorkerError(w.id);
-  LOG(WARNING) << "worker " << w.id << ": error " << w.consecutive_errors << " in a row charged: " << why;
-  if (fault_policy_.quarantine_after <= 0 || w.consecutive_errors < fault_policy_.quarantine_after) return;
+  LOG(WARNING) << "worker " << w.id << ": error " << w.consecutive_errors
+               << " in a row charged: " << why;
+  if (fault_policy_.quarantine_after <= 0 ||
+      w.consecutive_errors < fault_policy_.quarantine_after)
+    return;
   bool other = false;
   for (const auto& [id, o] : workers_) other = other || (id != w.id && o.role == w.role);
   if (!other) return;  // the only worker of its role: the items' own bounds decide
   const std::string key = w.name.empty() ? w.id : w.name;
   quarantined_[key] = clock_->Now() + fault_policy_.cooldown;
   ++counters_.workers_quarantined;
-  LOG(WARNING) << "worker " << w.id << " quarantined for " << absl::FormatDuration(fault_policy_.cooldown)
-               << " after " << w.consecutive_errors << " errors in a row (last: " << why
+  LOG(WARNING) << "worker " << w.id << " quarantined for "
+               << absl::FormatDuration(fault_policy_.cooldown) << " after "
+               << w.consecutive_errors << " errors in a row (last: " << why
                << "); its items go to others";
   if (metrics_) metrics_->OnQuarantine(w.id);
   RemoveWorkerLocked(it, /*lost=*/true);
@@ -123,8 +134,9 @@ void WorkQueue::ExpireItemsLocked() {
     r.set_worker_id(holder);
     r.set_item_id(item_id);
     r.mutable_error()->set_code(static_cast<int>(absl::StatusCode::kDeadlineExceeded));
-    const std::string why = absl::StrCat("worker '", holder, "' held item ", item_id, " past its deadline (",
-                                         absl::FormatDuration(f->second.deadline_span), ")");
+    const std::string why =
+        absl::StrCat("worker '", holder, "' held item ", item_id, " past its deadline (",
+                     absl::FormatDuration(f->second.deadline_span), ")");
     r.mutable_error()->set_message(why);
     in_flight_.erase(f);
     ++counters_.items_timed_out;
@@ -151,12 +163,14 @@ void WorkQueue::ExpireLocked() {
   }
 }
 
-bool WorkQueue::AwaitExpiringLocked(const absl::Condition& condition, absl::Duration timeout) {
+bool WorkQueue::AwaitExpiringLocked(const absl::Condition& condition,
+                                    absl::Duration timeout) {
   const absl::Time deadline = clock_->Now() + timeout;
   for (;;) {
     if (condition.Eval()) return true;
     if (clock_->Now() >= deadline) return false;
-    clock_->AwaitWithDeadline(&mu_, condition, std::min(deadline, clock_->Now() + kExpirySlice));
+    clock_->AwaitWithDeadline(&mu_, condition,
+                              std::min(deadline, clock_->Now() + kExpirySlice));
     ExpireLocked();
   }
 }
@@ -166,12 +180,14 @@ void WorkQueue::SetFaultPolicy(const FaultPolicy& policy) {
   fault_policy_ = policy;
 }
 
-absl::Status WorkQueue::Authenticate(const std::string& worker_id, const std::string& session) const {
+absl::Status WorkQueue::Authenticate(const std::string& worker_id,
+                                     const std::string& session) const {
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(worker_id);
   if (it == workers_.end()) {
-    return absl::NotFoundError(absl::StrCat("unknown worker '", worker_id,
-                                            "' (lost, quarantined or never registered): register again"));
+    return absl::NotFoundError(
+        absl::StrCat("unknown worker '", worker_id,
+                     "' (lost, quarantined or never registered): register again"));
   }
   if (!SameSecret(it->second.session, session)) {
     return absl::PermissionDeniedError(
@@ -217,17 +233,20 @@ std::vector<std::string> WorkQueue::ExpireSilentWorkers() {
 absl::Status WorkQueue::Heartbeat(const std::string& worker_id) {
   absl::MutexLock lock(&mu_);
   if (workers_.count(worker_id) == 0) {
-    return absl::NotFoundError(absl::StrCat("unknown worker '", worker_id, "': register again"));
+    return absl::NotFoundError(
+        absl::StrCat("unknown worker '", worker_id, "': register again"));
   }
   TouchLocked(worker_id);
-  ExpireLocked();  // heartbeats go on while the learner is busy elsewhere: so do the leases
+  ExpireLocked();  // heartbeats go on while the learner is busy elsewhere: so do the
+                   // leases
   return absl::OkStatus();
 }
 
 absl::Status WorkQueue::Deregister(const std::string& worker_id) {
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(worker_id);
-  if (it == workers_.end()) return absl::NotFoundError(absl::StrCat("unknown worker '", worker_id, "'"));
+  if (it == workers_.end())
+    return absl::NotFoundError(absl::StrCat("unknown worker '", worker_id, "'"));
   RemoveWorkerLocked(it, /*lost=*/false);
   return absl::OkStatus();
 }
@@ -250,21 +269,23 @@ int64_t WorkQueue::membership_version() const {
   return membership_version_;
 }
 
-absl::StatusOr<WorkerRecord> WorkQueue::Register(v1::Role role, const std::string& name, int32_t capacity) {
+absl::StatusOr<WorkerRecord> WorkQueue::Register(v1::Role role, const std::string& name,
+                                                 int32_t capacity) {
   absl::MutexLock lock(&mu_);
   ExpireLocked();  // seats of silent workers are free again
   if (static_cast<int64_t>(workers_.size()) >= max_workers_) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the run has its ", max_workers_, " workers; retry when one has left"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the run has its ", max_workers_, " workers; retry when one has left"));
   }
   const absl::Time now = clock_->Now();
   for (auto q = quarantined_.begin(); q != quarantined_.end();) {
     q = q->second <= now ? quarantined_.erase(q) : std::next(q);
   }
   if (auto q = quarantined_.find(name); !name.empty() && q != quarantined_.end()) {
-    return absl::FailedPreconditionError(absl::StrCat("worker '", name, "' is quarantined for another ",
-                                                      absl::FormatDuration(q->second - now),
-                                                      " after repeated errors (see the learner's log)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker '", name, "' is quarantined for another ",
+                     absl::FormatDuration(q->second - now),
+                     " after repeated errors (see the learner's log)"));
   }
   WorkerRecord w;
   w.role = role;
@@ -274,11 +295,13 @@ absl::StatusOr<WorkerRecord> WorkQueue::Register(v1::Role role, const std::strin
   // that the operator named), made unique with a suffix; else role-N.
   const bool usable = !name.empty() && name.size() <= 64 &&
                       std::all_of(name.begin(), name.end(), [](char c) {
-                        return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
-                               c == '.' || c == ':';
+                        return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+                               c == '-' || c == '_' || c == '.' || c == ':';
                       });
   const std::string base =
-      usable ? name : absl::StrCat(role == v1::ROLE_ROLLOUT ? "rollout-" : "scorer-", next_worker_index_[role]++);
+      usable ? name
+             : absl::StrCat(role == v1::ROLE_ROLLOUT ? "rollout-" : "scorer-",
+                            next_worker_index_[role]++);
   std::string id = base;
   for (int n = 2; workers_.count(id) > 0; ++n) id = absl::StrCat(base, "-", n);
   w.id = id;
@@ -313,14 +336,16 @@ absl::Status WorkQueue::AwaitWorkers(v1::Role role, int count, absl::Duration ti
     return n >= count;
   };
   if (!AwaitExpiringLocked(absl::Condition(&ready), timeout)) {
-    return absl::DeadlineExceededError(absl::StrCat("waited ", absl::FormatDuration(timeout), " for ",
-                                                    count, " ", v1::Role_Name(role), " workers"));
+    return absl::DeadlineExceededError(
+        absl::StrCat("waited ", absl::FormatDuration(timeout), " for ", count, " ",
+                     v1::Role_Name(role), " workers"));
   }
   if (closed_) return absl::CancelledError("run is shutting down");
   return absl::OkStatus();
 }
 
-std::string WorkQueue::Submit(v1::Role role, v1::WorkItem item, const std::string& worker_id) {
+std::string WorkQueue::Submit(v1::Role role, v1::WorkItem item,
+                              const std::string& worker_id) {
   SubmitOptions options;
   options.worker_id = worker_id;
   return Submit(role, std::move(item), std::move(options));
@@ -331,17 +356,19 @@ std::string WorkQueue::Submit(v1::Role role, v1::WorkItem item, SubmitOptions op
   const std::string id = absl::StrCat(run_id_, "-", next_item_++);
   item.set_item_id(id);
   if (metrics_) metrics_->OnSubmit(id, role, item.has_sync());
-  pending_.push_back(
-      Pending{role, std::move(options.worker_id), std::move(item), options.deadline, std::move(options.avoid)});
+  pending_.push_back(Pending{role, std::move(options.worker_id), std::move(item),
+                             options.deadline, std::move(options.avoid)});
   return id;
 }
 
-bool WorkQueue::MayTakeLocked(const Pending& p, const std::string& worker_id, v1::Role role) const {
+bool WorkQueue::MayTakeLocked(const Pending& p, const std::string& worker_id,
+                              v1::Role role) const {
   if (!p.worker_id.empty()) return p.worker_id == worker_id;
   if (p.role != role) return false;
   if (p.avoid.count(worker_id) == 0) return true;
   for (const auto& [id, w] : workers_) {
-    if (w.role == role && p.avoid.count(id) == 0) return false;  // someone else can try it
+    if (w.role == role && p.avoid.count(id) == 0)
+      return false;  // someone else can try it
   }
   return true;
 }
@@ -353,16 +380,18 @@ absl::StatusOr<std::optional<v1::WorkItem>> WorkQueue::Pull(const std::string& w
   ExpireLocked();
   auto it = workers_.find(worker_id);
   if (it == workers_.end()) {
-    return absl::NotFoundError(absl::StrCat("unknown worker '", worker_id, "': register again"));
+    return absl::NotFoundError(
+        absl::StrCat("unknown worker '", worker_id, "': register again"));
   }
   if (polling_.count(worker_id) > 0) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("worker '", worker_id, "' already has a PullWork waiting: one at a time"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "worker '", worker_id, "' already has a PullWork waiting: one at a time"));
   }
   for (const auto& [item_id, held] : in_flight_) {
     if (held.worker_id == worker_id && !closed_) {
-      return absl::ResourceExhaustedError(absl::StrCat("worker '", worker_id, "' holds item ", item_id,
-                                                       ": complete it before pulling another"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("worker '", worker_id, "' holds item ", item_id,
+                       ": complete it before pulling another"));
     }
   }
   const v1::Role role = it->second.role;
@@ -402,16 +431,20 @@ absl::StatusOr<std::optional<v1::WorkItem>> WorkQueue::Pull(const std::string& w
     if (metrics_) metrics_->OnPullEnd(worker_id, clock_->Now() - pull_start, "");
     return std::optional<v1::WorkItem>();
   }
-  if (metrics_) metrics_->OnPullEnd(worker_id, clock_->Now() - pull_start, pick->item.item_id());
+  if (metrics_)
+    metrics_->OnPullEnd(worker_id, clock_->Now() - pull_start, pick->item.item_id());
   v1::WorkItem item = std::move(pick->item);
   const absl::Duration span = pick->deadline;
-  const absl::Time deadline = span > absl::ZeroDuration() ? clock_->Now() + span : absl::InfiniteFuture();
-  in_flight_[item.item_id()] = InFlight{worker_id, item, role, deadline, span, std::move(pick->avoid)};
+  const absl::Time deadline =
+      span > absl::ZeroDuration() ? clock_->Now() + span : absl::InfiniteFuture();
+  in_flight_[item.item_id()] =
+      InFlight{worker_id, item, role, deadline, span, std::move(pick->avoid)};
   pending_.erase(pick);
   return std::optional<v1::WorkItem>(std::move(item));
 }
 
-absl::Status WorkQueue::Complete(const v1::CompleteWorkRequest& result, const ResultCheck& check) {
+absl::Status WorkQueue::Complete(const v1::CompleteWorkRequest& result,
+                                 const ResultCheck& check) {
   absl::MutexLock lock(&mu_);
   TouchLocked(result.worker_id());
   ExpireLocked();
@@ -420,17 +453,20 @@ absl::Status WorkQueue::Complete(const v1::CompleteWorkRequest& result, const Re
       ++counters_.late_results_refused;
       if (metrics_) metrics_->OnLateResult(result.worker_id());
     }
-    return absl::NotFoundError(absl::StrCat("unknown worker '", result.worker_id(),
-                                            "' (lost or never registered): its items went to others; register again"));
+    return absl::NotFoundError(absl::StrCat(
+        "unknown worker '", result.worker_id(),
+        "' (lost or never registered): its items went to others; register again"));
   }
   auto it = in_flight_.find(result.item_id());
   if (it == in_flight_.end()) {
     if (metrics_) metrics_->OnComplete(result, absl::NotFoundError("not in flight"));
-    return absl::NotFoundError(absl::StrCat("item '", result.item_id(), "' is not in flight (unknown or done)"));
+    return absl::NotFoundError(
+        absl::StrCat("item '", result.item_id(), "' is not in flight (unknown or done)"));
   }
   if (it->second.worker_id != result.worker_id()) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("item '", result.item_id(), "' is held by another worker than '", result.worker_id(), "'"));
+    return absl::PermissionDeniedError(absl::StrCat("item '", result.item_id(),
+                                                    "' is held by another worker than '",
+                                                    result.worker_id(), "'"));
   }
   if (check) DUET_RETURN_IF_ERROR(check(it->second.item, result));
   const bool work_item = !it->second.item.has_sync();
@@ -446,9 +482,11 @@ absl::Status WorkQueue::Complete(const v1::CompleteWorkRequest& result, const Re
   // Rollout and score errors count against the worker; a failed weight sync does not (an
   // epoch fails for all its members when one of them fails it).
   if (work_item && result.has_error()) {
-    ChargeErrorLocked(w, absl::StrCat("item ", result.item_id(), ": ",
-                                      absl::StatusCodeToString(static_cast<absl::StatusCode>(result.error().code())),
-                                      ": ", result.error().message()));
+    ChargeErrorLocked(
+        w, absl::StrCat("item ", result.item_id(), ": ",
+                        absl::StatusCodeToString(
+                            static_cast<absl::StatusCode>(result.error().code())),
+                        ": ", result.error().message()));
   } else if (work_item) {
     w->second.consecutive_errors = 0;
   }
@@ -477,9 +515,10 @@ std::vector<std::optional<v1::CompleteWorkRequest>> WorkQueue::WaitAndTakeLocked
     if (closed_) continue;
     // Nobody waits for this item any more: drop it wherever it is, so that a late result
     // is refused (NotFound) instead of being kept forever.
-    pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
-                                  [&](const Pending& p) { return p.item.item_id() == id; }),
-                   pending_.end());
+    pending_.erase(
+        std::remove_if(pending_.begin(), pending_.end(),
+                       [&](const Pending& p) { return p.item.item_id() == id; }),
+        pending_.end());
     in_flight_.erase(id);
     if (metrics_) metrics_->OnDrop(id);
   }
@@ -489,7 +528,8 @@ std::vector<std::optional<v1::CompleteWorkRequest>> WorkQueue::WaitAndTakeLocked
 absl::StatusOr<std::vector<v1::CompleteWorkRequest>> WorkQueue::Await(
     const std::vector<std::string>& item_ids, absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
-  std::vector<std::optional<v1::CompleteWorkRequest>> got = WaitAndTakeLocked(item_ids, timeout);
+  std::vector<std::optional<v1::CompleteWorkRequest>> got =
+      WaitAndTakeLocked(item_ids, timeout);
   if (closed_) return absl::CancelledError("run is shutting down");
   const int64_t missing = std::count(got.begin(), got.end(), std::nullopt);
   if (missing > 0) {
@@ -502,10 +542,11 @@ absl::StatusOr<std::vector<v1::CompleteWorkRequest>> WorkQueue::Await(
   return out;
 }
 
-absl::StatusOr<std::vector<std::optional<v1::CompleteWorkRequest>>> WorkQueue::AwaitWithin(
-    const std::vector<std::string>& item_ids, absl::Duration timeout) {
+absl::StatusOr<std::vector<std::optional<v1::CompleteWorkRequest>>>
+WorkQueue::AwaitWithin(const std::vector<std::string>& item_ids, absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
-  std::vector<std::optional<v1::CompleteWorkRequest>> got = WaitAndTakeLocked(item_ids, timeout);
+  std::vector<std::optional<v1::CompleteWorkRequest>> got =
+      WaitAndTakeLocked(item_ids, timeout);
   if (closed_) return absl::CancelledError("run is shutting down");
   return got;
 }
@@ -513,7 +554,8 @@ absl::StatusOr<std::vector<std::optional<v1::CompleteWorkRequest>>> WorkQueue::A
 absl::Status WorkQueue::Evict(const std::string& worker_id, const std::string& why) {
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(worker_id);
-  if (it == workers_.end()) return absl::NotFoundError(absl::StrCat("unknown worker '", worker_id, "'"));
+  if (it == workers_.end())
+    return absl::NotFoundError(absl::StrCat("unknown worker '", worker_id, "'"));
   LOG(WARNING) << "worker " << worker_id << " dropped from the run: " << why;
   RemoveWorkerLocked(it, /*lost=*/true);
   return absl::OkStatus();
@@ -532,7 +574,8 @@ bool WorkQueue::AwaitShutdownNoticed(absl::Duration timeout) {
     }
     return true;
   };
-  return clock_->AwaitWithDeadline(&mu_, absl::Condition(&all_told), clock_->Now() + timeout);
+  return clock_->AwaitWithDeadline(&mu_, absl::Condition(&all_told),
+                                   clock_->Now() + timeout);
 }
 
 void WorkQueue::Close() {

@@ -26,13 +26,14 @@
 // DEADLINE_EXCEEDED error result in its holder's name (charged to the holder, see below),
 // and the holder's late result is refused (NotFound).
 //
-// Quarantine: every error result (and every missed item deadline) is charged to the worker
-// that made it. A worker whose consecutive errors reach FaultPolicy::quarantine_after is
-// quarantined while another worker of its role is registered: it leaves the registry as
-// if lost (its items go to others, its late results are refused) and a Register under the
-// same name is refused (FailedPrecondition) for FaultPolicy::cooldown. A success resets the
-// count. Items submitted with `avoid` workers (those that failed them) go to any other
-// worker of the role first; an avoided worker gets one only when it is the only one left.
+// Quarantine: every error result (and every missed item deadline) is charged to the
+// worker that made it. A worker whose consecutive errors reach
+// FaultPolicy::quarantine_after is quarantined while another worker of its role is
+// registered: it leaves the registry as if lost (its items go to others, its late results
+// are refused) and a Register under the same name is refused (FailedPrecondition) for
+// FaultPolicy::cooldown. A success resets the count. Items submitted with `avoid` workers
+// (those that failed them) go to any other worker of the role first; an avoided worker
+// gets one only when it is the only one left.
 //
 // Thread-safety: thread-safe. Every method may be called from any thread; Pull and
 // Await block without holding the mutex.
@@ -51,8 +52,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/base/clock.h"
-#include "learner/service/queue_metrics.h"
 #include "duet/v1/coordinator.pb.h"
+#include "learner/service/queue_metrics.h"
 
 namespace duet {
 
@@ -65,11 +66,12 @@ struct WorkerRecord {
   int64_t confirmed_version = 0;
   uint64_t confirmed_checksum = 0;
   int64_t items_completed = 0;
-  absl::Time last_seen;  // last call in; the lease runs from here
-  std::string session;   // the secret calls in this worker's name carry
+  absl::Time last_seen;            // last call in; the lease runs from here
+  std::string session;             // the secret calls in this worker's name carry
   int64_t errors = 0;              // error results and missed deadlines charged to it
   int32_t consecutive_errors = 0;  // since its last accepted result (quarantine)
-  bool pulled = false;  // has called PullWork since registering (a broadcast epoch needs it)
+  bool pulled =
+      false;  // has called PullWork since registering (a broadcast epoch needs it)
 };
 
 // How the queue deals with workers that fail (see the class comment).
@@ -91,7 +93,8 @@ class WorkQueue {
   // At most `max_workers` may register. Timeouts and leases are measured on `clock` (not
   // owned; outlives the queue). `lease`: see above; zero: workers never expire.
   WorkQueue(std::string run_id, Clock* clock = RealClock(),
-            int32_t max_workers = kDefaultMaxWorkers, absl::Duration lease = absl::ZeroDuration());
+            int32_t max_workers = kDefaultMaxWorkers,
+            absl::Duration lease = absl::ZeroDuration());
 
   static constexpr int32_t kDefaultMaxWorkers = 1024;
 
@@ -104,7 +107,8 @@ class WorkQueue {
   // OK when `session` is the one Register gave `worker_id`. NotFound when the worker is
   // unknown (never registered, lost, quarantined or gone); PermissionDenied when the
   // session does not match. Changes nothing (not even the lease).
-  absl::Status Authenticate(const std::string& worker_id, const std::string& session) const;
+  absl::Status Authenticate(const std::string& worker_id,
+                            const std::string& session) const;
 
   // Counts a result refused because `worker_id` is unknown, when it was lost (or
   // quarantined): its late result.
@@ -118,7 +122,8 @@ class WorkQueue {
   // Declares every worker silent for longer than the lease lost (see above) and returns
   // their ids. Pull, Complete, Await and AwaitWorkers also do it as they go.
   std::vector<std::string> ExpireSilentWorkers();
-  // The c10d ranks of the current broadcast epoch: listed workers get theirs, the others -1.
+  // The c10d ranks of the current broadcast epoch: listed workers get theirs, the others
+  // -1.
   void SetRanks(const std::map<std::string, int32_t>& ranks);
 
   struct Counters {
@@ -127,18 +132,20 @@ class WorkQueue {
     int64_t items_reissued = 0;        // taken back from a lost worker and queued again
     int64_t late_results_refused = 0;  // results from workers that were lost
     int64_t workers_quarantined = 0;
-    int64_t items_timed_out = 0;       // taken back at their deadline
-    int64_t errors_charged = 0;        // error results and missed deadlines
+    int64_t items_timed_out = 0;  // taken back at their deadline
+    int64_t errors_charged = 0;   // error results and missed deadlines
   };
   Counters counters() const;
   // Changes whenever a worker joins or leaves (registers, is lost, deregisters).
   int64_t membership_version() const;
 
-  // Adds a worker. Its id is `name` when that is 1..64 characters of [A-Za-z0-9._:-] (with
+  // Adds a worker. Its id is `name` when that is 1..64 characters of [A-Za-z0-9._:-]
+  // (with
   // "-2", "-3", ... when taken), else "rollout-N" / "scorer-N"; its session is fresh
   // random. ResourceExhausted when `max_workers` are registered already;
   // FailedPrecondition while `name` is quarantined.
-  absl::StatusOr<WorkerRecord> Register(v1::Role role, const std::string& name, int32_t capacity);
+  absl::StatusOr<WorkerRecord> Register(v1::Role role, const std::string& name,
+                                        int32_t capacity);
   std::vector<WorkerRecord> Workers() const;
   int CountWorkers(v1::Role role) const;
   // Blocks until at least `count` workers of `role` registered (DeadlineExceeded after
@@ -165,21 +172,22 @@ class WorkQueue {
                                                    absl::Duration timeout);
 
   // Checks a result against the item that was handed out (the coordinator's validation).
-  using ResultCheck =
-      std::function<absl::Status(const v1::WorkItem& item, const v1::CompleteWorkRequest& result)>;
+  using ResultCheck = std::function<absl::Status(const v1::WorkItem& item,
+                                                 const v1::CompleteWorkRequest& result)>;
 
   // Records the result of an item in flight. Nothing changes unless it returns OK:
   //   NotFound: the item is unknown, was completed already (a duplicate) or was taken
   //   back at its deadline;
   //   PermissionDenied: another worker than result.worker_id() holds the item;
   //   what `check` (when set) returns: the item stays in flight for a correct result.
-  absl::Status Complete(const v1::CompleteWorkRequest& result, const ResultCheck& check = nullptr);
+  absl::Status Complete(const v1::CompleteWorkRequest& result,
+                        const ResultCheck& check = nullptr);
 
   // The results of `item_ids`, in order, once all are in. DeadlineExceeded after
   // `timeout`, and then the items are dropped (queued, in flight or done): a late result
   // is NotFound. Cancelled after Close().
-  absl::StatusOr<std::vector<v1::CompleteWorkRequest>> Await(const std::vector<std::string>& item_ids,
-                                                             absl::Duration timeout);
+  absl::StatusOr<std::vector<v1::CompleteWorkRequest>> Await(
+      const std::vector<std::string>& item_ids, absl::Duration timeout);
 
   // Like Await, but past `timeout` returns what is in (nullopt for the others, which are
   // dropped as by Await's timeout) instead of failing. Cancelled after Close().
@@ -217,13 +225,13 @@ class WorkQueue {
   void TouchLocked(const std::string& worker_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Charges an error to `it` and quarantines it when the policy says so (then `it` is
   // erased). `why` is for the log.
-  void ChargeErrorLocked(std::map<std::string, WorkerRecord>::iterator it, const std::string& why)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ChargeErrorLocked(std::map<std::string, WorkerRecord>::iterator it,
+                         const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits until every item of `item_ids` has a result (or Close(), or `timeout`), then
   // takes the results that are in; the other items are dropped wherever they are (unless
   // closed), so that a late result is refused.
-  std::vector<std::optional<v1::CompleteWorkRequest>> WaitAndTakeLocked(const std::vector<std::string>& item_ids,
-                                                                       absl::Duration timeout)
+  std::vector<std::optional<v1::CompleteWorkRequest>> WaitAndTakeLocked(
+      const std::vector<std::string>& item_ids, absl::Duration timeout)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes back the items in flight past their deadline (see the class comment).
   void ExpireItemsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -262,8 +270,9 @@ class WorkQueue {
   std::set<std::string> lost_ ABSL_GUARDED_BY(mu_);  // ids of lost workers (late results)
   std::map<v1::Role, int> next_worker_index_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
-  std::set<std::string> told_shutdown_ ABSL_GUARDED_BY(mu_);  // workers that pulled after Close
-  std::set<std::string> polling_ ABSL_GUARDED_BY(mu_);        // workers with a Pull waiting
+  std::set<std::string> told_shutdown_
+      ABSL_GUARDED_BY(mu_);                             // workers that pulled after Close
+  std::set<std::string> polling_ ABSL_GUARDED_BY(mu_);  // workers with a Pull waiting
   FaultPolicy fault_policy_ ABSL_GUARDED_BY(mu_);
   // Quarantined worker names and when each may register again.
   std::map<std::string, absl::Time> quarantined_ ABSL_GUARDED_BY(mu_);

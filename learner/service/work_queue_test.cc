@@ -50,8 +50,10 @@ TEST_F(WorkQueueTest, IdsFollowTheWorkersNames) {
   EXPECT_EQ(queue_.Register(v1::ROLE_ROLLOUT, "rollout-1", 1)->id, "rollout-1");
   EXPECT_EQ(queue_.Register(v1::ROLE_ROLLOUT, "rollout-0", 1)->id, "rollout-0");
   EXPECT_EQ(queue_.Register(v1::ROLE_ROLLOUT, "node7:123", 1)->id, "node7:123");
-  EXPECT_EQ(queue_.Register(v1::ROLE_ROLLOUT, "rollout-0", 1)->id, "rollout-0-2");  // taken
-  EXPECT_EQ(queue_.Register(v1::ROLE_ROLLOUT, "a b/c", 1)->id, "rollout-0-3");  // unusable; fallback and -2 taken
+  EXPECT_EQ(queue_.Register(v1::ROLE_ROLLOUT, "rollout-0", 1)->id,
+            "rollout-0-2");  // taken
+  EXPECT_EQ(queue_.Register(v1::ROLE_ROLLOUT, "a b/c", 1)->id,
+            "rollout-0-3");  // unusable; fallback and -2 taken
   EXPECT_EQ(queue_.Register(v1::ROLE_ROLLOUT, "", 1)->id, "rollout-1-2");
 }
 
@@ -60,7 +62,8 @@ TEST(WorkQueueLimitsTest, RegistrationsPastTheLimitAreResourceExhausted) {
   WorkQueue queue("run", &clock, /*max_workers=*/3);
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(queue.Register(v1::ROLE_ROLLOUT, "", 1).ok());
   for (int i = 0; i < 100; ++i) {
-    EXPECT_EQ(queue.Register(v1::ROLE_SCORER, "", 1).status().code(), absl::StatusCode::kResourceExhausted);
+    EXPECT_EQ(queue.Register(v1::ROLE_SCORER, "", 1).status().code(),
+              absl::StatusCode::kResourceExhausted);
   }
   EXPECT_EQ(queue.Workers().size(), 3u);
 }
@@ -79,7 +82,8 @@ TEST_F(WorkQueueTest, ItemsNobodyAwaitsAnyMoreAreDroppedAndLateResultsRefused) {
   clock_.Advance(absl::Seconds(6));
   waiter.join();
   EXPECT_EQ(queue_.items_held(), 0);
-  EXPECT_EQ(queue_.Complete(ScoreResult(w, pulled, 1.0)).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(queue_.Complete(ScoreResult(w, pulled, 1.0)).code(),
+            absl::StatusCode::kNotFound);
   EXPECT_FALSE(queue_.Pull(w, kNoWait)->has_value());  // the queued one is gone too
   EXPECT_EQ(queue_.items_held(), 0);
 }
@@ -97,7 +101,8 @@ TEST_F(WorkQueueTest, RegisterGivesIdsAndRanks) {
   queue_.SetRanks({{r1.id, 1}, {s0.id, 2}});
   std::map<std::string, int32_t> ranks;
   for (const auto& w : queue_.Workers()) ranks[w.id] = w.rank;
-  EXPECT_EQ(ranks, (std::map<std::string, int32_t>{{"rollout-0", -1}, {"rollout-1", 1}, {"scorer-0", 2}}));
+  EXPECT_EQ(ranks, (std::map<std::string, int32_t>{
+                       {"rollout-0", -1}, {"rollout-1", 1}, {"scorer-0", 2}}));
   EXPECT_EQ(r0.role, v1::ROLE_ROLLOUT);
   EXPECT_EQ(r0.name, "");
   EXPECT_EQ(r0.capacity, 16);
@@ -136,7 +141,8 @@ TEST_F(WorkQueueTest, SubmitPullCompleteAwaitRoundTrip) {
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(again->has_value());
   auto second = queue_.Pull(scorer, kNoWait);
-  EXPECT_EQ(second.status().code(), absl::StatusCode::kResourceExhausted) << second.status();
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kResourceExhausted)
+      << second.status();
 
   EXPECT_TRUE(queue_.Complete(ScoreResult(scorer, id, 0.75)).ok());
   auto results = queue_.Await({id}, kNoWait);
@@ -148,16 +154,19 @@ TEST_F(WorkQueueTest, SubmitPullCompleteAwaitRoundTrip) {
 
 TEST_F(WorkQueueTest, ItemIdsAreUniqueAndResultsComeBackInRequestOrder) {
   std::vector<std::string> workers;
-  for (int i = 0; i < 3; ++i) workers.push_back(queue_.Register(v1::ROLE_SCORER, "s", 1)->id);
+  for (int i = 0; i < 3; ++i)
+    workers.push_back(queue_.Register(v1::ROLE_SCORER, "s", 1)->id);
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) ids.push_back(queue_.Submit(v1::ROLE_SCORER, ScoreItem(0)));
   EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), 3u);
   // Oldest first.
   std::vector<std::string> pulled;
-  for (int i = 0; i < 3; ++i) pulled.push_back((*queue_.Pull(workers[i], kNoWait))->item_id());
+  for (int i = 0; i < 3; ++i)
+    pulled.push_back((*queue_.Pull(workers[i], kNoWait))->item_id());
   EXPECT_EQ(pulled, ids);
   // Completed in reverse; awaited in order.
-  for (int i = 2; i >= 0; --i) ASSERT_TRUE(queue_.Complete(ScoreResult(workers[i], ids[i], i)).ok());
+  for (int i = 2; i >= 0; --i)
+    ASSERT_TRUE(queue_.Complete(ScoreResult(workers[i], ids[i], i)).ok());
   auto results = queue_.Await(ids, kNoWait);
   ASSERT_TRUE(results.ok()) << results.status();
   ASSERT_EQ(results->size(), 3u);
@@ -207,7 +216,8 @@ TEST_F(WorkQueueTest, PullsBeyondAWorkersShareAreResourceExhaustedAndChangeNothi
   ASSERT_EQ((*queue_.Pull(w, kNoWait))->item_id(), first);
   // Holding an item: a second pull is refused and the next item stays queued.
   auto refused = queue_.Pull(w, kNoWait);
-  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted)
+      << refused.status();
   EXPECT_EQ(queue_.items_held(), 2);
   ASSERT_TRUE(queue_.Complete(ScoreResult(w, first, 1.0)).ok());
   ASSERT_EQ((*queue_.Pull(w, kNoWait))->item_id(), second);
@@ -219,7 +229,8 @@ TEST_F(WorkQueueTest, PullsBeyondAWorkersShareAreResourceExhaustedAndChangeNothi
   std::thread poller([&] { waiting = queue_.Pull(w, absl::Seconds(30)); });
   WaitForWaiters(clock_, 1);
   auto concurrent = queue_.Pull(w, kNoWait);
-  EXPECT_EQ(concurrent.status().code(), absl::StatusCode::kResourceExhausted) << concurrent.status();
+  EXPECT_EQ(concurrent.status().code(), absl::StatusCode::kResourceExhausted)
+      << concurrent.status();
   const std::string third = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
   poller.join();
   ASSERT_TRUE(waiting.has_value() && waiting->ok());
@@ -255,7 +266,8 @@ TEST_F(WorkQueueTest, CompletingAnotherWorkersItemIsRefused) {
   const std::string b = queue_.Register(v1::ROLE_SCORER, "b", 1)->id;
   const std::string id = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
   ASSERT_TRUE(queue_.Pull(a, kNoWait)->has_value());
-  EXPECT_EQ(queue_.Complete(ScoreResult(b, id, 9.0)).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(queue_.Complete(ScoreResult(b, id, 9.0)).code(),
+            absl::StatusCode::kPermissionDenied);
   EXPECT_TRUE(queue_.Complete(ScoreResult(a, id, 1.0)).ok());
 }
 
@@ -267,9 +279,11 @@ TEST_F(WorkQueueTest, AResultTheCheckRefusesLeavesTheItemOpenForACorrectOne) {
   auto check = [&checked](const v1::WorkItem& item, const v1::CompleteWorkRequest& r) {
     ++checked;
     EXPECT_TRUE(item.has_score());
-    return r.score().rewards(0) < 0 ? absl::InvalidArgumentError("negative") : absl::OkStatus();
+    return r.score().rewards(0) < 0 ? absl::InvalidArgumentError("negative")
+                                    : absl::OkStatus();
   };
-  EXPECT_EQ(queue_.Complete(ScoreResult(w, id, -1.0), check).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(queue_.Complete(ScoreResult(w, id, -1.0), check).code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(queue_.Complete(ScoreResult(w, id, 0.5), check).ok());
   EXPECT_EQ(checked, 2);
   auto results = queue_.Await({id}, absl::ZeroDuration());
@@ -452,10 +466,12 @@ TEST_F(WorkQueueTest, AwaitShutdownNoticedTimesOut) {
 class WorkQueueLeaseTest : public ::testing::Test {
  protected:
   FakeClock clock_;
-  WorkQueue queue_{"run8", &clock_, WorkQueue::kDefaultMaxWorkers, /*lease=*/absl::Seconds(10)};
+  WorkQueue queue_{"run8", &clock_, WorkQueue::kDefaultMaxWorkers,
+                   /*lease=*/absl::Seconds(10)};
 };
 
-TEST_F(WorkQueueLeaseTest, ASilentWorkersItemGoesToAnotherWorkerAndItsLateResultIsRefused) {
+TEST_F(WorkQueueLeaseTest,
+       ASilentWorkersItemGoesToAnotherWorkerAndItsLateResultIsRefused) {
   const std::string dead = queue_.Register(v1::ROLE_SCORER, "dead", 1)->id;
   const std::string id = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
   ASSERT_EQ((*queue_.Pull(dead, kNoWait))->item_id(), id);
@@ -469,8 +485,10 @@ TEST_F(WorkQueueLeaseTest, ASilentWorkersItemGoesToAnotherWorkerAndItsLateResult
   auto again = queue_.Pull(alive, kNoWait);
   ASSERT_TRUE(again.ok() && again->has_value()) << again.status();
   EXPECT_EQ((*again)->item_id(), id);
-  // The lost worker's late result is refused and counted; its other calls say "register again".
-  EXPECT_EQ(queue_.Complete(ScoreResult(dead, id, 9.0)).code(), absl::StatusCode::kNotFound);
+  // The lost worker's late result is refused and counted; its other calls say "register
+  // again".
+  EXPECT_EQ(queue_.Complete(ScoreResult(dead, id, 9.0)).code(),
+            absl::StatusCode::kNotFound);
   EXPECT_EQ(queue_.Heartbeat(dead).code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(queue_.Pull(dead, kNoWait).status().code(), absl::StatusCode::kNotFound);
   ASSERT_TRUE(queue_.Complete(ScoreResult(alive, id, 1.0)).ok());
@@ -491,7 +509,8 @@ TEST_F(WorkQueueLeaseTest, AnAwaitReissuesTheItemsOfAWorkerThatDiesWhileItWaits)
   std::thread waiter([&] { awaited = queue_.Await({id}, absl::Hours(1)); });
   const std::string spare = queue_.Register(v1::ROLE_ROLLOUT, "spare", 1)->id;
   WaitForWaiters(clock_, 1);
-  for (int i = 0; i < 12; ++i) {  // the Await wakes each second and expires the silent worker
+  for (int i = 0; i < 12;
+       ++i) {  // the Await wakes each second and expires the silent worker
     ASSERT_TRUE(queue_.Heartbeat(spare).ok());
     clock_.Advance(absl::Seconds(1));
     WaitForWaiters(clock_, 1);
@@ -547,7 +566,8 @@ TEST_F(WorkQueueTest, OnlyTheRegisteredSessionAuthenticatesAWorker) {
   EXPECT_EQ(a.session.size(), 32u);
   EXPECT_NE(a.session, b.session);
   EXPECT_TRUE(queue_.Authenticate(a.id, a.session).ok());
-  EXPECT_EQ(queue_.Authenticate(a.id, b.session).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(queue_.Authenticate(a.id, b.session).code(),
+            absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(queue_.Authenticate(a.id, "").code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(queue_.Authenticate("nobody", a.session).code(), absl::StatusCode::kNotFound);
   ASSERT_TRUE(queue_.Deregister(a.id).ok());
@@ -575,10 +595,12 @@ TEST_F(WorkQueueTest, AnItemHeldPastItsDeadlineIsTakenBackAndItsLateResultRefuse
   auto results = queue_.Await({id}, kNoWait);
   ASSERT_TRUE(results.ok()) << results.status();
   ASSERT_TRUE((*results)[0].has_error());
-  EXPECT_EQ((*results)[0].error().code(), static_cast<int>(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_EQ((*results)[0].error().code(),
+            static_cast<int>(absl::StatusCode::kDeadlineExceeded));
   EXPECT_EQ((*results)[0].worker_id(), w);
   EXPECT_EQ(queue_.Complete(ScoreResult(w, id, 1.0)).code(), absl::StatusCode::kNotFound);
-  EXPECT_TRUE(queue_.Authenticate(w, queue_.Workers()[0].session).ok());  // one miss: still a member
+  EXPECT_TRUE(queue_.Authenticate(w, queue_.Workers()[0].session)
+                  .ok());  // one miss: still a member
 }
 
 // Issue 17, findings 2 and 3: errors are charged to the worker that makes them; one that
@@ -612,7 +634,8 @@ TEST_F(WorkQueueTest, AWorkerThatKeepsFailingIsQuarantinedWhileAnotherServesItsR
   EXPECT_EQ(queue_.counters().errors_charged, 5);
   EXPECT_EQ(queue_.CountWorkers(v1::ROLE_SCORER), 1);
   EXPECT_EQ(queue_.Pull(bad, kNoWait).status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(queue_.Register(v1::ROLE_SCORER, "bad", 1).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(queue_.Register(v1::ROLE_SCORER, "bad", 1).status().code(),
+            absl::StatusCode::kFailedPrecondition);
   clock_.Advance(absl::Seconds(61));
   EXPECT_TRUE(queue_.Register(v1::ROLE_SCORER, "bad", 1).ok());
   // The only worker of its role is never quarantined: the items' own bounds decide.

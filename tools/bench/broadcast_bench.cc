@@ -17,9 +17,11 @@
 // the last weights and report their checksum, which must equal rank 0's.
 // tools/bench/run_broadcast_bench.sh puts the numbers next to iperf3's loopback TCP rate.
 
+#include <benchmark/benchmark.h>
 #include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <torch/torch.h>
 
 #include <chrono>
 #include <csignal>
@@ -30,9 +32,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <benchmark/benchmark.h>
-#include <torch/torch.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -134,8 +133,9 @@ int WorkerMain(int port, const std::string& prefix, int rank, int world, int pre
     switch (command.item<int64_t>()) {
       case kCmdBroadcast:
       case kCmdBroadcastKeyed: {
-        WeightReceiver& receiver =
-            command.item<int64_t>() == kCmdBroadcastKeyed ? keyed_receiver : plain_receiver;
+        WeightReceiver& receiver = command.item<int64_t>() == kCmdBroadcastKeyed
+                                       ? keyed_receiver
+                                       : plain_receiver;
         absl::StatusOr<int64_t> version = receiver.Receive(model.parameters(), &staging);
         if (!version.ok()) {
           std::fprintf(stderr, "worker %d: %s\n", rank,
@@ -285,8 +285,8 @@ void BM_KeyedChecksum(benchmark::State& state) {
     sink ^= mac.Final()[0];
     benchmark::DoNotOptimize(sink);
   }
-  state.counters["GB"] = benchmark::Counter(static_cast<double>(bytes) * state.iterations() / 1e9,
-                                            benchmark::Counter::kIsRate);
+  state.counters["GB"] = benchmark::Counter(
+      static_cast<double>(bytes) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_KeyedChecksum)->Unit(benchmark::kMillisecond)->UseRealTime();
 
@@ -303,8 +303,9 @@ void BM_Broadcast(benchmark::State& state) {
     return;
   }
   Collective& collective = *(*group)->collective;
-  WeightBroadcaster broadcaster(&collective, bucket_bytes,
-                                keyed ? std::optional<WeightMacKey>(BenchKey()) : std::nullopt);
+  WeightBroadcaster broadcaster(
+      &collective, bucket_bytes,
+      keyed ? std::optional<WeightMacKey>(BenchKey()) : std::nullopt);
   int64_t version = 0;
   double seconds = 0;
   for (auto _ : state) {

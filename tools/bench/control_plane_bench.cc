@@ -1,4 +1,5 @@
-// Load on a running duet-learner's control plane, for tools/bench/run_control_plane_bench.sh:
+// Load on a running duet-learner's control plane, for
+// tools/bench/run_control_plane_bench.sh:
 //   1. --registrations Register attempts (rollout role, so the run never starts), from
 //      a bounded number of client threads; counts OK and RESOURCE_EXHAUSTED;
 //   2. --polls concurrent PullWork long-polls (wait --poll_wait_ms), one per registered
@@ -7,6 +8,9 @@
 // After each phase, and while the polls are in flight (--sample_after_ms after they are
 // sent), it reads the learner's VmRSS and thread count from /proc/<--learner_pid>/status.
 // Prints one JSON object.
+
+#include <gflags/gflags.h>
+#include <grpcpp/grpcpp.h>
 
 #include <atomic>
 #include <cstdio>
@@ -17,12 +21,9 @@
 #include <thread>
 #include <vector>
 
-#include <gflags/gflags.h>
-#include <grpcpp/grpcpp.h>
-
 #include "absl/strings/str_cat.h"
-#include "duet/v1/coordinator.grpc.pb.h"
 #include "common/rpc/rpc_util.h"
+#include "duet/v1/coordinator.grpc.pb.h"
 
 DEFINE_string(learner, "127.0.0.1:50051", "the learner's gRPC address");
 DEFINE_string(auth_token, "", "the run's token");
@@ -46,8 +47,10 @@ ProcSample Sample(int pid) {
   std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
   std::string key;
   while (in >> key) {
-    if (key == "VmRSS:") in >> s.rss_kib;
-    else if (key == "Threads:") in >> s.threads;
+    if (key == "VmRSS:")
+      in >> s.rss_kib;
+    else if (key == "Threads:")
+      in >> s.threads;
     std::string rest;
     std::getline(in, rest);
   }
@@ -55,7 +58,8 @@ ProcSample Sample(int pid) {
 }
 
 std::string Json(const ProcSample& s) {
-  return absl::StrCat("{\"rss_mib\": ", s.rss_kib / 1024.0, ", \"threads\": ", s.threads, "}");
+  return absl::StrCat("{\"rss_mib\": ", s.rss_kib / 1024.0, ", \"threads\": ", s.threads,
+                      "}");
 }
 
 std::string Json(const std::map<std::string, int>& codes) {
@@ -68,11 +72,16 @@ std::string Json(const std::map<std::string, int>& codes) {
 
 std::string CodeName(const grpc::Status& s) {
   switch (s.error_code()) {
-    case grpc::StatusCode::OK: return "OK";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    default: return absl::StrCat("code_", static_cast<int>(s.error_code()));
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    default:
+      return absl::StrCat("code_", static_cast<int>(s.error_code()));
   }
 }
 
@@ -124,9 +133,11 @@ int Main() {
     req.set_worker_id(ids[i]);
     req.set_session(sessions[i]);
     req.set_wait_ms(FLAGS_poll_wait_ms);
-    calls[i].ctx = MakeClientContext(FLAGS_auth_token, absl::Milliseconds(FLAGS_poll_wait_ms + 30000));
+    calls[i].ctx = MakeClientContext(FLAGS_auth_token,
+                                     absl::Milliseconds(FLAGS_poll_wait_ms + 30000));
     calls[i].reader = stub->AsyncPullWork(calls[i].ctx.get(), req, &cq);
-    calls[i].reader->Finish(&calls[i].resp, &calls[i].status, reinterpret_cast<void*>(static_cast<intptr_t>(i)));
+    calls[i].reader->Finish(&calls[i].resp, &calls[i].status,
+                            reinterpret_cast<void*>(static_cast<intptr_t>(i)));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(FLAGS_sample_after_ms));
   const ProcSample during_polls = Sample(FLAGS_learner_pid);
@@ -141,10 +152,13 @@ int Main() {
   const ProcSample after_polls = Sample(FLAGS_learner_pid);
 
   std::printf(
-      "{\"registrations\": %d, \"register_codes\": %s, \"polls\": %d, \"poll_codes\": %s,\n"
-      " \"learner_idle\": %s, \"after_registrations\": %s, \"during_polls\": %s, \"after_polls\": %s}\n",
-      FLAGS_registrations, Json(register_codes).c_str(), polls, Json(poll_codes).c_str(), Json(idle).c_str(),
-      Json(after_registrations).c_str(), Json(during_polls).c_str(), Json(after_polls).c_str());
+      "{\"registrations\": %d, \"register_codes\": %s, \"polls\": %d, \"poll_codes\": "
+      "%s,\n"
+      " \"learner_idle\": %s, \"after_registrations\": %s, \"during_polls\": %s, "
+      "\"after_polls\": %s}\n",
+      FLAGS_registrations, Json(register_codes).c_str(), polls, Json(poll_codes).c_str(),
+      Json(idle).c_str(), Json(after_registrations).c_str(), Json(during_polls).c_str(),
+      Json(after_polls).c_str());
   return 0;
 }
 

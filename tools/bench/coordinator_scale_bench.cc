@@ -11,6 +11,9 @@
 // CompleteWork with a valid one-reward result. It prints the latency percentiles of each
 // RPC, the items completed per second, and the coordinator process's RSS and threads.
 
+#include <gflags/gflags.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -28,16 +31,12 @@
 #include <thread>
 #include <vector>
 
-#include <gflags/gflags.h>
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/resource_quota.h>
-
 #include "absl/strings/str_cat.h"
-#include "learner/service/coordinator_service.h"
-#include "learner/service/work_queue.h"
 #include "common/model/test_models.h"
 #include "common/rpc/rpc_util.h"
 #include "common/weights/weight_stream.h"
+#include "learner/service/coordinator_service.h"
+#include "learner/service/work_queue.h"
 
 DEFINE_bool(serve, false, "internal: run the coordinator (child process)");
 DEFINE_int32(workers, 1000, "simulated workers");
@@ -57,7 +56,8 @@ v1::WorkItem ScoreItem() {
   q->set_task(v1::TASK_GENERATION);
   q->mutable_input()->add_ids(8);
   const TokenLayout layout = testing::TinyTestLayout();
-  for (int i = 0; i < layout.image_tokens; ++i) q->mutable_output()->add_ids(layout.image_begin + i);
+  for (int i = 0; i < layout.image_tokens; ++i)
+    q->mutable_output()->add_ids(layout.image_begin + i);
   return item;
 }
 
@@ -84,7 +84,8 @@ int Serve() {
   std::fflush(stdout);
   for (;;) {  // the training thread's pattern: submit a batch, await it
     std::vector<std::string> ids;
-    for (int i = 0; i < 64; ++i) ids.push_back(queue.Submit(v1::ROLE_SCORER, ScoreItem()));
+    for (int i = 0; i < 64; ++i)
+      ids.push_back(queue.Submit(v1::ROLE_SCORER, ScoreItem()));
     (void)queue.Await(ids, absl::Seconds(60));
   }
 }
@@ -120,7 +121,8 @@ int Main(const char* self) {
   std::string serve_flag = "--serve";
   char* argv[] = {const_cast<char*>(self), serve_flag.data(), nullptr};
   pid_t child = 0;
-  if (posix_spawn(&child, "/proc/self/exe", &actions, nullptr, argv, environ) != 0) return 1;
+  if (posix_spawn(&child, "/proc/self/exe", &actions, nullptr, argv, environ) != 0)
+    return 1;
   close(pipe_fds[1]);
   char buf[32] = {0};
   if (read(pipe_fds[0], buf, sizeof(buf) - 1) <= 0) return 1;
@@ -191,8 +193,10 @@ int Main(const char* self) {
           t0 = Clock::now();
           const grpc::Status c = stub->CompleteWork(cctx.get(), result, &ack);
           completes.push_back(ms_since(t0));
-          if (c.ok()) ++completed;
-          else ++refused;
+          if (c.ok())
+            ++completed;
+          else
+            ++refused;
         }
       }
       std::lock_guard<std::mutex> lock(lat.mu);
@@ -207,17 +211,21 @@ int Main(const char* self) {
   kill(child, SIGKILL);
   waitpid(child, nullptr, 0);
 
-  std::printf("workers %d, client threads %d, %d s: %ld items completed (%.0f/s), %d calls refused\n",
-              FLAGS_workers, FLAGS_client_threads, FLAGS_seconds, static_cast<long>(completed.load()),
-              completed.load() / static_cast<double>(FLAGS_seconds), refused.load());
+  std::printf(
+      "workers %d, client threads %d, %d s: %ld items completed (%.0f/s), %d calls "
+      "refused\n",
+      FLAGS_workers, FLAGS_client_threads, FLAGS_seconds,
+      static_cast<long>(completed.load()),
+      completed.load() / static_cast<double>(FLAGS_seconds), refused.load());
   std::printf("| RPC | calls | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|\n");
-  for (auto [name, v] : {std::pair{"Register", &lat.register_ms}, std::pair{"PullWork", &lat.pull_ms},
-                         std::pair{"CompleteWork", &lat.complete_ms}}) {
-    std::printf("| %s | %zu | %.2f | %.2f | %.2f |\n", name, v->size(), Percentile(*v, 0.5),
-                Percentile(*v, 0.99), Percentile(*v, 1.0));
+  for (auto [name, v] :
+       {std::pair{"Register", &lat.register_ms}, std::pair{"PullWork", &lat.pull_ms},
+        std::pair{"CompleteWork", &lat.complete_ms}}) {
+    std::printf("| %s | %zu | %.2f | %.2f | %.2f |\n", name, v->size(),
+                Percentile(*v, 0.5), Percentile(*v, 0.99), Percentile(*v, 1.0));
   }
-  std::printf("coordinator process: idle %s| %d registered %s| under load %s\n", idle.c_str(), FLAGS_workers,
-              registered.c_str(), loaded.c_str());
+  std::printf("coordinator process: idle %s| %d registered %s| under load %s\n",
+              idle.c_str(), FLAGS_workers, registered.c_str(), loaded.c_str());
   return 0;
 }
 

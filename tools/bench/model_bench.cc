@@ -5,14 +5,15 @@
 // P: 0 = tiny, 1 = small. B: batch. The FLOPs of a token are taken as 2 x parameters.
 //
 // --bench_model_dir=DIR also writes the benchmarked models there (DIR/tiny, DIR/small) so
-// that tools/bench/decode_pytorch.py can run the same weights; see tools/bench/run_model_bench.sh.
+// that tools/bench/decode_pytorch.py can run the same weights; see
+// tools/bench/run_model_bench.sh.
+
+#include <benchmark/benchmark.h>
+#include <torch/torch.h>
 
 #include <chrono>
 #include <map>
 #include <string>
-
-#include <benchmark/benchmark.h>
-#include <torch/torch.h>
 
 #include "common/base/file_util.h"
 #include "common/model/generation.h"
@@ -37,7 +38,8 @@ double MeasureRoofline() {
   for (int r = 0; r < 5; ++r) {
     auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < 4; ++i) c = torch::matmul(a, b);
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = std::max(best, 4 * 2.0 * 1024 * 1024 * 1024 / s / 1e9);
   }
   return best;
@@ -52,14 +54,16 @@ const Transformer& Model(int preset) {
     Transformer m = *Transformer::Create(c, 1);
     if (!g_model_dir.empty()) {
       absl::Status s = m.Save(JoinPath(g_model_dir, name));
-      if (!s.ok()) std::fprintf(stderr, "cannot save %s: %s\n", name.c_str(), s.ToString().c_str());
+      if (!s.ok())
+        std::fprintf(stderr, "cannot save %s: %s\n", name.c_str(), s.ToString().c_str());
     }
     it = models->emplace(preset, std::move(m)).first;
   }
   return it->second;
 }
 
-void SetRates(benchmark::State& state, const Transformer& m, double tokens, double seconds) {
+void SetRates(benchmark::State& state, const Transformer& m, double tokens,
+              double seconds) {
   const double tps = tokens / seconds;
   state.counters["tok_per_s"] = tps;
   state.counters["gflops"] = 2.0 * m.config().NumParameters() * tps / 1e9;
@@ -69,8 +73,8 @@ void SetRates(benchmark::State& state, const Transformer& m, double tokens, doub
 void BM_Gemm(benchmark::State& state) {
   torch::Tensor a = torch::randn({1024, 1024}), b = torch::randn({1024, 1024});
   for (auto _ : state) benchmark::DoNotOptimize(torch::matmul(a, b));
-  state.counters["gflops"] = benchmark::Counter(2.0 * 1024 * 1024 * 1024 / 1e9,
-                                                benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["gflops"] = benchmark::Counter(
+      2.0 * 1024 * 1024 * 1024 / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_Gemm)->Unit(benchmark::kMillisecond);
 
@@ -83,7 +87,8 @@ void BM_Forward(benchmark::State& state) {
   for (auto _ : state) {
     auto t0 = std::chrono::steady_clock::now();
     benchmark::DoNotOptimize(m.ForwardUnchecked(tokens, torch::Tensor()));
-    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     tokens_done += b * kForwardLen;
   }
   SetRates(state, m, tokens_done, seconds);
@@ -106,7 +111,8 @@ void BM_Decode(benchmark::State& state) {
       SampledTokens s = SampleTokens(logits, torch::Tensor(), sampling, seeds, t);
       if (t + 1 < kNew) logits = m.Step(s.tokens.unsqueeze(1), cache).select(1, 0);
     }
-    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     tokens_done += b * kNew;
   }
   SetRates(state, m, tokens_done, seconds);

@@ -1,5 +1,6 @@
-// The codebook learning behind ImageTokenizer::Train, and the patch helpers that Train and
-// Encode share. Private to common/world/: no other library includes common/world/internal/.
+// The codebook learning behind ImageTokenizer::Train, and the patch helpers that Train
+// and Encode share. Private to common/world/: no other library includes
+// common/world/internal/.
 
 #include "common/world/internal/codebook.h"
 

@@ -1,8 +1,9 @@
 #ifndef DUET_COMMON_WORLD_INTERNAL_CODEBOOK_H_
 #define DUET_COMMON_WORLD_INTERNAL_CODEBOOK_H_
 
-// Private to common/world/: the patch helpers that ImageTokenizer's Train and Encode share, and
-// the codebook learning behind Train (pattern selection, k-means, code allocation).
+// Private to common/world/: the patch helpers that ImageTokenizer's Train and Encode
+// share, and the codebook learning behind Train (pattern selection, k-means, code
+// allocation).
 //
 // Thread-safety: free functions over their arguments.
 
@@ -53,8 +54,8 @@ std::vector<int64_t> AllocateCodes(const std::vector<int64_t>& sizes, int64_t to
 // codes left over go to k-means++ samples of the patches. Groups with more patterns get
 // k-means with `iterations` Lloyd steps.
 // REQUIRES: 1 <= k <= number of patches; d / 3 <= 64. Throws (torch) on failure.
-std::vector<float> LearnGroupCodes(const GroupData& group, int d, int64_t k, int iterations,
-                                   std::mt19937_64& rng);
+std::vector<float> LearnGroupCodes(const GroupData& group, int d, int64_t k,
+                                   int iterations, std::mt19937_64& rng);
 
 // Rounds `centers` to 8-bit values and nudges duplicates (one channel step at a time)
 // until all entries differ, so every code is the unique nearest entry to its own decode.
