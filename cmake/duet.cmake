@@ -45,12 +45,15 @@ function(duet_cc_binary)
 endfunction()
 
 # duet_cc_test(NAME <name> SRCS ... DEPS ... [LABELS unit|integration] [TORCH])
-# One gtest binary per test file, registered with ctest and labelled.
+# One gtest binary per test file, registered with ctest and labelled. The cache variables
+# DUET_TEST_EXTRA_SRCS and DUET_TEST_EXTRA_LIBS add sources and libraries to every test
+# binary (the ThreadSanitizer build's Abseil support, tests/sanitizers.sh).
 function(duet_cc_test)
   cmake_parse_arguments(ARG "TORCH" "NAME" "SRCS;DEPS;LABELS" ${ARGN})
   duet_check_layering(${ARG_NAME} "${ARG_DEPS}")
-  add_executable(${ARG_NAME} ${ARG_SRCS})
-  target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
+  add_executable(${ARG_NAME} ${ARG_SRCS} ${DUET_TEST_EXTRA_SRCS})
+  target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main
+                        ${DUET_TEST_EXTRA_LIBS})
   if(ARG_TORCH)
     target_link_libraries(${ARG_NAME} PRIVATE ${TORCH_LIBRARIES})
     target_precompile_headers(${ARG_NAME} REUSE_FROM duet_torch_pch)

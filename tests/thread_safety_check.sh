@@ -8,8 +8,11 @@
 # syntax only (the analysis runs in clang's front end; nothing is generated).
 # Usage: thread_safety_check.sh BUILD_DIR SOURCE_DIR [FILE...]: FILE... (paths from the
 # source root) checks only those, e.g. a file with a planted violation (docs/operations.md).
+# Afterwards (whole-tree mode), a self-test: a program that reads a guarded member without
+# its lock must fail the same flags, so the check cannot pass by analysing nothing.
 set -euo pipefail
 BIN="$1"; SRC="$2"; shift 2
+ONLY=$#
 command -v clang++ >/dev/null || { echo "clang++ not installed (deploy/local/install-deps.sh)"; exit 1; }
 python3 - "$BIN/compile_commands.json" "$SRC" "$@" <<'PY'
 import concurrent.futures, json, os, re, shlex, subprocess, sys
@@ -71,3 +74,22 @@ with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as p
 print(f"thread-safety analysis: {len(units) - failed} of {len(units)} translation units clean")
 sys.exit(1 if failed or not units else 0)
 PY
+((ONLY)) && exit 0
+TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
+cat > "$TMP/planted.cc" <<'CC'
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+class Counter {
+ public:
+  int Read() { return value_; }  // planted: no lock held
+ private:
+  absl::Mutex mu_;
+  int value_ ABSL_GUARDED_BY(mu_) = 0;
+};
+int main() { return Counter().Read(); }
+CC
+if clang++ -std=c++17 -fsyntax-only -Wthread-safety -Werror=thread-safety "$TMP/planted.cc" 2> "$TMP/err"; then
+  echo "FAIL: a read of a guarded member without its lock passed the analysis"; exit 1
+fi
+grep -q "requires holding mutex 'mu_'" "$TMP/err" || { cat "$TMP/err"; echo "FAIL: unexpected report"; exit 1; }
+echo "ok: a planted unguarded read fails the analysis"

@@ -36,6 +36,8 @@ PACKAGES=(
   # A single-node Slurm for tests/slurm_test.sh: it starts its own munged, slurmctld and
   # slurmd with a private configuration and needs none of the packages' services.
   slurmctld slurmd slurm-client munge
+  # The sanitizer runtimes of clang 14 (tests/sanitizers.sh: ASan, UBSan, LSan, TSan).
+  libclang-rt-14-dev
 )
 
 # Tools found by their command: the package is installed only when the command is
