@@ -101,13 +101,16 @@ if [[ ! -f "$BUILD/build.ninja" ]]; then
 fi
 
 if [[ "$MODE" == asan ]]; then
-  # Every unit-labelled test that is a gtest binary of the tree (target name = test name).
+  # Every unit-labelled test that is a gtest binary of the tree: its name is an
+  # executable target of the build (duet_cc_test registers the target's own name).
   mapfile -t tests < <(ctest --test-dir "$BUILD" -N -L '^unit$' --show-only=json-v1 | python3 -c '
-import json, os, sys
+import json, subprocess, sys
+targets = {line.split(":")[0] for line in subprocess.run(
+    ["ninja", "-C", sys.argv[1], "-t", "targets", "all"], capture_output=True, text=True,
+    check=True).stdout.splitlines()}
 for t in json.load(sys.stdin)["tests"]:
-    cmd = t.get("command") or []
-    if cmd and os.path.basename(cmd[0]) == t["name"]:
-        print(t["name"])')
+    if t["name"] in targets:
+        print(t["name"])' "$BUILD")
 else
   tests=(work_queue_test remote_backends_test queue_metrics_test learner_telemetry_test
          backpressure_test service_test external_reward_test health_server_test
