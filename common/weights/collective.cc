@@ -365,6 +365,18 @@ absl::StatusOr<std::unique_ptr<Collective>> CreateCollective(
                                  timeout, std::move(store), std::move(group)));
 }
 
+CollectiveFactory* C10dCollectiveFactory() {
+  class C10dFactory final : public CollectiveFactory {
+   public:
+    absl::StatusOr<std::unique_ptr<Collective>> Create(
+        const CollectiveOptions& options) override {
+      return CreateCollective(options);
+    }
+  };
+  static C10dFactory* const factory = new C10dFactory();
+  return factory;
+}
+
 std::string NewStorePrefix() {
   std::random_device rd;
   std::string out = "duet-";

@@ -91,6 +91,21 @@ struct CollectiveOptions {
 absl::StatusOr<std::unique_ptr<Collective>> CreateCollective(
     const CollectiveOptions& options);
 
+// Makes the groups a caller joins (the learner's broadcast epochs): the seam where tests
+// plug a fake collective in (learner/service/testing/fake_collective.h).
+//
+// Thread-safety: implementations are thread-safe.
+class CollectiveFactory {
+ public:
+  virtual ~CollectiveFactory() = default;
+  // As CreateCollective: blocks until the group formed or failed.
+  virtual absl::StatusOr<std::unique_ptr<Collective>> Create(
+      const CollectiveOptions& options) = 0;
+};
+
+// The real factory: CreateCollective (c10d). Never null; lives forever.
+CollectiveFactory* C10dCollectiveFactory();
+
 // A fresh store prefix for one group: "duet-" and 128 random bits in hex. The learner
 // hands it to its workers only over the authenticated gRPC channel, so that an outsider
 // who reaches the store cannot guess the keys the group reads.

@@ -19,6 +19,11 @@
 // flight at a stop are abandoned (not checkpointed): a resumed run collects those steps
 // again, at the resumed version.
 //
+// Parts: WeightSyncManager (broadcast epochs and the weight sync) and RunState (the
+// output folder: checkpoints, resume, metrics log, final state) hold the logic and have
+// unit tests with fakes; this class wires them to the gRPC server, the health probes and
+// the telemetry.
+//
 // Thread-safety: Start/Run from one thread; Stop from any thread.
 
 #include <grpcpp/grpcpp.h>
@@ -31,6 +36,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/base/clock.h"
 #include "common/rpc/health_server.h"
 #include "common/rpc/rpc_util.h"
 #include "common/weights/collective.h"
@@ -39,6 +45,7 @@
 #include "learner/rl_loop.h"
 #include "learner/service/coordinator_service.h"
 #include "learner/service/learner_telemetry.h"
+#include "learner/service/weight_sync_manager.h"
 #include "learner/service/work_queue.h"
 
 namespace duet {
@@ -74,7 +81,10 @@ struct LearnerOptions {
 
 class LearnerServer {
  public:
-  explicit LearnerServer(LearnerOptions options);
+  // `clock` (not owned; outlives the server): every wait, timeout and duration of the
+  // learner's service (the work queue, the weight sync, the probes, the timings in the
+  // metrics) is on it. main.cc passes RealClock().
+  explicit LearnerServer(LearnerOptions options, Clock* clock = RealClock());
   ~LearnerServer();
 
   // Loads the model and data, binds the gRPC server and the store. Returns the bound
@@ -96,24 +106,12 @@ class LearnerServer {
  private:
   // Waits until the recipe's minimum pools registered (or Stop()).
   absl::Status AwaitPools();
-  // Publishes the policy at `version` and waits until every live worker confirms it:
-  // over the c10d broadcast of the current epoch (a new epoch, with fresh ranks and a
-  // fresh store prefix, whenever membership changed), and over the gRPC weight stream for
-  // the workers the broadcast did not reach. Workers lost meanwhile are skipped.
-  absl::Status SyncWorkers(int64_t version);
-  // Starts a new broadcast epoch over `workers`: ranks 1..N, a fresh store prefix.
-  void FormEpoch(const std::vector<WorkerRecord>& workers);
-  // After the current epoch's rendezvous failed: the members whose rank key never reached
-  // the rendezvous store are absent (see absent_); the others' misses are forgotten.
-  void NoteAbsentMembers();
-  absl::Status PublishSnapshot(int64_t version);
-  absl::Status Checkpoint(int64_t step, int64_t version);
-  // SyncWorkers and Checkpoint, timed and counted in the metrics.
-  absl::Status SyncWorkersMetered(int64_t version);
-  absl::Status CheckpointMetered(int64_t step, int64_t version);
   void Shutdown();
+  // The training loop is making progress (the liveness beat); `ready`: it steps.
+  void Beat(std::optional<bool> ready = std::nullopt);
 
   LearnerOptions options_;
+  Clock* const clock_;
   std::atomic<bool> stop_{false};
   std::unique_ptr<world::ModelBundle> bundle_;
   std::unique_ptr<Transformer> reference_;
@@ -126,33 +124,17 @@ class LearnerServer {
   // The broadcast epochs' rendezvous (null: collective none). Workers reach it through
   // service_ (Coordinator.Rendezvous), the learner's rank in process.
   std::shared_ptr<RendezvousStore> rendezvous_;
-  std::unique_ptr<Collective> collective_;
+  // Publishes versions into snapshot_ and syncs the workers (broadcast epochs, the gRPC
+  // fallback). Made in Start(), after queue_ and rendezvous_.
+  std::unique_ptr<WeightSyncManager> sync_;
   std::unique_ptr<PolicyUpdater> updater_;
-  AdamW* optimizer_ = nullptr;  // updater_'s
   std::atomic<int64_t> step_{0};
   std::string run_id_;
-  // The broadcast epoch: its number, members (by WorkQueue::membership_version) and its
-  // random c10d key prefix, told to workers only over gRPC. Training thread only.
-  int64_t epoch_ = 0;
-  int64_t epoch_membership_ = -1;
-  std::string epoch_prefix_;
-  std::map<std::string, int32_t> epoch_ranks_;
-  // Members that did not join a failed epoch's rendezvous (their rank's key never
-  // appeared) get their syncs over gRPC for a while, doubling with each miss: one worker
-  // that never joins costs a failed epoch at sync 1, 3, 7, 15, ..., not at every sync.
-  struct Absent {
-    int misses = 0;
-    int64_t until_sync = 0;  // left out of the epochs of syncs before this one
-  };
-  std::map<std::string, Absent> absent_;
-  int64_t syncs_ = 0;  // SyncWorkers calls so far
   std::unique_ptr<LearnerTelemetry>
       telemetry_;  // made in the constructor, before the queue
   std::unique_ptr<grpc::Server> health_server_;
   int health_port_ = 0;
   std::unique_ptr<HealthReporter> probes_;  // on health_server_; reset before it
-  // The training loop is making progress (the liveness beat); `ready`: it steps.
-  void Beat(std::optional<bool> ready = std::nullopt);
 };
 
 }  // namespace duet

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "common/base/clock.h"
 #include "common/base/file_util.h"
 #include "common/base/flag_help.h"
 #include "common/base/signals.h"
@@ -264,7 +265,7 @@ int main(int argc, char** argv) {
   }
   {
     absl::MutexLock lock(&mu);
-    server = std::make_unique<duet::LearnerServer>(options);
+    server = std::make_unique<duet::LearnerServer>(options, duet::RealClock());
     if (signals_seen > 0) server->Stop();  // a signal came while starting up
   }
   if (metrics_server) {

@@ -1,0 +1,295 @@
+#include "learner/service/weight_sync_manager.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <future>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/base/clock.h"
+#include "common/weights/weight_sync.h"
+#include "learner/service/testing/fake_collective.h"
+
+namespace duet {
+namespace {
+
+using testing::FakeCollectiveFactory;
+using testing::FakeCollectiveScript;
+using testing::FakeWorker;
+using Answer = FakeWorker::Answer;
+
+// Bound on real time for a step that must happen (a thread blocking, a call returning);
+// a test that hits it fails instead of hanging. Nothing waits for it to pass.
+constexpr absl::Duration kPatience = absl::Seconds(20);
+
+// Waits (in real time, bounded by kPatience) until `condition` holds.
+template <typename F>
+bool Eventually(F condition) {
+  const absl::Time deadline = absl::Now() + kPatience;
+  while (!condition()) {
+    if (absl::Now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+class WeightSyncManagerTest : public ::testing::Test {
+ protected:
+  WeightSyncManagerTest()
+      : queue_("run-test", &clock_),
+        telemetry_(/*registry=*/nullptr, &clock_),
+        rendezvous_(std::make_shared<RendezvousStore>()),
+        factory_(&clock_),
+        params_({torch::arange(0, 8, torch::kFloat32), torch::ones({3, 2})}) {
+    options_.collective_timeout = absl::Seconds(60);
+    options_.grace = absl::Seconds(120);
+    options_.auth_token = "token";
+  }
+
+  void TearDown() override {
+    queue_.Close();  // the fake workers' pulls end
+    workers_.clear();
+  }
+
+  std::unique_ptr<WeightSyncManager> MakeManager() {
+    return std::make_unique<WeightSyncManager>(options_, &queue_, &snapshot_, rendezvous_,
+                                               &factory_, &telemetry_, &clock_);
+  }
+
+  // Registers workers "a", "b", ... (ranks follow this order) and waits until each has
+  // pulled, so that the syncs include it.
+  void AddWorkers(int n) {
+    for (int i = 0; i < n; ++i) {
+      const std::string name(1, static_cast<char>('a' + i));
+      absl::StatusOr<WorkerRecord> w = queue_.Register(
+          i % 2 == 0 ? v1::ROLE_ROLLOUT : v1::ROLE_SCORER, name, /*capacity=*/1);
+      ASSERT_TRUE(w.ok()) << w.status();
+      ASSERT_EQ(w->id, name);
+      workers_.push_back(std::make_unique<FakeWorker>(&queue_, w->id));
+    }
+    ASSERT_TRUE(Eventually([&] {
+      int pulled = 0;
+      for (const WorkerRecord& w : queue_.Workers()) pulled += w.pulled ? 1 : 0;
+      return pulled == n;
+    }));
+  }
+
+  FakeWorker& worker(int i) { return *workers_[i]; }
+
+  WorkerRecord Record(const std::string& id) {
+    for (const WorkerRecord& w : queue_.Workers()) {
+      if (w.id == id) return w;
+    }
+    return WorkerRecord{};
+  }
+
+  uint64_t Checksum() const { return WeightChecksum(params_); }
+
+  FakeClock clock_;
+  WorkQueue queue_;
+  LearnerTelemetry telemetry_;
+  WeightSnapshot snapshot_;
+  std::shared_ptr<RendezvousStore> rendezvous_;
+  FakeCollectiveFactory factory_;
+  WeightSyncOptions options_;
+  std::vector<torch::Tensor> params_;
+  std::vector<std::unique_ptr<FakeWorker>> workers_;
+};
+
+TEST_F(WeightSyncManagerTest, FormsAnEpochOnceAndBroadcastsEveryVersion) {
+  AddWorkers(2);
+  auto sync = MakeManager();
+  ASSERT_TRUE(sync->Sync(/*version=*/1, params_).ok());
+  ASSERT_TRUE(sync->Sync(/*version=*/2, params_).ok());
+  EXPECT_EQ(factory_.creates(), 1);  // the same members: the group is reused
+  EXPECT_EQ(sync->epoch(), 1);
+  EXPECT_TRUE(sync->group_formed());
+  EXPECT_EQ(factory_.last_options().world_size, 3);
+  EXPECT_EQ(factory_.last_options().timeout, absl::Seconds(60));
+  EXPECT_GT(factory_.broadcasts(), 0);
+  for (int i = 0; i < 2; ++i) {
+    const std::vector<v1::WeightSync> got = worker(i).received();
+    ASSERT_EQ(got.size(), 2u);
+    for (const v1::WeightSync& s : got) {
+      EXPECT_FALSE(s.fetch_over_grpc());
+      EXPECT_EQ(s.rank(), i + 1);
+      EXPECT_EQ(s.world_size(), 3);
+      EXPECT_EQ(s.epoch(), 1);
+    }
+    EXPECT_EQ(Record(worker(i).id()).confirmed_version, 2);
+    EXPECT_EQ(Record(worker(i).id()).confirmed_checksum, Checksum());
+  }
+  EXPECT_EQ(snapshot_.version(), 2);
+  EXPECT_EQ(snapshot_.checksum(), Checksum());
+}
+
+// An epoch whose broadcast fails: every worker that did not confirm gets the version over
+// the gRPC stream within the same sync, and the next sync forms a new epoch.
+TEST_F(WeightSyncManagerTest, AFailedEpochFallsBackToTheStreamAndTheNextSyncReforms) {
+  AddWorkers(2);
+  for (int i = 0; i < 2; ++i) worker(i).set_c10d_answer(Answer::kError);
+  FakeCollectiveScript broken;
+  broken.broadcast = FakeCollectiveScript::Broadcast::kFail;
+  factory_.SetScript(broken);
+  auto sync = MakeManager();
+  ASSERT_TRUE(sync->Sync(/*version=*/1, params_).ok());
+  EXPECT_FALSE(sync->group_formed());
+  for (int i = 0; i < 2; ++i) {
+    const std::vector<v1::WeightSync> got = worker(i).received();
+    ASSERT_EQ(got.size(), 2u) << worker(i).id();
+    EXPECT_FALSE(got[0].fetch_over_grpc());
+    EXPECT_TRUE(got[1].fetch_over_grpc());
+    EXPECT_EQ(got[1].version(), 1);
+    EXPECT_EQ(got[1].checksum(), Checksum());
+    const WorkerRecord r = Record(worker(i).id());
+    EXPECT_EQ(r.id, worker(i).id()) << "evicted";
+    EXPECT_EQ(r.confirmed_version, 1);
+  }
+  // The next sync forms epoch 2 (a fresh group), which works.
+  factory_.SetScript(FakeCollectiveScript{});
+  for (int i = 0; i < 2; ++i) worker(i).set_c10d_answer(Answer::kConfirm);
+  ASSERT_TRUE(sync->Sync(/*version=*/2, params_).ok());
+  EXPECT_EQ(factory_.creates(), 2);
+  EXPECT_EQ(sync->epoch(), 2);
+  EXPECT_TRUE(sync->group_formed());
+  for (int i = 0; i < 2; ++i) {
+    const std::vector<v1::WeightSync> got = worker(i).received();
+    ASSERT_EQ(got.size(), 3u);
+    EXPECT_FALSE(got[2].fetch_over_grpc());
+    EXPECT_EQ(got[2].epoch(), 2);
+    EXPECT_EQ(Record(worker(i).id()).confirmed_version, 2);
+  }
+}
+
+// A worker that cannot take the weights even over gRPC (it confirms another checksum) is
+// evicted; the others finish the sync.
+TEST_F(WeightSyncManagerTest, AWorkerThatFailsOverTheStreamTooIsEvicted) {
+  AddWorkers(2);
+  for (int i = 0; i < 2; ++i) worker(i).set_c10d_answer(Answer::kError);
+  worker(1).set_grpc_answer(Answer::kWrongChecksum);
+  FakeCollectiveScript broken;
+  broken.broadcast = FakeCollectiveScript::Broadcast::kTimeOut;
+  factory_.SetScript(broken);
+  auto sync = MakeManager();
+  ASSERT_TRUE(sync->Sync(/*version=*/1, params_).ok());
+  EXPECT_EQ(Record("a").confirmed_version, 1);
+  EXPECT_TRUE(Record("b").id.empty()) << "b should have been evicted";
+}
+
+// A member that stalls in the rendezvous (its rank's key never appears) is left out of
+// the epochs of the next 2, 4, 8, ... syncs and gets them over gRPC meanwhile: failed
+// epochs at syncs 1, 4 and 9 only. The other member is in every epoch.
+TEST_F(WeightSyncManagerTest, AMemberThatStallsIsLeftOutWithADoublingBackOff) {
+  AddWorkers(2);
+  worker(1).set_c10d_answer(Answer::kError);  // its c10d calls fail
+  factory_.SetScript([](const CollectiveOptions& c) {
+    FakeCollectiveScript s;
+    if (c.world_size == 3) {  // "b" (rank 2) is a member: it never joins
+      s.rendezvous = FakeCollectiveScript::Rendezvous::kTimeOut;
+      s.absent_ranks = {2};
+    }
+    return s;
+  });
+  auto sync = MakeManager();
+  std::vector<int64_t> b_member;  // the syncs whose epoch had "b"
+  std::vector<int64_t> b_until;
+  for (int64_t v = 1; v <= 10; ++v) {
+    ASSERT_TRUE(sync->Sync(v, params_).ok()) << v;
+    if (sync->epoch_ranks().count("b") > 0) b_member.push_back(v);
+    b_until.push_back(sync->absent_until("b"));
+    EXPECT_EQ(Record("a").confirmed_version, v);
+    EXPECT_EQ(Record("b").confirmed_version, v) << "b syncs over gRPC meanwhile";
+  }
+  EXPECT_EQ(b_member, (std::vector<int64_t>{1, 4, 9}));
+  EXPECT_EQ(b_until, (std::vector<int64_t>{4, 4, 4, 9, 9, 9, 9, 9, 18, 18}));
+  EXPECT_EQ(sync->syncs(), 10);
+}
+
+// A rendezvous that fails for another reason than its timeout (a member dropped out)
+// blames no one: the next sync asks every member again.
+TEST_F(WeightSyncManagerTest, ARendezvousThatFailsWithoutTimingOutBlamesNoOne) {
+  AddWorkers(2);
+  for (int i = 0; i < 2; ++i) worker(i).set_c10d_answer(Answer::kError);
+  FakeCollectiveScript failing;
+  failing.rendezvous = FakeCollectiveScript::Rendezvous::kFail;
+  factory_.SetScript(failing);
+  auto sync = MakeManager();
+  ASSERT_TRUE(sync->Sync(/*version=*/1, params_).ok());
+  EXPECT_EQ(sync->absent_until("a"), 0);
+  EXPECT_EQ(sync->absent_until("b"), 0);
+  factory_.SetScript(FakeCollectiveScript{});
+  for (int i = 0; i < 2; ++i) worker(i).set_c10d_answer(Answer::kConfirm);
+  ASSERT_TRUE(sync->Sync(/*version=*/2, params_).ok());
+  EXPECT_EQ(sync->epoch_ranks().size(), 2u);
+  EXPECT_EQ(Record("b").confirmed_version, 2);
+}
+
+// The run shuts down (the queue closes) while a sync waits for the workers: the sync
+// returns Cancelled at once, without the clock moving, and the published snapshot is
+// the whole version.
+TEST_F(WeightSyncManagerTest, AShutdownWhileASyncWaitsEndsItAtOnce) {
+  AddWorkers(2);
+  for (int i = 0; i < 2; ++i) worker(i).set_c10d_answer(Answer::kSilent);
+  auto sync = MakeManager();
+  const absl::Time before = clock_.Now();
+  std::future<absl::Status> done =
+      std::async(std::launch::async, [&] { return sync->Sync(/*version=*/3, params_); });
+  ASSERT_TRUE(Eventually([&] {
+    return worker(0).received().size() == 1 && worker(1).received().size() == 1;
+  }));
+  queue_.Close();
+  if (done.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+    clock_.Advance(absl::Hours(1));  // let it end before the test fails
+    FAIL() << "the sync did not end at the shutdown";
+  }
+  const absl::Status s = done.get();
+  EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
+  EXPECT_EQ(clock_.Now(), before);  // no timeout ran out
+  EXPECT_EQ(snapshot_.version(), 3);
+  EXPECT_EQ(snapshot_.checksum(), Checksum());
+}
+
+// The run shuts down while an epoch is still forming (a member stalls in the
+// rendezvous): the rendezvous is abandoned and the sync returns Cancelled, without
+// waiting out the collective timeout.
+TEST_F(WeightSyncManagerTest, AShutdownWhileAnEpochFormsEndsIt) {
+  AddWorkers(2);
+  for (int i = 0; i < 2; ++i) worker(i).set_c10d_answer(Answer::kSilent);
+  FakeCollectiveScript stalled;
+  stalled.rendezvous = FakeCollectiveScript::Rendezvous::kStall;
+  factory_.SetScript(stalled);
+  auto sync = MakeManager();
+  const absl::Time before = clock_.Now();
+  std::future<absl::Status> done =
+      std::async(std::launch::async, [&] { return sync->Sync(/*version=*/1, params_); });
+  ASSERT_TRUE(Eventually([&] { return factory_.stalled() == 1; }));
+  queue_.Close();
+  if (done.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+    factory_.Release();  // let it end before the test fails
+    FAIL() << "the sync did not end at the shutdown";
+  }
+  const absl::Status s = done.get();
+  EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
+  EXPECT_EQ(clock_.Now(), before);
+  EXPECT_FALSE(sync->group_formed());
+  EXPECT_EQ(snapshot_.version(), 1);
+  EXPECT_EQ(snapshot_.checksum(), Checksum());
+}
+
+// Without a rendezvous store (collective: none) every sync goes over gRPC.
+TEST_F(WeightSyncManagerTest, WithoutAStoreEverySyncGoesOverTheStream) {
+  AddWorkers(1);
+  WeightSyncManager sync(options_, &queue_, &snapshot_, /*rendezvous=*/nullptr, &factory_,
+                         &telemetry_, &clock_);
+  ASSERT_TRUE(sync.Sync(/*version=*/1, params_).ok());
+  EXPECT_EQ(factory_.creates(), 0);
+  ASSERT_EQ(worker(0).received().size(), 1u);
+  EXPECT_TRUE(worker(0).received()[0].fetch_over_grpc());
+  EXPECT_EQ(Record("a").confirmed_version, 1);
+}
+
+}  // namespace
+}  // namespace duet
