@@ -10,30 +10,15 @@
 #include "common/base/file_util.h"
 #include "common/base/test_util.h"
 #include "common/model/test_models.h"
+#include "learner/testing/tiny_training.h"
 
 namespace duet {
 namespace {
 
 namespace fs = std::filesystem;
 
-Transformer TinyModel(uint64_t seed) {
-  auto m = Transformer::Create(
-      testing::TinyTestConfig(testing::TinyTestLayout().vocab_size()), seed);
-  EXPECT_TRUE(m.ok()) << m.status();
-  return std::move(m).value();
-}
-
-// One AdamW step on a loss of every parameter, so the optimizer has non-zero state.
-void TrainOneStep(Transformer& model, AdamW& opt) {
-  model.SetRequiresGrad(true);
-  opt.ZeroGrad();
-  torch::Tensor loss = torch::scalar_tensor(0.0);
-  for (const auto& p : model.parameters()) loss = loss + (p * p).sum();
-  loss.backward();
-  opt.Step(1e-2);
-  opt.ZeroGrad();
-  model.SetRequiresGrad(false);
-}
+using testing::TinyModel;
+using testing::TrainOneStep;
 
 void ExpectSameTensors(const TensorMap& a, const TensorMap& b) {
   ASSERT_EQ(a.size(), b.size());

@@ -16,30 +16,15 @@
 #include "common/model/test_models.h"
 #include "common/weights/weight_sync.h"
 #include "learner/checkpoint.h"
+#include "learner/testing/tiny_training.h"
 
 namespace duet {
 namespace {
 
 namespace fs = std::filesystem;
 
-Transformer TinyModel(uint64_t seed) {
-  auto m = Transformer::Create(
-      testing::TinyTestConfig(testing::TinyTestLayout().vocab_size()), seed);
-  EXPECT_TRUE(m.ok()) << m.status();
-  return std::move(m).value();
-}
-
-// One AdamW step, so that the weights and the optimizer state move.
-void TrainOneStep(Transformer& model, AdamW& opt) {
-  model.SetRequiresGrad(true);
-  opt.ZeroGrad();
-  torch::Tensor loss = torch::scalar_tensor(0.0);
-  for (const auto& p : model.parameters()) loss = loss + (p * p).sum();
-  loss.backward();
-  opt.Step(1e-2);
-  opt.ZeroGrad();
-  model.SetRequiresGrad(false);
-}
+using testing::TinyModel;
+using testing::TrainOneStep;
 
 bool SameTensors(const TensorMap& a, const TensorMap& b) {
   if (a.size() != b.size()) return false;
