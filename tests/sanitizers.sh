@@ -4,7 +4,7 @@
 #   sanitizers.sh asan SRC [BUILD_DIR]   AddressSanitizer + UndefinedBehaviorSanitizer over
 #                                        every unit-labelled gtest binary (default tree:
 #                                        SRC/build-asan)
-#   sanitizers.sh tsan SRC [BUILD_DIR]   ThreadSanitizer over the queue, coordinator,
+#   sanitizers.sh tsan SRC [BUILD_DIR]   ThreadSanitizer over the queue, coordinator, sync,
 #                                        worker and gRPC service tests (SRC/build-tsan)
 #   sanitizers.sh selftest SRC           each sanitizer, on a small program with a planted
 #                                        heap overflow, signed overflow and data race, must
@@ -132,7 +132,8 @@ for t in json.load(sys.stdin)["tests"]:
 else
   tests=(work_queue_test remote_backends_test queue_metrics_test learner_telemetry_test
          backpressure_test service_test external_reward_test health_server_test
-         worker_pool_test scorer_handler_test rendezvous_store_test weight_stream_test)
+         worker_pool_test scorer_handler_test rendezvous_store_test weight_stream_test
+         weight_sync_manager_test)
 fi
 ((${#tests[@]} > 0)) || { echo "no tests selected"; exit 1; }
 echo "$MODE: building ${#tests[@]} test binaries in $BUILD"
