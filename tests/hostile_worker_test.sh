@@ -83,7 +83,9 @@ case_bad_version() {
   expect "$RUN.hostile.log" "accepted=0 policy_version" "no result from a wrong version was refused"
   # (Its weight-sync confirmations are accepted: they echo what the learner announced, and
   # a worker's computation is not checked, only its form; docs/design.md, trust boundaries.)
-  ! grep -v "(sync)" "$RUN.hostile.log" | grep -q "accepted=1" || {
+  # grep -c reads to the end: with -q, an early exit could SIGPIPE grep -v, and pipefail
+  # with the ! would then pass the check.
+  ! grep -v "(sync)" "$RUN.hostile.log" | grep -c "accepted=1" > /dev/null || {
     grep "accepted=1" "$RUN.hostile.log"; echo "a wrong result was accepted"; exit 1; }
   echo "bad-version: $(grep -c 'accepted=0 policy_version' "$RUN.hostile.log") results refused; checksum $CHECKSUM"
 }

@@ -47,7 +47,7 @@ CMAKE
   cmake -S "$P" -B "$P/build" > "$TMP/out.log" 2>&1
 }
 fail() { cat "$TMP/out.log"; echo "FAIL: $*"; exit 1; }
-says() { tr -s ' \n' '  ' < "$TMP/out.log" | grep -qF "$1"; }  # CMake wraps its messages
+says() { tr -s ' \n' '  ' < "$TMP/out.log" | grep -cF "$1" > /dev/null; }  # CMake wraps; -c reads all
 
 # 1. Links.
 probe duet::base duet::model || fail "downward links were refused"

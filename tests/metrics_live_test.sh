@@ -122,8 +122,8 @@ alive() { kill -0 $RUN 2>/dev/null || { cat "$TMP/run.log"; echo "duet local end
 # Prometheus follows the run once its pools are up: production's `for: 2m` covers the
 # pools' start-up, which the test's `for: 1s` cannot.
 for _ in $(seq 600); do
-  curl -sf "http://127.0.0.1:$BASE/metrics" 2>/dev/null | grep -q '^duet_coordinator_live_workers{role="rollout"} 2' &&
-    curl -sf "http://127.0.0.1:$BASE/metrics" | grep -q '^duet_coordinator_live_workers{role="scorer"} 1' && break
+  curl -sf "http://127.0.0.1:$BASE/metrics" 2>/dev/null | grep -c '^duet_coordinator_live_workers{role="rollout"} 2' > /dev/null &&
+    curl -sf "http://127.0.0.1:$BASE/metrics" | grep -c '^duet_coordinator_live_workers{role="scorer"} 1' > /dev/null && break
   alive; sleep 0.2
 done
 cp "$TMP/run/prometheus_targets.json" "$TMP/targets/.run.tmp" && mv "$TMP/targets/.run.tmp" "$TMP/targets/run.json"
@@ -299,8 +299,10 @@ import json, sys
 for a in json.load(sys.stdin)["data"]["alerts"]:
     if a["state"] == "firing" and a["labels"]["alertname"].startswith("DuetLearner"): print(a["labels"]["alertname"])'
 }
-for _ in $(seq 120); do firing | grep -q '^DuetLearnerDown$' && break; sleep 0.5; done
-firing | grep -q '^DuetLearnerDown$' || { firing; echo "DuetLearnerDown did not fire after the kill"; exit 1; }
+# grep -c, not -q: it reads to the end, so firing's python never writes into a closed pipe
+# (with pipefail, its BrokenPipeError failed the check although DuetLearnerDown was firing).
+for _ in $(seq 120); do firing | grep -c '^DuetLearnerDown$' > /dev/null && break; sleep 0.5; done
+firing | grep -c '^DuetLearnerDown$' > /dev/null || { firing; echo "DuetLearnerDown did not fire after the kill"; exit 1; }
 python3 - "$TMP/targets/run.json" <<'PY'
 import json, os, sys
 path = sys.argv[1]
