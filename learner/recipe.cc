@@ -106,6 +106,9 @@ absl::Status Recipe::Validate() const {
   if (collective != "gloo" && collective != "nccl" && collective != "none") {
     return bad("collective must be gloo, nccl or none");
   }
+  if (broadcast != "collective" && broadcast != "chain") {
+    return bad("broadcast must be collective or chain");
+  }
   if (absl::Status s = ValidateRewardMix(reward); !s.ok())
     return bad("reward." + std::string(s.message()));
   return absl::OkStatus();
@@ -270,6 +273,7 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text,
                                   "seed",
                                   "workers",
                                   "collective",
+                                  "broadcast",
                                   "grad_clip",
                                   "micro_batch"}));
   DUET_RETURN_IF_ERROR(Read(root, "model", &r.model));
@@ -365,6 +369,7 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text,
   }
   DUET_RETURN_IF_ERROR(Read(root, "seed", &r.rl.seed));
   DUET_RETURN_IF_ERROR(Read(root, "collective", &r.collective));
+  DUET_RETURN_IF_ERROR(Read(root, "broadcast", &r.broadcast));
   if (root["workers"]) {
     DUET_RETURN_IF_ERROR(CheckKeys(root["workers"], "workers", {"rollout", "scorer"}));
     DUET_RETURN_IF_ERROR(Read(root["workers"], "rollout", &r.rollout_workers));
@@ -451,6 +456,7 @@ std::string RecipeToYaml(const Recipe& r, bool every_key) {
   }
   e << YAML::Key << "seed" << YAML::Value << r.rl.seed;
   e << YAML::Key << "collective" << YAML::Value << r.collective;
+  e << YAML::Key << "broadcast" << YAML::Value << r.broadcast;
   e << YAML::Key << "workers" << YAML::Value << YAML::BeginMap << YAML::Key << "rollout"
     << YAML::Value << r.rollout_workers << YAML::Key << "scorer" << YAML::Value
     << r.scorer_workers << YAML::EndMap;

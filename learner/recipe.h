@@ -33,6 +33,7 @@
 //   common/work/reward_kind.h reward: {self: 1.0, external: 0.0, external_address: "",
 //   timeout_ms: 30000, auth_token_file: ""} seed: 1 workers: {rollout: 2, scorer: 1}
 //   collective: gloo             # gloo (CPU), nccl (CUDA builds) or none (gRPC stream)
+//   broadcast: collective        # or chain (weights down a pipelined chain of workers)
 
 #include <cstdint>
 #include <optional>
@@ -122,6 +123,11 @@ struct Recipe {
   int32_t rollout_workers = 2;
   int32_t scorer_workers = 1;
   std::string collective = "gloo";
+  // How the weights travel over the collective (common/weights/weight_sync.h):
+  // "collective" (its own broadcast; Gloo's root sends one copy per receiver) or "chain"
+  // (a pipelined chain of point-to-point sends: the root sends each byte once, for
+  // large CPU pools; docs/scaling.md).
+  std::string broadcast = "collective";
 
   // InvalidArgument naming the field.
   absl::Status Validate() const;

@@ -60,6 +60,7 @@ void ExpectRecipeEq(const Recipe& a, const Recipe& b) {
   EXPECT_EQ(a.rollout_workers, b.rollout_workers);
   EXPECT_EQ(a.scorer_workers, b.scorer_workers);
   EXPECT_EQ(a.collective, b.collective);
+  EXPECT_EQ(a.broadcast, b.broadcast);
 }
 
 // Parses `yaml` and expects InvalidArgument whose message contains `key`.
@@ -260,6 +261,7 @@ TEST(RecipeTest, BadValuesAreRejectedByName) {
   ExpectRejected("checkpoint_every: 0\n", "checkpoint_every");
   ExpectRejected("workers: {scorer: -1}\n", "workers");
   ExpectRejected("collective: mpi\n", "collective");
+  ExpectRejected("broadcast: ring\n", "broadcast");
   ExpectRejected("self_reward: {caption: clip}\n", "self_reward.caption");
   ExpectRejected("self_reward: {image: 3}\n", "self_reward.image");
   ExpectRejected("generation_inputs: 0\nunderstanding_inputs: 0\n", "inputs");
@@ -321,6 +323,7 @@ Recipe NonDefaultRecipe() {
   r.rollout_workers = 3;
   r.scorer_workers = 0;
   r.collective = "nccl";
+  r.broadcast = "chain";
   return r;
 }
 
@@ -711,12 +714,13 @@ TEST(RecipeSettingsTest, EveryListedKeyIsSettableAndEveryParsedKeyIsListed) {
                                  "faults.sync_grace_seconds",
                                  "seed",
                                  "collective",
+                                 "broadcast",
                                  "workers.rollout",
                                  "workers.scorer"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), key), names.end())
         << key << " is not listed";
   }
-  EXPECT_EQ(names.size(), 44u) << "a key was added: list it above";
+  EXPECT_EQ(names.size(), 45u) << "a key was added: list it above";
 }
 
 TEST(RecipeSettingsTest, LoadRecipeAppliesTheSettingsAndStillRefusesAnEmptyFile) {

@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "common/base/status_macros.h"
 
 #ifndef USE_C10D_GLOO
 #error "collective.cc needs USE_C10D_GLOO (set in common/weights/CMakeLists.txt)"
@@ -195,21 +196,8 @@ class ProcessGroupCollective final : public Collective {
   std::string backend() const override { return backend_; }
 
   absl::Status Broadcast(torch::Tensor& tensor, int root) override {
-    if (!tensor.defined())
-      return absl::InvalidArgumentError("Broadcast of an undefined tensor");
-    if (root < 0 || root >= world_size_) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("root ", root, " outside [0, ", world_size_, ")"));
-    }
-    if (!tensor.is_contiguous()) {
-      return absl::InvalidArgumentError("Broadcast needs a contiguous tensor");
-    }
-    const bool want_cuda = backend_ == "nccl";
-    if (tensor.is_cuda() != want_cuda) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(backend_, " broadcasts ", want_cuda ? "CUDA" : "CPU",
-                       " tensors, got one on ", tensor.device().str()));
-    }
+    DUET_RETURN_IF_ERROR(CheckCall("Broadcast", tensor, root, /*peer_may_be_me=*/true));
+    [[maybe_unused]] const bool want_cuda = backend_ == "nccl";
     if (world_size_ == 1) return absl::OkStatus();
 
     absl::MutexLock lock(&mu_);
@@ -234,7 +222,96 @@ class ProcessGroupCollective final : public Collective {
     return absl::OkStatus();
   }
 
+  absl::StatusOr<std::unique_ptr<PendingSend>> StartSend(const torch::Tensor& tensor,
+                                                         int dst, int tag) override {
+    DUET_RETURN_IF_ERROR(CheckCall("StartSend", tensor, dst, /*peer_may_be_me=*/false));
+    if (tag < 0) return absl::InvalidArgumentError("StartSend: negative tag");
+    absl::MutexLock lock(&mu_);
+    try {
+      std::vector<at::Tensor> tensors = {tensor};
+      return std::unique_ptr<PendingSend>(
+          new GroupSend(group_->send(tensors, dst, tag), backend_, dst, timeout_));
+    } catch (const std::exception& e) {
+      return StatusFromException(e, absl::StrCat(backend_, " send to rank ", dst),
+                                 absl::StatusCode::kInternal);
+    }
+  }
+
+  absl::Status Recv(torch::Tensor& tensor, int src, int tag) override {
+    DUET_RETURN_IF_ERROR(CheckCall("Recv", tensor, src, /*peer_may_be_me=*/false));
+    if (tag < 0) return absl::InvalidArgumentError("Recv: negative tag");
+    c10::intrusive_ptr<c10d::Work> work;
+    try {
+      std::vector<at::Tensor> tensors = {tensor};
+      {
+        absl::MutexLock lock(&mu_);  // posting only: other threads' calls may go on
+        work = group_->recv(tensors, src, tag);
+      }
+      work->wait(timeout_);
+    } catch (const std::exception& e) {
+      return StatusFromException(e, absl::StrCat(backend_, " receive from rank ", src),
+                                 absl::StatusCode::kInternal);
+    }
+    return absl::OkStatus();
+  }
+
  private:
+  class GroupSend final : public PendingSend {
+   public:
+    GroupSend(c10::intrusive_ptr<c10d::Work> work, std::string backend, int dst,
+              std::chrono::milliseconds timeout)
+        : work_(std::move(work)),
+          backend_(std::move(backend)),
+          dst_(dst),
+          timeout_(timeout) {}
+    ~GroupSend() override {
+      // The transport may still read the tensor: never let it go unwaited.
+      if (work_) Wait().IgnoreError();
+    }
+    absl::Status Wait() override {
+      if (!work_) return status_;
+      try {
+        work_->wait(timeout_);
+      } catch (const std::exception& e) {
+        status_ = StatusFromException(e, absl::StrCat(backend_, " send to rank ", dst_),
+                                      absl::StatusCode::kInternal);
+      }
+      work_.reset();
+      return status_;
+    }
+
+   private:
+    c10::intrusive_ptr<c10d::Work> work_;
+    const std::string backend_;
+    const int dst_;
+    const std::chrono::milliseconds timeout_;
+    absl::Status status_;
+  };
+
+  // What every call checks: a defined, contiguous tensor on the backend's device, and a
+  // peer (root, source or destination) inside the group, other than this rank for a
+  // point-to-point call.
+  absl::Status CheckCall(absl::string_view op, const torch::Tensor& tensor, int peer,
+                         bool peer_may_be_me) const {
+    if (!tensor.defined())
+      return absl::InvalidArgumentError(absl::StrCat(op, " of an undefined tensor"));
+    if (peer < 0 || peer >= world_size_ || (!peer_may_be_me && peer == rank_)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          op, ": rank ", peer, " outside [0, ", world_size_, ")",
+          peer_may_be_me ? "" : absl::StrCat(" or this rank (", rank_, ")")));
+    }
+    if (!tensor.is_contiguous()) {
+      return absl::InvalidArgumentError(absl::StrCat(op, " needs a contiguous tensor"));
+    }
+    const bool want_cuda = backend_ == "nccl";
+    if (tensor.is_cuda() != want_cuda) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(backend_, " moves ", want_cuda ? "CUDA" : "CPU",
+                       " tensors, got one on ", tensor.device().str()));
+    }
+    return absl::OkStatus();
+  }
+
   const std::string backend_;
   const int rank_;
   const int world_size_;
@@ -363,6 +440,17 @@ absl::StatusOr<std::unique_ptr<Collective>> CreateCollective(
   return std::unique_ptr<Collective>(
       new ProcessGroupCollective(options.backend, options.rank, options.world_size,
                                  timeout, std::move(store), std::move(group)));
+}
+
+absl::StatusOr<std::unique_ptr<Collective::PendingSend>> Collective::StartSend(
+    const torch::Tensor& /*tensor*/, int /*dst*/, int /*tag*/) {
+  return absl::UnimplementedError(
+      absl::StrCat("this ", backend(), " collective has no point-to-point send"));
+}
+
+absl::Status Collective::Recv(torch::Tensor& /*tensor*/, int /*src*/, int /*tag*/) {
+  return absl::UnimplementedError(
+      absl::StrCat("this ", backend(), " collective has no point-to-point receive"));
 }
 
 CollectiveFactory* C10dCollectiveFactory() {

@@ -47,6 +47,28 @@ class Collective {
   // REQUIRES: `tensor` defined and contiguous, on CPU for gloo and CUDA for nccl, with
   // the same shape and dtype on every rank; 0 <= root < world_size().
   virtual absl::Status Broadcast(torch::Tensor& tensor, int root) = 0;
+
+  // A point-to-point send in flight (StartSend).
+  class PendingSend {
+   public:
+    virtual ~PendingSend() = default;
+    // Blocks until the data has been handed off (at most the group's timeout); then the
+    // tensor may be written again. The Collective's errors, as Broadcast's.
+    virtual absl::Status Wait() = 0;
+  };
+
+  // Point-to-point, for pipelines such as the chain broadcast (weight_sync.h): starts
+  // sending `tensor` to rank `dst` under `tag` and returns at once; rank `dst` must call
+  // Recv(…, src = this rank, tag) with a tensor of the same size and dtype. Sends to one
+  // peer under one tag are received in the order they were started. The default
+  // implementation (fakes) says Unimplemented.
+  // REQUIRES: as Broadcast's tensor; nobody writes `tensor` until Wait returns;
+  // 0 <= dst < world_size(), dst != rank(); tag >= 0.
+  virtual absl::StatusOr<std::unique_ptr<PendingSend>> StartSend(
+      const torch::Tensor& tensor, int dst, int tag);
+  // Blocks until `tensor` holds what rank `src` sent under `tag`, or the group's timeout
+  // passes (DeadlineExceeded), or `src` is gone (Unavailable). Unimplemented by default.
+  virtual absl::Status Recv(torch::Tensor& tensor, int src, int tag);
 };
 
 struct CollectiveOptions {

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -271,6 +273,80 @@ class ChunkDigester {
   std::thread thread_;
 };
 
+// How the buckets of one broadcast travel (the header's topology). kCollective: one
+// collective broadcast per bucket. kChain: down the chain root -> the other ranks in
+// rank order, each rank forwarding bucket n while bucket n + 1 arrives.
+class BucketPath {
+ public:
+  BucketPath(Collective* collective, int root, BroadcastTopology topology)
+      : collective_(collective), root_(root), topology_(topology) {
+    if (topology_ != BroadcastTopology::kChain) return;
+    std::vector<int> order = {root};
+    for (int r = 0; r < collective->world_size(); ++r) {
+      if (r != root) order.push_back(r);
+    }
+    const auto at = std::find(order.begin(), order.end(), collective->rank());
+    if (at != order.begin()) prev_ = *(at - 1);
+    if (at + 1 != order.end()) next_ = *(at + 1);
+  }
+
+  ~BucketPath() { Finish().IgnoreError(); }
+
+  // On the root: sends bucket `index`; returns once `chunk` may be written again.
+  absl::Status Send(torch::Tensor& chunk, int64_t index) {
+    if (topology_ == BroadcastTopology::kCollective) {
+      return collective_->Broadcast(chunk, root_);
+    }
+    if (next_ < 0) return absl::OkStatus();
+    DUET_ASSIGN_OR_RETURN(std::unique_ptr<Collective::PendingSend> send,
+                          collective_->StartSend(chunk, next_, Tag(index)));
+    return send->Wait();
+  }
+
+  // Elsewhere: fills `chunk` with bucket `index` and passes it down the chain. With
+  // `stays` (nobody writes `chunk` until Finish) the forward may still be in flight on
+  // return; otherwise it is done.
+  absl::Status Receive(torch::Tensor& chunk, int64_t index, bool stays) {
+    if (topology_ == BroadcastTopology::kCollective) {
+      return collective_->Broadcast(chunk, root_);
+    }
+    DUET_RETURN_IF_ERROR(collective_->Recv(chunk, prev_, Tag(index)));
+    if (next_ < 0) return absl::OkStatus();
+    DUET_ASSIGN_OR_RETURN(std::unique_ptr<Collective::PendingSend> send,
+                          collective_->StartSend(chunk, next_, Tag(index)));
+    if (!stays) return send->Wait();
+    in_flight_.push_back(std::move(send));
+    // A few forwards in flight keep the link busy; more would only hold buffers.
+    if (in_flight_.size() > kMaxInFlight) return WaitOldest();
+    return absl::OkStatus();
+  }
+
+  // Waits for the forwards still in flight; the first error.
+  absl::Status Finish() {
+    absl::Status status;
+    while (!in_flight_.empty()) status.Update(WaitOldest());
+    return status;
+  }
+
+ private:
+  static constexpr size_t kMaxInFlight = 4;
+
+  static int Tag(int64_t index) { return static_cast<int>(index % (int64_t{1} << 30)); }
+
+  absl::Status WaitOldest() {
+    std::unique_ptr<Collective::PendingSend> oldest = std::move(in_flight_.front());
+    in_flight_.pop_front();
+    return oldest->Wait();
+  }
+
+  Collective* const collective_;
+  const int root_;
+  const BroadcastTopology topology_;
+  int prev_ = -1;  // the chain's neighbours; -1: none
+  int next_ = -1;
+  std::deque<std::unique_ptr<Collective::PendingSend>> in_flight_;
+};
+
 void PutTag(const WeightMacTag& tag, int64_t* slots) {
   std::memcpy(slots, tag.data(), tag.size());
 }
@@ -282,6 +358,13 @@ WeightMacTag GetTag(const int64_t* slots) {
 }
 
 }  // namespace
+
+absl::StatusOr<BroadcastTopology> ParseBroadcastTopology(absl::string_view name) {
+  if (name == "collective") return BroadcastTopology::kCollective;
+  if (name == "chain") return BroadcastTopology::kChain;
+  return absl::InvalidArgumentError(absl::StrCat("unknown broadcast topology \"", name,
+                                                 "\" (want collective or chain)"));
+}
 
 uint64_t WeightChecksum(const torch::Tensor& flat) {
   Xxh64 hasher;
@@ -356,11 +439,13 @@ absl::Status UnflattenInto(const torch::Tensor& flat,
 }
 
 WeightBroadcaster::WeightBroadcaster(Collective* collective, int64_t bucket_bytes,
-                                     std::optional<WeightMacKey> key)
+                                     std::optional<WeightMacKey> key,
+                                     BroadcastTopology topology)
     : collective_(collective),
       bucket_numel_(
           std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(sizeof(float)))),
-      key_(std::move(key)) {
+      key_(std::move(key)),
+      topology_(topology) {
   CHECK(collective_ != nullptr);
 }
 
@@ -375,6 +460,7 @@ absl::Status WeightBroadcaster::Broadcast(const std::vector<torch::Tensor>& para
   h[kHeaderVersion] = version;
   h[kHeaderBucketNumel] = bucket_numel_;
   h[kHeaderNumParams] = static_cast<int64_t>(params.size());
+  h[kHeaderTopology] = static_cast<int64_t>(topology_);
 
   const std::string problem = CheckFloatParams(params);
   if (!problem.empty()) {
@@ -404,9 +490,10 @@ absl::Status WeightBroadcaster::Broadcast(const std::vector<torch::Tensor>& para
   if (!bucket_.defined() || bucket_.device() != device || bucket_.numel() < needed) {
     DUET_ASSIGN_OR_RETURN(bucket_, AllocateFloats(needed, device));
   }
+  BucketPath path(collective_, root, topology_);
   size_t index = 0;    // parameter being packed
   int64_t offset = 0;  // elements of it already packed
-  for (int64_t done = 0; done < total;) {
+  for (int64_t done = 0, bucket = 0; done < total; ++bucket) {
     const int64_t n = std::min(bucket_numel_, total - done);
     while (offset == flats[index].numel()) {  // skips empty and finished parameters
       ++index;
@@ -432,7 +519,7 @@ absl::Status WeightBroadcaster::Broadcast(const std::vector<torch::Tensor>& para
       }
     }
     digester.Submit(chunk);  // hashed while it is on the wire
-    const absl::Status sent = collective_->Broadcast(chunk, root);
+    const absl::Status sent = path.Send(chunk, bucket);
     digester.Wait();  // before bucket_ is packed again
     DUET_RETURN_IF_ERROR(sent);
     done += n;
@@ -482,6 +569,13 @@ absl::StatusOr<int64_t> WeightReceiver::Receive(
     return absl::DataLossError(
         absl::StrCat("weight sync header has bucket_numel ", bucket_numel));
   }
+  const int64_t topology = h[kHeaderTopology];
+  if (topology != static_cast<int64_t>(BroadcastTopology::kCollective) &&
+      topology != static_cast<int64_t>(BroadcastTopology::kChain)) {
+    return absl::DataLossError(
+        absl::StrCat("weight sync header has an unknown topology ", topology));
+  }
+  BucketPath path(collective_, root_, static_cast<BroadcastTopology>(topology));
 
   std::string problem = CheckFloatParams(shape_like);
   const int64_t local_total = TotalNumel(shape_like);
@@ -500,10 +594,10 @@ absl::StatusOr<int64_t> WeightReceiver::Receive(
     if (!drain_.defined() || drain_.device() != device || drain_.numel() < needed) {
       DUET_ASSIGN_OR_RETURN(drain_, AllocateFloats(needed, device));
     }
-    for (int64_t done = 0; done < total;) {
+    for (int64_t done = 0, bucket = 0; done < total; ++bucket) {
       const int64_t n = std::min(bucket_numel, total - done);
       torch::Tensor chunk = drain_.narrow(/*dim=*/0, /*start=*/0, n);
-      DUET_RETURN_IF_ERROR(collective_->Broadcast(chunk, root_));
+      DUET_RETURN_IF_ERROR(path.Receive(chunk, bucket, /*stays=*/false));
       done += n;
     }
     DUET_RETURN_IF_ERROR(collective_->Broadcast(trailer, root_));
@@ -522,13 +616,14 @@ absl::StatusOr<int64_t> WeightReceiver::Receive(
   ChunkDigester digester(header, key_ && keyed ? &*key_ : nullptr,
                          /*hash_plain=*/!key_);
   absl::Status received = absl::OkStatus();
-  for (int64_t done = 0; done < total && received.ok();) {
+  for (int64_t done = 0, bucket = 0; done < total && received.ok(); ++bucket) {
     const int64_t n = std::min(bucket_numel, total - done);
     torch::Tensor chunk = staging->narrow(/*dim=*/0, done, n);  // received in place
-    received = collective_->Broadcast(chunk, root_);
+    received = path.Receive(chunk, bucket, /*stays=*/true);
     if (received.ok()) digester.Submit(chunk);  // digested while the next one arrives
     done += n;
   }
+  if (received.ok()) received = path.Finish();  // the forwards down the chain
   digester.Wait();
   DUET_RETURN_IF_ERROR(received);
   DUET_RETURN_IF_ERROR(collective_->Broadcast(trailer, root_));

@@ -6,9 +6,11 @@
 // order, each flattened in row-major order) and sent in buckets over a Collective:
 //
 //   1. header: int64[kWeightSyncHeaderSize] = {kWeightSyncMagic, version, total_numel,
-//      bucket_numel, num_params, keyed, nonce (2 slots)}, broadcast from the sender;
+//      bucket_numel, num_params, keyed, nonce (2 slots), topology}, broadcast from the
+//      sender;
 //   2. ceil(total_numel / bucket_numel) float32 buckets of bucket_numel elements (the
-//      last one shorter), each broadcast from the sender;
+//      last one shorter), each broadcast from the sender (topology kCollective), or
+//      passed down a chain of point-to-point sends (kChain, below);
 //   3. trailer: int64[kWeightSyncTrailerSize] = {checksum, tag (2 slots),
 //      kWeightSyncTrailerMagic}.
 //
@@ -23,6 +25,17 @@
 // sender gave up before sending buckets (no trailer follows). The receiver writes the
 // array into a staging buffer and verifies it before anything is applied, so that a
 // worker never samples from half-updated, corrupt or injected weights.
+//
+// kChain: the sender sends each bucket to the first other rank only; every rank
+// receives bucket n from the rank before it (the sender, then the other ranks in rank
+// order) and forwards it to the next while bucket n + 1 arrives. The sender's link then
+// carries each byte once however many receivers there are (Gloo's broadcast sends a
+// copy to each), and a broadcast takes about one link's time plus one bucket per hop:
+// smaller buckets shorten the pipeline's fill. Each rank verifies the whole array
+// against the trailer, so a rank that alters what it forwards is caught by every rank
+// after it (DataLoss). A rank that fails mid-chain breaks the chain for the ranks after
+// it: their receives fail once it drops the group (a worker does, on any error), or at
+// the group's timeout; the sender learns of it at the trailer.
 
 #include <torch/types.h>
 
@@ -33,14 +46,15 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/weights/collective.h"
 #include "common/weights/weight_mac.h"
 
 namespace duet {
 
-inline constexpr int64_t kWeightSyncMagic = 0x4455455457534e32;         // "DUETWSN2"
+inline constexpr int64_t kWeightSyncMagic = 0x4455455457534e33;         // "DUETWSN3"
 inline constexpr int64_t kWeightSyncTrailerMagic = 0x4455455457534e45;  // "DUETWSNE"
-inline constexpr int kWeightSyncHeaderSize = 8;
+inline constexpr int kWeightSyncHeaderSize = 9;
 inline constexpr int kWeightSyncTrailerSize = 4;
 // Positions in the header tensor.
 inline constexpr int kHeaderMagic = 0;
@@ -50,12 +64,22 @@ inline constexpr int kHeaderBucketNumel = 3;
 inline constexpr int kHeaderNumParams = 4;
 inline constexpr int kHeaderKeyed = 5;
 inline constexpr int kHeaderNonce = 6;  // two slots: the 16 nonce bytes
+inline constexpr int kHeaderTopology = 8;
 // Positions in the trailer tensor.
 inline constexpr int kTrailerChecksum = 0;
 inline constexpr int kTrailerTag = 1;  // two slots: the 16 tag bytes
 inline constexpr int kTrailerMagic = 3;
 
 inline constexpr int64_t kDefaultBucketBytes = int64_t{32} << 20;
+
+// How a WeightBroadcaster's buckets reach the receivers (the header tells them).
+enum class BroadcastTopology : int64_t {
+  kCollective = 0,  // the Collective's broadcast (Gloo: the root sends to each; NCCL)
+  kChain = 1,       // a pipelined chain of point-to-point sends (CPU, large groups)
+};
+
+// "collective" or "chain"; InvalidArgument otherwise.
+absl::StatusOr<BroadcastTopology> ParseBroadcastTopology(absl::string_view name);
 
 // 64-bit hash of the raw bytes of `flat` in memory order (XXH64 with seed 0: 8 bytes at
 // a time over four independent lanes; several GB/s). Equal on every machine with the
@@ -104,9 +128,11 @@ class WeightBroadcaster {
   // floats (at least one). With `key`, every broadcast carries the keyed checksum;
   // without, only the plain one (tests and the benchmark's baseline).
   // REQUIRES: collective != nullptr.
+  // `topology` kChain needs a Collective with StartSend and Recv (c10d's has them).
   explicit WeightBroadcaster(Collective* collective,
                              int64_t bucket_bytes = kDefaultBucketBytes,
-                             std::optional<WeightMacKey> key = std::nullopt);
+                             std::optional<WeightMacKey> key = std::nullopt,
+                             BroadcastTopology topology = BroadcastTopology::kCollective);
 
   int64_t bucket_numel() const { return bucket_numel_; }
 
@@ -124,6 +150,7 @@ class WeightBroadcaster {
   Collective* const collective_;
   const int64_t bucket_numel_;
   const std::optional<WeightMacKey> key_;
+  const BroadcastTopology topology_;
   torch::Tensor bucket_;  // reused flat float32 packing buffer, bucket_numel_ elements
 };
 

@@ -128,6 +128,18 @@ class WeightSyncTest : public ::testing::Test {
   int groups_created_ = 0;
 };
 
+// The tests that every topology must pass: the header tells the receivers which one.
+class WeightSyncTopologyTest : public WeightSyncTest,
+                               public ::testing::WithParamInterface<BroadcastTopology> {};
+
+INSTANTIATE_TEST_SUITE_P(Topologies, WeightSyncTopologyTest,
+                         ::testing::Values(BroadcastTopology::kCollective,
+                                           BroadcastTopology::kChain),
+                         [](const ::testing::TestParamInfo<BroadcastTopology>& info) {
+                           return info.param == BroadcastTopology::kChain ? "Chain"
+                                                                          : "Collective";
+                         });
+
 // An outsider who can reach the store writes garbage under the keys a group with a
 // well-known prefix will read (Gloo's rendezvous: "<prefix>/0/<rank>").
 void WriteGarbage(int port, const std::string& prefix, int world) {
@@ -179,8 +191,8 @@ TEST(StorePrefixTest, IsRandomAndLong) {
   EXPECT_EQ(a.size(), std::string("duet-").size() + 32);
 }
 
-TEST_F(WeightSyncTest, World3SmallBucketsBitIdentical) {
-  constexpr int kWorld = 3;
+TEST_P(WeightSyncTopologyTest, World4SmallBucketsBitIdentical) {
+  constexpr int kWorld = 4;
   auto group = MakeGroup(kWorld, /*host_store=*/true);
   ASSERT_EQ(group.size(), kWorld);
   EXPECT_EQ(group[0]->backend(), "gloo");
@@ -196,7 +208,8 @@ TEST_F(WeightSyncTest, World3SmallBucketsBitIdentical) {
   absl::Status send_status;
   RunRanks(kWorld, [&](int rank) {
     if (rank == 0) {
-      WeightBroadcaster broadcaster(group[0].get(), /*bucket_bytes=*/1000);
+      WeightBroadcaster broadcaster(group[0].get(), /*bucket_bytes=*/1000,
+                                    /*key=*/std::nullopt, GetParam());
       EXPECT_EQ(broadcaster.bucket_numel(), 250);
       send_status = broadcaster.Broadcast(sent, /*version=*/7);
       return;
@@ -214,7 +227,7 @@ TEST_F(WeightSyncTest, World3SmallBucketsBitIdentical) {
   }
 }
 
-TEST_F(WeightSyncTest, ConsecutiveVersionsReuseStaging) {
+TEST_P(WeightSyncTopologyTest, ConsecutiveVersionsReuseStaging) {
   constexpr int kWorld = 3;
   constexpr int kVersions = 4;
   auto group = MakeGroup(kWorld);
@@ -234,7 +247,8 @@ TEST_F(WeightSyncTest, ConsecutiveVersionsReuseStaging) {
   std::vector<int> staging_reallocations(kWorld, 0);
   RunRanks(kWorld, [&](int rank) {
     if (rank == 0) {
-      WeightBroadcaster broadcaster(group[0].get(), /*bucket_bytes=*/4096);
+      WeightBroadcaster broadcaster(group[0].get(), /*bucket_bytes=*/4096,
+                                    /*key=*/std::nullopt, GetParam());
       for (int v = 0; v < kVersions; ++v) {
         {
           torch::NoGradGuard no_grad;
@@ -420,7 +434,8 @@ TEST_F(WeightSyncTest, KeyedReceiverRefusesATamperedChecksumWithTheRightKey) {
   EXPECT_EQ(outcome.status().code(), absl::StatusCode::kDataLoss) << outcome.status();
 }
 
-TEST_F(WeightSyncTest, ShapeMismatchIsInvalidArgumentAndNextBroadcastWorks) {
+// Rank 1 is in the middle of the chain: it must still pass on what it cannot use.
+TEST_P(WeightSyncTopologyTest, ShapeMismatchIsInvalidArgumentAndNextBroadcastWorks) {
   constexpr int kWorld = 3;
   auto group = MakeGroup(kWorld);
   ASSERT_EQ(group.size(), kWorld);
@@ -441,7 +456,8 @@ TEST_F(WeightSyncTest, ShapeMismatchIsInvalidArgumentAndNextBroadcastWorks) {
   std::vector<absl::StatusOr<int64_t>> rank2(3, absl::UnknownError("not run"));
   RunRanks(kWorld, [&](int rank) {
     if (rank == 0) {
-      WeightBroadcaster broadcaster(group[0].get(), /*bucket_bytes=*/1000);
+      WeightBroadcaster broadcaster(group[0].get(), /*bucket_bytes=*/1000,
+                                    /*key=*/std::nullopt, GetParam());
       for (int v = 1; v <= 3; ++v) EXPECT_TRUE(broadcaster.Broadcast(sent, v).ok());
       return;
     }
@@ -504,6 +520,137 @@ TEST_F(WeightSyncTest, SenderWithBadParamsAbortsReceiversInStep) {
   ASSERT_TRUE(recv_good.ok()) << recv_good.status();
   EXPECT_EQ(*recv_good, 2);
   EXPECT_TRUE(BitEqual(params, sent));
+}
+
+// A middle rank of the chain, by hand: takes part in the header and the trailer, and
+// receives every bucket from `prev`. `forward`: passes each one on to `next`, after
+// adding `alter` to bucket 1's first float; otherwise it stops after `buckets_then_die`
+// buckets and drops its group (a process that dies).
+void ChainMember(std::unique_ptr<Collective>& collective, int prev, int next,
+                 bool forward, float alter, int buckets_then_die = 0) {
+  torch::Tensor header = torch::zeros({kWeightSyncHeaderSize}, torch::kInt64);
+  ASSERT_TRUE(collective->Broadcast(header, /*root=*/0).ok());
+  ASSERT_EQ(header[kHeaderTopology].item<int64_t>(),
+            static_cast<int64_t>(BroadcastTopology::kChain));
+  const int64_t total = header[kHeaderTotalNumel].item<int64_t>();
+  const int64_t bucket = header[kHeaderBucketNumel].item<int64_t>();
+  for (int64_t done = 0, b = 0; done < total; done += bucket, ++b) {
+    if (!forward && b == buckets_then_die) {
+      collective.reset();
+      return;
+    }
+    torch::Tensor chunk = torch::empty({std::min(bucket, total - done)});
+    ASSERT_TRUE(collective->Recv(chunk, prev, static_cast<int>(b)).ok());
+    if (!forward) continue;
+    if (b == 1) chunk[0] += alter;
+    auto send = collective->StartSend(chunk, next, static_cast<int>(b));
+    ASSERT_TRUE(send.ok()) << send.status();
+    ASSERT_TRUE((*send)->Wait().ok());
+  }
+  torch::Tensor trailer = torch::zeros({kWeightSyncTrailerSize}, torch::kInt64);
+  ASSERT_TRUE(collective->Broadcast(trailer, /*root=*/0).ok());
+}
+
+// A rank that changes what it forwards cannot make the ranks after it apply it: the
+// keyed checksum covers the whole array, end to end.
+TEST_F(WeightSyncTest, ChainForwarderThatAltersABucketIsCaughtByEveryRankAfterIt) {
+  constexpr int kWorld = 4;
+  auto group = MakeGroup(kWorld);
+  ASSERT_EQ(group.size(), kWorld);
+  const WeightMacKey key = WeightMacKey::Derive("token", "prefix");
+  const std::vector<torch::Tensor> sent = RandomParams(/*seed=*/21);
+  std::vector<std::vector<torch::Tensor>> params(kWorld);
+  for (int r = 2; r < kWorld; ++r) params[r] = RandomParams(/*seed=*/22);
+  const std::vector<torch::Tensor> original = Clone(params[2]);
+  std::vector<absl::StatusOr<int64_t>> outcomes(kWorld, absl::UnknownError("not run"));
+  absl::Status sent_status;
+  RunRanks(kWorld, [&](int rank) {
+    if (rank == 0) {
+      WeightBroadcaster broadcaster(group[0].get(), /*bucket_bytes=*/1000, key,
+                                    BroadcastTopology::kChain);
+      sent_status = broadcaster.Broadcast(sent, /*version=*/4);
+    } else if (rank == 1) {
+      ChainMember(group[1], /*prev=*/0, /*next=*/2, /*forward=*/true, /*alter=*/1.0f);
+    } else {
+      WeightReceiver receiver(group[rank].get(), /*root=*/0, key);
+      torch::Tensor staging;
+      outcomes[rank] = receiver.Receive(params[rank], &staging);
+      if (outcomes[rank].ok()) WeightReceiver::ApplyStaging(staging, params[rank]);
+    }
+  });
+  EXPECT_TRUE(sent_status.ok()) << sent_status;  // the sender cannot tell
+  for (int r = 2; r < kWorld; ++r) {
+    EXPECT_EQ(outcomes[r].status().code(), absl::StatusCode::kDataLoss)
+        << "rank " << r << ": " << outcomes[r].status();
+    EXPECT_THAT(outcomes[r].status().message(), HasSubstr("failed the keyed checksum"));
+    EXPECT_TRUE(BitEqual(params[r], original)) << "rank " << r;
+  }
+}
+
+// A rank that dies after two buckets: the ranks after it fail (Unavailable, as soon as
+// its connections close, not at the timeout) with their weights untouched, the sender
+// learns of it at the trailer, and a rank before it either got the whole array or
+// fails too; nobody hangs.
+TEST_F(WeightSyncTest, ChainMemberThatDiesMidChainFailsTheRanksAfterIt) {
+  constexpr int kWorld = 5;
+  auto group = MakeGroup(kWorld);
+  ASSERT_EQ(group.size(), kWorld);
+  const WeightMacKey key = WeightMacKey::Derive("token", "prefix");
+  const std::vector<torch::Tensor> sent = RandomParams(/*seed=*/23);
+  std::vector<std::vector<torch::Tensor>> params(kWorld);
+  for (int r = 1; r < kWorld; ++r) params[r] = RandomParams(/*seed=*/24);
+  const std::vector<torch::Tensor> original = Clone(params[1]);
+  std::vector<absl::StatusOr<int64_t>> outcomes(kWorld, absl::UnknownError("not run"));
+  absl::Status sent_status;
+  RunRanks(kWorld, [&](int rank) {
+    if (rank == 0) {
+      WeightBroadcaster broadcaster(group[0].get(), /*bucket_bytes=*/1000, key,
+                                    BroadcastTopology::kChain);
+      sent_status = broadcaster.Broadcast(sent, /*version=*/5);
+    } else if (rank == 2) {
+      ChainMember(group[2], /*prev=*/1, /*next=*/3, /*forward=*/false, /*alter=*/0,
+                  /*buckets_then_die=*/2);
+    } else {
+      WeightReceiver receiver(group[rank].get(), /*root=*/0, key);
+      torch::Tensor staging;
+      outcomes[rank] = receiver.Receive(params[rank], &staging);
+      if (outcomes[rank].ok()) {
+        WeightReceiver::ApplyStaging(staging, params[rank]);
+      } else {
+        group[rank].reset();  // what a worker does (WorkerRuntime::LeaveCollective)
+      }
+    }
+  });
+  EXPECT_FALSE(sent_status.ok());
+  for (int r = 3; r < kWorld; ++r) {
+    EXPECT_EQ(outcomes[r].status().code(), absl::StatusCode::kUnavailable)
+        << "rank " << r << ": " << outcomes[r].status();
+    EXPECT_TRUE(BitEqual(params[r], original)) << "rank " << r;
+  }
+  if (outcomes[1].ok()) {
+    EXPECT_TRUE(BitEqual(params[1], sent));
+  } else {
+    EXPECT_TRUE(BitEqual(params[1], original)) << outcomes[1].status();
+  }
+}
+
+TEST_F(WeightSyncTest, PointToPointRefusesBadPeersAndTags) {
+  auto group = MakeGroup(2);
+  ASSERT_EQ(group.size(), 2);
+  torch::Tensor t = torch::zeros({4});
+  EXPECT_EQ(group[0]->StartSend(t, /*dst=*/0, 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(group[0]->StartSend(t, /*dst=*/2, 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(group[0]->StartSend(t, 1, /*tag=*/-1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(group[1]->Recv(t, /*src=*/1, 0).code(), absl::StatusCode::kInvalidArgument);
+  torch::Tensor strided = torch::zeros({4, 4}).t();
+  EXPECT_EQ(group[1]->Recv(strided, /*src=*/0, 0).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseBroadcastTopology("chain").value(), BroadcastTopology::kChain);
+  EXPECT_EQ(ParseBroadcastTopology("ring").status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(WeightSyncTest, ReceiveWithoutSenderIsDeadlineExceeded) {

@@ -62,6 +62,7 @@ absl::StatusOr<int> LearnerServer::Start() {
   sync.collective_timeout = options_.collective_timeout;
   sync.grace = absl::Seconds(r.faults.sync_grace_seconds);
   sync.bucket_bytes = r.bucket_mb << 20;
+  sync.topology = *ParseBroadcastTopology(r.broadcast);  // the recipe validated it
   sync.auth_token = options_.auth_token;
   sync_ = std::make_unique<WeightSyncManager>(std::move(sync), queue_.get(), &snapshot_,
                                               rendezvous_, C10dCollectiveFactory(),

@@ -172,7 +172,7 @@ absl::Status WeightSyncManager::Sync(int64_t version,
     if (c10d.ok() && collective_) {
       WeightBroadcaster broadcaster(
           collective_.get(), options_.bucket_bytes,
-          WeightMacKey::Derive(options_.auth_token, epoch_prefix_));
+          WeightMacKey::Derive(options_.auth_token, epoch_prefix_), options_.topology);
       c10d = broadcaster.Broadcast(params, version);
     }
     if (!c10d.ok()) {

@@ -43,6 +43,7 @@
 #include "common/weights/collective.h"
 #include "common/weights/rendezvous_store.h"
 #include "common/weights/weight_stream.h"
+#include "common/weights/weight_sync.h"
 #include "learner/service/learner_telemetry.h"
 #include "learner/service/work_queue.h"
 
@@ -61,6 +62,8 @@ struct WeightSyncOptions {
   absl::Duration grace = absl::Seconds(120);
   // The broadcast's bucket (the recipe's bucket_mb << 20).
   int64_t bucket_bytes = int64_t{32} << 20;
+  // The recipe's `broadcast`.
+  BroadcastTopology topology = BroadcastTopology::kCollective;
   // The run's token: the broadcast's keyed checksum derives from it ("" : none).
   std::string auth_token;
 };

@@ -15,17 +15,31 @@
 // Counters: GB/s = parameter bytes / time (what each receiver gets), agg_GB/s = that
 // times the number of receivers (what rank 0 sends). After each run the receivers apply
 // the last weights and report their checksum, which must equal rank 0's.
-// tools/bench/run_broadcast_bench.sh puts the numbers next to iperf3's loopback TCP rate.
+//   BM_BroadcastScale/preset/receivers/topology: the keyed broadcast of preset 1 (base)
+//     with 4 MiB buckets to 1, 2, 4 or 8 receivers, by the collective's own broadcast
+//     (topology 0: Gloo's root sends a copy to each receiver) or down the pipelined chain
+//     (topology 1), 3 iterations each.
+// tools/bench/run_broadcast_bench.sh puts the numbers next to iperf3's loopback TCP rate;
+// tools/bench/run_cluster_broadcast_bench.sh runs BM_BroadcastScale on an emulated
+// cluster: every rank in its own network namespace behind a shaped link.
+//
+// Where the ranks run (set by run_cluster_broadcast_bench.sh; unset: this machine's
+// loopback): DUET_BENCH_LAUNCHER, a command line with {rank} in it that is put before
+// each receiver's own (e.g. "ip netns exec ns-{rank}"), and DUET_BENCH_HOST, the address
+// of rank {rank} (e.g. "10.213.0.{rank+1}" is written "10.213.0.{rank1}"): each rank's
+// Gloo transport binds its own address and the receivers reach rank 0's store at its.
 
 #include <benchmark/benchmark.h>
 #include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -36,6 +50,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/model/model_config.h"
 #include "common/model/transformer.h"
@@ -99,6 +115,29 @@ absl::Status SendCommand(Collective& collective, int64_t command) {
   return collective.Broadcast(t, /*root=*/0);
 }
 
+// DUET_BENCH_HOST for `rank`, or "" (loopback) when unset.
+std::string RankHost(int rank) {
+  const char* pattern = std::getenv("DUET_BENCH_HOST");
+  if (pattern == nullptr || *pattern == '\0') return "";
+  return absl::StrReplaceAll(
+      pattern, {{"{rank1}", absl::StrCat(rank + 1)}, {"{rank}", absl::StrCat(rank)}});
+}
+
+// Options shared by every rank of a bench group.
+CollectiveOptions RankOptions(int port, const std::string& prefix, int rank, int world) {
+  CollectiveOptions options;
+  options.store_port = port;
+  options.rank = rank;
+  options.world_size = world;
+  options.timeout = kTimeout;
+  options.group_prefix = prefix;
+  if (const std::string rank0 = RankHost(0); !rank0.empty()) {
+    options.store_host = rank0;
+    options.device_hostname = RankHost(rank);
+  }
+  return options;
+}
+
 // The run key both ends hold in the keyed runs.
 WeightMacKey BenchKey() { return WeightMacKey::Derive("bench-token", "bench-prefix"); }
 
@@ -106,13 +145,8 @@ WeightMacKey BenchKey() { return WeightMacKey::Derive("bench-token", "bench-pref
 
 int WorkerMain(int port, const std::string& prefix, int rank, int world, int preset) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the benchmark
-  CollectiveOptions options;
-  options.store_port = port;
-  options.rank = rank;
-  options.world_size = world;
-  options.timeout = kTimeout;
-  options.group_prefix = prefix;
-  absl::StatusOr<std::unique_ptr<Collective>> collective = CreateCollective(options);
+  absl::StatusOr<std::unique_ptr<Collective>> collective =
+      CreateCollective(RankOptions(port, prefix, rank, world));
   if (!collective.ok()) {
     std::fprintf(stderr, "worker %d: %s\n", rank, collective.status().ToString().c_str());
     return 1;
@@ -207,33 +241,40 @@ absl::StatusOr<Group*> GetGroup(int preset, int receivers) {
   group->receivers = receivers;
   const std::string prefix = absl::StrCat("bench/", g_groups_started++);
   const int world = receivers + 1;
+  // The launcher's words, then this binary by its real path (a launcher such as
+  // `ip netns exec` execs it from a new process, where /proc/self/exe would be itself).
+  char self[4096];
+  const ssize_t self_len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (self_len <= 0) return absl::InternalError("readlink /proc/self/exe failed");
+  self[self_len] = '\0';
+  const char* launcher = std::getenv("DUET_BENCH_LAUNCHER");
   for (int rank = 1; rank < world; ++rank) {
-    std::vector<std::string> args = {"/proc/self/exe",
-                                     "--broadcast_worker",
-                                     absl::StrCat("--port=", Store().port()),
-                                     absl::StrCat("--prefix=", prefix),
-                                     absl::StrCat("--rank=", rank),
-                                     absl::StrCat("--world=", world),
-                                     absl::StrCat("--preset=", preset)};
+    std::vector<std::string> args;
+    if (launcher != nullptr && *launcher != '\0') {
+      for (absl::string_view word : absl::StrSplit(launcher, ' ', absl::SkipEmpty())) {
+        args.push_back(absl::StrReplaceAll(word, {{"{rank}", absl::StrCat(rank)}}));
+      }
+    }
+    for (std::string a :
+         {std::string(self), std::string("--broadcast_worker"),
+          absl::StrCat("--port=", Store().port()), absl::StrCat("--prefix=", prefix),
+          absl::StrCat("--rank=", rank), absl::StrCat("--world=", world),
+          absl::StrCat("--preset=", preset)}) {
+      args.push_back(std::move(a));
+    }
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     pid_t pid = 0;
-    if (int err =
-            posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ);
+    if (int err = posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), environ);
         err != 0) {
       return absl::InternalError(absl::StrCat("posix_spawn: ", std::strerror(err)));
     }
     group->children.push_back(pid);
   }
-  CollectiveOptions options;
-  options.store_port = Store().port();
-  options.rank = 0;
-  options.world_size = world;
-  options.timeout = kTimeout;
-  options.group_prefix = prefix;
   g_group = group.release();  // from here StopGroup reaps the children
-  absl::StatusOr<std::unique_ptr<Collective>> collective = CreateCollective(options);
+  absl::StatusOr<std::unique_ptr<Collective>> collective =
+      CreateCollective(RankOptions(Store().port(), prefix, /*rank=*/0, world));
   if (!collective.ok()) {
     for (pid_t pid : g_group->children) kill(pid, SIGKILL);
     StopGroup();
@@ -241,12 +282,14 @@ absl::StatusOr<Group*> GetGroup(int preset, int receivers) {
   }
   g_group->collective = *std::move(collective);
   // Untimed: wait until every receiver has built its model, then one warm-up broadcast
-  // (first-touch of the receivers' staging buffers).
+  // (first-touch of the receivers' staging buffers), down the chain: on slow links the
+  // collective's broadcast to 8 receivers takes 8 times as long, for the same bytes.
   absl::StatusOr<std::vector<int64_t>> ready = AckRound(*g_group->collective, /*mine=*/0);
   absl::Status s = ready.status();
   if (s.ok()) s = SendCommand(*g_group->collective, kCmdBroadcast);
   if (s.ok()) {
-    WeightBroadcaster warm_up(g_group->collective.get());
+    WeightBroadcaster warm_up(g_group->collective.get(), kDefaultBucketBytes,
+                              /*key=*/std::nullopt, BroadcastTopology::kChain);
     s = warm_up.Broadcast(SenderModel(preset).parameters(), /*version=*/0);
   }
   if (s.ok()) s = AckRound(*g_group->collective, /*mine=*/0).status();
@@ -290,11 +333,11 @@ void BM_KeyedChecksum(benchmark::State& state) {
 }
 BENCHMARK(BM_KeyedChecksum)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-void BM_Broadcast(benchmark::State& state) {
-  const int preset = static_cast<int>(state.range(0));
-  const int receivers = static_cast<int>(state.range(1));
-  const int64_t bucket_bytes = state.range(2) << 20;
-  const bool keyed = state.range(3) != 0;
+// One broadcast per iteration, timed from the command until every receiver has
+// acknowledged the verified version; then the receivers' applied weights are checked.
+void RunBroadcast(benchmark::State& state, int preset, int receivers, int64_t bucket_mib,
+                  bool keyed, BroadcastTopology topology) {
+  const int64_t bucket_bytes = bucket_mib << 20;
   const std::vector<torch::Tensor>& params = SenderModel(preset).parameters();
   const double bytes = static_cast<double>(TotalNumel(params)) * sizeof(float);
   absl::StatusOr<Group*> group = GetGroup(preset, receivers);
@@ -305,7 +348,7 @@ void BM_Broadcast(benchmark::State& state) {
   Collective& collective = *(*group)->collective;
   WeightBroadcaster broadcaster(
       &collective, bucket_bytes,
-      keyed ? std::optional<WeightMacKey>(BenchKey()) : std::nullopt);
+      keyed ? std::optional<WeightMacKey>(BenchKey()) : std::nullopt, topology);
   int64_t version = 0;
   double seconds = 0;
   for (auto _ : state) {
@@ -348,14 +391,21 @@ void BM_Broadcast(benchmark::State& state) {
       return;
     }
   }
-  state.SetLabel(absl::StrCat(PresetName(preset), " ", TotalNumel(params) / 1000000,
-                              "M params, ", receivers, " receiver(s), ", state.range(2),
-                              " MiB buckets, ", keyed ? "keyed" : "plain", " checksum"));
+  state.SetLabel(absl::StrCat(
+      PresetName(preset), " ", TotalNumel(params) / 1000000, "M params, ", receivers,
+      " receiver(s), ", bucket_mib, " MiB buckets, ", keyed ? "keyed" : "plain",
+      " checksum, ", topology == BroadcastTopology::kChain ? "chain" : "collective"));
   const double per_receiver =
       seconds > 0 ? bytes * state.iterations() / seconds / 1e9 : 0;
   state.counters["GB/s"] = per_receiver;
   state.counters["agg_GB/s"] = per_receiver * receivers;
   state.counters["MB"] = bytes / 1e6;
+  state.counters["s"] = seconds / state.iterations();
+}
+
+void BM_Broadcast(benchmark::State& state) {
+  RunBroadcast(state, static_cast<int>(state.range(0)), static_cast<int>(state.range(1)),
+               state.range(2), state.range(3) != 0, BroadcastTopology::kCollective);
 }
 BENCHMARK(BM_Broadcast)
     ->ArgNames({"preset", "receivers", "bucket_mib", "keyed"})
@@ -372,6 +422,23 @@ BENCHMARK(BM_Broadcast)
     })
     ->UseManualTime()
     ->MinTime(1.0)
+    ->Unit(benchmark::kMillisecond);
+
+void BM_BroadcastScale(benchmark::State& state) {
+  RunBroadcast(
+      state, static_cast<int>(state.range(0)), static_cast<int>(state.range(1)),
+      /*bucket_mib=*/4, /*keyed=*/true,
+      state.range(2) != 0 ? BroadcastTopology::kChain : BroadcastTopology::kCollective);
+}
+BENCHMARK(BM_BroadcastScale)
+    ->ArgNames({"preset", "receivers", "topology"})
+    ->Apply([](benchmark::internal::Benchmark* b) {
+      for (int receivers : {1, 2, 4, 8}) {
+        for (int topology : {0, 1}) b->Args({1, receivers, topology});
+      }
+    })
+    ->UseManualTime()
+    ->Iterations(3)
     ->Unit(benchmark::kMillisecond);
 
 bool ParseWorkerFlag(const char* arg, const char* name, int* value) {
