@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The weight broadcast on an emulated cluster: the learner (rank 0) and each receiver in
+# its own network namespace, every namespace joined to one bridge ("the switch") by a
+# veth link shaped with tc in both directions (a full-duplex NIC of RATE, LATENCY one
+# way). Loopback hides what a real NIC shows: Gloo's broadcast makes the root send one
+# copy per receiver through its one link, a chain sends each byte once per link.
+#
+# Runs, in one go: iperf3 over one emulated link (the link's real rate here), then
+# broadcast_bench's BM_BroadcastScale (base, keyed, 4 MiB buckets, 1/2/4/8 receivers,
+# collective and chain) with every rank in its namespace, then a table: time per
+# broadcast, and the ratio to one receiver's time for the same topology.
+#
+# Usage (root: it creates namespaces, links and qdiscs):
+#   tools/bench/run_cluster_broadcast_bench.sh [BUILD_DIR] [broadcast_bench flags...]
+# Environment: RATE (default 1gbit), LATENCY (default 100us), RANKS (default 9: the
+# learner and 8 receivers), SUBNET (default 10.213.0: addresses SUBNET.1 ... SUBNET.RANKS;
+# refused if any interface here already has an address in SUBNET.0/24).
+# Everything it creates (namespaces duetb<PID>-*, and the links inside them) is removed at
+# exit, however it exits; no address is added outside those namespaces.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+BUILD_DIR="${DUET_BUILD_DIR:-build}"
+if [[ $# -gt 0 && "$1" != --* ]]; then
+  BUILD_DIR="$1"
+  shift
+fi
+BENCH="$(realpath "$BUILD_DIR/tools/bench/broadcast_bench")"
+[[ -x "$BENCH" ]] || { echo "no $BENCH: run ninja -C $BUILD_DIR broadcast_bench first" >&2; exit 1; }
+[[ $(id -u) == 0 ]] || { echo "needs root (network namespaces and tc)" >&2; exit 1; }
+for tool in ip tc iperf3; do
+  command -v "$tool" >/dev/null || { echo "$tool missing (deploy/local/install-deps.sh)" >&2; exit 1; }
+done
+RATE="${RATE:-1gbit}"
+LATENCY="${LATENCY:-100us}"
+RANKS="${RANKS:-9}"
+SUBNET="${SUBNET:-10.213.0}"
+if ip -o -4 addr show | awk '{print $4}' | grep -q "^${SUBNET//./\\.}\."; then
+  echo "an interface here already has an address in $SUBNET.0/24: set SUBNET" >&2
+  exit 1
+fi
+
+NS="duetb$$"
+TMP="$(mktemp -d)"
+cleanup() {
+  local ns
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$NS-" || true); do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+# The switch: a bridge in its own namespace.
+ip netns add "$NS-sw"
+ip -n "$NS-sw" link add br0 type bridge
+ip -n "$NS-sw" link set br0 up
+# tbf: RATE with a burst of at least one 64 KiB segment (GSO); netem adds LATENCY where
+# this kernel has it (sch_netem is a module some kernels lack: then no delay, and the
+# table says so).
+if ip netns exec "$NS-sw" tc qdisc add dev br0 root netem delay 1us 2>/dev/null; then
+  ip netns exec "$NS-sw" tc qdisc del dev br0 root
+  HAVE_NETEM=1
+else
+  HAVE_NETEM=0
+  echo "note: this kernel has no netem qdisc: links get RATE but no added latency" >&2
+  LATENCY="0 (no netem)"
+fi
+shape() {  # namespace device
+  if [[ $HAVE_NETEM == 1 ]]; then
+    ip netns exec "$1" tc qdisc add dev "$2" root handle 1: netem delay "$LATENCY" limit 100000
+    ip netns exec "$1" tc qdisc add dev "$2" parent 1: handle 2: tbf rate "$RATE" burst 256kb latency 50ms
+  else
+    ip netns exec "$1" tc qdisc add dev "$2" root tbf rate "$RATE" burst 256kb latency 50ms
+  fi
+}
+for ((r = 0; r < RANKS; r++)); do
+  ns="$NS-r$r"
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+  ip link add "duetb$$r$r" type veth peer name "p$r" netns "$NS-sw"
+  ip link set "duetb$$r$r" netns "$ns"
+  ip -n "$ns" link set "duetb$$r$r" name eth0
+  ip -n "$ns" addr add "$SUBNET.$((r + 1))/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$NS-sw" link set "p$r" master br0
+  ip -n "$NS-sw" link set "p$r" up
+  shape "$ns" eth0        # the rank's uplink
+  shape "$NS-sw" "p$r"    # its downlink
+done
+
+echo "== emulated cluster: $RANKS namespaces, links of $RATE and $LATENCY each way"
+echo "== iperf3 over one link ($SUBNET.2 -> $SUBNET.1), 1 stream, 5 s"
+ip netns exec "$NS-r0" iperf3 -s -1 -B "$SUBNET.1" >"$TMP/iperf_server.log" 2>&1 &
+for _ in $(seq 1 100); do
+  ip netns exec "$NS-r0" ss -ltnH "sport = :5201" | grep -q . && break
+  sleep 0.05
+done
+ip netns exec "$NS-r1" iperf3 -c "$SUBNET.1" -t 5 -J >"$TMP/iperf.json"
+wait || true
+
+echo "== broadcast_bench BM_BroadcastScale, rank r in namespace $NS-r<r>"
+ip netns exec "$NS-r0" env \
+  DUET_BENCH_LAUNCHER="ip netns exec $NS-r{rank}" \
+  DUET_BENCH_HOST="$SUBNET.{rank1}" \
+  "$BENCH" --benchmark_filter='BM_BroadcastScale' \
+  --benchmark_out="$TMP/bench.json" --benchmark_out_format=json "$@"
+
+python3 - "$TMP/iperf.json" "$TMP/bench.json" "$RATE" "$LATENCY" <<'EOF'
+import json, re, sys
+iperf = json.load(open(sys.argv[1]))
+link = iperf["end"]["sum_received"]["bits_per_second"] / 8 / 1e9
+bench = json.load(open(sys.argv[2]))
+print()
+print(f"one emulated link ({sys.argv[3]}, {sys.argv[4]} each way), iperf3: {link:.3f} GB/s")
+print()
+rows = {}
+for b in bench["benchmarks"]:
+    m = re.search(r"receivers:(\d+)/topology:(\d)", b["name"])
+    if not m:
+        continue
+    receivers, topology = int(m.group(1)), "chain" if m.group(2) == "1" else "collective"
+    if b.get("error_occurred"):
+        print(f"{topology} {receivers}: ERROR {b.get('error_message', '')}")
+        continue
+    rows[(topology, receivers)] = b
+print(f"{'topology':<11} {'receivers':>9} {'s / broadcast':>14} {'x one receiver':>15} "
+      f"{'GB/s per receiver':>18} {'/ link':>7}")
+for topology in ("collective", "chain"):
+    one = rows.get((topology, 1))
+    for receivers in (1, 2, 4, 8):
+        b = rows.get((topology, receivers))
+        if b is None:
+            continue
+        ratio = b["s"] / one["s"] if one else float("nan")
+        print(f"{topology:<11} {receivers:>9} {b['s']:>14.2f} {ratio:>15.2f} "
+              f"{b['GB/s']:>18.3f} {b['GB/s'] / link:>7.2f}")
+EOF
