@@ -2,6 +2,7 @@
 # Multi-process test of the RL service: real duet-learner, duet-rollout and duet-scorer
 # processes on loopback (gRPC + one Gloo group), started by `duet local` on a tiny world.
 # Checks: 3 steps run; every worker ends on the learner's policy version and checksum;
+# the same run with `broadcast: chain` ends on the same checksum, every sync by the chain;
 # a checkpoint is written; a rerun on the finished run's folder that fails (a typo in
 # --model or --data) or is refused (neither --resume nor --overwrite) changes none of its
 # files; --resume continues at the next step; a second duet local on a running job's folder
@@ -45,6 +46,22 @@ assert [l["step"] for l in lines] == list(range(1, steps + 1)), lines
 assert open(os.path.join(run, "checkpoints", "LATEST")).read().strip() == "step-%08d" % steps
 assert os.path.exists(os.path.join(run, "report", "summary.md"))
 print("first run ok: %d steps, %d workers on v%d checksum %d" % (steps, len(state["workers"]), state["policy_version"], state["checksum"]))
+PY
+# The same run with the weights down the chain (recipe key broadcast: chain): every sync
+# over the c10d group (none falls back to the gRPC stream), and the same final weights.
+"$DUET" local --recipe="$TMP/recipe.yaml" --model="$TMP/base/model" --data="$TMP/data" \
+  --out="$TMP/chain" --limit=2 --rollout_workers=2 --scorer_workers=1 --set broadcast=chain \
+  > "$TMP/chain.log" 2>&1 || { cat "$TMP/chain.log"; exit 1; }
+grep -q "^broadcast: chain" "$TMP/chain/recipe.yaml" || { echo "FAIL: the chain run's recipe.yaml has no 'broadcast: chain'"; exit 1; }
+if grep -q "falling back to the gRPC stream" "$TMP/chain/logs/learner.log"; then
+  grep "broadcast epoch" "$TMP/chain/logs/learner.log"; echo "FAIL: a chain sync fell back to the gRPC stream"; exit 1
+fi
+/usr/bin/python3 - "$TMP/run" "$TMP/chain" <<'PY'
+import json, os, sys
+a, b = (json.load(open(os.path.join(d, "final_state.json"))) for d in sys.argv[1:3])
+assert a["checksum"] == b["checksum"], (a["checksum"], b["checksum"])
+assert all(w["checksum"] == b["checksum"] and w["rank"] > 0 for w in b["workers"]), b
+print("chain run ok: the same checksum %d, %d workers on it" % (b["checksum"], len(b["workers"])))
 PY
 # A finished run is never lost to a rerun: every file of it is the same after each of these.
 snapshot() { (cd "$TMP/run" && find . -type f -print0 | sort -z | xargs -0 sha256sum); }

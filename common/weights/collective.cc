@@ -222,50 +222,23 @@ class ProcessGroupCollective final : public Collective {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<std::unique_ptr<PendingSend>> StartSend(const torch::Tensor& tensor,
-                                                         int dst, int tag) override {
-    DUET_RETURN_IF_ERROR(CheckCall("StartSend", tensor, dst, /*peer_may_be_me=*/false));
-    if (tag < 0) return absl::InvalidArgumentError("StartSend: negative tag");
-    absl::MutexLock lock(&mu_);
-    try {
-      std::vector<at::Tensor> tensors = {tensor};
-      return std::unique_ptr<PendingSend>(
-          new GroupSend(group_->send(tensors, dst, tag), backend_, dst, timeout_));
-    } catch (const std::exception& e) {
-      return StatusFromException(e, absl::StrCat(backend_, " send to rank ", dst),
-                                 absl::StatusCode::kInternal);
-    }
+  absl::StatusOr<std::unique_ptr<Pending>> StartSend(const torch::Tensor& tensor, int dst,
+                                                     int tag) override {
+    return StartPointToPoint(/*send=*/true, tensor, dst, tag);
   }
 
-  absl::Status Recv(torch::Tensor& tensor, int src, int tag) override {
-    DUET_RETURN_IF_ERROR(CheckCall("Recv", tensor, src, /*peer_may_be_me=*/false));
-    if (tag < 0) return absl::InvalidArgumentError("Recv: negative tag");
-    c10::intrusive_ptr<c10d::Work> work;
-    try {
-      std::vector<at::Tensor> tensors = {tensor};
-      {
-        absl::MutexLock lock(&mu_);  // posting only: other threads' calls may go on
-        work = group_->recv(tensors, src, tag);
-      }
-      work->wait(timeout_);
-    } catch (const std::exception& e) {
-      return StatusFromException(e, absl::StrCat(backend_, " receive from rank ", src),
-                                 absl::StatusCode::kInternal);
-    }
-    return absl::OkStatus();
+  absl::StatusOr<std::unique_ptr<Pending>> StartRecv(const torch::Tensor& tensor, int src,
+                                                     int tag) override {
+    return StartPointToPoint(/*send=*/false, tensor, src, tag);
   }
 
  private:
-  class GroupSend final : public PendingSend {
+  class GroupWork final : public Pending {
    public:
-    GroupSend(c10::intrusive_ptr<c10d::Work> work, std::string backend, int dst,
+    GroupWork(c10::intrusive_ptr<c10d::Work> work, std::string what,
               std::chrono::milliseconds timeout)
-        : work_(std::move(work)),
-          backend_(std::move(backend)),
-          dst_(dst),
-          timeout_(timeout) {}
-    ~GroupSend() override {
-      // The transport may still read the tensor: never let it go unwaited.
+        : work_(std::move(work)), what_(std::move(what)), timeout_(timeout) {}
+    ~GroupWork() override {
       if (work_) Wait().IgnoreError();
     }
     absl::Status Wait() override {
@@ -273,8 +246,7 @@ class ProcessGroupCollective final : public Collective {
       try {
         work_->wait(timeout_);
       } catch (const std::exception& e) {
-        status_ = StatusFromException(e, absl::StrCat(backend_, " send to rank ", dst_),
-                                      absl::StatusCode::kInternal);
+        status_ = StatusFromException(e, what_, absl::StatusCode::kInternal);
       }
       work_.reset();
       return status_;
@@ -282,11 +254,29 @@ class ProcessGroupCollective final : public Collective {
 
    private:
     c10::intrusive_ptr<c10d::Work> work_;
-    const std::string backend_;
-    const int dst_;
+    const std::string what_;
     const std::chrono::milliseconds timeout_;
     absl::Status status_;
   };
+
+  absl::StatusOr<std::unique_ptr<Pending>> StartPointToPoint(bool send,
+                                                             const torch::Tensor& tensor,
+                                                             int peer, int tag) {
+    const char* op = send ? "StartSend" : "StartRecv";
+    DUET_RETURN_IF_ERROR(CheckCall(op, tensor, peer, /*peer_may_be_me=*/false));
+    if (tag < 0) return absl::InvalidArgumentError(absl::StrCat(op, ": negative tag"));
+    const std::string what =
+        absl::StrCat(backend_, send ? " send to rank " : " receive from rank ", peer);
+    absl::MutexLock lock(&mu_);  // posting only: the wait is the caller's
+    try {
+      std::vector<at::Tensor> tensors = {tensor};
+      c10::intrusive_ptr<c10d::Work> work =
+          send ? group_->send(tensors, peer, tag) : group_->recv(tensors, peer, tag);
+      return std::unique_ptr<Pending>(new GroupWork(std::move(work), what, timeout_));
+    } catch (const std::exception& e) {
+      return StatusFromException(e, what, absl::StatusCode::kInternal);
+    }
+  }
 
   // What every call checks: a defined, contiguous tensor on the backend's device, and a
   // peer (root, source or destination) inside the group, other than this rank for a
@@ -442,15 +432,21 @@ absl::StatusOr<std::unique_ptr<Collective>> CreateCollective(
                                  timeout, std::move(store), std::move(group)));
 }
 
-absl::StatusOr<std::unique_ptr<Collective::PendingSend>> Collective::StartSend(
+absl::StatusOr<std::unique_ptr<Collective::Pending>> Collective::StartSend(
     const torch::Tensor& /*tensor*/, int /*dst*/, int /*tag*/) {
   return absl::UnimplementedError(
       absl::StrCat("this ", backend(), " collective has no point-to-point send"));
 }
 
-absl::Status Collective::Recv(torch::Tensor& /*tensor*/, int /*src*/, int /*tag*/) {
+absl::StatusOr<std::unique_ptr<Collective::Pending>> Collective::StartRecv(
+    const torch::Tensor& /*tensor*/, int /*src*/, int /*tag*/) {
   return absl::UnimplementedError(
       absl::StrCat("this ", backend(), " collective has no point-to-point receive"));
+}
+
+absl::Status Collective::Recv(const torch::Tensor& tensor, int src, int tag) {
+  DUET_ASSIGN_OR_RETURN(std::unique_ptr<Pending> receive, StartRecv(tensor, src, tag));
+  return receive->Wait();
 }
 
 CollectiveFactory* C10dCollectiveFactory() {

@@ -48,27 +48,32 @@ class Collective {
   // the same shape and dtype on every rank; 0 <= root < world_size().
   virtual absl::Status Broadcast(torch::Tensor& tensor, int root) = 0;
 
-  // A point-to-point send in flight (StartSend).
-  class PendingSend {
+  // A point-to-point send or receive in flight (StartSend, StartRecv). Destroying it
+  // first waits for it, since the transport may still use the tensor.
+  class Pending {
    public:
-    virtual ~PendingSend() = default;
-    // Blocks until the data has been handed off (at most the group's timeout); then the
-    // tensor may be written again. The Collective's errors, as Broadcast's.
+    virtual ~Pending() = default;
+    // Blocks until the send has handed the data off, or the receive has filled the
+    // tensor (at most the group's timeout: DeadlineExceeded; Unavailable when the peer is
+    // gone); then the tensor may be used again.
     virtual absl::Status Wait() = 0;
   };
 
   // Point-to-point, for pipelines such as the chain broadcast (weight_sync.h): starts
-  // sending `tensor` to rank `dst` under `tag` and returns at once; rank `dst` must call
-  // Recv(…, src = this rank, tag) with a tensor of the same size and dtype. Sends to one
-  // peer under one tag are received in the order they were started. The default
-  // implementation (fakes) says Unimplemented.
-  // REQUIRES: as Broadcast's tensor; nobody writes `tensor` until Wait returns;
+  // sending `tensor` to rank `dst` under `tag` and returns at once; rank `dst` receives
+  // it with StartRecv(…, src = this rank, tag) into a tensor of the same size and dtype.
+  // Sends to one peer under one tag are received in the order they were started.
+  // The default implementation (fakes) says Unimplemented.
+  // REQUIRES: as Broadcast's tensor; nobody touches `tensor` until Wait returns;
   // 0 <= dst < world_size(), dst != rank(); tag >= 0.
-  virtual absl::StatusOr<std::unique_ptr<PendingSend>> StartSend(
-      const torch::Tensor& tensor, int dst, int tag);
-  // Blocks until `tensor` holds what rank `src` sent under `tag`, or the group's timeout
-  // passes (DeadlineExceeded), or `src` is gone (Unavailable). Unimplemented by default.
-  virtual absl::Status Recv(torch::Tensor& tensor, int src, int tag);
+  virtual absl::StatusOr<std::unique_ptr<Pending>> StartSend(const torch::Tensor& tensor,
+                                                             int dst, int tag);
+  // Starts receiving what rank `src` sends under `tag` into `tensor` (posting a receive
+  // ahead keeps a pipeline's link busy). Same REQUIRES, with `src`.
+  virtual absl::StatusOr<std::unique_ptr<Pending>> StartRecv(const torch::Tensor& tensor,
+                                                             int src, int tag);
+  // StartRecv, then Wait.
+  absl::Status Recv(const torch::Tensor& tensor, int src, int tag);
 };
 
 struct CollectiveOptions {

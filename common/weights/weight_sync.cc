@@ -298,21 +298,31 @@ class BucketPath {
       return collective_->Broadcast(chunk, root_);
     }
     if (next_ < 0) return absl::OkStatus();
-    DUET_ASSIGN_OR_RETURN(std::unique_ptr<Collective::PendingSend> send,
+    DUET_ASSIGN_OR_RETURN(std::unique_ptr<Collective::Pending> send,
                           collective_->StartSend(chunk, next_, Tag(index)));
     return send->Wait();
   }
 
   // Elsewhere: fills `chunk` with bucket `index` and passes it down the chain. With
   // `stays` (nobody writes `chunk` until Finish) the forward may still be in flight on
-  // return; otherwise it is done.
-  absl::Status Receive(torch::Tensor& chunk, int64_t index, bool stays) {
+  // return; otherwise it is done. `next`, when defined, is where bucket index + 1 will
+  // go: its receive is posted before this one is waited for, so that the link never
+  // idles between buckets (the next call must be for index + 1 into `next`).
+  absl::Status Receive(torch::Tensor& chunk, int64_t index, bool stays,
+                       const torch::Tensor& next = torch::Tensor()) {
     if (topology_ == BroadcastTopology::kCollective) {
       return collective_->Broadcast(chunk, root_);
     }
-    DUET_RETURN_IF_ERROR(collective_->Recv(chunk, prev_, Tag(index)));
+    std::unique_ptr<Collective::Pending> receive = std::move(posted_);
+    if (receive == nullptr) {
+      DUET_ASSIGN_OR_RETURN(receive, collective_->StartRecv(chunk, prev_, Tag(index)));
+    }
+    if (next.defined()) {
+      DUET_ASSIGN_OR_RETURN(posted_, collective_->StartRecv(next, prev_, Tag(index + 1)));
+    }
+    DUET_RETURN_IF_ERROR(receive->Wait());
     if (next_ < 0) return absl::OkStatus();
-    DUET_ASSIGN_OR_RETURN(std::unique_ptr<Collective::PendingSend> send,
+    DUET_ASSIGN_OR_RETURN(std::unique_ptr<Collective::Pending> send,
                           collective_->StartSend(chunk, next_, Tag(index)));
     if (!stays) return send->Wait();
     in_flight_.push_back(std::move(send));
@@ -324,6 +334,7 @@ class BucketPath {
   // Waits for the forwards still in flight; the first error.
   absl::Status Finish() {
     absl::Status status;
+    posted_.reset();  // none is left after the last bucket; after an error, waited out
     while (!in_flight_.empty()) status.Update(WaitOldest());
     return status;
   }
@@ -334,7 +345,7 @@ class BucketPath {
   static int Tag(int64_t index) { return static_cast<int>(index % (int64_t{1} << 30)); }
 
   absl::Status WaitOldest() {
-    std::unique_ptr<Collective::PendingSend> oldest = std::move(in_flight_.front());
+    std::unique_ptr<Collective::Pending> oldest = std::move(in_flight_.front());
     in_flight_.pop_front();
     return oldest->Wait();
   }
@@ -344,7 +355,8 @@ class BucketPath {
   const BroadcastTopology topology_;
   int prev_ = -1;  // the chain's neighbours; -1: none
   int next_ = -1;
-  std::deque<std::unique_ptr<Collective::PendingSend>> in_flight_;
+  std::deque<std::unique_ptr<Collective::Pending>> in_flight_;
+  std::unique_ptr<Collective::Pending> posted_;  // the next bucket's receive, if posted
 };
 
 void PutTag(const WeightMacTag& tag, int64_t* slots) {
@@ -619,7 +631,12 @@ absl::StatusOr<int64_t> WeightReceiver::Receive(
   for (int64_t done = 0, bucket = 0; done < total && received.ok(); ++bucket) {
     const int64_t n = std::min(bucket_numel, total - done);
     torch::Tensor chunk = staging->narrow(/*dim=*/0, done, n);  // received in place
-    received = path.Receive(chunk, bucket, /*stays=*/true);
+    const int64_t after = done + n;
+    const torch::Tensor next =
+        after < total
+            ? staging->narrow(/*dim=*/0, after, std::min(bucket_numel, total - after))
+            : torch::Tensor();
+    received = path.Receive(chunk, bucket, /*stays=*/true, next);
     if (received.ok()) digester.Submit(chunk);  // digested while the next one arrives
     done += n;
   }
