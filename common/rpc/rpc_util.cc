@@ -25,7 +25,7 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
 }
 
 grpc::Status ToGrpcStatusWithRetryHint(const absl::Status& status,
-                                       grpc::ServerContext* context,
+                                       grpc::ServerContextBase* context,
                                        absl::Duration retry_after) {
   if (absl::IsResourceExhausted(status)) {
     context->AddTrailingMetadata(kRetryAfterMetadataKey,

@@ -28,7 +28,7 @@ inline constexpr char kRetryAfterMetadataKey[] = "duet-retry-after-ms";
 // ToGrpcStatus(status); when `status` is ResourceExhausted, also puts `retry_after` into
 // `context`'s trailing metadata.
 grpc::Status ToGrpcStatusWithRetryHint(const absl::Status& status,
-                                       grpc::ServerContext* context,
+                                       grpc::ServerContextBase* context,
                                        absl::Duration retry_after);
 
 // The retry hint of a finished call, or zero when the server sent none (or garbage).

@@ -59,17 +59,21 @@ grpc::Status CoordinatorService::Register(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorService::PullWork(grpc::ServerContext* ctx,
-                                          const v1::PullWorkRequest* req,
-                                          v1::PullWorkResponse* resp) {
-  if (auto s = CheckToken(*ctx, auth_token_); !s.ok()) return ToGrpcStatus(s);
-  if (req->wait_ms() < 0 || req->wait_ms() > 10000) {
-    return ToGrpcStatus(absl::InvalidArgumentError("wait_ms: must be in [0, 10000]"));
+grpc::ServerUnaryReactor* CoordinatorService::PullWork(grpc::CallbackServerContext* ctx,
+                                                       const v1::PullWorkRequest* req,
+                                                       v1::PullWorkResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::Status checked = CheckToken(*ctx, auth_token_);
+  if (checked.ok() && (req->wait_ms() < 0 || req->wait_ms() > 10000)) {
+    checked = absl::InvalidArgumentError("wait_ms: must be in [0, 10000]");
   }
-  if (auto s = queue_->Authenticate(req->worker_id(), req->session()); !s.ok())
-    return ToGrpcStatus(s);
+  if (checked.ok()) checked = queue_->Authenticate(req->worker_id(), req->session());
+  if (!checked.ok()) {
+    reactor->Finish(ToGrpcStatus(checked));
+    return reactor;
+  }
   // A seat among the waiting polls, or none: past the bound the call takes what is there
-  // and never holds a thread.
+  // and does not wait.
   absl::Duration wait = absl::Milliseconds(req->wait_ms());
   const bool bounded = limits_.max_waiting_polls > 0 && wait > absl::ZeroDuration();
   const bool seated = bounded && waiting_polls_.fetch_add(1) < limits_.max_waiting_polls;
@@ -77,9 +81,19 @@ grpc::Status CoordinatorService::PullWork(grpc::ServerContext* ctx,
     waiting_polls_.fetch_sub(1);
     wait = absl::ZeroDuration();
   }
-  auto item = queue_->Pull(req->worker_id(), wait);
-  if (seated) waiting_polls_.fetch_sub(1);
-  if (bounded && !seated && item.ok() && !item->has_value()) {
+  queue_->PullAsync(req->worker_id(), wait,
+                    [this, ctx, reactor, resp, seated, refused = bounded && !seated](
+                        absl::StatusOr<std::optional<v1::WorkItem>> item) {
+                      if (seated) waiting_polls_.fetch_sub(1);
+                      reactor->Finish(PullAnswer(ctx, refused, std::move(item), resp));
+                    });
+  return reactor;
+}
+
+grpc::Status CoordinatorService::PullAnswer(
+    grpc::CallbackServerContext* ctx, bool refused_seat,
+    absl::StatusOr<std::optional<v1::WorkItem>> item, v1::PullWorkResponse* resp) const {
+  if (refused_seat && item.ok() && !item->has_value()) {
     return ToGrpcStatusWithRetryHint(
         absl::ResourceExhaustedError(
             absl::StrCat(limits_.max_waiting_polls,

@@ -3,8 +3,10 @@
 
 // The learner's gRPC face (duet.v1.Coordinator). Handlers are thin: check the token,
 // validate the request, call the WorkQueue / weight snapshot, map the status across
-// unchanged. Uses the synchronous API: PullWork long-polls, and blocking a server thread
-// for it is the simplest correct thing at worker-pool scale.
+// unchanged. PullWork, the long-poll, uses gRPC's callback API: a waiting poll is a
+// record in the WorkQueue (PullAsync) and holds no thread, so thousands of idle workers
+// cost a few KiB each and never crowd out the control calls, which use the synchronous
+// API (one handler thread each, for as long as they run: never long).
 //
 // Thread-safety: thread-safe (the state it touches is).
 
@@ -42,15 +44,16 @@ struct RequestLimits {
   TokenLayout layout;                // token ids results must respect
   int64_t max_sequence_tokens = 64;  // the model's context: a whole training row
   int64_t max_rows = 4096;
-  // At most this many PullWork calls wait at once (0: no bound). Each waiting long-poll
-  // holds one of the server's handler threads; past the bound a PullWork is answered at
-  // once (an item when one is queued for the caller, else RESOURCE_EXHAUSTED with a retry
-  // hint), so that Heartbeat, CompleteWork, Deregister and GetRunStatus always find a
-  // thread. duet-learner sets it below --max_rpc_threads.
+  // At most this many PullWork calls wait at once (0: no bound). Past the bound a
+  // PullWork is answered at once (an item when one is queued for the caller, else
+  // RESOURCE_EXHAUSTED with a retry hint). A waiting poll holds no thread (callback API),
+  // and each worker has at most one, so duet-learner leaves it unbounded: the registry's
+  // cap (--max_workers) bounds the polls.
   int32_t max_waiting_polls = 0;
 };
 
-class CoordinatorService final : public v1::Coordinator::Service {
+class CoordinatorService final
+    : public v1::Coordinator::WithCallbackMethod_PullWork<v1::Coordinator::Service> {
  public:
   // Borrowed pointers must outlive the service. `status_fn` fills step/done of RunStatus.
   CoordinatorService(WorkQueue* queue, WeightSnapshot* weights, RendezvousInfo rendezvous,
@@ -59,8 +62,9 @@ class CoordinatorService final : public v1::Coordinator::Service {
 
   grpc::Status Register(grpc::ServerContext* ctx, const v1::RegisterRequest* req,
                         v1::RegisterResponse* resp) override;
-  grpc::Status PullWork(grpc::ServerContext* ctx, const v1::PullWorkRequest* req,
-                        v1::PullWorkResponse* resp) override;
+  grpc::ServerUnaryReactor* PullWork(grpc::CallbackServerContext* ctx,
+                                     const v1::PullWorkRequest* req,
+                                     v1::PullWorkResponse* resp) override;
   grpc::Status CompleteWork(grpc::ServerContext* ctx, const v1::CompleteWorkRequest* req,
                             v1::CompleteWorkResponse* resp) override;
   grpc::Status FetchWeights(grpc::ServerContext* ctx, const v1::FetchWeightsRequest* req,
@@ -82,6 +86,12 @@ class CoordinatorService final : public v1::Coordinator::Service {
   int waiting_polls() const { return waiting_polls_.load(); }
 
  private:
+  // PullWork's answer once the queue has one: `item` as the response, Cancelled as
+  // `shutdown`, errors with a retry hint. `refused_seat`: the call found no seat among
+  // the waiting polls and so did not wait.
+  grpc::Status PullAnswer(grpc::CallbackServerContext* ctx, bool refused_seat,
+                          absl::StatusOr<std::optional<v1::WorkItem>> item,
+                          v1::PullWorkResponse* resp) const;
   // What a result must be on its own: token ids in the vocabulary, finite values.
   absl::Status ValidateResult(const v1::CompleteWorkRequest& req) const;
   // What it must be for the item it completes: the same kind, one group per input and k

@@ -42,7 +42,7 @@ absl::StatusOr<int> LearnerServer::Start() {
   DUET_RETURN_IF_ERROR(LoadRlInputs(*bundle_, r.data, &prompts_, &images_));
   std::mt19937_64 rng(std::random_device{}());
   run_id_ = absl::StrFormat("run%08x", static_cast<uint32_t>(rng()));
-  queue_ = std::make_unique<WorkQueue>(run_id_, clock_, WorkQueue::kDefaultMaxWorkers,
+  queue_ = std::make_unique<WorkQueue>(run_id_, clock_, options_.max_workers,
                                        absl::Seconds(r.lease_seconds));
   queue_->SetMetrics(telemetry_->queue());
   queue_->SetFaultPolicy(
@@ -71,13 +71,8 @@ absl::StatusOr<int> LearnerServer::Start() {
   RequestLimits limits;
   limits.layout = bundle_->layout;
   limits.max_sequence_tokens = bundle_->model.config().max_position_embeddings;
-  // Long-polls may hold at most three quarters of the handler threads (at least 16 stay
-  // for the control calls), so a flood of idle workers never starves heartbeats and
-  // results.
-  if (options_.max_rpc_threads > 0) {
-    limits.max_waiting_polls = std::max(
-        1, options_.max_rpc_threads - std::max(16, options_.max_rpc_threads / 4));
-  }
+  // Long-polls hold no handler thread (callback API), so they are not bounded here: each
+  // worker has at most one, and the registry bounds the workers.
   service_ = std::make_unique<CoordinatorService>(
       queue_.get(), &snapshot_, rv, options_.auth_token, limits,
       [this](v1::RunStatus* s) { s->set_step(step_.load()); });

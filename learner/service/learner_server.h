@@ -64,9 +64,13 @@ struct LearnerOptions {
   // Bound on one c10d rendezvous or broadcast; past it the sync falls back to the gRPC
   // weight stream for the workers that did not confirm, and the next sync re-forms.
   absl::Duration collective_timeout = absl::Seconds(60);
-  // Bound on the gRPC server's handler threads (each waiting PullWork holds one; a worker
-  // may have one waiting); calls past it are RESOURCE_EXHAUSTED. 0: unbounded.
+  // Bound on the gRPC server's synchronous handler threads (the control calls; a waiting
+  // PullWork holds none: callback API); calls past it are RESOURCE_EXHAUSTED. 0:
+  // unbounded.
   int max_rpc_threads = 256;
+  // Registered workers at most (Register past it is RESOURCE_EXHAUSTED). Each costs ~2 KB
+  // here, and a waiting PullWork a few KiB more (docs/benchmarks.md).
+  int32_t max_workers = WorkQueue::kDefaultMaxWorkers;
   // Called after every step (progress line, metrics).
   std::function<void(const StepReport&)> on_step;
   // Metrics (docs/metrics.md) are recorded here; null: a private registry, not served.

@@ -91,10 +91,14 @@ DEFINE_int32(stall_timeout_s, 1800,
              "liveness (grpc.health.v1 service \"\") turns NOT_SERVING when the training "
              "loop has made no "
              "progress for this long (one step longer than this looks hung); 0: never");
-DEFINE_int32(max_rpc_threads, duet::LearnerOptions().max_rpc_threads,
-             "at most this many gRPC handler threads (long-polls hold one each); calls "
-             "past it get "
-             "RESOURCE_EXHAUSTED and workers back off (0: unbounded)");
+DEFINE_int32(
+    max_rpc_threads, duet::LearnerOptions().max_rpc_threads,
+    "at most this many gRPC handler threads for the control calls (a waiting "
+    "PullWork holds none); calls past it get RESOURCE_EXHAUSTED and workers back "
+    "off (0: unbounded)");
+DEFINE_int32(max_workers, duet::LearnerOptions().max_workers,
+             "at most this many registered workers; Register past it gets "
+             "RESOURCE_EXHAUSTED");
 
 namespace {
 
@@ -119,8 +123,8 @@ int main(int argc, char** argv) {
            {"worker pools", {"rollout_workers", "scorer_workers"}},
            {"serving",
             {"address", "port_file", "store_host", "collective_timeout_s", "threads",
-             "max_rpc_threads", "resume", "metrics_address", "metrics_port_file",
-             "health_address", "stall_timeout_s"}},
+             "max_rpc_threads", "max_workers", "resume", "metrics_address",
+             "metrics_port_file", "health_address", "stall_timeout_s"}},
            {"security",
             {"auth_token_file", "auth_token", "allow_insecure_no_auth", "tls_cert",
              "tls_key", "tls_client_ca"}}})) {
@@ -199,6 +203,11 @@ int main(int argc, char** argv) {
   options.resume = FLAGS_resume;
   options.collective_timeout = absl::Seconds(std::max(1, FLAGS_collective_timeout_s));
   options.max_rpc_threads = FLAGS_max_rpc_threads;
+  if (FLAGS_max_workers < 1) {
+    std::fprintf(stderr, "duet-learner: --max_workers must be >= 1\n");
+    return 2;
+  }
+  options.max_workers = FLAGS_max_workers;
   options.tls = {FLAGS_tls_cert, FLAGS_tls_key, FLAGS_tls_client_ca, ""};
   auto resolved = duet::ResolveAuthToken(FLAGS_auth_token, FLAGS_auth_token_file);
   if (!resolved.ok()) {

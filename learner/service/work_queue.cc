@@ -49,6 +49,7 @@ void WorkQueue::RemoveWorkerLocked(std::map<std::string, WorkerRecord>::iterator
                                    bool lost) {
   const std::string id = it->first;
   const v1::Role role = it->second.role;
+  PokeLocked();  // its waiting pull ends, and items may come free
   workers_.erase(it);
   polling_.erase(id);
   ++membership_version_;
@@ -356,6 +357,7 @@ std::string WorkQueue::Submit(v1::Role role, v1::WorkItem item, SubmitOptions op
   const std::string id = absl::StrCat(run_id_, "-", next_item_++);
   item.set_item_id(id);
   if (metrics_) metrics_->OnSubmit(id, role, item.has_sync());
+  PokeLocked();
   pending_.push_back(Pending{role, std::move(options.worker_id), std::move(item),
                              options.deadline, std::move(options.avoid)});
   return id;
@@ -373,9 +375,7 @@ bool WorkQueue::MayTakeLocked(const Pending& p, const std::string& worker_id,
   return true;
 }
 
-absl::StatusOr<std::optional<v1::WorkItem>> WorkQueue::Pull(const std::string& worker_id,
-                                                            absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
+absl::StatusOr<v1::Role> WorkQueue::BeginPullLocked(const std::string& worker_id) {
   TouchLocked(worker_id);
   ExpireLocked();
   auto it = workers_.find(worker_id);
@@ -394,19 +394,22 @@ absl::StatusOr<std::optional<v1::WorkItem>> WorkQueue::Pull(const std::string& w
                        ": complete it before pulling another"));
     }
   }
-  const v1::Role role = it->second.role;
-  auto available = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (closed_) return true;
-    for (const Pending& p : pending_) {
-      if (MayTakeLocked(p, worker_id, role)) return true;
-    }
-    return false;
-  };
   it->second.pulled = true;
   polling_.insert(worker_id);
   if (metrics_) metrics_->OnPullBegin(worker_id);
-  const absl::Time pull_start = clock_->Now();
-  clock_->AwaitWithDeadline(&mu_, absl::Condition(&available), clock_->Now() + timeout);
+  return it->second.role;
+}
+
+bool WorkQueue::PullReadyLocked(const std::string& worker_id, v1::Role role) const {
+  if (closed_ || workers_.count(worker_id) == 0) return true;
+  for (const Pending& p : pending_) {
+    if (MayTakeLocked(p, worker_id, role)) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<std::optional<v1::WorkItem>> WorkQueue::EndPullLocked(
+    const std::string& worker_id, v1::Role role, absl::Time pull_start) {
   polling_.erase(worker_id);
   TouchLocked(worker_id);
   if (workers_.count(worker_id) == 0 && !closed_) {  // deregistered while it waited
@@ -441,6 +444,82 @@ absl::StatusOr<std::optional<v1::WorkItem>> WorkQueue::Pull(const std::string& w
       InFlight{worker_id, item, role, deadline, span, std::move(pick->avoid)};
   pending_.erase(pick);
   return std::optional<v1::WorkItem>(std::move(item));
+}
+
+absl::StatusOr<std::optional<v1::WorkItem>> WorkQueue::Pull(const std::string& worker_id,
+                                                            absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  DUET_ASSIGN_OR_RETURN(const v1::Role role, BeginPullLocked(worker_id));
+  auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return PullReadyLocked(worker_id, role);
+  };
+  const absl::Time pull_start = clock_->Now();
+  clock_->AwaitWithDeadline(&mu_, absl::Condition(&ready), clock_->Now() + timeout);
+  return EndPullLocked(worker_id, role, pull_start);
+}
+
+void WorkQueue::PullAsync(const std::string& worker_id, absl::Duration timeout,
+                          PullDone done) {
+  absl::StatusOr<std::optional<v1::WorkItem>> now;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<v1::Role> role = BeginPullLocked(worker_id);
+    if (!role.ok()) {
+      now = role.status();
+    } else if (timeout <= absl::ZeroDuration() || PullReadyLocked(worker_id, *role)) {
+      now = EndPullLocked(worker_id, *role, clock_->Now());
+    } else {
+      const absl::Time start = clock_->Now();
+      waiters_.push_back(
+          Waiter{worker_id, *role, start, start + timeout, std::move(done)});
+      PokeLocked();  // the dispatcher learns the new deadline
+      if (!dispatcher_.joinable()) dispatcher_ = std::thread([this] { DispatchLoop(); });
+      return;
+    }
+  }
+  done(std::move(now));
+}
+
+int WorkQueue::waiting_pulls() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(waiters_.size());
+}
+
+void WorkQueue::DispatchLoop() {
+  using Answer = std::pair<PullDone, absl::StatusOr<std::optional<v1::WorkItem>>>;
+  mu_.Lock();
+  for (;;) {
+    absl::Time next = absl::InfiniteFuture();
+    for (const Waiter& w : waiters_) next = std::min(next, w.deadline);
+    auto woken = [this]()
+                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return poked_ || stopping_; };
+    clock_->AwaitWithDeadline(&mu_, absl::Condition(&woken), next);
+    poked_ = false;
+    // Oldest first, each seeing what those before it took.
+    std::vector<Answer> answers;
+    const absl::Time now = clock_->Now();
+    for (auto w = waiters_.begin(); w != waiters_.end();) {
+      if (stopping_) {
+        polling_.erase(w->worker_id);
+        answers.emplace_back(std::move(w->done),
+                             absl::CancelledError("the learner is shutting down"));
+      } else if (now >= w->deadline || PullReadyLocked(w->worker_id, w->role)) {
+        answers.emplace_back(std::move(w->done),
+                             EndPullLocked(w->worker_id, w->role, w->start));
+      } else {
+        ++w;
+        continue;
+      }
+      w = waiters_.erase(w);
+    }
+    if (!answers.empty()) {
+      mu_.Unlock();
+      for (Answer& a : answers) a.first(std::move(a.second));
+      mu_.Lock();
+    }
+    if (stopping_ && waiters_.empty()) break;
+  }
+  mu_.Unlock();
 }
 
 absl::Status WorkQueue::Complete(const v1::CompleteWorkRequest& result,
@@ -581,6 +660,17 @@ bool WorkQueue::AwaitShutdownNoticed(absl::Duration timeout) {
 void WorkQueue::Close() {
   absl::MutexLock lock(&mu_);
   closed_ = true;
+  PokeLocked();
+}
+
+WorkQueue::~WorkQueue() {
+  std::thread dispatcher;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    dispatcher = std::move(dispatcher_);
+  }
+  if (dispatcher.joinable()) dispatcher.join();
 }
 
 bool WorkQueue::closed() const {

@@ -36,15 +36,18 @@
 // gets one only when it is the only one left.
 //
 // Thread-safety: thread-safe. Every method may be called from any thread; Pull and
-// Await block without holding the mutex.
+// Await block without holding the mutex. PullAsync never blocks: one dispatcher thread
+// answers every waiting PullAsync.
 
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <list>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -171,6 +174,18 @@ class WorkQueue {
   absl::StatusOr<std::optional<v1::WorkItem>> Pull(const std::string& worker_id,
                                                    absl::Duration timeout);
 
+  // Pull without holding a thread while it waits (the coordinator's callback PullWork):
+  // `done` gets what Pull would return, exactly once, never under the queue's mutex. On
+  // this thread when the answer is known at once (an error, an item, or `timeout` <= 0);
+  // otherwise on the queue's dispatcher thread (started by the first such wait) as soon
+  // as an item for the worker is queued, the worker leaves, the queue closes, or
+  // `timeout` passes. A waiting pull costs a record here, not a thread. `done` may call
+  // the queue.
+  using PullDone = std::function<void(absl::StatusOr<std::optional<v1::WorkItem>>)>;
+  void PullAsync(const std::string& worker_id, absl::Duration timeout, PullDone done);
+  // PullAsync calls waiting now.
+  int waiting_pulls() const;
+
   // Checks a result against the item that was handed out (the coordinator's validation).
   using ResultCheck = std::function<absl::Status(const v1::WorkItem& item,
                                                  const v1::CompleteWorkRequest& result)>;
@@ -203,6 +218,10 @@ class WorkQueue {
 
   // Wakes every waiter; Pull and Await return Cancelled from now on.
   void Close();
+  // Stops the dispatcher; a PullAsync still waiting gets Cancelled.
+  ~WorkQueue();
+  WorkQueue(const WorkQueue&) = delete;
+  WorkQueue& operator=(const WorkQueue&) = delete;
   // After Close(): waits until every registered worker has pulled and so been told that
   // the run ended, or `timeout` passed. True when all were told.
   bool AwaitShutdownNoticed(absl::Duration timeout);
@@ -213,6 +232,23 @@ class WorkQueue {
   void SetMetrics(QueueMetrics* metrics) { metrics_ = metrics; }
 
  private:
+  // Pull's checks before it waits: the worker's role, or why it may not pull now (see
+  // Pull). On success the worker counts as polling.
+  absl::StatusOr<v1::Role> BeginPullLocked(const std::string& worker_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True when a pull by `worker_id` can be answered now: an item it may take, the queue
+  // closed, or the worker gone.
+  bool PullReadyLocked(const std::string& worker_id, v1::Role role) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Pull's answer once it stops waiting (takes the item, if there is one for it).
+  absl::StatusOr<std::optional<v1::WorkItem>> EndPullLocked(const std::string& worker_id,
+                                                            v1::Role role,
+                                                            absl::Time pull_start)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Something a waiting PullAsync may be waiting for changed: the dispatcher looks.
+  void PokeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { poked_ = true; }
+  // The dispatcher thread: answers each waiting PullAsync once it is ready or due.
+  void DispatchLoop() ABSL_LOCKS_EXCLUDED(mu_);
   // Removes `it` from the registry and returns its items (see above). `lost`: by expiry.
   void RemoveWorkerLocked(std::map<std::string, WorkerRecord>::iterator it, bool lost)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -277,6 +313,18 @@ class WorkQueue {
   // Quarantined worker names and when each may register again.
   std::map<std::string, absl::Time> quarantined_ ABSL_GUARDED_BY(mu_);
   QueueMetrics* metrics_ = nullptr;  // set once before use (SetMetrics)
+  // Waiting PullAsync calls, oldest first.
+  struct Waiter {
+    std::string worker_id;
+    v1::Role role = v1::ROLE_UNSPECIFIED;
+    absl::Time start;
+    absl::Time deadline;
+    PullDone done;
+  };
+  std::list<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
+  bool poked_ ABSL_GUARDED_BY(mu_) = false;      // see PokeLocked
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;   // the destructor runs
+  std::thread dispatcher_ ABSL_GUARDED_BY(mu_);  // started by the first waiting PullAsync
 };
 
 }  // namespace duet

@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "common/base/clock.h"
 
 namespace duet {
@@ -340,6 +342,110 @@ TEST_F(WorkQueueTest, PullTimesOutEmptyOnTheFakeClock) {
   puller.join();
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_FALSE(result->has_value());
+}
+
+// ---- PullAsync: the coordinator's long-poll, answered by one dispatcher thread. ----
+
+// What one PullAsync gets, and when.
+struct AsyncPull {
+  absl::Notification done;
+  absl::StatusOr<std::optional<v1::WorkItem>> result = absl::UnknownError("not answered");
+  std::thread::id answered_on;
+
+  WorkQueue::PullDone Callback() {
+    return [this](absl::StatusOr<std::optional<v1::WorkItem>> r) {
+      ASSERT_FALSE(done.HasBeenNotified()) << "answered twice";
+      result = std::move(r);
+      answered_on = std::this_thread::get_id();
+      done.Notify();
+    };
+  }
+};
+
+TEST_F(WorkQueueTest, PullAsyncAnswersAtOnceOnTheCallersThreadWhenItCan) {
+  const std::string w = queue_.Register(v1::ROLE_SCORER, "s", 1)->id;
+  AsyncPull empty;
+  queue_.PullAsync(w, kNoWait, empty.Callback());  // nothing queued, no wait
+  ASSERT_TRUE(empty.done.HasBeenNotified());
+  ASSERT_TRUE(empty.result.ok()) << empty.result.status();
+  EXPECT_FALSE(empty.result->has_value());
+  const std::string id = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
+  AsyncPull item;
+  queue_.PullAsync(w, absl::Seconds(10), item.Callback());  // queued: no wait
+  ASSERT_TRUE(item.done.HasBeenNotified());
+  EXPECT_EQ(item.answered_on, std::this_thread::get_id());
+  ASSERT_TRUE(item.result.ok() && item.result->has_value());
+  EXPECT_EQ((*item.result)->item_id(), id);
+  AsyncPull unknown;
+  queue_.PullAsync("nobody", absl::Seconds(10), unknown.Callback());
+  EXPECT_EQ(unknown.result.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(queue_.waiting_pulls(), 0);
+}
+
+// Several workers wait with no thread of theirs; each item goes to one of them, oldest
+// first, and a second pull by a waiting worker is refused as with Pull.
+TEST_F(WorkQueueTest, PullAsyncWaitsWithoutAThreadAndEachItemGoesToOneWaiter) {
+  constexpr int kWorkers = 50;
+  std::vector<std::string> ids;
+  std::vector<AsyncPull> pulls(kWorkers);
+  for (int i = 0; i < kWorkers; ++i) {
+    ids.push_back(queue_.Register(v1::ROLE_SCORER, absl::StrCat("s", i), 1)->id);
+    queue_.PullAsync(ids[i], absl::Seconds(10), pulls[i].Callback());
+  }
+  EXPECT_EQ(queue_.waiting_pulls(), kWorkers);
+  for (const AsyncPull& p : pulls) EXPECT_FALSE(p.done.HasBeenNotified());
+  AsyncPull second;
+  queue_.PullAsync(ids[0], absl::Seconds(10), second.Callback());
+  EXPECT_EQ(second.result.status().code(), absl::StatusCode::kResourceExhausted);
+
+  const std::string a = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
+  const std::string b = queue_.Submit(v1::ROLE_SCORER, ScoreItem(0));
+  pulls[0].done.WaitForNotification();
+  pulls[1].done.WaitForNotification();
+  EXPECT_NE(pulls[0].answered_on, std::this_thread::get_id());  // the dispatcher
+  EXPECT_EQ((*pulls[0].result)->item_id(), a);
+  EXPECT_EQ((*pulls[1].result)->item_id(), b);
+  while (queue_.waiting_pulls() != kWorkers - 2) std::this_thread::yield();
+  for (int i = 2; i < kWorkers; ++i) EXPECT_FALSE(pulls[i].done.HasBeenNotified()) << i;
+
+  // Their time runs out on the fake clock: each gets "nothing", not an error.
+  clock_.Advance(absl::Seconds(11));
+  for (int i = 2; i < kWorkers; ++i) {
+    pulls[i].done.WaitForNotification();
+    ASSERT_TRUE(pulls[i].result.ok()) << pulls[i].result.status();
+    EXPECT_FALSE(pulls[i].result->has_value());
+  }
+  EXPECT_EQ(queue_.waiting_pulls(), 0);
+}
+
+TEST_F(WorkQueueTest, PullAsyncEndsWhenTheWorkerLeavesOrTheRunCloses) {
+  const std::string leaving = queue_.Register(v1::ROLE_SCORER, "leaving", 1)->id;
+  const std::string staying = queue_.Register(v1::ROLE_SCORER, "staying", 1)->id;
+  AsyncPull left, closed;
+  queue_.PullAsync(leaving, absl::Hours(1), left.Callback());
+  queue_.PullAsync(staying, absl::Hours(1), closed.Callback());
+  ASSERT_TRUE(queue_.Deregister(leaving).ok());
+  left.done.WaitForNotification();
+  EXPECT_EQ(left.result.status().code(), absl::StatusCode::kNotFound)
+      << left.result.status();
+  EXPECT_FALSE(closed.done.HasBeenNotified());
+  queue_.Close();
+  closed.done.WaitForNotification();
+  EXPECT_EQ(closed.result.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_TRUE(queue_.AwaitShutdownNoticed(kNoWait));  // "staying" was told
+}
+
+TEST(WorkQueueAsyncTest, DestroyingTheQueueAnswersTheWaitingPulls) {
+  FakeClock clock;
+  AsyncPull pull;
+  {
+    WorkQueue queue("run", &clock);
+    const std::string w = queue.Register(v1::ROLE_ROLLOUT, "r", 1)->id;
+    queue.PullAsync(w, absl::Hours(1), pull.Callback());
+    EXPECT_FALSE(pull.done.HasBeenNotified());
+  }
+  ASSERT_TRUE(pull.done.HasBeenNotified());
+  EXPECT_EQ(pull.result.status().code(), absl::StatusCode::kCancelled);
 }
 
 TEST_F(WorkQueueTest, AwaitTimesOutWithDeadlineExceeded) {

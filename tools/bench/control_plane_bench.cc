@@ -12,11 +12,15 @@
 #include <gflags/gflags.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,6 +37,10 @@ DEFINE_int32(register_threads, 8, "client threads that register");
 DEFINE_int32(polls, 1000, "concurrent PullWork long-polls");
 DEFINE_int32(poll_wait_ms, 5000, "wait_ms of each long-poll");
 DEFINE_int32(sample_after_ms, 2000, "when to sample the learner while the polls wait");
+DEFINE_int32(
+    probes, 200,
+    "GetRunStatus and Heartbeat calls (each) timed while the polls wait, one every "
+    "5 ms");
 
 namespace duet {
 namespace {
@@ -68,6 +76,18 @@ std::string Json(const std::map<std::string, int>& codes) {
     absl::StrAppend(&out, out.size() > 1 ? ", " : "", "\"", code, "\": ", n);
   }
   return out + "}";
+}
+
+// Latency percentiles (ms) of `ms`, and the codes of the calls, as JSON.
+std::string LatencyJson(std::vector<double> ms, const std::map<std::string, int>& codes) {
+  std::sort(ms.begin(), ms.end());
+  auto at = [&](double q) {
+    return ms.empty() ? -1.0
+                      : ms[std::min(ms.size() - 1, static_cast<size_t>(q * ms.size()))];
+  };
+  return absl::StrCat("{\"p50_ms\": ", at(0.5), ", \"p99_ms\": ", at(0.99),
+                      ", \"max_ms\": ", ms.empty() ? -1.0 : ms.back(),
+                      ", \"codes\": ", Json(codes), "}");
 }
 
 std::string CodeName(const grpc::Status& s) {
@@ -139,7 +159,51 @@ int Main() {
     calls[i].reader->Finish(&calls[i].resp, &calls[i].status,
                             reinterpret_cast<void*>(static_cast<intptr_t>(i)));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(FLAGS_sample_after_ms));
+  // While they wait: the control calls an operator and a busy worker make, timed, on
+  // their own channel (a worker's heartbeat comes over its own connection).
+  auto probe_channel =
+      grpc::CreateCustomChannel(FLAGS_learner, grpc::InsecureChannelCredentials(), [] {
+        grpc::ChannelArguments args;
+        args.SetInt("duet.probe", 1);  // not shared with the polls' channel
+        return args;
+      }());
+  auto probe_stub = v1::Coordinator::NewStub(probe_channel);
+  std::vector<double> status_ms, heartbeat_ms;
+  std::map<std::string, int> status_codes, heartbeat_codes;
+  const auto probe_start = std::chrono::steady_clock::now();
+  const size_t prober = ids.size() > static_cast<size_t>(polls) ? polls : 0;
+  for (int i = 0; i < FLAGS_probes && !ids.empty(); ++i) {
+    auto timed = [](const std::function<grpc::Status()>& call, std::vector<double>* ms,
+                    std::map<std::string, int>* codes) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const grpc::Status s = call();
+      ms->push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+              .count());
+      ++(*codes)[CodeName(s)];
+    };
+    timed(
+        [&] {
+          v1::GetRunStatusRequest req;
+          v1::RunStatus resp;
+          auto ctx = MakeClientContext(FLAGS_auth_token, absl::Seconds(10));
+          return probe_stub->GetRunStatus(ctx.get(), req, &resp);
+        },
+        &status_ms, &status_codes);
+    timed(
+        [&] {
+          v1::HeartbeatRequest req;
+          req.set_worker_id(ids[prober]);
+          req.set_session(sessions[prober]);
+          v1::HeartbeatResponse resp;
+          auto ctx = MakeClientContext(FLAGS_auth_token, absl::Seconds(10));
+          return probe_stub->Heartbeat(ctx.get(), req, &resp);
+        },
+        &heartbeat_ms, &heartbeat_codes);
+    std::this_thread::sleep_until(probe_start + std::chrono::milliseconds(5 * (i + 1)));
+  }
+  std::this_thread::sleep_until(probe_start +
+                                std::chrono::milliseconds(FLAGS_sample_after_ms));
   const ProcSample during_polls = Sample(FLAGS_learner_pid);
   std::map<std::string, int> poll_codes;
   for (int done = 0; done < polls; ++done) {
@@ -155,10 +219,12 @@ int Main() {
       "{\"registrations\": %d, \"register_codes\": %s, \"polls\": %d, \"poll_codes\": "
       "%s,\n"
       " \"learner_idle\": %s, \"after_registrations\": %s, \"during_polls\": %s, "
-      "\"after_polls\": %s}\n",
+      "\"after_polls\": %s,\n"
+      " \"get_run_status_during_polls\": %s, \"heartbeat_during_polls\": %s}\n",
       FLAGS_registrations, Json(register_codes).c_str(), polls, Json(poll_codes).c_str(),
       Json(idle).c_str(), Json(after_registrations).c_str(), Json(during_polls).c_str(),
-      Json(after_polls).c_str());
+      Json(after_polls).c_str(), LatencyJson(status_ms, status_codes).c_str(),
+      LatencyJson(heartbeat_ms, heartbeat_codes).c_str());
   return 0;
 }
 
