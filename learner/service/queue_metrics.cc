@@ -38,11 +38,7 @@ void QueueMetrics::AdvanceLocked(absl::Time now) {
   }
 }
 
-int QueueMetrics::LiveLocked(int role) const {
-  int n = 0;
-  for (const auto& [id, r] : worker_role_) n += r == role ? 1 : 0;
-  return n;
-}
+int QueueMetrics::LiveLocked(int role) const { return roles_[role].live; }
 
 void QueueMetrics::SetGaugesLocked(absl::Time now) {
   for (int r = 0; r < 2; ++r) {
@@ -57,7 +53,12 @@ void QueueMetrics::OnRegister(const std::string& worker_id, v1::Role role) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   AdvanceLocked(now);
-  worker_role_[worker_id] = RoleIndex(role);
+  auto [w, added] = worker_role_.try_emplace(worker_id, RoleIndex(role));
+  if (!added) {
+    --roles_[w->second].live;
+    w->second = RoleIndex(role);
+  }
+  ++roles_[w->second].live;
   metrics_->registrations.Get(role == v1::ROLE_ROLLOUT).Increment();
   SetGaugesLocked(now);
 }
@@ -176,6 +177,7 @@ void QueueMetrics::OnWorkerGone(const std::string& worker_id, bool lost) {
   if (w == worker_role_.end()) return;
   const int role = w->second;
   worker_role_.erase(w);
+  --roles_[role].live;
   if (polling_.erase(worker_id) > 0) --roles_[role].polling;
   if (lost) {
     lost_role_[worker_id] = role;

@@ -79,6 +79,7 @@ class QueueMetrics {
     int queued = 0;
     int leased = 0;
     int polling = 0;
+    int live = 0;             // registered workers of the role
     int max_open = 0;         // most items open at once since the last UpdatePools
     double open_seconds = 0;  // cumulative
     double idle_seconds = 0;  // cumulative worker-seconds

@@ -14,6 +14,9 @@ namespace {
 
 // How often waiting Await and AwaitWorkers calls look for silent workers.
 constexpr absl::Duration kExpirySlice = absl::Seconds(1);
+// Calls look for silent workers and overdue items at most this often (each look visits
+// every worker and item in flight).
+constexpr absl::Duration kExpiryGap = absl::Milliseconds(100);
 
 // 128 random bits from the OS (std::random_device reads /dev/urandom), as hex.
 std::string NewSession() {
@@ -51,6 +54,7 @@ void WorkQueue::RemoveWorkerLocked(std::map<std::string, WorkerRecord>::iterator
   const v1::Role role = it->second.role;
   PokeLocked();  // its waiting pull ends, and items may come free
   workers_.erase(it);
+  --role_workers_[role];
   polling_.erase(id);
   ++membership_version_;
   if (lost) {
@@ -149,9 +153,11 @@ void WorkQueue::ExpireItemsLocked() {
 }
 
 void WorkQueue::ExpireLocked() {
+  const absl::Time now = clock_->Now();
+  if (now - last_expiry_ < kExpiryGap) return;
+  last_expiry_ = now;
   ExpireItemsLocked();
   if (lease_ <= absl::ZeroDuration()) return;
-  const absl::Time now = clock_->Now();
   for (auto it = workers_.begin(); it != workers_.end();) {
     auto next = std::next(it);
     // A worker with a Pull waiting is in contact even while it waits.
@@ -309,6 +315,7 @@ absl::StatusOr<WorkerRecord> WorkQueue::Register(v1::Role role, const std::strin
   w.last_seen = now;
   w.session = NewSession();
   workers_[w.id] = w;
+  ++role_workers_[role];
   ++membership_version_;
   if (metrics_) metrics_->OnRegister(w.id, role);
   return w;
@@ -332,9 +339,8 @@ absl::Status WorkQueue::AwaitWorkers(v1::Role role, int count, absl::Duration ti
   absl::MutexLock lock(&mu_);
   auto ready = [this, role, count]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (closed_) return true;
-    int n = 0;
-    for (const auto& [id, w] : workers_) n += w.role == role ? 1 : 0;
-    return n >= count;
+    const auto n = role_workers_.find(role);
+    return n != role_workers_.end() && n->second >= count;
   };
   if (!AwaitExpiringLocked(absl::Condition(&ready), timeout)) {
     return absl::DeadlineExceededError(
@@ -470,9 +476,12 @@ void WorkQueue::PullAsync(const std::string& worker_id, absl::Duration timeout,
       now = EndPullLocked(worker_id, *role, clock_->Now());
     } else {
       const absl::Time start = clock_->Now();
-      waiters_.push_back(
-          Waiter{worker_id, *role, start, start + timeout, std::move(done)});
-      PokeLocked();  // the dispatcher learns the new deadline
+      const absl::Time deadline = start + timeout;
+      if (by_deadline_.empty() || deadline < by_deadline_.begin()->first) {
+        earlier_deadline_ = true;  // the dispatcher must wake sooner than it planned
+      }
+      waiters_.push_back(Waiter{worker_id, *role, start, deadline, std::move(done)});
+      by_deadline_.emplace(deadline, std::prev(waiters_.end()));
       if (!dispatcher_.joinable()) dispatcher_ = std::thread([this] { DispatchLoop(); });
       return;
     }
@@ -489,28 +498,51 @@ void WorkQueue::DispatchLoop() {
   using Answer = std::pair<PullDone, absl::StatusOr<std::optional<v1::WorkItem>>>;
   mu_.Lock();
   for (;;) {
-    absl::Time next = absl::InfiniteFuture();
-    for (const Waiter& w : waiters_) next = std::min(next, w.deadline);
-    auto woken = [this]()
-                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return poked_ || stopping_; };
+    const absl::Time next =
+        by_deadline_.empty() ? absl::InfiniteFuture() : by_deadline_.begin()->first;
+    auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return poked_ || earlier_deadline_ || stopping_;
+    };
     clock_->AwaitWithDeadline(&mu_, absl::Condition(&woken), next);
-    poked_ = false;
-    // Oldest first, each seeing what those before it took.
+    earlier_deadline_ = false;
     std::vector<Answer> answers;
+    // Takes `w` out of both indexes with its answer; the next waiter in arrival order.
+    auto answer = [&](std::list<Waiter>::iterator w,
+                      absl::StatusOr<std::optional<v1::WorkItem>> result)
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                        auto [first, last] = by_deadline_.equal_range(w->deadline);
+                        for (auto d = first; d != last; ++d) {
+                          if (d->second == w) {
+                            by_deadline_.erase(d);
+                            break;
+                          }
+                        }
+                        answers.emplace_back(std::move(w->done), std::move(result));
+                        return waiters_.erase(w);
+                      };
     const absl::Time now = clock_->Now();
-    for (auto w = waiters_.begin(); w != waiters_.end();) {
-      if (stopping_) {
+    if (stopping_) {
+      for (auto w = waiters_.begin(); w != waiters_.end();) {
         polling_.erase(w->worker_id);
-        answers.emplace_back(std::move(w->done),
-                             absl::CancelledError("the learner is shutting down"));
-      } else if (now >= w->deadline || PullReadyLocked(w->worker_id, w->role)) {
-        answers.emplace_back(std::move(w->done),
-                             EndPullLocked(w->worker_id, w->role, w->start));
-      } else {
-        ++w;
-        continue;
+        w = answer(w, absl::CancelledError("the learner is shutting down"));
       }
-      w = waiters_.erase(w);
+    } else if (poked_) {
+      // Something changed: every waiter that can be answered is, oldest first, each
+      // seeing what those before it took.
+      poked_ = false;
+      for (auto w = waiters_.begin(); w != waiters_.end();) {
+        if (now >= w->deadline || PullReadyLocked(w->worker_id, w->role)) {
+          w = answer(w, EndPullLocked(w->worker_id, w->role, w->start));
+        } else {
+          ++w;
+        }
+      }
+    } else {
+      // Only time passed: the waiters whose wait is over get "nothing yet".
+      while (!by_deadline_.empty() && by_deadline_.begin()->first <= now) {
+        const auto w = by_deadline_.begin()->second;
+        answer(w, EndPullLocked(w->worker_id, w->role, w->start));
+      }
     }
     if (!answers.empty()) {
       mu_.Unlock();

@@ -289,6 +289,9 @@ class WorkQueue {
   const absl::Duration lease_;
   mutable absl::Mutex mu_;  // guards everything below; waiters use mu_'s conditions
   std::map<std::string, WorkerRecord> workers_ ABSL_GUARDED_BY(mu_);
+  // Registered workers per role (what AwaitWorkers' condition reads at every unlock: a
+  // count over workers_ there cost O(workers) per call at 10,000 workers).
+  std::map<v1::Role, int> role_workers_ ABSL_GUARDED_BY(mu_);
   std::deque<Pending> pending_ ABSL_GUARDED_BY(mu_);
   struct InFlight {
     std::string worker_id;
@@ -322,7 +325,14 @@ class WorkQueue {
     PullDone done;
   };
   std::list<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
-  bool poked_ ABSL_GUARDED_BY(mu_) = false;      // see PokeLocked
+  // The same waiters by deadline, so that one whose time is up is found without a scan.
+  std::multimap<absl::Time, std::list<Waiter>::iterator> by_deadline_
+      ABSL_GUARDED_BY(mu_);
+  bool poked_ ABSL_GUARDED_BY(mu_) = false;  // see PokeLocked: every waiter is looked at
+  bool earlier_deadline_ ABSL_GUARDED_BY(mu_) = false;  // a waiter is due before the rest
+  // When ExpireLocked last looked at every worker and item (it does at most every 100 ms:
+  // with thousands of workers a look per call would cost more than the calls).
+  absl::Time last_expiry_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;   // the destructor runs
   std::thread dispatcher_ ABSL_GUARDED_BY(mu_);  // started by the first waiting PullAsync
 };

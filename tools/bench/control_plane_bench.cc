@@ -36,6 +36,8 @@ DEFINE_int32(registrations, 10000, "Register attempts");
 DEFINE_int32(register_threads, 8, "client threads that register");
 DEFINE_int32(polls, 1000, "concurrent PullWork long-polls");
 DEFINE_int32(poll_wait_ms, 5000, "wait_ms of each long-poll");
+DEFINE_int32(poll_channels, 100,
+             "connections the long-polls are spread over (a real worker has its own)");
 DEFINE_int32(sample_after_ms, 2000, "when to sample the learner while the polls wait");
 DEFINE_int32(
     probes, 200,
@@ -148,6 +150,14 @@ int Main() {
   grpc::CompletionQueue cq;
   const int polls = std::min<int>(FLAGS_polls, static_cast<int>(ids.size()));
   std::vector<Call> calls(polls);
+  const auto polls_start = std::chrono::steady_clock::now();
+  std::vector<std::unique_ptr<v1::Coordinator::Stub>> poll_stubs;
+  for (int c = 0; c < std::max(1, FLAGS_poll_channels); ++c) {
+    grpc::ChannelArguments args;
+    args.SetInt("duet.poll_channel", c);  // a distinct argument: a connection of its own
+    poll_stubs.push_back(v1::Coordinator::NewStub(grpc::CreateCustomChannel(
+        FLAGS_learner, grpc::InsecureChannelCredentials(), args)));
+  }
   for (int i = 0; i < polls; ++i) {
     v1::PullWorkRequest req;
     req.set_worker_id(ids[i]);
@@ -155,7 +165,8 @@ int Main() {
     req.set_wait_ms(FLAGS_poll_wait_ms);
     calls[i].ctx = MakeClientContext(FLAGS_auth_token,
                                      absl::Milliseconds(FLAGS_poll_wait_ms + 30000));
-    calls[i].reader = stub->AsyncPullWork(calls[i].ctx.get(), req, &cq);
+    calls[i].reader =
+        poll_stubs[i % poll_stubs.size()]->AsyncPullWork(calls[i].ctx.get(), req, &cq);
     calls[i].reader->Finish(&calls[i].resp, &calls[i].status,
                             reinterpret_cast<void*>(static_cast<intptr_t>(i)));
   }
@@ -205,12 +216,18 @@ int Main() {
   std::this_thread::sleep_until(probe_start +
                                 std::chrono::milliseconds(FLAGS_sample_after_ms));
   const ProcSample during_polls = Sample(FLAGS_learner_pid);
+  // When each poll was answered, counted from the start of the first: all near
+  // poll_wait_ms when the learner held them all at once.
   std::map<std::string, int> poll_codes;
+  std::vector<double> poll_answered_ms;
   for (int done = 0; done < polls; ++done) {
     void* tag = nullptr;
     bool ok = false;
     if (!cq.Next(&tag, &ok)) break;
     ++poll_codes[CodeName(calls[reinterpret_cast<intptr_t>(tag)].status)];
+    poll_answered_ms.push_back(std::chrono::duration<double, std::milli>(
+                                   std::chrono::steady_clock::now() - polls_start)
+                                   .count());
   }
   cq.Shutdown();
   const ProcSample after_polls = Sample(FLAGS_learner_pid);
@@ -220,11 +237,13 @@ int Main() {
       "%s,\n"
       " \"learner_idle\": %s, \"after_registrations\": %s, \"during_polls\": %s, "
       "\"after_polls\": %s,\n"
-      " \"get_run_status_during_polls\": %s, \"heartbeat_during_polls\": %s}\n",
+      " \"get_run_status_during_polls\": %s, \"heartbeat_during_polls\": %s,\n"
+      " \"polls_answered_after\": %s}\n",
       FLAGS_registrations, Json(register_codes).c_str(), polls, Json(poll_codes).c_str(),
       Json(idle).c_str(), Json(after_registrations).c_str(), Json(during_polls).c_str(),
       Json(after_polls).c_str(), LatencyJson(status_ms, status_codes).c_str(),
-      LatencyJson(heartbeat_ms, heartbeat_codes).c_str());
+      LatencyJson(heartbeat_ms, heartbeat_codes).c_str(),
+      LatencyJson(poll_answered_ms, poll_codes).c_str());
   return 0;
 }
 

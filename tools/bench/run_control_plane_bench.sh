@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The learner's memory and threads under a flood, side by side in one run: the same
 # duet-learner (waiting for its scorer pool, so no training starts) is loaded by
-# bench/control_plane_bench with 10,000 Register attempts and then 1,000 concurrent
-# PullWork long-polls, once with --max_rpc_threads=0 (unbounded, the old behaviour) and
-# once with the default bound. Prints a table from /proc/<learner>/status samples.
+# tools/bench/control_plane_bench with 10,000 Register attempts and then concurrent PullWork
+# long-polls: 1,000 with the shipped defaults, then 10,000 with --max_workers=10000. While
+# the polls wait, GetRunStatus and Heartbeat are timed. Prints tables from
+# /proc/<learner>/status samples and the bench's JSON.
 #
 # Usage: tools/bench/run_control_plane_bench.sh [BUILD_DIR]   (build control_plane_bench,
 # duet-learner and duet first)
@@ -25,29 +26,40 @@ trap cleanup EXIT
 echo "bench-token" > "$TMP/token"
 ulimit -n 65536 2>/dev/null || true
 
-run_one() {  # $1: --max_rpc_threads value
+run_one() {  # NAME REGISTRATIONS POLLS [duet-learner flags...]
+  local name="$1" registrations="$2" polls="$3"; shift 3
   rm -f "$TMP/port"
-  "$BIN/learner/service/duet-learner" --model="$TMP/base/model" --data="$TMP/data" --out="$TMP/run-$1" \
+  "$BIN/learner/service/duet-learner" --model="$TMP/base/model" --data="$TMP/data" --out="$TMP/run-$name" \
     --address=127.0.0.1:0 --port_file="$TMP/port" --auth_token_file="$TMP/token" --collective=none \
-    --rollout_workers=1 --scorer_workers=1 --max_rpc_threads="$1" > "$TMP/learner-$1.log" 2>&1 &
+    --rollout_workers=1 --scorer_workers=1 "$@" > "$TMP/learner-$name.log" 2>&1 &
   LEARNER_PID=$!
   for _ in $(seq 1 200); do [[ -s "$TMP/port" ]] && break; sleep 0.05; done
-  [[ -s "$TMP/port" ]] || { cat "$TMP/learner-$1.log"; exit 1; }
+  [[ -s "$TMP/port" ]] || { cat "$TMP/learner-$name.log"; exit 1; }
   "$BIN/tools/bench/control_plane_bench" --learner="127.0.0.1:$(cat "$TMP/port")" --auth_token=bench-token \
-    --learner_pid="$LEARNER_PID" --registrations=10000 --polls=1000 --poll_wait_ms=5000 \
-    > "$TMP/result-$1.json"
+    --learner_pid="$LEARNER_PID" --registrations="$registrations" --polls="$polls" --poll_wait_ms=5000 \
+    > "$TMP/result-$name.json"
   kill -9 "$LEARNER_PID"; wait "$LEARNER_PID" 2>/dev/null || true; LEARNER_PID=""
 }
-run_one 0
-run_one 256
-python3 - "$TMP/result-0.json" "$TMP/result-256.json" <<'PY'
+# The shipped defaults (a 1,024-worker registry, 256 control threads) under 10,000
+# registrations and 1,000 long-polls; then a registry of 10,000 and 10,000 long-polls.
+run_one default 10000 1000
+run_one 10k 10000 10000 --max_workers=10000
+python3 - "$TMP/result-default.json" "$TMP/result-10k.json" <<'PY'
 import json, sys
-rows = [("unbounded (--max_rpc_threads=0)", json.load(open(sys.argv[1]))),
-        ("bounded (--max_rpc_threads=256, default)", json.load(open(sys.argv[2])))]
-print("| learner | idle threads / RSS | after 10,000 registrations | during 1,000 long-polls | after | Register codes | PullWork codes |")
-print("|---|---|---|---|---|---|---|")
+rows = [("defaults, 1,000 long-polls", json.load(open(sys.argv[1]))),
+        ("--max_workers=10000, 10,000 long-polls", json.load(open(sys.argv[2])))]
+print("| learner | idle threads / RSS | after 10,000 registrations | during the long-polls | after | Register codes | PullWork codes | KiB per waiting poll |")
+print("|---|---|---|---|---|---|---|---|")
 fmt = lambda s: "%d / %.0f MiB" % (s["threads"], s["rss_mib"])
 for name, r in rows:
-    print("| %s | %s | %s | %s | %s | %s | %s |" % (name, fmt(r["learner_idle"]), fmt(r["after_registrations"]),
-          fmt(r["during_polls"]), fmt(r["after_polls"]), r["register_codes"], r["poll_codes"]))
+    per_poll = (r["during_polls"]["rss_mib"] - r["after_registrations"]["rss_mib"]) * 1024 / max(1, r["polls"])
+    print("| %s | %s | %s | %s | %s | %s | %s | %.1f |" % (name, fmt(r["learner_idle"]), fmt(r["after_registrations"]),
+          fmt(r["during_polls"]), fmt(r["after_polls"]), r["register_codes"], r["poll_codes"], per_poll))
+print()
+print("| learner | GetRunStatus p50 / p99 / max ms | Heartbeat p50 / p99 / max ms | polls answered after p50 / p99 / max ms |")
+print("|---|---|---|---|")
+lat = lambda l: "%.1f / %.1f / %.1f %s" % (l["p50_ms"], l["p99_ms"], l["max_ms"], l["codes"])
+for name, r in rows:
+    print("| %s | %s | %s | %s |" % (name, lat(r["get_run_status_during_polls"]), lat(r["heartbeat_during_polls"]),
+          lat(r["polls_answered_after"])))
 PY
