@@ -551,39 +551,68 @@ void ChainMember(std::unique_ptr<Collective>& collective, int prev, int next,
   ASSERT_TRUE(collective->Broadcast(trailer, /*root=*/0).ok());
 }
 
-// A rank that changes what it forwards cannot make the ranks after it apply it: the
-// keyed checksum covers the whole array, end to end.
-TEST_F(WeightSyncTest, ChainForwarderThatAltersABucketIsCaughtByEveryRankAfterIt) {
-  constexpr int kWorld = 4;
-  auto group = MakeGroup(kWorld);
-  ASSERT_EQ(group.size(), kWorld);
+// What one keyed chain broadcast with an odd member did.
+struct ChainRun {
+  absl::Status sent;                               // the sender's
+  std::vector<absl::StatusOr<int64_t>> outcomes;   // each honest receiver's
+  std::vector<torch::Tensor> weights;              // what rank 0 sent
+  std::vector<std::vector<torch::Tensor>> params;  // each receiver's, afterwards
+  std::vector<torch::Tensor> original;             // every receiver's, before
+};
+
+// A keyed chain broadcast of random weights (`seed`) from rank 0 over `group`, in which
+// rank `odd` runs `odd_member` instead of a WeightReceiver. An honest receiver that fails
+// drops its group, as a worker does (WorkerRuntime::LeaveCollective).
+ChainRun RunChain(std::vector<std::unique_ptr<Collective>>& group, int odd,
+                  const std::function<void(std::unique_ptr<Collective>&)>& odd_member,
+                  uint64_t seed) {
+  const int world = static_cast<int>(group.size());
   const WeightMacKey key = WeightMacKey::Derive("token", "prefix");
-  const std::vector<torch::Tensor> sent = RandomParams(/*seed=*/21);
-  std::vector<std::vector<torch::Tensor>> params(kWorld);
-  for (int r = 2; r < kWorld; ++r) params[r] = RandomParams(/*seed=*/22);
-  const std::vector<torch::Tensor> original = Clone(params[2]);
-  std::vector<absl::StatusOr<int64_t>> outcomes(kWorld, absl::UnknownError("not run"));
-  absl::Status sent_status;
-  RunRanks(kWorld, [&](int rank) {
+  ChainRun run;
+  run.weights = RandomParams(seed);
+  run.original = RandomParams(seed + 1);
+  run.outcomes.assign(world, absl::UnknownError("not run"));
+  run.params.resize(world);
+  for (int r = 1; r < world; ++r) run.params[r] = Clone(run.original);
+  RunRanks(world, [&](int rank) {
     if (rank == 0) {
       WeightBroadcaster broadcaster(group[0].get(), /*bucket_bytes=*/1000, key,
                                     BroadcastTopology::kChain);
-      sent_status = broadcaster.Broadcast(sent, /*version=*/4);
-    } else if (rank == 1) {
-      ChainMember(group[1], /*prev=*/0, /*next=*/2, /*forward=*/true, /*alter=*/1.0f);
+      run.sent = broadcaster.Broadcast(run.weights, /*version=*/4);
+    } else if (rank == odd) {
+      odd_member(group[rank]);
     } else {
       WeightReceiver receiver(group[rank].get(), /*root=*/0, key);
       torch::Tensor staging;
-      outcomes[rank] = receiver.Receive(params[rank], &staging);
-      if (outcomes[rank].ok()) WeightReceiver::ApplyStaging(staging, params[rank]);
+      run.outcomes[rank] = receiver.Receive(run.params[rank], &staging);
+      if (run.outcomes[rank].ok()) {
+        WeightReceiver::ApplyStaging(staging, run.params[rank]);
+      } else {
+        group[rank].reset();
+      }
     }
   });
-  EXPECT_TRUE(sent_status.ok()) << sent_status;  // the sender cannot tell
-  for (int r = 2; r < kWorld; ++r) {
-    EXPECT_EQ(outcomes[r].status().code(), absl::StatusCode::kDataLoss)
-        << "rank " << r << ": " << outcomes[r].status();
-    EXPECT_THAT(outcomes[r].status().message(), HasSubstr("failed the keyed checksum"));
-    EXPECT_TRUE(BitEqual(params[r], original)) << "rank " << r;
+  return run;
+}
+
+// A rank that changes what it forwards cannot make the ranks after it apply it: the
+// keyed checksum covers the whole array, end to end.
+TEST_F(WeightSyncTest, ChainForwarderThatAltersABucketIsCaughtByEveryRankAfterIt) {
+  auto group = MakeGroup(4);
+  ASSERT_EQ(group.size(), 4);
+  const ChainRun run = RunChain(
+      group, /*odd=*/1,
+      [](std::unique_ptr<Collective>& c) {
+        ChainMember(c, /*prev=*/0, /*next=*/2, /*forward=*/true, /*alter=*/1.0f);
+      },
+      /*seed=*/21);
+  EXPECT_TRUE(run.sent.ok()) << run.sent;  // the sender cannot tell
+  for (int r = 2; r < 4; ++r) {
+    EXPECT_EQ(run.outcomes[r].status().code(), absl::StatusCode::kDataLoss)
+        << "rank " << r << ": " << run.outcomes[r].status();
+    EXPECT_THAT(run.outcomes[r].status().message(),
+                HasSubstr("failed the keyed checksum"));
+    EXPECT_TRUE(BitEqual(run.params[r], run.original)) << "rank " << r;
   }
 }
 
@@ -592,45 +621,25 @@ TEST_F(WeightSyncTest, ChainForwarderThatAltersABucketIsCaughtByEveryRankAfterIt
 // learns of it at the trailer, and a rank before it either got the whole array or
 // fails too; nobody hangs.
 TEST_F(WeightSyncTest, ChainMemberThatDiesMidChainFailsTheRanksAfterIt) {
-  constexpr int kWorld = 5;
-  auto group = MakeGroup(kWorld);
-  ASSERT_EQ(group.size(), kWorld);
-  const WeightMacKey key = WeightMacKey::Derive("token", "prefix");
-  const std::vector<torch::Tensor> sent = RandomParams(/*seed=*/23);
-  std::vector<std::vector<torch::Tensor>> params(kWorld);
-  for (int r = 1; r < kWorld; ++r) params[r] = RandomParams(/*seed=*/24);
-  const std::vector<torch::Tensor> original = Clone(params[1]);
-  std::vector<absl::StatusOr<int64_t>> outcomes(kWorld, absl::UnknownError("not run"));
-  absl::Status sent_status;
-  RunRanks(kWorld, [&](int rank) {
-    if (rank == 0) {
-      WeightBroadcaster broadcaster(group[0].get(), /*bucket_bytes=*/1000, key,
-                                    BroadcastTopology::kChain);
-      sent_status = broadcaster.Broadcast(sent, /*version=*/5);
-    } else if (rank == 2) {
-      ChainMember(group[2], /*prev=*/1, /*next=*/3, /*forward=*/false, /*alter=*/0,
-                  /*buckets_then_die=*/2);
-    } else {
-      WeightReceiver receiver(group[rank].get(), /*root=*/0, key);
-      torch::Tensor staging;
-      outcomes[rank] = receiver.Receive(params[rank], &staging);
-      if (outcomes[rank].ok()) {
-        WeightReceiver::ApplyStaging(staging, params[rank]);
-      } else {
-        group[rank].reset();  // what a worker does (WorkerRuntime::LeaveCollective)
-      }
-    }
-  });
-  EXPECT_FALSE(sent_status.ok());
-  for (int r = 3; r < kWorld; ++r) {
-    EXPECT_EQ(outcomes[r].status().code(), absl::StatusCode::kUnavailable)
-        << "rank " << r << ": " << outcomes[r].status();
-    EXPECT_TRUE(BitEqual(params[r], original)) << "rank " << r;
+  auto group = MakeGroup(5);
+  ASSERT_EQ(group.size(), 5);
+  const ChainRun run = RunChain(
+      group, /*odd=*/2,
+      [](std::unique_ptr<Collective>& c) {
+        ChainMember(c, /*prev=*/1, /*next=*/3, /*forward=*/false, /*alter=*/0,
+                    /*buckets_then_die=*/2);
+      },
+      /*seed=*/23);
+  EXPECT_FALSE(run.sent.ok());
+  for (int r = 3; r < 5; ++r) {
+    EXPECT_EQ(run.outcomes[r].status().code(), absl::StatusCode::kUnavailable)
+        << "rank " << r << ": " << run.outcomes[r].status();
+    EXPECT_TRUE(BitEqual(run.params[r], run.original)) << "rank " << r;
   }
-  if (outcomes[1].ok()) {
-    EXPECT_TRUE(BitEqual(params[1], sent));
+  if (run.outcomes[1].ok()) {
+    EXPECT_TRUE(BitEqual(run.params[1], run.weights));
   } else {
-    EXPECT_TRUE(BitEqual(params[1], original)) << outcomes[1].status();
+    EXPECT_TRUE(BitEqual(run.params[1], run.original)) << run.outcomes[1].status();
   }
 }
 
