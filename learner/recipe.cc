@@ -109,6 +109,9 @@ absl::Status Recipe::Validate() const {
   if (broadcast != "collective" && broadcast != "chain") {
     return bad("broadcast must be collective or chain");
   }
+  if (wire_dtype != "float32" && wire_dtype != "bfloat16") {
+    return bad("wire_dtype must be float32 or bfloat16");
+  }
   if (absl::Status s = ValidateRewardMix(reward); !s.ok())
     return bad("reward." + std::string(s.message()));
   return absl::OkStatus();
@@ -274,6 +277,7 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text,
                                   "workers",
                                   "collective",
                                   "broadcast",
+                                  "wire_dtype",
                                   "grad_clip",
                                   "micro_batch"}));
   DUET_RETURN_IF_ERROR(Read(root, "model", &r.model));
@@ -370,6 +374,7 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& text,
   DUET_RETURN_IF_ERROR(Read(root, "seed", &r.rl.seed));
   DUET_RETURN_IF_ERROR(Read(root, "collective", &r.collective));
   DUET_RETURN_IF_ERROR(Read(root, "broadcast", &r.broadcast));
+  DUET_RETURN_IF_ERROR(Read(root, "wire_dtype", &r.wire_dtype));
   if (root["workers"]) {
     DUET_RETURN_IF_ERROR(CheckKeys(root["workers"], "workers", {"rollout", "scorer"}));
     DUET_RETURN_IF_ERROR(Read(root["workers"], "rollout", &r.rollout_workers));
@@ -457,6 +462,7 @@ std::string RecipeToYaml(const Recipe& r, bool every_key) {
   e << YAML::Key << "seed" << YAML::Value << r.rl.seed;
   e << YAML::Key << "collective" << YAML::Value << r.collective;
   e << YAML::Key << "broadcast" << YAML::Value << r.broadcast;
+  e << YAML::Key << "wire_dtype" << YAML::Value << r.wire_dtype;
   e << YAML::Key << "workers" << YAML::Value << YAML::BeginMap << YAML::Key << "rollout"
     << YAML::Value << r.rollout_workers << YAML::Key << "scorer" << YAML::Value
     << r.scorer_workers << YAML::EndMap;

@@ -34,6 +34,7 @@
 //   timeout_ms: 30000, auth_token_file: ""} seed: 1 workers: {rollout: 2, scorer: 1}
 //   collective: gloo             # gloo (CPU), nccl (CUDA builds) or none (gRPC stream)
 //   broadcast: collective        # or chain (weights down a pipelined chain of workers)
+//   wire_dtype: float32          # or bfloat16 (the weights rounded on the wire)
 
 #include <cstdint>
 #include <optional>
@@ -124,10 +125,14 @@ struct Recipe {
   int32_t scorer_workers = 1;
   std::string collective = "gloo";
   // How the weights travel over the collective (common/weights/weight_sync.h):
-  // "collective" (its own broadcast; Gloo's root sends one copy per receiver) or "chain"
-  // (a pipelined chain of point-to-point sends: the root sends each byte once, for
-  // large CPU pools; docs/scaling.md).
+  // "collective" (its own broadcast; Gloo's is a binomial tree of full copies) or
+  // "chain" (a pipelined chain of point-to-point sends: the root sends each byte once,
+  // for large CPU pools; docs/scaling.md).
   std::string broadcast = "collective";
+  // The weights' dtype on the wire, broadcast and gRPC stream alike: "float32" (as the
+  // learner holds them) or "bfloat16" (rounded: half the bytes; the workers then sample
+  // from the rounded weights while the learner trains float32).
+  std::string wire_dtype = "float32";
 
   // InvalidArgument naming the field.
   absl::Status Validate() const;

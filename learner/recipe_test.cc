@@ -61,6 +61,7 @@ void ExpectRecipeEq(const Recipe& a, const Recipe& b) {
   EXPECT_EQ(a.scorer_workers, b.scorer_workers);
   EXPECT_EQ(a.collective, b.collective);
   EXPECT_EQ(a.broadcast, b.broadcast);
+  EXPECT_EQ(a.wire_dtype, b.wire_dtype);
 }
 
 // Parses `yaml` and expects InvalidArgument whose message contains `key`.
@@ -262,6 +263,7 @@ TEST(RecipeTest, BadValuesAreRejectedByName) {
   ExpectRejected("workers: {scorer: -1}\n", "workers");
   ExpectRejected("collective: mpi\n", "collective");
   ExpectRejected("broadcast: ring\n", "broadcast");
+  ExpectRejected("wire_dtype: float16\n", "wire_dtype");
   ExpectRejected("self_reward: {caption: clip}\n", "self_reward.caption");
   ExpectRejected("self_reward: {image: 3}\n", "self_reward.image");
   ExpectRejected("generation_inputs: 0\nunderstanding_inputs: 0\n", "inputs");
@@ -324,6 +326,7 @@ Recipe NonDefaultRecipe() {
   r.scorer_workers = 0;
   r.collective = "nccl";
   r.broadcast = "chain";
+  r.wire_dtype = "bfloat16";
   return r;
 }
 
@@ -715,12 +718,13 @@ TEST(RecipeSettingsTest, EveryListedKeyIsSettableAndEveryParsedKeyIsListed) {
                                  "seed",
                                  "collective",
                                  "broadcast",
+                                 "wire_dtype",
                                  "workers.rollout",
                                  "workers.scorer"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), key), names.end())
         << key << " is not listed";
   }
-  EXPECT_EQ(names.size(), 45u) << "a key was added: list it above";
+  EXPECT_EQ(names.size(), 46u) << "a key was added: list it above";
 }
 
 TEST(RecipeSettingsTest, LoadRecipeAppliesTheSettingsAndStillRefusesAnEmptyFile) {

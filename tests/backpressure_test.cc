@@ -67,7 +67,7 @@ class BackpressureTest : public ::testing::Test {
   void SetUp() override {
     model_ = std::make_unique<Transformer>(Model());
     SerializedWeights w = SerializeParameters(model_->parameters());
-    snapshot_.Set(0, w.checksum, std::move(w.bytes));
+    snapshot_.Set(0, std::move(w));
     queue_ = std::make_unique<WorkQueue>("bp", RealClock(), kMaxWorkers, lease_);
     RequestLimits limits;
     limits.layout = Layout();

@@ -51,7 +51,7 @@ class ExternalRewardTest : public ::testing::Test {
     model_ = std::make_unique<Transformer>(Model());
     queue_ = std::make_unique<WorkQueue>("test");
     SerializedWeights w = SerializeParameters(model_->parameters());
-    snapshot_.Set(0, w.checksum, std::move(w.bytes));
+    snapshot_.Set(0, std::move(w));
     RequestLimits limits;
     limits.layout = Layout();
     limits.max_sequence_tokens = 32;

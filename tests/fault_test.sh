@@ -16,9 +16,9 @@
 #               has every step once.
 #   stop-broadcast  from kill-learner's checkpoint, a resumed learner (collective timeout
 #               3 s) whose first act is a weight broadcast, with a rollout worker SIGSTOPped
-#               while a member: the broadcast epoch fails within the timeout, the gRPC
-#               stream serves the others, the next epoch forms without it, training goes
-#               on; after SIGCONT it registers again and joins a later epoch.
+#               while a member: the broadcast epoch fails within the timeout and
+#               re-forms at once without it (epoch 2, same sync), training goes on;
+#               after SIGCONT it registers again and joins a later epoch.
 # In synchronous mode the final checksum of each faulty run equals the reference's, and
 # its ledger.jsonl has every (step, direction, input) group of the reference exactly once.
 # Usage: tests/fault_test.sh BUILD_DIR SOURCE_DIR. KEEP_TMP=1 keeps the work folder.
@@ -176,12 +176,12 @@ for _ in $(seq 1200); do
   sleep 0.1
 done
 wait_log "$RUN.learner.log" "broadcast epoch 1 failed" "the broadcast with a stopped member did not fail"
+# Within the same sync the group re-forms with the members that answered (issue 18), and
+# sends the version again at once: not after the stopped worker's lease.
+# (scorer-0, slow to join epoch 1 on a loaded machine, may be backed off to the stream.)
+wait_log "$RUN.learner.log" "broadcast epoch 2 re-formed with [12] of 3 workers" "epoch 1 did not re-form without the stopped worker"
 wait_log "$RUN.learner.log" "worker rollout-1 lost" "the stopped worker was never lost"
-# The next epoch that forms is without rollout-1 (lost, so no member). It may be epoch 2
-# or later: a member slow to join the failed epoch 1 within the 3 s (scorer-0 on a loaded
-# machine) is backed off to the gRPC stream for a sync or two, as designed.
-wait_log "$RUN.learner.log" "broadcast epoch [0-9]* formed" "no epoch formed without the stopped worker"
-WITHOUT=$(grep -o "broadcast epoch [0-9]* formed" "$RUN.learner.log" | head -n 1 | awk '{print $3}')
+WITHOUT=2
 # From here the run needs rollout-1: rollout-0 leaves, and the run waits for a rollout
 # worker until rollout-1, continued, registers again.
 kill -TERM "$R0"
@@ -206,8 +206,13 @@ def when(path, pattern):  # the glog time of the first line matching pattern
             return datetime.strptime(line.split()[1], "%H:%M:%S.%f")
 pools = when(sys.argv[2], "registered as")
 stopped = datetime.strptime(sys.argv[3][:15], "%H:%M:%S.%f")
-print("%.1f s after the pools formed (%.1f s after the stop; timeout 3 s, lease 10 s)" %
-      ((when(sys.argv[1], "broadcast epoch 1 failed") - pools).total_seconds(), (pools - stopped).total_seconds()))
+failed = when(sys.argv[1], "broadcast epoch 1 failed")
+reformed = when(sys.argv[1], "broadcast epoch 2 re-formed")
+lost = when(sys.argv[1], "worker rollout-1 lost")
+print("%.1f s after the pools formed (%.1f s after the stop; timeout 3 s, lease 10 s); "
+      "re-formed and sent again %.2f s after the failure (the lease ran out %.1f s after it)" %
+      ((failed - pools).total_seconds(), (pools - stopped).total_seconds(),
+       (reformed - failed).total_seconds(), (lost - failed).total_seconds()))
 PY
 )
 echo "stop-broadcast: epoch 1 failed $TIMES; epoch $WITHOUT without rollout-1; it rejoined at epoch $REJOINED; checksum $BROADCAST_STOPPED"

@@ -78,7 +78,7 @@ class ServiceTest : public ::testing::Test {
 
   void PublishWeights(int64_t version) {
     SerializedWeights w = SerializeParameters(model_->parameters());
-    snapshot_.Set(version, w.checksum, std::move(w.bytes));
+    snapshot_.Set(version, std::move(w));
   }
 
   WorkerRuntime* StartWorker(v1::Role role) {

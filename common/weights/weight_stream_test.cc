@@ -19,7 +19,7 @@ class WeightStreamTest : public ::testing::Test {
                torch::randn({11})};  // 35 011 floats, 140 044 bytes
     SerializedWeights w = SerializeParameters(params_);
     checksum_ = w.checksum;
-    snapshot_.Set(/*version=*/4, w.checksum, std::move(w.bytes));
+    snapshot_.Set(/*version=*/4, std::move(w));
   }
 
   std::vector<v1::WeightChunk> Stream(int64_t chunk_bytes) {
@@ -51,6 +51,47 @@ TEST_F(WeightStreamTest, ChunksReassembleToTheParametersAndVerify) {
   EXPECT_EQ(version, 4);
   EXPECT_EQ(checksum, checksum_);
   EXPECT_TRUE(torch::equal(*flat, FlattenParameters(params_)));
+}
+
+// A bfloat16 snapshot: half the bytes, the rounded weights, and a stream that changes
+// its dtype midway or names an unknown one is DataLoss.
+TEST_F(WeightStreamTest, BFloat16StreamsHalfTheBytesOfTheRoundedWeights) {
+  SerializedWeights w = SerializeParameters(params_, WireDtype::kBFloat16);
+  const uint64_t checksum = w.checksum;
+  EXPECT_NE(checksum, checksum_);
+  snapshot_.Set(/*version=*/5, std::move(w));
+  EXPECT_EQ(snapshot_.checksum(), checksum);
+  const std::vector<v1::WeightChunk> chunks = Stream(kMinWeightChunkBytes);
+  ASSERT_EQ(chunks.size(), 2u);  // 70 022 bytes: 64 KiB and the rest
+  EXPECT_EQ(chunks[0].total_bytes(), 35011 * 2);
+  EXPECT_EQ(chunks[0].dtype(), v1::WEIGHT_DTYPE_BFLOAT16);
+  WeightStreamAssembler assembler;
+  for (const auto& c : chunks) ASSERT_TRUE(assembler.Add(c).ok());
+  int64_t version = 0;
+  uint64_t got = 0;
+  auto flat = assembler.Finish(&version, &got);
+  ASSERT_TRUE(flat.ok()) << flat.status();
+  EXPECT_EQ(version, 5);
+  EXPECT_EQ(got, checksum);
+  std::vector<torch::Tensor> into = {torch::zeros({700, 50}), torch::zeros({11})};
+  ASSERT_TRUE(UnflattenInto(*flat, into).ok());
+  for (size_t i = 0; i < into.size(); ++i) {
+    EXPECT_TRUE(
+        torch::equal(into[i], params_[i].to(torch::kBFloat16).to(torch::kFloat32)));
+  }
+  {
+    WeightStreamAssembler a;
+    v1::WeightChunk second = chunks[1];
+    second.set_dtype(v1::WEIGHT_DTYPE_FLOAT32);
+    ASSERT_TRUE(a.Add(chunks[0]).ok());
+    EXPECT_EQ(a.Add(second).code(), absl::StatusCode::kDataLoss);
+  }
+  {
+    WeightStreamAssembler a;
+    v1::WeightChunk first = chunks[0];
+    first.set_dtype(static_cast<v1::WeightDtype>(7));
+    EXPECT_EQ(a.Add(first).code(), absl::StatusCode::kDataLoss);
+  }
 }
 
 TEST_F(WeightStreamTest, OutOfOrderMixedOrCorruptStreamsAreDataLoss) {

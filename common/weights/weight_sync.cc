@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -150,14 +151,28 @@ void HashInto(const torch::Tensor& t, Xxh64& hasher) {
 }
 
 // Allocation is the one LibTorch call here that can fail on valid input.
-absl::StatusOr<torch::Tensor> AllocateFloats(int64_t numel, torch::Device device) {
+absl::StatusOr<torch::Tensor> Allocate(int64_t numel, torch::ScalarType dtype,
+                                       torch::Device device) {
   try {
-    return torch::empty({numel},
-                        torch::TensorOptions().dtype(torch::kFloat32).device(device));
+    return torch::empty({numel}, torch::TensorOptions().dtype(dtype).device(device));
   } catch (const std::exception& e) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("cannot allocate ", numel, " floats on ", device.str()));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "cannot allocate ", numel, " ", c10::toString(dtype), " on ", device.str()));
   }
+}
+
+// True when `t` can be reused as a buffer of `numel` elements of `dtype` on `device`.
+bool Fits(const torch::Tensor& t, int64_t numel, torch::ScalarType dtype,
+          torch::Device device) {
+  return t.defined() && t.scalar_type() == dtype && t.device() == device &&
+         t.numel() >= numel;
+}
+
+// What a collective moves for `t`: the same memory, as a dtype every backend carries.
+// bfloat16 travels as float16 (same size; the bytes are not interpreted on the way),
+// because LibTorch 1.13's Gloo broadcast has no bfloat16 case.
+torch::Tensor OnWire(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kBFloat16 ? t.view(torch::kHalf) : t;
 }
 
 // Why `params` cannot be sent or received as one float32 array on one device, or "".
@@ -182,27 +197,13 @@ torch::Device DeviceOf(const std::vector<torch::Tensor>& params) {
                                                 : params[0].device();
 }
 
-// The plain checksum and, with a key, the keyed one of one broadcast, computed on a
-// background thread one chunk at a time: the sender digests chunk n while it is on the
-// wire, the receiver while chunk n + 1 arrives. Message for the tag: the header's bytes,
-// the chunks' bytes, then the plain checksum's 8 bytes.
-class ChunkDigester {
+// Digests the chunks handed to it, in order, on its own thread.
+class DigestLane {
  public:
-  // `header` is the int64 header tensor (CPU) as sent.
-  // `hash_plain`: compute the plain checksum (the sender always; a receiver without a
-  // key, which must check it itself).
-  ChunkDigester(const torch::Tensor& header, const WeightMacKey* key, bool hash_plain)
-      : hash_plain_(hash_plain) {
-    if (key != nullptr) {
-      WeightMacNonce nonce;
-      std::memcpy(nonce.data(), header.data_ptr<int64_t>() + kHeaderNonce, nonce.size());
-      mac_.emplace(*key, nonce);
-      mac_->Update(header.data_ptr(), kWeightSyncHeaderSize * sizeof(int64_t));
-    }
-    thread_ = std::thread([this] { Loop(); });
-  }
+  explicit DigestLane(std::function<void(const void*, size_t)> consume)
+      : consume_(std::move(consume)), thread_([this] { Loop(); }) {}
 
-  ~ChunkDigester() {
+  ~DigestLane() {
     {
       absl::MutexLock lock(&mu_);
       stop_ = true;
@@ -214,23 +215,14 @@ class ChunkDigester {
   // REQUIRES: nobody writes `chunk` until Wait() returns.
   void Submit(torch::Tensor chunk) {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(this, &ChunkDigester::Idle));
+    mu_.Await(absl::Condition(this, &DigestLane::Idle));
     pending_ = std::move(chunk);
   }
 
   // Returns when every submitted chunk is digested.
   void Wait() {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(this, &ChunkDigester::Idle));
-  }
-
-  // After Wait(): the plain checksum (0 unless hash_plain).
-  uint64_t Checksum() { return hash_plain_ ? xxh_.Digest() : 0; }
-
-  // After Wait(): the tag over everything, closed by `checksum`. REQUIRES: a key.
-  WeightMacTag Tag(uint64_t checksum) {
-    mac_->Update(&checksum, sizeof(checksum));
-    return mac_->Final();
+    mu_.Await(absl::Condition(this, &DigestLane::Idle));
   }
 
  private:
@@ -246,31 +238,82 @@ class ChunkDigester {
       torch::Tensor chunk;
       {
         absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(this, &ChunkDigester::HasWork));
+        mu_.Await(absl::Condition(this, &DigestLane::HasWork));
         if (!pending_.defined()) return;  // stop_ and nothing left
         chunk = std::move(pending_);
         pending_ = torch::Tensor();
         busy_ = true;
       }
+      // A no-op for the CPU tensors of Gloo; a device tensor is copied by each lane.
       const torch::Tensor host = HostContiguous(chunk);
       const size_t bytes = static_cast<size_t>(host.numel()) * host.element_size();
-      if (hash_plain_ && bytes > 0) xxh_.Update(host.data_ptr(), bytes);
-      if (mac_) mac_->Update(host.data_ptr(), bytes);
+      if (bytes > 0) consume_(host.data_ptr(), bytes);
       absl::MutexLock lock(&mu_);
       busy_ = false;
     }
   }
 
-  const bool hash_plain_;
-  // Touched only by the background thread between Submit and Wait, and by the caller
-  // after Wait (the mutex orders the two).
-  Xxh64 xxh_;
-  std::optional<WeightMac> mac_;
+  const std::function<void(const void*, size_t)> consume_;
   absl::Mutex mu_;
   torch::Tensor pending_ ABSL_GUARDED_BY(mu_);
   bool busy_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  std::thread thread_;  // last: starts once the members above exist
+};
+
+// The plain checksum and, with a key, the keyed one of one broadcast, computed in the
+// background one chunk at a time, each on its own thread (lane), so that a chunk costs
+// the slower of the two rather than their sum: the sender digests chunk n while it is
+// on the wire, the receiver while chunk n + 1 arrives. Message for the tag: the header's
+// bytes, the chunks' bytes, then the plain checksum's 8 bytes.
+class ChunkDigester {
+ public:
+  // `header` is the int64 header tensor (CPU) as sent.
+  // `hash_plain`: compute the plain checksum (the sender always; a receiver without a
+  // key, which must check it itself).
+  ChunkDigester(const torch::Tensor& header, const WeightMacKey* key, bool hash_plain) {
+    if (key != nullptr) {
+      WeightMacNonce nonce;
+      std::memcpy(nonce.data(), header.data_ptr<int64_t>() + kHeaderNonce, nonce.size());
+      mac_.emplace(*key, nonce);
+      mac_->Update(header.data_ptr(), kWeightSyncHeaderSize * sizeof(int64_t));
+      mac_lane_.emplace([this](const void* p, size_t n) { mac_->Update(p, n); });
+    }
+    if (hash_plain) {
+      xxh_lane_.emplace([this](const void* p, size_t n) { xxh_.Update(p, n); });
+    }
+  }
+
+  // Digests `chunk` in the background after the previous chunk is done.
+  // REQUIRES: nobody writes `chunk` until Wait() returns.
+  void Submit(const torch::Tensor& chunk) {
+    if (xxh_lane_) xxh_lane_->Submit(chunk);
+    if (mac_lane_) mac_lane_->Submit(chunk);
+  }
+
+  // Returns when every submitted chunk is digested.
+  void Wait() {
+    if (xxh_lane_) xxh_lane_->Wait();
+    if (mac_lane_) mac_lane_->Wait();
+  }
+
+  // After Wait(): the plain checksum (0 unless hash_plain).
+  uint64_t Checksum() { return xxh_lane_ ? xxh_.Digest() : 0; }
+
+  // After Wait(): the tag over everything, closed by `checksum`. REQUIRES: a key.
+  WeightMacTag Tag(uint64_t checksum) {
+    mac_->Update(&checksum, sizeof(checksum));
+    return mac_->Final();
+  }
+
+ private:
+  // Each touched only by its lane's thread between Submit and Wait, and by the caller
+  // after Wait (the lane's mutex orders the two).
+  Xxh64 xxh_;
+  std::optional<WeightMac> mac_;
+  // Declared after what they write, so that they stop (join) before it is destroyed.
+  std::optional<DigestLane> xxh_lane_;
+  std::optional<DigestLane> mac_lane_;
 };
 
 // How the buckets of one broadcast travel (the header's topology). kCollective: one
@@ -292,8 +335,9 @@ class BucketPath {
 
   ~BucketPath() { Finish().IgnoreError(); }
 
-  // On the root: sends bucket `index`; returns once `chunk` may be written again.
-  absl::Status Send(torch::Tensor& chunk, int64_t index) {
+  // On the root: sends bucket `index`; returns once `bucket` may be written again.
+  absl::Status Send(const torch::Tensor& bucket, int64_t index) {
+    torch::Tensor chunk = OnWire(bucket);
     if (topology_ == BroadcastTopology::kCollective) {
       return collective_->Broadcast(chunk, root_);
     }
@@ -308,8 +352,9 @@ class BucketPath {
   // return; otherwise it is done. `next`, when defined, is where bucket index + 1 will
   // go: its receive is posted before this one is waited for, so that the link never
   // idles between buckets (the next call must be for index + 1 into `next`).
-  absl::Status Receive(torch::Tensor& chunk, int64_t index, bool stays,
-                       const torch::Tensor& next = torch::Tensor()) {
+  absl::Status Receive(const torch::Tensor& bucket, int64_t index, bool stays,
+                       const torch::Tensor& next_bucket = torch::Tensor()) {
+    torch::Tensor chunk = OnWire(bucket);
     if (topology_ == BroadcastTopology::kCollective) {
       return collective_->Broadcast(chunk, root_);
     }
@@ -317,7 +362,8 @@ class BucketPath {
     if (receive == nullptr) {
       DUET_ASSIGN_OR_RETURN(receive, collective_->StartRecv(chunk, prev_, Tag(index)));
     }
-    if (next.defined()) {
+    if (next_bucket.defined()) {
+      torch::Tensor next = OnWire(next_bucket);
       DUET_ASSIGN_OR_RETURN(posted_, collective_->StartRecv(next, prev_, Tag(index + 1)));
     }
     DUET_RETURN_IF_ERROR(receive->Wait());
@@ -378,6 +424,19 @@ absl::StatusOr<BroadcastTopology> ParseBroadcastTopology(absl::string_view name)
                                                  "\" (want collective or chain)"));
 }
 
+absl::StatusOr<WireDtype> ParseWireDtype(absl::string_view name) {
+  if (name == "float32") return WireDtype::kFloat32;
+  if (name == "bfloat16") return WireDtype::kBFloat16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown wire dtype \"", name, "\" (want float32 or bfloat16)"));
+}
+
+torch::ScalarType ScalarTypeOf(WireDtype dtype) {
+  return dtype == WireDtype::kBFloat16 ? torch::kBFloat16 : torch::kFloat32;
+}
+
+int64_t WireElementSize(WireDtype dtype) { return dtype == WireDtype::kBFloat16 ? 2 : 4; }
+
 uint64_t WeightChecksum(const torch::Tensor& flat) {
   Xxh64 hasher;
   HashInto(flat, hasher);
@@ -406,12 +465,14 @@ int64_t TotalNumel(const std::vector<torch::Tensor>& params) {
   return total;
 }
 
-SerializedWeights SerializeParameters(const std::vector<torch::Tensor>& params) {
-  torch::Tensor flat = FlattenParameters(params);
+SerializedWeights SerializeParameters(const std::vector<torch::Tensor>& params,
+                                      WireDtype dtype) {
+  torch::Tensor flat = HostContiguous(FlattenParameters(params).to(ScalarTypeOf(dtype)));
   SerializedWeights out;
+  out.dtype = dtype;
   out.checksum = WeightChecksum(flat);
   out.bytes.assign(static_cast<const char*>(flat.data_ptr()),
-                   flat.numel() * sizeof(float));
+                   flat.numel() * flat.element_size());
   return out;
 }
 
@@ -426,8 +487,10 @@ torch::Tensor FlattenParameters(const std::vector<torch::Tensor>& params) {
 
 absl::Status UnflattenInto(const torch::Tensor& flat,
                            const std::vector<torch::Tensor>& params) {
-  if (!flat.defined() || flat.dim() != 1 || flat.scalar_type() != torch::kFloat32) {
-    return absl::InvalidArgumentError("UnflattenInto needs a 1-D float32 tensor");
+  if (!flat.defined() || flat.dim() != 1 ||
+      (flat.scalar_type() != torch::kFloat32 && flat.scalar_type() != torch::kBFloat16)) {
+    return absl::InvalidArgumentError(
+        "UnflattenInto needs a 1-D float32 or bfloat16 tensor");
   }
   const int64_t total = TotalNumel(params);
   if (flat.numel() != total) {
@@ -444,7 +507,8 @@ absl::Status UnflattenInto(const torch::Tensor& flat,
   int64_t offset = 0;
   for (const torch::Tensor& p : params) {
     const int64_t n = p.numel();
-    p.copy_(flat.narrow(/*dim=*/0, offset, n).view(p.sizes()));  // writes the parameter
+    // Writes the parameter (bfloat16 widens exactly).
+    p.copy_(flat.narrow(/*dim=*/0, offset, n).view(p.sizes()));
     offset += n;
   }
   return absl::OkStatus();
@@ -452,12 +516,13 @@ absl::Status UnflattenInto(const torch::Tensor& flat,
 
 WeightBroadcaster::WeightBroadcaster(Collective* collective, int64_t bucket_bytes,
                                      std::optional<WeightMacKey> key,
-                                     BroadcastTopology topology)
+                                     BroadcastTopology topology, WireDtype wire_dtype)
     : collective_(collective),
       bucket_numel_(
           std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(sizeof(float)))),
       key_(std::move(key)),
-      topology_(topology) {
+      topology_(topology),
+      wire_dtype_(wire_dtype) {
   CHECK(collective_ != nullptr);
 }
 
@@ -473,6 +538,7 @@ absl::Status WeightBroadcaster::Broadcast(const std::vector<torch::Tensor>& para
   h[kHeaderBucketNumel] = bucket_numel_;
   h[kHeaderNumParams] = static_cast<int64_t>(params.size());
   h[kHeaderTopology] = static_cast<int64_t>(topology_);
+  h[kHeaderWireDtype] = static_cast<int64_t>(wire_dtype_);
 
   const std::string problem = CheckFloatParams(params);
   if (!problem.empty()) {
@@ -499,8 +565,9 @@ absl::Status WeightBroadcaster::Broadcast(const std::vector<torch::Tensor>& para
   DUET_RETURN_IF_ERROR(collective_->Broadcast(sent_header, root));
 
   const int64_t needed = std::min(bucket_numel_, total);
-  if (!bucket_.defined() || bucket_.device() != device || bucket_.numel() < needed) {
-    DUET_ASSIGN_OR_RETURN(bucket_, AllocateFloats(needed, device));
+  const torch::ScalarType wire = ScalarTypeOf(wire_dtype_);
+  if (!Fits(bucket_, needed, wire, device)) {
+    DUET_ASSIGN_OR_RETURN(bucket_, Allocate(needed, wire, device));
   }
   BucketPath path(collective_, root, topology_);
   size_t index = 0;    // parameter being packed
@@ -512,11 +579,12 @@ absl::Status WeightBroadcaster::Broadcast(const std::vector<torch::Tensor>& para
       offset = 0;
     }
     torch::Tensor chunk;
-    if (flats[index].numel() - offset >= n) {
+    if (wire == torch::kFloat32 && flats[index].numel() - offset >= n) {
       // The bucket lies inside one parameter: send it from there (the root only reads).
       chunk = flats[index].narrow(/*dim=*/0, offset, n);
       offset += n;
     } else {
+      // Packed (and rounded to the wire dtype) into the bucket.
       chunk = bucket_.narrow(/*dim=*/0, /*start=*/0, n);
       for (int64_t filled = 0; filled < n;) {
         while (offset == flats[index].numel()) {
@@ -587,6 +655,13 @@ absl::StatusOr<int64_t> WeightReceiver::Receive(
     return absl::DataLossError(
         absl::StrCat("weight sync header has an unknown topology ", topology));
   }
+  const int64_t wire_dtype = h[kHeaderWireDtype];
+  if (wire_dtype != static_cast<int64_t>(WireDtype::kFloat32) &&
+      wire_dtype != static_cast<int64_t>(WireDtype::kBFloat16)) {
+    return absl::DataLossError(
+        absl::StrCat("weight sync header has an unknown wire dtype ", wire_dtype));
+  }
+  const torch::ScalarType wire = ScalarTypeOf(static_cast<WireDtype>(wire_dtype));
   BucketPath path(collective_, root_, static_cast<BroadcastTopology>(topology));
 
   std::string problem = CheckFloatParams(shape_like);
@@ -603,8 +678,8 @@ absl::StatusOr<int64_t> WeightReceiver::Receive(
   if (!problem.empty()) {
     // Consume the buckets and the trailer anyway, so that every rank stays in step.
     const int64_t needed = std::min(bucket_numel, total);
-    if (!drain_.defined() || drain_.device() != device || drain_.numel() < needed) {
-      DUET_ASSIGN_OR_RETURN(drain_, AllocateFloats(needed, device));
+    if (!Fits(drain_, needed, wire, device)) {
+      DUET_ASSIGN_OR_RETURN(drain_, Allocate(needed, wire, device));
     }
     for (int64_t done = 0, bucket = 0; done < total; ++bucket) {
       const int64_t n = std::min(bucket_numel, total - done);
@@ -618,9 +693,9 @@ absl::StatusOr<int64_t> WeightReceiver::Receive(
   }
 
   if (!staging->defined() || staging->dim() != 1 || staging->numel() != total ||
-      staging->scalar_type() != torch::kFloat32 || staging->device() != device ||
+      staging->scalar_type() != wire || staging->device() != device ||
       !staging->is_contiguous()) {
-    DUET_ASSIGN_OR_RETURN(*staging, AllocateFloats(total, device));
+    DUET_ASSIGN_OR_RETURN(*staging, Allocate(total, wire, device));
   }
   const bool keyed = h[kHeaderKeyed] != 0;
   // With a key the tag covers the sender's plain checksum, so there is no need to

@@ -3,28 +3,36 @@
 
 // Weight broadcast from the learner to the rollout/scorer workers after each policy
 // update. All parameters are treated as one logical flat float32 array (the tensors in
-// order, each flattened in row-major order) and sent in buckets over a Collective:
+// order, each flattened in row-major order) and sent in buckets over a Collective, in
+// the wire dtype (WireDtype: float32, or bfloat16 where the recipe allows it):
 //
 //   1. header: int64[kWeightSyncHeaderSize] = {kWeightSyncMagic, version, total_numel,
-//      bucket_numel, num_params, keyed, nonce (2 slots), topology}, broadcast from the
-//      sender;
-//   2. ceil(total_numel / bucket_numel) float32 buckets of bucket_numel elements (the
-//      last one shorter), each broadcast from the sender (topology kCollective), or
-//      passed down a chain of point-to-point sends (kChain, below);
+//      bucket_numel, num_params, keyed, nonce (2 slots), topology, wire dtype},
+//      broadcast from the sender;
+//   2. ceil(total_numel / bucket_numel) buckets of bucket_numel elements in the wire
+//      dtype (the last one shorter), each broadcast from the sender (topology
+//      kCollective), or passed down a chain of point-to-point sends (kChain, below);
 //   3. trailer: int64[kWeightSyncTrailerSize] = {checksum, tag (2 slots),
 //      kWeightSyncTrailerMagic}.
 //
-// `checksum` is WeightChecksum (plain XXH64) of the flat array, bit-cast to int64: what
-// final_state.json and the workers' sync results report. With a WeightMacKey the sender
-// sets `keyed` and `tag` is the keyed checksum (weight_mac.h) of the header's 64 bytes,
-// the array's bytes and the checksum's 8 bytes, under a fresh random nonce; a receiver
-// holding the key accepts nothing without a valid tag, so weights injected into the
-// data plane by anyone without the run's secret are refused. Both ends digest each
-// bucket on a background thread while the next bucket is on the wire (the trailer is why
-// the sender need not hash before sending). A header with total_numel < 0 means the
-// sender gave up before sending buckets (no trailer follows). The receiver writes the
-// array into a staging buffer and verifies it before anything is applied, so that a
-// worker never samples from half-updated, corrupt or injected weights.
+// `checksum` is WeightChecksum (plain XXH64) of the flat array as sent (its wire dtype's
+// bytes), bit-cast to int64: what the workers' sync results report. With float32 on the
+// wire it is also the learner's weights checksum (final_state.json).
+//
+// bfloat16 on the wire halves the bytes of every sync. The sender rounds each float32
+// to the nearest bfloat16 (ties to even); the receivers widen it back exactly, so every
+// worker holds the same weights, the learner's rounded to 8 bits of mantissa, while the
+// learner keeps training its float32 weights. The gRPC stream (weight_stream.h) serves
+// the same rounded values, so a worker holds the same bits whichever path it took. With a
+// WeightMacKey the sender sets `keyed` and `tag` is the keyed checksum (weight_mac.h) of
+// the header's 64 bytes, the array's bytes and the checksum's 8 bytes, under a fresh
+// random nonce; a receiver holding the key accepts nothing without a valid tag, so
+// weights injected into the data plane by anyone without the run's secret are refused.
+// Both ends digest each bucket on a background thread while the next bucket is on the
+// wire (the trailer is why the sender need not hash before sending). A header with
+// total_numel < 0 means the sender gave up before sending buckets (no trailer follows).
+// The receiver writes the array into a staging buffer and verifies it before anything is
+// applied, so that a worker never samples from half-updated, corrupt or injected weights.
 //
 // kChain: the sender sends each bucket to the first other rank only; every rank
 // receives bucket n from the rank before it (the sender, then the other ranks in rank
@@ -52,9 +60,9 @@
 
 namespace duet {
 
-inline constexpr int64_t kWeightSyncMagic = 0x4455455457534e33;         // "DUETWSN3"
+inline constexpr int64_t kWeightSyncMagic = 0x4455455457534e34;         // "DUETWSN4"
 inline constexpr int64_t kWeightSyncTrailerMagic = 0x4455455457534e45;  // "DUETWSNE"
-inline constexpr int kWeightSyncHeaderSize = 9;
+inline constexpr int kWeightSyncHeaderSize = 10;
 inline constexpr int kWeightSyncTrailerSize = 4;
 // Positions in the header tensor.
 inline constexpr int kHeaderMagic = 0;
@@ -65,6 +73,7 @@ inline constexpr int kHeaderNumParams = 4;
 inline constexpr int kHeaderKeyed = 5;
 inline constexpr int kHeaderNonce = 6;  // two slots: the 16 nonce bytes
 inline constexpr int kHeaderTopology = 8;
+inline constexpr int kHeaderWireDtype = 9;
 // Positions in the trailer tensor.
 inline constexpr int kTrailerChecksum = 0;
 inline constexpr int kTrailerTag = 1;  // two slots: the 16 tag bytes
@@ -80,6 +89,18 @@ enum class BroadcastTopology : int64_t {
 
 // "collective" or "chain"; InvalidArgument otherwise.
 absl::StatusOr<BroadcastTopology> ParseBroadcastTopology(absl::string_view name);
+
+// The dtype of the weights on the wire (the header tells the receivers).
+enum class WireDtype : int64_t {
+  kFloat32 = 0,   // the learner's weights as they are
+  kBFloat16 = 1,  // rounded to bfloat16: half the bytes
+};
+
+// "float32" or "bfloat16"; InvalidArgument otherwise.
+absl::StatusOr<WireDtype> ParseWireDtype(absl::string_view name);
+torch::ScalarType ScalarTypeOf(WireDtype dtype);
+// Bytes per element on the wire: 4 or 2.
+int64_t WireElementSize(WireDtype dtype);
 
 // 64-bit hash of the raw bytes of `flat` in memory order (XXH64 with seed 0: 8 bytes at
 // a time over four independent lanes; several GB/s). Equal on every machine with the
@@ -103,17 +124,21 @@ int64_t TotalNumel(const std::vector<torch::Tensor>& params);
 // REQUIRES: every tensor defined, float32, all on one device.
 torch::Tensor FlattenParameters(const std::vector<torch::Tensor>& params);
 
-// The flattened parameters as raw little-endian float32 bytes, with their checksum: what
-// the gRPC weight stream (FetchWeights) sends.
+// The flattened parameters as raw little-endian bytes in `dtype` (rounded as a broadcast
+// in that dtype rounds them), with their checksum: what the gRPC weight stream
+// (FetchWeights) sends. The checksum equals a broadcast's of the same weights and dtype.
 struct SerializedWeights {
   std::string bytes;
   uint64_t checksum = 0;
+  WireDtype dtype = WireDtype::kFloat32;
 };
-SerializedWeights SerializeParameters(const std::vector<torch::Tensor>& params);
+SerializedWeights SerializeParameters(const std::vector<torch::Tensor>& params,
+                                      WireDtype dtype = WireDtype::kFloat32);
 
 // Copies `flat` into `params` in order (under NoGradGuard, so leaves that require grad
-// are fine). InvalidArgument, and nothing changed, when `flat` is not a 1-D float32
-// tensor of TotalNumel(params) elements or a parameter is not float32.
+// are fine), widening bfloat16 exactly. InvalidArgument, and nothing changed, when `flat`
+// is not a 1-D float32 or bfloat16 tensor of TotalNumel(params) elements or a parameter
+// is not float32.
 absl::Status UnflattenInto(const torch::Tensor& flat,
                            const std::vector<torch::Tensor>& params);
 
@@ -129,10 +154,13 @@ class WeightBroadcaster {
   // without, only the plain one (tests and the benchmark's baseline).
   // REQUIRES: collective != nullptr.
   // `topology` kChain needs a Collective with StartSend and Recv (c10d's has them).
+  // A bucket holds bucket_bytes of float32 parameters whatever `wire_dtype` (so
+  // bfloat16 sends half the bytes per bucket, and as many buckets).
   explicit WeightBroadcaster(Collective* collective,
                              int64_t bucket_bytes = kDefaultBucketBytes,
                              std::optional<WeightMacKey> key = std::nullopt,
-                             BroadcastTopology topology = BroadcastTopology::kCollective);
+                             BroadcastTopology topology = BroadcastTopology::kCollective,
+                             WireDtype wire_dtype = WireDtype::kFloat32);
 
   int64_t bucket_numel() const { return bucket_numel_; }
 
@@ -151,7 +179,8 @@ class WeightBroadcaster {
   const int64_t bucket_numel_;
   const std::optional<WeightMacKey> key_;
   const BroadcastTopology topology_;
-  torch::Tensor bucket_;  // reused flat float32 packing buffer, bucket_numel_ elements
+  const WireDtype wire_dtype_;
+  torch::Tensor bucket_;  // reused flat packing buffer in the wire dtype, bucket_numel_
 };
 
 // Receiving side, on every worker.
@@ -167,8 +196,9 @@ class WeightReceiver {
                           std::optional<WeightMacKey> key = std::nullopt);
 
   // Takes part in one WeightBroadcaster::Broadcast: writes the whole flat array into
-  // `*staging` (reused when it already is a float32 tensor of the right size on the
-  // device of `shape_like`, else reallocated) and verifies the checksum. Returns the
+  // `*staging` as it came (in the header's wire dtype; reused when it already is a
+  // tensor of that dtype and the right size on the device of `shape_like`, else
+  // reallocated) and verifies the checksum. Returns the
   // version; checksum() is then the array's plain checksum. Nothing but `*staging` is
   // written; apply it with ApplyStaging.
   // Errors: DataLoss on a checksum or tag mismatch, an unkeyed broadcast to a receiver
@@ -182,9 +212,10 @@ class WeightReceiver {
                                   torch::Tensor* staging);
 
   // Copies a staging buffer filled by a successful Receive into `params` (under
-  // NoGradGuard). Callers hold their own lock around it so that no reader sees
-  // half-updated weights.
-  // REQUIRES: staging.numel() == TotalNumel(params), all float32 (checked; dies if not).
+  // NoGradGuard; bfloat16 is widened exactly). Callers hold their own lock around it so
+  // that no reader sees half-updated weights.
+  // REQUIRES: staging.numel() == TotalNumel(params), params float32 (checked; dies if
+  // not).
   static void ApplyStaging(const torch::Tensor& staging,
                            const std::vector<torch::Tensor>& params);
 

@@ -128,17 +128,42 @@ class WeightSyncTest : public ::testing::Test {
   int groups_created_ = 0;
 };
 
-// The tests that every topology must pass: the header tells the receivers which one.
-class WeightSyncTopologyTest : public WeightSyncTest,
-                               public ::testing::WithParamInterface<BroadcastTopology> {};
+// The weights a receiver holds after a broadcast of `params` in `dtype`: the same, or
+// each rounded to bfloat16 and widened back.
+std::vector<torch::Tensor> Rounded(const std::vector<torch::Tensor>& params,
+                                   WireDtype dtype) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : params) {
+    out.push_back(p.detach().to(ScalarTypeOf(dtype)).to(torch::kFloat32));
+  }
+  return out;
+}
 
-INSTANTIATE_TEST_SUITE_P(Topologies, WeightSyncTopologyTest,
-                         ::testing::Values(BroadcastTopology::kCollective,
-                                           BroadcastTopology::kChain),
-                         [](const ::testing::TestParamInfo<BroadcastTopology>& info) {
-                           return info.param == BroadcastTopology::kChain ? "Chain"
-                                                                          : "Collective";
-                         });
+// The tests that every topology and wire dtype must pass: the header tells the
+// receivers which.
+struct SyncCase {
+  BroadcastTopology topology;
+  WireDtype dtype;
+};
+
+class WeightSyncTopologyTest : public WeightSyncTest,
+                               public ::testing::WithParamInterface<SyncCase> {
+ protected:
+  BroadcastTopology topology() const { return GetParam().topology; }
+  WireDtype dtype() const { return GetParam().dtype; }
+};
+
+INSTANTIATE_TEST_SUITE_P(
+    Topologies, WeightSyncTopologyTest,
+    ::testing::Values(SyncCase{BroadcastTopology::kCollective, WireDtype::kFloat32},
+                      SyncCase{BroadcastTopology::kChain, WireDtype::kFloat32},
+                      SyncCase{BroadcastTopology::kCollective, WireDtype::kBFloat16},
+                      SyncCase{BroadcastTopology::kChain, WireDtype::kBFloat16}),
+    [](const ::testing::TestParamInfo<SyncCase>& info) {
+      return absl::StrCat(
+          info.param.topology == BroadcastTopology::kChain ? "Chain" : "Collective",
+          info.param.dtype == WireDtype::kBFloat16 ? "BFloat16" : "Float32");
+    });
 
 // An outsider who can reach the store writes garbage under the keys a group with a
 // well-known prefix will read (Gloo's rendezvous: "<prefix>/0/<rank>").
@@ -209,7 +234,7 @@ TEST_P(WeightSyncTopologyTest, World4SmallBucketsBitIdentical) {
   RunRanks(kWorld, [&](int rank) {
     if (rank == 0) {
       WeightBroadcaster broadcaster(group[0].get(), /*bucket_bytes=*/1000,
-                                    /*key=*/std::nullopt, GetParam());
+                                    /*key=*/std::nullopt, topology(), dtype());
       EXPECT_EQ(broadcaster.bucket_numel(), 250);
       send_status = broadcaster.Broadcast(sent, /*version=*/7);
       return;
@@ -220,10 +245,14 @@ TEST_P(WeightSyncTopologyTest, World4SmallBucketsBitIdentical) {
     if (versions[rank].ok()) WeightReceiver::ApplyStaging(staging, params[rank]);
   });
   ASSERT_TRUE(send_status.ok()) << send_status;
+  const std::vector<torch::Tensor> expected = Rounded(sent, dtype());
   for (int r = 1; r < kWorld; ++r) {
     ASSERT_TRUE(versions[r].ok()) << versions[r].status();
     EXPECT_EQ(*versions[r], 7);
-    EXPECT_TRUE(BitEqual(params[r], sent)) << "rank " << r;
+    EXPECT_TRUE(BitEqual(params[r], expected)) << "rank " << r;
+  }
+  if (dtype() == WireDtype::kBFloat16) {  // rounding changed them, as it should
+    EXPECT_FALSE(BitEqual(expected, sent));
   }
 }
 
@@ -248,13 +277,13 @@ TEST_P(WeightSyncTopologyTest, ConsecutiveVersionsReuseStaging) {
   RunRanks(kWorld, [&](int rank) {
     if (rank == 0) {
       WeightBroadcaster broadcaster(group[0].get(), /*bucket_bytes=*/4096,
-                                    /*key=*/std::nullopt, GetParam());
+                                    /*key=*/std::nullopt, topology(), dtype());
       for (int v = 0; v < kVersions; ++v) {
         {
           torch::NoGradGuard no_grad;
           for (auto& p : sent) p.mul_(0.5).add_(v);
         }
-        sent_checksums[v] = WeightChecksum(sent);
+        sent_checksums[v] = WeightChecksum(Rounded(sent, dtype()));
         EXPECT_TRUE(broadcaster.Broadcast(sent, /*version=*/100 + v).ok());
       }
       return;
@@ -277,7 +306,7 @@ TEST_P(WeightSyncTopologyTest, ConsecutiveVersionsReuseStaging) {
     EXPECT_THAT(received_versions[r], ::testing::ElementsAre(100, 101, 102, 103));
     EXPECT_EQ(received_checksums[r], sent_checksums) << "rank " << r;
     EXPECT_EQ(staging_reallocations[r], 1) << "staging should be allocated once";
-    EXPECT_TRUE(BitEqual(params[r], sent)) << "rank " << r;
+    EXPECT_TRUE(BitEqual(params[r], Rounded(sent, dtype()))) << "rank " << r;
   }
 }
 
@@ -457,7 +486,7 @@ TEST_P(WeightSyncTopologyTest, ShapeMismatchIsInvalidArgumentAndNextBroadcastWor
   RunRanks(kWorld, [&](int rank) {
     if (rank == 0) {
       WeightBroadcaster broadcaster(group[0].get(), /*bucket_bytes=*/1000,
-                                    /*key=*/std::nullopt, GetParam());
+                                    /*key=*/std::nullopt, topology(), dtype());
       for (int v = 1; v <= 3; ++v) EXPECT_TRUE(broadcaster.Broadcast(sent, v).ok());
       return;
     }
@@ -480,12 +509,84 @@ TEST_P(WeightSyncTopologyTest, ShapeMismatchIsInvalidArgumentAndNextBroadcastWor
       << rank1[1].status();
   ASSERT_TRUE(rank1[2].ok()) << rank1[2].status();
   EXPECT_EQ(*rank1[2], 3);
-  EXPECT_TRUE(BitEqual(good_params, sent));
+  EXPECT_TRUE(BitEqual(good_params, Rounded(sent, dtype())));
   for (int v = 0; v < 3; ++v) {
     ASSERT_TRUE(rank2[v].ok()) << rank2[v].status();
     EXPECT_EQ(*rank2[v], v + 1);
   }
-  EXPECT_TRUE(BitEqual(other_params, sent));
+  EXPECT_TRUE(BitEqual(other_params, Rounded(sent, dtype())));
+}
+
+// Counts the bytes a rank puts on the wire or takes off it, then does what the wrapped
+// Collective does.
+class CountingCollective final : public Collective {
+ public:
+  explicit CountingCollective(Collective* inner) : inner_(inner) {}
+  int rank() const override { return inner_->rank(); }
+  int world_size() const override { return inner_->world_size(); }
+  std::string backend() const override { return inner_->backend(); }
+  absl::Status Broadcast(torch::Tensor& tensor, int root) override {
+    bytes_ += tensor.numel() * tensor.element_size();
+    return inner_->Broadcast(tensor, root);
+  }
+  absl::StatusOr<std::unique_ptr<Pending>> StartSend(const torch::Tensor& tensor,
+                                                     int peer, int tag) override {
+    bytes_ += tensor.numel() * tensor.element_size();
+    return inner_->StartSend(tensor, peer, tag);
+  }
+  absl::StatusOr<std::unique_ptr<Pending>> StartRecv(const torch::Tensor& tensor,
+                                                     int peer, int tag) override {
+    return inner_->StartRecv(tensor, peer, tag);
+  }
+  int64_t bytes() const { return bytes_; }
+
+ private:
+  Collective* const inner_;
+  int64_t bytes_ = 0;
+};
+
+// bfloat16 on the wire: the sender puts half the bytes on the wire (the header and the
+// trailer aside), under a checksum of what it sent, which is the one the gRPC stream's
+// snapshot of the same weights announces; every receiver holds those same bits.
+TEST_P(WeightSyncTopologyTest, WireBytesAndChecksumFollowTheWireDtype) {
+  constexpr int kWorld = 3;
+  auto group = MakeGroup(kWorld);
+  ASSERT_EQ(group.size(), kWorld);
+  const std::vector<torch::Tensor> sent = RandomParams(/*seed=*/11);
+  const WeightMacKey key = WeightMacKey::Derive("secret", "context");
+  std::vector<std::vector<torch::Tensor>> params(kWorld);
+  for (int r = 1; r < kWorld; ++r) {
+    for (const auto& shape : Shapes()) params[r].push_back(torch::zeros(shape));
+  }
+  std::vector<uint64_t> checksums(kWorld, 0);
+  std::vector<absl::StatusOr<int64_t>> versions(kWorld, absl::UnknownError("not run"));
+  CountingCollective counted(group[0].get());
+  RunRanks(kWorld, [&](int rank) {
+    if (rank == 0) {
+      WeightBroadcaster broadcaster(&counted, /*bucket_bytes=*/1000, key, topology(),
+                                    dtype());
+      EXPECT_TRUE(broadcaster.Broadcast(sent, /*version=*/5).ok());
+      return;
+    }
+    WeightReceiver receiver(group[rank].get(), /*root=*/0, key);
+    torch::Tensor staging;
+    versions[rank] = receiver.Receive(params[rank], &staging);
+    if (!versions[rank].ok()) return;
+    EXPECT_EQ(staging.scalar_type(), ScalarTypeOf(dtype()));
+    WeightReceiver::ApplyStaging(staging, params[rank]);
+    checksums[rank] = receiver.checksum();
+  });
+  const int64_t numel = TotalNumel(sent);
+  const int64_t framing = (kWeightSyncHeaderSize + kWeightSyncTrailerSize) * 8;
+  EXPECT_EQ(counted.bytes() - framing, numel * WireElementSize(dtype()));
+  const SerializedWeights stream = SerializeParameters(sent, dtype());
+  EXPECT_EQ(static_cast<int64_t>(stream.bytes.size()), numel * WireElementSize(dtype()));
+  for (int r = 1; r < kWorld; ++r) {
+    ASSERT_TRUE(versions[r].ok()) << versions[r].status();
+    EXPECT_EQ(checksums[r], stream.checksum) << "rank " << r;
+    EXPECT_TRUE(BitEqual(params[r], Rounded(sent, dtype()))) << "rank " << r;
+  }
+  if (dtype() == WireDtype::kFloat32) EXPECT_EQ(stream.checksum, WeightChecksum(sent));
 }
 
 TEST_F(WeightSyncTest, SenderWithBadParamsAbortsReceiversInStep) {
@@ -660,6 +761,14 @@ TEST_F(WeightSyncTest, PointToPointRefusesBadPeersAndTags) {
   EXPECT_EQ(ParseBroadcastTopology("chain").value(), BroadcastTopology::kChain);
   EXPECT_EQ(ParseBroadcastTopology("ring").status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST(WireDtypeTest, ParsesTheTwoNamesOnly) {
+  EXPECT_EQ(ParseWireDtype("float32").value(), WireDtype::kFloat32);
+  EXPECT_EQ(ParseWireDtype("bfloat16").value(), WireDtype::kBFloat16);
+  EXPECT_EQ(ParseWireDtype("fp16").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(WireElementSize(WireDtype::kBFloat16), 2);
+  EXPECT_EQ(WireElementSize(WireDtype::kFloat32), 4);
 }
 
 TEST_F(WeightSyncTest, ReceiveWithoutSenderIsDeadlineExceeded) {

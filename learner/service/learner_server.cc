@@ -63,6 +63,7 @@ absl::StatusOr<int> LearnerServer::Start() {
   sync.grace = absl::Seconds(r.faults.sync_grace_seconds);
   sync.bucket_bytes = r.bucket_mb << 20;
   sync.topology = *ParseBroadcastTopology(r.broadcast);  // the recipe validated it
+  sync.wire_dtype = *ParseWireDtype(r.wire_dtype);
   sync.auth_token = options_.auth_token;
   sync_ = std::make_unique<WeightSyncManager>(std::move(sync), queue_.get(), &snapshot_,
                                               rendezvous_, C10dCollectiveFactory(),

@@ -31,8 +31,7 @@ WeightSyncManager::~WeightSyncManager() = default;
 
 void WeightSyncManager::Publish(int64_t version,
                                 const std::vector<torch::Tensor>& params) {
-  SerializedWeights w = SerializeParameters(params);
-  snapshot_->Set(version, w.checksum, std::move(w.bytes));
+  snapshot_->Set(version, SerializeParameters(params, options_.wire_dtype));
 }
 
 void WeightSyncManager::Reset() { collective_.reset(); }
@@ -72,14 +71,85 @@ void WeightSyncManager::NoteAbsentMembers() {
       absent_.erase(id);
       continue;
     }
-    Absent& a = absent_[id];
-    ++a.misses;
-    a.until_sync = syncs_ + 1 + (int64_t{1} << std::min(a.misses, 6));
+    NoteMissing(id);
     LOG(WARNING) << "worker " << id << " (rank " << rank
                  << ") never joined broadcast epoch " << epoch_
-                 << ": it gets weights over gRPC until sync " << a.until_sync << " ("
-                 << a.misses << " misses)";
+                 << ": it gets weights over gRPC until sync " << absent_.at(id).until_sync
+                 << " (" << absent_.at(id).misses << " misses)";
   }
+}
+
+absl::Duration FallbackDeadline(absl::Duration grace, int64_t bytes, int64_t workers,
+                                double bytes_per_second) {
+  if (bytes_per_second <= 0) return grace;
+  return grace + absl::Seconds(static_cast<double>(bytes) * static_cast<double>(workers) /
+                               bytes_per_second);
+}
+
+absl::Status WeightSyncManager::RunEpoch(int64_t version,
+                                         const std::vector<torch::Tensor>& params,
+                                         bool new_epoch) {
+  absl::Status c10d = absl::OkStatus();
+  bool rendezvous_timed_out = false;
+  if (new_epoch) {
+    CollectiveOptions c;
+    c.backend = options_.backend;
+    c.rendezvous = rendezvous_;
+    // Leases keep running while the learner waits in the rendezvous: a member lost
+    // meanwhile (silent past its lease, or gone) ends this epoch at once instead of at
+    // the collective timeout, and so does a run shutting down (the queue closed).
+    std::set<std::string> member_ids;
+    for (const auto& [id, rank] : epoch_ranks_) member_ids.insert(id);
+    c.abandon = [this, member_ids] {
+      if (queue_->closed()) return true;
+      queue_->ExpireSilentWorkers();
+      return !queue_->AllRegistered(member_ids);
+    };
+    c.store_host = options_.store_host;
+    // The learner's Gloo transport listens only on the address the operator gave for
+    // the data plane (the one workers are told to reach), not on every interface.
+    c.device_hostname = options_.store_host;
+    c.rank = 0;
+    c.world_size = static_cast<int>(epoch_ranks_.size()) + 1;
+    c.group_prefix = epoch_prefix_;
+    c.timeout = options_.collective_timeout;
+    const absl::Time t0 = clock_->Now();
+    absl::StatusOr<std::unique_ptr<Collective>> formed = collectives_->Create(c);
+    if (formed.ok()) {
+      collective_ = *std::move(formed);
+      telemetry_->RecordCollective(c.world_size);
+      LOG(INFO) << "broadcast epoch " << epoch_ << " formed: " << c.world_size
+                << " ranks (" << c.backend << ") in "
+                << absl::ToDoubleSeconds(clock_->Now() - t0) << " s";
+    } else {
+      c10d = formed.status();
+      // Only a rendezvous that ran out of time says who never came; one abandoned for a
+      // lost member may have ended before the others had time to join.
+      rendezvous_timed_out = absl::IsDeadlineExceeded(c10d);
+    }
+  }
+  if (c10d.ok() && collective_) {
+    WeightBroadcaster broadcaster(
+        collective_.get(), options_.bucket_bytes,
+        WeightMacKey::Derive(options_.auth_token, epoch_prefix_), options_.topology,
+        options_.wire_dtype);
+    c10d = broadcaster.Broadcast(params, version);
+  }
+  if (!c10d.ok()) {
+    // A member died, stalled or left: this epoch is over. The workers' own c10d calls
+    // fail too (their sync results say so).
+    LOG(WARNING) << "broadcast epoch " << epoch_ << " failed: " << c10d;
+    if (rendezvous_timed_out) NoteAbsentMembers();
+    collective_.reset();
+    epoch_membership_ = -1;
+  }
+  return c10d;
+}
+
+void WeightSyncManager::NoteMissing(const std::string& id) {
+  Absent& a = absent_[id];
+  ++a.misses;
+  a.until_sync = syncs_ + 1 + (int64_t{1} << std::min(a.misses, 6));
 }
 
 absl::Status WeightSyncManager::Sync(int64_t version,
@@ -99,8 +169,7 @@ absl::Status WeightSyncManager::Sync(int64_t version,
   ++syncs_;
   std::vector<WorkerRecord> members;
   for (const WorkerRecord& w : workers) {
-    auto a = absent_.find(w.id);
-    if (a == absent_.end() || a->second.until_sync <= syncs_) members.push_back(w);
+    if (absent_until(w.id) <= syncs_) members.push_back(w);
   }
   const bool broadcast = rendezvous_ != nullptr && !members.empty();
   bool same_members = members.size() == epoch_ranks_.size();
@@ -129,62 +198,9 @@ absl::Status WeightSyncManager::Sync(int64_t version,
   for (const WorkerRecord& w : workers) {
     ids.push_back(submit(w, /*over_grpc=*/!broadcast || epoch_ranks_.count(w.id) == 0));
   }
-  if (broadcast) {
-    absl::Status c10d = absl::OkStatus();
-    bool rendezvous_timed_out = false;
-    if (new_epoch) {
-      CollectiveOptions c;
-      c.backend = options_.backend;
-      c.rendezvous = rendezvous_;
-      // Leases keep running while the learner waits in the rendezvous: a member lost
-      // meanwhile (silent past its lease, or gone) ends this epoch at once instead of at
-      // the collective timeout, and so does a run shutting down (the queue closed).
-      std::set<std::string> member_ids;
-      for (const auto& [id, rank] : epoch_ranks_) member_ids.insert(id);
-      c.abandon = [this, member_ids] {
-        if (queue_->closed()) return true;
-        queue_->ExpireSilentWorkers();
-        return !queue_->AllRegistered(member_ids);
-      };
-      c.store_host = options_.store_host;
-      // The learner's Gloo transport listens only on the address the operator gave for
-      // the data plane (the one workers are told to reach), not on every interface.
-      c.device_hostname = options_.store_host;
-      c.rank = 0;
-      c.world_size = static_cast<int>(epoch_ranks_.size()) + 1;
-      c.group_prefix = epoch_prefix_;
-      c.timeout = options_.collective_timeout;
-      const absl::Time t0 = clock_->Now();
-      absl::StatusOr<std::unique_ptr<Collective>> formed = collectives_->Create(c);
-      if (formed.ok()) {
-        collective_ = *std::move(formed);
-        telemetry_->RecordCollective(c.world_size);
-        LOG(INFO) << "broadcast epoch " << epoch_ << " formed: " << c.world_size
-                  << " ranks (" << c.backend << ") in "
-                  << absl::ToDoubleSeconds(clock_->Now() - t0) << " s";
-      } else {
-        c10d = formed.status();
-        // Only a rendezvous that ran out of time says who never came; one abandoned for a
-        // lost member may have ended before the others had time to join.
-        rendezvous_timed_out = absl::IsDeadlineExceeded(c10d);
-      }
-    }
-    if (c10d.ok() && collective_) {
-      WeightBroadcaster broadcaster(
-          collective_.get(), options_.bucket_bytes,
-          WeightMacKey::Derive(options_.auth_token, epoch_prefix_), options_.topology);
-      c10d = broadcaster.Broadcast(params, version);
-    }
-    if (!c10d.ok()) {
-      // A member died, stalled or left: this epoch is over. The workers' own c10d calls
-      // fail too (their sync results say so) and they get the weights over gRPC below.
-      LOG(WARNING) << "broadcast epoch " << epoch_ << " failed: " << c10d
-                   << "; falling back to the gRPC stream";
-      if (rendezvous_timed_out) NoteAbsentMembers();
-      collective_.reset();
-      epoch_membership_ = -1;
-    }
-  }
+  const absl::Time started = clock_->Now();
+  const absl::Status c10d =
+      broadcast ? RunEpoch(version, params, new_epoch) : absl::OkStatus();
   // A worker's confirmation must be of exactly what was published.
   auto confirmed = [&](const v1::CompleteWorkRequest& res) -> absl::Status {
     if (res.has_error()) {
@@ -210,7 +226,6 @@ absl::Status WeightSyncManager::Sync(int64_t version,
   // One worker never fails the step: one that did not take or confirm its sync in time,
   // or cannot take the weights even over gRPC, is dropped from the run (as if lost: it
   // registers again and fetches the weights then).
-  const absl::Duration grace = options_.grace;
   auto settle = [&](const WorkerRecord& w,
                     const std::optional<v1::CompleteWorkRequest>& res, bool may_retry,
                     std::vector<WorkerRecord>* retry) {
@@ -232,9 +247,78 @@ absl::Status WeightSyncManager::Sync(int64_t version,
                           absl::StrCat("weight sync v", version, ": ", s.message()));
     }
   };
-  DUET_ASSIGN_OR_RETURN(auto results,
-                        queue_->AwaitWithin(ids, options_.collective_timeout + grace));
   std::vector<WorkerRecord> retry;
+  if (broadcast) {
+    // The members that answer within moments say whether the epoch failed. If it did,
+    // the group re-forms at once with the members whose c10d call failed (they are alive:
+    // they said so), and broadcasts this version again; a member that has not answered
+    // by then is the likely culprit (dead or stalled) and is left out of the next epochs
+    // as an absent one. Its answer is still awaited below; it does not hold the others.
+    DUET_ASSIGN_OR_RETURN(auto early, queue_->TakeWithin(ids, options_.reform_window));
+    bool failed = !c10d.ok();
+    bool answered = false;
+    for (const auto& r : early) {
+      failed = failed || (r.has_value() && r->has_error());
+      answered = answered || r.has_value();
+    }
+    if (failed) {
+      std::vector<WorkerRecord> rejoin, waiting;
+      std::vector<std::string> waiting_ids;
+      for (size_t i = 0; i < workers.size(); ++i) {
+        const WorkerRecord& w = workers[i];
+        const std::optional<v1::CompleteWorkRequest>& r = early[i];
+        if (!r.has_value()) {
+          if (answered && epoch_ranks_.count(w.id) > 0 && absent_until(w.id) <= syncs_) {
+            NoteMissing(w.id);
+            LOG(WARNING) << "worker " << w.id << " did not answer broadcast epoch "
+                         << epoch_ << " in time: it gets weights over gRPC until sync "
+                         << absent_until(w.id);
+          }
+          waiting.push_back(w);
+          waiting_ids.push_back(ids[i]);
+        } else if (r->has_error() && epoch_ranks_.count(w.id) > 0 &&
+                   absent_until(w.id) <= syncs_ && still_live(w.id) &&
+                   r->error().code() !=
+                       static_cast<int>(absl::StatusCode::kInvalidArgument)) {
+          rejoin.push_back(w);
+        } else {
+          settle(w, r, /*may_retry=*/true, &retry);
+        }
+      }
+      if (!rejoin.empty()) {
+        FormEpoch(rejoin);
+        for (const WorkerRecord& w : rejoin) {
+          waiting.push_back(w);
+          waiting_ids.push_back(submit(w, /*over_grpc=*/false));
+        }
+        if (RunEpoch(version, params, /*new_epoch=*/true).ok()) {
+          LOG(INFO) << "broadcast epoch " << epoch_ << " re-formed with " << rejoin.size()
+                    << " of " << workers.size() << " workers and sent v" << version << " "
+                    << absl::ToDoubleSeconds(clock_->Now() - started)
+                    << " s after the sync began";
+        }
+      }
+      workers = std::move(waiting);
+      ids = std::move(waiting_ids);
+    } else {
+      // Nothing failed: the early answers count as they are.
+      std::vector<WorkerRecord> waiting;
+      std::vector<std::string> waiting_ids;
+      for (size_t i = 0; i < workers.size(); ++i) {
+        if (early[i].has_value()) {
+          settle(workers[i], early[i], /*may_retry=*/true, &retry);
+        } else {
+          waiting.push_back(workers[i]);
+          waiting_ids.push_back(ids[i]);
+        }
+      }
+      workers = std::move(waiting);
+      ids = std::move(waiting_ids);
+    }
+  }
+  DUET_ASSIGN_OR_RETURN(
+      auto results,
+      queue_->AwaitWithin(ids, options_.collective_timeout + options_.grace));
   for (size_t i = 0; i < results.size(); ++i)
     settle(workers[i], results[i], /*may_retry=*/broadcast, &retry);
   if (retry.empty()) return absl::OkStatus();
@@ -242,7 +326,12 @@ absl::Status WeightSyncManager::Sync(int64_t version,
   epoch_membership_ = -1;  // the next sync re-forms the group
   std::vector<std::string> again;
   for (const WorkerRecord& w : retry) again.push_back(submit(w, /*over_grpc=*/true));
-  DUET_ASSIGN_OR_RETURN(auto second, queue_->AwaitWithin(again, grace));
+  // The stream is the learner's own link: every retrying worker pulls the whole version
+  // through it.
+  const absl::Duration deadline = FallbackDeadline(
+      options_.grace, TotalNumel(params) * WireElementSize(options_.wire_dtype),
+      static_cast<int64_t>(retry.size()), options_.fallback_bytes_per_second);
+  DUET_ASSIGN_OR_RETURN(auto second, queue_->AwaitWithin(again, deadline));
   for (size_t i = 0; i < second.size(); ++i)
     settle(retry[i], second[i], /*may_retry=*/false, nullptr);
   return absl::OkStatus();
@@ -252,8 +341,7 @@ absl::Status WeightSyncManager::SyncMetered(int64_t version,
                                             const std::vector<torch::Tensor>& params) {
   const absl::Time t0 = clock_->Now();
   const absl::Status s = Sync(version, params);
-  int64_t bytes = 0;
-  for (const torch::Tensor& p : params) bytes += p.numel() * p.element_size();
+  const int64_t bytes = TotalNumel(params) * WireElementSize(options_.wire_dtype);
   telemetry_->RecordSync(version, bytes, absl::ToDoubleSeconds(clock_->Now() - t0), s);
   telemetry_->RecordWorkerVersions(snapshot_->version(), queue_->Workers());
   return s;

@@ -9,12 +9,19 @@
 // (ranks 1..N in the order of WorkQueue::Workers()), with a fresh random store prefix
 // told to workers only over gRPC. A sync forms a new epoch whenever the members changed
 // (WorkQueue::membership_version, or the member set); otherwise it reuses the group.
-// When an epoch's rendezvous or broadcast fails, the group is dropped, the workers that
-// did not confirm get the weights over gRPC within the sync grace, and the next sync
-// forms a new epoch.
+// When an epoch's rendezvous or broadcast fails (the learner's c10d call fails, or a
+// member reports that its own did), the group is dropped and re-formed at once, within
+// the same sync, with the members that reported a failed c10d call within
+// `reform_window` (they are alive), and the version is broadcast again. A member that
+// has not answered by then is the likely culprit: it is left out of the next epochs as an
+// absent member (below), and its answer is still awaited. Only the workers that fail in
+// the re-formed epoch too, or that were not members, get the weights over the gRPC
+// stream, within a deadline sized by the bytes and the number of such workers
+// (FallbackDeadline). The next sync forms a new epoch if the re-formed one failed too.
 //
 // Absent members: when a rendezvous runs out of time, the members whose rank key never
-// reached the rendezvous store are absent. A member with `m` misses in a row is left out
+// reached the rendezvous store are absent, and so are the members that had not answered
+// a failed epoch within `reform_window`. A member with `m` misses in a row is left out
 // of the next 2^min(m, 6) syncs (it gets them over gRPC); a member that never joins costs
 // a failed epoch at syncs 1, 4, 9, 18, 35, 68, then every 65th. A member that joins
 // forgets its misses.
@@ -64,9 +71,25 @@ struct WeightSyncOptions {
   int64_t bucket_bytes = int64_t{32} << 20;
   // The recipe's `broadcast`.
   BroadcastTopology topology = BroadcastTopology::kCollective;
+  // The recipe's `wire_dtype`: what the broadcast and the gRPC stream carry.
+  WireDtype wire_dtype = WireDtype::kFloat32;
   // The run's token: the broadcast's keyed checksum derives from it ("" : none).
   std::string auth_token;
+  // How long after its broadcast a failed epoch waits for the members' answers before it
+  // re-forms with those that answered (the others are blamed). A member's failed c10d
+  // call ends when the learner's does, or when a peer's connection drops, so its answer
+  // follows within one RPC.
+  absl::Duration reform_window = absl::Seconds(5);
+  // The learner's assumed egress for the gRPC fallback (1 Gbit/s, the slowest link
+  // docs/scaling.md assumes): the fallback's deadline is `grace` plus the bytes of one
+  // version times the retrying workers over this rate.
+  double fallback_bytes_per_second = 125e6;
 };
+
+// `grace` + bytes x workers / bytes_per_second (just `grace` when the rate is not
+// positive): how long the gRPC fallback of `workers` workers may take.
+absl::Duration FallbackDeadline(absl::Duration grace, int64_t bytes, int64_t workers,
+                                double bytes_per_second);
 
 class WeightSyncManager {
  public:
@@ -81,8 +104,8 @@ class WeightSyncManager {
   WeightSyncManager(const WeightSyncManager&) = delete;
   WeightSyncManager& operator=(const WeightSyncManager&) = delete;
 
-  // Serializes `params` into the snapshot FetchWeights serves, at `version`. Changes
-  // nothing else.
+  // Serializes `params` (in the wire dtype) into the snapshot FetchWeights serves, at
+  // `version`. Changes nothing else.
   void Publish(int64_t version, const std::vector<torch::Tensor>& params);
 
   // Publishes `params` at `version` and waits until every live worker that has pulled
@@ -113,6 +136,13 @@ class WeightSyncManager {
   // reached the rendezvous store are absent (see absent_); the others' misses are
   // forgotten.
   void NoteAbsentMembers();
+  // One more miss for `id`: it is left out of the next 2^min(misses, 6) syncs' epochs.
+  void NoteMissing(const std::string& id);
+  // Forms the current epoch's group when `new_epoch` (FormEpoch chose its members) and
+  // broadcasts `params` at `version` over it. On failure the group is dropped (and, after
+  // a rendezvous timeout, the members that never came are noted absent).
+  absl::Status RunEpoch(int64_t version, const std::vector<torch::Tensor>& params,
+                        bool new_epoch);
 
   const WeightSyncOptions options_;
   WorkQueue* const queue_;

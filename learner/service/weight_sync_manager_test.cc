@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <atomic>
+#include <chrono>
 #include <future>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -126,9 +129,11 @@ TEST_F(WeightSyncManagerTest, FormsAnEpochOnceAndBroadcastsEveryVersion) {
   EXPECT_EQ(snapshot_.checksum(), Checksum());
 }
 
-// An epoch whose broadcast fails: every worker that did not confirm gets the version over
-// the gRPC stream within the same sync, and the next sync forms a new epoch.
-TEST_F(WeightSyncManagerTest, AFailedEpochFallsBackToTheStreamAndTheNextSyncReforms) {
+// An epoch whose broadcast fails re-forms at once with the members that said their c10d
+// call failed; when the re-formed epoch fails too, every worker that did not confirm gets
+// the version over the gRPC stream within the same sync, and the next sync forms a new
+// epoch.
+TEST_F(WeightSyncManagerTest, AnEpochThatFailsAgainWhenReformedFallsBackToTheStream) {
   AddWorkers(2);
   for (int i = 0; i < 2; ++i) worker(i).set_c10d_answer(Answer::kError);
   FakeCollectiveScript broken;
@@ -137,31 +142,100 @@ TEST_F(WeightSyncManagerTest, AFailedEpochFallsBackToTheStreamAndTheNextSyncRefo
   auto sync = MakeManager();
   ASSERT_TRUE(sync->Sync(/*version=*/1, params_).ok());
   EXPECT_FALSE(sync->group_formed());
+  EXPECT_EQ(factory_.creates(), 2);  // the epoch and its re-formed successor
   for (int i = 0; i < 2; ++i) {
     const std::vector<v1::WeightSync> got = worker(i).received();
-    ASSERT_EQ(got.size(), 2u) << worker(i).id();
+    ASSERT_EQ(got.size(), 3u) << worker(i).id();
     EXPECT_FALSE(got[0].fetch_over_grpc());
-    EXPECT_TRUE(got[1].fetch_over_grpc());
-    EXPECT_EQ(got[1].version(), 1);
-    EXPECT_EQ(got[1].checksum(), Checksum());
+    EXPECT_EQ(got[0].epoch(), 1);
+    EXPECT_FALSE(got[1].fetch_over_grpc());
+    EXPECT_EQ(got[1].epoch(), 2);
+    EXPECT_TRUE(got[2].fetch_over_grpc());
+    EXPECT_EQ(got[2].version(), 1);
+    EXPECT_EQ(got[2].checksum(), Checksum());
     const WorkerRecord r = Record(worker(i).id());
     EXPECT_EQ(r.id, worker(i).id()) << "evicted";
     EXPECT_EQ(r.confirmed_version, 1);
+    EXPECT_EQ(sync->absent_until(worker(i).id()), 0) << "both answered: no one to blame";
   }
-  // The next sync forms epoch 2 (a fresh group), which works.
+  // The next sync forms epoch 3 (a fresh group), which works.
   factory_.SetScript(FakeCollectiveScript{});
   for (int i = 0; i < 2; ++i) worker(i).set_c10d_answer(Answer::kConfirm);
   ASSERT_TRUE(sync->Sync(/*version=*/2, params_).ok());
-  EXPECT_EQ(factory_.creates(), 2);
-  EXPECT_EQ(sync->epoch(), 2);
+  EXPECT_EQ(factory_.creates(), 3);
+  EXPECT_EQ(sync->epoch(), 3);
   EXPECT_TRUE(sync->group_formed());
   for (int i = 0; i < 2; ++i) {
     const std::vector<v1::WeightSync> got = worker(i).received();
-    ASSERT_EQ(got.size(), 3u);
-    EXPECT_FALSE(got[2].fetch_over_grpc());
-    EXPECT_EQ(got[2].epoch(), 2);
+    ASSERT_EQ(got.size(), 4u);
+    EXPECT_FALSE(got[3].fetch_over_grpc());
+    EXPECT_EQ(got[3].epoch(), 3);
     EXPECT_EQ(Record(worker(i).id()).confirmed_version, 2);
   }
+}
+
+// A member dies mid-broadcast: the others say their c10d call failed, and once the
+// reform window has passed the group re-forms without the silent one and broadcasts the
+// version again, without waiting for the dead member's lease or the collective timeout
+// (the fake clock has moved by the window only when they confirm). The silent member is
+// blamed (left out of the next epochs) and, lost later, does not fail the sync.
+TEST_F(WeightSyncManagerTest, AFailedEpochReformsAtOnceWithoutTheMemberThatDied) {
+  AddWorkers(3);
+  worker(0).set_c10d_answer_in_epoch(1, Answer::kError);
+  worker(1).set_c10d_answer_in_epoch(1, Answer::kError);
+  worker(2).set_c10d_answer(Answer::kSilent);
+  auto creates = std::make_shared<std::atomic<int>>(0);
+  factory_.SetScript([creates](const CollectiveOptions&) {
+    FakeCollectiveScript s;
+    if ((*creates)++ == 0) s.broadcast = FakeCollectiveScript::Broadcast::kFail;
+    return s;
+  });
+  auto sync = MakeManager();
+  const absl::Time before = clock_.Now();
+  std::future<absl::Status> done =
+      std::async(std::launch::async, [&] { return sync->Sync(/*version=*/1, params_); });
+  // a and b answered and pull again, c holds its item, and the sync waits out the window
+  // (three waiters on the clock: the two pulls and the sync).
+  ASSERT_TRUE(Eventually([&] {
+    return worker(0).answered() == 1 && worker(1).answered() == 1 &&
+           worker(2).received().size() == 1 && clock_.waiters() == 3;
+  }));
+  clock_.Advance(options_.reform_window);
+  // (A fake member confirms as soon as it takes its item, which may be before the group
+  // is created: wait for both.)
+  ASSERT_TRUE(Eventually([&] {
+    return Record("a").confirmed_version == 1 && Record("b").confirmed_version == 1 &&
+           factory_.creates() == 2;
+  }));
+  EXPECT_EQ(clock_.Now() - before, options_.reform_window);
+  EXPECT_EQ(sync->epoch(), 2);
+  EXPECT_EQ(factory_.last_options().world_size, 3);  // the learner, a and b
+  // The silent member is still awaited: the sync ends when it is lost.
+  EXPECT_NE(done.wait_for(std::chrono::milliseconds(50)), std::future_status::ready);
+  clock_.Advance(options_.collective_timeout + options_.grace);
+  ASSERT_EQ(done.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  ASSERT_TRUE(done.get().ok());
+  for (int i = 0; i < 2; ++i) {
+    const std::vector<v1::WeightSync> got = worker(i).received();
+    ASSERT_EQ(got.size(), 2u) << worker(i).id();
+    EXPECT_EQ(got[0].epoch(), 1);
+    EXPECT_EQ(got[1].epoch(), 2);
+    EXPECT_FALSE(got[1].fetch_over_grpc());
+    EXPECT_EQ(got[1].world_size(), 3);
+  }
+  EXPECT_EQ(worker(2).received().size(), 1u);
+  EXPECT_EQ(sync->epoch_ranks(), (std::map<std::string, int32_t>{{"a", 1}, {"b", 2}}));
+  EXPECT_GT(sync->absent_until("c"), sync->syncs()) << "c should have been blamed";
+  EXPECT_TRUE(Record("c").id.empty()) << "c should be gone";
+}
+
+TEST(FallbackDeadlineTest, GrowsWithTheBytesAndTheWorkers) {
+  EXPECT_EQ(FallbackDeadline(absl::Seconds(120), 0, 10, 125e6), absl::Seconds(120));
+  EXPECT_EQ(FallbackDeadline(absl::Seconds(120), 250'000'000, 1, 125e6),
+            absl::Seconds(122));
+  EXPECT_EQ(FallbackDeadline(absl::Seconds(120), 250'000'000, 10, 125e6),
+            absl::Seconds(140));
+  EXPECT_EQ(FallbackDeadline(absl::Seconds(120), 250'000'000, 10, 0), absl::Seconds(120));
 }
 
 // A worker that cannot take the weights even over gRPC (it confirms another checksum) is

@@ -605,7 +605,7 @@ absl::Status WorkQueue::Complete(const v1::CompleteWorkRequest& result,
 }
 
 std::vector<std::optional<v1::CompleteWorkRequest>> WorkQueue::WaitAndTakeLocked(
-    const std::vector<std::string>& item_ids, absl::Duration timeout) {
+    const std::vector<std::string>& item_ids, absl::Duration timeout, bool drop_missing) {
   auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (closed_) return true;
     for (const auto& id : item_ids) {
@@ -623,7 +623,7 @@ std::vector<std::optional<v1::CompleteWorkRequest>> WorkQueue::WaitAndTakeLocked
       continue;
     }
     out.emplace_back(std::nullopt);
-    if (closed_) continue;
+    if (closed_ || !drop_missing) continue;
     // Nobody waits for this item any more: drop it wherever it is, so that a late result
     // is refused (NotFound) instead of being kept forever.
     pending_.erase(
@@ -658,6 +658,15 @@ WorkQueue::AwaitWithin(const std::vector<std::string>& item_ids, absl::Duration 
   absl::MutexLock lock(&mu_);
   std::vector<std::optional<v1::CompleteWorkRequest>> got =
       WaitAndTakeLocked(item_ids, timeout);
+  if (closed_) return absl::CancelledError("run is shutting down");
+  return got;
+}
+
+absl::StatusOr<std::vector<std::optional<v1::CompleteWorkRequest>>> WorkQueue::TakeWithin(
+    const std::vector<std::string>& item_ids, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::optional<v1::CompleteWorkRequest>> got =
+      WaitAndTakeLocked(item_ids, timeout, /*drop_missing=*/false);
   if (closed_) return absl::CancelledError("run is shutting down");
   return got;
 }

@@ -209,6 +209,12 @@ class WorkQueue {
   absl::StatusOr<std::vector<std::optional<v1::CompleteWorkRequest>>> AwaitWithin(
       const std::vector<std::string>& item_ids, absl::Duration timeout);
 
+  // Like AwaitWithin, but the items not in by `timeout` stay where they are (queued or in
+  // flight), so that a later Await* can still collect them. Returns at once when every
+  // result is in. Cancelled after Close().
+  absl::StatusOr<std::vector<std::optional<v1::CompleteWorkRequest>>> TakeWithin(
+      const std::vector<std::string>& item_ids, absl::Duration timeout);
+
   // Drops `worker_id` from the run as if lost (its items go to others, its late results
   // are refused; it registers again), logging `why`. NotFound when unknown.
   absl::Status Evict(const std::string& worker_id, const std::string& why);
@@ -264,11 +270,11 @@ class WorkQueue {
   void ChargeErrorLocked(std::map<std::string, WorkerRecord>::iterator it,
                          const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits until every item of `item_ids` has a result (or Close(), or `timeout`), then
-  // takes the results that are in; the other items are dropped wherever they are (unless
-  // closed), so that a late result is refused.
+  // takes the results that are in; with `drop_missing` the other items are dropped
+  // wherever they are (unless closed), so that a late result is refused.
   std::vector<std::optional<v1::CompleteWorkRequest>> WaitAndTakeLocked(
-      const std::vector<std::string>& item_ids, absl::Duration timeout)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      const std::vector<std::string>& item_ids, absl::Duration timeout,
+      bool drop_missing = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes back the items in flight past their deadline (see the class comment).
   void ExpireItemsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

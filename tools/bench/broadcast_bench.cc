@@ -19,6 +19,10 @@
 //     with 4 MiB buckets to 1, 2, 4 or 8 receivers, by the collective's own broadcast
 //     (topology 0: Gloo's root sends a copy to each receiver) or down the pipelined chain
 //     (topology 1), 3 iterations each.
+//   BM_BroadcastWire/preset/receivers/keyed/wire: preset 1 (base), 4 MiB buckets, to 1
+//     or 2 receivers, plain or keyed checksum, float32 (wire 0) or bfloat16 (wire 1) on
+//     the wire, 3 iterations each: the bytes per sync and whether the digest shows in
+//     the time (keyed 0 against 1). Counter wire_MB: what one receiver gets.
 // tools/bench/run_broadcast_bench.sh puts the numbers next to iperf3's loopback TCP rate;
 // tools/bench/run_cluster_broadcast_bench.sh runs BM_BroadcastScale on an emulated
 // cluster: every rank in its own network namespace behind a shaped link.
@@ -336,10 +340,13 @@ BENCHMARK(BM_KeyedChecksum)->Unit(benchmark::kMillisecond)->UseRealTime();
 // One broadcast per iteration, timed from the command until every receiver has
 // acknowledged the verified version; then the receivers' applied weights are checked.
 void RunBroadcast(benchmark::State& state, int preset, int receivers, int64_t bucket_mib,
-                  bool keyed, BroadcastTopology topology) {
+                  bool keyed, BroadcastTopology topology,
+                  WireDtype wire = WireDtype::kFloat32) {
   const int64_t bucket_bytes = bucket_mib << 20;
   const std::vector<torch::Tensor>& params = SenderModel(preset).parameters();
   const double bytes = static_cast<double>(TotalNumel(params)) * sizeof(float);
+  const double wire_bytes =
+      static_cast<double>(TotalNumel(params)) * WireElementSize(wire);
   absl::StatusOr<Group*> group = GetGroup(preset, receivers);
   if (!group.ok()) {
     state.SkipWithError(group.status().ToString().c_str());
@@ -348,7 +355,7 @@ void RunBroadcast(benchmark::State& state, int preset, int receivers, int64_t bu
   Collective& collective = *(*group)->collective;
   WeightBroadcaster broadcaster(
       &collective, bucket_bytes,
-      keyed ? std::optional<WeightMacKey>(BenchKey()) : std::nullopt, topology);
+      keyed ? std::optional<WeightMacKey>(BenchKey()) : std::nullopt, topology, wire);
   int64_t version = 0;
   double seconds = 0;
   for (auto _ : state) {
@@ -384,7 +391,9 @@ void RunBroadcast(benchmark::State& state, int preset, int receivers, int64_t bu
     StopGroup();
     return;
   }
-  const auto expected = static_cast<int64_t>(WeightChecksum(params));
+  // What the receivers hold: the weights, rounded to the wire dtype and widened back.
+  const auto expected = static_cast<int64_t>(WeightChecksum(
+      FlattenParameters(params).to(ScalarTypeOf(wire)).to(torch::kFloat32)));
   for (int64_t checksum : *checksums) {
     if (checksum != expected) {
       state.SkipWithError("received weights differ from the sent ones");
@@ -394,12 +403,14 @@ void RunBroadcast(benchmark::State& state, int preset, int receivers, int64_t bu
   state.SetLabel(absl::StrCat(
       PresetName(preset), " ", TotalNumel(params) / 1000000, "M params, ", receivers,
       " receiver(s), ", bucket_mib, " MiB buckets, ", keyed ? "keyed" : "plain",
-      " checksum, ", topology == BroadcastTopology::kChain ? "chain" : "collective"));
+      " checksum, ", topology == BroadcastTopology::kChain ? "chain" : "collective",
+      wire == WireDtype::kBFloat16 ? ", bfloat16 on the wire" : ""));
   const double per_receiver =
       seconds > 0 ? bytes * state.iterations() / seconds / 1e9 : 0;
   state.counters["GB/s"] = per_receiver;
   state.counters["agg_GB/s"] = per_receiver * receivers;
   state.counters["MB"] = bytes / 1e6;
+  state.counters["wire_MB"] = wire_bytes / 1e6;
   state.counters["s"] = seconds / state.iterations();
 }
 
@@ -435,6 +446,24 @@ BENCHMARK(BM_BroadcastScale)
     ->Apply([](benchmark::internal::Benchmark* b) {
       for (int receivers : {1, 2, 4, 8}) {
         for (int topology : {0, 1}) b->Args({1, receivers, topology});
+      }
+    })
+    ->UseManualTime()
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
+
+void BM_BroadcastWire(benchmark::State& state) {
+  RunBroadcast(state, static_cast<int>(state.range(0)), static_cast<int>(state.range(1)),
+               /*bucket_mib=*/4, state.range(2) != 0, BroadcastTopology::kCollective,
+               state.range(3) != 0 ? WireDtype::kBFloat16 : WireDtype::kFloat32);
+}
+BENCHMARK(BM_BroadcastWire)
+    ->ArgNames({"preset", "receivers", "keyed", "wire"})
+    ->Apply([](benchmark::internal::Benchmark* b) {
+      for (int receivers : {1, 2}) {
+        for (int wire : {0, 1}) {
+          for (int keyed : {0, 1}) b->Args({1, receivers, keyed, wire});
+        }
       }
     })
     ->UseManualTime()

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -197,6 +198,11 @@ class FakeWorker {
     absl::MutexLock lock(&mu_);
     c10d_ = a;
   }
+  // The answer to a sync in broadcast epoch `epoch` (others: set_c10d_answer's).
+  void set_c10d_answer_in_epoch(int64_t epoch, Answer a) {
+    absl::MutexLock lock(&mu_);
+    c10d_in_epoch_[epoch] = a;
+  }
   void set_grpc_answer(Answer a) {
     absl::MutexLock lock(&mu_);
     grpc_ = a;
@@ -205,6 +211,11 @@ class FakeWorker {
   std::vector<v1::WeightSync> received() const {
     absl::MutexLock lock(&mu_);
     return received_;
+  }
+  // How many sync items it has answered (its result handed to the queue).
+  int answered() const {
+    absl::MutexLock lock(&mu_);
+    return answered_;
   }
   // Whether its first Pull has begun (the queue counts it as a worker that pulled).
   bool pulling() const {
@@ -228,7 +239,10 @@ class FakeWorker {
       {
         absl::MutexLock lock(&mu_);
         received_.push_back(sync);
-        answer = sync.fetch_over_grpc() ? grpc_ : c10d_;
+        auto in_epoch = c10d_in_epoch_.find(sync.epoch());
+        answer = sync.fetch_over_grpc()             ? grpc_
+                 : in_epoch != c10d_in_epoch_.end() ? in_epoch->second
+                                                    : c10d_;
       }
       if (answer == Answer::kSilent) {
         done_.WaitForNotification();
@@ -247,6 +261,8 @@ class FakeWorker {
                                             (answer == Answer::kWrongChecksum ? 1 : 0));
       }
       (void)queue_->Complete(result);
+      absl::MutexLock lock(&mu_);
+      ++answered_;
     }
   }
 
@@ -256,8 +272,10 @@ class FakeWorker {
   mutable absl::Mutex mu_;   // guards the answers and the record
   Answer c10d_ ABSL_GUARDED_BY(mu_) = Answer::kConfirm;
   Answer grpc_ ABSL_GUARDED_BY(mu_) = Answer::kConfirm;
+  std::map<int64_t, Answer> c10d_in_epoch_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::WeightSync> received_ ABSL_GUARDED_BY(mu_);
   int pulls_ ABSL_GUARDED_BY(mu_) = 0;
+  int answered_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;  // pulls and answers until done_, a close or an eviction
 };
 
