@@ -254,12 +254,28 @@ absl::Status WeightSyncManager::Sync(int64_t version,
     // they said so), and broadcasts this version again; a member that has not answered
     // by then is the likely culprit (dead or stalled) and is left out of the next epochs
     // as an absent one. Its answer is still awaited below; it does not hold the others.
-    DUET_ASSIGN_OR_RETURN(auto early, queue_->TakeWithin(ids, options_.reform_window));
+    // The window waits only for the members not already known absent (a rendezvous that
+    // timed out named them); the other answers count if they are in.
+    auto expected = [&](const WorkerRecord& w) {
+      return epoch_ranks_.count(w.id) > 0 && absent_until(w.id) <= syncs_;
+    };
+    std::vector<std::string> expected_ids, other_ids;
+    for (size_t i = 0; i < workers.size(); ++i)
+      (expected(workers[i]) ? expected_ids : other_ids).push_back(ids[i]);
+    DUET_ASSIGN_OR_RETURN(auto early_expected,
+                          queue_->TakeWithin(expected_ids, options_.reform_window));
+    DUET_ASSIGN_OR_RETURN(auto early_other,
+                          queue_->TakeWithin(other_ids, absl::ZeroDuration()));
+    std::vector<std::optional<v1::CompleteWorkRequest>> early;
     bool failed = !c10d.ok();
     bool answered = false;
-    for (const auto& r : early) {
-      failed = failed || (r.has_value() && r->has_error());
-      answered = answered || r.has_value();
+    for (size_t i = 0, e = 0, o = 0; i < workers.size(); ++i) {
+      const bool member = expected(workers[i]);
+      early.push_back(std::move(member ? early_expected[e++] : early_other[o++]));
+      const std::optional<v1::CompleteWorkRequest>& r = early.back();
+      // Only a member's failed c10d call says that the epoch failed.
+      failed = failed || (member && r.has_value() && r->has_error());
+      answered = answered || (member && r.has_value());
     }
     if (failed) {
       std::vector<WorkerRecord> rejoin, waiting;
@@ -268,7 +284,7 @@ absl::Status WeightSyncManager::Sync(int64_t version,
         const WorkerRecord& w = workers[i];
         const std::optional<v1::CompleteWorkRequest>& r = early[i];
         if (!r.has_value()) {
-          if (answered && epoch_ranks_.count(w.id) > 0 && absent_until(w.id) <= syncs_) {
+          if (answered && expected(w)) {
             NoteMissing(w.id);
             LOG(WARNING) << "worker " << w.id << " did not answer broadcast epoch "
                          << epoch_ << " in time: it gets weights over gRPC until sync "
@@ -276,8 +292,7 @@ absl::Status WeightSyncManager::Sync(int64_t version,
           }
           waiting.push_back(w);
           waiting_ids.push_back(ids[i]);
-        } else if (r->has_error() && epoch_ranks_.count(w.id) > 0 &&
-                   absent_until(w.id) <= syncs_ && still_live(w.id) &&
+        } else if (r->has_error() && expected(w) && still_live(w.id) &&
                    r->error().code() !=
                        static_cast<int>(absl::StatusCode::kInvalidArgument)) {
           rejoin.push_back(w);

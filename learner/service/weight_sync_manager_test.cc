@@ -82,6 +82,17 @@ class WeightSyncManagerTest : public ::testing::Test {
 
   FakeWorker& worker(int i) { return *workers_[i]; }
 
+  // Moves the clock by `step` until `done` is ready (bounded by kPatience in real time):
+  // the waiter may not have begun its wait when the clock first moves.
+  bool AdvanceUntilReady(std::future<absl::Status>& done, absl::Duration step) {
+    const absl::Time deadline = absl::Now() + kPatience;
+    while (done.wait_for(std::chrono::milliseconds(10)) != std::future_status::ready) {
+      if (absl::Now() > deadline) return false;
+      clock_.Advance(step);
+    }
+    return true;
+  }
+
   WorkerRecord Record(const std::string& id) {
     for (const WorkerRecord& w : queue_.Workers()) {
       if (w.id == id) return w;
@@ -212,8 +223,7 @@ TEST_F(WeightSyncManagerTest, AFailedEpochReformsAtOnceWithoutTheMemberThatDied)
   EXPECT_EQ(factory_.last_options().world_size, 3);  // the learner, a and b
   // The silent member is still awaited: the sync ends when it is lost.
   EXPECT_NE(done.wait_for(std::chrono::milliseconds(50)), std::future_status::ready);
-  clock_.Advance(options_.collective_timeout + options_.grace);
-  ASSERT_EQ(done.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  ASSERT_TRUE(AdvanceUntilReady(done, options_.collective_timeout + options_.grace));
   ASSERT_TRUE(done.get().ok());
   for (int i = 0; i < 2; ++i) {
     const std::vector<v1::WeightSync> got = worker(i).received();
@@ -227,6 +237,38 @@ TEST_F(WeightSyncManagerTest, AFailedEpochReformsAtOnceWithoutTheMemberThatDied)
   EXPECT_EQ(sync->epoch_ranks(), (std::map<std::string, int32_t>{{"a", 1}, {"b", 2}}));
   EXPECT_GT(sync->absent_until("c"), sync->syncs()) << "c should have been blamed";
   EXPECT_TRUE(Record("c").id.empty()) << "c should be gone";
+}
+
+// A member that never joined the rendezvous is named absent by the timed-out rendezvous
+// itself: the re-form does not wait out the window for its answer.
+TEST_F(WeightSyncManagerTest, AReformDoesNotWaitForAMemberTheRendezvousNamedAbsent) {
+  AddWorkers(3);
+  worker(0).set_c10d_answer_in_epoch(1, Answer::kError);
+  worker(1).set_c10d_answer_in_epoch(1, Answer::kError);
+  worker(2).set_c10d_answer(Answer::kSilent);
+  factory_.SetScript([](const CollectiveOptions& c) {
+    FakeCollectiveScript s;
+    if (c.world_size == 4) {  // "c" (rank 3) is a member: it never joins
+      s.rendezvous = FakeCollectiveScript::Rendezvous::kTimeOut;
+      s.absent_ranks = {3};
+    }
+    return s;
+  });
+  auto sync = MakeManager();
+  const absl::Time before = clock_.Now();
+  std::future<absl::Status> done =
+      std::async(std::launch::async, [&] { return sync->Sync(/*version=*/1, params_); });
+  ASSERT_TRUE(Eventually([&] {
+    return Record("a").confirmed_version == 1 && Record("b").confirmed_version == 1 &&
+           factory_.creates() == 2;
+  }));
+  // Only the rendezvous's own timeout has passed, not the reform window.
+  EXPECT_EQ(clock_.Now() - before, options_.collective_timeout);
+  EXPECT_EQ(sync->epoch_ranks(), (std::map<std::string, int32_t>{{"a", 1}, {"b", 2}}));
+  EXPECT_GT(sync->absent_until("c"), sync->syncs());
+  // The sync still waits for c's answer, until the sync's deadline.
+  ASSERT_TRUE(AdvanceUntilReady(done, options_.collective_timeout + options_.grace));
+  EXPECT_TRUE(done.get().ok());
 }
 
 TEST(FallbackDeadlineTest, GrowsWithTheBytesAndTheWorkers) {
