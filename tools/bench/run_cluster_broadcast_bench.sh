@@ -8,7 +8,9 @@
 # Runs, in one go: iperf3 over one emulated link (the link's real rate here), then
 # broadcast_bench's BM_BroadcastScale (base, keyed, 4 MiB buckets, 1/2/4/8 receivers,
 # collective and chain) with every rank in its namespace, then a table: time per
-# broadcast, and the ratio to one receiver's time for the same topology.
+# broadcast, and the ratio to one receiver's time for the same topology. With
+# --benchmark_filter=BM_BroadcastWire it runs the wire-dtype rows instead (float32 against
+# bfloat16, plain against keyed checksum) and prints their table.
 #
 # Usage (root: it creates namespaces, links and qdiscs):
 #   tools/bench/run_cluster_broadcast_bench.sh [BUILD_DIR] [broadcast_bench flags...]
@@ -140,4 +142,21 @@ for topology in ("collective", "chain"):
         each = " ".join(f"{x:.2f}" for x in xs)
         print(f"{topology:<11} {receivers:>9} {s:>8.2f} ({each:>17}) {ratio:>15.2f} "
               f"{mb / s:>18.3f} {mb / s / link:>7.2f}")
+# BM_BroadcastWire (when the flags select it): float32 against bfloat16 on the wire,
+# plain against keyed checksum.
+wire = {}
+for b in bench["benchmarks"]:
+    m = re.search(r"BM_BroadcastWire/preset:\d/receivers:(\d+)/keyed:(\d)/wire:(\d)", b["name"])
+    if m and b.get("run_type") != "aggregate" and not b.get("error_occurred"):
+        wire[tuple(int(g) for g in m.groups())] = b
+if wire:
+    print()
+    print(f"{'receivers':>9} {'wire':>9} {'checksum':>9} {'wire MB':>8} {'s / sync':>9} "
+          f"{'x float32 plain':>16}")
+    for (receivers, keyed, dtype), b in sorted(wire.items()):
+        base = wire.get((receivers, 0, 0))
+        ratio = b["s"] / base["s"] if base else float("nan")
+        print(f"{receivers:>9} {'bfloat16' if dtype else 'float32':>9} "
+              f"{'keyed' if keyed else 'plain':>9} {b['wire_MB']:>8.0f} {b['s']:>9.2f} "
+              f"{ratio:>16.2f}")
 EOF
