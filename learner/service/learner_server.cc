@@ -60,6 +60,7 @@ absl::StatusOr<int> LearnerServer::Start() {
   sync.backend = r.collective;
   sync.store_host = options_.store_host;
   sync.collective_timeout = options_.collective_timeout;
+  sync.reform_window = options_.reform_window;
   sync.grace = absl::Seconds(r.faults.sync_grace_seconds);
   sync.bucket_bytes = r.bucket_mb << 20;
   sync.topology = *ParseBroadcastTopology(r.broadcast);  // the recipe validated it

@@ -64,6 +64,8 @@ struct LearnerOptions {
   // Bound on one c10d rendezvous or broadcast; past it the sync falls back to the gRPC
   // weight stream for the workers that did not confirm, and the next sync re-forms.
   absl::Duration collective_timeout = absl::Seconds(60);
+  // WeightSyncOptions::reform_window (zero: a failed epoch is not re-formed in its sync).
+  absl::Duration reform_window = absl::Seconds(5);
   // Bound on the gRPC server's synchronous handler threads (the control calls; a waiting
   // PullWork holds none: callback API); calls past it are RESOURCE_EXHAUSTED. 0:
   // unbounded.

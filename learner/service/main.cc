@@ -69,6 +69,11 @@ DEFINE_string(store_host, "127.0.0.1",
 DEFINE_int32(collective_timeout_s, 60,
              "bound on one c10d rendezvous or broadcast; past it the sync falls back to "
              "the gRPC stream");
+DEFINE_double(
+    reform_window_s, 5.0,
+    "after a failed broadcast epoch, how long to wait for the members' answers "
+    "before re-forming the group with those that answered, within the same sync; "
+    "0: no re-form (they all fetch over the gRPC stream)");
 DEFINE_string(
     auth_token, "",
     "shared token every RPC must carry (or --auth_token_file / $DUET_AUTH_TOKEN)");
@@ -122,9 +127,10 @@ int main(int argc, char** argv) {
             duet::RecipeKeyDefaults()},
            {"worker pools", {"rollout_workers", "scorer_workers"}},
            {"serving",
-            {"address", "port_file", "store_host", "collective_timeout_s", "threads",
-             "max_rpc_threads", "max_workers", "resume", "metrics_address",
-             "metrics_port_file", "health_address", "stall_timeout_s"}},
+            {"address", "port_file", "store_host", "collective_timeout_s",
+             "reform_window_s", "threads", "max_rpc_threads", "max_workers", "resume",
+             "metrics_address", "metrics_port_file", "health_address",
+             "stall_timeout_s"}},
            {"security",
             {"auth_token_file", "auth_token", "allow_insecure_no_auth", "tls_cert",
              "tls_key", "tls_client_ca"}}})) {
@@ -202,6 +208,11 @@ int main(int argc, char** argv) {
   options.store_host = FLAGS_store_host;
   options.resume = FLAGS_resume;
   options.collective_timeout = absl::Seconds(std::max(1, FLAGS_collective_timeout_s));
+  if (!(FLAGS_reform_window_s >= 0 && FLAGS_reform_window_s <= 3600)) {
+    std::fprintf(stderr, "duet-learner: --reform_window_s must be in [0, 3600]\n");
+    return 2;
+  }
+  options.reform_window = absl::Seconds(FLAGS_reform_window_s);
   options.max_rpc_threads = FLAGS_max_rpc_threads;
   if (FLAGS_max_workers < 1) {
     std::fprintf(stderr, "duet-learner: --max_workers must be >= 1\n");

@@ -71,7 +71,7 @@ void WeightSyncManager::NoteAbsentMembers() {
       absent_.erase(id);
       continue;
     }
-    NoteMissing(id);
+    NoteMissing(id, /*silent=*/false);
     LOG(WARNING) << "worker " << id << " (rank " << rank
                  << ") never joined broadcast epoch " << epoch_
                  << ": it gets weights over gRPC until sync " << absent_.at(id).until_sync
@@ -146,10 +146,17 @@ absl::Status WeightSyncManager::RunEpoch(int64_t version,
   return c10d;
 }
 
-void WeightSyncManager::NoteMissing(const std::string& id) {
+void WeightSyncManager::NoteMissing(const std::string& id, bool silent) {
   Absent& a = absent_[id];
   ++a.misses;
   a.until_sync = syncs_ + 1 + (int64_t{1} << std::min(a.misses, 6));
+  if (silent) a.silent_since = clock_->Now();
+}
+
+bool WeightSyncManager::SilentSinceBlamed(const WorkerRecord& w) const {
+  auto a = absent_.find(w.id);
+  return a != absent_.end() && a->second.until_sync > syncs_ &&
+         w.last_seen <= a->second.silent_since;
 }
 
 absl::Status WeightSyncManager::Sync(int64_t version,
@@ -162,11 +169,13 @@ absl::Status WeightSyncManager::Sync(int64_t version,
   // member in the rendezvous and the sync until their timeouts. Such a worker catches up
   // over gRPC when its first item asks for a newer version than it holds
   // (common/worker/worker_runtime.h).
+  // Nor do they go to a worker blamed for not answering a failed epoch that has not
+  // called in since (see the file comment).
+  ++syncs_;
   std::vector<WorkerRecord> workers;
   for (const WorkerRecord& w : queue_->Workers()) {
-    if (w.pulled) workers.push_back(w);
+    if (w.pulled && !SilentSinceBlamed(w)) workers.push_back(w);
   }
-  ++syncs_;
   std::vector<WorkerRecord> members;
   for (const WorkerRecord& w : workers) {
     if (absent_until(w.id) <= syncs_) members.push_back(w);
@@ -248,12 +257,12 @@ absl::Status WeightSyncManager::Sync(int64_t version,
     }
   };
   std::vector<WorkerRecord> retry;
-  if (broadcast) {
+  if (broadcast && options_.reform_window > absl::ZeroDuration()) {
     // The members that answer within moments say whether the epoch failed. If it did,
     // the group re-forms at once with the members whose c10d call failed (they are alive:
     // they said so), and broadcasts this version again; a member that has not answered
     // by then is the likely culprit (dead or stalled) and is left out of the next epochs
-    // as an absent one. Its answer is still awaited below; it does not hold the others.
+    // as an absent one, and the sync goes on without it.
     // The window waits only for the members not already known absent (a rendezvous that
     // timed out named them); the other answers count if they are in.
     auto expected = [&](const WorkerRecord& w) {
@@ -278,17 +287,24 @@ absl::Status WeightSyncManager::Sync(int64_t version,
       answered = answered || (member && r.has_value());
     }
     if (failed) {
-      std::vector<WorkerRecord> rejoin, waiting;
-      std::vector<std::string> waiting_ids;
+      std::vector<WorkerRecord> rejoin, waiting, blamed;
+      std::vector<std::string> waiting_ids, blamed_ids;
       for (size_t i = 0; i < workers.size(); ++i) {
         const WorkerRecord& w = workers[i];
         const std::optional<v1::CompleteWorkRequest>& r = early[i];
         if (!r.has_value()) {
           if (answered && expected(w)) {
-            NoteMissing(w.id);
+            // Blamed: the sync does not wait for it. If it is alive it still holds an
+            // older version, and catches up over gRPC when an item asks for a newer one
+            // (common/worker/worker_runtime.h); if it is dead, its lease removes it.
+            NoteMissing(w.id, /*silent=*/true);
             LOG(WARNING) << "worker " << w.id << " did not answer broadcast epoch "
-                         << epoch_ << " in time: it gets weights over gRPC until sync "
-                         << absent_until(w.id);
+                         << epoch_
+                         << " in time: the sync goes on without it, and it gets "
+                         << "weights over gRPC until sync " << absent_until(w.id);
+            blamed.push_back(w);
+            blamed_ids.push_back(ids[i]);
+            continue;
           }
           waiting.push_back(w);
           waiting_ids.push_back(ids[i]);
@@ -299,6 +315,13 @@ absl::Status WeightSyncManager::Sync(int64_t version,
         } else {
           settle(w, r, /*may_retry=*/true, &retry);
         }
+      }
+      // Their items are dropped (a late answer is refused); one that came in meanwhile
+      // counts.
+      DUET_ASSIGN_OR_RETURN(auto late,
+                            queue_->AwaitWithin(blamed_ids, absl::ZeroDuration()));
+      for (size_t i = 0; i < late.size(); ++i) {
+        if (late[i].has_value()) settle(blamed[i], late[i], /*may_retry=*/true, &retry);
       }
       if (!rejoin.empty()) {
         FormEpoch(rejoin);

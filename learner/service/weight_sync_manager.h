@@ -14,17 +14,21 @@
 // the same sync, with the members that reported a failed c10d call within
 // `reform_window` (they are alive), and the version is broadcast again. A member that
 // has not answered by then is the likely culprit: it is left out of the next epochs as an
-// absent member (below), and its answer is still awaited. Only the workers that fail in
-// the re-formed epoch too, or that were not members, get the weights over the gRPC
-// stream, within a deadline sized by the bytes and the number of such workers
-// (FallbackDeadline). The next sync forms a new epoch if the re-formed one failed too.
+// absent member (below), and the sync does not wait for it (alive, it catches up over
+// gRPC when an item asks for the newer version; dead, its lease removes it). Only the
+// workers that fail in the re-formed epoch too, or that were not members, get the weights
+// over the gRPC stream, within a deadline sized by the bytes and the number of such
+// workers (FallbackDeadline). The next sync forms a new epoch if the re-formed one failed
+// too.
 //
 // Absent members: when a rendezvous runs out of time, the members whose rank key never
 // reached the rendezvous store are absent, and so are the members that had not answered
-// a failed epoch within `reform_window`. A member with `m` misses in a row is left out
-// of the next 2^min(m, 6) syncs (it gets them over gRPC); a member that never joins costs
-// a failed epoch at syncs 1, 4, 9, 18, 35, 68, then every 65th. A member that joins
-// forgets its misses.
+// a failed epoch within `reform_window`; the latter are sent no sync at all until they
+// call in again (a dead worker would hold every sync until its lease ran out; a live
+// one catches up over gRPC when an item asks for a newer version). A member with `m`
+// misses in a row is left out of the next 2^min(m, 6) syncs (it gets them over gRPC); a
+// member that never joins costs a failed epoch at syncs 1, 4, 9, 18, 35, 68, then every
+// 65th. A member that joins forgets its misses.
 //
 // Settling: a worker that did not take or confirm its sync in time, or that confirms
 // something other than what was published (another version or checksum, or an error
@@ -78,7 +82,8 @@ struct WeightSyncOptions {
   // How long after its broadcast a failed epoch waits for the members' answers before it
   // re-forms with those that answered (the others are blamed). A member's failed c10d
   // call ends when the learner's does, or when a peer's connection drops, so its answer
-  // follows within one RPC.
+  // follows within one RPC. Zero: no re-form (every member that did not confirm fetches
+  // over the gRPC stream, and the sync waits for every member's answer).
   absl::Duration reform_window = absl::Seconds(5);
   // The learner's assumed egress for the gRPC fallback (1 Gbit/s, the slowest link
   // docs/scaling.md assumes): the fallback's deadline is `grace` plus the bytes of one
@@ -137,7 +142,10 @@ class WeightSyncManager {
   // forgotten.
   void NoteAbsentMembers();
   // One more miss for `id`: it is left out of the next 2^min(misses, 6) syncs' epochs.
-  void NoteMissing(const std::string& id);
+  // `silent`: it did not answer a failed epoch (see Absent::silent_since).
+  void NoteMissing(const std::string& id, bool silent);
+  // Whether `w` was blamed for silence and has not called in since (no sync goes to it).
+  bool SilentSinceBlamed(const WorkerRecord& w) const;
   // Forms the current epoch's group when `new_epoch` (FormEpoch chose its members) and
   // broadcasts `params` at `version` over it. On failure the group is dropped (and, after
   // a rendezvous timeout, the members that never came are noted absent).
@@ -162,6 +170,9 @@ class WeightSyncManager {
   struct Absent {
     int misses = 0;
     int64_t until_sync = 0;  // left out of the epochs of syncs before this one
+    // When it was blamed for not answering a failed epoch (InfinitePast: never, or it was
+    // blamed for a rendezvous). Until it calls in again it is sent no sync at all.
+    absl::Time silent_since = absl::InfinitePast();
   };
   std::map<std::string, Absent> absent_;
   int64_t syncs_ = 0;  // Sync calls so far
