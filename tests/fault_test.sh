@@ -178,8 +178,9 @@ done
 wait_log "$RUN.learner.log" "broadcast epoch 1 failed" "the broadcast with a stopped member did not fail"
 # Within the same sync the group re-forms with the members that answered (issue 18), and
 # sends the version again at once: not after the stopped worker's lease.
-# (scorer-0, slow to join epoch 1 on a loaded machine, may be backed off to the stream.)
-wait_log "$RUN.learner.log" "broadcast epoch 2 re-formed with [12] of 3 workers" "epoch 1 did not re-form without the stopped worker"
+# (scorer-0 may not be a member yet, or, slow to join epoch 1 on a loaded machine, be
+# backed off to the stream: 1 or 2 of 2 or 3 workers.)
+wait_log "$RUN.learner.log" "broadcast epoch 2 re-formed with [12] of [23] workers" "epoch 1 did not re-form without the stopped worker"
 wait_log "$RUN.learner.log" "worker rollout-1 lost" "the stopped worker was never lost"
 WITHOUT=2
 # From here the run needs rollout-1: rollout-0 leaves, and the run waits for a rollout
