@@ -34,6 +34,16 @@ class WeightStreamTest : public ::testing::Test {
     return chunks;
   }
 
+  // Adds every chunk to a fresh assembler and finishes it.
+  static absl::StatusOr<torch::Tensor> Assemble(
+      const std::vector<v1::WeightChunk>& chunks, int64_t* version, uint64_t* checksum) {
+    WeightStreamAssembler assembler;
+    for (const auto& c : chunks) {
+      if (absl::Status s = assembler.Add(c); !s.ok()) return s;
+    }
+    return assembler.Finish(version, checksum);
+  }
+
   std::vector<torch::Tensor> params_;
   uint64_t checksum_ = 0;
   WeightSnapshot snapshot_;
@@ -42,11 +52,9 @@ class WeightStreamTest : public ::testing::Test {
 TEST_F(WeightStreamTest, ChunksReassembleToTheParametersAndVerify) {
   const std::vector<v1::WeightChunk> chunks = Stream(kMinWeightChunkBytes);
   ASSERT_EQ(chunks.size(), 3u);  // 64 KiB, 64 KiB, the rest
-  WeightStreamAssembler assembler;
-  for (const auto& c : chunks) ASSERT_TRUE(assembler.Add(c).ok());
   int64_t version = 0;
   uint64_t checksum = 0;
-  auto flat = assembler.Finish(&version, &checksum);
+  auto flat = Assemble(chunks, &version, &checksum);
   ASSERT_TRUE(flat.ok()) << flat.status();
   EXPECT_EQ(version, 4);
   EXPECT_EQ(checksum, checksum_);
@@ -65,11 +73,9 @@ TEST_F(WeightStreamTest, BFloat16StreamsHalfTheBytesOfTheRoundedWeights) {
   ASSERT_EQ(chunks.size(), 2u);  // 70 022 bytes: 64 KiB and the rest
   EXPECT_EQ(chunks[0].total_bytes(), 35011 * 2);
   EXPECT_EQ(chunks[0].dtype(), v1::WEIGHT_DTYPE_BFLOAT16);
-  WeightStreamAssembler assembler;
-  for (const auto& c : chunks) ASSERT_TRUE(assembler.Add(c).ok());
   int64_t version = 0;
   uint64_t got = 0;
-  auto flat = assembler.Finish(&version, &got);
+  auto flat = Assemble(chunks, &version, &got);
   ASSERT_TRUE(flat.ok()) << flat.status();
   EXPECT_EQ(version, 5);
   EXPECT_EQ(got, checksum);

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -37,6 +38,20 @@ bool Eventually(F condition) {
     std::this_thread::yield();
   }
   return true;
+}
+
+// A script under which `rank` never joins the rendezvous of a group of `world_size`
+// ranks (the rendezvous times out); other groups form.
+std::function<FakeCollectiveScript(const CollectiveOptions&)> NeverJoins(int world_size,
+                                                                         int rank) {
+  return [world_size, rank](const CollectiveOptions& c) {
+    FakeCollectiveScript s;
+    if (c.world_size == world_size) {
+      s.rendezvous = FakeCollectiveScript::Rendezvous::kTimeOut;
+      s.absent_ranks = {rank};
+    }
+    return s;
+  };
 }
 
 class WeightSyncManagerTest : public ::testing::Test {
@@ -81,6 +96,26 @@ class WeightSyncManagerTest : public ::testing::Test {
   }
 
   FakeWorker& worker(int i) { return *workers_[i]; }
+
+  // Two workers whose c10d calls fail, and groups whose broadcasts fail.
+  void BreakEveryBroadcastForTwoWorkers() {
+    AddWorkers(2);
+    for (int i = 0; i < 2; ++i) worker(i).set_c10d_answer(Answer::kError);
+    FakeCollectiveScript broken;
+    broken.broadcast = FakeCollectiveScript::Broadcast::kFail;
+    factory_.SetScript(broken);
+  }
+
+  // Three workers: "a" and "b" fail their c10d call in epoch 1 (and confirm later
+  // epochs), "c" takes its item and never answers. Starts sync.Sync(1) on another thread.
+  std::future<absl::Status> SyncWithASilentMember(WeightSyncManager& sync) {
+    AddWorkers(3);
+    worker(0).set_c10d_answer_in_epoch(1, Answer::kError);
+    worker(1).set_c10d_answer_in_epoch(1, Answer::kError);
+    worker(2).set_c10d_answer(Answer::kSilent);
+    return std::async(std::launch::async,
+                      [this, &sync] { return sync.Sync(/*version=*/1, params_); });
+  }
 
   // Moves the clock by `step` until `done` is ready (bounded by kPatience in real time):
   // the waiter may not have begun its wait when the clock first moves.
@@ -145,11 +180,7 @@ TEST_F(WeightSyncManagerTest, FormsAnEpochOnceAndBroadcastsEveryVersion) {
 // the version over the gRPC stream within the same sync, and the next sync forms a new
 // epoch.
 TEST_F(WeightSyncManagerTest, AnEpochThatFailsAgainWhenReformedFallsBackToTheStream) {
-  AddWorkers(2);
-  for (int i = 0; i < 2; ++i) worker(i).set_c10d_answer(Answer::kError);
-  FakeCollectiveScript broken;
-  broken.broadcast = FakeCollectiveScript::Broadcast::kFail;
-  factory_.SetScript(broken);
+  BreakEveryBroadcastForTwoWorkers();
   auto sync = MakeManager();
   ASSERT_TRUE(sync->Sync(/*version=*/1, params_).ok());
   EXPECT_FALSE(sync->group_formed());
@@ -192,10 +223,6 @@ TEST_F(WeightSyncManagerTest, AnEpochThatFailsAgainWhenReformedFallsBackToTheStr
 // silent member is blamed (left out of the next epochs); the sync does not wait for it,
 // and does not evict it (alive, it would catch up over gRPC; dead, its lease ends it).
 TEST_F(WeightSyncManagerTest, AFailedEpochReformsAtOnceWithoutTheMemberThatDied) {
-  AddWorkers(3);
-  worker(0).set_c10d_answer_in_epoch(1, Answer::kError);
-  worker(1).set_c10d_answer_in_epoch(1, Answer::kError);
-  worker(2).set_c10d_answer(Answer::kSilent);
   auto creates = std::make_shared<std::atomic<int>>(0);
   factory_.SetScript([creates](const CollectiveOptions&) {
     FakeCollectiveScript s;
@@ -204,8 +231,7 @@ TEST_F(WeightSyncManagerTest, AFailedEpochReformsAtOnceWithoutTheMemberThatDied)
   });
   auto sync = MakeManager();
   const absl::Time before = clock_.Now();
-  std::future<absl::Status> done =
-      std::async(std::launch::async, [&] { return sync->Sync(/*version=*/1, params_); });
+  std::future<absl::Status> done = SyncWithASilentMember(*sync);
   // a and b answered and pull again, c holds its item, and the sync waits out the window
   // (three waiters on the clock: the two pulls and the sync).
   ASSERT_TRUE(Eventually([&] {
@@ -252,22 +278,10 @@ TEST_F(WeightSyncManagerTest, AFailedEpochReformsAtOnceWithoutTheMemberThatDied)
 // A member that never joined the rendezvous is named absent by the timed-out rendezvous
 // itself: the re-form does not wait out the window for its answer.
 TEST_F(WeightSyncManagerTest, AReformDoesNotWaitForAMemberTheRendezvousNamedAbsent) {
-  AddWorkers(3);
-  worker(0).set_c10d_answer_in_epoch(1, Answer::kError);
-  worker(1).set_c10d_answer_in_epoch(1, Answer::kError);
-  worker(2).set_c10d_answer(Answer::kSilent);
-  factory_.SetScript([](const CollectiveOptions& c) {
-    FakeCollectiveScript s;
-    if (c.world_size == 4) {  // "c" (rank 3) is a member: it never joins
-      s.rendezvous = FakeCollectiveScript::Rendezvous::kTimeOut;
-      s.absent_ranks = {3};
-    }
-    return s;
-  });
+  factory_.SetScript(NeverJoins(/*world_size=*/4, /*rank=*/3));  // "c", while a member
   auto sync = MakeManager();
   const absl::Time before = clock_.Now();
-  std::future<absl::Status> done =
-      std::async(std::launch::async, [&] { return sync->Sync(/*version=*/1, params_); });
+  std::future<absl::Status> done = SyncWithASilentMember(*sync);
   ASSERT_TRUE(Eventually([&] {
     return Record("a").confirmed_version == 1 && Record("b").confirmed_version == 1 &&
            factory_.creates() == 2;
@@ -284,11 +298,7 @@ TEST_F(WeightSyncManagerTest, AReformDoesNotWaitForAMemberTheRendezvousNamedAbse
 // reform_window zero: no re-form; the workers of a failed epoch go to the gRPC stream.
 TEST_F(WeightSyncManagerTest, WithoutAReformWindowAFailedEpochGoesToTheStream) {
   options_.reform_window = absl::ZeroDuration();
-  AddWorkers(2);
-  for (int i = 0; i < 2; ++i) worker(i).set_c10d_answer(Answer::kError);
-  FakeCollectiveScript broken;
-  broken.broadcast = FakeCollectiveScript::Broadcast::kFail;
-  factory_.SetScript(broken);
+  BreakEveryBroadcastForTwoWorkers();
   auto sync = MakeManager();
   ASSERT_TRUE(sync->Sync(/*version=*/1, params_).ok());
   EXPECT_EQ(factory_.creates(), 1);
@@ -330,15 +340,8 @@ TEST_F(WeightSyncManagerTest, AWorkerThatFailsOverTheStreamTooIsEvicted) {
 // epochs at syncs 1, 4 and 9 only. The other member is in every epoch.
 TEST_F(WeightSyncManagerTest, AMemberThatStallsIsLeftOutWithADoublingBackOff) {
   AddWorkers(2);
-  worker(1).set_c10d_answer(Answer::kError);  // its c10d calls fail
-  factory_.SetScript([](const CollectiveOptions& c) {
-    FakeCollectiveScript s;
-    if (c.world_size == 3) {  // "b" (rank 2) is a member: it never joins
-      s.rendezvous = FakeCollectiveScript::Rendezvous::kTimeOut;
-      s.absent_ranks = {2};
-    }
-    return s;
-  });
+  worker(1).set_c10d_answer(Answer::kError);                     // its c10d calls fail
+  factory_.SetScript(NeverJoins(/*world_size=*/3, /*rank=*/2));  // "b", while a member
   auto sync = MakeManager();
   std::vector<int64_t> b_member;  // the syncs whose epoch had "b"
   std::vector<int64_t> b_until;
